@@ -1,0 +1,39 @@
+# tracklab-sysmon — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8080
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help run test test-slow clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.installed: $(VENV)/bin/python pyproject.toml $(wildcard setup.py native/*)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+run: $(VENV)/.installed ## Install into .venv and serve on $(HOST):$(PORT)
+	@echo "tracklab-sysmon: serving on http://$(HOST):$(PORT)/api/system/metrics"
+	$(VENV)/bin/tracklab-sysmon serve --host $(HOST) --rest-api-port $(PORT)
+
+test: $(VENV)/.installed-test ## Install with the test extra and run the fast test suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-slow: $(VENV)/.installed-test ## Run the slow tier only
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+clean: ## Remove the venv and build outputs
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,67 @@
+"""Pure-Python hot-path reader: kept file descriptors re-read with pread, parsed by `procfs`."""
+
+from __future__ import annotations
+
+import os
+
+from .collectors import procfs
+from .model import DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
+
+_CHUNK = 65536
+
+
+class PyHotReader:
+    """Reads the per-tick counters under `proc_root`; the C helper offers the same methods."""
+
+    def __init__(self, proc_root: str = "/proc") -> None:
+        self.proc_root = proc_root
+        self._fds: dict[str, int] = {}
+        self._ticks = float(os.sysconf("SC_CLK_TCK"))
+
+    def _read(self, relpath: str) -> str:
+        fd = self._fds.get(relpath)
+        if fd is None:
+            fd = os.open(os.path.join(self.proc_root, relpath), os.O_RDONLY | os.O_CLOEXEC)
+            self._fds[relpath] = fd
+        chunks = []
+        offset = 0
+        while True:
+            chunk = os.pread(fd, _CHUNK, offset)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            offset += len(chunk)
+        return b"".join(chunks).decode("utf-8", "replace")
+
+    def stat(self) -> StatCounters:
+        return procfs.parse_stat(self._read("stat"), self._ticks)
+
+    def diskstats(self) -> list[DiskCounters]:
+        return procfs.parse_diskstats(self._read("diskstats"))
+
+    def net_dev(self) -> list[NetCounters]:
+        return procfs.parse_net_dev(self._read("net/dev"))
+
+    def meminfo(self) -> MemInfo:
+        return procfs.parse_meminfo(self._read("meminfo"))
+
+    def loadavg(self) -> LoadAvg:
+        return procfs.parse_loadavg(self._read("loadavg"))
+
+    def tcp_established(self) -> int:
+        return procfs.parse_tcp_established(self._read("net/snmp"))
+
+    def process_count(self) -> int:
+        with os.scandir(self.proc_root) as entries:
+            return sum(1 for entry in entries if entry.name.isdigit())
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: os may already be gone
+            pass

@@ -1,0 +1,122 @@
+"""Command line: `tracklab-sysmon serve|snapshot|info` and the seed's `system_monitor` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+import click
+
+from . import __version__, hotpath, wire
+from .config import ServiceConfig
+from .errors import SysmonError
+
+_ROOT_OPTIONS = [
+    click.option("--proc-root", default="/proc", show_default=True, type=click.Path(file_okay=False),
+                 help="Read procfs from this tree (a captured /proc) instead of /proc."),
+    click.option("--sys-root", default="/sys", show_default=True, type=click.Path(file_okay=False),
+                 help="Read sysfs from this tree (a captured /sys) instead of /sys."),
+]
+
+_SERVE_OPTIONS = [
+    click.option("--portfile", type=click.Path(dir_okay=False),
+                 help="Write {host, port, pid, url} as JSON here once listening; removed on exit."),
+    click.option("--rest-api-port", "port", default=8080, show_default=True, type=click.IntRange(0, 65535),
+                 help="Port for REST and WebSocket; 0 picks a free one."),
+    click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind."),
+    click.option("--enable-dcgm-profiling", "enable_dcgm", is_flag=True,
+                 help="Add DCGM profiling fields for NVIDIA GPUs when DCGM is available."),
+    click.option("--verbose", is_flag=True, help="Log collector changes and every request."),
+    click.option("--node-id", help="Name of this node in snapshots [default: the hostname]."),
+    click.option("--interval", default=1.0, show_default=True, type=float, help="Seconds between samples."),
+    click.option("--history", default=3600, show_default=True, type=int, help="Snapshots kept in memory."),
+    click.option("--parent-pid", type=int, help="Exit when this process exits."),
+    *_ROOT_OPTIONS,
+]
+
+
+def _apply(options: list[Callable]) -> Callable:
+    def decorate(func: Callable) -> Callable:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def _run_service(**options) -> None:
+    from .server.runner import serve
+
+    logging.basicConfig(
+        level=logging.DEBUG if options["verbose"] else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = ServiceConfig(**options)
+        asyncio.run(serve(config))
+    except SysmonError as exc:
+        _fail(str(exc))
+
+
+def _fail(message: str) -> None:
+    click.echo(f"tracklab-sysmon: error: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tracklab-sysmon")
+def main() -> None:
+    """A small, cheap system-metrics service (REST, WebSocket, Prometheus)."""
+
+
+@main.command()
+@_apply(_SERVE_OPTIONS)
+def serve(**options) -> None:
+    """Sample this machine and serve the metrics until SIGTERM/SIGINT."""
+    _run_service(**options)
+
+
+@main.command()
+@_apply(_ROOT_OPTIONS)
+def snapshot(proc_root: str, sys_root: str) -> None:
+    """Print one snapshot as JSON (with real rates over a short interval) and exit."""
+    from .collectors import default_collectors
+    from .collectors.system import read_system_info
+    from .sampler import PRIME_SECONDS, Sampler
+
+    async def one() -> bytes:
+        on_host = proc_root == "/proc" and sys_root == "/sys"
+        collectors = default_collectors(proc_root, sys_root, statvfs=os.statvfs if on_host else None)
+        node_id = read_system_info(proc_root=proc_root, sys_root=sys_root).node_id
+        sampler = Sampler(collectors, node_id=node_id)
+        await sampler.prime()
+        await asyncio.sleep(PRIME_SECONDS)
+        await sampler.tick()
+        return sampler.latest_bytes
+
+    try:
+        click.echo(asyncio.run(one()).decode())
+    except (OSError, SysmonError) as exc:
+        _fail(str(exc))
+
+
+@main.command()
+@_apply(_ROOT_OPTIONS)
+def info(proc_root: str, sys_root: str) -> None:
+    """Print the static system information as JSON, with the hot-path backend in use."""
+    from .collectors.system import read_system_info
+
+    body = wire.system_info_to_wire(read_system_info(proc_root=proc_root, sys_root=sys_root))
+    body["backend"] = hotpath.BACKEND
+    click.echo(wire.encode(body).decode())
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="system_monitor")
+@_apply(_SERVE_OPTIONS)
+def system_monitor(**options) -> None:
+    """The seed's `system_monitor` command line: same as `tracklab-sysmon serve`."""
+    _run_service(**options)

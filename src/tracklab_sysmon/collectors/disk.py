@@ -1,0 +1,144 @@
+"""Disk: usage over physical filesystems and IO rates over whole disks only."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+
+from ..model import DiskCounters, DiskDeviceSample, DiskSample
+from ..rates import counter_rate
+from . import procfs, sysfs
+
+_VIRTUAL_PREFIXES = ("loop", "ram", "zram")
+_STACKED_PREFIXES = ("dm-", "md")
+_PARTITION_SUFFIX = re.compile(r"p?\d+$")
+MOUNT_REFRESH_SECONDS = 30.0  # mounts change rarely; re-reading them every tick is waste
+
+
+class DiskCollector:
+    name = "disk"
+    section = "disk"
+    blocking = False
+
+    def __init__(
+        self,
+        reader,
+        *,
+        proc_root: str = "/proc",
+        sys_root: str = "/sys",
+        statvfs: Callable[[str], os.statvfs_result] | None = os.statvfs,
+    ) -> None:
+        self._reader = reader
+        self._proc_root = proc_root
+        self._block_dir = os.path.join(sys_root, "block")
+        self._statvfs = statvfs
+        self._mounts: list[str] = []
+        self._mounts_read_at: float | None = None
+        self._disk_names: frozenset[str] = frozenset()
+        self._whole_disks: frozenset[str] = frozenset()
+        self._previous: dict[str, DiskCounters] = {}
+        self._previous_at: float | None = None
+
+    def collect(self, now: float) -> DiskSample:
+        usage, used, total = self._usage(now)
+        counters = self._reader.diskstats()
+        names = frozenset(c.name for c in counters)
+        if names != self._disk_names:  # hot-plug: re-decide which devices are whole disks
+            self._disk_names = names
+            self._whole_disks = whole_disks(names, self._block_dir)
+        elapsed = now - self._previous_at if self._previous_at is not None else 0.0
+        devices = tuple(
+            self._device(c, self._previous.get(c.name), elapsed)
+            for c in counters
+            if c.name in self._whole_disks
+        )
+        self._previous = {c.name: c for c in counters}
+        self._previous_at = now
+        return DiskSample(
+            usage=usage,
+            used=used,
+            total=total,
+            io_read=round(sum(d.read_rate for d in devices), 2),
+            io_write=round(sum(d.write_rate for d in devices), 2),
+            iops=round(sum(d.iops for d in devices), 2),
+            devices=devices,
+        )
+
+    @staticmethod
+    def _device(cur: DiskCounters, prev: DiskCounters | None, elapsed: float) -> DiskDeviceSample:
+        base = prev or cur  # a disk seen for the first time has no rate yet
+        ops = counter_rate(base.reads, cur.reads, elapsed) + counter_rate(base.writes, cur.writes, elapsed)
+        return DiskDeviceSample(
+            name=cur.name,
+            read_bytes=cur.read_bytes,
+            write_bytes=cur.write_bytes,
+            reads=cur.reads,
+            writes=cur.writes,
+            read_rate=round(counter_rate(base.read_bytes, cur.read_bytes, elapsed), 2),
+            write_rate=round(counter_rate(base.write_bytes, cur.write_bytes, elapsed), 2),
+            iops=round(ops, 2),
+        )
+
+    def _usage(self, now: float) -> tuple[float | None, int | None, int | None]:
+        if self._statvfs is None:
+            return None, None, None
+        if self._mounts_read_at is None or now - self._mounts_read_at >= MOUNT_REFRESH_SECONDS:
+            self._mounts = physical_mountpoints(self._proc_root)
+            self._mounts_read_at = now
+        used = avail = total = 0
+        seen = False
+        for mountpoint in self._mounts:
+            try:
+                st = self._statvfs(mountpoint)
+            except OSError:
+                continue
+            seen = True
+            total += st.f_blocks * st.f_frsize
+            used += (st.f_blocks - st.f_bfree) * st.f_frsize
+            avail += st.f_bavail * st.f_frsize
+        if not seen:
+            return None, None, None
+        # Use% as df computes it: used over the space an unprivileged user could fill.
+        usage = round(100.0 * used / (used + avail), 2) if used + avail else None
+        return usage, used, total
+
+
+def physical_mountpoints(proc_root: str) -> list[str]:
+    """One mount point per physical device (first seen), skipping loop-backed images."""
+    mounts_text = sysfs.read_text(os.path.join(proc_root, "mounts"))
+    if mounts_text is None:
+        mounts_text = sysfs.read_text(os.path.join(proc_root, "self/mounts")) or ""
+    fs_text = sysfs.read_text(os.path.join(proc_root, "filesystems")) or ""
+    physical = procfs.parse_block_filesystems(fs_text) | {"zfs"}
+    seen: set[str] = set()
+    points = []
+    for device, mountpoint, fstype in procfs.parse_mounts(mounts_text):
+        if fstype not in physical or device in seen or device.startswith("/dev/loop"):
+            continue
+        seen.add(device)
+        points.append(mountpoint)
+    return points
+
+
+def whole_disks(names: frozenset[str], block_dir: str) -> frozenset[str]:
+    """The devices whose IO is counted: whole, real disks with nothing counted beneath them."""
+    listed = sysfs.list_dir(block_dir)
+    if listed:
+        candidates = {entry.replace("!", "/") for entry in listed}
+        return frozenset(
+            n for n in names
+            if n in candidates
+            and not n.startswith(_VIRTUAL_PREFIXES)
+            and not sysfs.list_dir(os.path.join(block_dir, n.replace("/", "!"), "slaves"))
+        )
+    # No sysfs to ask (a bare captured /proc): drop virtual and stacked devices and partitions.
+    return frozenset(
+        n for n in names
+        if not n.startswith(_VIRTUAL_PREFIXES + _STACKED_PREFIXES) and not _is_partition(n, names)
+    )
+
+
+def _is_partition(name: str, names: frozenset[str]) -> bool:
+    match = _PARTITION_SUFFIX.search(name)
+    return bool(match) and match.start() > 0 and name[: match.start()] in names

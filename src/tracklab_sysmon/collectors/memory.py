@@ -1,0 +1,32 @@
+"""Memory and swap from /proc/meminfo; `used` = total - available, as `free` reports it."""
+
+from __future__ import annotations
+
+from ..model import MemorySample, SwapSample
+from ..rates import percent
+
+
+class MemoryCollector:
+    name = "memory"
+    section = "memory"
+    blocking = False
+
+    def __init__(self, reader) -> None:
+        self._reader = reader
+
+    def collect(self, now: float) -> MemorySample:
+        info = self._reader.meminfo()
+        used = info.total - info.available if info.total is not None and info.available is not None else None
+        swap_used = (
+            info.swap_total - info.swap_free
+            if info.swap_total is not None and info.swap_free is not None
+            else None
+        )
+        swap_pct = percent(swap_used, info.swap_total) if info.swap_total else (0.0 if info.swap_total == 0 else None)
+        return MemorySample(
+            usage=percent(used, info.total),
+            used=used,
+            total=info.total,
+            available=info.available,
+            swap=SwapSample(used=swap_used, total=info.swap_total, percentage=swap_pct),
+        )

@@ -1,0 +1,53 @@
+"""Network: rates over every interface but loopback, and established TCP connections."""
+
+from __future__ import annotations
+
+from ..model import InterfaceSample, NetCounters, NetworkSample
+from ..rates import counter_rate
+
+LOOPBACK = "lo"
+
+
+class NetworkCollector:
+    name = "network"
+    section = "network"
+    blocking = False
+
+    def __init__(self, reader) -> None:
+        self._reader = reader
+        self._previous: dict[str, NetCounters] = {}
+        self._previous_at: float | None = None
+
+    def collect(self, now: float) -> NetworkSample:
+        counters = [c for c in self._reader.net_dev() if c.name != LOOPBACK]
+        elapsed = now - self._previous_at if self._previous_at is not None else 0.0
+        interfaces = tuple(_interface(c, self._previous.get(c.name), elapsed) for c in counters)
+        self._previous = {c.name: c for c in counters}
+        self._previous_at = now
+        try:
+            connections: int | None = self._reader.tcp_established()
+        except (OSError, ValueError):
+            connections = None  # e.g. /proc/net/snmp hidden in a hardened container
+        return NetworkSample(
+            bytes_in=round(sum(i.bytes_in for i in interfaces), 2),
+            bytes_out=round(sum(i.bytes_out for i in interfaces), 2),
+            packets_in=round(sum(i.packets_in for i in interfaces), 2),
+            packets_out=round(sum(i.packets_out for i in interfaces), 2),
+            connections=connections,
+            interfaces=interfaces,
+        )
+
+
+def _interface(cur: NetCounters, prev: NetCounters | None, elapsed: float) -> InterfaceSample:
+    base = prev or cur  # an interface seen for the first time has no rate yet
+    return InterfaceSample(
+        name=cur.name,
+        bytes_recv=cur.bytes_recv,
+        bytes_sent=cur.bytes_sent,
+        packets_recv=cur.packets_recv,
+        packets_sent=cur.packets_sent,
+        bytes_in=round(counter_rate(base.bytes_recv, cur.bytes_recv, elapsed), 2),
+        bytes_out=round(counter_rate(base.bytes_sent, cur.bytes_sent, elapsed), 2),
+        packets_in=round(counter_rate(base.packets_recv, cur.packets_recv, elapsed), 2),
+        packets_out=round(counter_rate(base.packets_sent, cur.packets_sent, elapsed), 2),
+    )

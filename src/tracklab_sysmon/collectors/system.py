@@ -1,0 +1,102 @@
+"""Static system information for /api/system/info, read once at start-up."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+from collections.abc import Callable, Sequence
+
+from .. import __version__
+from ..model import AcceleratorSample, SystemInfo
+from . import procfs, sysfs
+
+HOST_PROC = "/proc"
+
+
+def read_system_info(
+    *,
+    node_id: str | None = None,
+    proc_root: str = "/proc",
+    sys_root: str = "/sys",
+    accelerators: Sequence[AcceleratorSample] = (),
+    disk_total: int | None = None,
+) -> SystemInfo:
+    """Everything static about the machine (or the captured tree) under the given roots."""
+    on_host = os.path.realpath(proc_root) == HOST_PROC
+    cpuinfo = sysfs.read_text(os.path.join(proc_root, "cpuinfo")) or ""
+    stat_text = sysfs.read_text(os.path.join(proc_root, "stat")) or ""
+    meminfo = procfs.parse_meminfo(sysfs.read_text(os.path.join(proc_root, "meminfo")) or "")
+    hostname = _kernel_value(proc_root, "hostname") or (socket.gethostname() if on_host else "unknown")
+    return SystemInfo(
+        platform=sys.platform,
+        architecture=_kernel_value(proc_root, "arch") or (platform.machine() if on_host else None) or "unknown",
+        cpu_model=procfs.parse_cpu_model(cpuinfo),
+        cpu_cores=physical_cores(sys_root) or procfs.parse_physical_cores(cpuinfo),
+        cpu_threads=sum(1 for line in stat_text.splitlines() if line[:3] == "cpu" and line[3:4].isdigit())
+        or None,
+        memory_total=meminfo.total,
+        swap_total=meminfo.swap_total,
+        disk_total=disk_total,
+        gpu_count=len(accelerators),
+        gpu_info=tuple(a.name or "unknown" for a in accelerators),
+        hostname=hostname,
+        ip_address=primary_ipv4(proc_root) if on_host else None,
+        node_id=node_id or hostname,
+        boot_time=_boot_time_ms(stat_text),
+        kernel=_kernel_value(proc_root, "osrelease"),
+        version=__version__,
+    )
+
+
+def physical_cores(sys_root: str) -> int | None:
+    """Distinct (package, core) pairs in sysfs CPU topology, None when topology is absent."""
+    cpu_dir = os.path.join(sys_root, "devices/system/cpu")
+    pairs = set()
+    for entry in sysfs.list_dir(cpu_dir):
+        if entry.startswith("cpu") and entry[3:].isdigit():
+            topo = os.path.join(cpu_dir, entry, "topology")
+            package = sysfs.read_text(os.path.join(topo, "physical_package_id"))
+            core = sysfs.read_text(os.path.join(topo, "core_id"))
+            if package is not None and core is not None:
+                pairs.add((package.strip(), core.strip()))
+    return len(pairs) or None
+
+
+def primary_ipv4(proc_root: str = "/proc", addresses: Callable[[], dict] | None = None) -> str | None:
+    """IPv4 address of the default route's interface, else the first non-loopback IPv4."""
+    import psutil  # not on the hot path: only asked once at start-up
+
+    by_iface = (addresses or psutil.net_if_addrs)()
+    ipv4 = {
+        name: [a.address for a in addrs if a.family == socket.AF_INET and not a.address.startswith("127.")]
+        for name, addrs in by_iface.items()
+    }
+    default_iface = _default_route_interface(proc_root)
+    if default_iface and ipv4.get(default_iface):
+        return ipv4[default_iface][0]
+    return next((found[0] for found in ipv4.values() if found), None)
+
+
+def _default_route_interface(proc_root: str) -> str | None:
+    for line in (sysfs.read_text(os.path.join(proc_root, "net/route")) or "").splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 2 and fields[1] == "00000000":
+            return fields[0]
+    return None
+
+
+def _kernel_value(proc_root: str, name: str) -> str | None:
+    text = sysfs.read_text(os.path.join(proc_root, "sys/kernel", name))
+    return text.strip() or None if text is not None else None
+
+
+def _boot_time_ms(stat_text: str) -> int | None:
+    for line in stat_text.splitlines():
+        if line.startswith("btime "):
+            try:
+                return int(line.split()[1]) * 1000
+            except (IndexError, ValueError):
+                return None
+    return None

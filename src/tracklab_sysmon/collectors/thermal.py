@@ -1,0 +1,105 @@
+"""CPU temperatures from hwmon (coretemp, k10temp, zenpower) and thermal zones under `sys_root`."""
+
+from __future__ import annotations
+
+import os
+
+from . import procfs, sysfs
+
+_PACKAGE_SENSORS = ("k10temp", "zenpower", "cpu_thermal", "soc_thermal")
+_PACKAGE_LABELS = ("Tctl", "Tdie", "Package id 0")
+_PACKAGE_ZONES = ("x86_pkg_temp", "cpu-thermal", "cpu_thermal", "soc-thermal")
+
+
+class CpuThermal:
+    """Finds the sensor files once; each read opens only the files that exist."""
+
+    def __init__(self, sys_root: str = "/sys") -> None:
+        self._core_paths: dict[int, str] = {}
+        self._package_path: str | None = None
+        self._discover(sys_root)
+
+    def core_temperatures(self) -> dict[int, float]:
+        temps = {}
+        for cpu_id, path in self._core_paths.items():
+            value = _read_celsius(path)
+            if value is not None:
+                temps[cpu_id] = value
+        return temps
+
+    def package_temperature(self) -> float | None:
+        return _read_celsius(self._package_path) if self._package_path else None
+
+    def _discover(self, sys_root: str) -> None:
+        hwmon_root = os.path.join(sys_root, "class/hwmon")
+        core_by_key: dict[tuple[int, int], str] = {}
+        coretemp_package = 0
+        for hwmon in sysfs.list_dir(hwmon_root):
+            base = os.path.join(hwmon_root, hwmon)
+            name = (sysfs.read_text(os.path.join(base, "name")) or "").strip()
+            labels = _labelled_inputs(base)
+            if name == "coretemp":
+                package = coretemp_package
+                coretemp_package += 1
+                for label, path in labels.items():
+                    if label.startswith("Package id "):
+                        package = int(label.split()[-1]) if label.split()[-1].isdigit() else package
+                        if self._package_path is None:
+                            self._package_path = path
+                for label, path in labels.items():
+                    if label.startswith("Core ") and label.split()[-1].isdigit():
+                        core_by_key[(package, int(label.split()[-1]))] = path
+            elif name in _PACKAGE_SENSORS and self._package_path is None:
+                chosen = next((labels[l] for l in _PACKAGE_LABELS if l in labels), None)
+                self._package_path = chosen or next(iter(labels.values()), None)
+        if core_by_key:
+            self._core_paths = _map_cores_to_cpus(sys_root, core_by_key)
+        if self._package_path is None:
+            self._package_path = _thermal_zone(sys_root)
+
+
+def _labelled_inputs(hwmon_dir: str) -> dict[str, str]:
+    """label -> tempN_input path; an input without a label is named by its file."""
+    found = {}
+    for entry in sysfs.list_dir(hwmon_dir):
+        if entry.startswith("temp") and entry.endswith("_input"):
+            stem = entry[: -len("_input")]
+            label = (sysfs.read_text(os.path.join(hwmon_dir, stem + "_label")) or stem).strip()
+            found[label] = os.path.join(hwmon_dir, entry)
+    return found
+
+
+def _map_cores_to_cpus(sys_root: str, core_by_key: dict[tuple[int, int], str]) -> dict[int, str]:
+    cpu_dir = os.path.join(sys_root, "devices/system/cpu")
+    paths = {}
+    for entry in sysfs.list_dir(cpu_dir):
+        if not (entry.startswith("cpu") and entry[3:].isdigit()):
+            continue
+        topo = os.path.join(cpu_dir, entry, "topology")
+        package = _read_int(os.path.join(topo, "physical_package_id"))
+        core = _read_int(os.path.join(topo, "core_id"))
+        if package is not None and core is not None and (package, core) in core_by_key:
+            paths[int(entry[3:])] = core_by_key[(package, core)]
+    return paths
+
+
+def _thermal_zone(sys_root: str) -> str | None:
+    zones = os.path.join(sys_root, "class/thermal")
+    for zone in sysfs.list_dir(zones):
+        kind = (sysfs.read_text(os.path.join(zones, zone, "type")) or "").strip()
+        if kind in _PACKAGE_ZONES:
+            return os.path.join(zones, zone, "temp")
+    return None
+
+
+def _read_int(path: str) -> int | None:
+    text = sysfs.read_text(path)
+    try:
+        return int(text.strip()) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _read_celsius(path: str | None) -> float | None:
+    text = sysfs.read_text(path) if path else None
+    return procfs.parse_millidegrees(text) if text is not None else None

@@ -1,0 +1,31 @@
+"""Fixed-capacity history of encoded snapshots: bounded memory, oldest dropped first."""
+
+from __future__ import annotations
+
+from collections import deque
+from itertools import islice
+
+
+class SnapshotRing:
+    """Keeps the last `capacity` (timestamp ms, encoded JSON bytes) pairs."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("history capacity must be at least 1")
+        self.capacity = capacity
+        self._items: deque[tuple[int, bytes]] = deque(maxlen=capacity)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def append(self, timestamp_ms: int, encoded: bytes) -> None:
+        self._items.append((timestamp_ms, encoded))
+
+    def select(self, since: int | None = None, limit: int | None = None) -> list[bytes]:
+        """Snapshots oldest first: after `since` the first `limit` of them, else the latest `limit`."""
+        limit = self.capacity if limit is None else limit
+        if since is None:
+            start = max(0, len(self._items) - limit)
+            return [encoded for _, encoded in islice(self._items, start, None)]
+        newer = (encoded for ts, encoded in self._items if ts > since)
+        return list(islice(newer, limit))

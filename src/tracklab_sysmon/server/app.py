@@ -1,0 +1,68 @@
+"""The aiohttp application factory: config in, wired app out (sampler started in cleanup_ctx)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Sequence
+
+from aiohttp import web
+
+from .. import wire
+from ..collectors import Collector, default_collectors
+from ..collectors.system import read_system_info
+from ..config import ServiceConfig
+from ..ring import SnapshotRing
+from ..sampler import PRIME_SECONDS, Sampler
+from . import keys
+from .errors import error_middleware
+from .routes import ROUTES
+
+
+def create_app(config: ServiceConfig, *, collectors: Sequence[Collector] | None = None) -> web.Application:
+    """Build the app; the sampler primes and publishes its first snapshot before serving."""
+    app = web.Application(middlewares=[error_middleware])
+    if collectors is None:
+        collectors = default_collectors(
+            # A captured tree holds no file systems to stat, so its disk usage is unknown.
+            config.proc_root, config.sys_root, statvfs=os.statvfs if config.on_host else None
+        )
+    base_info = read_system_info(
+        node_id=config.node_id, proc_root=config.proc_root, sys_root=config.sys_root
+    )
+    app[keys.CONFIG] = config
+    app[keys.SAMPLER] = Sampler(
+        collectors,
+        node_id=base_info.node_id,
+        interval=config.interval,
+        ring=SnapshotRing(config.history),
+    )
+    app[keys.SYSTEM_INFO] = base_info
+    app[keys.STARTED_AT] = time.monotonic()
+    app.router.add_routes(ROUTES)
+    app.cleanup_ctx.append(_sampling)
+    return app
+
+
+async def _sampling(app: web.Application) -> AsyncIterator[None]:
+    sampler = app[keys.SAMPLER]
+    await sampler.prime()
+    await asyncio.sleep(min(PRIME_SECONDS, sampler.interval))
+    first = await sampler.tick()
+    info = app[keys.SYSTEM_INFO]
+    info = read_system_info(
+        node_id=info.node_id,
+        proc_root=app[keys.CONFIG].proc_root,
+        sys_root=app[keys.CONFIG].sys_root,
+        accelerators=first.accelerators,
+        disk_total=first.disk.total if first.disk else None,
+    )
+    app[keys.SYSTEM_INFO] = info
+    app[keys.SYSTEM_INFO_BYTES] = wire.encode(wire.system_info_to_wire(info))
+    task = asyncio.create_task(sampler.run(), name="tracklab-sysmon-sampler")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,15 @@
+"""Typed application keys shared by the server modules."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..config import ServiceConfig
+from ..model import SystemInfo
+from ..sampler import Sampler
+
+CONFIG = web.AppKey("config", ServiceConfig)
+SAMPLER = web.AppKey("sampler", Sampler)
+SYSTEM_INFO = web.AppKey("system_info", SystemInfo)
+SYSTEM_INFO_BYTES = web.AppKey("system_info_bytes", bytes)
+STARTED_AT = web.AppKey("started_at", float)  # monotonic seconds

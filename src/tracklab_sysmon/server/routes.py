@@ -1,0 +1,98 @@
+"""REST handlers: thin adapters over the sampler's cached bytes; no collection per request."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import psutil
+from aiohttp import web
+
+from .. import __version__, hotpath, wire
+from . import keys
+from .errors import json_error
+
+JSON = "application/json"
+_PROCESS = psutil.Process(os.getpid())
+
+
+def _json_bytes(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type=JSON)
+
+
+async def health(request: web.Request) -> web.Response:
+    app = request.app
+    sampler = app[keys.SAMPLER]
+    config = app[keys.CONFIG]
+    states = {s.state for s in sampler.status.values()}
+    body = {
+        "status": "degraded" if "error" in states else "healthy",
+        "service": "system_monitor",
+        "nodeId": sampler.node_id,
+        "version": __version__,
+        "uptime": round(time.monotonic() - app[keys.STARTED_AT], 3),
+        "backend": hotpath.BACKEND,
+        "interval": sampler.interval,
+        "ticks": sampler.ticks,
+        "lastTick": sampler.latest.timestamp if sampler.latest else None,
+        "collectors": {name: s.to_wire() for name, s in sampler.status.items()},
+        "process": {
+            "pid": os.getpid(),
+            "cpuPercent": sampler.own_cpu_percent,
+            "rss": _PROCESS.memory_info().rss,
+        },
+        "dcgm": {
+            "requested": config.enable_dcgm,
+            "available": False,
+            "reason": "DCGM profiling is not supported by this build yet",
+        },
+    }
+    return _json_bytes(wire.encode(body))
+
+
+async def system_info(request: web.Request) -> web.Response:
+    return _json_bytes(request.app[keys.SYSTEM_INFO_BYTES])
+
+
+async def metrics(request: web.Request) -> web.Response:
+    sampler = request.app[keys.SAMPLER]
+    node_id = request.query.get("node_id")
+    if node_id is not None and node_id != sampler.node_id:
+        return json_error(404, f"unknown node_id {node_id!r}")
+    return _json_bytes(b"[" + sampler.latest_bytes + b"]")
+
+
+async def history(request: web.Request) -> web.Response:
+    sampler = request.app[keys.SAMPLER]
+    query = request.query
+    node_id = query.get("node_id")
+    if node_id is not None and node_id != sampler.node_id:
+        return json_error(404, f"unknown node_id {node_id!r}")
+    try:
+        since = _int_param(query, "since", 0, None)
+        limit = _int_param(query, "limit", 1, sampler.ring.capacity)
+    except ValueError as exc:
+        return json_error(400, str(exc))
+    return _json_bytes(b"[" + b",".join(sampler.ring.select(since, limit)) + b"]")
+
+
+def _int_param(query, name: str, low: int, high: int | None) -> int | None:
+    raw = query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if value < low or (high is not None and value > high):
+        bound = f"{low}-{high}" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+ROUTES = [
+    web.get("/api/health", health),
+    web.get("/api/system/info", system_info),
+    web.get("/api/system/metrics", metrics),
+    web.get("/api/system/metrics/history", history),
+]
