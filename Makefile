@@ -6,9 +6,11 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8080
 PYTEST_ARGS ?=
+# Debian packages the tests drive for real, as PACKAGE:COMMAND.
+SYSTEM_DEPS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-slow clean
+.PHONY: help run test test-slow bench system-deps clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
@@ -29,11 +31,17 @@ run: $(VENV)/.installed ## Install into .venv and serve on $(HOST):$(PORT)
 	@echo "tracklab-sysmon: serving on http://$(HOST):$(PORT)/api/system/metrics"
 	$(VENV)/bin/tracklab-sysmon serve --host $(HOST) --rest-api-port $(PORT)
 
-test: $(VENV)/.installed-test ## Install with the test extra and run the fast test suite
+system-deps: ## Install the Debian packages the tests use (when root)
+	scripts/ensure-system-deps.sh $(SYSTEM_DEPS)
+
+test: $(VENV)/.installed-test system-deps ## Install everything and run the fast test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-slow: $(VENV)/.installed-test ## Run the slow tier only
+test-slow: $(VENV)/.installed-test system-deps ## Run the slow tier only
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-test ## Run every benchmark in benchmarks/ (see docs/performance.md)
+	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
 
 clean: ## Remove the venv and build outputs
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

@@ -17,6 +17,7 @@ from ..config import ServiceConfig
 from ..ring import SnapshotRing
 from ..sampler import PRIME_SECONDS, Sampler
 from . import keys
+from .bus import SnapshotBus
 from .errors import error_middleware
 from .routes import ROUTES
 
@@ -40,6 +41,8 @@ def create_app(config: ServiceConfig, *, collectors: Sequence[Collector] | None 
         ring=SnapshotRing(config.history),
     )
     app[keys.SYSTEM_INFO] = base_info
+    bus = app[keys.BUS] = SnapshotBus()
+    app[keys.SAMPLER].add_listener(lambda snapshot, encoded: bus.publish(snapshot.node_id, encoded))
     app[keys.STARTED_AT] = time.monotonic()
     app.router.add_routes(ROUTES)
     app.cleanup_ctx.append(_sampling)
