@@ -22,7 +22,8 @@ class MemoryCollector:
             if info.swap_total is not None and info.swap_free is not None
             else None
         )
-        swap_pct = percent(swap_used, info.swap_total) if info.swap_total else (0.0 if info.swap_total == 0 else None)
+        # No swap configured is a known state: nothing of nothing is used, so 0 %, not null.
+        swap_pct = 0.0 if info.swap_total == 0 else percent(swap_used, info.swap_total)
         return MemorySample(
             usage=percent(used, info.total),
             used=used,
