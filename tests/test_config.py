@@ -1,0 +1,57 @@
+"""ServiceConfig: defaults match the seed and the process contract; bad options are one-line errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from tracklab_sysmon.config import ServiceConfig
+from tracklab_sysmon.errors import ConfigError
+
+
+def test_defaults_follow_the_seed_and_contract():
+    """Defaults: loopback, port 8080, 1 s interval, 3600 snapshots, host roots, no portfile."""
+    config = ServiceConfig()
+    assert (config.host, config.port, config.interval, config.history) == ("127.0.0.1", 8080, 1.0, 3600)
+    assert (config.proc_root, config.sys_root, config.portfile, config.parent_pid) == ("/proc", "/sys", None, None)
+    assert config.node_id is None and config.enable_dcgm is False and config.on_host
+
+
+def test_config_is_frozen():
+    """A config cannot be changed after it is built."""
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ServiceConfig().port = 1  # type: ignore[misc]
+
+
+def test_port_zero_and_top_port_are_valid():
+    """Port 0 (any free port) and 65535 are both accepted."""
+    assert ServiceConfig(port=0).port == 0 and ServiceConfig(port=65535).port == 65535
+
+
+def test_captured_tree_is_not_host():
+    """A config with another proc or sys root reads a captured tree, not this host."""
+    assert not ServiceConfig(proc_root="tree/proc").on_host
+    assert not ServiceConfig(sys_root="tree/sys").on_host
+
+
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        ({"port": -1}, "port"),
+        ({"port": 70000}, "port"),
+        ({"interval": 0}, "interval"),
+        ({"interval": float("nan")}, "interval"),
+        ({"interval": float("inf")}, "interval"),
+        ({"history": 0}, "history"),
+        ({"history": 10_000_000}, "history"),
+        ({"node_id": "  "}, "node id"),
+        ({"parent_pid": 0}, "parent pid"),
+    ],
+)
+def test_bad_options_raise_one_line_config_errors(options, words):
+    """Each invalid option raises ConfigError with one line that names the option."""
+    with pytest.raises(ConfigError) as caught:
+        ServiceConfig(**options)
+    message = str(caught.value)
+    assert words in message and "\n" not in message
