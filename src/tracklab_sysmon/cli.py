@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -62,11 +63,61 @@ def _run_service(**options) -> None:
 
 
 def _fail(message: str) -> None:
-    click.echo(f"tracklab-sysmon: error: {message}", err=True)
+    click.echo(f"{_prog()}: error: {message}", err=True)
     sys.exit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _prog() -> str:
+    ctx = click.get_current_context(silent=True)
+    return (ctx.find_root().info_name if ctx else None) or "tracklab-sysmon"
+
+
+class _OneLineError(click.ClickException):
+    """A usage error shown as one line (`prog: error: ...`), without click's usage block."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, prog: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+    def show(self, file=None) -> None:
+        click.echo(f"{self.prog}: error: {self.format_message()}", err=True)
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors():
+    try:
+        yield
+    except click.UsageError as exc:
+        if isinstance(exc, _SHOWS_HELP):  # a bare `tracklab-sysmon` prints its help instead
+            raise
+        prog = exc.ctx.find_root().info_name if exc.ctx else None
+        raise _OneLineError(exc.format_message(), prog or _prog()) from None
+
+
+_SHOWS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+class _Command(click.Command):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        with _one_line_usage_errors():
+            return super().parse_args(ctx, args)
+
+
+class _Group(click.Group):
+    command_class = _Command
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        with _one_line_usage_errors():
+            return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        with _one_line_usage_errors():
+            return super().resolve_command(ctx, args)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tracklab-sysmon")
 def main() -> None:
     """A small, cheap system-metrics service (REST, WebSocket, Prometheus)."""
@@ -109,12 +160,27 @@ def info(proc_root: str, sys_root: str) -> None:
     """Print the static system information as JSON, with the hot-path backend in use."""
     from .collectors.system import read_system_info
 
-    body = wire.system_info_to_wire(read_system_info(proc_root=proc_root, sys_root=sys_root))
+    on_host = proc_root == "/proc" and sys_root == "/sys"  # a captured tree has no file systems to stat
+    disk_total = _disk_total(proc_root, sys_root) if on_host else None
+    body = wire.system_info_to_wire(
+        read_system_info(proc_root=proc_root, sys_root=sys_root, disk_total=disk_total)
+    )
     body["backend"] = hotpath.BACKEND
     click.echo(wire.encode(body).decode())
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+def _disk_total(proc_root: str, sys_root: str) -> int | None:
+    """Physical file-system size as the disk collector (and so /api/system/info) computes it."""
+    import time
+
+    from .collectors.disk import DiskCollector
+    from .hotpath import open_reader
+
+    disk = DiskCollector(open_reader(proc_root), proc_root=proc_root, sys_root=sys_root, statvfs=os.statvfs)
+    return disk.collect(time.monotonic()).total
+
+
+@click.command(cls=_Command, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="system_monitor")
 @_apply(_SERVE_OPTIONS)
 def system_monitor(**options) -> None:

@@ -40,6 +40,7 @@ async def serve(config: ServiceConfig) -> None:
         shutdown_timeout=1.0,
     )
     await runner.setup()
+    wrote_portfile = False
     try:
         site = web.TCPSite(runner, config.host, config.port)
         try:
@@ -50,6 +51,7 @@ async def serve(config: ServiceConfig) -> None:
         url = f"http://{_url_host(host)}:{port}"
         if config.portfile:
             write_portfile(config.portfile, {"host": host, "port": port, "pid": os.getpid(), "url": url})
+            wrote_portfile = True
         print(f"tracklab-sysmon: serving on {url}", file=sys.stderr, flush=True)
         watcher = _watch_parent(config.parent_pid, stop) if config.parent_pid else None
         await stop.wait()
@@ -60,7 +62,7 @@ async def serve(config: ServiceConfig) -> None:
             await asyncio.wait_for(runner.cleanup(), SHUTDOWN_SECONDS)
         except asyncio.TimeoutError:
             log.warning("shutdown took longer than %.0f s; exiting anyway", SHUTDOWN_SECONDS)
-        if config.portfile:
+        if wrote_portfile:  # never remove a portfile that another instance wrote
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(config.portfile)
 
@@ -68,7 +70,10 @@ async def serve(config: ServiceConfig) -> None:
 def write_portfile(path: str, data: dict) -> None:
     """Write JSON atomically: a temp file in the same folder, then rename over the target."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".portfile-", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".portfile-", dir=folder)
+    except OSError as exc:
+        raise SysmonError(f"cannot write portfile {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle)
