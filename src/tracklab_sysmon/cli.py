@@ -12,7 +12,7 @@ from collections.abc import Callable
 import click
 
 from . import __version__, hotpath, wire
-from .config import ServiceConfig
+from .config import ServiceConfig, parse_peer
 from .errors import SysmonError
 
 _ROOT_OPTIONS = [
@@ -35,6 +35,12 @@ _SERVE_OPTIONS = [
     click.option("--interval", default=1.0, show_default=True, type=float, help="Seconds between samples."),
     click.option("--history", default=3600, show_default=True, type=int, help="Snapshots kept in memory."),
     click.option("--parent-pid", type=int, help="Exit when this process exits."),
+    click.option("--peer", "peers", multiple=True, metavar="URL[,token=T|,token-env=VAR]",
+                 help="Aggregate this node's snapshots too (repeatable), with its own token if it needs one."),
+    click.option("--token", envvar="TRACKLAB_SYSMON_TOKEN", show_envvar=True,
+                 help="Require this token on every route but /api/health (Bearer header or cookie)."),
+    click.option("--insecure", is_flag=True,
+                 help="Allow a non-loopback --host without a token: anyone who can connect reads the metrics."),
     *_ROOT_OPTIONS,
 ]
 
@@ -56,6 +62,7 @@ def _run_service(**options) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        options["peers"] = tuple(parse_peer(peer) for peer in options["peers"])
         config = ServiceConfig(**options)
         asyncio.run(serve(config))
     except SysmonError as exc:

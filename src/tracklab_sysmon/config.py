@@ -2,13 +2,53 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import os
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
 MIN_INTERVAL = 0.05
 MAX_HISTORY = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSpec:
+    """Another node to aggregate: its base URL and the token it wants (never shown in repr)."""
+
+    url: str
+    token: str | None = field(default=None, repr=False)
+
+
+def parse_peer(text: str) -> PeerSpec:
+    """`URL`, `URL,token=TOKEN` or `URL,token-env=VARIABLE` (keeps the token out of `ps`)."""
+    url, _, option = text.partition(",")
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+        raise ConfigError(f"peer must be an http(s)://host:port URL, got {url!r}")
+    key, _, value = option.partition("=")
+    if not option:
+        return PeerSpec(url)
+    if key == "token" and value:
+        return PeerSpec(url, value)
+    if key == "token-env" and value:
+        if not os.environ.get(value):
+            raise ConfigError(f"peer {url}: environment variable {value} is not set")
+        return PeerSpec(url, os.environ[value])
+    raise ConfigError(f"peer {url}: expected ',token=TOKEN' or ',token-env=VARIABLE' after the URL")
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback literals; any other name or address may face a network."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +65,9 @@ class ServiceConfig:
     portfile: str | None = None
     parent_pid: int | None = None
     allow_origins: tuple[str, ...] = field(default=())
+    peers: tuple[PeerSpec, ...] = field(default=())
+    token: str | None = field(default=None, repr=False)
+    insecure: bool = False  # serve a non-loopback address without a token, on purpose
 
     def __post_init__(self) -> None:
         if not (0 <= self.port <= 65535):
@@ -37,6 +80,19 @@ class ServiceConfig:
             raise ConfigError("node id must not be empty")
         if self.parent_pid is not None and self.parent_pid <= 0:
             raise ConfigError(f"parent pid must be positive, got {self.parent_pid}")
+        self._check_access()
+
+    def _check_access(self) -> None:
+        if self.token is not None and not self.token.strip():
+            raise ConfigError("token must not be empty")
+        if self.token is None and not self.insecure and not is_loopback(self.host):
+            raise ConfigError(
+                f"refusing to serve {self.host} without a token: pass --token (or set "
+                "TRACKLAB_SYSMON_TOKEN), or --insecure to expose the metrics to anyone"
+            )
+        urls = [p.url for p in self.peers]
+        if len(set(urls)) != len(urls):
+            raise ConfigError("the same peer URL is given twice")
 
     @property
     def on_host(self) -> bool:

@@ -19,12 +19,17 @@ from ..sampler import PRIME_SECONDS, Sampler
 from . import keys
 from .bus import SnapshotBus
 from .errors import error_middleware
+from .peers import setup_peers
+from .prometheus import setup_prometheus
 from .routes import ROUTES
+from .security import token_middleware
 
 
 def create_app(config: ServiceConfig, *, collectors: Sequence[Collector] | None = None) -> web.Application:
     """Build the app; the sampler primes and publishes its first snapshot before serving."""
     app = web.Application(middlewares=[error_middleware])
+    if config.token is not None:  # inside the error middleware, so refusals are JSON too
+        app.middlewares.append(token_middleware(config.token))
     if collectors is None:
         collectors = default_collectors(
             # A captured tree holds no file systems to stat, so its disk usage is unknown.
@@ -45,6 +50,8 @@ def create_app(config: ServiceConfig, *, collectors: Sequence[Collector] | None 
     app[keys.SAMPLER].add_listener(lambda snapshot, encoded: bus.publish(snapshot.node_id, encoded))
     app[keys.STARTED_AT] = time.monotonic()
     app.router.add_routes(ROUTES)
+    setup_peers(app)
+    setup_prometheus(app)
     app.cleanup_ctx.append(_sampling)
     return app
 

@@ -9,7 +9,7 @@ import psutil
 from aiohttp import web
 
 from .. import __version__, hotpath, wire
-from . import keys
+from . import keys, peers, prometheus
 from .errors import json_error
 
 JSON = "application/json"
@@ -55,11 +55,13 @@ async def system_info(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    sampler = request.app[keys.SAMPLER]
+    nodes = peers.node_snapshots(request.app)  # the local node first, then live peers
     node_id = request.query.get("node_id")
-    if node_id is not None and node_id != sampler.node_id:
-        return json_error(404, f"unknown node_id {node_id!r}")
-    return _json_bytes(b"[" + sampler.latest_bytes + b"]")
+    if node_id is not None:
+        nodes = [node for node in nodes if node[0] == node_id]
+        if not nodes:
+            return peers.missing_node(request.app, node_id)
+    return _json_bytes(b"[" + b",".join(body for _, body in nodes) + b"]")
 
 
 async def history(request: web.Request) -> web.Response:
@@ -95,4 +97,6 @@ ROUTES = [
     web.get("/api/system/info", system_info),
     web.get("/api/system/metrics", metrics),
     web.get("/api/system/metrics/history", history),
+    web.get("/api/system/nodes", peers.nodes),
+    web.get("/metrics", prometheus.metrics),
 ]

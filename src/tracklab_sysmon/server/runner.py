@@ -16,6 +16,7 @@ from aiohttp import web
 from ..config import ServiceConfig
 from ..errors import SysmonError
 from .app import create_app
+from .security import PathOnlyAccessLogger
 
 log = logging.getLogger(__name__)
 SHUTDOWN_SECONDS = 4.0  # the process contract allows 5 s from SIGTERM to exit
@@ -37,6 +38,7 @@ async def serve(config: ServiceConfig) -> None:
         app,
         handle_signals=False,
         access_log=logging.getLogger("aiohttp.access") if config.verbose else None,
+        access_log_class=PathOnlyAccessLogger,  # no query strings: a ?token= must never be logged
         shutdown_timeout=1.0,
     )
     await runner.setup()
