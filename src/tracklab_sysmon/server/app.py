@@ -22,6 +22,7 @@ from .errors import error_middleware
 from .peers import setup_peers
 from .prometheus import setup_prometheus
 from .routes import ROUTES
+from .ws import setup as setup_websocket
 from .security import token_middleware
 
 
@@ -50,6 +51,7 @@ def create_app(config: ServiceConfig, *, collectors: Sequence[Collector] | None 
     app[keys.SAMPLER].add_listener(lambda snapshot, encoded: bus.publish(snapshot.node_id, encoded))
     app[keys.STARTED_AT] = time.monotonic()
     app.router.add_routes(ROUTES)
+    setup_websocket(app)  # /ws/system-metrics, subscribed to the bus; closes sockets on shutdown
     setup_peers(app)
     setup_prometheus(app)
     app.cleanup_ctx.append(_sampling)

@@ -1,0 +1,271 @@
+"""`/ws/system-metrics`: each tick's frame is built once and the same bytes go to every subscriber.
+
+Fan-out writes the pre-framed bytes straight to each socket's transport, synchronously, from the
+bus callback: no task wake-up, no copy, no per-client encoding. A subscriber whose socket is
+backed up (its kernel buffer is full because it stopped reading) holds at most one pending
+frame per node, the newest replacing the stale one, and is dropped once stalled longer than
+`stall_timeout`. Replies to client messages (info, pong, errors) go through aiohttp's writer;
+both paths write whole frames within one event-loop step, so frames never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from dataclasses import dataclass
+
+from aiohttp import WSMsgType, web
+
+from . import keys
+from .errors import json_error
+from .ws_protocol import (
+    BadMessage,
+    Ping,
+    Subscribe,
+    error_payload,
+    info_payload,
+    metrics_payload,
+    normalize_origin,
+    origin_allowed,
+    parse_message,
+    pong_payload,
+    subscribed_payload,
+    text_frame,
+)
+
+log = logging.getLogger(__name__)
+
+WS_PATH = "/ws/system-metrics"
+CLOSE_GOING_AWAY = 1001
+CLOSE_TRY_AGAIN_LATER = 1013
+DEFAULT_MAX_CLIENTS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class WsSettings:
+    max_clients: int = DEFAULT_MAX_CLIENTS
+    heartbeat: float = 20.0  # ping period; no pong within half of it closes a dead peer
+    stall_timeout: float = 10.0  # a socket backed up this long is dropped
+    retry_interval: float = 0.1  # how often a backed-up socket is checked for room
+    max_message: int = 4096  # a bigger client message closes with 1009
+    send_buffer: int = 128 * 1024  # SO_SNDBUF per socket: bounds kernel memory for a stalled peer
+    close_timeout: float = 1.0  # wait this long for a client's close reply on shutdown
+
+
+class Subscriber:
+    """One socket's subscription and its bounded backlog (one frame per node at most)."""
+
+    __slots__ = ("ws", "transport", "hub", "node_id", "every", "ready", "sent", "dropped",
+                 "_counts", "_pending", "_stalled_since", "_retry")
+
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, hub: WsHub) -> None:
+        self.ws, self.transport, self.hub = ws, transport, hub
+        self.node_id: str | None = None
+        self.every = 1
+        self.ready = False  # frames wait in the backlog until the info frame is out
+        self.sent = 0
+        self.dropped = 0  # stale frames replaced before they could be written
+        self._counts: dict[str, int] = {}
+        self._pending: dict[str, bytes] = {}
+        self._stalled_since: float | None = None
+        self._retry: asyncio.TimerHandle | None = None
+
+    def subscribe(self, sub: Subscribe) -> None:
+        self.node_id, self.every = sub.node_id, sub.every
+        self._counts.clear()
+        self._pending = {n: f for n, f in self._pending.items() if sub.node_id in (None, n)}
+
+    def offer(self, node_id: str, frame: bytes) -> None:
+        """Queue this node's newest frame (replacing a stale one) and write it if the socket has room."""
+        if self.node_id is not None and node_id != self.node_id:
+            return
+        if self.every > 1:
+            seen = self._counts[node_id] = self._counts.get(node_id, 0) + 1
+            if (seen - 1) % self.every:
+                return
+        if node_id in self._pending:
+            self.dropped += 1
+        self._pending[node_id] = frame
+        self.flush()
+
+    def flush(self) -> None:
+        if not self.ready or not self._pending or self._retry is not None:
+            return
+        transport = self.transport
+        if transport.is_closing() or self.ws.closed:
+            self._pending.clear()
+            return
+        if transport.get_write_buffer_size():  # asyncio buffers only what the kernel refused
+            self._backed_up()
+            return
+        self._stalled_since = None
+        for frame in self._pending.values():
+            transport.write(frame)
+        self.sent += len(self._pending)
+        self._pending.clear()
+
+    def buffered(self) -> int:
+        """Bytes this socket holds in user space: asyncio's write buffer (pending frames are shared)."""
+        return self.transport.get_write_buffer_size()
+
+    def cancel(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        self._pending.clear()
+
+    def _backed_up(self) -> None:
+        now = time.monotonic()
+        if self._stalled_since is None:
+            self._stalled_since = now
+        elif now - self._stalled_since > self.hub.settings.stall_timeout:
+            log.info("WebSocket client %s stalled for %.1f s; dropping it", _peer(self.transport),
+                     now - self._stalled_since)
+            self.cancel()
+            self.transport.abort()  # it reads nothing, so a close handshake could never finish
+            return
+        loop = asyncio.get_running_loop()
+        self._retry = loop.call_later(self.hub.settings.retry_interval, self._retry_now)
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        self.flush()
+
+
+class WsHub:
+    """The set of subscribers and the latest frame of every node; subscribed to the snapshot bus."""
+
+    def __init__(self, settings: WsSettings, allow_origins: tuple[str, ...] = ()) -> None:
+        self.settings = settings
+        self.allow_origins = tuple(normalize_origin(o) if o != "*" else o for o in allow_origins)
+        self.subscribers: set[Subscriber] = set()
+        self.latest: dict[str, bytes] = {}
+        self.closing = False
+
+    def publish(self, node_id: str, encoded: bytes) -> None:
+        """Bus callback: frame the snapshot once, then hand the same bytes to every subscriber."""
+        frame = text_frame(metrics_payload(node_id, encoded))
+        self.latest[node_id] = frame
+        for subscriber in tuple(self.subscribers):
+            subscriber.offer(node_id, frame)
+
+    def start(self, subscriber: Subscriber) -> None:
+        """The info frame is out: send each node's latest frame now, then every tick's."""
+        subscriber.ready = True
+        for node_id, frame in self.latest.items():
+            subscriber.offer(node_id, frame)
+
+    async def close_all(self) -> None:
+        """Close every socket with 1001 concurrently; a peer that does not answer is cut off."""
+        self.closing = True
+        await asyncio.gather(*(self._close(s) for s in tuple(self.subscribers)))
+
+    async def _close(self, subscriber: Subscriber) -> None:
+        subscriber.cancel()
+        try:
+            await asyncio.wait_for(
+                subscriber.ws.close(code=CLOSE_GOING_AWAY, message=b"server shutting down"),
+                self.settings.close_timeout,
+            )
+        except (asyncio.TimeoutError, ConnectionError):
+            subscriber.transport.abort()
+
+
+HUB = web.AppKey("ws_hub", WsHub)
+
+
+def setup(app: web.Application) -> WsHub:
+    """Create the hub, subscribe it to the bus, register the route and the shutdown hook."""
+    config = app[keys.CONFIG]
+    settings = WsSettings(max_clients=getattr(config, "max_ws_clients", DEFAULT_MAX_CLIENTS))
+    hub = app[HUB] = WsHub(settings, config.allow_origins)
+    app[keys.BUS].subscribe(hub.publish)
+    app.router.add_get(WS_PATH, handle)
+    app.on_shutdown.append(_shutdown)
+    return hub
+
+
+async def _shutdown(app: web.Application) -> None:
+    hub = app[HUB]
+    app[keys.BUS].unsubscribe(hub.publish)
+    await hub.close_all()
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    """Check the origin and the client cap, send info, then stream frames and answer messages."""
+    hub = request.app[HUB]
+    config = request.app[keys.CONFIG]
+    origin = request.headers.get("Origin")
+    if not origin_allowed(origin, scheme=request.scheme, host=request.host, allowed=hub.allow_origins,
+                          authenticated=getattr(config, "token", None) is not None):
+        return json_error(403, f"origin {origin!r} may not open this WebSocket; "
+                               "start the service with --allow-origin to allow it", "origin_not_allowed")
+    settings = hub.settings
+    ws = web.WebSocketResponse(heartbeat=settings.heartbeat, max_msg_size=settings.max_message,
+                               compress=False, timeout=settings.close_timeout)
+    if not ws.can_prepare(request).ok:
+        return json_error(400, f"{WS_PATH} expects a WebSocket upgrade request", "upgrade_required")
+    if hub.closing or len(hub.subscribers) >= settings.max_clients:
+        await ws.prepare(request)
+        reason = "server shutting down" if hub.closing else f"too many clients (limit {settings.max_clients})"
+        await ws.close(code=CLOSE_GOING_AWAY if hub.closing else CLOSE_TRY_AGAIN_LATER, message=reason.encode())
+        return ws
+    transport = request.transport
+    assert transport is not None  # a live request always has one
+    subscriber = Subscriber(ws, transport, hub)
+    hub.subscribers.add(subscriber)  # before any await, so the cap cannot be overrun
+    try:
+        await ws.prepare(request)
+        _limit_send_buffer(transport, settings.send_buffer)
+        await ws.send_str(info_payload(request.app[keys.SYSTEM_INFO_BYTES]).decode())
+        hub.start(subscriber)
+        async for message in ws:
+            await _answer(ws, subscriber, message)
+    except ConnectionError:
+        pass  # the peer went away mid-write; nothing to tell it
+    finally:
+        hub.subscribers.discard(subscriber)
+        subscriber.cancel()
+    return ws
+
+
+async def _answer(ws: web.WebSocketResponse, subscriber: Subscriber, message) -> None:
+    if message.type is not WSMsgType.TEXT:
+        reply = error_payload("bad_message", "send JSON text frames, not binary")
+    else:
+        try:
+            request = parse_message(message.data)
+        except BadMessage as exc:
+            reply = error_payload(exc.code, str(exc))
+        else:
+            reply = _apply(subscriber, request)
+    await ws.send_str(reply.decode())
+
+
+def _apply(subscriber: Subscriber, request: Subscribe | Ping) -> bytes:
+    if isinstance(request, Ping):
+        return pong_payload(request)
+    hub = subscriber.hub
+    if request.node_id is not None and request.node_id not in hub.latest:
+        known = ", ".join(sorted(hub.latest)) or "none yet"
+        return error_payload("unknown_node", f"unknown nodeId {request.node_id!r} (known: {known})")
+    subscriber.subscribe(request)
+    return subscribed_payload(request)
+
+
+def _limit_send_buffer(transport: asyncio.Transport, size: int) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+
+def _peer(transport: asyncio.Transport) -> str:
+    peer = transport.get_extra_info("peername")
+    return f"{peer[0]}:{peer[1]}" if peer else "?"
+
+
+__all__ = ["HUB", "WS_PATH", "WsHub", "WsSettings", "handle", "setup"]
