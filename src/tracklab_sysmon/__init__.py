@@ -1,5 +1,76 @@
 """tracklab-sysmon: a small, cheap system-metrics service with REST, WebSocket and Prometheus."""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+# Public name -> module that defines it; imported on first use so `import tracklab_sysmon`
+# stays cheap (no aiohttp, no subprocess machinery, never fastapi).
+_LAZY = {
+    "SystemMonitor": "monitor",
+    "MonitorStartError": "monitor",
+    "start_system_monitor": "monitor",
+    "get_global_monitor": "monitor",
+    "stop_system_monitor": "monitor",
+    "SystemMonitorClient": "client",
+    "ClientError": "client",
+    "ServiceUnavailable": "client",
+    "ProtocolError": "client",
+    "ResponseError": "client",
+    "NotFound": "client",
+    "SystemMetricsConfig": "sdk",
+    "init_system_metrics": "sdk",
+    "shutdown_system_metrics": "sdk",
+    "get_system_metrics": "sdk",
+    "wrap_log": "sdk",
+    "init": "sdk",
+    "Run": "sdk",
+    "SysmonError": "errors",
+    "ConfigError": "errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tracklab_sysmon' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .client import (
+        ClientError,
+        NotFound,
+        ProtocolError,
+        ResponseError,
+        ServiceUnavailable,
+        SystemMonitorClient,
+    )
+    from .errors import ConfigError, SysmonError
+    from .monitor import (
+        MonitorStartError,
+        SystemMonitor,
+        get_global_monitor,
+        start_system_monitor,
+        stop_system_monitor,
+    )
+    from .sdk import (
+        Run,
+        SystemMetricsConfig,
+        get_system_metrics,
+        init,
+        init_system_metrics,
+        shutdown_system_metrics,
+        wrap_log,
+    )

@@ -1,0 +1,302 @@
+"""Async client for the service's REST and WebSocket API, with errors mapped once at the boundary.
+
+Every failure a caller can see is one of these (all are also `SysmonError`s)::
+
+    ClientError                  base of everything this module raises
+    ├── ServiceUnavailable       no connection, connection lost, timed out
+    ├── ProtocolError            the service answered something that is not the expected JSON
+    └── ResponseError            the service answered with an error (HTTP 4xx/5xx or an
+        │                        `{"type": "error"}` WebSocket frame); `.status`, `.code`
+        └── NotFound             404: unknown route or node_id
+
+aiohttp's and asyncio's own exceptions never leave this module: `_request` and `_connect_ws`
+are the only places that talk to the network, and they translate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from .errors import SysmonError
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+URL_ENV = "TRACKLAB_SYSMON_URL"  # default base URL for clients made without one
+WS_PATH = "/ws/system-metrics"
+DEFAULT_TIMEOUT = 10.0
+
+
+class ClientError(SysmonError):
+    """Base class of the client's errors."""
+
+
+class ServiceUnavailable(ClientError):
+    """The service could not be reached, dropped the connection or did not answer in time."""
+
+
+class ProtocolError(ClientError):
+    """The service's answer was not the JSON shape this client expects."""
+
+
+class ResponseError(ClientError):
+    """The service answered with an error; `status` is the HTTP status (None for a WS frame)."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class NotFound(ResponseError):
+    """The route or node does not exist (HTTP 404)."""
+
+
+def default_url() -> str:
+    """The base URL used when none is given: `$TRACKLAB_SYSMON_URL`, else 127.0.0.1:8080."""
+    return os.environ.get(URL_ENV) or DEFAULT_URL
+
+
+def ws_url(base_url: str) -> str:
+    """The WebSocket URL of the metrics stream for a service's http(s) base URL."""
+    base = base_url.rstrip("/")
+    if base.startswith("https://"):
+        return "wss://" + base[len("https://"):] + WS_PATH
+    if base.startswith("http://"):
+        return "ws://" + base[len("http://"):] + WS_PATH
+    raise ValueError(f"base URL must start with http:// or https://, got {base_url!r}")
+
+
+class SystemMonitorClient:
+    """One service's REST + WebSocket API; use as `async with SystemMonitorClient(url) as c:`."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.base_url = (base_url or default_url()).rstrip("/")
+        self.ws_url = ws_url(self.base_url)  # validates the scheme up front
+        self.timeout = timeout
+        self._session = session
+        self._owns_session = session is None
+
+    async def __aenter__(self) -> SystemMonitorClient:
+        self._ensure_session()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the session this client made itself (an injected one stays open)."""
+        if self._owns_session and self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            if not self._owns_session:
+                raise ClientError("the injected session is closed")
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        return self._session
+
+    # -- REST ------------------------------------------------------------------------------
+
+    async def health_check(self) -> bool:
+        """True when the service answers its health route; never raises (except cancellation)."""
+        try:
+            body = await self.get_health()
+        except ClientError:
+            return False
+        return isinstance(body, dict) and body.get("status") in ("healthy", "degraded")
+
+    async def get_health(self) -> dict[str, Any]:
+        """`GET /api/health`: status, collectors' health, the service's own cost."""
+        return _expect(await self._request("/api/health"), dict, "/api/health")
+
+    async def get_system_info(self) -> dict[str, Any]:
+        """`GET /api/system/info`: static facts (platform, cpu_cores, memory_total, ...)."""
+        return _expect(await self._request("/api/system/info"), dict, "/api/system/info")
+
+    async def get_metrics(self, node_id: str | None = None) -> list[dict[str, Any]]:
+        """`GET /api/system/metrics`: the latest snapshot of every node (or of one)."""
+        params = {"node_id": node_id} if node_id is not None else None
+        return _expect(await self._request("/api/system/metrics", params), list, "/api/system/metrics")
+
+    async def get_formatted_metrics(self, node_id: str | None = None) -> dict[str, Any]:
+        """One node's latest snapshot (the local node by default), e.g. `m['cpu']['overall']`."""
+        nodes = await self.get_metrics(node_id)
+        if not nodes or not isinstance(nodes[0], dict):
+            raise ProtocolError("the service returned no snapshot yet")
+        return nodes[0]
+
+    async def get_history(
+        self, node_id: str | None = None, *, since: int | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """`GET /api/system/metrics/history`: kept snapshots, oldest first (`since` in ms)."""
+        params = {
+            key: str(value)
+            for key, value in (("node_id", node_id), ("since", since), ("limit", limit))
+            if value is not None
+        }
+        path = "/api/system/metrics/history"
+        return _expect(await self._request(path, params or None), list, path)
+
+    async def _request(self, path: str, params: dict[str, str] | None = None) -> Any:
+        """GET `path` and decode JSON: the one place REST errors are translated."""
+        session = self._ensure_session()
+        url = self.base_url + path
+        try:
+            async with session.get(url, params=params, timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
+                body = await resp.read()
+                status = resp.status
+        except asyncio.TimeoutError:
+            raise ServiceUnavailable(f"{url}: no answer within {self.timeout:g} s") from None
+        except aiohttp.ClientError as exc:
+            raise ServiceUnavailable(f"{url}: {exc or type(exc).__name__}") from None
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            if status >= 400:
+                raise _response_error(status, None, f"{url}: HTTP {status}") from None
+            raise ProtocolError(f"{url}: answer is not JSON ({body[:80]!r})") from None
+        if status >= 400:
+            code, message = _error_fields(data)
+            raise _response_error(status, code, f"{url}: HTTP {status}: {message}")
+        return data
+
+    # -- WebSocket -------------------------------------------------------------------------
+
+    async def stream(
+        self,
+        node_id: str | None = None,
+        *,
+        every: int = 1,
+        reconnect: bool = True,
+        retry_delay: float = 0.5,
+        max_retry_delay: float = 10.0,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Yield each new snapshot pushed over `/ws/system-metrics`, reconnecting when dropped.
+
+        `node_id`/`every` are sent as a subscribe message (every n-th tick of that node). With
+        `reconnect=False` a lost connection raises `ServiceUnavailable` instead; an error frame
+        from the service raises `ResponseError` either way.
+        """
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        delay = retry_delay
+        while True:
+            try:
+                async for frame in self.frames(node_id, every=every):
+                    delay = retry_delay  # a frame arrived: the next outage starts over
+                    if frame.get("type") == "metrics" and isinstance(frame.get("data"), dict):
+                        yield frame["data"]
+            except ServiceUnavailable:
+                if not reconnect:
+                    raise
+            else:
+                if not reconnect:
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_retry_delay)
+
+    async def frames(self, node_id: str | None = None, *, every: int = 1) -> AsyncIterator[dict[str, Any]]:
+        """Every frame of one WebSocket connection (info, metrics, pong) until the server closes it."""
+        session = self._ensure_session()
+        ws = await self._connect_ws(session)
+        try:
+            if node_id is not None or every != 1:
+                message: dict[str, Any] = {"type": "subscribe", "every": every}
+                if node_id is not None:
+                    message["nodeId"] = node_id
+                await _ws_send(ws, message, self.ws_url)
+            while True:
+                frame = await _ws_receive(ws, self.ws_url)
+                if frame is None:
+                    return
+                if frame.get("type") == "error":
+                    code, message_text = _error_fields(frame)
+                    raise _response_error(None, code, f"{self.ws_url}: {message_text}")
+                yield frame
+        finally:
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+    async def _connect_ws(self, session: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse:
+        """Open the stream socket: the one place WebSocket handshake errors are translated."""
+        try:
+            return await session.ws_connect(
+                self.ws_url, heartbeat=max(self.timeout / 2, 1.0), timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                receive_timeout=None,
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status == 404:
+                raise NotFound(f"{self.ws_url}: no WebSocket endpoint (HTTP 404)", status=404) from None
+            raise _response_error(exc.status, None, f"{self.ws_url}: handshake refused ({exc.status})") from None
+        except asyncio.TimeoutError:
+            raise ServiceUnavailable(f"{self.ws_url}: no answer within {self.timeout:g} s") from None
+        except aiohttp.ClientError as exc:
+            raise ServiceUnavailable(f"{self.ws_url}: {exc or type(exc).__name__}") from None
+
+
+async def _ws_send(ws: aiohttp.ClientWebSocketResponse, message: dict[str, Any], url: str) -> None:
+    try:
+        await ws.send_str(orjson.dumps(message).decode())
+    except (aiohttp.ClientError, ConnectionError) as exc:
+        raise ServiceUnavailable(f"{url}: {exc or type(exc).__name__}") from None
+
+
+async def _ws_receive(ws: aiohttp.ClientWebSocketResponse, url: str) -> dict[str, Any] | None:
+    """The next JSON frame; None on a clean close; ServiceUnavailable on a lost connection."""
+    try:
+        msg = await ws.receive()
+    except (aiohttp.ClientError, ConnectionError, asyncio.TimeoutError) as exc:
+        raise ServiceUnavailable(f"{url}: {exc or type(exc).__name__}") from None
+    if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+        try:
+            frame = orjson.loads(msg.data)
+        except orjson.JSONDecodeError:
+            raise ProtocolError(f"{url}: frame is not JSON ({str(msg.data)[:80]!r})") from None
+        if not isinstance(frame, dict):
+            raise ProtocolError(f"{url}: frame is not a JSON object")
+        return frame
+    if msg.type == aiohttp.WSMsgType.ERROR:
+        raise ServiceUnavailable(f"{url}: {ws.exception() or 'connection error'}")
+    # CLOSE / CLOSING / CLOSED: a going-away close (1001, service stopping) is still an outage.
+    code = ws.close_code
+    if code in (None, 1000):
+        return None
+    raise ServiceUnavailable(f"{url}: closed by the service (code {code})")
+
+
+def _error_fields(data: Any) -> tuple[str | None, str]:
+    """(code, message) from `{"error": {...}}`, `{"type": "error", ...}` or anything else."""
+    if isinstance(data, dict):
+        inner = data.get("error")
+        if isinstance(inner, dict):
+            return inner.get("code"), str(inner.get("message", inner))
+        if isinstance(inner, str):
+            return data.get("code"), inner
+        if "message" in data:
+            return data.get("code"), str(data["message"])
+    return None, str(data)[:200]
+
+
+def _response_error(status: int | None, code: str | None, message: str) -> ResponseError:
+    if status == 404 or code in ("not_found", "unknown_node"):
+        return NotFound(message, status=status, code=code)
+    return ResponseError(message, status=status, code=code)
+
+
+def _expect(data: Any, kind: type, path: str) -> Any:
+    if not isinstance(data, kind):
+        raise ProtocolError(f"{path}: expected a JSON {kind.__name__}, got {type(data).__name__}")
+    return data

@@ -1,0 +1,122 @@
+"""FastAPI relay: `/ws/system-metrics` on a FastAPI app, piped to the service's own WebSocket.
+
+Needs the `fastapi` extra (`pip install 'tracklab-sysmon[fastapi]'`). Each browser socket gets
+one upstream socket to the service, and frames pass through unchanged in both directions
+(the service already encodes each frame once and fans it out cheaply), so the browser sees
+the service's protocol exactly: info, metrics, subscribe, ping/pong, errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+from fastapi import FastAPI, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from ..client import WS_PATH, default_url, ws_url
+
+log = logging.getLogger(__name__)
+MAX_MESSAGE = 64 * 1024  # a browser's subscribe/ping is tiny; the service applies its own cap
+CLOSE_POLICY = 1008
+CLOSE_UNAVAILABLE = 1011
+CLOSE_TOO_BIG = 1009
+
+
+def setup_websocket_routes(
+    app: FastAPI,
+    service_url: str | None = None,
+    *,
+    path: str = WS_PATH,
+    allow_origins: Iterable[str] = (),
+) -> None:
+    """Add `path` to `app`, relaying `service_url`'s metrics stream (default `$TRACKLAB_SYSMON_URL`).
+
+    Browsers are accepted from the app's own origin and from `allow_origins`; clients that send
+    no Origin (scripts) are accepted too, as on the service itself.
+    """
+    upstream = ws_url(service_url or default_url())
+    allowed = frozenset(origin.rstrip("/") for origin in allow_origins)
+
+    @app.websocket(path)
+    async def system_metrics_relay(websocket: WebSocket) -> None:
+        if not _origin_ok(websocket, allowed):
+            await websocket.close(code=CLOSE_POLICY, reason="origin not allowed")
+            return
+        await websocket.accept()
+        await _relay(websocket, upstream)
+
+
+def _origin_ok(websocket: WebSocket, allowed: frozenset[str]) -> bool:
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True
+    if origin.rstrip("/") in allowed:
+        return True
+    return urlsplit(origin).netloc.lower() == websocket.headers.get("host", "").lower()
+
+
+async def _relay(websocket: WebSocket, upstream_url: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        try:
+            upstream = await session.ws_connect(upstream_url, heartbeat=10.0, max_msg_size=0)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            log.warning("system monitor stream %s unavailable: %s", upstream_url, exc)
+            await _send_error(websocket, "unavailable", "system monitor not available")
+            await websocket.close(code=CLOSE_UNAVAILABLE)
+            return
+        async with upstream:
+            down = asyncio.create_task(_downstream(upstream, websocket))
+            up = asyncio.create_task(_upstream(websocket, upstream))
+            try:
+                done, _ = await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (down, up):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+            if down in done:  # the service went away first: tell the browser why
+                code = upstream.close_code if upstream.close_code in (1000, 1001, 1009) else CLOSE_UNAVAILABLE
+                with contextlib.suppress(Exception):
+                    await websocket.close(code=code)
+
+
+async def _downstream(upstream: aiohttp.ClientWebSocketResponse, websocket: WebSocket) -> None:
+    """Service -> browser, frame by frame, text kept as text (no decode, no re-encode)."""
+    async for msg in upstream:
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            await websocket.send_text(msg.data)
+        elif msg.type == aiohttp.WSMsgType.BINARY:
+            await websocket.send_bytes(msg.data)
+        else:
+            break
+
+
+async def _upstream(websocket: WebSocket, upstream: aiohttp.ClientWebSocketResponse) -> None:
+    """Browser -> service (subscribe, ping); ends when the browser leaves."""
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text, data = message.get("text"), message.get("bytes")
+            size = len(text.encode()) if text is not None else len(data or b"")
+            if size > MAX_MESSAGE:
+                await websocket.close(code=CLOSE_TOO_BIG)
+                return
+            if text is not None:
+                await upstream.send_str(text)
+            elif data is not None:
+                await upstream.send_bytes(data)
+    except WebSocketDisconnect:
+        return
+
+
+async def _send_error(websocket: WebSocket, code: str, message: str) -> None:
+    with contextlib.suppress(Exception):
+        await websocket.send_text(orjson.dumps({"type": "error", "code": code, "message": message}).decode())
