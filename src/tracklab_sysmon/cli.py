@@ -41,6 +41,10 @@ _SERVE_OPTIONS = [
                  help="Require this token on every route but /api/health (Bearer header or cookie)."),
     click.option("--insecure", is_flag=True,
                  help="Allow a non-loopback --host without a token: anyone who can connect reads the metrics."),
+    click.option("--allow-origin", "allow_origins", multiple=True, metavar="ORIGIN",
+                 help="Let web pages from ORIGIN (scheme://host[:port], or *) open the WebSocket (repeatable)."),
+    click.option("--max-ws-clients", default=1000, show_default=True, type=click.IntRange(1, 100_000),
+                 help="Most WebSocket clients at once; one more is closed with code 1013."),
     *_ROOT_OPTIONS,
 ]
 

@@ -12,6 +12,7 @@ from .errors import ConfigError
 
 MIN_INTERVAL = 0.05
 MAX_HISTORY = 1_000_000
+MAX_WS_CLIENTS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,8 @@ class ServiceConfig:
     verbose: bool = False
     portfile: str | None = None
     parent_pid: int | None = None
-    allow_origins: tuple[str, ...] = field(default=())
+    allow_origins: tuple[str, ...] = field(default=())  # browser origins allowed on the WebSocket; "*": any
+    max_ws_clients: int = 1000
     peers: tuple[PeerSpec, ...] = field(default=())
     token: str | None = field(default=None, repr=False)
     insecure: bool = False  # serve a non-loopback address without a token, on purpose
@@ -81,6 +83,7 @@ class ServiceConfig:
         if self.parent_pid is not None and self.parent_pid <= 0:
             raise ConfigError(f"parent pid must be positive, got {self.parent_pid}")
         self._check_access()
+        self._check_websocket()
 
     def _check_access(self) -> None:
         if self.token is not None and not self.token.strip():
@@ -93,6 +96,15 @@ class ServiceConfig:
         urls = [p.url for p in self.peers]
         if len(set(urls)) != len(urls):
             raise ConfigError("the same peer URL is given twice")
+
+    def _check_websocket(self) -> None:
+        if not (1 <= self.max_ws_clients <= MAX_WS_CLIENTS):
+            raise ConfigError(f"max WebSocket clients must be 1-{MAX_WS_CLIENTS}, got {self.max_ws_clients}")
+        for origin in self.allow_origins:
+            parts = urlsplit(origin)
+            if origin != "*" and (parts.scheme not in ("http", "https") or not parts.hostname
+                                   or parts.path.strip("/") or parts.query):
+                raise ConfigError(f"allowed origin must be scheme://host[:port] or *, got {origin!r}")
 
     @property
     def on_host(self) -> bool:

@@ -180,7 +180,7 @@ HUB = web.AppKey("ws_hub", WsHub)
 def setup(app: web.Application) -> WsHub:
     """Create the hub, subscribe it to the bus, register the route and the shutdown hook."""
     config = app[keys.CONFIG]
-    settings = WsSettings(max_clients=getattr(config, "max_ws_clients", DEFAULT_MAX_CLIENTS))
+    settings = WsSettings(max_clients=config.max_ws_clients)
     hub = app[HUB] = WsHub(settings, config.allow_origins)
     app[keys.BUS].subscribe(hub.publish)
     app.router.add_get(WS_PATH, handle)
@@ -200,7 +200,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     config = request.app[keys.CONFIG]
     origin = request.headers.get("Origin")
     if not origin_allowed(origin, scheme=request.scheme, host=request.host, allowed=hub.allow_origins,
-                          authenticated=getattr(config, "token", None) is not None):
+                          authenticated=config.token is not None):
         return json_error(403, f"origin {origin!r} may not open this WebSocket; "
                                "start the service with --allow-origin to allow it", "origin_not_allowed")
     settings = hub.settings
