@@ -1,0 +1,342 @@
+"""The one NVML wrapper: lazy start, cached handles, one query helper that turns a field's error into None."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Callable
+
+RETRY_SECONDS = 60.0  # a missing driver is asked about again this often, not every tick
+MIB = 1024 * 1024
+
+# Clock event ("throttle") reason bits, decoded to the names the wire reports.
+THROTTLE_REASONS = (
+    (0x1, "gpuIdle"),
+    (0x2, "applicationsClocksSetting"),
+    (0x4, "swPowerCap"),
+    (0x8, "hwSlowdown"),
+    (0x10, "syncBoost"),
+    (0x20, "swThermalSlowdown"),
+    (0x40, "hwThermalSlowdown"),
+    (0x80, "hwPowerBrakeSlowdown"),
+    (0x100, "displayClockSetting"),
+)
+
+# GPM metric id -> (profiling key, scale to wire units); rates arrive in MiB/s.
+GPM_METRICS = (
+    (2, "smActive", 1.0),
+    (3, "smOccupancy", 1.0),
+    (5, "tensorActive", 1.0),
+    (10, "dramActive", 1.0),
+    (20, "pcieTxBytes", MIB),
+    (21, "pcieRxBytes", MIB),
+    (61, "nvlinkTxBytes", MIB),
+    (60, "nvlinkRxBytes", MIB),
+)
+
+
+class NvmlUnavailable(Exception):
+    """NVML cannot be used here (no bindings, no library, no driver); the message says which."""
+
+
+class GpuLost(Exception):
+    """The device answered NVML_ERROR_GPU_IS_LOST: it needs a reset and its fields are gone."""
+
+
+@dataclass(slots=True)
+class Device:
+    """One GPU's cached handle, its fields known to be unsupported (never asked again) and GPM state."""
+
+    index: int
+    handle: Any
+    unsupported: set[str] = field(default_factory=set)
+    gpm: list[Any] | None = None  # two GPM samples, previous first, once GPM is known to work
+    gpm_primed: bool = False
+
+    def query(self, name: str, func: Callable[..., Any], *args: Any) -> Any:
+        """`func(handle, *args)`, or None on a field error; raises GpuLost for a lost GPU."""
+        if name in self.unsupported:
+            return None
+        try:
+            return func(self.handle, *args)
+        except _nvml.NVMLError as exc:
+            code = exc.value
+            if code == _nvml.NVML_ERROR_GPU_IS_LOST:
+                raise GpuLost(f"GPU {self.index} is lost") from None
+            if code in _PERMANENT:
+                self.unsupported.add(name)
+            return None
+        except _nvml.NVMLLibraryMismatchError:  # the driver predates this versioned entry point
+            self.unsupported.add(name)
+            return None
+
+
+class _State:
+    lock = threading.Lock()
+    devices: tuple[Device, ...] | None = None
+    failure: tuple[str, float] | None = None
+    names: dict[int, str | None] = {}
+
+
+_nvml: Any = None  # the pynvml module once NVML started
+_PERMANENT: frozenset[int] = frozenset()
+
+
+def devices(monotonic: Callable[[], float] = time.monotonic) -> tuple[Device, ...]:
+    """Start NVML on first use and return the cached devices; raises NvmlUnavailable with the reason."""
+    with _State.lock:
+        if _State.devices is not None:
+            return _State.devices
+        if _State.failure is not None and monotonic() - _State.failure[1] < RETRY_SECONDS:
+            raise NvmlUnavailable(_State.failure[0])
+        try:
+            _State.devices = _start()
+        except NvmlUnavailable as exc:
+            _State.failure = (str(exc), monotonic())
+            raise
+        return _State.devices
+
+
+def _start() -> tuple[Device, ...]:
+    global _nvml, _PERMANENT
+    try:
+        import pynvml  # nvidia-ml-py: imported only when GPUs are first asked for
+    except ImportError:
+        raise NvmlUnavailable("nvidia-ml-py is not installed") from None
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError_LibraryNotFound:
+        raise NvmlUnavailable("NVML library libnvidia-ml.so.1 not found (no NVIDIA driver)") from None
+    except pynvml.NVMLError as exc:
+        raise NvmlUnavailable(f"NVML could not start: {exc}") from None
+    _nvml = pynvml
+    _PERMANENT = frozenset(
+        (pynvml.NVML_ERROR_NOT_SUPPORTED, pynvml.NVML_ERROR_FUNCTION_NOT_FOUND, pynvml.NVML_ERROR_NO_PERMISSION)
+    )
+    try:
+        count = pynvml.nvmlDeviceGetCount()
+    except pynvml.NVMLError as exc:
+        raise NvmlUnavailable(f"NVML could not count GPUs: {exc}") from None
+    return tuple(Device(i, _handle(i)) for i in range(count))
+
+
+def _handle(index: int) -> Any:
+    try:
+        return _nvml.nvmlDeviceGetHandleByIndex(index)
+    except _nvml.NVMLError:
+        return None  # a GPU lost before start: reported as lost, the others go on
+
+
+def driver_version() -> str | None:
+    try:
+        return _text(_nvml.nvmlSystemGetDriverVersion()) if _nvml else None
+    except _nvml.NVMLError:
+        return None
+
+
+# ---------------------------------------------------------------- readers (NVML units -> wire units)
+
+
+@dataclass(frozen=True, slots=True)
+class Static:
+    name: str | None
+    uuid: str | None
+    bus_id: str | None
+
+
+def read_static(dev: Device) -> Static:
+    """Fields that never change while the driver is loaded; read once per device."""
+    pci = dev.query("pci", _nvml.nvmlDeviceGetPciInfo)
+    return Static(
+        name=_text(dev.query("name", _nvml.nvmlDeviceGetName)),
+        uuid=_text(dev.query("uuid", _nvml.nvmlDeviceGetUUID)),
+        bus_id=_text(pci.busId) if pci is not None else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Fast:
+    utilization: float | None
+    memory_utilization: float | None
+    memory_used: int | None
+    memory_total: int | None
+    temperature: float | None
+    power: float | None
+    fan_speed: float | None
+    energy: float | None
+    clock_sm: float | None
+    clock_memory: float | None
+    encoder: float | None
+    decoder: float | None
+    throttle: tuple[str, ...] | None
+    pstate: int | None
+
+
+def read_fast(dev: Device) -> Fast:
+    """The fields that change every tick: one NVML call each."""
+    n = _nvml
+    q = dev.query
+    util = q("utilization", n.nvmlDeviceGetUtilizationRates)
+    mem = q("memory", n.nvmlDeviceGetMemoryInfo)
+    reasons = q("throttle", _clock_reasons)
+    pstate = q("pstate", n.nvmlDeviceGetPerformanceState)
+    return Fast(
+        utilization=float(util.gpu) if util is not None else None,
+        memory_utilization=float(util.memory) if util is not None else None,
+        memory_used=int(mem.used) if mem is not None else None,
+        memory_total=int(mem.total) if mem is not None else None,
+        temperature=_float(q("temperature", n.nvmlDeviceGetTemperature, n.NVML_TEMPERATURE_GPU)),
+        power=_scaled(q("power", n.nvmlDeviceGetPowerUsage), 1000),
+        fan_speed=_float(q("fan", n.nvmlDeviceGetFanSpeed)),
+        energy=_scaled(q("energy", n.nvmlDeviceGetTotalEnergyConsumption), 1000),
+        clock_sm=_float(q("clockSm", n.nvmlDeviceGetClockInfo, n.NVML_CLOCK_SM)),
+        clock_memory=_float(q("clockMemory", n.nvmlDeviceGetClockInfo, n.NVML_CLOCK_MEM)),
+        encoder=_first(q("encoder", n.nvmlDeviceGetEncoderUtilization)),
+        decoder=_first(q("decoder", n.nvmlDeviceGetDecoderUtilization)),
+        throttle=tuple(name for bit, name in THROTTLE_REASONS if reasons & bit) if reasons is not None else None,
+        pstate=pstate if pstate is not None and 0 <= pstate < n.NVML_PSTATE_UNKNOWN else None,
+    )
+
+
+def _clock_reasons(handle: Any) -> int:
+    try:
+        return _nvml.nvmlDeviceGetCurrentClocksEventReasons(handle)
+    except _nvml.NVMLError_FunctionNotFound:  # drivers before 535 only have the old name
+        return _nvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle)
+
+
+@dataclass(frozen=True, slots=True)
+class Slow:
+    power_limit: float | None
+    pcie_tx: float | None
+    pcie_rx: float | None
+    ecc_corrected: int | None
+    ecc_uncorrected: int | None
+    processes: tuple[dict[str, Any], ...] | None
+    mig: dict[str, Any] | None
+
+
+def read_slow(dev: Device) -> Slow:
+    """Fields that are costly to ask for (PCIe sampling, process tables, MIG) or rarely change."""
+    n = _nvml
+    q = dev.query
+    return Slow(
+        power_limit=_scaled(q("powerLimit", n.nvmlDeviceGetEnforcedPowerLimit), 1000),
+        pcie_tx=_scaled(q("pcieTx", n.nvmlDeviceGetPcieThroughput, n.NVML_PCIE_UTIL_TX_BYTES), 1 / 1024),
+        pcie_rx=_scaled(q("pcieRx", n.nvmlDeviceGetPcieThroughput, n.NVML_PCIE_UTIL_RX_BYTES), 1 / 1024),
+        ecc_corrected=q("ecc", n.nvmlDeviceGetTotalEccErrors, n.NVML_MEMORY_ERROR_TYPE_CORRECTED, n.NVML_VOLATILE_ECC),
+        ecc_uncorrected=q(
+            "ecc", n.nvmlDeviceGetTotalEccErrors, n.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, n.NVML_VOLATILE_ECC
+        ),
+        processes=_processes(dev),
+        mig=_mig(dev),
+    )
+
+
+def _processes(dev: Device) -> tuple[dict[str, Any], ...] | None:
+    compute = dev.query("processes", _nvml.nvmlDeviceGetComputeRunningProcesses)
+    graphics = dev.query("graphicsProcesses", _nvml.nvmlDeviceGetGraphicsRunningProcesses)
+    if compute is None and graphics is None:
+        return None
+    seen: dict[int, dict[str, Any]] = {}
+    for proc in (compute or []) + (graphics or []):
+        if proc.pid not in seen:  # a process using compute and graphics is listed by both
+            seen[proc.pid] = {"pid": proc.pid, "name": _process_name(proc.pid), "usedMemory": proc.usedGpuMemory}
+    return tuple(seen.values())
+
+
+def _process_name(pid: int) -> str | None:
+    if pid not in _State.names:
+        if len(_State.names) > 4096:  # pids recycle: keep the cache bounded
+            _State.names.clear()
+        try:
+            _State.names[pid] = _text(_nvml.nvmlSystemGetProcessName(pid))
+        except _nvml.NVMLError:
+            _State.names[pid] = None
+    return _State.names[pid]
+
+
+def _mig(dev: Device) -> dict[str, Any] | None:
+    mode = dev.query("mig", _nvml.nvmlDeviceGetMigMode)
+    if mode is None:
+        return None
+    current, pending = mode
+    body: dict[str, Any] = {"enabled": bool(current), "pending": bool(pending), "instances": []}
+    if current != _nvml.NVML_DEVICE_MIG_ENABLE:
+        return body
+    for slot in range(dev.query("mig", _nvml.nvmlDeviceGetMaxMigDeviceCount) or 0):
+        handle = dev.query("migSlot", _nvml.nvmlDeviceGetMigDeviceHandleByIndex, slot)
+        if handle is None:
+            continue  # an empty slot answers NOT_FOUND
+        body["instances"].append(_mig_instance(slot, Device(dev.index, handle)))
+    return body
+
+
+def _mig_instance(slot: int, inst: Device) -> dict[str, Any]:
+    mem = inst.query("memory", _nvml.nvmlDeviceGetMemoryInfo)
+    return {
+        "index": slot,
+        "uuid": _text(inst.query("uuid", _nvml.nvmlDeviceGetUUID)),
+        "gpuInstanceId": inst.query("gi", _nvml.nvmlDeviceGetGpuInstanceId),
+        "computeInstanceId": inst.query("ci", _nvml.nvmlDeviceGetComputeInstanceId),
+        "memory": {"used": int(mem.used), "total": int(mem.total)} if mem is not None else None,
+    }
+
+
+def read_gpm(dev: Device) -> dict[str, float | None] | None:
+    """Profiling metrics from GPM (Hopper and newer) between this call and the last; None if unsupported."""
+    n = _nvml
+    if dev.gpm is None:
+        support = dev.query("gpm", n.nvmlGpmQueryDeviceSupport)
+        if support is None or not support.isSupportedDevice:
+            dev.unsupported.add("gpm")
+            return None
+        dev.gpm = [n.nvmlGpmSampleAlloc(), n.nvmlGpmSampleAlloc()]
+    if dev.query("gpm", n.nvmlGpmSampleGet, dev.gpm[1]) is None:
+        return None
+    dev.gpm.reverse()  # the newest sample is now first... and becomes "previous" next time
+    if not dev.gpm_primed:
+        dev.gpm_primed = True
+        return None
+    request = n.c_nvmlGpmMetricsGet_t()
+    request.version = n.NVML_GPM_METRICS_GET_VERSION
+    request.numMetrics = len(GPM_METRICS)
+    request.sample1, request.sample2 = dev.gpm[1], dev.gpm[0]
+    for i, (metric_id, _, _) in enumerate(GPM_METRICS):
+        request.metrics[i].metricId = metric_id
+    try:
+        n.nvmlGpmMetricsGet(request)
+    except n.NVMLError:
+        return None
+    return {
+        key: round(request.metrics[i].value * scale, 3) if request.metrics[i].nvmlReturn == 0 else None
+        for i, (_, key, scale) in enumerate(GPM_METRICS)
+    }
+
+
+# ---------------------------------------------------------------- small conversions
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if value is not None else None
+
+
+def _scaled(value: Any, divisor: float) -> float | None:
+    return round(value / divisor, 3) if value is not None else None
+
+
+def _first(pair: Any) -> float | None:
+    return float(pair[0]) if pair is not None else None
+
+
+def loaded() -> ModuleType | None:
+    """The pynvml module when NVML has started, else None (for health reports)."""
+    return _nvml

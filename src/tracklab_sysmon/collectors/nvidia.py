@@ -1,0 +1,151 @@
+"""NVIDIA GPUs through NVML (and DCGM or GPM profiling when asked): cheap per tick, one lost GPU never blanks the rest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import _nvml
+from .._dcgm import DcgmProfiler
+from ..model import AcceleratorMemory, AcceleratorSample
+from ..rates import percent
+from . import Unavailable
+
+SLOW_SECONDS = 5.0  # PCIe sampling, process tables, ECC, MIG: asked at most this often
+LOST_RETRY_SECONDS = 30.0  # a lost GPU is probed again this often (it comes back only after a reset)
+NOT_REQUESTED = "profiling was not requested (start with --enable-dcgm-profiling)"
+
+
+class NvidiaCollector:
+    name = "nvidia"
+    section = "accelerators"
+    blocking = True  # NVML calls block in the driver: the sampler runs this in a worker thread
+
+    def __init__(self, *, enable_dcgm: bool = False, dcgm: DcgmProfiler | None = None) -> None:
+        self.enable_dcgm = enable_dcgm
+        self._dcgm = dcgm if dcgm is not None else (DcgmProfiler() if enable_dcgm else None)
+        self._static: dict[int, _nvml.Static] = {}
+        self._slow: dict[int, _nvml.Slow] = {}
+        self._slow_at: float | None = None
+        self._lost_at: dict[int, float] = {}
+        self._source: str | None = None
+        self._reason: str | None = NOT_REQUESTED if not enable_dcgm else "no sample taken yet"
+
+    def collect(self, now: float) -> tuple[AcceleratorSample, ...]:
+        try:
+            devices = _nvml.devices()
+        except _nvml.NvmlUnavailable as exc:
+            self._reason = str(exc) if self.enable_dcgm else NOT_REQUESTED
+            raise Unavailable(str(exc)) from None
+        if not devices:
+            raise Unavailable("NVML found no NVIDIA GPU")
+        slow_due = self._slow_at is None or now - self._slow_at >= SLOW_SECONDS
+        if slow_due:
+            self._slow_at = now
+        profiles = self._dcgm_profiles()
+        return tuple(self._sample(dev, now, slow_due, profiles) for dev in devices)
+
+    def profiling_status(self) -> dict[str, object]:
+        """What `/api/health` reports under "dcgm": requested, available, source and why not."""
+        return {
+            "requested": self.enable_dcgm,
+            "available": self._source is not None,
+            "source": self._source,
+            "reason": None if self._source is not None else self._reason,
+        }
+
+    # ------------------------------------------------------------ one device
+
+    def _sample(
+        self, dev: _nvml.Device, now: float, slow_due: bool, profiles: dict[int, dict] | None
+    ) -> AcceleratorSample:
+        lost_at = self._lost_at.get(dev.index)
+        if dev.handle is None or (lost_at is not None and now - lost_at < LOST_RETRY_SECONDS):
+            return self._lost(dev)
+        try:
+            static = self._static.get(dev.index) or self._static.setdefault(dev.index, _nvml.read_static(dev))
+            fast = _nvml.read_fast(dev)
+            if slow_due or dev.index not in self._slow:
+                self._slow[dev.index] = _nvml.read_slow(dev)
+            profiling = self._device_profile(dev, profiles)
+        except _nvml.GpuLost:
+            self._lost_at[dev.index] = now
+            return self._lost(dev)
+        self._lost_at.pop(dev.index, None)
+        return _build(dev.index, static, fast, self._slow[dev.index], profiling)
+
+    def _lost(self, dev: _nvml.Device) -> AcceleratorSample:
+        static = self._static.get(dev.index)
+        return AcceleratorSample(
+            id=dev.index,
+            type="gpu",
+            name=static.name if static else None,
+            utilization=None,
+            memory=AcceleratorMemory(None, None, None),
+            temperature=None,
+            power=None,
+            fan_speed=None,
+            vendor="nvidia",
+            uuid=static.uuid if static else None,
+            extra=(("busId", static.bus_id if static else None), ("lost", True)),
+        )
+
+    # ------------------------------------------------------------ profiling: DCGM first, else GPM
+
+    def _dcgm_profiles(self) -> dict[int, dict] | None:
+        if not self.enable_dcgm or self._dcgm is None:
+            return None
+        profiles = self._dcgm.read()
+        if profiles is not None:
+            self._source, self._reason = "dcgm", None
+        return profiles
+
+    def _device_profile(self, dev: _nvml.Device, profiles: dict[int, dict] | None) -> dict | None:
+        if not self.enable_dcgm:
+            return None
+        if profiles is not None:
+            return profiles.get(dev.index)
+        gpm = _nvml.read_gpm(dev)
+        if "gpm" in dev.unsupported:
+            self._source = None
+            dcgm_reason = self._dcgm.reason if self._dcgm is not None else "DCGM is not configured"
+            self._reason = f"{dcgm_reason}; GPM profiling is not supported by GPU {dev.index}"
+        else:
+            self._source, self._reason = "gpm", None
+        return gpm
+
+
+def _build(
+    index: int, static: _nvml.Static, fast: _nvml.Fast, slow: _nvml.Slow, profiling: dict | None
+) -> AcceleratorSample:
+    extra: tuple[tuple[str, Any], ...] = (
+        ("busId", static.bus_id),
+        ("memoryUtilization", fast.memory_utilization),
+        ("encoderUtilization", fast.encoder),
+        ("decoderUtilization", fast.decoder),
+        ("clocks", {"sm": fast.clock_sm, "memory": fast.clock_memory}),
+        ("powerLimit", slow.power_limit),
+        ("energy", fast.energy),
+        ("pcie", {"rx": slow.pcie_rx, "tx": slow.pcie_tx}),
+        ("eccErrors", {"corrected": slow.ecc_corrected, "uncorrected": slow.ecc_uncorrected}),
+        ("throttleReasons", list(fast.throttle) if fast.throttle is not None else None),
+        ("performanceState", fast.pstate),
+        ("processes", list(slow.processes) if slow.processes is not None else None),
+        ("mig", slow.mig),
+        ("profiling", profiling),
+        ("lost", False),
+    )
+    return AcceleratorSample(
+        id=index,
+        type="gpu",
+        name=static.name,
+        utilization=fast.utilization,
+        memory=AcceleratorMemory(
+            used=fast.memory_used, total=fast.memory_total, percentage=percent(fast.memory_used, fast.memory_total)
+        ),
+        temperature=fast.temperature,
+        power=fast.power,
+        fan_speed=fast.fan_speed,
+        vendor="nvidia",
+        uuid=static.uuid,
+        extra=extra,
+    )

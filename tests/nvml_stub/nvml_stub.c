@@ -1,0 +1,463 @@
+/* A stand-in libnvidia-ml.so.1 for tests: the NVML entry points the collector calls, with
+ * scenarios chosen by environment variables read at nvmlInitWithFlags:
+ *   NVML_STUB_INIT         ok (default) | driver_not_loaded | no_permission
+ *   NVML_STUB_GPUS         number of GPUs (default 1, at most 16)
+ *   NVML_STUB_UNSUPPORTED  comma list of fields answering NOT_SUPPORTED (fan, power, ...)
+ *   NVML_STUB_LOST_INDEX   index of a GPU that is lost while the file NVML_STUB_LOST_FLAG exists
+ *   NVML_STUB_MIG          comma list of GPU indices with MIG enabled (two instances each)
+ *   NVML_STUB_GPM          1: GPM profiling metrics are supported
+ * nvmlStubCallCount(name) is a test-only export counting calls per entry point. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SUCCESS 0
+#define ERR_UNINITIALIZED 1
+#define ERR_INVALID_ARGUMENT 2
+#define ERR_NOT_SUPPORTED 3
+#define ERR_NO_PERMISSION 4
+#define ERR_NOT_FOUND 6
+#define ERR_INSUFFICIENT_SIZE 7
+#define ERR_DRIVER_NOT_LOADED 9
+#define ERR_GPU_IS_LOST 15
+#define MAX_GPUS 16
+#define MIG_SLOTS 7
+#define GIB (1024ULL * 1024ULL * 1024ULL)
+
+typedef struct device {
+    unsigned index;
+    int mig_parent; /* -1 for a physical GPU, else the parent's index */
+    unsigned mig_slot;
+} device;
+
+static device gpus[MAX_GPUS];
+static device migs[MAX_GPUS][MIG_SLOTS];
+static unsigned gpu_count = 0;
+static int initialised = 0;
+static char unsupported[512] = "";
+static int lost_index = -1;
+static const char *lost_flag = NULL;
+static char mig_list[128] = "";
+static int gpm = 0;
+static unsigned long long energy_tick = 0;
+
+/* ---- call counting (test-only export) */
+#define MAX_NAMES 64
+static const char *count_names[MAX_NAMES];
+static unsigned long long count_values[MAX_NAMES];
+
+static void count(const char *name) {
+    for (int i = 0; i < MAX_NAMES; i++) {
+        if (count_names[i] == NULL) { count_names[i] = name; count_values[i] = 1; return; }
+        if (strcmp(count_names[i], name) == 0) { count_values[i]++; return; }
+    }
+}
+
+unsigned long long nvmlStubCallCount(const char *name) {
+    for (int i = 0; i < MAX_NAMES && count_names[i]; i++)
+        if (strcmp(count_names[i], name) == 0) return count_values[i];
+    return 0;
+}
+
+/* ---- scenario helpers */
+static int listed(const char *list, const char *item) {
+    size_t n = strlen(item);
+    const char *p = list;
+    while ((p = strstr(p, item)) != NULL) {
+        int starts = (p == list || p[-1] == ',');
+        int ends = (p[n] == '\0' || p[n] == ',');
+        if (starts && ends) return 1;
+        p += n;
+    }
+    return 0;
+}
+
+static int mig_enabled(unsigned index) {
+    char item[16];
+    snprintf(item, sizeof item, "%u", index);
+    return listed(mig_list, item);
+}
+
+/* Common checks for a device call: initialised, valid handle, lost GPU, unsupported field. */
+static int check(const device *d, const char *field) {
+    if (!initialised) return ERR_UNINITIALIZED;
+    if (d == NULL) return ERR_INVALID_ARGUMENT;
+    unsigned gpu = d->mig_parent >= 0 ? (unsigned)d->mig_parent : d->index;
+    if ((int)gpu == lost_index && lost_flag && access(lost_flag, F_OK) == 0) return ERR_GPU_IS_LOST;
+    if (field && listed(unsupported, field)) return ERR_NOT_SUPPORTED;
+    return SUCCESS;
+}
+
+#define CHECK(d, field) do { int rc_ = check((d), (field)); if (rc_) return rc_; } while (0)
+
+static void copy_env(char *dst, size_t size, const char *name) {
+    const char *value = getenv(name);
+    snprintf(dst, size, "%s", value ? value : "");
+}
+
+/* ---- library */
+int nvmlInitWithFlags(unsigned flags) {
+    (void)flags;
+    count("nvmlInitWithFlags");
+    const char *mode = getenv("NVML_STUB_INIT");
+    if (mode && strcmp(mode, "driver_not_loaded") == 0) return ERR_DRIVER_NOT_LOADED;
+    if (mode && strcmp(mode, "no_permission") == 0) return ERR_NO_PERMISSION;
+    const char *n = getenv("NVML_STUB_GPUS");
+    gpu_count = n ? (unsigned)atoi(n) : 1;
+    if (gpu_count > MAX_GPUS) gpu_count = MAX_GPUS;
+    copy_env(unsupported, sizeof unsupported, "NVML_STUB_UNSUPPORTED");
+    copy_env(mig_list, sizeof mig_list, "NVML_STUB_MIG");
+    const char *lost = getenv("NVML_STUB_LOST_INDEX");
+    lost_index = lost ? atoi(lost) : -1;
+    lost_flag = getenv("NVML_STUB_LOST_FLAG");
+    const char *g = getenv("NVML_STUB_GPM");
+    gpm = g && strcmp(g, "1") == 0;
+    for (unsigned i = 0; i < MAX_GPUS; i++) {
+        gpus[i] = (device){i, -1, 0};
+        for (unsigned s = 0; s < MIG_SLOTS; s++) migs[i][s] = (device){s, (int)i, s};
+    }
+    initialised = 1;
+    return SUCCESS;
+}
+
+int nvmlInit_v2(void) { return nvmlInitWithFlags(0); }
+
+int nvmlShutdown(void) {
+    count("nvmlShutdown");
+    initialised = 0;
+    return SUCCESS;
+}
+
+const char *nvmlErrorString(int result) {
+    switch (result) {
+    case SUCCESS: return "Success";
+    case ERR_NOT_SUPPORTED: return "Not Supported";
+    case ERR_GPU_IS_LOST: return "GPU is lost";
+    default: return "Stub Error";
+    }
+}
+
+int nvmlSystemGetDriverVersion(char *version, unsigned length) {
+    if (!initialised) return ERR_UNINITIALIZED;
+    snprintf(version, length, "%s", "550.54.15");
+    return SUCCESS;
+}
+
+int nvmlDeviceGetCount_v2(unsigned *n) {
+    count("nvmlDeviceGetCount_v2");
+    if (!initialised) return ERR_UNINITIALIZED;
+    *n = gpu_count;
+    return SUCCESS;
+}
+
+int nvmlDeviceGetHandleByIndex_v2(unsigned index, device **handle) {
+    count("nvmlDeviceGetHandleByIndex_v2");
+    if (!initialised) return ERR_UNINITIALIZED;
+    if (index >= gpu_count) return ERR_INVALID_ARGUMENT;
+    *handle = &gpus[index];
+    return SUCCESS;
+}
+
+/* ---- identity */
+int nvmlDeviceGetName(device *d, char *name, unsigned length) {
+    count("nvmlDeviceGetName");
+    CHECK(d, "name");
+    snprintf(name, length, "%s", d->mig_parent >= 0 ? "NVIDIA Stub MIG 1g.10gb" : "NVIDIA Stub A100-SXM4-40GB");
+    return SUCCESS;
+}
+
+int nvmlDeviceGetUUID(device *d, char *uuid, unsigned length) {
+    count("nvmlDeviceGetUUID");
+    CHECK(d, "uuid");
+    if (d->mig_parent >= 0)
+        snprintf(uuid, length, "MIG-00000000-0000-0000-%04d-%012u", d->mig_parent, d->mig_slot);
+    else
+        snprintf(uuid, length, "GPU-00000000-0000-0000-0000-%012u", d->index);
+    return SUCCESS;
+}
+
+typedef struct pci_info {
+    char bus_id_legacy[16];
+    unsigned domain, bus, device, pci_device_id, pci_subsystem_id;
+    char bus_id[32];
+} pci_info;
+
+int nvmlDeviceGetPciInfo_v3(device *d, pci_info *pci) {
+    count("nvmlDeviceGetPciInfo_v3");
+    CHECK(d, "pci");
+    memset(pci, 0, sizeof *pci);
+    pci->bus = 0x10 + d->index;
+    pci->pci_device_id = 0x20B010DE;
+    snprintf(pci->bus_id, sizeof pci->bus_id, "00000000:%02X:00.0", pci->bus);
+    snprintf(pci->bus_id_legacy, sizeof pci->bus_id_legacy, "0000:%02X:00.0", pci->bus);
+    return SUCCESS;
+}
+
+/* ---- per-tick fields */
+typedef struct utilization { unsigned gpu, memory; } utilization;
+
+int nvmlDeviceGetUtilizationRates(device *d, utilization *u) {
+    count("nvmlDeviceGetUtilizationRates");
+    CHECK(d, "utilization");
+    u->gpu = 10 + d->index;
+    u->memory = 5 + d->index;
+    return SUCCESS;
+}
+
+typedef struct memory { unsigned long long total, free, used; } memory;
+
+int nvmlDeviceGetMemoryInfo(device *d, memory *m) {
+    count("nvmlDeviceGetMemoryInfo");
+    CHECK(d, "memory");
+    if (d->mig_parent >= 0) {
+        m->total = 10 * GIB;
+        m->used = (d->mig_slot + 1) * GIB;
+    } else {
+        m->total = 40 * GIB;
+        m->used = (d->index + 1) * GIB;
+    }
+    m->free = m->total - m->used;
+    return SUCCESS;
+}
+
+int nvmlDeviceGetTemperature(device *d, int sensor, unsigned *t) {
+    count("nvmlDeviceGetTemperature");
+    CHECK(d, "temperature");
+    if (sensor != 0) return ERR_INVALID_ARGUMENT;
+    *t = 40 + d->index;
+    return SUCCESS;
+}
+
+int nvmlDeviceGetPowerUsage(device *d, unsigned *mw) {
+    count("nvmlDeviceGetPowerUsage");
+    CHECK(d, "power");
+    *mw = 100000 + 1000 * d->index;
+    return SUCCESS;
+}
+
+int nvmlDeviceGetEnforcedPowerLimit(device *d, unsigned *mw) {
+    count("nvmlDeviceGetEnforcedPowerLimit");
+    CHECK(d, "powerlimit");
+    *mw = 400000;
+    return SUCCESS;
+}
+
+int nvmlDeviceGetTotalEnergyConsumption(device *d, unsigned long long *mj) {
+    count("nvmlDeviceGetTotalEnergyConsumption");
+    CHECK(d, "energy");
+    energy_tick++;
+    *mj = 5000000ULL + 1000ULL * d->index + 10ULL * energy_tick; /* cumulative: only grows */
+    return SUCCESS;
+}
+
+int nvmlDeviceGetFanSpeed(device *d, unsigned *percent) {
+    count("nvmlDeviceGetFanSpeed");
+    CHECK(d, "fan");
+    *percent = 30 + d->index;
+    return SUCCESS;
+}
+
+int nvmlDeviceGetClockInfo(device *d, int type, unsigned *mhz) {
+    count("nvmlDeviceGetClockInfo");
+    CHECK(d, "clocks");
+    if (type == 1) *mhz = 1410;       /* NVML_CLOCK_SM */
+    else if (type == 2) *mhz = 1215;  /* NVML_CLOCK_MEM */
+    else return ERR_INVALID_ARGUMENT;
+    return SUCCESS;
+}
+
+static int codec(device *d, const char *field, unsigned base, unsigned *util, unsigned *period) {
+    CHECK(d, field);
+    *util = base + d->index;
+    *period = 167000;
+    return SUCCESS;
+}
+
+int nvmlDeviceGetEncoderUtilization(device *d, unsigned *util, unsigned *period) {
+    count("nvmlDeviceGetEncoderUtilization");
+    return codec(d, "encoder", 1, util, period);
+}
+
+int nvmlDeviceGetDecoderUtilization(device *d, unsigned *util, unsigned *period) {
+    count("nvmlDeviceGetDecoderUtilization");
+    return codec(d, "decoder", 2, util, period);
+}
+
+int nvmlDeviceGetPcieThroughput(device *d, int counter, unsigned *kbps) {
+    count("nvmlDeviceGetPcieThroughput");
+    CHECK(d, "pcie");
+    if (counter == 0) *kbps = 1000 * (d->index + 1);       /* TX */
+    else if (counter == 1) *kbps = 2000 * (d->index + 1);  /* RX */
+    else return ERR_INVALID_ARGUMENT;
+    return SUCCESS;
+}
+
+int nvmlDeviceGetTotalEccErrors(device *d, int error_type, int counter_type, unsigned long long *n) {
+    count("nvmlDeviceGetTotalEccErrors");
+    CHECK(d, "ecc");
+    if (counter_type != 0) return ERR_INVALID_ARGUMENT; /* only volatile counters here */
+    *n = error_type == 0 ? d->index : 0;               /* corrected = index, uncorrected = 0 */
+    return SUCCESS;
+}
+
+int nvmlDeviceGetCurrentClocksEventReasons(device *d, unsigned long long *reasons) {
+    count("nvmlDeviceGetCurrentClocksEventReasons");
+    CHECK(d, "throttle");
+    *reasons = d->index == 0 ? (0x4ULL | 0x20ULL) : 0x1ULL; /* SwPowerCap|SwThermal, else idle */
+    return SUCCESS;
+}
+
+int nvmlDeviceGetCurrentClocksThrottleReasons(device *d, unsigned long long *reasons) {
+    return nvmlDeviceGetCurrentClocksEventReasons(d, reasons);
+}
+
+int nvmlDeviceGetPerformanceState(device *d, int *pstate) {
+    count("nvmlDeviceGetPerformanceState");
+    CHECK(d, "pstate");
+    *pstate = d->index == 0 ? 0 : 8;
+    return SUCCESS;
+}
+
+/* ---- processes */
+typedef struct process_info {
+    unsigned pid;
+    unsigned long long used;
+    unsigned gpu_instance_id, compute_instance_id;
+} process_info;
+
+static int processes(device *d, const char *field, unsigned base_pid, unsigned *n, process_info *out) {
+    CHECK(d, "processes");
+    (void)field;
+    unsigned have = d->index == 0 ? 2 : 0;
+    if (have == 0) { *n = 0; return SUCCESS; }
+    if (out == NULL || *n < have) { *n = have; return ERR_INSUFFICIENT_SIZE; }
+    out[0] = (process_info){base_pid, 1 * GIB, 0xFFFFFFFF, 0xFFFFFFFF};
+    out[1] = (process_info){base_pid + 1, 0xFFFFFFFFFFFFFFFFULL, 0xFFFFFFFF, 0xFFFFFFFF};
+    *n = have;
+    return SUCCESS;
+}
+
+int nvmlDeviceGetComputeRunningProcesses_v3(device *d, unsigned *n, process_info *out) {
+    count("nvmlDeviceGetComputeRunningProcesses_v3");
+    return processes(d, "processes", 4242, n, out);
+}
+
+int nvmlDeviceGetGraphicsRunningProcesses_v3(device *d, unsigned *n, process_info *out) {
+    count("nvmlDeviceGetGraphicsRunningProcesses_v3");
+    /* graphics pid 4243 is also the second compute process: it must be listed once */
+    return processes(d, "processes", 4243, n, out);
+}
+
+int nvmlSystemGetProcessName(unsigned pid, char *name, unsigned length) {
+    count("nvmlSystemGetProcessName");
+    if (!initialised) return ERR_UNINITIALIZED;
+    snprintf(name, length, "stub-worker-%u", pid);
+    return SUCCESS;
+}
+
+/* ---- MIG */
+int nvmlDeviceGetMigMode(device *d, unsigned *current, unsigned *pending) {
+    count("nvmlDeviceGetMigMode");
+    CHECK(d, "mig");
+    *current = *pending = (unsigned)mig_enabled(d->index);
+    return SUCCESS;
+}
+
+int nvmlDeviceGetMaxMigDeviceCount(device *d, unsigned *n) {
+    count("nvmlDeviceGetMaxMigDeviceCount");
+    CHECK(d, "mig");
+    *n = mig_enabled(d->index) ? MIG_SLOTS : 0;
+    return SUCCESS;
+}
+
+int nvmlDeviceGetMigDeviceHandleByIndex(device *d, unsigned index, device **mig) {
+    count("nvmlDeviceGetMigDeviceHandleByIndex");
+    CHECK(d, "mig");
+    if (!mig_enabled(d->index) || index >= MIG_SLOTS) return ERR_INVALID_ARGUMENT;
+    if (index >= 2) return ERR_NOT_FOUND; /* two instances created out of seven slots */
+    *mig = &migs[d->index][index];
+    return SUCCESS;
+}
+
+int nvmlDeviceGetGpuInstanceId(device *d, unsigned *id) {
+    count("nvmlDeviceGetGpuInstanceId");
+    CHECK(d, NULL);
+    if (d->mig_parent < 0) return ERR_INVALID_ARGUMENT;
+    *id = 1 + d->mig_slot;
+    return SUCCESS;
+}
+
+int nvmlDeviceGetComputeInstanceId(device *d, unsigned *id) {
+    count("nvmlDeviceGetComputeInstanceId");
+    CHECK(d, NULL);
+    if (d->mig_parent < 0) return ERR_INVALID_ARGUMENT;
+    *id = 0;
+    return SUCCESS;
+}
+
+/* ---- GPM (Hopper and newer profiling metrics) */
+typedef struct gpm_support { unsigned version, supported; } gpm_support;
+typedef struct gpm_sample { unsigned long long serial; } gpm_sample;
+typedef struct metric_info { const char *short_name, *long_name, *unit; } metric_info;
+typedef struct gpm_metric {
+    unsigned id;
+    int ret;
+    double value;
+    metric_info info;
+} gpm_metric;
+typedef struct gpm_metrics_get {
+    unsigned version, count;
+    gpm_sample *sample1, *sample2;
+    gpm_metric metrics[477];
+} gpm_metrics_get;
+
+static unsigned long long gpm_serial = 0;
+
+int nvmlGpmQueryDeviceSupport(device *d, gpm_support *s) {
+    count("nvmlGpmQueryDeviceSupport");
+    CHECK(d, NULL);
+    s->supported = (unsigned)gpm;
+    return SUCCESS;
+}
+
+int nvmlGpmSampleAlloc(gpm_sample **sample) {
+    count("nvmlGpmSampleAlloc");
+    *sample = calloc(1, sizeof **sample);
+    return *sample ? SUCCESS : ERR_INSUFFICIENT_SIZE;
+}
+
+int nvmlGpmSampleFree(gpm_sample *sample) {
+    free(sample);
+    return SUCCESS;
+}
+
+int nvmlGpmSampleGet(device *d, gpm_sample *sample) {
+    count("nvmlGpmSampleGet");
+    CHECK(d, "gpm");
+    if (!gpm) return ERR_NOT_SUPPORTED;
+    sample->serial = ++gpm_serial;
+    return SUCCESS;
+}
+
+int nvmlGpmMetricsGet(gpm_metrics_get *get) {
+    count("nvmlGpmMetricsGet");
+    if (!initialised) return ERR_UNINITIALIZED;
+    if (get->version != 1 || !get->sample1 || !get->sample2) return ERR_INVALID_ARGUMENT;
+    for (unsigned i = 0; i < get->count; i++) {
+        gpm_metric *m = &get->metrics[i];
+        m->ret = SUCCESS;
+        switch (m->id) {
+        case 2: m->value = 61.5; break;    /* SM_UTIL % */
+        case 3: m->value = 33.25; break;   /* SM_OCCUPANCY % */
+        case 5: m->value = 12.5; break;    /* ANY_TENSOR_UTIL % */
+        case 10: m->value = 40.0; break;   /* DRAM_BW_UTIL % */
+        case 20: m->value = 2.0; break;    /* PCIE_TX_PER_SEC MiB/s */
+        case 21: m->value = 4.0; break;    /* PCIE_RX_PER_SEC MiB/s */
+        case 60: m->value = 8.0; break;    /* NVLINK_TOTAL_RX_PER_SEC MiB/s */
+        case 61: m->value = 16.0; break;   /* NVLINK_TOTAL_TX_PER_SEC MiB/s */
+        default: m->ret = ERR_NOT_SUPPORTED; m->value = 0.0;
+        }
+    }
+    return SUCCESS;
+}
