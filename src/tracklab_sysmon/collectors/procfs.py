@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from ..errors import ParseError
 from ..model import CpuTimes, DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
 
 SECTOR_BYTES = 512  # /proc/diskstats always counts 512-byte sectors, whatever the device's size
 _CPU_MODES = 8  # user nice system idle iowait irq softirq steal
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
 def parse_stat(text: str, ticks_per_second: float) -> StatCounters:
@@ -186,4 +189,5 @@ def parse_block_filesystems(text: str) -> frozenset[str]:
 
 
 def _unescape(field: str) -> str:
-    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    # Decode every \ooo escape, not a fixed list: kernels also escape e.g. "#" in some versions.
+    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
