@@ -197,7 +197,10 @@ class SystemMonitorClient:
             try:
                 async for frame in self.frames(node_id, every=every):
                     delay = retry_delay  # a frame arrived: the next outage starts over
-                    if frame.get("type") == "metrics" and isinstance(frame.get("data"), dict):
+                    if frame.get("type") != "metrics" or not isinstance(frame.get("data"), dict):
+                        continue
+                    # Frames sent before the service read our subscribe may be for other nodes.
+                    if node_id is None or frame.get("nodeId") == node_id:
                         yield frame["data"]
             except ServiceUnavailable:
                 if not reconnect:

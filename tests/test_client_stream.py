@@ -1,0 +1,116 @@
+"""SystemMonitorClient.stream()/frames() over the real `/ws/system-metrics` of real servers on port 0."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from tracklab_sysmon.client import NotFound, ServiceUnavailable, SystemMonitorClient
+from tracklab_sysmon.config import ServiceConfig
+from tracklab_sysmon.server import create_app
+
+FAST = 0.1  # seconds between ticks, so a test sees several frames quickly
+
+
+def _app(node_id: str):
+    return create_app(ServiceConfig(node_id=node_id, interval=FAST, history=10))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+async def service(aiohttp_server):
+    return await aiohttp_server(_app("stream-node"))
+
+
+async def _take(iterator, count: int) -> list:
+    items = []
+    async for item in iterator:
+        items.append(item)
+        if len(items) == count:
+            break
+    return items
+
+
+async def test_stream_yields_fresh_snapshots_with_seed_keys(service):
+    """stream() yields one snapshot per tick, each newer than the last, with cpu.overall and memory.usage."""
+    async with SystemMonitorClient(f"http://127.0.0.1:{service.port}") as client:
+        snaps = await asyncio.wait_for(_take(client.stream(), 3), 10)
+    stamps = [s["timestamp"] for s in snaps]
+    assert stamps == sorted(stamps) and len(set(stamps[1:])) == 2
+    for snap in snaps:
+        assert snap["node_id"] == "stream-node"
+        assert isinstance(snap["cpu"]["overall"], float) and isinstance(snap["memory"]["usage"], float)
+
+
+async def test_frames_start_with_info_then_metrics(service):
+    """frames() passes every frame: the info frame first, then metrics frames tagged with nodeId."""
+    async with SystemMonitorClient(f"http://127.0.0.1:{service.port}") as client:
+        frames = await asyncio.wait_for(_take(client.frames(), 2), 10)
+    assert frames[0]["type"] == "info" and frames[0]["data"]["node_id"] == "stream-node"
+    assert frames[1]["type"] == "metrics" and frames[1]["nodeId"] == "stream-node"
+
+
+async def test_subscribe_to_unknown_node_raises_not_found(service):
+    """Subscribing to a node the service does not know surfaces its error frame as NotFound."""
+    async with SystemMonitorClient(f"http://127.0.0.1:{service.port}") as client:
+        with pytest.raises(NotFound, match="no-such-node"):
+            await asyncio.wait_for(_take(client.stream("no-such-node"), 1), 10)
+
+
+async def test_stream_every_n_skips_ticks(service):
+    """every=3 yields every third tick: consecutive snapshots are about three intervals apart."""
+    async with SystemMonitorClient(f"http://127.0.0.1:{service.port}") as client:
+        snaps = await asyncio.wait_for(_take(client.stream("stream-node", every=3), 3), 15)
+    gaps = [b["timestamp"] - a["timestamp"] for a, b in zip(snaps[1:], snaps[2:])]
+    assert all(gap >= 2 * FAST * 1000 for gap in gaps)
+
+
+async def test_stream_reconnects_after_the_service_restarts():
+    """When the service goes away and comes back on the same port, stream() carries on with the new one."""
+    port = _free_port()
+    first = TestServer(_app("before"), host="127.0.0.1", port=port)
+    await first.start_server()
+    client = SystemMonitorClient(f"http://127.0.0.1:{port}")
+    stream = client.stream(retry_delay=0.05, max_retry_delay=0.2)
+    second = None
+    try:
+        assert (await asyncio.wait_for(anext(stream), 10))["node_id"] == "before"
+        await first.close()
+        second = TestServer(_app("after"), host="127.0.0.1", port=port)
+        await second.start_server()
+        node = None
+        while node != "after":  # at most one frame of the old server may still be in flight
+            node = (await asyncio.wait_for(anext(stream), 10))["node_id"]
+    finally:
+        await stream.aclose()
+        await client.close()
+        if second is not None:
+            await second.close()
+
+
+async def test_stream_without_reconnect_raises_when_service_stops():
+    """With reconnect=False a service shutting down (close 1001) ends the stream with ServiceUnavailable."""
+    server = TestServer(_app("once"), host="127.0.0.1", port=0)
+    await server.start_server()
+    async with SystemMonitorClient(f"http://127.0.0.1:{server.port}") as client:
+        stream = client.stream(reconnect=False)
+        await asyncio.wait_for(anext(stream), 10)
+        await server.close()
+        with pytest.raises(ServiceUnavailable, match="1001|closed"):
+            while True:
+                await asyncio.wait_for(anext(stream), 10)
+
+
+async def test_stream_to_nothing_listening_raises_without_reconnect():
+    """No service at all: a non-reconnecting stream raises ServiceUnavailable at once."""
+    async with SystemMonitorClient(f"http://127.0.0.1:{_free_port()}") as client:
+        with pytest.raises(ServiceUnavailable):
+            await anext(client.stream(reconnect=False))
