@@ -7,7 +7,7 @@ import os
 from . import procfs, sysfs
 
 _PACKAGE_SENSORS = ("k10temp", "zenpower", "cpu_thermal", "soc_thermal")
-_PACKAGE_LABELS = ("Tctl", "Tdie", "Package id 0")
+_PACKAGE_LABELS = ("Tdie", "Tctl", "Package id 0")  # Tdie first: Tctl may carry a fan-control offset
 _PACKAGE_ZONES = ("x86_pkg_temp", "cpu-thermal", "cpu_thermal", "soc-thermal")
 
 
@@ -44,7 +44,8 @@ class CpuThermal:
                 for label, path in labels.items():
                     if label.startswith("Package id "):
                         package = int(label.split()[-1]) if label.split()[-1].isdigit() else package
-                        if self._package_path is None:
+                        # hwmon numbering follows probe order, so pick package 0 by its label.
+                        if self._package_path is None or package == 0:
                             self._package_path = path
                 for label, path in labels.items():
                     if label.startswith("Core ") and label.split()[-1].isdigit():
