@@ -186,8 +186,8 @@ class SystemMetrics:
         except (OSError, ValueError, SysmonError) as exc:
             with self._lock:
                 self._latest, self._latest_ts = {}, None
-            if not self._warned:  # one warning per outage, not one per step
-                self._warned = True
+                first_failure, self._warned = not self._warned, True
+            if first_failure:  # one warning per outage, not one per step
                 log.warning("system metrics unavailable from %s (%s); logging without them", self.service_url, exc)
             return False
         flat = flatten_snapshot(
@@ -198,9 +198,9 @@ class SystemMetrics:
             if snapshot.get("timestamp") != self._latest_ts:  # the same sample twice counts once
                 self._window.append(flat)
             self._latest, self._latest_ts = flat, snapshot.get("timestamp")
-        if self._warned:
+            recovered, self._warned = self._warned, False
+        if recovered:
             log.warning("system metrics from %s are back", self.service_url)
-            self._warned = False
         return True
 
     def _run(self) -> None:

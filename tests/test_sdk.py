@@ -1,0 +1,224 @@
+"""SDK: flat keys, aggregation, the background cache against a real service, Run and wrap_log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+
+import pytest
+
+from tracklab_sysmon import sdk
+from tracklab_sysmon.errors import ConfigError, SysmonError
+from tracklab_sysmon.monitor import SystemMonitor
+from tracklab_sysmon.sdk import (
+    SystemMetricsConfig,
+    aggregate,
+    flatten_snapshot,
+    get_system_metrics,
+    init,
+    init_system_metrics,
+    shutdown_system_metrics,
+    wrap_log,
+)
+
+SNAPSHOT = {
+    "node_id": "n",
+    "timestamp": 1,
+    "cpu": {"overall": 45.5, "temperature": None, "cores": [{"id": 0, "usage": 50.0}, {"id": 1, "usage": 41.0}]},
+    "memory": {"usage": 65.0, "used": 10, "swap": {"percentage": None}},
+    "disk": None,
+    "network": {"bytesIn": 1024, "bytesOut": 512},
+    "accelerators": [
+        {"id": 0, "type": "gpu", "utilization": 80.0, "memory": {"used": 4, "percentage": 50.0},
+         "temperature": 75.0, "power": None},
+        {"id": 3, "type": "npu", "utilization": 10.0, "memory": None},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def service():
+    """One real service for the module, ticking fast so refreshes see new samples."""
+    with SystemMonitor(rest_port=0, interval=0.1) as mon:
+        yield mon
+
+
+@pytest.fixture(autouse=True)
+def no_global_metrics():
+    yield
+    shutdown_system_metrics()
+
+
+def _closed_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def _lines(run) -> list[dict]:
+    return [json.loads(line) for line in run.path.read_text().splitlines()]
+
+
+def test_flatten_keeps_numbers_and_drops_nulls():
+    """Flat keys follow `system/<section>.<field>` and `system/gpu.<id>.<field>`; nulls are absent."""
+    flat = flatten_snapshot(SNAPSHOT)
+    assert flat == {
+        "system/cpu.overall": 45.5,
+        "system/memory.usage": 65.0,
+        "system/memory.used": 10,
+        "system/network.bytesIn": 1024,
+        "system/network.bytesOut": 512,
+        "system/gpu.0.utilization": 80.0,
+        "system/gpu.0.memory.percentage": 50.0,
+        "system/gpu.0.memory.used": 4,
+        "system/gpu.0.temperature": 75.0,
+        "system/npu.3.utilization": 10.0,
+    }
+
+
+def test_flatten_options():
+    """include_gpu=False drops accelerators, include_cores adds per-core usage, prefix is applied."""
+    flat = flatten_snapshot(SNAPSHOT, prefix="sys.", include_gpu=False, include_cores=True)
+    assert "sys.cpu.core.0.usage" in flat and flat["sys.cpu.core.1.usage"] == 41.0
+    assert not any("gpu" in key or "npu" in key for key in flat)
+
+
+def test_aggregate_mean_min_max():
+    """aggregate gives the mean under the key and .min/.max beside it, over samples holding the key."""
+    out = aggregate([{"a": 1.0, "b": 5}, {"a": 3.0}, {"a": 8.0, "b": 7}])
+    assert out == {"a": 4.0, "a.min": 1.0, "a.max": 8.0, "b": 6.0, "b.min": 5, "b.max": 7}
+
+
+def test_config_validation():
+    """Nonsense configuration fails at construction with a ConfigError naming the field."""
+    with pytest.raises(ConfigError, match="cache_duration"):
+        SystemMetricsConfig(cache_duration=0)
+    with pytest.raises(ConfigError, match="service_url"):
+        SystemMetricsConfig(service_url="localhost:8080")
+
+
+def test_seed_flow_logs_system_metrics(service, tmp_path):
+    """init_system_metrics + init + run.log writes JSON lines holding the user's keys and system keys."""
+    init_system_metrics(SystemMetricsConfig(service_url=service.url, cache_duration=0.1))
+    metrics = get_system_metrics()
+    assert 0.0 <= metrics["system/cpu.overall"] <= 100.0 and 0.0 < metrics["system/memory.usage"] < 100.0
+    run = init(project="my-project", dir=tmp_path)
+    run.log({"accuracy": 0.95})
+    run.log({"accuracy": 0.96}, step=10)
+    run.log({"accuracy": 0.97})
+    run.finish()
+    lines = _lines(run)
+    assert run.path.parent == tmp_path / "my-project"
+    assert [line["_step"] for line in lines] == [0, 10, 11]
+    assert [line["accuracy"] for line in lines] == [0.95, 0.96, 0.97]
+    assert all("system/cpu.overall" in line and "system/memory.usage" in line for line in lines)
+
+
+def test_unreachable_service_gives_empty_metrics_and_one_warning(tmp_path, caplog):
+    """With nothing listening, logging still works, carries no system keys, and warns only once."""
+    caplog.set_level(logging.WARNING, logger="tracklab_sysmon.sdk")
+    metrics = init_system_metrics(SystemMetricsConfig(service_url=_closed_url(), cache_duration=0.05, timeout=0.5))
+    for _ in range(3):
+        metrics.refresh()
+    run = init(project="offline", dir=tmp_path)
+    for step in range(5):
+        run.log({"loss": 1.0 / (step + 1)})
+    run.finish()
+    assert get_system_metrics() == {}
+    assert all(not any(k.startswith("system/") for k in line) for line in _lines(run))
+    warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_recovery_is_announced_and_metrics_return(service, caplog):
+    """After an outage the cache fills again as soon as the service answers, and says it is back."""
+    caplog.set_level(logging.WARNING, logger="tracklab_sysmon.sdk")
+    metrics = sdk.SystemMetrics(SystemMetricsConfig(service_url=_closed_url(), timeout=0.5))
+    assert metrics.refresh() is False and metrics.latest() == {}
+    metrics.service_url = service.url
+    assert metrics.refresh() is True and "system/cpu.overall" in metrics.latest()
+    assert any("back" in r.getMessage() for r in caplog.records)
+
+
+def test_aggregation_reports_window_and_resets(service, tmp_path):
+    """aggregate=True logs mean/min/max over the samples since the previous log, then starts a new window."""
+    metrics = init_system_metrics(
+        SystemMetricsConfig(service_url=service.url, cache_duration=3600, aggregate=True)
+    )  # the thread refreshes once; the test refreshes by hand
+    import time
+
+    for _ in range(3):
+        time.sleep(0.12)  # the service ticks every 0.1 s, so each refresh sees a new sample
+        metrics.refresh()
+    window = len(metrics._window)
+    first = metrics.for_log()
+    assert window >= 3
+    key = "system/memory.usage"
+    assert first[key + ".min"] <= first[key] <= first[key + ".max"]
+    assert len(metrics._window) == 0
+    again = metrics.for_log()  # no new sample: the latest value stands for the window
+    assert again[key + ".min"] == again[key] == again[key + ".max"]
+
+
+def test_wrap_log_adds_metrics_to_any_tracker(service):
+    """wrap_log passes the caller's dict plus system keys, and the other arguments untouched."""
+    calls = []
+
+    def tracker_log(data, step=None, commit=True):
+        calls.append((data, step, commit))
+        return "ok"
+
+    wrapped = wrap_log(tracker_log)
+    assert wrapped.__name__ == "tracker_log"
+    assert wrapped({"loss": 0.5}, 3, commit=False) == "ok"  # nothing initialised yet
+    init_system_metrics(SystemMetricsConfig(service_url=service.url))
+    wrapped({"loss": 0.4, "system/cpu.overall": -1.0}, step=4)
+    (plain, step0, commit0), (data, step1, commit1) = calls
+    assert plain == {"loss": 0.5} and (step0, commit0) == (3, False)
+    assert data["loss"] == 0.4 and data["system/cpu.overall"] == -1.0  # the caller's key wins
+    assert "system/memory.usage" in data and (step1, commit1) == (4, True)
+
+
+def test_disabled_config_collects_nothing(tmp_path):
+    """enabled=False installs nothing: get_system_metrics stays {} and no thread runs."""
+    assert init_system_metrics(SystemMetricsConfig(enabled=False, service_url=_closed_url())) is None
+    assert get_system_metrics() == {}
+
+
+def test_start_service_launches_a_monitor_when_none_answers():
+    """start_service=True starts a SystemMonitor when service_url is dead, and stops it on shutdown."""
+    metrics = init_system_metrics(SystemMetricsConfig(service_url=_closed_url(), start_service=True, timeout=1.0))
+    monitor = metrics._monitor
+    assert monitor is not None and monitor.running
+    assert "system/cpu.overall" in get_system_metrics()
+    shutdown_system_metrics()
+    assert not monitor.running
+
+
+def test_run_rejects_bad_input(tmp_path):
+    """Bad project names, non-mapping data and logging after finish are clear errors."""
+    with pytest.raises(ConfigError, match="project"):
+        init(project="../escape", dir=tmp_path)
+    run = init(project="p", name="r1", dir=tmp_path)
+    with pytest.raises(TypeError, match="mapping"):
+        run.log([("a", 1)])
+    run.finish()
+    run.finish()
+    with pytest.raises(SysmonError, match="finished"):
+        run.log({"a": 1})
+    assert run.path == tmp_path / "p" / "r1.jsonl"
+
+
+def test_run_serialises_array_scalars_and_odd_values(tmp_path):
+    """Values with .item() (numpy, torch scalars) log as numbers; other objects as their str."""
+
+    class Scalar:
+        def item(self):
+            return 2.5
+
+    run = init(project="p", dir=tmp_path)
+    run.log({"x": Scalar(), "path": tmp_path / "a"})
+    run.finish()
+    (line,) = _lines(run)
+    assert line["x"] == 2.5 and line["path"] == str(tmp_path / "a")
