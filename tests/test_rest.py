@@ -105,7 +105,7 @@ async def test_metrics_has_the_seed_keys_and_types(client):
     network = snap["network"]
     assert all(_is_number(network[k]) for k in ("bytesIn", "bytesOut", "packetsIn", "packetsOut"))
     assert isinstance(network["connections"], int)
-    assert snap["accelerators"] == []
+    assert isinstance(snap["accelerators"], list)
 
 
 async def test_metrics_node_filter(client):
@@ -127,7 +127,7 @@ async def test_system_info_has_the_seed_keys(client):
     assert info["platform"] == "linux" and info["node_id"] == NODE and info["version"] == __version__
     assert info["cpu_threads"] == len(await _cores(client)) and 1 <= info["cpu_cores"] <= info["cpu_threads"]
     assert isinstance(info["disk_total"], int) and info["disk_total"] > 0
-    assert info["gpu_count"] == 0 and info["gpu_info"] == []
+    assert info["gpu_count"] == len(info["gpu_info"])
 
 
 async def _cores(client) -> list:
@@ -140,17 +140,19 @@ async def test_health_body(client):
     assert health["status"] == "healthy" and health["service"] == "system_monitor"
     assert health["nodeId"] == NODE and health["version"] == __version__
     assert health["backend"] == hotpath.BACKEND and health["uptime"] >= 0
-    assert set(health["collectors"]) == {"cpu", "memory", "disk", "network"}
-    assert {c["status"] for c in health["collectors"].values()} == {"ok"}
+    core = {"cpu", "memory", "disk", "network"}
+    assert core <= set(health["collectors"])
+    assert {health["collectors"][name]["status"] for name in core} == {"ok"}
+    assert {c["status"] for c in health["collectors"].values()} <= {"ok", "unavailable"}
     assert isinstance(health["process"]["rss"], int) and health["process"]["rss"] > 0
-    assert health["dcgm"]["requested"] is False and health["dcgm"]["available"] is False
+    assert health["dcgm"]["requested"] is False
 
 
 async def test_health_reports_dcgm_requested(aiohttp_client, counting):
-    """--enable-dcgm-profiling shows as requested (and unavailable) in /api/health."""
+    """--enable-dcgm-profiling shows as requested in /api/health, with whether DCGM is available."""
     client = await aiohttp_client(create_app(_config(enable_dcgm=True), collectors=counting))
     health = await _json(await client.get("/api/health"))
-    assert health["dcgm"]["requested"] is True and health["dcgm"]["available"] is False
+    assert health["dcgm"]["requested"] is True and isinstance(health["dcgm"]["available"], bool)
 
 
 async def test_own_cpu_percent_after_two_ticks(client):
@@ -179,7 +181,7 @@ async def test_unavailable_collector_is_not_degraded(aiohttp_client):
     health = await _json(await client.get("/api/health"))
     assert health["status"] == "healthy"
     assert health["collectors"]["gpu-absent"]["status"] == "unavailable"
-    assert (await _json(await client.get("/api/system/metrics")))[0]["accelerators"] == []
+    assert health["collectors"]["gpu-absent"]["lastError"] == "no GPU on this machine"
 
 
 async def test_requests_are_served_from_the_cache(client, counting):
