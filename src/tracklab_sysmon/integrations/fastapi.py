@@ -12,14 +12,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from urllib.parse import urlsplit
 
 import aiohttp
-import orjson
 from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from ..client import WS_PATH, default_url, ws_url
+from ..server.ws_protocol import error_payload, normalize_origin, origin_allowed
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE = 64 * 1024  # a browser's subscribe/ping is tiny; the service applies its own cap
@@ -37,11 +36,12 @@ def setup_websocket_routes(
 ) -> None:
     """Add `path` to `app`, relaying `service_url`'s metrics stream (default `$TRACKLAB_SYSMON_URL`).
 
-    Browsers are accepted from the app's own origin and from `allow_origins`; clients that send
-    no Origin (scripts) are accepted too, as on the service itself.
+    Browsers are accepted from the app's own origin (when reached by address or `localhost`) and
+    from `allow_origins`; clients that send no Origin (scripts) are accepted too, as on the
+    service itself, so a page on another site cannot read metrics through a user's browser.
     """
     upstream = ws_url(service_url or default_url())
-    allowed = frozenset(origin.rstrip("/") for origin in allow_origins)
+    allowed = tuple(o if o == "*" else normalize_origin(o) for o in allow_origins)
 
     @app.websocket(path)
     async def system_metrics_relay(websocket: WebSocket) -> None:
@@ -52,13 +52,12 @@ def setup_websocket_routes(
         await _relay(websocket, upstream)
 
 
-def _origin_ok(websocket: WebSocket, allowed: frozenset[str]) -> bool:
-    origin = websocket.headers.get("origin")
-    if origin is None:
-        return True
-    if origin.rstrip("/") in allowed:
-        return True
-    return urlsplit(origin).netloc.lower() == websocket.headers.get("host", "").lower()
+def _origin_ok(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:
+    """The service's own rule: no Origin (a script), this app's origin, or an allowed one."""
+    scheme = "https" if websocket.url.scheme == "wss" else "http"
+    return origin_allowed(
+        websocket.headers.get("origin"), scheme=scheme, host=websocket.headers.get("host", ""), allowed=allowed
+    )
 
 
 async def _relay(websocket: WebSocket, upstream_url: str) -> None:
@@ -119,4 +118,4 @@ async def _upstream(websocket: WebSocket, upstream: aiohttp.ClientWebSocketRespo
 
 async def _send_error(websocket: WebSocket, code: str, message: str) -> None:
     with contextlib.suppress(Exception):
-        await websocket.send_text(orjson.dumps({"type": "error", "code": code, "message": message}).decode())
+        await websocket.send_text(error_payload(code, message).decode())
