@@ -53,7 +53,8 @@ class PyHotReader:
 
     def process_count(self) -> int:
         with os.scandir(self.proc_root) as entries:
-            return sum(1 for entry in entries if entry.name.isdigit())
+            # ASCII digits only: what the kernel names a PID directory, and what the C helper counts.
+            return sum(1 for entry in entries if entry.name.isascii() and entry.name.isdigit())
 
     def close(self) -> None:
         for fd in self._fds.values():

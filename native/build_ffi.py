@@ -1,0 +1,26 @@
+"""cffi builder for the C helper (API mode); setup.py names it in `cffi_modules`."""
+
+from __future__ import annotations
+
+import pathlib
+
+from cffi import FFI
+
+NATIVE = pathlib.Path(__file__).resolve().parent
+MODULE = "tracklab_sysmon._sysmon_cffi"
+
+ffibuilder = FFI()
+ffibuilder.cdef((NATIVE / "sysmon.cdef.h").read_text())
+ffibuilder.set_source(
+    MODULE,
+    '#include "sysmon.h"',
+    # setuptools wants source paths relative to setup.py, which sits one folder up.
+    sources=["native/sysmon.c"],
+    include_dirs=["native"],
+    extra_compile_args=["-std=gnu11", "-O2"],
+    # A machine without a C compiler still installs, with the Python twin as the backend.
+    optional=True,
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,561 @@
+/* tracklab-sysmon C helper: kept descriptors, pread at offset 0, pure parsers (see sysmon.h). */
+#define _GNU_SOURCE
+#include "sysmon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+static const char *const FILE_NAMES[SM_NFILES] = {
+    "stat", "diskstats", "net/dev", "meminfo", "loadavg", "net/snmp",
+};
+
+enum { INITIAL_TEXT = 16384, READ_SLACK = 4096, DENTS_BYTES = 32768 };
+enum { MAX_DIGITS = 18 };            /* 18 decimal digits always fit in int64 */
+#define SECTOR_LIMIT (1ULL << 53)    /* sectors * 512 stays below 2^62 */
+#define MEMINFO_LIMIT (1ULL << 50)   /* kB * 1024, and a sum of four, stay below 2^62 */
+#define NO_LIMIT UINT64_MAX
+
+struct sm_file {
+    int fd;
+    char *text;
+    size_t cap;
+    size_t len;
+};
+
+struct sm_reader {
+    char *root;
+    int dir_fd;
+    char *dents;
+    struct sm_file files[SM_NFILES];
+};
+
+/* ------------------------------------------------------------------ reader */
+
+sm_reader *sm_open(const char *proc_root)
+{
+    sm_reader *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return NULL;
+    r->root = strdup(proc_root);
+    r->dents = malloc(DENTS_BYTES);
+    if (r->root == NULL || r->dents == NULL) {
+        free(r->root);
+        free(r->dents);
+        free(r);
+        return NULL;
+    }
+    r->dir_fd = -1;
+    for (int i = 0; i < SM_NFILES; i++)
+        r->files[i].fd = -1;
+    return r;
+}
+
+void sm_reset(sm_reader *r)
+{
+    for (int i = 0; i < SM_NFILES; i++) {
+        if (r->files[i].fd >= 0)
+            close(r->files[i].fd);
+        r->files[i].fd = -1;
+    }
+    if (r->dir_fd >= 0)
+        close(r->dir_fd);
+    r->dir_fd = -1;
+}
+
+void sm_close(sm_reader *r)
+{
+    if (r == NULL)
+        return;
+    sm_reset(r);
+    for (int i = 0; i < SM_NFILES; i++)
+        free(r->files[i].text);
+    free(r->dents);
+    free(r->root);
+    free(r);
+}
+
+static int open_under(const sm_reader *r, const char *name)
+{
+    char path[PATH_MAX];
+    /* os.path.join("", name) is just name; keep the Python twin's behaviour. */
+    int n = r->root[0] ? snprintf(path, sizeof path, "%s/%s", r->root, name)
+                       : snprintf(path, sizeof path, "%s", name);
+    if (n < 0 || (size_t)n >= sizeof path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+static int grow(struct sm_file *f)
+{
+    size_t cap = f->cap ? f->cap * 2 : INITIAL_TEXT;
+    char *text = realloc(f->text, cap);
+    if (text == NULL)
+        return -ENOMEM;
+    f->text = text;
+    f->cap = cap;
+    return 0;
+}
+
+long sm_read(sm_reader *r, int file)
+{
+    if (file < 0 || file >= SM_NFILES)
+        return -EINVAL;
+    struct sm_file *f = &r->files[file];
+    if (f->fd < 0) {
+        f->fd = open_under(r, FILE_NAMES[file]);
+        if (f->fd < 0)
+            return -errno;
+    }
+    size_t len = 0;
+    f->len = 0;
+    for (;;) {
+        /* seq_file hands out about a page per read for multi-record files: read until 0. */
+        if (f->cap - len < READ_SLACK + 1) {
+            int rc = grow(f);
+            if (rc < 0)
+                return rc;
+        }
+        ssize_t n = pread(f->fd, f->text + len, f->cap - len - 1, (off_t)len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    f->text[len] = '\0';
+    f->len = len;
+    return (long)len;
+}
+
+const char *sm_text(const sm_reader *r, int file)
+{
+    if (file < 0 || file >= SM_NFILES || r->files[file].text == NULL)
+        return "";
+    return r->files[file].text;
+}
+
+static int all_digits(const char *s, size_t n)
+{
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return 1;
+}
+
+long sm_process_count(sm_reader *r)
+{
+    if (r->dir_fd < 0) {
+        r->dir_fd = open(r->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (r->dir_fd < 0)
+            return -errno;
+    } else if (lseek(r->dir_fd, 0, SEEK_SET) < 0) {
+        return -errno;
+    }
+    long count = 0;
+    for (;;) {
+        long n = syscall(SYS_getdents64, r->dir_fd, r->dents, DENTS_BYTES);
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        /* linux_dirent64: u64 ino, s64 off, u16 reclen, u8 type, name */
+        for (long off = 0; off + 19 < n;) {
+            unsigned short reclen;
+            memcpy(&reclen, r->dents + off + 16, sizeof reclen);
+            const char *name = r->dents + off + 19;
+            if (all_digits(name, strnlen(name, (size_t)reclen - 19)))
+                count++;
+            if (reclen == 0)
+                break;
+            off += reclen;
+        }
+    }
+    return count;
+}
+
+/* ------------------------------------------------------------------ lexing */
+
+typedef struct {
+    const char *s;
+    size_t n;
+} tok;
+
+enum { NUM_OK, NUM_BAD, NUM_DEFER };
+
+/* Only printable ASCII, tabs and newlines: then lines, whitespace and digits mean what Python's
+ * str.splitlines, str.split and int mean. Anything else goes to the Python parser. */
+static int canonical(const char *t, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)t[i];
+        if ((c < 0x20 || c > 0x7e) && c != '\n' && c != '\t')
+            return 0;
+    }
+    return 1;
+}
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n';
+}
+
+/* Splits [p, end) at whitespace; stores up to max tokens and returns how many there are. */
+static size_t split(const char *p, const char *end, tok *out, size_t max)
+{
+    size_t count = 0;
+    while (p < end) {
+        while (p < end && is_space(*p))
+            p++;
+        if (p == end)
+            break;
+        const char *s = p;
+        while (p < end && !is_space(*p))
+            p++;
+        if (count < max) {
+            out[count].s = s;
+            out[count].n = (size_t)(p - s);
+        }
+        count++;
+    }
+    return count;
+}
+
+static tok trim(const char *p, const char *end)
+{
+    while (p < end && is_space(*p))
+        p++;
+    while (end > p && is_space(end[-1]))
+        end--;
+    return (tok){p, (size_t)(end - p)};
+}
+
+static int tok_is(tok t, const char *word)
+{
+    size_t n = strlen(word);
+    return t.n == n && memcmp(t.s, word, n) == 0;
+}
+
+/* Python's int() on one token: plain digits are ours; signs and underscores are Python's. */
+static int parse_uint(tok t, unsigned long long limit, int64_t *out)
+{
+    int digits = 1, intish = 1;
+    for (size_t i = 0; i < t.n; i++) {
+        char c = t.s[i];
+        if (c < '0' || c > '9') {
+            digits = 0;
+            if (c != '+' && c != '-' && c != '_')
+                intish = 0;
+        }
+    }
+    if (t.n == 0 || !intish)
+        return NUM_BAD;
+    if (!digits || t.n > MAX_DIGITS)
+        return NUM_DEFER;
+    unsigned long long v = 0;
+    for (size_t i = 0; i < t.n; i++)
+        v = v * 10 + (unsigned)(t.s[i] - '0');
+    if (v > limit)
+        return NUM_DEFER;
+    *out = (int64_t)v;
+    return NUM_OK;
+}
+
+static const double POW10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* Python's float() on one token. `d+(.d+)?` with at most 15 digits is exact (both operands of
+ * the division are exact doubles, so it rounds once, as float() does); the rest is Python's. */
+static int parse_float(tok t, double *out)
+{
+    static const char floaty[] = "0123456789.+-_eEiInNfFtTyYaA";
+    size_t digits = 0, frac = 0, dots = 0;
+    unsigned long long m = 0;
+    int plain = t.n > 0;
+    for (size_t i = 0; i < t.n; i++) {
+        char c = t.s[i];
+        if (c >= '0' && c <= '9') {
+            if (digits < 16)
+                m = m * 10 + (unsigned)(c - '0');
+            digits++;
+            frac += dots > 0;
+        } else if (c == '.') {
+            dots++;
+        } else {
+            plain = 0;
+            if (strchr(floaty, c) == NULL)
+                return NUM_BAD;
+        }
+    }
+    if (t.n == 0)
+        return NUM_BAD;
+    if (!plain || dots > 1 || t.s[0] == '.' || t.s[t.n - 1] == '.' || digits > 15)
+        return NUM_DEFER;
+    *out = (double)m / POW10[frac];
+    return NUM_OK;
+}
+
+/* Parses tokens in order as Python evaluates them: the first one that is not a plain number
+ * decides (NUM_BAD: Python raises ValueError there; NUM_DEFER: let Python decide). */
+static int parse_fields(const tok *t, const int *idx, const unsigned long long *limits, int count,
+                        int64_t *out)
+{
+    for (int k = 0; k < count; k++) {
+        int rc = parse_uint(t[idx[k]], limits[k], &out[k]);
+        if (rc != NUM_OK)
+            return rc;
+    }
+    return NUM_OK;
+}
+
+static const char *line_end(const char *p, const char *end)
+{
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    return nl ? nl : end;
+}
+
+static const char *next_line(const char *e, const char *end)
+{
+    return e < end ? e + 1 : end;
+}
+
+/* Lines as str.splitlines() gives them on canonical text (which has no \r, \v or \f). */
+#define FOR_EACH_LINE(text, len, p, e)                                                   \
+    for (const char *p = (text), *end_ = (text) + (len), *e = line_end(p, end_); p < end_; \
+         p = next_line(e, end_), e = line_end(p, end_))
+
+/* ------------------------------------------------------------------ parsers */
+
+long sm_parse_stat(const char *text, size_t len, double ticks, double *total, double *cores,
+                   size_t capacity)
+{
+    if (!canonical(text, len))
+        return SM_DEFER;
+    int have_total = 0;
+    size_t found = 0;
+    FOR_EACH_LINE(text, len, p, e) {
+        if (e - p < 3 || memcmp(p, "cpu", 3) != 0)
+            continue;
+        tok t[9];
+        size_t n = split(p, e, t, 9);
+        size_t nvalues = n - 1 < 8 ? n - 1 : 8;
+        double values[8] = {0};
+        int rc = NUM_OK;
+        for (size_t k = 0; k < nvalues && rc == NUM_OK; k++) {
+            int64_t v = 0;
+            rc = parse_uint(t[k + 1], NO_LIMIT, &v);
+            values[k] = (double)v / ticks;
+        }
+        if (rc == NUM_DEFER)
+            return SM_DEFER;
+        if (rc == NUM_BAD || nvalues < 4)
+            continue;
+        if (t[0].n == 3) {
+            memcpy(total, values, sizeof values);
+            have_total = 1;
+            continue;
+        }
+        tok id = {t[0].s + 3, t[0].n - 3};
+        if (!all_digits(id.s, id.n))
+            continue;
+        int64_t cpu;
+        if (parse_uint(id, 1ULL << 53, &cpu) != NUM_OK)
+            return SM_DEFER;
+        if (found < capacity) {
+            double *row = cores + found * SM_CPU_ROW;
+            row[0] = (double)cpu;
+            memcpy(row + 1, values, sizeof values);
+        }
+        found++;
+    }
+    return have_total ? (long)found : SM_EPARSE;
+}
+
+static void put_row(int64_t *rows, size_t at, size_t capacity, const char *text, tok name,
+                    const int64_t *v)
+{
+    if (at >= capacity)
+        return;
+    int64_t *row = rows + at * SM_DEV_ROW;
+    row[0] = (int64_t)(name.s - text);
+    row[1] = (int64_t)name.n;
+    memcpy(row + 2, v, 4 * sizeof *v);
+}
+
+long sm_parse_diskstats(const char *text, size_t len, int64_t *rows, size_t capacity)
+{
+    static const int WIDE[4] = {3, 5, 7, 9}, OLD[4] = {3, 4, 5, 6};
+    static const unsigned long long LIMITS[4] = {NO_LIMIT, SECTOR_LIMIT, NO_LIMIT, SECTOR_LIMIT};
+    if (!canonical(text, len))
+        return SM_DEFER;
+    size_t found = 0;
+    FOR_EACH_LINE(text, len, p, e) {
+        tok t[10];
+        size_t n = split(p, e, t, 10);
+        const int *idx = n >= 14 ? WIDE : n == 7 ? OLD : NULL;
+        if (idx == NULL)
+            continue;
+        int64_t v[4];
+        int rc = parse_fields(t, idx, LIMITS, 4, v);
+        if (rc == NUM_DEFER)
+            return SM_DEFER;
+        if (rc == NUM_BAD)
+            continue;
+        v[1] *= 512;
+        v[3] *= 512;
+        put_row(rows, found++, capacity, text, t[2], v);
+    }
+    return (long)found;
+}
+
+long sm_parse_net_dev(const char *text, size_t len, int64_t *rows, size_t capacity)
+{
+    static const int IDX[4] = {0, 1, 8, 9};
+    static const unsigned long long LIMITS[4] = {NO_LIMIT, NO_LIMIT, NO_LIMIT, NO_LIMIT};
+    if (!canonical(text, len))
+        return SM_DEFER;
+    size_t found = 0;
+    FOR_EACH_LINE(text, len, p, e) {
+        const char *colon = memrchr(p, ':', (size_t)(e - p));
+        if (colon == NULL || memchr(p, '|', (size_t)(e - p)) != NULL)
+            continue;
+        tok t[10];
+        if (split(colon + 1, e, t, 10) < 10)
+            continue;
+        int64_t v[4];
+        int rc = parse_fields(t, IDX, LIMITS, 4, v);
+        if (rc == NUM_DEFER)
+            return SM_DEFER;
+        if (rc == NUM_BAD)
+            continue;
+        put_row(rows, found++, capacity, text, trim(p, colon), v);
+    }
+    return (long)found;
+}
+
+int sm_parse_meminfo(const char *text, size_t len, int64_t *fields)
+{
+    enum { TOTAL, AVAILABLE, FREE, BUFFERS, CACHED, SRECLAIMABLE, SWAP_TOTAL, SWAP_FREE, NKEYS };
+    static const char *const KEYS[NKEYS] = {"MemTotal", "MemAvailable", "MemFree", "Buffers",
+                                            "Cached", "SReclaimable", "SwapTotal", "SwapFree"};
+    if (!canonical(text, len))
+        return SM_DEFER;
+    int64_t v[NKEYS];
+    int has[NKEYS] = {0};
+    FOR_EACH_LINE(text, len, p, e) {
+        const char *colon = memchr(p, ':', (size_t)(e - p));
+        if (colon == NULL)
+            continue;
+        tok key = trim(p, colon);
+        int k = 0;
+        while (k < NKEYS && !tok_is(key, KEYS[k]))
+            k++;
+        if (k == NKEYS) /* the Python parser keeps other keys too, but never reads them */
+            continue;
+        tok t[2];
+        size_t n = split(colon + 1, e, t, 2);
+        if (n == 0)
+            continue;
+        int64_t number;
+        int rc = parse_uint(t[0], MEMINFO_LIMIT, &number);
+        if (rc == NUM_DEFER)
+            return SM_DEFER;
+        if (rc == NUM_BAD)
+            continue;
+        v[k] = n > 1 && tok_is(t[1], "kB") ? number * 1024 : number;
+        has[k] = 1;
+    }
+    int64_t available = has[AVAILABLE] ? v[AVAILABLE] : -1;
+    if (!has[AVAILABLE] && has[FREE]) /* kernels < 3.14: estimate as old `free` did */
+        available = v[FREE] + (has[BUFFERS] ? v[BUFFERS] : 0) + (has[CACHED] ? v[CACHED] : 0)
+                    + (has[SRECLAIMABLE] ? v[SRECLAIMABLE] : 0);
+    if (has[TOTAL] && available >= 0 && available > v[TOTAL])
+        available = v[TOTAL];
+    fields[0] = has[TOTAL] ? v[TOTAL] : -1;
+    fields[1] = available;
+    fields[2] = has[SWAP_TOTAL] ? v[SWAP_TOTAL] : -1;
+    fields[3] = has[SWAP_FREE] ? v[SWAP_FREE] : -1;
+    return 0;
+}
+
+int sm_parse_loadavg(const char *text, size_t len, double *loads, int64_t *tasks)
+{
+    if (!canonical(text, len))
+        return SM_DEFER;
+    tok t[4];
+    if (split(text, text + len, t, 4) < 4)
+        return SM_EPARSE;
+    const char *slash = memchr(t[3].s, '/', t[3].n);
+    tok running = {t[3].s, slash ? (size_t)(slash - t[3].s) : t[3].n};
+    tok threads = {slash ? slash + 1 : t[3].s + t[3].n,
+                   slash ? t[3].n - running.n - 1 : 0};
+    /* Every failure is the same ParseError, so any BAD wins over any DEFER. */
+    int rc[5] = {parse_float(t[0], &loads[0]), parse_float(t[1], &loads[1]),
+                 parse_float(t[2], &loads[2]), parse_uint(running, NO_LIMIT, &tasks[0]),
+                 parse_uint(threads, NO_LIMIT, &tasks[1])};
+    int defer = 0;
+    for (int k = 0; k < 5; k++) {
+        if (rc[k] == NUM_BAD)
+            return SM_EPARSE;
+        defer |= rc[k] == NUM_DEFER;
+    }
+    return defer ? SM_DEFER : 0;
+}
+
+/* Field `index` of the line [p, e), counting from the token after the line's label. */
+static int nth_field(const char *p, const char *e, size_t index, tok *out)
+{
+    for (size_t seen = 0;; seen++) {
+        while (p < e && is_space(*p))
+            p++;
+        if (p == e)
+            return 0;
+        const char *s = p;
+        while (p < e && !is_space(*p))
+            p++;
+        if (seen == index + 1) {
+            *out = (tok){s, (size_t)(p - s)};
+            return 1;
+        }
+    }
+}
+
+int sm_parse_tcp_established(const char *text, size_t len, int64_t *established)
+{
+    if (!canonical(text, len))
+        return SM_DEFER;
+    const char *header = NULL, *header_end = NULL;
+    FOR_EACH_LINE(text, len, p, e) {
+        if (e - p < 4 || memcmp(p, "Tcp:", 4) != 0)
+            continue;
+        if (header == NULL) {
+            header = p;
+            header_end = e;
+            continue;
+        }
+        size_t index = 0;
+        tok name;
+        while (nth_field(header, header_end, index, &name) && !tok_is(name, "CurrEstab"))
+            index++;
+        tok value;
+        if (!nth_field(header, header_end, index, &name) || !nth_field(p, e, index, &value))
+            return SM_EPARSE;
+        int rc = parse_uint(value, NO_LIMIT, established);
+        return rc == NUM_OK ? 0 : rc == NUM_DEFER ? SM_DEFER : SM_EPARSE;
+    }
+    return SM_ENOTABLE;
+}

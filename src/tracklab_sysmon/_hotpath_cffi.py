@@ -1,0 +1,186 @@
+"""The one module that touches the compiled C helper: same methods and records as the Python twin."""
+
+from __future__ import annotations
+
+import os
+
+from ._sysmon_cffi import ffi, lib  # ImportError when the extension was not built
+from .collectors import procfs
+from .errors import ParseError
+from .model import CpuTimes, DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
+
+_PATHS = {
+    lib.SM_STAT: "stat",
+    lib.SM_DISKSTATS: "diskstats",
+    lib.SM_NET_DEV: "net/dev",
+    lib.SM_MEMINFO: "meminfo",
+    lib.SM_LOADAVG: "loadavg",
+    lib.SM_SNMP: "net/snmp",
+}
+_CPU_ROW, _DEV_ROW = lib.SM_CPU_ROW, lib.SM_DEV_ROW
+
+
+class Deferred:
+    """Returned by a C parser for text outside its canonical subset: the Python parser decides."""
+
+    def __repr__(self) -> str:
+        return "DEFERRED"
+
+
+DEFERRED = Deferred()
+
+
+class _Buffers:
+    """Caller-provided output rows for the C parsers, grown when a tree has more rows."""
+
+    def __init__(self, rows: int = 64) -> None:
+        self.total = ffi.new("double[8]")
+        self.loads = ffi.new("double[3]")
+        self.ints = ffi.new("int64_t[4]")
+        self.cpu_rows = self.dev_rows = 0
+        self.grow_cpus(rows)
+        self.grow_devs(rows)
+
+    def grow_cpus(self, rows: int) -> None:
+        self.cpu_rows = rows
+        self.cpus = ffi.new("double[]", rows * _CPU_ROW)
+
+    def grow_devs(self, rows: int) -> None:
+        self.dev_rows = rows
+        self.devs = ffi.new("int64_t[]", rows * _DEV_ROW)
+
+
+class CffiHotReader:
+    """Reads the per-tick counters under `proc_root` through the C helper's kept descriptors."""
+
+    def __init__(self, proc_root: str = "/proc") -> None:
+        self.proc_root = proc_root
+        self._ticks = float(os.sysconf("SC_CLK_TCK"))
+        raw = lib.sm_open(os.fsencode(proc_root))
+        if raw == ffi.NULL:
+            raise MemoryError("cannot allocate the C hot-path reader")
+        self._reader = ffi.gc(raw, lib.sm_close)
+        self._buffers = _Buffers()
+
+    def _read(self, which: int) -> tuple[object, int]:
+        length = lib.sm_read(self._reader, which)
+        if length < 0:
+            raise OSError(-length, os.strerror(-length), os.path.join(self.proc_root, _PATHS[which]))
+        return lib.sm_text(self._reader, which), length
+
+    def stat(self) -> StatCounters:
+        text, length = self._read(lib.SM_STAT)
+        found = _stat(text, length, self._ticks, self._buffers)
+        return procfs.parse_stat(_decode(text, length), self._ticks) if found is DEFERRED else found
+
+    def diskstats(self) -> list[DiskCounters]:
+        text, length = self._read(lib.SM_DISKSTATS)
+        found = _rows(lib.sm_parse_diskstats, DiskCounters, text, length, self._buffers)
+        return procfs.parse_diskstats(_decode(text, length)) if found is DEFERRED else found
+
+    def net_dev(self) -> list[NetCounters]:
+        text, length = self._read(lib.SM_NET_DEV)
+        found = _rows(lib.sm_parse_net_dev, NetCounters, text, length, self._buffers)
+        return procfs.parse_net_dev(_decode(text, length)) if found is DEFERRED else found
+
+    def meminfo(self) -> MemInfo:
+        text, length = self._read(lib.SM_MEMINFO)
+        found = _meminfo(text, length, self._buffers)
+        return procfs.parse_meminfo(_decode(text, length)) if found is DEFERRED else found
+
+    def loadavg(self) -> LoadAvg:
+        text, length = self._read(lib.SM_LOADAVG)
+        found = _loadavg(text, length, self._buffers)
+        return procfs.parse_loadavg(_decode(text, length)) if found is DEFERRED else found
+
+    def tcp_established(self) -> int:
+        text, length = self._read(lib.SM_SNMP)
+        found = _tcp_established(text, length, self._buffers)
+        return procfs.parse_tcp_established(_decode(text, length)) if found is DEFERRED else found
+
+    def process_count(self) -> int:
+        count = lib.sm_process_count(self._reader)
+        if count < 0:
+            raise OSError(-count, os.strerror(-count), self.proc_root)
+        return count
+
+    def close(self) -> None:
+        """Close the kept descriptors; a later read opens them again, as the Python twin does."""
+        lib.sm_reset(self._reader)
+
+
+def parse_native(kind: str, data: bytes, ticks_per_second: float = 100.0) -> object:
+    """Run one C parser on `data` alone (no Python fallback): a record, DEFERRED, or ParseError."""
+    buffers = _Buffers(rows=1)
+    text = ffi.from_buffer(data)
+    if kind == "stat":
+        return _stat(text, len(data), ticks_per_second, buffers)
+    if kind == "diskstats":
+        return _rows(lib.sm_parse_diskstats, DiskCounters, text, len(data), buffers)
+    if kind == "net_dev":
+        return _rows(lib.sm_parse_net_dev, NetCounters, text, len(data), buffers)
+    parsers = {"meminfo": _meminfo, "loadavg": _loadavg, "tcp_established": _tcp_established}
+    return parsers[kind](text, len(data), buffers)
+
+
+def _decode(text: object, length: int) -> str:
+    return ffi.unpack(text, length).decode("utf-8", "replace")
+
+
+def _stat(text: object, length: int, ticks: float, buf: _Buffers) -> StatCounters | Deferred:
+    while True:
+        found = lib.sm_parse_stat(text, length, ticks, buf.total, buf.cpus, buf.cpu_rows)
+        if found <= buf.cpu_rows:
+            break
+        buf.grow_cpus(found)  # more cores than rows: parse the same text again
+    if found == lib.SM_DEFER:
+        return DEFERRED
+    if found == lib.SM_EPARSE:
+        raise ParseError("/proc/stat has no aggregate 'cpu' line")
+    flat = ffi.unpack(buf.cpus, found * _CPU_ROW)
+    cores = tuple(
+        (int(flat[i]), CpuTimes(*flat[i + 1 : i + _CPU_ROW])) for i in range(0, len(flat), _CPU_ROW)
+    )
+    return StatCounters(total=CpuTimes(*ffi.unpack(buf.total, 8)), cores=cores)
+
+
+def _rows(parse, record, text: object, length: int, buf: _Buffers) -> list | Deferred:
+    while True:
+        found = parse(text, length, buf.devs, buf.dev_rows)
+        if found <= buf.dev_rows:
+            break
+        buf.grow_devs(found)
+    if found == lib.SM_DEFER:
+        return DEFERRED
+    flat = ffi.unpack(buf.devs, found * _DEV_ROW)
+    raw = ffi.unpack(text, length)
+    return [
+        record(raw[flat[i] : flat[i] + flat[i + 1]].decode("ascii"), *flat[i + 2 : i + _DEV_ROW])
+        for i in range(0, len(flat), _DEV_ROW)
+    ]
+
+
+def _meminfo(text: object, length: int, buf: _Buffers) -> MemInfo | Deferred:
+    if lib.sm_parse_meminfo(text, length, buf.ints) == lib.SM_DEFER:
+        return DEFERRED
+    return MemInfo(*(None if v < 0 else v for v in ffi.unpack(buf.ints, 4)))
+
+
+def _loadavg(text: object, length: int, buf: _Buffers) -> LoadAvg | Deferred:
+    rc = lib.sm_parse_loadavg(text, length, buf.loads, buf.ints)
+    if rc == lib.SM_DEFER:
+        return DEFERRED
+    if rc == lib.SM_EPARSE:
+        raise ParseError(f"/proc/loadavg is malformed: {_decode(text, length)[:60]!r}")
+    return LoadAvg(*ffi.unpack(buf.loads, 3), *ffi.unpack(buf.ints, 2))
+
+
+def _tcp_established(text: object, length: int, buf: _Buffers) -> int | Deferred:
+    rc = lib.sm_parse_tcp_established(text, length, buf.ints)
+    if rc == lib.SM_DEFER:
+        return DEFERRED
+    if rc == lib.SM_EPARSE:
+        raise ParseError("/proc/net/snmp has no readable Tcp CurrEstab")
+    if rc == lib.SM_ENOTABLE:
+        raise ParseError("/proc/net/snmp has no Tcp table")
+    return buf.ints[0]
