@@ -1,0 +1,50 @@
+"""The snapshot history ring: bounded, oldest dropped first, selection oldest first."""
+
+from __future__ import annotations
+
+import pytest
+
+from tracklab_sysmon.ring import SnapshotRing
+
+
+def filled(capacity: int, count: int) -> SnapshotRing:
+    ring = SnapshotRing(capacity)
+    for i in range(1, count + 1):
+        ring.append(i * 1000, f"s{i}".encode())
+    return ring
+
+
+@pytest.mark.parametrize("capacity", [0, -1])
+def test_capacity_below_one_is_refused(capacity: int) -> None:
+    """A ring that could hold nothing is a configuration error."""
+    with pytest.raises(ValueError, match="at least 1"):
+        SnapshotRing(capacity)
+
+
+def test_ring_stays_bounded_and_drops_the_oldest() -> None:
+    """After 10 appends to a ring of 3 only the last 3 remain, oldest first."""
+    ring = filled(3, 10)
+    assert len(ring) == 3
+    assert ring.select() == [b"s8", b"s9", b"s10"]
+
+
+def test_select_without_since_returns_the_latest_limit() -> None:
+    """limit alone gives the newest `limit` snapshots, still oldest first."""
+    ring = filled(5, 5)
+    assert ring.select(limit=2) == [b"s4", b"s5"]
+    assert ring.select(limit=99) == [b"s1", b"s2", b"s3", b"s4", b"s5"]
+
+
+def test_select_since_is_strictly_newer_and_limited_from_the_oldest() -> None:
+    """since=t gives snapshots with timestamp > t, the first `limit` of them."""
+    ring = filled(5, 5)
+    assert ring.select(since=2000) == [b"s3", b"s4", b"s5"]
+    assert ring.select(since=2000, limit=2) == [b"s3", b"s4"]
+    assert ring.select(since=5000) == []
+    assert ring.select(since=0) == [b"s1", b"s2", b"s3", b"s4", b"s5"]
+
+
+def test_empty_ring_selects_nothing() -> None:
+    """A fresh ring is empty whatever is asked."""
+    ring = SnapshotRing(4)
+    assert (len(ring), ring.select(), ring.select(since=0, limit=1)) == (0, [], [])

@@ -1,0 +1,180 @@
+"""The sampler on real collectors over a fixture tree, with injected clocks and failing collectors."""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+
+import pytest
+
+from tracklab_sysmon import wire
+from tracklab_sysmon.collectors import Unavailable, default_collectors
+from tracklab_sysmon.model import AcceleratorMemory, AcceleratorSample
+from tracklab_sysmon.ring import SnapshotRing
+from tracklab_sysmon.sampler import Sampler
+
+from conftest import FIXTURES
+
+WALL = 1_800_000_000.0
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 50.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Broken:
+    """A collector whose reads fail `times` times with an ordinary exception, then succeed."""
+
+    blocking = False
+
+    def __init__(self, name: str, section: str, times: int = 10**9) -> None:
+        self.name, self.section, self.left = name, section, times
+
+    def collect(self, now: float) -> object:
+        if self.left > 0:
+            self.left -= 1
+            raise RuntimeError("sensor bus wedged")
+        return ()
+
+
+class Absent:
+    """A collector whose hardware is not here."""
+
+    name, section, blocking = "nvidia", "accelerators", True
+
+    def collect(self, now: float) -> object:
+        raise Unavailable("no NVIDIA driver")
+
+
+class OneDevice:
+    """A blocking accelerator collector that finds one device."""
+
+    section, blocking = "accelerators", True
+
+    def __init__(self, name: str, index: int) -> None:
+        self.name, self.index = name, index
+
+    def collect(self, now: float) -> list[AcceleratorSample]:
+        memory = AcceleratorMemory(used=1, total=4, percentage=25.0)
+        return [AcceleratorSample(self.index, "gpu", self.name, 10.0, memory, None, None, None)]
+
+
+@pytest.fixture
+def tree(tmp_path: pathlib.Path) -> pathlib.Path:
+    root = tmp_path / "workstation"
+    shutil.copytree(FIXTURES / "workstation", root, symlinks=True)
+    return root
+
+
+def make_sampler(tree: pathlib.Path, *extra, ring: SnapshotRing | None = None, drop: str = ""):
+    clock = Clock()
+    real = [c for c in default_collectors(str(tree / "proc"), str(tree / "sys"), statvfs=None)
+            if c.section != drop]
+    sampler = Sampler([*real, *extra], node_id="ws", ring=ring, monotonic=clock, wall=lambda: WALL)
+    return sampler, clock
+
+
+async def test_one_failing_collector_gives_a_partial_snapshot(tree: pathlib.Path) -> None:
+    """A collector that raises leaves its section None; the rest of the snapshot is published."""
+    sampler, _ = make_sampler(tree, Broken("network", "network"), drop="network")
+    snap = await sampler.tick()
+    assert snap.network is None
+    assert snap.cpu is not None and snap.memory is not None and snap.disk is not None
+    body = wire.decode(sampler.latest_bytes)
+    assert body["network"] is None and body["memory"]["used"] == 12_582_912_000
+
+
+async def test_error_status_counts_failures_and_keeps_the_message(tree: pathlib.Path) -> None:
+    """An erroring collector is `error` with its message and a failure count per tick."""
+    sampler, _ = make_sampler(tree, Broken("network", "network"), drop="network")
+    await sampler.tick()
+    await sampler.tick()
+    status = sampler.status["network"]
+    assert (status.state, status.last_error, status.failures) == ("error", "RuntimeError: sensor bus wedged", 2)
+    assert status.last_success is None
+
+
+async def test_unavailable_is_reported_as_unavailable_not_error(tree: pathlib.Path) -> None:
+    """Absent hardware is `unavailable`, with no failure counted and no accelerators."""
+    sampler, _ = make_sampler(tree, Absent())
+    snap = await sampler.tick()
+    status = sampler.status["nvidia"]
+    assert (status.state, status.last_error, status.failures) == ("unavailable", "no NVIDIA driver", 0)
+    assert snap.accelerators == ()
+
+
+async def test_status_fields_before_and_after_a_tick(tree: pathlib.Path) -> None:
+    """Collectors start `pending`; after a tick they are `ok` with duration and last success (ms)."""
+    sampler, _ = make_sampler(tree)
+    assert {s.state for s in sampler.status.values()} == {"pending"}
+    await sampler.tick()
+    cpu = sampler.status["cpu"]
+    assert (cpu.state, cpu.last_error, cpu.failures, cpu.last_success) == ("ok", None, 0, 1_800_000_000_000)
+    assert isinstance(cpu.last_duration_ms, float) and cpu.last_duration_ms >= 0
+    assert set(cpu.to_wire()) == {"status", "lastError", "lastDurationMs", "lastSuccess", "failures"}
+
+
+async def test_collector_recovers_from_an_error(tree: pathlib.Path) -> None:
+    """After one failed read and one good one the collector is `ok` again, the failure still counted."""
+    sampler, _ = make_sampler(tree, Broken("flaky", "accelerators", times=1))
+    await sampler.tick()
+    assert sampler.status["flaky"].state == "error"
+    await sampler.tick()
+    flaky = sampler.status["flaky"]
+    assert (flaky.state, flaky.last_error, flaky.failures) == ("ok", None, 1)
+
+
+async def test_first_snapshot_after_prime_has_real_rates(tree: pathlib.Path) -> None:
+    """prime() reads the counters, so the first published snapshot carries real rates and CPU usage."""
+    sampler, clock = make_sampler(tree)
+    await sampler.prime()
+    assert sampler.latest is None and len(sampler.ring) == 0  # priming publishes nothing
+    stat = tree / "proc/stat"
+    stat.write_text(stat.read_text().replace(  # every core: +30 user, +70 idle ticks
+        "10000 100 2000 80000", "10030 100 2000 80070").replace(
+        "cpu  80000 800 16000 640000", "cpu  80240 800 16000 640560"))
+    disks = tree / "proc/diskstats"
+    disks.write_text(disks.read_text().replace(" sda 1000 10 20000 ", " sda 1100 10 22000 "))
+    clock.now += 0.5
+    snap = await sampler.tick()
+    assert snap.cpu.overall == 30.0
+    assert [c.usage for c in snap.cpu.cores] == [30.0] * 8
+    assert (snap.disk.io_read, snap.disk.iops) == (2_048_000.0, 200.0)  # 2000 * 512 / 0.5; 100 / 0.5
+
+
+async def test_listener_gets_the_snapshot_and_its_encoded_bytes(tree: pathlib.Path) -> None:
+    """Each tick calls listeners with the snapshot and the exact bytes served and stored."""
+    sampler, _ = make_sampler(tree)
+    seen = []
+    sampler.add_listener(lambda snap, encoded: seen.append((snap, encoded)))
+    snap = await sampler.tick()
+    assert seen == [(snap, sampler.latest_bytes)]
+    assert sampler.ring.select() == [sampler.latest_bytes]
+    assert wire.decode(seen[0][1])["node_id"] == "ws"
+    assert wire.decode(seen[0][1])["timestamp"] == 1_800_000_000_000
+
+
+async def test_ring_stays_bounded_across_ticks(tree: pathlib.Path) -> None:
+    """With history 3, ten ticks keep only the last three snapshots."""
+    sampler, _ = make_sampler(tree, ring=SnapshotRing(3))
+    published = []
+    sampler.add_listener(lambda snap, encoded: published.append(encoded))
+    for _ in range(10):
+        await sampler.tick()
+    assert sampler.ticks == 10
+    assert len(sampler.ring) == 3
+    assert sampler.ring.select() == published[-3:]
+
+
+async def test_blocking_accelerator_collectors_are_merged(tree: pathlib.Path) -> None:
+    """Accelerators from several blocking collectors (run in threads) land in one list."""
+    sampler, _ = make_sampler(tree, OneDevice("nvml", 0), OneDevice("amd", 1), Absent())
+    snap = await sampler.tick()
+    assert sorted((a.id, a.name) for a in snap.accelerators) == [(0, "nvml"), (1, "amd")]
+    assert [a["memory"]["percentage"] for a in wire.decode(sampler.latest_bytes)["accelerators"]] == [25.0, 25.0]
