@@ -49,7 +49,8 @@ class WsSettings:
     max_clients: int = DEFAULT_MAX_CLIENTS
     heartbeat: float = 20.0  # ping period; no pong within half of it closes a dead peer
     stall_timeout: float = 10.0  # a socket backed up this long is dropped
-    retry_interval: float = 0.1  # how often a backed-up socket is checked for room
+    retry_first: float = 0.005  # a backed-up socket is checked for room after this long,
+    retry_max: float = 0.2  # then twice as long each time up to this: cheap for stalled peers
     max_message: int = 4096  # a bigger client message closes with 1009
     send_buffer: int = 128 * 1024  # SO_SNDBUF per socket: bounds kernel memory for a stalled peer
     close_timeout: float = 1.0  # wait this long for a client's close reply on shutdown
@@ -59,7 +60,7 @@ class Subscriber:
     """One socket's subscription and its bounded backlog (one frame per node at most)."""
 
     __slots__ = ("ws", "transport", "hub", "node_id", "every", "ready", "sent", "dropped",
-                 "_counts", "_pending", "_stalled_since", "_retry")
+                 "_counts", "_pending", "_stalled_since", "_retry", "_delay")
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, hub: WsHub) -> None:
         self.ws, self.transport, self.hub = ws, transport, hub
@@ -72,6 +73,7 @@ class Subscriber:
         self._pending: dict[str, bytes] = {}
         self._stalled_since: float | None = None
         self._retry: asyncio.TimerHandle | None = None
+        self._delay = 0.0
 
     def subscribe(self, sub: Subscribe) -> None:
         self.node_id, self.every = sub.node_id, sub.every
@@ -101,7 +103,7 @@ class Subscriber:
         if transport.get_write_buffer_size():  # asyncio buffers only what the kernel refused
             self._backed_up()
             return
-        self._stalled_since = None
+        self._stalled_since, self._delay = None, 0.0
         for frame in self._pending.values():
             transport.write(frame)
         self.sent += len(self._pending)
@@ -127,8 +129,9 @@ class Subscriber:
             self.cancel()
             self.transport.abort()  # it reads nothing, so a close handshake could never finish
             return
-        loop = asyncio.get_running_loop()
-        self._retry = loop.call_later(self.hub.settings.retry_interval, self._retry_now)
+        settings = self.hub.settings
+        self._delay = min(settings.retry_max, self._delay * 2 or settings.retry_first)
+        self._retry = asyncio.get_running_loop().call_later(self._delay, self._retry_now)
 
     def _retry_now(self) -> None:
         self._retry = None
