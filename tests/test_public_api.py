@@ -1,0 +1,67 @@
+"""The package's public surface: `__all__` complete and importable, and `import tracklab_sysmon` cheap."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+
+import pytest
+
+import tracklab_sysmon
+from tracklab_sysmon import client, errors, monitor, sdk
+
+# Modules whose public names the package re-exports, and names of theirs that stay module-level.
+_REEXPORTED = {
+    client: {"default_url", "ws_url"},
+    monitor: set(),
+    sdk: {"SystemMetrics", "aggregate", "flatten_snapshot"},
+    errors: {"ParseError"},
+}
+
+
+def test_all_names_resolve():
+    """Every name in `__all__` imports from the package, as `from tracklab_sysmon import X` would."""
+    for name in tracklab_sysmon.__all__:
+        assert getattr(tracklab_sysmon, name) is not None, name
+
+
+def test_all_is_complete():
+    """Every public class/function defined in a re-exporting module is in `__all__`, unless listed as module-level."""
+    missing = []
+    for module, module_level in _REEXPORTED.items():
+        for name, value in vars(module).items():
+            if name.startswith("_") or name in module_level:
+                continue
+            if (inspect.isclass(value) or inspect.isfunction(value)) and value.__module__ == module.__name__:
+                if name not in tracklab_sysmon.__all__:
+                    missing.append(f"{module.__name__}.{name}")
+    assert missing == []
+
+
+def test_seed_import_names_exist():
+    """The seed's import lines, with tracklab renamed, name real objects."""
+    from tracklab_sysmon import SystemMonitor, get_global_monitor, start_system_monitor, stop_system_monitor
+    from tracklab_sysmon.client import SystemMonitorClient
+    from tracklab_sysmon.integrations.fastapi import setup_websocket_routes
+    from tracklab_sysmon.sdk import SystemMetricsConfig, init_system_metrics
+
+    assert all(callable(x) for x in (SystemMonitor, get_global_monitor, start_system_monitor, stop_system_monitor,
+                                     SystemMonitorClient, setup_websocket_routes, SystemMetricsConfig,
+                                     init_system_metrics, tracklab_sysmon.init))
+
+
+def test_import_is_lazy():
+    """`import tracklab_sysmon` loads neither aiohttp nor fastapi nor any submodule of ours."""
+    code = (
+        "import sys, tracklab_sysmon\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'fastapi', 'tracklab_sysmon')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['tracklab_sysmon']"
+
+
+def test_unknown_attribute_is_attribute_error():
+    """A misspelt name fails with AttributeError naming it, not with an import error."""
+    with pytest.raises(AttributeError, match="SystemMonitr"):
+        tracklab_sysmon.SystemMonitr  # noqa: B018
