@@ -132,6 +132,7 @@ class SystemMetrics:
         self.service_url = config.service_url.rstrip("/")
         self._latest: dict[str, float] = {}
         self._latest_ts: Any = None
+        self._latest_alone: dict[str, float] | None = None  # aggregate([latest]), cached
         self._window: deque[dict[str, float]] = deque(maxlen=_WINDOW)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -174,9 +175,10 @@ class SystemMetrics:
         with self._lock:
             samples = list(self._window)
             self._window.clear()
-            latest = dict(self._latest)
-        if not samples:
-            return aggregate([latest]) if latest else {}
+            if not samples:  # several logs per sample: the latest stands alone, computed once
+                if self._latest_alone is None:
+                    self._latest_alone = aggregate([self._latest]) if self._latest else {}
+                return dict(self._latest_alone)
         return aggregate(samples)
 
     def refresh(self) -> bool:
@@ -185,7 +187,7 @@ class SystemMetrics:
             snapshot = self._fetch()
         except (OSError, ValueError, SysmonError) as exc:
             with self._lock:
-                self._latest, self._latest_ts = {}, None
+                self._latest, self._latest_ts, self._latest_alone = {}, None, None
                 first_failure, self._warned = not self._warned, True
             if first_failure:  # one warning per outage, not one per step
                 log.warning("system metrics unavailable from %s (%s); logging without them", self.service_url, exc)
@@ -198,6 +200,7 @@ class SystemMetrics:
             if snapshot.get("timestamp") != self._latest_ts:  # the same sample twice counts once
                 self._window.append(flat)
             self._latest, self._latest_ts = flat, snapshot.get("timestamp")
+            self._latest_alone = None
             recovered, self._warned = self._warned, False
         if recovered:
             log.warning("system metrics from %s are back", self.service_url)
