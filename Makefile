@@ -7,10 +7,10 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 PYTEST_ARGS ?=
 # Debian packages the tests drive for real, as PACKAGE:COMMAND.
-SYSTEM_DEPS ?= chromium:chromium prometheus:promtool
+SYSTEM_DEPS ?= chromium:chromium prometheus:promtool gcc:cc
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-slow bench system-deps clean
+.PHONY: help run test test-slow test-native-sanitize bench system-deps clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
@@ -19,7 +19,8 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-$(VENV)/.installed: $(VENV)/bin/python pyproject.toml $(wildcard setup.py native/*)
+# The C helper builds during install, so the compiler (a system dep) must be there first.
+$(VENV)/.installed: $(VENV)/bin/python pyproject.toml $(wildcard setup.py native/*) | system-deps
 	$(PY) -m pip install -q -e .
 	touch $@
 
@@ -34,11 +35,20 @@ run: $(VENV)/.installed ## Install into .venv and serve on $(HOST):$(PORT)
 system-deps: ## Install the Debian packages the tests use (when root)
 	scripts/ensure-system-deps.sh $(SYSTEM_DEPS)
 
+# With a C compiler here the C helper must have built: require it, so a broken build fails.
+NATIVE_MODE = $${TRACKLAB_SYSMON_NATIVE:-$$(command -v $${CC:-cc} >/dev/null && echo require || echo auto)}
+SANITIZE_FLAGS = -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+
 test: $(VENV)/.installed-test system-deps ## Install everything and run the fast test suite
-	$(PY) -m pytest $(PYTEST_ARGS)
+	TRACKLAB_SYSMON_NATIVE=$(NATIVE_MODE) $(PY) -m pytest $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.installed-test system-deps ## Run the slow tier only
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+test-native-sanitize: system-deps ## Run the C helper's own tests under ASan and UBSan on every fixture tree
+	@mkdir -p build
+	$${CC:-cc} $(SANITIZE_FLAGS) -Wall -Wextra -Inative native/sysmon.c native/test_sysmon.c -o build/test_sysmon-sanitize
+	build/test_sysmon-sanitize tests/fixtures/*/proc /proc
 
 bench: $(VENV)/.installed-test ## Run every benchmark in benchmarks/ (see docs/performance.md)
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done

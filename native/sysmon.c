@@ -297,7 +297,7 @@ static int parse_float(tok t, double *out)
             dots++;
         } else {
             plain = 0;
-            if (strchr(floaty, c) == NULL)
+            if (c == '\0' || strchr(floaty, c) == NULL)
                 return NUM_BAD;
         }
     }

@@ -1,0 +1,53 @@
+"""The C helper's build: its C tests under ASan/UBSan, and an install without a C compiler."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+import sysconfig
+import zipfile
+
+import pytest
+
+from conftest import require_command
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SANITIZE = ["-std=gnu11", "-g", "-O1", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=all"]
+
+
+def test_c_tests_pass_under_address_and_undefined_sanitizers(tmp_path):
+    """native/test_sysmon.c reads every fixture tree and fuzzes every parser with no sanitizer report."""
+    cc = require_command(os.environ.get("CC", "cc"))
+    binary = tmp_path / "test_sysmon"
+    subprocess.run([cc, *SANITIZE, "-I", str(ROOT / "native"), str(ROOT / "native/sysmon.c"),
+                    str(ROOT / "native/test_sysmon.c"), "-o", str(binary)], check=True)
+    trees = sorted(str(p) for p in (ROOT / "tests/fixtures").glob("*/proc"))
+    result = subprocess.run([str(binary), *trees, "/proc"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith(" 0 failed") and "ERROR: AddressSanitizer" not in result.stderr
+
+
+@pytest.mark.slow
+def test_wheel_builds_without_a_c_compiler_and_falls_back_to_python(tmp_path):
+    """With CC=false the wheel still builds (optional extension) and imports with the Python backend."""
+    env = {**os.environ, "CC": "false"}
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(ROOT), "-w", str(tmp_path)],
+                   check=True, env=env, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "tracklab_sysmon/hotpath.py" in names and not any(n.endswith(".so") for n in names)
+    unpacked = tmp_path / "unpacked"
+    zipfile.ZipFile(wheel).extractall(unpacked)
+    # -S keeps the editable install's path hooks away; the venv's packages still supply the deps.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(unpacked), sysconfig.get_paths()["purelib"],
+                                                        sysconfig.get_paths()["platlib"]])}
+    probe = "import tracklab_sysmon.hotpath as h; print(h.__file__, h.BACKEND)"
+    auto = subprocess.run([sys.executable, "-S", "-c", probe], env={**env, "TRACKLAB_SYSMON_NATIVE": "auto"},
+                          capture_output=True, text=True, check=True)
+    assert auto.stdout.split() == [str(unpacked / "tracklab_sysmon/hotpath.py"), "python"]
+    required = subprocess.run([sys.executable, "-S", "-c", probe],
+                              env={**env, "TRACKLAB_SYSMON_NATIVE": "require"}, capture_output=True, text=True)
+    assert required.returncode != 0 and "C helper is not built" in required.stderr
