@@ -215,6 +215,13 @@ def test_connections_null_when_snmp_is_hidden(tmp_path: pathlib.Path) -> None:
     assert len(net.interfaces) == 3
 
 
+def test_connections_null_when_snmp_is_garbled(tmp_path: pathlib.Path) -> None:
+    """A Tcp table cut off before CurrEstab gives connections None, not an error for the section."""
+    shutil.copytree(FIXTURES / "workstation", tmp_path / "t", symlinks=True)
+    (tmp_path / "t/proc/net/snmp").write_text("Tcp: RtoAlgorithm RtoMin CurrEstab\nTcp: 1 200\n")
+    assert collect(tmp_path / "t")["network"].connections is None
+
+
 # ---------------------------------------------------------------- system info
 
 

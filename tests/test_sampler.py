@@ -178,3 +178,14 @@ async def test_blocking_accelerator_collectors_are_merged(tree: pathlib.Path) ->
     snap = await sampler.tick()
     assert sorted((a.id, a.name) for a in snap.accelerators) == [(0, "nvml"), (1, "amd")]
     assert [a["memory"]["percentage"] for a in wire.decode(sampler.latest_bytes)["accelerators"]] == [25.0, 25.0]
+
+
+async def test_truncated_kernel_file_fails_only_its_collector(tree: pathlib.Path) -> None:
+    """A cut-off /proc/loadavg makes `cpu` an error with a readable message; memory, disk, network go on."""
+    (tree / "proc/loadavg").write_text("2.50 2.10")
+    sampler, _ = make_sampler(tree)
+    snap = await sampler.tick()
+    assert snap.cpu is None and snap.memory is not None and snap.network is not None
+    assert sampler.status["cpu"].state == "error"
+    assert sampler.status["cpu"].last_error.startswith("ParseError: /proc/loadavg is malformed")
+    assert sampler.status["memory"].state == "ok"
