@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from typing import Protocol
 
@@ -38,16 +39,35 @@ def default_collectors(
     sys_root: str = "/sys",
     *,
     statvfs: Callable[[str], os.statvfs_result] | None = os.statvfs,
+    enable_dcgm: bool = False,
+    host_gpus: bool | None = None,
 ) -> tuple[Collector, ...]:
-    """The collectors for one machine (or one captured tree), sharing one hot-path reader."""
+    """The collectors for one machine (or one captured tree), sharing one hot-path reader.
+
+    AMD GPUs are read under `sys_root` (on a captured tree only when it holds amdgpu cards);
+    NVIDIA (NVML) and Apple (ioreg, macOS only) ask the host itself, so they run only when
+    `host_gpus` (default: `sys_root` is the real /sys).
+    """
     from ..hotpath import open_reader  # hotpath's parsers live in this package: import late
+    from .amd import AmdCollector, discover  # the GPU modules import this package's Unavailable
+    from .apple import AppleCollector
+    from .nvidia import NvidiaCollector
 
     reader = open_reader(proc_root)
+    host = sys_root == "/sys" if host_gpus is None else host_gpus
+    gpus: tuple[Collector, ...] = ()
+    if host or discover(sys_root):  # a captured tree gets the AMD collector only if it holds cards
+        gpus += (AmdCollector(sys_root),)
+    if host:
+        gpus += (NvidiaCollector(enable_dcgm=enable_dcgm),)
+    if host and sys.platform == "darwin":
+        gpus += (AppleCollector(),)
     return (
         CpuCollector(reader, proc_root=proc_root, sys_root=sys_root),
         MemoryCollector(reader),
         DiskCollector(reader, proc_root=proc_root, sys_root=sys_root, statvfs=statvfs),
         NetworkCollector(reader),
+        *gpus,
     )
 
 

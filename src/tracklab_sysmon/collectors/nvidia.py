@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .. import _nvml
@@ -112,6 +113,19 @@ class NvidiaCollector:
         else:
             self._source, self._reason = "gpm", None
         return gpm
+
+
+def profiling_health(collectors: Sequence[object], requested: bool) -> dict[str, object]:
+    """The health "dcgm" block: the NVIDIA collector's profiling status, or why there is none."""
+    for collector in collectors:
+        if isinstance(collector, NvidiaCollector):
+            return collector.profiling_status()
+    return {
+        "requested": requested,
+        "available": False,
+        "source": None,
+        "reason": "no NVIDIA collector runs here (a captured tree, or custom collectors)",
+    }
 
 
 def _build(

@@ -34,7 +34,8 @@ def create_app(config: ServiceConfig, *, collectors: Sequence[Collector] | None 
     if collectors is None:
         collectors = default_collectors(
             # A captured tree holds no file systems to stat, so its disk usage is unknown.
-            config.proc_root, config.sys_root, statvfs=os.statvfs if config.on_host else None
+            config.proc_root, config.sys_root, statvfs=os.statvfs if config.on_host else None,
+            enable_dcgm=config.enable_dcgm, host_gpus=config.on_host,
         )
     base_info = read_system_info(
         node_id=config.node_id, proc_root=config.proc_root, sys_root=config.sys_root

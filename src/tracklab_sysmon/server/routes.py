@@ -9,6 +9,7 @@ import psutil
 from aiohttp import web
 
 from .. import __version__, hotpath, wire
+from ..collectors.nvidia import profiling_health
 from . import keys, peers, prometheus
 from .errors import json_error
 
@@ -41,11 +42,7 @@ async def health(request: web.Request) -> web.Response:
             "cpuPercent": sampler.own_cpu_percent,
             "rss": _PROCESS.memory_info().rss,
         },
-        "dcgm": {
-            "requested": config.enable_dcgm,
-            "available": False,
-            "reason": "DCGM profiling is not supported by this build yet",
-        },
+        "dcgm": profiling_health(sampler.collectors, config.enable_dcgm),
     }
     return _json_bytes(wire.encode(body))
 
