@@ -187,11 +187,14 @@ async def test_peers_are_contacted_with_their_own_token(aiohttp_client, spawn):
 
 
 async def test_polling_fallback_takes_only_the_peers_own_node(aiohttp_client, aiohttp_server):
-    """A peer without a WebSocket endpoint is polled; only the first node of its list (its own) is served."""
-    listed = [{"node_id": "polled", "timestamp": 1, "cpu": None, "memory": None, "disk": None,
+    """A peer without a WebSocket endpoint is polled: a malformed list marks it down, then only its own (first) node is served."""
+    bad: list = [None]
+    good = [{"node_id": "polled", "timestamp": 1, "cpu": None, "memory": None, "disk": None,
                "network": None, "accelerators": []},
               {"node_id": "its-peer", "timestamp": 1, "cpu": None, "memory": None, "disk": None,
                "network": None, "accelerators": []}]
+
+    listed = bad
 
     async def metrics(request: web.Request) -> web.Response:
         return web.json_response(listed)
@@ -201,6 +204,9 @@ async def test_polling_fallback_takes_only_the_peers_own_node(aiohttp_client, ai
     server = await aiohttp_server(stand_in)
     url = str(server.make_url("")).rstrip("/")
     client = await _aggregator(aiohttp_client, PeerSpec(url))
+    nodes = await _until(client, lambda n: n[url]["status"] == "down", "malformed peer down")
+    assert "node_id" in nodes[url]["error"]
+    listed = good
     nodes = await _until(client, lambda n: n[url]["status"] == "up", "polled peer up")
     assert nodes[url]["transport"] == "polling"
     assert _ids(await _get(client, "/api/system/metrics")) == [AGG, "polled"]

@@ -86,7 +86,7 @@ class PeerSet:
 
     def accept(self, peer: PeerState, snapshot: dict[str, Any], encoded: bytes | None = None) -> None:
         """Store one snapshot of `peer`'s own node; publish it unless its id is taken."""
-        node_id = snapshot.get("node_id")
+        node_id = snapshot.get("node_id") if isinstance(snapshot, dict) else None
         if not isinstance(node_id, str) or not node_id:
             raise ValueError("snapshot without a node_id")
         peer.node_id, peer.last_seen, peer.error = node_id, int(self._wall() * 1000), None
@@ -130,9 +130,12 @@ class PeerSet:
             except _NoWebSocket:
                 use_ws = False
                 continue
-            except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError, LookupError, TypeError) as exc:
                 self.mark_down(peer, _describe(exc))
                 use_ws = True  # it may come back as a newer build
+            except Exception as exc:  # a follower must never die: that peer would vanish for good
+                log.exception("following peer %s failed", peer.spec.url)
+                self.mark_down(peer, _describe(exc))
             attempts = 0 if peer.last_seen != seen else attempts + 1
             await asyncio.sleep(BACKOFF_SECONDS[min(attempts, len(BACKOFF_SECONDS) - 1)])
 
@@ -211,7 +214,9 @@ def setup_peers(app: web.Application) -> PeerSet:
 
 async def _following(app: web.Application) -> AsyncIterator[None]:
     timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_SECONDS)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    # No pool limit: each followed peer holds one connection for good (the default caps at 100).
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         task = asyncio.create_task(app[PEERS].run(session), name="tracklab-sysmon-peers")
         yield
         task.cancel()
