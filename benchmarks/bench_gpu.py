@@ -1,0 +1,119 @@
+"""Per-tick cost of the NVIDIA collector at 1 and 8 GPUs through the stand-in libnvidia-ml.so.
+
+Contenders, interleaved in one child process per GPU count (the stub is found through
+LD_LIBRARY_PATH, exactly as pynvml finds the real library):
+  collector   NvidiaCollector.collect, clock advancing 1 s per tick (slow tier every 5th tick)
+  slow-tick   NvidiaCollector.collect on a tick where the slow tier is due (PCIe, ECC, processes, MIG)
+  naive       every field of every GPU through pynvml each tick, handles and names re-read,
+              no caching (what a simple poller does)
+Prints median, p10-p90 spread and the ratio naive/collector. Run: .venv/bin/python benchmarks/bench_gpu.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROUNDS = int(os.environ.get("BENCH_GPU_ROUNDS", "2000"))
+
+
+def naive_tick(pynvml) -> list[dict]:
+    """A poller without caching: handle, name, uuid and every field, each tick."""
+    out = []
+    for i in range(pynvml.nvmlDeviceGetCount()):
+        h = pynvml.nvmlDeviceGetHandleByIndex(i)
+        row = {}
+        calls = {
+            "name": lambda: pynvml.nvmlDeviceGetName(h),
+            "uuid": lambda: pynvml.nvmlDeviceGetUUID(h),
+            "pci": lambda: pynvml.nvmlDeviceGetPciInfo(h).busId,
+            "util": lambda: pynvml.nvmlDeviceGetUtilizationRates(h).gpu,
+            "mem": lambda: pynvml.nvmlDeviceGetMemoryInfo(h).used,
+            "temp": lambda: pynvml.nvmlDeviceGetTemperature(h, 0),
+            "power": lambda: pynvml.nvmlDeviceGetPowerUsage(h),
+            "limit": lambda: pynvml.nvmlDeviceGetEnforcedPowerLimit(h),
+            "energy": lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(h),
+            "fan": lambda: pynvml.nvmlDeviceGetFanSpeed(h),
+            "sm": lambda: pynvml.nvmlDeviceGetClockInfo(h, 1),
+            "memclk": lambda: pynvml.nvmlDeviceGetClockInfo(h, 2),
+            "enc": lambda: pynvml.nvmlDeviceGetEncoderUtilization(h),
+            "dec": lambda: pynvml.nvmlDeviceGetDecoderUtilization(h),
+            "tx": lambda: pynvml.nvmlDeviceGetPcieThroughput(h, 0),
+            "rx": lambda: pynvml.nvmlDeviceGetPcieThroughput(h, 1),
+            "ecc": lambda: pynvml.nvmlDeviceGetTotalEccErrors(h, 0, 0),
+            "throttle": lambda: pynvml.nvmlDeviceGetCurrentClocksEventReasons(h),
+            "pstate": lambda: pynvml.nvmlDeviceGetPerformanceState(h),
+            "procs": lambda: [pynvml.nvmlSystemGetProcessName(p.pid)
+                              for p in pynvml.nvmlDeviceGetComputeRunningProcesses(h)],
+            "mig": lambda: pynvml.nvmlDeviceGetMigMode(h),
+        }
+        for key, call in calls.items():
+            try:
+                row[key] = call()
+            except pynvml.NVMLError:
+                row[key] = None
+        out.append(row)
+    return out
+
+
+def child() -> None:
+    """Runs with the stub on LD_LIBRARY_PATH; prints per-tick nanoseconds per contender as JSON."""
+    import pynvml
+
+    from tracklab_sysmon.collectors.nvidia import SLOW_SECONDS, NvidiaCollector
+
+    collector, slow = NvidiaCollector(), NvidiaCollector()
+    collector.collect(0.0)
+    slow.collect(0.0)
+    pynvml.nvmlInit()
+    naive_tick(pynvml)
+    times: dict[str, list[int]] = {"collector": [], "slow-tick": [], "naive": []}
+    perf = time.perf_counter_ns
+    for n in range(1, ROUNDS + 1):
+        t0 = perf()
+        collector.collect(float(n))
+        t1 = perf()
+        slow.collect(n * SLOW_SECONDS)
+        t2 = perf()
+        naive_tick(pynvml)
+        t3 = perf()
+        times["collector"].append(t1 - t0)
+        times["slow-tick"].append(t2 - t1)
+        times["naive"].append(t3 - t2)
+    print(json.dumps(times))
+
+
+def summary(ns: list[int]) -> tuple[float, float, float]:
+    deciles = statistics.quantiles(ns, n=10)
+    return statistics.median(ns) / 1e6, deciles[0] / 1e6, deciles[-1] / 1e6
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from nvml_stub.build import build_stub, stub_env
+
+    with tempfile.TemporaryDirectory() as tmp:
+        lib = build_stub(pathlib.Path(tmp))
+        print(f"NVIDIA collector per tick through the stand-in NVML, {ROUNDS} ticks each, ms")
+        print(f"{'GPUs':>4}  {'contender':<10} {'median':>8} {'p10':>8} {'p90':>8}  ratio")
+        for gpus in (1, 8):
+            done = subprocess.run(
+                [sys.executable, __file__, "--child"], env=stub_env(lib, gpus=str(gpus)),
+                capture_output=True, text=True, check=True,
+            )
+            times = json.loads(done.stdout)
+            base = summary(times["collector"])[0]
+            for name, ns in times.items():
+                med, p10, p90 = summary(ns)
+                print(f"{gpus:>4}  {name:<10} {med:8.3f} {p10:8.3f} {p90:8.3f}  {med / base:5.2f}x")
+
+
+if __name__ == "__main__":
+    child() if sys.argv[1:] == ["--child"] else main()
