@@ -325,7 +325,10 @@ if libc.mount(b"tmpfs", b"/tmp", b"tmpfs", 0, None) != 0:
 with socket.socket() as s:  # bring the namespace's loopback up (ip link set lo up)
     flags = struct.unpack("16sH", fcntl.ioctl(s, 0x8913, struct.pack("16sH", b"lo", 0)))[1]
     fcntl.ioctl(s, 0x8914, struct.pack("16sH", b"lo", flags | 1))
-proc = subprocess.Popen(shlex.split(sys.argv[1]), stderr=subprocess.PIPE, text=True)
+proc = subprocess.Popen(  # dies with this driver, so a timed-out test leaves nothing behind
+    shlex.split(sys.argv[1]), stderr=subprocess.PIPE, text=True,
+    preexec_fn=lambda: libc.prctl(1, signal.SIGKILL),  # PR_SET_PDEATHSIG
+)
 deadline = time.monotonic() + float(sys.argv[2])
 while not os.path.exists("/tmp/monitor.port"):
     if proc.poll() is not None or time.monotonic() > deadline:
