@@ -236,10 +236,8 @@ class SystemMonitorClient:
     async def _connect_ws(self, session: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse:
         """Open the stream socket: the one place WebSocket handshake errors are translated."""
         try:
-            return await session.ws_connect(
-                self.ws_url, heartbeat=max(self.timeout / 2, 1.0), timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
-                receive_timeout=None,
-            )
+            # The heartbeat notices a dead service even when no frame is due for a long time.
+            return await session.ws_connect(self.ws_url, heartbeat=max(self.timeout / 2, 1.0))
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status == 404:
                 raise NotFound(f"{self.ws_url}: no WebSocket endpoint (HTTP 404)", status=404) from None

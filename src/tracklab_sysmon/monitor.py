@@ -71,6 +71,7 @@ class SystemMonitor:
         self._stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
         self._lock = threading.Lock()
         self._finalizer: weakref.finalize | None = None
+        self._drainer: threading.Thread | None = None
         if not self._attached:  # bad options fail here, in one line, not in the child
             ServiceConfig(host=host, port=rest_port, node_id=node_id, interval=interval,
                           history=history if history is not None else 3600)
@@ -134,7 +135,7 @@ class SystemMonitor:
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # a terminal's Ctrl-C reaches only us; we stop the child in order
             )
-            _drain(self._process.stderr, self._stderr, echo=self.verbose)
+            self._drainer = _drain(self._process.stderr, self._stderr, echo=self.verbose)
             self._finalizer = weakref.finalize(self, _terminate, self._process, self._tmpdir)
             try:
                 self._url = self._wait_for_portfile(portfile)
@@ -172,7 +173,8 @@ class SystemMonitor:
             code = self._process.poll()
             if code is not None:
                 self._process.wait()
-                time.sleep(0.05)  # let the drain thread take the last lines
+                if self._drainer is not None:
+                    self._drainer.join(2.0)  # the pipe is at EOF: it ends once it holds every line
                 raise MonitorStartError(f"the system monitor exited with code {code} before listening", self.stderr)
             time.sleep(0.02)
         raise MonitorStartError(
@@ -229,10 +231,10 @@ def _terminate(process: subprocess.Popen[bytes], tmpdir: str | None) -> None:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def _drain(stream: IO[bytes] | None, lines: collections.deque[str], *, echo: bool) -> None:
+def _drain(stream: IO[bytes] | None, lines: collections.deque[str], *, echo: bool) -> threading.Thread | None:
     """Read the child's stderr on a daemon thread, so a chatty service never blocks on a full pipe."""
     if stream is None:
-        return
+        return None
 
     def pump() -> None:
         with stream:
@@ -242,7 +244,9 @@ def _drain(stream: IO[bytes] | None, lines: collections.deque[str], *, echo: boo
                 if echo:
                     sys.stderr.write(line)
 
-    threading.Thread(target=pump, name="tracklab-sysmon-stderr", daemon=True).start()
+    thread = threading.Thread(target=pump, name="tracklab-sysmon-stderr", daemon=True)
+    thread.start()
+    return thread
 
 
 def _read_portfile(path: str) -> str | None:

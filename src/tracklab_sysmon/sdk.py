@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import http.client
 import logging
 import math
 import os
@@ -185,7 +186,7 @@ class SystemMetrics:
         """Fetch once now; True on success. Called by the thread; public for tests and tools."""
         try:
             snapshot = self._fetch()
-        except (OSError, ValueError, SysmonError) as exc:
+        except (OSError, ValueError, http.client.HTTPException, SysmonError) as exc:
             with self._lock:
                 self._latest, self._latest_ts, self._latest_alone = {}, None, None
                 first_failure, self._warned = not self._warned, True
@@ -227,7 +228,7 @@ class SystemMetrics:
         try:
             with urllib.request.urlopen(self.service_url + "/api/health", timeout=self.config.timeout):
                 return True
-        except (OSError, ValueError):
+        except (OSError, ValueError, http.client.HTTPException):
             return False
 
 
