@@ -7,7 +7,11 @@ import shutil
 
 import pytest
 
-from tracklab_sysmon.collectors import default_collectors
+from tracklab_sysmon.collectors.cpu import CpuCollector
+from tracklab_sysmon.collectors.disk import DiskCollector
+from tracklab_sysmon.collectors.memory import MemoryCollector
+from tracklab_sysmon.collectors.network import NetworkCollector
+from tracklab_sysmon.hotpath import BackendUnavailable, select_backend
 from tracklab_sysmon.model import CpuTimes
 from tracklab_sysmon.rates import busy_percent, counter_rate, percent
 
@@ -89,15 +93,21 @@ NICS = {  # name: (rx bytes, rx packets, tx bytes, tx packets)
 class Tree:
     """A private copy of the workstation tree whose counter files a test rewrites in place."""
 
-    def __init__(self, root: pathlib.Path) -> None:
+    def __init__(self, root: pathlib.Path, reader_class: type) -> None:
         shutil.copytree(FIXTURES / "workstation", root, symlinks=True)
         self.root = root
         self.cores = {i: list(CORE) for i in range(8)}
         self.disks = {k: list(v) for k, v in DISKS.items()}
         self.nics = {k: list(v) for k, v in NICS.items()}
         self.write()
-        collectors = default_collectors(str(root / "proc"), str(root / "sys"), statvfs=None)
-        self.collectors = {c.section: c for c in collectors}
+        proc, sys = str(root / "proc"), str(root / "sys")
+        reader = reader_class(proc)  # each backend keeps its descriptors open across rewrites
+        self.collectors = {
+            "cpu": CpuCollector(reader, proc_root=proc, sys_root=sys),
+            "memory": MemoryCollector(reader),
+            "disk": DiskCollector(reader, proc_root=proc, sys_root=sys, statvfs=None),
+            "network": NetworkCollector(reader),
+        }
 
     def write(self) -> None:
         # Rewrite in place (same inode), as the kernel's files change under a kept descriptor.
@@ -119,9 +129,13 @@ class Tree:
         return self.collectors[section].collect(now)
 
 
-@pytest.fixture
-def tree(tmp_path: pathlib.Path) -> Tree:
-    return Tree(tmp_path / "workstation")
+@pytest.fixture(params=["off", "require"], ids=["python", "cffi"])
+def tree(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Tree:
+    try:
+        reader_class, _ = select_backend(request.param)
+    except BackendUnavailable as exc:  # the Python twin still runs every case
+        pytest.skip(f"C helper not built: {exc}")
+    return Tree(tmp_path / "workstation", reader_class)
 
 
 def test_disk_rates_on_increase_count_whole_disks_only(tree: Tree) -> None:
