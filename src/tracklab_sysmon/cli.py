@@ -96,6 +96,9 @@ class _OneLineError(click.ClickException):
         click.echo(f"{self.prog}: error: {self.format_message()}", err=True)
 
 
+_SHOWS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
+
 @contextlib.contextmanager
 def _one_line_usage_errors():
     try:
@@ -105,9 +108,6 @@ def _one_line_usage_errors():
             raise
         prog = exc.ctx.find_root().info_name if exc.ctx else None
         raise _OneLineError(exc.format_message(), prog or _prog()) from None
-
-
-_SHOWS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 class _Command(click.Command):
