@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -14,7 +17,7 @@ from tracklab_sysmon.collectors.system import read_system_info
 from tracklab_sysmon.collectors.thermal import CpuThermal
 from tracklab_sysmon.model import CpuTimes, DiskDeviceSample
 
-from conftest import FIXTURES
+from conftest import FIXTURES, require_command
 
 NOW = 1000.0
 
@@ -84,6 +87,40 @@ def test_cpufreq_present_missing_and_unreadable() -> None:
         7: None,  # scaling_cur_freq is a directory: the read fails even as root
     }
     assert [c.frequency for c in collect("arm-board")["cpu"].cores] == [None] * 4
+
+
+PRINT_CORES = """
+import json, sys
+from tracklab_sysmon.collectors.cpu import CpuCollector
+from tracklab_sysmon.hotpath import open_reader
+root = sys.argv[1]
+cpu = CpuCollector(open_reader(root + "/proc"), proc_root=root + "/proc", sys_root=root + "/sys")
+print(json.dumps({c.id: [c.frequency, c.temperature] for c in cpu.collect(0.0).cores}))
+"""
+
+
+def test_unreadable_0400_files_read_as_none(tmp_path: pathlib.Path) -> None:
+    """Root-only 0400 cpufreq and hwmon files, read by a process that may not, give None, not 0."""
+    root = tmp_path / "t"
+    shutil.copytree(FIXTURES / "workstation", root, symlinks=True)
+    targets = [root / "sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq",
+               root / "sys/class/hwmon/hwmon3/temp2_input"]  # package 0, Core 0
+    argv = [sys.executable, "-c", PRINT_CORES, str(root)]
+    if os.geteuid() == 0:
+        # Root reads anything through CAP_DAC_OVERRIDE: give the files to another user and run the
+        # reader as root without that capability, so the 0400 mode really refuses it.
+        for path in targets:
+            os.chown(path, 65534, 65534)
+            path.chmod(0o400)
+        argv = [require_command("setpriv"), "--bounding-set=-dac_override,-dac_read_search", *argv]
+    else:
+        for path in targets:
+            path.chmod(0o000)
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=60).stdout
+    assert json.loads(out) == {
+        "0": [None, None], "1": [3599.998, None], "2": [2100.0, 58.0], "3": [800.0, 60.5],
+        "4": [1200.0, None], "5": [2800.0, None], "6": [None, 58.0], "7": [None, 60.5],
+    }
 
 
 def test_cpu_first_collect_has_times_load_processes_threads_but_no_usage() -> None:
