@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 PYTEST_ARGS ?=
 # Debian packages the tests drive for real, as PACKAGE:COMMAND.
-SYSTEM_DEPS ?= chromium:chromium prometheus:promtool gcc:cc
+SYSTEM_DEPS ?= chromium:chromium prometheus:promtool gcc:cc procps:free util-linux:setpriv
 
 .DEFAULT_GOAL := help
 .PHONY: help run test test-slow test-native-sanitize bench system-deps clean
