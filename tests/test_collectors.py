@@ -45,6 +45,21 @@ def test_package_temperature_is_package_0_whatever_the_hwmon_order() -> None:
     assert collect("workstation")["cpu"].temperature == 55.0
 
 
+def test_coretemp_of_old_kernels_names_the_package_physical_id(tmp_path: pathlib.Path) -> None:
+    """Kernels before 3.x label the package sensor `Physical id 0`; it is still the package temperature."""
+    hwmon = tmp_path / "class/hwmon/hwmon0"
+    hwmon.mkdir(parents=True)
+    for name, text in {"name": "coretemp", "temp1_label": "Physical id 0", "temp1_input": "47000",
+                       "temp2_label": "Core 0", "temp2_input": "45000"}.items():
+        (hwmon / name).write_text(text + "\n")
+    topology = tmp_path / "devices/system/cpu/cpu0/topology"
+    topology.mkdir(parents=True)
+    (topology / "physical_package_id").write_text("0\n")
+    (topology / "core_id").write_text("0\n")
+    thermal = CpuThermal(str(tmp_path))
+    assert (thermal.package_temperature(), thermal.core_temperatures()) == (47.0, {0: 45.0})
+
+
 def test_k10temp_gives_package_temperature_and_no_core_temperatures() -> None:
     """k10temp's Tctl is the package temperature; with no per-core sensor core temps are None."""
     cpu = collect("amd-desktop")["cpu"]

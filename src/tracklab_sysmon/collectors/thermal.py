@@ -42,7 +42,7 @@ class CpuThermal:
                 package = coretemp_package
                 coretemp_package += 1
                 for label, path in labels.items():
-                    if label.startswith("Package id "):
+                    if label.startswith(("Package id ", "Physical id ")):  # the latter before 3.x
                         package = int(label.split()[-1]) if label.split()[-1].isdigit() else package
                         # hwmon numbering follows probe order, so pick package 0 by its label.
                         if self._package_path is None or package == 0:
