@@ -38,6 +38,14 @@ def probe(lib_dir: pathlib.Path | None, *args: str, **scenario: str) -> list[dic
     return [json.loads(line) for line in done.stdout.splitlines()]
 
 
+def test_nvml_is_loaded_lazily_and_off_the_event_loop():
+    """Building the collector imports no pynvml (only the first tick does), and it runs in a worker thread."""
+    code = ("import sys; from tracklab_sysmon.collectors.nvidia import NvidiaCollector as N; "
+            "c = N(enable_dcgm=True); print('pynvml' in sys.modules, c.blocking)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.split() == ["False", "True"]
+
+
 def test_no_library_is_unavailable_with_reason():
     """Without libnvidia-ml.so.1 the collector reports unavailable and says the library is missing."""
     (line,) = probe(None, "1")
@@ -48,6 +56,13 @@ def test_driver_not_loaded_is_unavailable_with_reason(stub):
     """nvmlInit failing with DRIVER_NOT_LOADED becomes an unavailable collector naming that cause."""
     (line,) = probe(stub, "1", init="driver_not_loaded")
     assert line["unavailable"] == "NVML could not start: Driver Not Loaded"
+
+
+def test_failed_start_is_not_retried_every_tick(stub):
+    """After NVML fails to start, later ticks reuse the reason instead of calling nvmlInit again."""
+    lines = probe(stub, "5", "--counts", "nvmlInitWithFlags", init="driver_not_loaded")
+    assert [line.get("unavailable") for line in lines[:5]] == ["NVML could not start: Driver Not Loaded"] * 5
+    assert lines[-1]["counts"]["nvmlInitWithFlags"] == 1
 
 
 def test_zero_gpus_is_unavailable(stub):

@@ -293,10 +293,14 @@ def read_gpm(dev: Device) -> dict[str, float | None] | None:
         if support is None or not support.isSupportedDevice:
             dev.unsupported.add("gpm")
             return None
-        dev.gpm = [n.nvmlGpmSampleAlloc(), n.nvmlGpmSampleAlloc()]
+        try:
+            dev.gpm = [n.nvmlGpmSampleAlloc(), n.nvmlGpmSampleAlloc()]
+        except n.NVMLError:
+            dev.unsupported.add("gpm")
+            return None
     if dev.query("gpm", n.nvmlGpmSampleGet, dev.gpm[1]) is None:
         return None
-    dev.gpm.reverse()  # the newest sample is now first... and becomes "previous" next time
+    dev.gpm.reverse()  # [newest, previous]; the previous buffer is overwritten next tick
     if not dev.gpm_primed:
         dev.gpm_primed = True
         return None
