@@ -123,7 +123,8 @@ async def test_aggregates_every_node_local_first_and_filters(aiohttp_client, spa
     assert _ids(await _get(client, "/api/system/metrics", node_id=AGG)) == [AGG]
     error = await _get(client, "/api/system/metrics", 404, node_id="node-z")
     assert error["error"]["code"] == "not_found"
-    await _get(client, "/api/system/metrics/history", 404, node_id="node-b")  # history stays local-only
+    error = await _get(client, "/api/system/metrics/history", 404, node_id="node-b")  # history stays local
+    assert b.url in error["error"]["message"]
     text = await (await client.get("/metrics")).text()
     for node in (AGG, "node-b", "node-c"):
         assert f'tracklab_sysmon_memory_total_bytes{{node_id="{node}"}}' in text
@@ -241,3 +242,15 @@ def test_peer_option_parsing():
     for bad in ("127.0.0.1:9000", "ftp://127.0.0.1", "http://127.0.0.1:9/x", "http://127.0.0.1:9,secret=1"):
         with pytest.raises(ConfigError):
             parse_peer(bad)
+
+
+async def test_peer_that_aggregates_contributes_only_its_own_node(aiohttp_client, spawn):
+    """Following an aggregator yields its own node only, so chained or mutual aggregation never loops."""
+    (c,) = await spawn(("node-c",))
+    (b,) = await spawn(("node-b", "--peer", c.url))
+    client = await _aggregator(aiohttp_client, PeerSpec(b.url))
+    await _until(client, lambda n: n[b.url]["status"] == "up", "aggregating peer up")
+    async with client.ws_connect("/ws/system-metrics") as ws:  # a few ticks of frames: none about node-c
+        seen = {(await ws.receive_json(timeout=DEADLINE)).get("data", {}).get("node_id") for _ in range(12)}
+    assert "node-c" not in seen and "node-b" in seen
+    assert _ids(await _get(client, "/api/system/metrics")) == [AGG, "node-b"]

@@ -162,6 +162,8 @@ class PeerSet:
                 kind, data = frame.get("type"), frame.get("data")
                 if kind == "info" and isinstance(data, dict):
                     own = data.get("node_id") or own
+                    if own:  # only the peer's own frames, not those of its peers
+                        await ws.send_str('{"type":"subscribe","nodeId":%s}' % wire.encode(own).decode())
                 elif kind == "metrics" and isinstance(data, dict):
                     own = own or data.get("node_id")
                     if data.get("node_id") == own:

@@ -55,6 +55,9 @@ async def serve(config: ServiceConfig) -> None:
             write_portfile(config.portfile, {"host": host, "port": port, "pid": os.getpid(), "url": url})
             wrote_portfile = True
         print(f"tracklab-sysmon: serving on {url}", file=sys.stderr, flush=True)
+        if config.insecure and config.token is None:
+            print("tracklab-sysmon: warning: --insecure: no token, anyone who can connect reads the metrics",
+                  file=sys.stderr, flush=True)
         watcher = _watch_parent(config.parent_pid, stop) if config.parent_pid else None
         await stop.wait()
         if watcher:
