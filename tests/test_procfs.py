@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tracklab_sysmon.collectors import procfs
 from tracklab_sysmon.errors import ParseError
@@ -278,3 +280,28 @@ def test_millidegrees(text: str, expected: float | None) -> None:
 def test_khz_as_mhz(text: str, expected: float | None) -> None:
     """cpufreq kHz become MHz; garbage becomes None."""
     assert procfs.parse_khz_as_mhz(text) == expected
+
+
+# ---------------------------------------------------------------- any text at all
+
+KERNELISH = st.text(alphabet=st.sampled_from(list("0123456789 :|/-.abcdeilmnoprstuvxy\n\t")), max_size=400)
+
+
+@given(KERNELISH)
+def test_list_parsers_never_raise_on_garbage(text: str) -> None:
+    """diskstats, net/dev, meminfo and mounts parsers skip what they cannot read instead of raising."""
+    assert all(d.read_bytes % 512 == 0 for d in procfs.parse_diskstats(text))
+    assert all(n.name == n.name.strip() for n in procfs.parse_net_dev(text))
+    info = procfs.parse_meminfo(text)
+    assert info.available is None or info.total is None or info.available <= info.total
+    assert all(len(m) == 3 for m in procfs.parse_mounts(text))
+
+
+@given(KERNELISH)
+def test_strict_parsers_raise_only_parse_error(text: str) -> None:
+    """stat, loadavg and snmp parsers either return a record or raise ParseError, nothing else."""
+    for parse in (lambda t: procfs.parse_stat(t, 100.0), procfs.parse_loadavg, procfs.parse_tcp_established):
+        try:
+            parse(text)
+        except ParseError:
+            pass

@@ -6,6 +6,8 @@ import pathlib
 import shutil
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tracklab_sysmon.collectors.cpu import CpuCollector
 from tracklab_sysmon.collectors.disk import DiskCollector
@@ -62,6 +64,23 @@ def test_busy_percent_clamps_idle_stepping_backwards() -> None:
 def test_percent(part: float | None, whole: float | None, expected: float | None) -> None:
     """part/whole in percent rounded to 2 places; unknown or zero whole gives None."""
     assert percent(part, whole) == expected
+
+
+COUNTER = st.integers(min_value=0, max_value=2**64)
+SECONDS = st.floats(min_value=0, max_value=1e9, allow_nan=False)
+
+
+@given(COUNTER, COUNTER, st.floats(allow_nan=False, allow_infinity=False, min_value=-10, max_value=1e6))
+def test_counter_rate_is_never_negative(previous: int, current: int, elapsed: float) -> None:
+    """Whatever two counter readings and interval, the rate is >= 0 (resets and wraps included)."""
+    assert counter_rate(previous, current, elapsed) >= 0.0
+
+
+@given(st.lists(SECONDS, min_size=16, max_size=16))
+def test_busy_percent_stays_within_0_and_100(values: list[float]) -> None:
+    """Any two CPU readings, even ones stepping backwards, give a usage in 0-100 or None."""
+    usage = busy_percent(CpuTimes(*values[:8]), CpuTimes(*values[8:]))
+    assert usage is None or 0.0 <= usage <= 100.0
 
 
 # ---------------------------------------------------------------- rewritten trees
