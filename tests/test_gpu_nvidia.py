@@ -122,6 +122,14 @@ def test_unsupported_fields_are_null_and_the_rest_stay(stub):
     assert gpu["utilization"] == 10.0 and gpu["temperature"] == 40.0 and gpu["powerLimit"] == 400.0
 
 
+def test_drivers_before_clock_event_reasons_use_the_throttle_name(stub):
+    """Without nvmlDeviceGetCurrentClocksEventReasons the older ThrottleReasons call decodes the same names."""
+    lines = probe(stub, "1", "--counts", "nvmlDeviceGetCurrentClocksThrottleReasons", gpus="1",
+                  unsupported="eventreasons")
+    assert lines[0]["accelerators"][0]["throttleReasons"] == ["swPowerCap", "swThermalSlowdown"]
+    assert lines[-1]["counts"]["nvmlDeviceGetCurrentClocksThrottleReasons"] == 1
+
+
 def test_unsupported_field_is_not_asked_again(stub):
     """A field that answered NOT_SUPPORTED once is never queried again on later ticks."""
     lines = probe(stub, "5", "--counts", "nvmlDeviceGetFanSpeed,nvmlDeviceGetTemperature",

@@ -68,7 +68,7 @@ class Device:
             if code in _PERMANENT:
                 self.unsupported.add(name)
             return None
-        except _nvml.NVMLLibraryMismatchError:  # the driver predates this versioned entry point
+        except _MISMATCH:  # the driver predates this versioned entry point
             self.unsupported.add(name)
             return None
 
@@ -82,6 +82,7 @@ class _State:
 
 _nvml: Any = None  # the pynvml module once NVML started
 _PERMANENT: frozenset[int] = frozenset()
+_MISMATCH: Any = ()  # pynvml's NVMLLibraryMismatchError where this nvidia-ml-py has it
 
 
 def devices(monotonic: Callable[[], float] = time.monotonic) -> tuple[Device, ...]:
@@ -100,7 +101,7 @@ def devices(monotonic: Callable[[], float] = time.monotonic) -> tuple[Device, ..
 
 
 def _start() -> tuple[Device, ...]:
-    global _nvml, _PERMANENT
+    global _nvml, _PERMANENT, _MISMATCH
     try:
         import pynvml  # nvidia-ml-py: imported only when GPUs are first asked for
     except ImportError:
@@ -112,6 +113,7 @@ def _start() -> tuple[Device, ...]:
     except pynvml.NVMLError as exc:
         raise NvmlUnavailable(f"NVML could not start: {exc}") from None
     _nvml = pynvml
+    _MISMATCH = getattr(pynvml, "NVMLLibraryMismatchError", ())
     _PERMANENT = frozenset(
         (pynvml.NVML_ERROR_NOT_SUPPORTED, pynvml.NVML_ERROR_FUNCTION_NOT_FOUND, pynvml.NVML_ERROR_NO_PERMISSION)
     )
@@ -201,10 +203,13 @@ def read_fast(dev: Device) -> Fast:
 
 
 def _clock_reasons(handle: Any) -> int:
-    try:
-        return _nvml.nvmlDeviceGetCurrentClocksEventReasons(handle)
-    except _nvml.NVMLError_FunctionNotFound:  # drivers before 535 only have the old name
-        return _nvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle)
+    new_name = getattr(_nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+    if new_name is not None:
+        try:
+            return new_name(handle)
+        except _nvml.NVMLError_FunctionNotFound:  # drivers before 535 only have the old name
+            pass
+    return _nvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle)
 
 
 @dataclass(frozen=True, slots=True)

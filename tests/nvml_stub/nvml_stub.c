@@ -301,15 +301,22 @@ int nvmlDeviceGetTotalEccErrors(device *d, int error_type, int counter_type, uns
     return SUCCESS;
 }
 
-int nvmlDeviceGetCurrentClocksEventReasons(device *d, unsigned long long *reasons) {
-    count("nvmlDeviceGetCurrentClocksEventReasons");
+static int clock_reasons(device *d, unsigned long long *reasons) {
     CHECK(d, "throttle");
     *reasons = d->index == 0 ? (0x4ULL | 0x20ULL) : 0x1ULL; /* SwPowerCap|SwThermal, else idle */
     return SUCCESS;
 }
 
+/* "eventreasons" in NVML_STUB_UNSUPPORTED plays a driver older than 535, without the new name */
+int nvmlDeviceGetCurrentClocksEventReasons(device *d, unsigned long long *reasons) {
+    count("nvmlDeviceGetCurrentClocksEventReasons");
+    if (listed(unsupported, "eventreasons")) return 13; /* NVML_ERROR_FUNCTION_NOT_FOUND */
+    return clock_reasons(d, reasons);
+}
+
 int nvmlDeviceGetCurrentClocksThrottleReasons(device *d, unsigned long long *reasons) {
-    return nvmlDeviceGetCurrentClocksEventReasons(d, reasons);
+    count("nvmlDeviceGetCurrentClocksThrottleReasons");
+    return clock_reasons(d, reasons);
 }
 
 int nvmlDeviceGetPerformanceState(device *d, int *pstate) {
