@@ -1,0 +1,320 @@
+"""WebSocket fan-out: service CPU and frame latency with 0/1/100/1,000 subscribers at 1 Hz, plus fan-out contenders.
+
+Part 1 runs `tracklab-sysmon serve` as its own process at 1 Hz and connects N lightweight raw-socket
+subscribers from this process (a minimal RFC 6455 reader: no JSON parsing, it answers pings). For
+each N it samples the service's CPU time from /proc/<pid>/stat once a second and records, for every
+metrics frame, receive time minus the snapshot's `timestamp` (ms, wall clock; both on this host).
+Marginal cost per subscriber per frame = (median CPU at N - median CPU at 0) / N, per 1 Hz frame.
+
+Part 2 times one fan-out of a real snapshot to 1,000 connected sockets inside one process, three ways:
+`shared-preframed` (this service: frame built once, the same bytes written to every transport),
+`shared-send_str` (payload encoded once, aiohttp's send_str per client) and `naive-per-client`
+(snapshot dict encoded per client, then send_str). Part 3 holds 200 never-reading subscribers on a
+20 Hz service and watches its RSS until they are dropped (stall limit 10 s). Run: `python benchmarks/bench_ws.py [--seconds S]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import resource
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+import orjson
+
+WS_PATH = "/ws/system-metrics"
+LEVELS = (0, 1, 100, 1000)
+
+
+class RawSubscriber(asyncio.Protocol):
+    """The cheapest honest client: handshake, frame boundaries, pong; latency stamped on arrival."""
+
+    def __init__(self, host: str, port: int, latencies: list[float], *, stall: bool = False) -> None:
+        self.host, self.port, self.latencies, self.stall = host, port, latencies, stall
+        self.lost = False
+        self.ready = asyncio.get_running_loop().create_future()
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(
+            f"GET {WS_PATH} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+
+    def data_received(self, data: bytes) -> None:
+        now_ms = time.time() * 1000
+        self.buffer += data
+        if not self.upgraded:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if b" 101 " not in self.buffer[:end]:
+                self.ready.set_exception(RuntimeError(bytes(self.buffer[:end]).decode(errors="replace")))
+                return
+            del self.buffer[:end + 4]
+            self.upgraded = True
+            self.ready.set_result(None)
+            if self.stall:  # from now on read nothing: the kernel buffers fill, then the server's
+                self.transport.pause_reading()
+        self._frames(now_ms)
+
+    def connection_lost(self, exc) -> None:
+        self.lost = True
+
+    def _frames(self, now_ms: float) -> None:
+        buf = self.buffer
+        while len(buf) >= 2:
+            size, offset = buf[1] & 0x7F, 2
+            if size == 126:
+                if len(buf) < 4:
+                    return
+                size, offset = struct.unpack_from("!H", buf, 2)[0], 4
+            elif size == 127:
+                if len(buf) < 10:
+                    return
+                size, offset = struct.unpack_from("!Q", buf, 2)[0], 10
+            if len(buf) < offset + size:
+                return
+            opcode = buf[0] & 0x0F
+            if opcode == 0x9:  # ping: answer with an empty masked pong, as every client must
+                self.transport.write(b"\x8a\x80" + os.urandom(4))
+            elif opcode == 0x1 and buf.startswith(b'{"type":"metrics"', offset):
+                at = buf.find(b'"timestamp":', offset) + 12
+                stamp = int(bytes(buf[at:buf.index(b",", at)]))
+                self.latencies.append(now_ms - stamp)
+            del buf[:offset + size]
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of every thread of `pid`, in ns resolution (schedstat), unlike /proc/pid/stat's 10 ms ticks."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
+                total += int(stat.read().split()[0])
+        except FileNotFoundError:  # a worker thread that just ended
+            pass
+    return total / 1e9
+
+
+def _rss(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _start_service(folder: str, interval: float = 1.0) -> tuple[subprocess.Popen, str, int]:
+    portfile = os.path.join(folder, "port.json")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tracklab_sysmon", "serve", "--rest-api-port", "0", "--portfile", portfile,
+         "--interval", str(interval), "--max-ws-clients", "5000"],
+        preexec_fn=_raise_fd_limit, stdout=subprocess.DEVNULL,
+    )
+    end = time.monotonic() + 30
+    while not os.path.exists(portfile):
+        if proc.poll() is not None or time.monotonic() > end:
+            raise SystemExit("bench_ws: the service did not start")
+        time.sleep(0.05)
+    info = json.loads(open(portfile).read())
+    return proc, info["host"], info["port"]
+
+
+async def _measure_level(pid: int, host: str, port: int, count: int, seconds: int) -> dict:
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    subscribers = []
+    for _ in range(count):
+        _transport, sub = await loop.create_connection(lambda: RawSubscriber(host, port, latencies), host, port)
+        subscribers.append(sub)
+    await asyncio.gather(*(s.ready for s in subscribers))
+    await asyncio.sleep(2.0)  # settle: connection set-up work is not the steady state
+    latencies.clear()
+    samples, mark = [], (time.monotonic(), _cpu_seconds(pid))
+    start = mark
+    for _ in range(seconds):
+        await asyncio.sleep(1.0)
+        now = (time.monotonic(), _cpu_seconds(pid))
+        samples.append(100.0 * (now[1] - mark[1]) / (now[0] - mark[0]))
+        mark = now
+    mean = 100.0 * (mark[1] - start[1]) / (mark[0] - start[0])
+    rss = _rss(pid)
+    for sub in subscribers:
+        sub.transport.close()
+    await asyncio.sleep(1.0)
+    return {"n": count, "cpu": samples, "mean": mean, "lat": sorted(latencies), "rss": rss}
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+async def _part1(seconds: int) -> list[dict]:
+    with tempfile.TemporaryDirectory() as folder:
+        proc, host, port = _start_service(folder)
+        try:
+            await asyncio.sleep(1.5)
+            return [await _measure_level(proc.pid, host, port, n, seconds) for n in LEVELS]
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def _print_part1(results: list[dict]) -> None:
+    base = results[0]["mean"]
+    print("\nPart 1: service process at 1 Hz, N subscribers (CPU % of one core: window mean, 1 s samples)")
+    print(f"{'N':>6} {'CPU mean':>9} {'1s median':>10} {'1s p10-p90':>13} {'vs N=0':>8} {'lat p50':>9}"
+          f" {'lat p99':>9} {'frames':>7} {'RSS MiB':>8} {'us/sub/frame':>13}")
+    for r in results:
+        cpu = sorted(r["cpu"])
+        marginal = (r["mean"] - base) / 100 * 1e6 / r["n"] if r["n"] else float("nan")
+        print(f"{r['n']:>6} {r['mean']:>9.3f} {statistics.median(cpu):>10.3f} {_pct(cpu, .1):>6.2f}-{_pct(cpu, .9):<6.2f}"
+              f" {r['mean'] / base:>7.2f}x {_pct(r['lat'], .5):>7.1f}ms {_pct(r['lat'], .99):>7.1f}ms"
+              f" {len(r['lat']):>7} {r['rss'] / 2**20:>8.1f} {marginal:>13.2f}")
+
+
+async def _part2(count: int, repeats: int) -> dict[str, list[float]]:
+    from aiohttp import web
+
+    from tracklab_sysmon import wire
+    from tracklab_sysmon.config import ServiceConfig
+    from tracklab_sysmon.server import create_app, keys
+    from tracklab_sysmon.server.ws import HUB
+
+    app = create_app(ServiceConfig(interval=3600.0, max_ws_clients=count + 10))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    subs = [(await loop.create_connection(lambda: RawSubscriber("127.0.0.1", port, latencies), "127.0.0.1", port))[1]
+            for _ in range(count)]
+    await asyncio.gather(*(s.ready for s in subs))
+    hub = app[HUB]
+    while len(hub.subscribers) < count:
+        await asyncio.sleep(0.05)
+    sampler = app[keys.SAMPLER]
+    snapshot, encoded = sampler.latest, sampler.latest_bytes
+    node = snapshot.node_id
+    sockets = [s.ws for s in hub.subscribers]
+    shared_text = (b'{"type":"metrics","nodeId":"' + node.encode() + b'","data":' + encoded + b"}").decode()
+
+    async def preframed() -> None:
+        hub.publish(node, encoded)
+
+    async def shared_send_str() -> None:
+        await asyncio.gather(*(ws.send_str(shared_text) for ws in sockets))
+
+    async def naive() -> None:
+        await asyncio.gather(*(
+            ws.send_str(orjson.dumps({"type": "metrics", "nodeId": node,
+                                      "data": wire.snapshot_to_wire(snapshot)}).decode())
+            for ws in sockets
+        ))
+
+    contenders = {"shared-preframed": preframed, "shared-send_str": shared_send_str, "naive-per-client": naive}
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):  # interleaved, so load drifts hit every contender alike
+        for name, fan_out in contenders.items():
+            started = time.perf_counter()
+            await fan_out()
+            times[name].append(time.perf_counter() - started)
+            await asyncio.sleep(0.05)  # let the clients read everything before the next round
+    for sub in subs:
+        sub.transport.close()
+    await runner.cleanup()
+    return times
+
+
+def _print_part2(times: dict[str, list[float]], count: int) -> None:
+    print(f"\nPart 2: one fan-out of a real snapshot to {count} sockets, in-process (wall time of the send loop)")
+    print(f"{'contender':>18} {'median ms':>10} {'p10-p90 ms':>16} {'us/sub':>8} {'vs preframed':>13}")
+    base = statistics.median(times["shared-preframed"])
+    for name, values in times.items():
+        values = sorted(values)
+        med = statistics.median(values)
+        print(f"{name:>18} {med * 1e3:>10.2f} {_pct(values, .1) * 1e3:>7.2f}-{_pct(values, .9) * 1e3:<8.2f}"
+              f" {med * 1e6 / count:>8.2f} {med / base:>12.1f}x")
+
+
+async def _part3(count: int, seconds: int) -> dict:
+    """Never-reading subscribers on a 20 Hz service: RSS over time and when they are dropped."""
+    with tempfile.TemporaryDirectory() as folder:
+        proc, host, port = _start_service(folder, interval=0.05)
+        try:
+            await asyncio.sleep(1.5)
+            loop = asyncio.get_running_loop()
+            before = _rss(proc.pid)
+            subs = []
+            for _ in range(count):
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.setblocking(False)
+                await loop.sock_connect(sock, (host, port))
+                _t, sub = await loop.create_connection(lambda: RawSubscriber(host, port, [], stall=True), sock=sock)
+                subs.append(sub)
+            await asyncio.gather(*(s.ready for s in subs))
+            connected, peak, dropped_at = _rss(proc.pid), 0, None
+            started = time.monotonic()
+            while time.monotonic() - started < seconds:
+                await asyncio.sleep(0.5)
+                peak = max(peak, _rss(proc.pid))
+                if dropped_at is None and all(s.lost for s in subs):
+                    dropped_at = time.monotonic() - started
+            after = _rss(proc.pid)
+            for sub in subs:
+                sub.transport.close()
+            return {"n": count, "before": before, "connected": connected, "peak": peak, "after": after,
+                    "dropped": sum(s.lost for s in subs), "dropped_at": dropped_at}
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def _print_part3(r: dict, seconds: int) -> None:
+    mib = 2**20
+    print(f"\nPart 3: {r['n']} never-reading subscribers (4 KiB receive buffer) on a 20 Hz service, {seconds} s")
+    print(f"  service RSS: {r['before'] / mib:.1f} MiB before, {r['connected'] / mib:.1f} MiB connected,"
+          f" {r['peak'] / mib:.1f} MiB peak, {r['after'] / mib:.1f} MiB at the end")
+    print(f"  peak growth per stalled subscriber: {(r['peak'] - r['before']) / r['n'] / 1024:.1f} KiB"
+          f" (user space; kernel send buffer capped by SO_SNDBUF)")
+    when = f"all dropped after {r['dropped_at']:.1f} s" if r["dropped_at"] is not None else "not all dropped"
+    print(f"  dropped by the server: {r['dropped']} of {r['n']} ({when})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=15, help="measured seconds per subscriber count")
+    parser.add_argument("--repeats", type=int, default=30, help="fan-outs per contender in part 2")
+    parser.add_argument("--stall-seconds", type=int, default=30, help="how long part 3 watches stalled peers")
+    args = parser.parse_args()
+    _raise_fd_limit()
+    print(f"bench_ws: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, {args.seconds} s per level,"
+          f" load average {os.getloadavg()[0]:.2f} at start")
+    _print_part1(asyncio.run(_part1(args.seconds)))
+    _print_part2(asyncio.run(_part2(1000, args.repeats)), 1000)
+    _print_part3(asyncio.run(_part3(200, args.stall_seconds)), args.stall_seconds)
+
+
+if __name__ == "__main__":
+    main()
