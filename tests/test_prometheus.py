@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -9,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import require_command
 from tracklab_sysmon import __version__, hotpath
 from tracklab_sysmon.collectors import default_collectors
-from tracklab_sysmon.config import ServiceConfig
+from tracklab_sysmon.config import PeerSpec, ServiceConfig
 from tracklab_sysmon.model import AcceleratorMemory, AcceleratorSample
 from tracklab_sysmon.server import create_app, keys
 
@@ -136,3 +137,25 @@ def _tree(part: str):
     from conftest import FIXTURES
 
     return FIXTURES / "workstation" / part
+
+
+async def test_aggregator_exposes_every_node_promtool_clean(aiohttp_client, aiohttp_server):
+    """An aggregator's /metrics carries each peer's samples under its own node_id, plus peer_up, and passes promtool."""
+    promtool = require_command("promtool")
+    peers = [await aiohttp_server(create_app(ServiceConfig(node_id=n, interval=SLOW, history=5)))
+             for n in ("peer-one", "peer-two")]
+    urls = [str(p.make_url("")).rstrip("/") for p in peers]
+    config = ServiceConfig(node_id=NODE, interval=SLOW, history=5, peers=tuple(PeerSpec(u) for u in urls))
+    client = await aiohttp_client(create_app(config))
+    for _ in range(200):
+        if len(await (await client.get("/api/system/metrics")).json()) == 3:
+            break
+        await asyncio.sleep(0.05)
+    _, text = await _scrape(client)
+    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    samples = _samples(text)
+    for node in (NODE, "peer-one", "peer-two"):
+        assert ("tracklab_sysmon_memory_total_bytes", frozenset({"node_id": node}.items())) in samples
+    for node, url in zip(("peer-one", "peer-two"), urls, strict=True):
+        assert samples[("tracklab_sysmon_peer_up", frozenset({"node_id": node, "url": url}.items()))] == 1.0
