@@ -221,7 +221,7 @@ def test_physical_mountpoints_once_per_device_with_escapes() -> None:
 
 
 def test_disk_usage_sums_statvfs_like_df() -> None:
-    """total/used sum f_blocks and f_blocks - f_bfree; usage = used / (used + avail) as df; gone mounts skip."""
+    """total/used sum f_blocks and f_blocks - f_bfree, usage is used/(used + avail) as df; gone mounts skip."""
     results = {
         "/": os.statvfs_result((4096, 4096, 1000, 400, 300, 0, 0, 0, 0, 255)),
         "/home": os.statvfs_result((4096, 4096, 500, 500, 500, 0, 0, 0, 0, 255)),
