@@ -117,11 +117,14 @@ class Sampler:
             await self.tick()
 
     async def _collect_all(self, now: float) -> dict[str, object]:
+        # A blocking collector whose hardware was absent last time only re-checks for it (tens of
+        # microseconds, e.g. a failed library load): a worker-thread hop would cost far more.
+        inline = [c for c in self.collectors if not c.blocking or self.status[c.name].state == "unavailable"]
         threaded = [
             (c, asyncio.create_task(asyncio.to_thread(self._run_one, c, now)))
-            for c in self.collectors if c.blocking
+            for c in self.collectors if c not in inline
         ]
-        results = [(c, self._run_one(c, now)) for c in self.collectors if not c.blocking]
+        results = [(c, self._run_one(c, now)) for c in inline]
         results += [(c, await task) for c, task in threaded]
         sections: dict[str, object] = {}
         for collector, value in results:
