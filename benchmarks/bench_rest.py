@@ -1,128 +1,134 @@
-"""REST throughput and latency of /api/system/metrics under wrk (concurrency 10), side by side:
-tracklab-sysmon (C helper and Python twin) and the naive aiohttp + psutil service, one at a time.
+"""REST cost per request: the cached tick bytes against encoding or collecting on every request.
 
-Also reads tracklab-sysmon's own per-collector tick durations from /api/health while idle and
-while wrk runs, to show whether readers make a tick dearer. Needs wrk (Debian: apt-get install wrk).
-Usage: bench_rest.py [--seconds 10] [--rounds 3]
+Contenders, served side by side by one real service process (port 0) and asked in interleaved
+rounds over keep-alive connections from this process:
+  cached   GET /api/system/metrics          the real route: the bytes encoded once per tick
+  encode   GET /bench/encode-per-request    the same snapshot, encoded again for every request
+  collect  GET /bench/collect-per-request   a full collection + encode for every request
+Reported per contender: requests/s seen by the client and the server's CPU time per request
+(user + system of the server process, from /proc via psutil). Medians over rounds, min-max
+spread, and ratios to `cached`. Usage: bench_rest.py [--rounds 7] [--requests 2000] [--concurrency 8]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import pathlib
-import re
-import shutil
+import asyncio
 import statistics
 import subprocess
 import sys
-import tempfile
-import threading
 import time
-import urllib.request
 
-HERE = pathlib.Path(__file__).resolve().parent
-OUT = HERE.parent / "out"
-UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+import aiohttp
+import psutil
+from aiohttp import web
 
-
-def start(name: str, argv: list[str], portfile: str, env: dict) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen(argv + ["--portfile", portfile],
-                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited with {proc.returncode}")
-        if os.path.exists(portfile):
-            port = json.load(open(portfile))["port"]
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/system/metrics", timeout=2).read()
-                return proc, port
-            except OSError:
-                pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"{name} did not come up")
+CONTENDERS = {
+    "cached": "/api/system/metrics",
+    "encode": "/bench/encode-per-request",
+    "collect": "/bench/collect-per-request",
+}
 
 
-def run_wrk(wrk: str, url: str, seconds: float) -> dict:
-    out = subprocess.run([wrk, "-t2", "-c10", f"-d{seconds:.0f}s", "--latency", url],
-                         capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    latency = {p: float(v) * UNITS[u] for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50_ms": latency.get("50"), "p99_ms": latency.get("99"),
-            "non_2xx": int(errors.group(1)) if errors else 0}
+# ---------------------------------------------------------------- the service (own process)
 
 
-def tick_ms(port: int) -> float | None:
-    """Sum of the collectors' last durations, as the service itself reports them."""
-    try:
-        health = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=5))
-    except OSError:
-        return None
-    return sum(c.get("lastDurationMs") or 0.0 for c in health.get("collectors", {}).values())
+def _serve() -> None:
+    from tracklab_sysmon import wire
+    from tracklab_sysmon.collectors import default_collectors
+    from tracklab_sysmon.config import ServiceConfig
+    from tracklab_sysmon.sampler import Sampler
+    from tracklab_sysmon.server import create_app, keys
+
+    app = create_app(ServiceConfig(port=0, interval=1.0))
+    per_request = Sampler(default_collectors(), node_id="bench")
+
+    async def encode(request: web.Request) -> web.Response:
+        snapshot = request.app[keys.SAMPLER].latest
+        body = b"[" + wire.encode(wire.snapshot_to_wire(snapshot)) + b"]"
+        return web.Response(body=body, content_type="application/json")
+
+    async def collect(request: web.Request) -> web.Response:
+        await per_request.tick()
+        return web.Response(body=b"[" + per_request.latest_bytes + b"]", content_type="application/json")
+
+    app.router.add_get(CONTENDERS["encode"], encode)
+    app.router.add_get(CONTENDERS["collect"], collect)
+
+    async def main() -> None:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        print(runner.addresses[0][1], flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes it
+        await runner.cleanup()
+
+    asyncio.run(main())
 
 
-def sample_ticks(port: int, seconds: float, into: list[float]) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        value = tick_ms(port)
-        if value is not None:
-            into.append(value)
-        time.sleep(1.0)
+# ---------------------------------------------------------------- the client (this process)
+
+
+async def _round(session: aiohttp.ClientSession, url: str, requests: int, concurrency: int) -> float:
+    """Seconds for `requests` GETs, `concurrency` at a time; every body is read in full."""
+    remaining = iter(range(requests))
+
+    async def worker() -> None:
+        for _ in remaining:
+            async with session.get(url) as response:
+                assert response.status == 200
+                await response.read()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started
+
+
+async def _measure(port: int, server: psutil.Process, args: argparse.Namespace) -> dict[str, list]:
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in CONTENDERS}
+    connector = aiohttp.TCPConnector(limit=args.concurrency)
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", connector=connector) as session:
+        for path in CONTENDERS.values():  # warm up: connections, first collection, caches
+            await _round(session, path, 50, args.concurrency)
+        for _ in range(args.rounds):
+            for name, path in CONTENDERS.items():
+                before = sum(server.cpu_times()[:2])
+                seconds = await _round(session, path, args.requests, args.concurrency)
+                cpu = sum(server.cpu_times()[:2]) - before
+                results[name].append((args.requests / seconds, 1e6 * cpu / args.requests))
+    return results
+
+
+def _report(results: dict[str, list], args: argparse.Namespace) -> None:
+    print(f"{args.rounds} rounds x {args.requests} requests, {args.concurrency} concurrent, keep-alive")
+    print(f"{'contender':<10}{'req/s median':>14}{'(min-max)':>18}{'server us/req':>15}{'(min-max)':>14}"
+          f"{'x cached us':>13}")
+    base = statistics.median(us for _, us in results["cached"])
+    for name, rounds in results.items():
+        rates, costs = [r for r, _ in rounds], [c for _, c in rounds]
+        rate, cost = statistics.median(rates), statistics.median(costs)
+        print(f"{name:<10}{rate:>14.0f}{f'({min(rates):.0f}-{max(rates):.0f})':>18}{cost:>15.1f}"
+              f"{f'({min(costs):.0f}-{max(costs):.0f})':>14}{cost / base:>13.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        sys.exit("bench_rest: wrk is not installed (Debian: apt-get install wrk)")
-    sysmon = [sys.executable, "-m", "tracklab_sysmon", "serve", "--rest-api-port", "0"]
-    contenders = {
-        "tracklab-sysmon (cffi)": (sysmon, {"TRACKLAB_SYSMON_NATIVE": "require"}),
-        "tracklab-sysmon (python)": (sysmon, {"TRACKLAB_SYSMON_NATIVE": "off"}),
-        "naive aiohttp+psutil": ([sys.executable, str(HERE / "naive_service.py"), "--port", "0"], {}),
-    }
-    results: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, (argv, env) in contenders.items():
-            proc, port = start(name, argv, os.path.join(tmp, f"{len(results)}.json"), env)
-            try:
-                idle: list[float] = []
-                sample_ticks(port, 5, idle)
-                runs, loaded = [], []
-                for _ in range(args.rounds):
-                    sampler = threading.Thread(target=sample_ticks, args=(port, args.seconds - 1, loaded))
-                    sampler.start()
-                    runs.append(run_wrk(wrk, f"http://127.0.0.1:{port}/api/system/metrics", args.seconds))
-                    sampler.join()
-                results[name] = {"runs": runs, "tick_ms_idle": idle, "tick_ms_loaded": loaded}
-            finally:
-                proc.terminate()
-                proc.wait(10)
-    report(results, args)
-
-
-def report(results: dict[str, dict], args) -> None:
-    print(f"/api/system/metrics under wrk -t2 -c10, {args.rounds} x {args.seconds:.0f} s, {os.cpu_count()} CPUs, "
-          f"load {os.getloadavg()[0]:.2f}")
-    print(f"{'contender':28} {'req/s median':>12} {'min-max':>15} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'tick ms idle':>12} {'tick ms loaded':>14}")
-    for name, r in results.items():
-        rps = [run["rps"] for run in r["runs"]]
-        p50 = statistics.median(run["p50_ms"] for run in r["runs"])
-        p99 = statistics.median(run["p99_ms"] for run in r["runs"])
-        idle = f"{statistics.median(r['tick_ms_idle']):.3f}" if r["tick_ms_idle"] else "-"
-        loaded = f"{statistics.median(r['tick_ms_loaded']):.3f}" if r["tick_ms_loaded"] else "-"
-        print(f"{name:28} {statistics.median(rps):12.0f} {min(rps):7.0f}-{max(rps):<7.0f} {p50:7.2f} {p99:7.2f} "
-              f"{idle:>12} {loaded:>14}")
-    OUT.mkdir(exist_ok=True)
-    (OUT / "bench_rest.json").write_text(json.dumps(results, indent=1))
+    if args.serve:
+        return _serve()
+    proc = subprocess.Popen([sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        port = int(proc.stdout.readline())
+        results = asyncio.run(_measure(port, psutil.Process(proc.pid), args))
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    _report(results, args)
 
 
 if __name__ == "__main__":
