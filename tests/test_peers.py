@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 
-import aiohttp
 import pytest
 from aiohttp import web
 

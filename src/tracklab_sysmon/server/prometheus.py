@@ -19,10 +19,10 @@ PREFIX = "tracklab_sysmon_"
 _MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 _SUCCESS = {"ok": 1.0, "error": 0.0}  # unavailable/pending collectors report no success sample
 
-# Per-node scalars: (name, help, unit, wire path, scale to base units).
+# Per-node scalars: (name, help, unit, wire path, divisor to base units; dividing rounds exactly once).
 _SCALARS: tuple[tuple[str, str, str, tuple[str, ...], float], ...] = (
-    ("snapshot_timestamp_seconds", "When the node took its latest snapshot.", "seconds", ("timestamp",), 1e-3),
-    ("cpu_usage_ratio", "Busy share of all CPUs over the last interval.", "ratio", ("cpu", "overall"), 0.01),
+    ("snapshot_timestamp_seconds", "When the node took its latest snapshot.", "seconds", ("timestamp",), 1000.0),
+    ("cpu_usage_ratio", "Busy share of all CPUs over the last interval.", "ratio", ("cpu", "overall"), 100.0),
     ("processes", "Live processes.", "", ("cpu", "processes"), 1.0),
     ("threads", "Threads (kernel scheduling entities).", "", ("cpu", "threads"), 1.0),
     ("cpu_temperature_celsius", "CPU package temperature.", "celsius", ("cpu", "temperature"), 1.0),
@@ -48,9 +48,9 @@ _DEVICE_COUNTERS: tuple[tuple[str, str, str, str, str, str, str], ...] = (
     ("network_transmit_packets_total", "Packets sent.", "", "network", "interfaces", "interface", "packetsSent"),
 )
 
-# Per-accelerator gauges: (name, help, unit, wire path inside the device, scale).
+# Per-accelerator gauges: (name, help, unit, wire path inside the device, divisor).
 _GPU_GAUGES: tuple[tuple[str, str, str, tuple[str, ...], float], ...] = (
-    ("gpu_utilization_ratio", "Busy share of the device.", "ratio", ("utilization",), 0.01),
+    ("gpu_utilization_ratio", "Busy share of the device.", "ratio", ("utilization",), 100.0),
     ("gpu_memory_used_bytes", "Device memory in use.", "bytes", ("memory", "used"), 1.0),
     ("gpu_memory_total_bytes", "Device memory.", "bytes", ("memory", "total"), 1.0),
     ("gpu_power_watts", "Power draw.", "watts", ("power",), 1.0),
@@ -105,12 +105,12 @@ def _local_metrics(app: web.Application) -> Iterator[Metric]:
 
 
 def _scalars(nodes: list[dict[str, Any]]) -> Iterator[Metric]:
-    for name, doc, unit, path, scale in _SCALARS:
+    for name, doc, unit, path, divisor in _SCALARS:
         family = GaugeMetricFamily(PREFIX + name, doc, labels=["node_id"], unit=unit)
         for snap in nodes:
             value = _dig(snap, path)
             if value is not None:
-                family.add_metric([snap["node_id"]], value * scale)
+                family.add_metric([snap["node_id"]], value / divisor)
         yield family
 
 
@@ -149,14 +149,14 @@ def _device_counters(nodes: list[dict[str, Any]]) -> Iterator[Metric]:
 
 
 def _gpu_gauges(nodes: list[dict[str, Any]]) -> Iterator[Metric]:
-    for name, doc, unit, path, scale in _GPU_GAUGES:
+    for name, doc, unit, path, divisor in _GPU_GAUGES:
         family = GaugeMetricFamily(PREFIX + name, doc, labels=["node_id", "gpu", "uuid"], unit=unit)
         for snap in nodes:
             for device in snap.get("accelerators") or ():
                 value = _dig(device, path)
                 if value is not None:
                     family.add_metric([snap["node_id"], str(device.get("id")), device.get("uuid") or ""],
-                                      value * scale)
+                                      value / divisor)
         yield family
 
 
