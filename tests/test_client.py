@@ -201,3 +201,22 @@ def test_ws_url_and_bad_scheme():
     assert ws_url("https://h") == "wss://h/ws/system-metrics"
     with pytest.raises(ValueError, match="http"):
         SystemMonitorClient("ftp://127.0.0.1")
+
+
+async def test_token_is_sent_on_rest_and_stream(aiohttp_server, monkeypatch):
+    """A client with the service's --token reads it over REST and WebSocket; without it gets HTTP 401."""
+    monkeypatch.delenv("TRACKLAB_SYSMON_TOKEN", raising=False)
+    server = await aiohttp_server(create_app(ServiceConfig(node_id=NODE, interval=0.1, token="s3cret")))
+    async with SystemMonitorClient(_url(server)) as anonymous:
+        with pytest.raises(ResponseError) as caught:
+            await anonymous.get_system_info()
+        with pytest.raises(ResponseError) as refused:
+            await anext(anonymous.stream(reconnect=False))
+    assert caught.value.status == 401 and refused.value.status == 401
+    async with SystemMonitorClient(_url(server), token="s3cret") as client:
+        assert (await client.get_system_info())["node_id"] == NODE
+        snap = await asyncio.wait_for(anext(client.stream(reconnect=False)), 10)
+    assert snap["node_id"] == NODE
+    monkeypatch.setenv("TRACKLAB_SYSMON_TOKEN", "s3cret")  # the variable `serve --token` reads
+    async with SystemMonitorClient(_url(server)) as from_env:
+        assert (await from_env.get_metrics())[0]["node_id"] == NODE

@@ -138,3 +138,17 @@ async def test_service_shutdown_reaches_the_browser_as_going_away():
     finally:
         monitor.stop()
     assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1001
+
+
+async def test_relay_sends_the_service_token(monkeypatch):
+    """A relay given the service's token streams from a --token service; without it the browser gets an error frame."""
+    monkeypatch.delenv("TRACKLAB_SYSMON_TOKEN", raising=False)
+    with SystemMonitor(rest_port=0, interval=0.1, token="relay-token") as guarded:
+        async with serve(_relay_app(guarded.url, token="relay-token")) as good, \
+                serve(_relay_app(guarded.url)) as bad, aiohttp.ClientSession() as session:
+            async with session.ws_connect(good.replace("http", "ws") + "/ws/system-metrics") as ws:
+                info, metrics = await _frames(ws, 2)
+            async with session.ws_connect(bad.replace("http", "ws") + "/ws/system-metrics") as ws:
+                (refused,) = await _frames(ws, 1)
+    assert info["type"] == "info" and metrics["type"] == "metrics"
+    assert refused["type"] == "error" and "401" in refused["error"]["message"]

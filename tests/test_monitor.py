@@ -180,3 +180,22 @@ def test_global_instance_is_idempotent_and_thread_safe(global_reset):
     stop_system_monitor()
     stop_system_monitor()
     assert get_global_monitor() is None and _gone(pid, within=0.5)
+
+
+def test_token_reaches_the_child_by_environment_not_argv(monkeypatch):
+    """SystemMonitor(token=...) guards the service; the token is not in its command line; its client sends it."""
+    import asyncio
+    import urllib.error
+
+    monkeypatch.delenv("TRACKLAB_SYSMON_TOKEN", raising=False)
+    with SystemMonitor(rest_port=0, token="s3cret-token") as mon:
+        assert not any("s3cret-token" in arg for arg in psutil.Process(mon.pid).cmdline())
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _get(mon.url + "/api/system/info")
+        assert refused.value.code == 401
+
+        async def read() -> dict:
+            async with mon.client as client:
+                return await client.get_system_info()
+
+        assert asyncio.run(read())["platform"] == "linux"

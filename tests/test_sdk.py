@@ -222,3 +222,15 @@ def test_run_serialises_array_scalars_and_odd_values(tmp_path):
     run.finish()
     (line,) = _lines(run)
     assert line["x"] == 2.5 and line["path"] == str(tmp_path / "a")
+
+
+def test_token_is_sent_by_the_refresh_thread(monkeypatch):
+    """With the service's token in the config the cache fills; without it the metrics stay empty."""
+    monkeypatch.delenv("TRACKLAB_SYSMON_TOKEN", raising=False)
+    with SystemMonitor(rest_port=0, token="sdk-token") as guarded:
+        without = sdk.SystemMetrics(SystemMetricsConfig(service_url=guarded.url))
+        assert without.refresh() is False and without.latest() == {}
+        config = SystemMetricsConfig(service_url=guarded.url, token="sdk-token")
+        assert "sdk-token" not in repr(config)
+        with_token = sdk.SystemMetrics(config)
+        assert with_token.refresh() is True and "system/memory.usage" in with_token.latest()

@@ -28,6 +28,7 @@ from .errors import SysmonError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 URL_ENV = "TRACKLAB_SYSMON_URL"  # default base URL for clients made without one
+TOKEN_ENV = "TRACKLAB_SYSMON_TOKEN"  # the same variable `serve --token` reads
 WS_PATH = "/ws/system-metrics"
 DEFAULT_TIMEOUT = 10.0
 
@@ -62,6 +63,16 @@ def default_url() -> str:
     return os.environ.get(URL_ENV) or DEFAULT_URL
 
 
+def default_token() -> str | None:
+    """The token used when none is given: `$TRACKLAB_SYSMON_TOKEN`, else none."""
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def auth_headers(token: str | None) -> dict[str, str]:
+    """`Authorization: Bearer <token>` for a service started with `--token`; nothing without one."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def ws_url(base_url: str) -> str:
     """The WebSocket URL of the metrics stream for a service's http(s) base URL."""
     base = base_url.rstrip("/")
@@ -81,8 +92,10 @@ class SystemMonitorClient:
         *,
         session: aiohttp.ClientSession | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
     ) -> None:
         self.base_url = (base_url or default_url()).rstrip("/")
+        self._headers = auth_headers(token or default_token())  # the token itself is kept nowhere else
         self.ws_url = ws_url(self.base_url)  # validates the scheme up front
         self.timeout = timeout
         self._session = session
@@ -155,7 +168,9 @@ class SystemMonitorClient:
         session = self._ensure_session()
         url = self.base_url + path
         try:
-            async with session.get(url, params=params, timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
+            async with session.get(
+                url, params=params, headers=self._headers, timeout=aiohttp.ClientTimeout(total=self.timeout)
+            ) as resp:
                 body = await resp.read()
                 status = resp.status
         except asyncio.TimeoutError:
@@ -195,13 +210,14 @@ class SystemMonitorClient:
         delay = retry_delay
         while True:
             try:
-                async for frame in self.frames(node_id, every=every):
-                    delay = retry_delay  # a frame arrived: the next outage starts over
-                    if frame.get("type") != "metrics" or not isinstance(frame.get("data"), dict):
-                        continue
-                    # Frames sent before the service read our subscribe may be for other nodes.
-                    if node_id is None or frame.get("nodeId") == node_id:
-                        yield frame["data"]
+                async with contextlib.aclosing(self.frames(node_id, every=every)) as frames:
+                    async for frame in frames:
+                        delay = retry_delay  # a frame arrived: the next outage starts over
+                        if frame.get("type") != "metrics" or not isinstance(frame.get("data"), dict):
+                            continue
+                        # Frames sent before the service read our subscribe may be for other nodes.
+                        if node_id is None or frame.get("nodeId") == node_id:
+                            yield frame["data"]
             except ServiceUnavailable:
                 if not reconnect:
                     raise
@@ -237,7 +253,9 @@ class SystemMonitorClient:
         """Open the stream socket: the one place WebSocket handshake errors are translated."""
         try:
             # The heartbeat notices a dead service even when no frame is due for a long time.
-            return await session.ws_connect(self.ws_url, heartbeat=max(self.timeout / 2, 1.0))
+            return await session.ws_connect(
+                self.ws_url, headers=self._headers, heartbeat=max(self.timeout / 2, 1.0)
+            )
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status == 404:
                 raise NotFound(f"{self.ws_url}: no WebSocket endpoint (HTTP 404)", status=404) from None

@@ -15,7 +15,7 @@ import time
 import weakref
 from typing import IO
 
-from .client import SystemMonitorClient
+from .client import TOKEN_ENV, SystemMonitorClient
 from .config import ServiceConfig
 from .errors import SysmonError
 
@@ -54,6 +54,7 @@ class SystemMonitor:
         start: bool = True,
         start_timeout: float = START_TIMEOUT,
         extra_args: tuple[str, ...] = (),
+        token: str | None = None,
     ) -> None:
         self.rest_port = rest_port
         self.enable_dcgm = enable_dcgm
@@ -64,6 +65,7 @@ class SystemMonitor:
         self.history = history
         self.start_timeout = start_timeout
         self.extra_args = tuple(extra_args)
+        self._token = token  # handed to the child through its environment, never its argv
         self._url = url.rstrip("/") if url else None
         self._attached = url is not None
         self._process: subprocess.Popen[bytes] | None = None
@@ -79,9 +81,9 @@ class SystemMonitor:
             self.start()
 
     @classmethod
-    def attach(cls, url: str) -> SystemMonitor:
+    def attach(cls, url: str, *, token: str | None = None) -> SystemMonitor:
         """A handle on a service someone else runs; `stop()` leaves that service alone."""
-        return cls(url=url)
+        return cls(url=url, token=token)
 
     # -- properties ----------------------------------------------------------------------------
 
@@ -104,7 +106,7 @@ class SystemMonitor:
     @property
     def client(self) -> SystemMonitorClient:
         """A new async client for this service: `async with monitor.client as client:`."""
-        return SystemMonitorClient(self.url)
+        return SystemMonitorClient(self.url, token=self._token)
 
     @property
     def running(self) -> bool:
@@ -128,8 +130,12 @@ class SystemMonitor:
             self._tmpdir = tempfile.mkdtemp(prefix="tracklab-sysmon-")
             portfile = os.path.join(self._tmpdir, "port.json")
             self._stderr.clear()
+            env = dict(os.environ)
+            if self._token is not None:
+                env[TOKEN_ENV] = self._token
             self._process = subprocess.Popen(
                 self._command(portfile),
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,

@@ -16,11 +16,12 @@ import urllib.parse
 import urllib.request
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
 
+from .client import auth_headers, default_token
 from .errors import ConfigError, SysmonError
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class SystemMetricsConfig:
     include_cores: bool = False  # adds system/cpu.core.<i>.usage
     aggregate: bool = False  # log mean of the samples since the last log, plus .min and .max
     start_service: bool = False  # start a SystemMonitor when service_url does not answer
+    token: str | None = field(default=None, repr=False)  # None: $TRACKLAB_SYSMON_TOKEN, if set
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.cache_duration) or self.cache_duration <= 0:
@@ -131,6 +133,7 @@ class SystemMetrics:
     def __init__(self, config: SystemMetricsConfig) -> None:
         self.config = config
         self.service_url = config.service_url.rstrip("/")
+        self._headers = auth_headers(config.token or default_token())
         self._latest: dict[str, float] = {}
         self._latest_ts: Any = None
         self._latest_alone: dict[str, float] | None = None  # aggregate([latest]), cached
@@ -218,7 +221,8 @@ class SystemMetrics:
         url = self.service_url + "/api/system/metrics"
         if self.config.node_id is not None:
             url += "?" + urllib.parse.urlencode({"node_id": self.config.node_id})
-        with urllib.request.urlopen(url, timeout=self.config.timeout) as resp:  # noqa: S310 (http only)
+        request = urllib.request.Request(url, headers=self._headers)
+        with urllib.request.urlopen(request, timeout=self.config.timeout) as resp:  # noqa: S310 (http only)
             nodes = orjson.loads(resp.read())
         if not isinstance(nodes, list) or not nodes or not isinstance(nodes[0], dict):
             raise SysmonError("the service returned no snapshot")

@@ -17,7 +17,7 @@ import aiohttp
 from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from ..client import WS_PATH, default_url, ws_url
+from ..client import WS_PATH, auth_headers, default_token, default_url, ws_url
 from ..server.ws_protocol import error_payload, normalize_origin, origin_allowed
 
 log = logging.getLogger(__name__)
@@ -33,14 +33,19 @@ def setup_websocket_routes(
     *,
     path: str = WS_PATH,
     allow_origins: Iterable[str] = (),
+    token: str | None = None,
 ) -> None:
     """Add `path` to `app`, relaying `service_url`'s metrics stream (default `$TRACKLAB_SYSMON_URL`).
+
+    `token` (default `$TRACKLAB_SYSMON_TOKEN`) is sent to a service started with `--token`;
+    it stays on the server side, so the browser never sees it.
 
     Browsers are accepted from the app's own origin (when reached by address or `localhost`) and
     from `allow_origins`; clients that send no Origin (scripts) are accepted too, as on the
     service itself, so a page on another site cannot read metrics through a user's browser.
     """
     upstream = ws_url(service_url or default_url())
+    headers = auth_headers(token or default_token())
     allowed = tuple(o if o == "*" else normalize_origin(o) for o in allow_origins)
 
     @app.websocket(path)
@@ -49,7 +54,7 @@ def setup_websocket_routes(
             await websocket.close(code=CLOSE_POLICY, reason="origin not allowed")
             return
         await websocket.accept()
-        await _relay(websocket, upstream)
+        await _relay(websocket, upstream, headers)
 
 
 def _origin_ok(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:
@@ -60,13 +65,16 @@ def _origin_ok(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:
     )
 
 
-async def _relay(websocket: WebSocket, upstream_url: str) -> None:
+async def _relay(websocket: WebSocket, upstream_url: str, headers: dict[str, str]) -> None:
     async with aiohttp.ClientSession() as session:
         try:
-            upstream = await session.ws_connect(upstream_url, heartbeat=10.0, max_msg_size=0)
+            upstream = await session.ws_connect(upstream_url, headers=headers, heartbeat=10.0, max_msg_size=0)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             log.warning("system monitor stream %s unavailable: %s", upstream_url, exc)
-            await _send_error(websocket, "unavailable", "system monitor not available")
+            message = "system monitor not available"
+            if isinstance(exc, aiohttp.WSServerHandshakeError):  # e.g. 401: the relay's token is wrong
+                message = f"system monitor refused the stream (HTTP {exc.status})"
+            await _send_error(websocket, "unavailable", message)
             await websocket.close(code=CLOSE_UNAVAILABLE)
             return
         async with upstream:
