@@ -192,6 +192,7 @@ def test_token_reaches_the_child_by_environment_not_argv(monkeypatch):
         assert not any("s3cret-token" in arg for arg in psutil.Process(mon.pid).cmdline())
         with pytest.raises(urllib.error.HTTPError) as refused:
             _get(mon.url + "/api/system/info")
+        refused.value.close()
         assert refused.value.code == 401
 
         async def read() -> dict:

@@ -13,7 +13,7 @@ from tracklab_sysmon import client, errors, monitor, sdk
 
 # Modules whose public names the package re-exports, and names of theirs that stay module-level.
 _REEXPORTED = {
-    client: {"default_url", "ws_url"},
+    client: {"default_url", "default_token", "auth_headers", "ws_url"},
     monitor: set(),
     sdk: {"SystemMetrics", "aggregate", "flatten_snapshot"},
     errors: {"ParseError"},

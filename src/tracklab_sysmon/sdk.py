@@ -221,18 +221,25 @@ class SystemMetrics:
         url = self.service_url + "/api/system/metrics"
         if self.config.node_id is not None:
             url += "?" + urllib.parse.urlencode({"node_id": self.config.node_id})
-        request = urllib.request.Request(url, headers=self._headers)
-        with urllib.request.urlopen(request, timeout=self.config.timeout) as resp:  # noqa: S310 (http only)
+        with self._open(url) as resp:
             nodes = orjson.loads(resp.read())
         if not isinstance(nodes, list) or not nodes or not isinstance(nodes[0], dict):
             raise SysmonError("the service returned no snapshot")
         return nodes[0]
 
+    def _open(self, url: str) -> Any:
+        request = urllib.request.Request(url, headers=self._headers)
+        try:
+            return urllib.request.urlopen(request, timeout=self.config.timeout)  # noqa: S310 (http only)
+        except urllib.error.HTTPError as exc:
+            exc.close()  # it holds the response's socket
+            raise SysmonError(f"HTTP {exc.code} {exc.reason}") from None
+
     def _reachable(self) -> bool:
         try:
-            with urllib.request.urlopen(self.service_url + "/api/health", timeout=self.config.timeout):
+            with self._open(self.service_url + "/api/health"):
                 return True
-        except (OSError, ValueError, http.client.HTTPException):
+        except (OSError, ValueError, http.client.HTTPException, SysmonError):
             return False
 
 
