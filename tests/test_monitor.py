@@ -200,3 +200,16 @@ def test_token_reaches_the_child_by_environment_not_argv(monkeypatch):
                 return await client.get_system_info()
 
         assert asyncio.run(read())["platform"] == "linux"
+
+
+def test_portfile_url_for_wildcard_and_ipv6_binds(tmp_path):
+    """A wildcard bind is reached on loopback, and an IPv6 host is bracketed in the URL."""
+    cases = {"0.0.0.0": "http://127.0.0.1:9", "::": "http://[::1]:9", "::1": "http://[::1]:9",
+             "127.0.0.1": "http://127.0.0.1:9"}
+    for host, url in cases.items():
+        path = tmp_path / "port.json"
+        path.write_text(json.dumps({"host": host, "port": 9, "pid": 1, "url": "ignored"}))
+        assert monitor_module._read_portfile(str(path)) == url
+    path.write_text("{")
+    assert monitor_module._read_portfile(str(path)) is None
+    assert monitor_module._read_portfile(str(tmp_path / "missing.json")) is None

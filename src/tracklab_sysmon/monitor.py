@@ -76,7 +76,8 @@ class SystemMonitor:
         self._drainer: threading.Thread | None = None
         if not self._attached:  # bad options fail here, in one line, not in the child
             ServiceConfig(host=host, port=rest_port, node_id=node_id, interval=interval,
-                          history=history if history is not None else 3600)
+                          history=history if history is not None else 3600,
+                          token=token or os.environ.get(TOKEN_ENV), insecure="--insecure" in self.extra_args)
         if start and not self._attached:
             self.start()
 
@@ -255,12 +256,18 @@ def _drain(stream: IO[bytes] | None, lines: collections.deque[str], *, echo: boo
     return thread
 
 
+_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}  # a wildcard bind is reached on loopback
+
+
 def _read_portfile(path: str) -> str | None:
     try:
         with open(path) as handle:
-            return str(json.load(handle)["url"])
-    except (FileNotFoundError, ValueError, KeyError):
+            data = json.load(handle)
+        host, port = str(data["host"]), int(data["port"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None  # not written yet (it is renamed into place whole, but be lenient)
+    host = _WILDCARDS.get(host, f"[{host}]" if ":" in host else host)
+    return f"http://{host}:{port}"
 
 
 # -- global instance ---------------------------------------------------------------------------
