@@ -1,5 +1,6 @@
 """REST throughput and latency of /api/system/metrics under wrk (concurrency 10), side by side:
-tracklab-sysmon (C helper and Python twin) and the naive aiohttp + psutil service, one at a time.
+tracklab-sysmon (C helper and Python twin) and the naive aiohttp + psutil service, all running,
+wrk aimed at one at a time in rotating order so machine noise spreads over all of them.
 
 Also reads tracklab-sysmon's own per-collector tick durations from /api/health while idle and
 while wrk runs, to show whether readers make a tick dearer. Needs wrk (Debian: apt-get install wrk).
@@ -90,19 +91,26 @@ def main() -> None:
     }
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (argv, env) in contenders.items():
-            proc, port = start(name, argv, os.path.join(tmp, f"{len(results)}.json"), env)
-            try:
+        running = {}
+        try:
+            for name, (argv, env) in contenders.items():  # all up at once; wrk visits them in turn
+                running[name] = start(name, argv, os.path.join(tmp, f"{len(running)}.json"), env)
+            for name, (_, port) in running.items():
                 idle: list[float] = []
-                sample_ticks(port, 5, idle)
-                runs, loaded = [], []
-                for _ in range(args.rounds):
-                    sampler = threading.Thread(target=sample_ticks, args=(port, args.seconds - 1, loaded))
+                sample_ticks(port, 3, idle)
+                results[name] = {"runs": [], "tick_ms_idle": idle, "tick_ms_loaded": []}
+            names = list(running)
+            for round_no in range(args.rounds):
+                for name in names[round_no % len(names):] + names[: round_no % len(names)]:
+                    port = running[name][1]
+                    sampler = threading.Thread(target=sample_ticks,
+                                               args=(port, args.seconds - 1, results[name]["tick_ms_loaded"]))
                     sampler.start()
-                    runs.append(run_wrk(wrk, f"http://127.0.0.1:{port}/api/system/metrics", args.seconds))
+                    results[name]["runs"].append(
+                        run_wrk(wrk, f"http://127.0.0.1:{port}/api/system/metrics", args.seconds))
                     sampler.join()
-                results[name] = {"runs": runs, "tick_ms_idle": idle, "tick_ms_loaded": loaded}
-            finally:
+        finally:
+            for proc, _ in running.values():
                 proc.terminate()
                 proc.wait(10)
     report(results, args)

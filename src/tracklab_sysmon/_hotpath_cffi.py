@@ -138,9 +138,9 @@ def _stat(text: object, length: int, ticks: float, buf: _Buffers) -> StatCounter
     if found == lib.SM_EPARSE:
         raise ParseError("/proc/stat has no aggregate 'cpu' line")
     flat = ffi.unpack(buf.cpus, found * _CPU_ROW)
-    cores = tuple(
-        (int(flat[i]), CpuTimes(*flat[i + 1 : i + _CPU_ROW])) for i in range(0, len(flat), _CPU_ROW)
-    )
+    # Column slices fed to map() build the records at C speed; a per-row loop costs twice as much.
+    times = map(CpuTimes, *(flat[k::_CPU_ROW] for k in range(1, _CPU_ROW)))
+    cores = tuple(zip(map(int, flat[0::_CPU_ROW]), times))
     return StatCounters(total=CpuTimes(*ffi.unpack(buf.total, 8)), cores=cores)
 
 
@@ -153,11 +153,9 @@ def _rows(parse, record, text: object, length: int, buf: _Buffers) -> list | Def
     if found == lib.SM_DEFER:
         return DEFERRED
     flat = ffi.unpack(buf.devs, found * _DEV_ROW)
-    raw = ffi.unpack(text, length)
-    return [
-        record(raw[flat[i] : flat[i] + flat[i + 1]].decode("ascii"), *flat[i + 2 : i + _DEV_ROW])
-        for i in range(0, len(flat), _DEV_ROW)
-    ]
+    raw = ffi.unpack(text, length).decode("ascii")  # canonical text: byte offsets are str offsets
+    names = [raw[start : start + size] for start, size in zip(flat[0::_DEV_ROW], flat[1::_DEV_ROW])]
+    return list(map(record, names, *(flat[k::_DEV_ROW] for k in range(2, _DEV_ROW))))
 
 
 def _meminfo(text: object, length: int, buf: _Buffers) -> MemInfo | Deferred:
