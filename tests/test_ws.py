@@ -306,6 +306,26 @@ async def test_heartbeat_closes_a_peer_that_never_answers_pings(aiohttp_client):
     writer.close()
 
 
+async def test_peer_that_neither_reads_nor_answers_pings_is_released(aiohttp_client):
+    """A heartbeat close stuck behind unread bytes still ends in the socket being cut off and forgotten."""
+    app = _app()
+    hub = app[ws.HUB]
+    hub.settings = replace(hub.settings, heartbeat=0.3, stall_timeout=1.0)
+    client = await aiohttp_client(app)
+    _reader, writer, status = await _raw_upgrade(client.server.port, rcvbuf=4096)
+    assert "101" in status
+    writer.transport.pause_reading()
+    await _until(lambda: len(hub.subscribers) == 1, "the subscriber")
+    (stuck,) = hub.subscribers
+    payload = b'"' + b"x" * (64 * 1024) + b'"'
+    while not stuck.buffered():  # fill the kernel buffers until asyncio has to hold bytes
+        hub.publish("bulk", b'{"pad":%s}' % payload)
+        await asyncio.sleep(0)
+    await _until(lambda: not hub.subscribers and not stuck.buffered(), "the stuck peer to be cut off")
+    assert stuck.transport.is_closing()
+    writer.close()
+
+
 async def test_500_connect_disconnect_cycles_leak_no_tasks_or_fds(client):
     """Opening and closing 500 sockets leaves no subscriber, task or file descriptor behind."""
     hub = client.server.app[ws.HUB]

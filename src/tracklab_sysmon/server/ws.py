@@ -94,16 +94,18 @@ class Subscriber:
         self.flush()
 
     def flush(self) -> None:
-        if not self.ready or not self._pending or self._retry is not None:
+        if not self.ready or self._retry is not None:
             return
         transport = self.transport
-        if transport.is_closing() or self.ws.closed:
-            self._pending.clear()
-            return
         if transport.get_write_buffer_size():  # asyncio buffers only what the kernel refused
+            # Checked even once closing: asyncio keeps a closed transport open until its buffer
+            # drains, which for a peer that reads nothing (say, after a missed pong) is never.
             self._backed_up()
             return
         self._stalled_since, self._delay = None, 0.0
+        if transport.is_closing() or self.ws.closed:
+            self._pending.clear()
+            return
         for frame in self._pending.values():
             transport.write(frame)
         self.sent += len(self._pending)
@@ -232,7 +234,15 @@ async def handle(request: web.Request) -> web.StreamResponse:
     finally:
         hub.subscribers.discard(subscriber)
         subscriber.cancel()
+        if transport.get_write_buffer_size():  # e.g. a missed pong closed it behind unread bytes
+            asyncio.get_running_loop().call_later(settings.stall_timeout, _abort_if_stuck, transport)
     return ws
+
+
+def _abort_if_stuck(transport: asyncio.Transport) -> None:
+    """A closed socket whose peer still has not taken its last bytes is cut off, freeing the fd."""
+    if transport.get_write_buffer_size():
+        transport.abort()
 
 
 async def _answer(ws: web.WebSocketResponse, subscriber: Subscriber, message) -> None:
