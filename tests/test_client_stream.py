@@ -68,9 +68,10 @@ async def test_subscribe_to_unknown_node_raises_not_found(service):
 async def test_stream_every_n_skips_ticks(service):
     """every=3 yields every third tick: consecutive snapshots are about three intervals apart."""
     async with SystemMonitorClient(f"http://127.0.0.1:{service.port}") as client:
-        snaps = await asyncio.wait_for(_take(client.stream("stream-node", every=3), 3), 15)
-    gaps = [b["timestamp"] - a["timestamp"] for a, b in zip(snaps[1:], snaps[2:])]
-    assert all(gap >= 2 * FAST * 1000 for gap in gaps)
+        snaps = await asyncio.wait_for(_take(client.stream("stream-node", every=3), 5), 15)
+    # Up to two frames may precede the subscription (the latest on connect, one tick before the
+    # service reads it) and the first one after it is sent at once; the last two are throttled.
+    assert snaps[-1]["timestamp"] - snaps[-2]["timestamp"] >= 2 * FAST * 1000
 
 
 async def test_stream_reconnects_after_the_service_restarts():

@@ -148,8 +148,9 @@ def test_aggregation_reports_window_and_resets(service, tmp_path):
     )  # the thread refreshes once; the test refreshes by hand
     import time
 
-    for _ in range(3):
-        time.sleep(0.12)  # the service ticks every 0.1 s, so each refresh sees a new sample
+    deadline = time.monotonic() + 10
+    while len(metrics._window) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the service ticks every 0.1 s; a repeated sample is counted once
         metrics.refresh()
     window = len(metrics._window)
     first = metrics.for_log()
