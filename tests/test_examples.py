@@ -18,6 +18,8 @@ import pytest
 
 from tracklab_sysmon.monitor import SystemMonitor
 
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
+
 EXAMPLES = pathlib.Path(__file__).parent.parent / "examples"
 PERCENT = r"\d+\.\d%"
 
@@ -105,7 +107,7 @@ def test_troubleshooting(tmp_path):
 def _get_json(url: str, deadline: float) -> dict:
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
+            with _DIRECT.open(url, timeout=5) as resp:
                 return json.loads(resp.read())
         except (urllib.error.URLError, ConnectionError):
             if time.monotonic() > deadline:

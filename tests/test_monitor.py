@@ -26,9 +26,11 @@ from tracklab_sysmon.monitor import (
     stop_system_monitor,
 )
 
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
+
 
 def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as resp:
+    with _DIRECT.open(url, timeout=5) as resp:
         return json.loads(resp.read())
 
 

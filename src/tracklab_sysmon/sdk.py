@@ -134,6 +134,8 @@ class SystemMetrics:
         self.config = config
         self.service_url = config.service_url.rstrip("/")
         self._headers = auth_headers(config.token or default_token())
+        # Like aiohttp's default, ignore *_proxy variables: the service is local or on the LAN.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         self._latest: dict[str, float] = {}
         self._latest_ts: Any = None
         self._latest_alone: dict[str, float] | None = None  # aggregate([latest]), cached
@@ -150,7 +152,9 @@ class SystemMetrics:
         if self.config.start_service and not self._reachable():
             from .monitor import SystemMonitor
 
-            self._monitor = SystemMonitor(rest_port=0, interval=min(self.config.cache_duration, 1.0))
+            self._monitor = SystemMonitor(
+                rest_port=0, interval=min(self.config.cache_duration, 1.0), token=self.config.token
+            )
             self.service_url = self._monitor.url
         self._thread = threading.Thread(target=self._run, name="tracklab-sysmon-sdk", daemon=True)
         self._thread.start()
@@ -230,7 +234,7 @@ class SystemMetrics:
     def _open(self, url: str) -> Any:
         request = urllib.request.Request(url, headers=self._headers)
         try:
-            return urllib.request.urlopen(request, timeout=self.config.timeout)  # noqa: S310 (http only)
+            return self._opener.open(request, timeout=self.config.timeout)
         except urllib.error.HTTPError as exc:
             exc.close()  # it holds the response's socket
             raise SysmonError(f"HTTP {exc.code} {exc.reason}") from None
