@@ -235,3 +235,13 @@ def test_token_is_sent_by_the_refresh_thread(monkeypatch):
         assert "sdk-token" not in repr(config)
         with_token = sdk.SystemMetrics(config)
         assert with_token.refresh() is True and "system/memory.usage" in with_token.latest()
+
+
+def test_refresh_ignores_proxy_variables(service, monkeypatch):
+    """A *_proxy variable pointing at nothing does not keep the refresh thread from the service."""
+    for name in ("http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(name, _closed_url())
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    metrics = sdk.SystemMetrics(SystemMetricsConfig(service_url=service.url, timeout=2.0))
+    assert metrics.refresh() is True and "system/cpu.overall" in metrics.latest()
