@@ -1,11 +1,18 @@
-"""The sampler's own cost: absent hardware is re-checked on the loop, without a worker-thread hop."""
+"""The sampler's own cost: no worker-thread hop for absent hardware, no per-tick re-open of sysfs files."""
 
 from __future__ import annotations
 
+import os
+import pathlib
+import shutil
 import threading
 
 from tracklab_sysmon.collectors import Unavailable
+from tracklab_sysmon.collectors.cpu import CpuCollector
+from tracklab_sysmon.hotpath import open_reader
 from tracklab_sysmon.sampler import Sampler
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
 
 class Clock:
@@ -56,3 +63,33 @@ async def test_collector_that_comes_back_returns_to_its_worker_thread():
     main = threading.current_thread().name
     assert [t == main for t in gpu.threads] == [False, True, True, False, False]
     assert sampler.status["nvidia"].state == "ok"
+
+
+def _open_fds_under(root: pathlib.Path) -> dict[int, str]:
+    found = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(root)):
+            found[int(fd)] = target
+    return found
+
+
+def test_cpu_collector_keeps_cpufreq_and_sensor_files_open_across_ticks(tmp_path):
+    """Per-core cpufreq and hwmon files are opened once and re-read in place, not reopened per tick."""
+    root = tmp_path / "ws"
+    shutil.copytree(FIXTURES / "workstation", root, symlinks=True)
+    cpu = CpuCollector(open_reader(str(root / "proc")), proc_root=str(root / "proc"), sys_root=str(root / "sys"))
+    cpu.collect(1.0)
+    first = {fd: t for fd, t in _open_fds_under(root / "sys").items()}
+    assert any(t.endswith("scaling_cur_freq") for t in first.values())
+    assert any(t.endswith("_input") for t in first.values())
+    freq = root / "sys/devices/system/cpu/cpu2/cpufreq/scaling_cur_freq"
+    with open(freq, "r+") as handle:  # rewritten in place, as the kernel updates it
+        handle.truncate(0)
+        handle.write("1234000\n")
+    sample = cpu.collect(2.0)
+    assert _open_fds_under(root / "sys") == first
+    assert [c.frequency for c in sample.cores if c.id == 2] == [1234.0]

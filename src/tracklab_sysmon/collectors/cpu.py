@@ -19,7 +19,7 @@ class CpuCollector:
         self._reader = reader
         self._cpu_dir = os.path.join(sys_root, "devices/system/cpu")
         self._thermal = CpuThermal(sys_root)
-        self._freq_paths: dict[int, str | None] = {}
+        self._freq_files: dict[int, sysfs.KeptFile | None] = {}  # kept open: no re-open per tick
         self._previous: StatCounters | None = None
 
     def collect(self, now: float) -> CpuSample:
@@ -49,18 +49,18 @@ class CpuCollector:
         )
 
     def _frequency(self, cpu_id: int) -> float | None:
-        path = self._freq_paths.get(cpu_id, "")
-        if path == "":  # first sight of this core: find its cpufreq file once
+        kept = self._freq_files.get(cpu_id, "")
+        if kept == "":  # first sight of this core: find its cpufreq file once
             base = os.path.join(self._cpu_dir, f"cpu{cpu_id}", "cpufreq")
             path = next(
                 (p for p in (os.path.join(base, n) for n in ("scaling_cur_freq", "cpuinfo_cur_freq"))
                  if os.path.exists(p)),
                 None,
             )
-            self._freq_paths[cpu_id] = path
-        if path is None:
+            kept = self._freq_files[cpu_id] = sysfs.KeptFile(path) if path else None
+        if kept is None:
             return None
-        text = sysfs.read_text(path)
+        text = kept.read()
         return procfs.parse_khz_as_mhz(text) if text is not None else None
 
 

@@ -18,17 +18,21 @@ class CpuThermal:
         self._core_paths: dict[int, str] = {}
         self._package_path: str | None = None
         self._discover(sys_root)
+        # Kept open and re-read with pread: no open/close per core per tick.
+        kept = {path: sysfs.KeptFile(path) for path in {*self._core_paths.values(), self._package_path} if path}
+        self._core_files = {cpu_id: kept[path] for cpu_id, path in self._core_paths.items()}
+        self._package_file = kept.get(self._package_path) if self._package_path else None
 
     def core_temperatures(self) -> dict[int, float]:
         temps = {}
-        for cpu_id, path in self._core_paths.items():
-            value = _read_celsius(path)
+        for cpu_id, kept in self._core_files.items():
+            value = _read_celsius(kept)
             if value is not None:
                 temps[cpu_id] = value
         return temps
 
     def package_temperature(self) -> float | None:
-        return _read_celsius(self._package_path) if self._package_path else None
+        return _read_celsius(self._package_file) if self._package_file else None
 
     def _discover(self, sys_root: str) -> None:
         hwmon_root = os.path.join(sys_root, "class/hwmon")
@@ -101,6 +105,6 @@ def _read_int(path: str) -> int | None:
         return None
 
 
-def _read_celsius(path: str | None) -> float | None:
-    text = sysfs.read_text(path) if path else None
+def _read_celsius(kept: sysfs.KeptFile) -> float | None:
+    text = kept.read()
     return procfs.parse_millidegrees(text) if text is not None else None
