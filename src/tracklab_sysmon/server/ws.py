@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import struct
 import time
 from dataclasses import dataclass
 
@@ -129,7 +130,7 @@ class Subscriber:
             log.info("WebSocket client %s stalled for %.1f s; dropping it", _peer(self.transport),
                      now - self._stalled_since)
             self.cancel()
-            self.transport.abort()  # it reads nothing, so a close handshake could never finish
+            reset(self.transport)  # it reads nothing, so a close handshake could never finish
             return
         settings = self.hub.settings
         self._delay = min(settings.retry_max, self._delay * 2 or settings.retry_first)
@@ -176,7 +177,7 @@ class WsHub:
                 self.settings.close_timeout,
             )
         except (asyncio.TimeoutError, ConnectionError):
-            subscriber.transport.abort()
+            reset(subscriber.transport)
 
 
 HUB = web.AppKey("ws_hub", WsHub)
@@ -242,7 +243,17 @@ async def handle(request: web.Request) -> web.StreamResponse:
 def _abort_if_stuck(transport: asyncio.Transport) -> None:
     """A closed socket whose peer still has not taken its last bytes is cut off, freeing the fd."""
     if transport.get_write_buffer_size():
-        transport.abort()
+        reset(transport)
+
+
+def reset(transport: asyncio.Transport) -> None:
+    """Drop a connection now: RST, unsent bytes discarded (a plain close would leave the kernel
+    retrying them to a peer that reads nothing, for minutes, as an orphaned socket)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 async def _answer(ws: web.WebSocketResponse, subscriber: Subscriber, message) -> None:
