@@ -1,7 +1,7 @@
 """WebSocket fan-out: service CPU and frame latency with 0/1/100/1,000 subscribers at 1 Hz, plus fan-out contenders.
 
 Part 1 runs `tracklab-sysmon serve` as its own process at 1 Hz and connects N lightweight raw-socket
-subscribers from this process (a minimal RFC 6455 reader: no JSON parsing, it answers pings). For
+subscribers from two client processes (a minimal RFC 6455 reader: no JSON parsing, it answers pings). For
 each N it samples the service's CPU time from /proc/<pid>/stat once a second and records, for every
 metrics frame, receive time minus the snapshot's `timestamp` (ms, wall clock; both on this host).
 Marginal cost per subscriber per frame = (median CPU at N - median CPU at 0) / N, per 1 Hz frame.
@@ -133,16 +133,48 @@ def _start_service(folder: str, interval: float = 1.0) -> tuple[subprocess.Popen
     return proc, info["host"], info["port"]
 
 
+CLIENT_PROCESSES = 2  # readers of 100+ subscribers are split, so one Python loop is not the bottleneck
+
+
+def _client_worker(host: str, port: int, count: int, seconds: float, pipe) -> None:
+    """In its own process: connect `count` subscribers, report ready, then latencies after `seconds`."""
+    _raise_fd_limit()
+
+    async def run() -> list[float]:
+        loop = asyncio.get_running_loop()
+        latencies: list[float] = []
+        subs = [(await loop.create_connection(lambda: RawSubscriber(host, port, latencies), host, port))[1]
+                for _ in range(count)]
+        await asyncio.gather(*(s.ready for s in subs))
+        pipe.send("ready")
+        await loop.run_in_executor(None, pipe.recv)  # "go": every worker is connected and settled
+        latencies.clear()
+        await asyncio.sleep(seconds)
+        result = list(latencies)
+        for sub in subs:
+            sub.transport.close()
+        return result
+
+    pipe.send(asyncio.run(run()))
+
+
 async def _measure_level(pid: int, host: str, port: int, count: int, seconds: int) -> dict:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    shares = [count // CLIENT_PROCESSES] * CLIENT_PROCESSES if count >= 100 else [count] if count else []
+    workers = []
+    for share in shares:
+        parent, child = context.Pipe()
+        proc = context.Process(target=_client_worker, args=(host, port, share, seconds + 0.5, child))
+        proc.start()
+        workers.append((proc, parent))
     loop = asyncio.get_running_loop()
-    latencies: list[float] = []
-    subscribers = []
-    for _ in range(count):
-        _transport, sub = await loop.create_connection(lambda: RawSubscriber(host, port, latencies), host, port)
-        subscribers.append(sub)
-    await asyncio.gather(*(s.ready for s in subscribers))
+    for _proc, pipe in workers:
+        assert await loop.run_in_executor(None, pipe.recv) == "ready"
     await asyncio.sleep(2.0)  # settle: connection set-up work is not the steady state
-    latencies.clear()
+    for _proc, pipe in workers:
+        pipe.send("go")
     samples, mark = [], (time.monotonic(), _cpu_seconds(pid))
     start = mark
     for _ in range(seconds):
@@ -152,8 +184,10 @@ async def _measure_level(pid: int, host: str, port: int, count: int, seconds: in
         mark = now
     mean = 100.0 * (mark[1] - start[1]) / (mark[0] - start[0])
     rss = _rss(pid)
-    for sub in subscribers:
-        sub.transport.close()
+    latencies: list[float] = []
+    for proc, pipe in workers:
+        latencies += await loop.run_in_executor(None, pipe.recv)
+        proc.join(10)
     await asyncio.sleep(1.0)
     return {"n": count, "cpu": samples, "mean": mean, "lat": sorted(latencies), "rss": rss}
 
