@@ -27,13 +27,17 @@ SHAPES = [(2, 4), (64, 4), (256, 4), (1024, 4), (2, 64), (2, 1024)]
 
 
 def write_tree(root: pathlib.Path, cpus: int, disks: int) -> tuple[str, str]:
-    """A /proc and /sys pair with `cpus` cores and `disks` whole disks (each with 2 partitions)."""
+    """A /proc and /sys pair: `cpus` cores with cpufreq, `disks` whole disks with 2 partitions each."""
     proc, sys_root = root / "proc", root / "sys"
     (proc / "net").mkdir(parents=True, exist_ok=True)
     (sys_root / "block").mkdir(parents=True, exist_ok=True)
     lines = [f"cpu  {cpus * 1000} 10 {cpus * 300} {cpus * 9000} 20 0 10 0 0 0"]
     lines += [f"cpu{i} {1000 + i} 1 {300 + i} {9000 + i} 2 0 1 0 0 0" for i in range(cpus)]
     (proc / "stat").write_text("\n".join(lines) + "\nintr 1\nctxt 2\nbtime 1700000000\nprocesses 3\n")
+    for i in range(cpus):  # real hosts have cpufreq: one more file per core and tick
+        freq = sys_root / "devices/system/cpu" / f"cpu{i}" / "cpufreq"
+        freq.mkdir(parents=True, exist_ok=True)
+        (freq / "scaling_cur_freq").write_text(f"{2000000 + i}\n")
     disk_lines = []
     for d in range(disks):
         name = f"nvme{d}n1"
