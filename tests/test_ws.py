@@ -108,14 +108,18 @@ async def test_info_then_one_metrics_frame_per_tick_with_seed_keys(aiohttp_clien
     assert stamps == ticks[start:start + len(stamps)]  # no tick skipped, none sent twice
 
 
-async def test_every_subscriber_gets_the_same_bytes(client):
-    """Two subscribers receive byte-identical frames for a tick: the frame is built once, not per client."""
-    first, second = await _open(client), await _open(client)
+async def test_every_subscriber_gets_the_same_bytes_built_once(client, monkeypatch):
+    """Three subscribers receive byte-identical frames for a tick, and the frame is built once, not per client."""
+    conns = [await _open(client) for _ in range(3)]
+    built = []
+    real = ws.metrics_payload
+    monkeypatch.setattr(ws, "metrics_payload", lambda node, encoded: built.append(node) or real(node, encoded))
     await _tick(client.server.app)
-    one, two = await first.receive(), await second.receive()
-    assert one.data == two.data and orjson.loads(one.data)["type"] == "metrics"
-    await first.close()
-    await second.close()
+    frames = [await asyncio.wait_for(conn.receive(), DEADLINE) for conn in conns]
+    assert len({f.data for f in frames}) == 1 and orjson.loads(frames[0].data)["type"] == "metrics"
+    assert built == [NODE]
+    for conn in conns:
+        await conn.close()
 
 
 async def test_subscribe_every_n_ticks(client):
