@@ -177,11 +177,11 @@ long sm_process_count(sm_reader *r)
         for (long off = 0; off + 19 < n;) {
             unsigned short reclen;
             memcpy(&reclen, r->dents + off + 16, sizeof reclen);
+            if (reclen < 20 || off + reclen > n) /* never from a sane kernel: stop, don't overread */
+                break;
             const char *name = r->dents + off + 19;
             if (all_digits(name, strnlen(name, (size_t)reclen - 19)))
                 count++;
-            if (reclen == 0)
-                break;
             off += reclen;
         }
     }
@@ -324,6 +324,8 @@ static int parse_fields(const tok *t, const int *idx, const unsigned long long *
 
 static const char *line_end(const char *p, const char *end)
 {
+    if (p >= end) /* also keeps memchr away from a NULL, empty text */
+        return end;
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     return nl ? nl : end;
 }
