@@ -10,7 +10,8 @@ Part 2 times one fan-out of a real snapshot to 1,000 connected sockets inside on
 `shared-preframed` (this service: frame built once, the same bytes written to every transport),
 `shared-send_str` (payload encoded once, aiohttp's send_str per client) and `naive-per-client`
 (snapshot dict encoded per client, then send_str). Part 3 holds 200 never-reading subscribers on a
-20 Hz service and watches its RSS until they are dropped (stall limit 10 s). Run: `python benchmarks/bench_ws.py [--seconds S]`.
+20 Hz service and watches its RSS until they are dropped (stall limit 10 s), and the latency of one
+reading subscriber before and beside them. Run: `python benchmarks/bench_ws.py [--seconds S]`.
 """
 
 from __future__ import annotations
@@ -296,6 +297,10 @@ async def _part3(count: int, seconds: int) -> dict:
         try:
             await asyncio.sleep(1.5)
             loop = asyncio.get_running_loop()
+            reader: list[float] = []  # one subscriber that reads everything, before and beside the stalled
+            await loop.create_connection(lambda: RawSubscriber(host, port, reader), host, port)
+            await asyncio.sleep(5.0)
+            alone = list(reader)
             before = _rss(proc.pid)
             subs = []
             for _ in range(count):
@@ -307,18 +312,23 @@ async def _part3(count: int, seconds: int) -> dict:
                 subs.append(sub)
             await asyncio.gather(*(s.ready for s in subs))
             connected, peak, dropped_at = _rss(proc.pid), 0, None
+            mark = len(reader)
             started = time.monotonic()
             while time.monotonic() - started < seconds:
                 await asyncio.sleep(0.5)
                 peak = max(peak, _rss(proc.pid))
                 if dropped_at is None and all(_closed(s) for s in subs):
                     dropped_at = time.monotonic() - started
+                    beside = reader[mark:]  # the reader's latency while they were connected
             after = _rss(proc.pid)
             dropped = sum(_closed(s) for s in subs)
             for sub in subs:
                 sub.transport.close()
+            if dropped_at is None:
+                beside = reader[mark:]
             return {"n": count, "before": before, "connected": connected, "peak": peak, "after": after,
-                    "dropped": dropped, "dropped_at": dropped_at}
+                    "dropped": dropped, "dropped_at": dropped_at,
+                    "alone": sorted(alone), "beside": sorted(beside)}
         finally:
             proc.terminate()
             proc.wait(10)
@@ -339,6 +349,9 @@ def _print_part3(r: dict, seconds: int) -> None:
           f" (user space; kernel send buffer capped by SO_SNDBUF)")
     when = f"all dropped after {r['dropped_at']:.1f} s" if r["dropped_at"] is not None else "not all dropped"
     print(f"  dropped by the server: {r['dropped']} of {r['n']} ({when})")
+    for label, lat in (("alone", r["alone"]), (f"beside {r['n']} stalled", r["beside"])):
+        print(f"  a reading subscriber, {label}: latency p50 {_pct(lat, .5):.1f} ms, p99 {_pct(lat, .99):.1f} ms,"
+              f" {len(lat)} frames")
 
 
 def main() -> None:
