@@ -205,6 +205,18 @@ def test_system_monitor_bad_flag_names_itself():
     assert _one_error_line(result.stderr).startswith("system_monitor: error: history")
 
 
+@pytest.mark.parametrize("command", [["serve", "--rest-api-port", "0"], ["snapshot"], ["info"]])
+def test_bad_backend_choice_is_one_readable_line(command):
+    """An invalid TRACKLAB_SYSMON_NATIVE value is one readable line and exit 2 from every command."""
+    env = {**os.environ, "TRACKLAB_SYSMON_NATIVE": "yes"}
+    result = subprocess.run(
+        [_script("tracklab-sysmon"), *command], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert result.returncode == 2
+    line = _one_error_line(result.stderr)
+    assert line.startswith("tracklab-sysmon: error: TRACKLAB_SYSMON_NATIVE must be one of")
+
+
 def test_portfile_in_missing_folder_is_one_line(tmp_path):
     """A portfile that cannot be written is a one-line error, not a traceback."""
     portfile = tmp_path / "no-such-folder" / "monitor.port"

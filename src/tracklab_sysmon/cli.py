@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 import click
 
-from . import __version__, hotpath, wire
+from . import __version__, wire
 from .config import ServiceConfig, parse_peer
-from .errors import SysmonError
+from .errors import BackendUnavailable, SysmonError
 
 _ROOT_OPTIONS = [
     click.option("--proc-root", default="/proc", show_default=True, type=click.Path(file_okay=False),
@@ -115,6 +115,12 @@ class _Command(click.Command):
         with _one_line_usage_errors():
             return super().parse_args(ctx, args)
 
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except BackendUnavailable as exc:  # raised when the hot path is first imported
+            raise _OneLineError(str(exc), _prog()) from None
+
 
 class _Group(click.Group):
     command_class = _Command
@@ -176,6 +182,8 @@ def info(proc_root: str, sys_root: str) -> None:
     body = wire.system_info_to_wire(
         read_system_info(proc_root=proc_root, sys_root=sys_root, disk_total=disk_total)
     )
+    from . import hotpath
+
     body["backend"] = hotpath.BACKEND
     click.echo(wire.encode(body).decode())
 

@@ -11,3 +11,7 @@ class ParseError(SysmonError, ValueError):
 
 class ConfigError(SysmonError, ValueError):
     """A service option is invalid; the message is one readable line."""
+
+
+class BackendUnavailable(SysmonError, ImportError):
+    """The hot-path backend asked for by TRACKLAB_SYSMON_NATIVE cannot be used."""

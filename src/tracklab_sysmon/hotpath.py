@@ -10,6 +10,7 @@ import os
 from typing import Protocol
 
 from ._hotpath_py import PyHotReader
+from .errors import BackendUnavailable
 from .model import DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
 
 ENV_VAR = "TRACKLAB_SYSMON_NATIVE"
@@ -29,10 +30,6 @@ class CounterReader(Protocol):
     def tcp_established(self) -> int: ...
     def process_count(self) -> int: ...
     def close(self) -> None: ...
-
-
-class BackendUnavailable(ImportError):
-    """The backend asked for by TRACKLAB_SYSMON_NATIVE cannot be used."""
 
 
 def select_backend(mode: str) -> tuple[type[CounterReader], str]:
