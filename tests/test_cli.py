@@ -327,13 +327,21 @@ def test_info_on_this_machine():
 # --- the seed's command lines, verbatim -------------------------------------------------------
 
 # Runs inside `unshare --net --mount`: a private loopback (so the fixed ports 8080/9090 are free)
-# and a private /tmp (so /tmp/monitor.port is ours alone). It starts the seed's command line,
+# and a private layer over /tmp (so /tmp/monitor.port is ours alone). It starts the seed's command line,
 # reads the portfile, asks every route, stops it with SIGTERM and prints what it saw as JSON.
 _NAMESPACE_DRIVER = r"""
 import ctypes, fcntl, json, os, shlex, signal, socket, struct, subprocess, sys, time, urllib.request
 libc = ctypes.CDLL(None, use_errno=True)
-if libc.mount(b"tmpfs", b"/tmp", b"tmpfs", 0, None) != 0:
-    sys.exit("mount tmpfs on /tmp: " + os.strerror(ctypes.get_errno()))
+def mount(source, target, fstype, options=None):
+    if libc.mount(source, target, fstype, 0, options) != 0:
+        sys.exit(f"mount {fstype} on {target}: " + os.strerror(ctypes.get_errno()))
+# /tmp becomes an overlay: the real /tmp stays readable (this checkout may live there) while
+# what the seed line writes (/tmp/monitor.port) lands in a private upper layer.
+mount(b"tmpfs", b"/dev/shm", b"tmpfs")
+os.mkdir("/dev/shm/upper"); os.mkdir("/dev/shm/work")
+mount(b"overlay", b"/tmp", b"overlay", b"lowerdir=/tmp,upperdir=/dev/shm/upper,workdir=/dev/shm/work")
+if os.path.lexists("/tmp/monitor.port"):  # a real one outside is hidden, never touched
+    os.unlink("/tmp/monitor.port")
 with socket.socket() as s:  # bring the namespace's loopback up (ip link set lo up)
     flags = struct.unpack("16sH", fcntl.ioctl(s, 0x8913, struct.pack("16sH", b"lo", 0)))[1]
     fcntl.ioctl(s, 0x8914, struct.pack("16sH", b"lo", flags | 1))

@@ -30,6 +30,7 @@ _LAZY = {
     "Run": "sdk",
     "SysmonError": "errors",
     "ConfigError": "errors",
+    "BackendUnavailable": "errors",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -57,7 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         ServiceUnavailable,
         SystemMonitorClient,
     )
-    from .errors import ConfigError, SysmonError
+    from .errors import BackendUnavailable, ConfigError, SysmonError
     from .monitor import (
         MonitorStartError,
         SystemMonitor,
