@@ -19,12 +19,14 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-# The C helper builds during install, so the compiler (a system dep) must be there first.
-$(VENV)/.installed: $(VENV)/bin/python pyproject.toml $(wildcard setup.py native/*) | system-deps
+# `make run` needs no system package: the C helper builds when a compiler is there, else the
+# Python twin serves. The test install comes after system-deps (which brings the compiler) and
+# reinstalls, so the suite, which requires the C helper, never sees a build made without one.
+$(VENV)/.installed: $(VENV)/bin/python pyproject.toml $(wildcard setup.py native/*)
 	$(PY) -m pip install -q -e .
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed
+$(VENV)/.installed-test: $(VENV)/.installed | system-deps
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
