@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 
 import pytest
 from aiohttp import web
@@ -13,33 +12,9 @@ from tracklab_sysmon.config import ServiceConfig
 from tracklab_sysmon.server import create_app
 
 from conftest import require_command
+from seed_page import CHROMIUM_ARGS, metrics_lines, seed_page
 
-# Verbatim from the seed's "WebSocket Streaming" section; only ws://localhost:8000 is replaced.
-SEED_SNIPPET = """\
-const ws = new WebSocket('ws://localhost:8000/ws/system-metrics');
-
-ws.onmessage = (event) => {
-    const data = JSON.parse(event.data);
-    
-    if (data.type === 'metrics') {
-        console.log(`CPU: ${data.data.cpu.overall.toFixed(1)}%`);
-        console.log(`Memory: ${data.data.memory.usage.toFixed(1)}%`);
-    }
-};
-"""
-# Test harness only: report how the socket ended, so a refused handshake is seen, not waited out.
-HARNESS = "ws.addEventListener('close', (event) => console.log(`closed ${event.code}`));"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run",
-]
 DEADLINE_MS = 8_000  # upper bound on waiting for console lines; never a speed assertion
-LINE = re.compile(r"^(CPU|Memory): (\d+\.\d)%$")
-
-
-def _page(port: int) -> str:
-    script = SEED_SNIPPET.replace("ws://localhost:8000", f"ws://localhost:{port}")
-    return f"<!doctype html><title>seed snippet</title><script>\n{script}\n{HARNESS}\n</script>"
 
 
 @pytest.fixture
@@ -77,17 +52,13 @@ async def _console_lines(context, page_url: str, wanted) -> list[str]:
     return lines
 
 
-def _metrics_lines(lines: list[str]) -> list[tuple[str, float]]:
-    return [(m[1], float(m[2])) for m in map(LINE.match, lines) if m]
-
-
 def _page_app(app: web.Application, service_port) -> web.Application:
     """Serve the page at /seed.html; `service_port(request)` says where its WebSocket goes."""
 
-    async def seed_page(request: web.Request) -> web.Response:
-        return web.Response(text=_page(service_port(request)), content_type="text/html")
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=seed_page(service_port(request)), content_type="text/html")
 
-    app.router.add_get("/seed.html", seed_page)
+    app.router.add_get("/seed.html", page)
     return app
 
 
@@ -109,9 +80,9 @@ async def test_seed_snippet_logs_cpu_and_memory_from_the_same_origin(aiohttp_ser
     server = await _service(aiohttp_server, serve_page=True)
     lines = await _console_lines(
         browser_context, f"http://localhost:{server.port}/seed.html",
-        lambda seen: len(_metrics_lines(seen)) >= 4,
+        lambda seen: len(metrics_lines(seen)) >= 4,
     )
-    metrics = _metrics_lines(lines)
+    metrics = metrics_lines(lines)
     assert [name for name, _ in metrics[:4]] == ["CPU", "Memory", "CPU", "Memory"]
     assert all(0.0 <= value <= 100.0 for _, value in metrics)
     assert any(name == "Memory" and value > 0 for name, value in metrics)
@@ -126,9 +97,9 @@ async def test_seed_snippet_works_from_an_allowed_frontend_origin(aiohttp_server
     ports["service"] = server.port
     lines = await _console_lines(
         browser_context, f"http://localhost:{frontend.port}/seed.html",
-        lambda seen: len(_metrics_lines(seen)) >= 2,
+        lambda seen: len(metrics_lines(seen)) >= 2,
     )
-    assert [name for name, _ in _metrics_lines(lines)[:2]] == ["CPU", "Memory"]
+    assert [name for name, _ in metrics_lines(lines)[:2]] == ["CPU", "Memory"]
 
 
 async def test_seed_snippet_gets_nothing_on_a_foreign_site(aiohttp_server, browser_context):
@@ -140,4 +111,4 @@ async def test_seed_snippet_gets_nothing_on_a_foreign_site(aiohttp_server, brows
         lambda seen: any(line.startswith("closed") for line in seen),
     )
     assert "closed 1006" in lines  # the browser's code for a refused handshake
-    assert not _metrics_lines(lines)
+    assert not metrics_lines(lines)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 
 import fastapi
 import fastapi.responses
@@ -11,27 +10,10 @@ import pytest
 import pytest_asyncio
 
 from conftest import require_command
+from seed_page import CHROMIUM_ARGS, metrics_lines, seed_page
 from test_fastapi import _relay_app, serve
 from tracklab_sysmon.monitor import SystemMonitor
 
-# Verbatim from the seed's "WebSocket Streaming" section, which targets a FastAPI backend on
-# port 8000; only that port is replaced by the test server's.
-SEED_SNIPPET = """\
-const ws = new WebSocket('ws://localhost:8000/ws/system-metrics');
-
-ws.onmessage = (event) => {
-    const data = JSON.parse(event.data);
-    
-    if (data.type === 'metrics') {
-        console.log(`CPU: ${data.data.cpu.overall.toFixed(1)}%`);
-        console.log(`Memory: ${data.data.memory.usage.toFixed(1)}%`);
-    }
-};
-"""
-HARNESS = "ws.addEventListener('close', (event) => console.log(`closed ${event.code}`));"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
-LINE = re.compile(r"^(CPU|Memory): (\d+\.\d)%$")
 WAIT_S = 10.0  # upper bound on waiting for console lines; never a speed assertion
 pytestmark = pytest.mark.asyncio(loop_scope="module")  # one browser shared by the tests
 
@@ -49,8 +31,7 @@ def _page_app(app=None, ws_port: dict | None = None):
     @app.get("/", response_class=fastapi.responses.HTMLResponse)
     async def page(request: fastapi.Request) -> str:
         port = ws_port["port"] if ws_port else request.url.port
-        return ("<!doctype html><script>\n" + SEED_SNIPPET.replace("localhost:8000", f"localhost:{port}")
-                + "\n" + HARNESS + "\n</script>")
+        return seed_page(port)
 
     return app
 
@@ -93,10 +74,6 @@ async def _console(browser, page_url: str, wanted) -> list[str]:
     return lines
 
 
-def _metrics(lines: list[str]) -> list[tuple[str, float]]:
-    return [(m[1], float(m[2])) for m in map(LINE.match, lines) if m]
-
-
 def _port(base: str) -> int:
     return int(base.rsplit(":", 1)[1])
 
@@ -104,8 +81,8 @@ def _port(base: str) -> int:
 async def test_seed_javascript_logs_metrics_through_the_relay(service, browser):
     """A page served by the FastAPI app runs the seed's snippet and logs CPU and Memory lines from the relay."""
     async with serve(_page_app(_relay_app(service.url))) as base:
-        lines = await _console(browser, f"http://localhost:{_port(base)}/", lambda seen: len(_metrics(seen)) >= 4)
-    metrics = _metrics(lines)
+        lines = await _console(browser, f"http://localhost:{_port(base)}/", lambda seen: len(metrics_lines(seen)) >= 4)
+    metrics = metrics_lines(lines)
     assert [name for name, _ in metrics[:4]] == ["CPU", "Memory", "CPU", "Memory"]
     assert all(0.0 <= value <= 100.0 for _, value in metrics)
     assert any(name == "Memory" and value > 0 for name, value in metrics)
@@ -122,10 +99,10 @@ async def test_seed_javascript_on_another_origin(service, browser, allowed):
             target["port"] = _port(relay_base)
             lines = await _console(
                 browser, page_origin + "/",
-                lambda seen: len(_metrics(seen)) >= 2 or any(line.startswith("closed") for line in seen),
+                lambda seen: len(metrics_lines(seen)) >= 2 or any(line.startswith("closed") for line in seen),
             )
     if allowed:
-        assert [name for name, _ in _metrics(lines)[:2]] == ["CPU", "Memory"]
+        assert [name for name, _ in metrics_lines(lines)[:2]] == ["CPU", "Memory"]
     else:  # 1006 is the browser's code for a refused handshake
-        assert "closed 1006" in lines and not _metrics(lines)
+        assert "closed 1006" in lines and not metrics_lines(lines)
         assert not any("LOCAL_NETWORK_ACCESS" in line for line in lines)  # refused by the relay, not Chromium
