@@ -21,3 +21,26 @@ def require_command(command: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def native_module():
+    """The compiled hot-path wrapper; skip locally, fail under TRACKLAB_SYSMON_NATIVE=require, if absent."""
+    from tracklab_sysmon import hotpath
+
+    try:
+        hotpath.select_backend("require")
+    except hotpath.BackendUnavailable as exc:
+        if os.environ.get(hotpath.ENV_VAR, "").strip().lower() == "require":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    from tracklab_sysmon import _hotpath_cffi
+
+    return _hotpath_cffi
+
+
+def outcome(call) -> tuple:
+    """The value, or the exception's type and message, so both backends' errors compare too."""
+    try:
+        return ("value", call())
+    except Exception as exc:  # noqa: BLE001 - comparing whatever each backend raises
+        return ("error", type(exc), str(exc))

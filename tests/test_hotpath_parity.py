@@ -7,6 +7,7 @@ import pathlib
 
 import pytest
 
+from conftest import native_module, outcome
 from tracklab_sysmon import hotpath
 from tracklab_sysmon.model import CpuTimes
 
@@ -16,28 +17,8 @@ FILES = {"stat": "stat", "diskstats": "diskstats", "net_dev": "net/dev", "meminf
          "loadavg": "loadavg", "tcp_established": "net/snmp"}
 
 
-def _native():
-    try:
-        hotpath.select_backend("require")
-    except hotpath.BackendUnavailable as exc:
-        if os.environ.get(hotpath.ENV_VAR, "").strip().lower() == "require":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    from tracklab_sysmon import _hotpath_cffi
-
-    return _hotpath_cffi
-
-
-def outcome(call) -> tuple:
-    """The value, or the exception's type and message, so errors can be compared too."""
-    try:
-        return ("value", call())
-    except Exception as exc:  # noqa: BLE001 - comparing whatever each backend raises
-        return ("error", type(exc), str(exc))
-
-
 def read_both(proc_root: str, method: str) -> tuple[tuple, tuple]:
-    native = _native().CffiHotReader(proc_root)
+    native = native_module().CffiHotReader(proc_root)
     python = hotpath.select_backend("off")[0](proc_root)
     return outcome(getattr(native, method)), outcome(getattr(python, method))
 
@@ -61,7 +42,7 @@ def test_every_fixture_tree_reads_the_same_through_both_backends(proc_root, meth
 @pytest.mark.parametrize("kind", sorted(FILES))
 def test_fixture_files_take_the_c_fast_path(kind):
     """Real kernel text is parsed by C itself, not deferred to Python (so parity means something)."""
-    native = _native()
+    native = native_module()
     present = [pathlib.Path(root, FILES[kind]) for root in FIXTURE_TREES]
     present = [p for p in present if p.is_file()]
     assert present
@@ -90,19 +71,19 @@ def test_generated_trees_are_never_truncated(tmp_path, cpus, disks):
     for method in ("stat", "diskstats", "net_dev"):
         native, python = read_both(str(tmp_path), method)
         assert native == python and native[0] == "value"
-    stat = _native().CffiHotReader(str(tmp_path)).stat()
+    stat = native_module().CffiHotReader(str(tmp_path)).stat()
     assert [cpu for cpu, _ in stat.cores] == list(range(cpus))
     ticks = float(os.sysconf("SC_CLK_TCK"))
     assert stat.cores[-1][1] == CpuTimes(*(v / ticks for v in (9 + cpus, 0, 3 + (cpus - 1) % 7, 89 + cpus,
                                                                 0, 0, (cpus - 1) % 3, 0)))
-    disks_read = _native().CffiHotReader(str(tmp_path)).diskstats()
+    disks_read = native_module().CffiHotReader(str(tmp_path)).diskstats()
     assert len(disks_read) == disks and disks_read[-1].name == f"nvme{disks - 1}n1"
     assert disks_read[-1].write_bytes == 4 * (disks - 1) * 512
 
 
 def test_non_canonical_text_is_deferred_and_still_equal(tmp_path):
     """Signs, underscores and non-ASCII names go to the Python parser, so results stay equal."""
-    native = _native()
+    native = native_module()
     (tmp_path / "net").mkdir()
     (tmp_path / "net/dev").write_text("  wlän0: 1_000 2 0 0 0 0 0 0 3 4 0 0 0 0 0 0\n", encoding="utf-8")
     (tmp_path / "stat").write_text("cpu +1 2 3 4\ncpu0 1 2 3 4\n")

@@ -3,13 +3,13 @@ agree with the Python parsers (same value or same error), deferring only what th
 
 from __future__ import annotations
 
-import os
 import pathlib
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import native_module, outcome
 from tracklab_sysmon import hotpath
 from tracklab_sysmon.collectors import procfs
 
@@ -30,22 +30,7 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 @pytest.fixture(scope="module")
 def native():
-    try:
-        hotpath.select_backend("require")
-    except hotpath.BackendUnavailable as exc:
-        if os.environ.get(hotpath.ENV_VAR, "").strip().lower() == "require":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    from tracklab_sysmon import _hotpath_cffi
-
-    return _hotpath_cffi
-
-
-def outcome(call) -> tuple:
-    try:
-        return ("value", call())
-    except Exception as exc:  # noqa: BLE001 - comparing whatever each parser raises
-        return ("error", type(exc), str(exc))
+    return native_module()
 
 
 def check(native, kind: str, data: bytes) -> bool:
