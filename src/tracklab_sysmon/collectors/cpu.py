@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from ..model import CoreSample, CpuSample, CpuTimes, StatCounters
 from ..rates import busy_percent
 from . import procfs, sysfs
 from .thermal import CpuThermal
+
+if TYPE_CHECKING:  # the hot path imports this package's parsers, so only for typing
+    from ..hotpath import CounterReader
 
 
 class CpuCollector:
@@ -15,7 +19,7 @@ class CpuCollector:
     section = "cpu"
     blocking = False
 
-    def __init__(self, reader, *, proc_root: str = "/proc", sys_root: str = "/sys") -> None:
+    def __init__(self, reader: CounterReader, *, proc_root: str = "/proc", sys_root: str = "/sys") -> None:
         self._reader = reader
         self._cpu_dir = os.path.join(sys_root, "devices/system/cpu")
         self._thermal = CpuThermal(sys_root)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..model import DiskCounters, DiskDeviceSample, DiskSample
 from ..rates import counter_rate
 from . import procfs, sysfs
+
+if TYPE_CHECKING:  # the hot path imports this package's parsers, so only for typing
+    from ..hotpath import CounterReader
 
 _VIRTUAL_PREFIXES = ("loop", "ram", "zram")
 _STACKED_PREFIXES = ("dm-", "md")
@@ -23,7 +27,7 @@ class DiskCollector:
 
     def __init__(
         self,
-        reader,
+        reader: CounterReader,
         *,
         proc_root: str = "/proc",
         sys_root: str = "/sys",

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..model import MemorySample, SwapSample
 from ..rates import percent
+
+if TYPE_CHECKING:  # the hot path imports this package's parsers, so only for typing
+    from ..hotpath import CounterReader
 
 
 class MemoryCollector:
@@ -11,7 +16,7 @@ class MemoryCollector:
     section = "memory"
     blocking = False
 
-    def __init__(self, reader) -> None:
+    def __init__(self, reader: CounterReader) -> None:
         self._reader = reader
 
     def collect(self, now: float) -> MemorySample:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..model import InterfaceSample, NetCounters, NetworkSample
 from ..rates import counter_rate
+
+if TYPE_CHECKING:  # the hot path imports this package's parsers, so only for typing
+    from ..hotpath import CounterReader
 
 LOOPBACK = "lo"
 
@@ -13,7 +18,7 @@ class NetworkCollector:
     section = "network"
     blocking = False
 
-    def __init__(self, reader) -> None:
+    def __init__(self, reader: CounterReader) -> None:
         self._reader = reader
         self._previous: dict[str, NetCounters] = {}
         self._previous_at: float | None = None
