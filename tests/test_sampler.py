@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 import shutil
+import time
 
 import pytest
 
@@ -191,3 +192,24 @@ async def test_truncated_kernel_file_fails_only_its_collector(tree: pathlib.Path
     assert sampler.status["cpu"].state == "error"
     assert sampler.status["cpu"].last_error.startswith("ParseError: /proc/loadavg is malformed")
     assert sampler.status["memory"].state == "ok"
+
+
+class Burner:
+    """A collector that spends about 2 ms of CPU per call, a little more than a real tick."""
+
+    name, section, blocking = "burner", "accelerators", False
+
+    def collect(self, now: float) -> object:
+        start = time.process_time()
+        while time.process_time() - start < 0.002:
+            pass
+        return ()
+
+
+async def test_own_cpu_share_sees_a_tick_of_a_few_milliseconds(tree: pathlib.Path) -> None:
+    """The service's own CPU share resolves the ~ms a tick costs (a 10 ms-grained clock would say 0)."""
+    sampler = Sampler((Burner(),), node_id="n")
+    await sampler.tick()
+    assert sampler.own_cpu_percent is None  # one mark is not a rate yet
+    await sampler.tick()
+    assert sampler.own_cpu_percent is not None and sampler.own_cpu_percent > 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -162,8 +161,9 @@ class Sampler:
         status.state, status.last_error = state, error
 
     def _measure_own_cpu(self) -> None:
-        times = os.times()
-        mark = (self._monotonic(), times.user + times.system)
+        # process_time() reads the process's CPU clock in ns; os.times() would round to 10 ms,
+        # far coarser than the ~1 ms a tick costs, and report 0 % or 1 % at random.
+        mark = (self._monotonic(), time.process_time())
         if self._cpu_mark is not None and mark[0] > self._cpu_mark[0]:
             used = mark[1] - self._cpu_mark[1]
             self.own_cpu_percent = round(100.0 * used / (mark[0] - self._cpu_mark[0]), 3)
