@@ -70,9 +70,6 @@ class Sampler:
         """Call `listener(snapshot, encoded)` after every tick (WebSocket fan-out, exporters)."""
         self._listeners.append(listener)
 
-    def remove_listener(self, listener: Listener) -> None:
-        self._listeners.remove(listener)
-
     async def prime(self) -> None:
         """Read every counter once, so the first published snapshot already has real rates."""
         await self._collect_all(self._monotonic())

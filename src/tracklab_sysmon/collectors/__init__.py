@@ -12,9 +12,6 @@ from .disk import DiskCollector
 from .memory import MemoryCollector
 from .network import NetworkCollector
 
-SECTIONS = ("cpu", "memory", "disk", "network", "accelerators")
-
-
 class Collector(Protocol):
     """One family of metrics. `collect` is synchronous and returns the record for `section`.
 
@@ -24,7 +21,7 @@ class Collector(Protocol):
     """
 
     name: str
-    section: str
+    section: str  # the Snapshot field it fills: cpu, memory, disk, network or accelerators
     blocking: bool
 
     def collect(self, now: float) -> object: ...
@@ -71,4 +68,4 @@ def default_collectors(
     )
 
 
-__all__ = ["SECTIONS", "Collector", "Unavailable", "default_collectors"]
+__all__ = ["Collector", "Unavailable", "default_collectors"]
