@@ -17,9 +17,6 @@ from .model import (
     SystemInfo,
 )
 
-_TIMES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
-
-
 def encode(value: Any) -> bytes:
     """JSON bytes; NaN/inf never appear because every float is produced finite or None."""
     return orjson.dumps(value)
@@ -59,10 +56,10 @@ def _core(core: CoreSample) -> dict[str, Any]:
         "usage": core.usage,
         "frequency": core.frequency,
         "temperature": core.temperature,
+        # Clock ticks over USER_HZ (100) already print as 2 decimals: no round() per mode per core.
         "times": {
-            "user": round(t.user, 2), "nice": round(t.nice, 2), "system": round(t.system, 2),
-            "idle": round(t.idle, 2), "iowait": round(t.iowait, 2), "irq": round(t.irq, 2),
-            "softirq": round(t.softirq, 2), "steal": round(t.steal, 2),
+            "user": t.user, "nice": t.nice, "system": t.system, "idle": t.idle,
+            "iowait": t.iowait, "irq": t.irq, "softirq": t.softirq, "steal": t.steal,
         },
     }
 
