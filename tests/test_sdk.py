@@ -84,6 +84,25 @@ def test_flatten_options():
     assert not any("gpu" in key or "npu" in key for key in flat)
 
 
+def test_flatten_puts_vendor_in_keys_only_where_type_and_id_collide():
+    """Two vendors' gpu 0 get `gpu.<vendor>.0` keys with their own values; a unique gpu 1 keeps `gpu.1`."""
+    accelerators = [
+        {"id": 0, "type": "gpu", "vendor": "amd", "utilization": 5.0, "memory": {"used": 1}},
+        {"id": 0, "type": "gpu", "vendor": "nvidia", "utilization": 90.0, "memory": {"used": 8}},
+        {"id": 1, "type": "gpu", "vendor": "nvidia", "utilization": 70.0},
+        {"id": 0, "type": "npu", "vendor": "intel", "utilization": 3.0},
+    ]
+    flat = flatten_snapshot({"accelerators": accelerators})
+    assert flat == {
+        "system/gpu.amd.0.utilization": 5.0,
+        "system/gpu.amd.0.memory.used": 1,
+        "system/gpu.nvidia.0.utilization": 90.0,
+        "system/gpu.nvidia.0.memory.used": 8,
+        "system/gpu.1.utilization": 70.0,
+        "system/npu.0.utilization": 3.0,
+    }
+
+
 def test_aggregate_mean_min_max():
     """aggregate gives the mean under the key and .min/.max beside it, over samples holding the key."""
     out = aggregate([{"a": 1.0, "b": 5}, {"a": 3.0}, {"a": 8.0, "b": 7}])

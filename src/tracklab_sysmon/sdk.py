@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -84,7 +84,11 @@ _ACCELERATOR_FIELDS = (
 def flatten_snapshot(
     snapshot: Mapping[str, Any], *, prefix: str = "system/", include_gpu: bool = True, include_cores: bool = False
 ) -> dict[str, float]:
-    """Flat numeric keys (`system/cpu.overall`, `system/gpu.0.utilization`); nulls are left out."""
+    """Flat numeric keys (`system/cpu.overall`, `system/gpu.0.utilization`); nulls are left out.
+
+    Accelerators whose `(type, id)` pair repeats (two vendors both number from 0) get the vendor
+    in the key, `system/gpu.nvidia.0.utilization`, so their values never overwrite each other.
+    """
     flat: dict[str, float] = {}
     for section, path, key in _SCALARS:
         _put(flat, prefix + key, _dig(snapshot.get(section), path))
@@ -92,8 +96,13 @@ def flatten_snapshot(
         for core in (snapshot.get("cpu") or {}).get("cores") or ():
             _put(flat, f"{prefix}cpu.core.{core.get('id')}.usage", core.get("usage"))
     if include_gpu:
-        for acc in snapshot.get("accelerators") or ():
-            base = f"{prefix}{acc.get('type') or 'gpu'}.{acc.get('id')}."
+        accelerators = [acc for acc in snapshot.get("accelerators") or () if isinstance(acc, Mapping)]
+        # Each vendor numbers its devices from 0: where (type, id) repeats, the vendor joins the key.
+        seen = Counter((acc.get("type") or "gpu", acc.get("id")) for acc in accelerators)
+        for acc in accelerators:
+            kind, dev = acc.get("type") or "gpu", acc.get("id")
+            vendor = f"{acc.get('vendor') or 'unknown'}." if seen[kind, dev] > 1 else ""
+            base = f"{prefix}{kind}.{vendor}{dev}."
             for path, key in _ACCELERATOR_FIELDS:
                 _put(flat, base + key, _dig(acc, path))
     return flat
