@@ -45,7 +45,7 @@ test: $(VENV)/.installed-test system-deps ## Install everything and run the fast
 	TRACKLAB_SYSMON_NATIVE=$(NATIVE_MODE) $(PY) -m pytest $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.installed-test system-deps ## Run the slow tier only
-	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+	TRACKLAB_SYSMON_NATIVE=$(NATIVE_MODE) $(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 test-native-sanitize: system-deps ## Run the C helper's own tests under ASan and UBSan on every fixture tree
 	@mkdir -p build
