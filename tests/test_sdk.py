@@ -200,6 +200,40 @@ def test_wrap_log_adds_metrics_to_any_tracker(service):
     assert "system/memory.usage" in data and (step1, commit1) == (4, True)
 
 
+def test_wrap_log_merges_into_the_first_parameter_passed_by_keyword(service):
+    """`log(metrics={...}, step=1)` for an mlflow-style fn merges into `metrics`; no dict at all sends system keys."""
+    calls = []
+
+    def log_metrics(metrics, step=None, synchronous=None):
+        calls.append((metrics, step))
+
+    init_system_metrics(SystemMetricsConfig(service_url=service.url))
+    wrapped = wrap_log(log_metrics)
+    wrapped(metrics={"loss": 0.3}, step=1)
+    wrapped(step=2)
+    (named, step1), (alone, step2) = calls
+    assert named["loss"] == 0.3 and "system/memory.usage" in named and step1 == 1
+    assert "system/memory.usage" in alone and "loss" not in alone and step2 == 2
+
+
+def test_wrap_log_handles_keyword_only_star_args_and_builtins(service):
+    """A keyword-only first parameter gets the dict by name; *args fns and signature-less builtins get it first."""
+    init_system_metrics(SystemMetricsConfig(service_url=service.url))
+
+    def keyword_only(*, scalars, step=0):
+        return scalars, step
+
+    def star_args(*items):
+        return items
+
+    scalars, step = wrap_log(keyword_only)(step=5)
+    assert "system/memory.usage" in scalars and step == 5
+    first, second = wrap_log(star_args)({"acc": 0.9}, "extra")
+    assert first["acc"] == 0.9 and "system/memory.usage" in first and second == "extra"
+    copied = wrap_log(dict)(data={"acc": 0.8})  # dict has no signature: the old `data=` keyword still works
+    assert copied["acc"] == 0.8 and "system/memory.usage" in copied
+
+
 def test_disabled_config_collects_nothing(tmp_path):
     """enabled=False installs nothing: get_system_metrics stays {} and no thread runs."""
     assert init_system_metrics(SystemMetricsConfig(enabled=False, service_url=_closed_url())) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.client
+import inspect
 import logging
 import math
 import os
@@ -294,13 +295,37 @@ def _metrics_for_log() -> dict[str, float]:
 
 
 def wrap_log(fn: F) -> F:
-    """Wrap any tracker's `log(dict, ...)` (wandb.log, mlflow.log_metrics, ...) to add system metrics."""
+    """Wrap any tracker's `log(dict, ...)` (wandb.log, mlflow.log_metrics, ...) to add system metrics.
+
+    The metrics dict may come positionally or under the name of `fn`'s first parameter
+    (`log_metrics(metrics={...}, step=1)`); without either, `fn` gets the system metrics alone.
+    """
+    name, by_keyword = _first_parameter(fn)
 
     @functools.wraps(fn)
-    def logged(data: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any) -> Any:
-        return fn(_merge(data, _metrics_for_log()), *args, **kwargs)
+    def logged(*args: Any, **kwargs: Any) -> Any:
+        system = _metrics_for_log()
+        if args:
+            return fn(_merge(args[0], system), *args[1:], **kwargs)
+        if name is None:  # no keyword name for the dict: the wrapper's old `data=` keyword still works
+            return fn(_merge(kwargs.pop("data", None), system), **kwargs)
+        if by_keyword or name in kwargs:
+            kwargs[name] = _merge(kwargs.get(name), system)
+            return fn(**kwargs)
+        return fn(_merge(None, system), **kwargs)
 
     return logged  # type: ignore[return-value]
+
+
+def _first_parameter(fn: Callable[..., Any]) -> tuple[str | None, bool]:
+    """fn's first parameter's name if callers may pass it by keyword (else None), and if they must."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # builtins and extension functions without a signature
+        return None, False
+    if not params or params[0].kind not in (params[0].POSITIONAL_OR_KEYWORD, params[0].KEYWORD_ONLY):
+        return None, False  # (*args), (x, /) or no parameters: the dict can only go first, positionally
+    return params[0].name, params[0].kind is params[0].KEYWORD_ONLY
 
 
 def _merge(data: Mapping[str, Any] | None, system: dict[str, float]) -> dict[str, Any]:
