@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -95,6 +96,55 @@ async def test_stream_reconnects_after_the_service_restarts():
         await client.close()
         if second is not None:
             await second.close()
+
+
+async def test_stream_retries_unknown_node_it_has_seen_before():
+    """A node seen earlier in the stream but unknown to the restarted service is retried until it is back."""
+    port = _free_port()
+    connects = 0
+
+    async def count_ws(request, response):
+        nonlocal connects
+        connects += request.path == "/ws/system-metrics"
+
+    first = TestServer(_app("orig"), host="127.0.0.1", port=port)
+    await first.start_server()
+    client = SystemMonitorClient(f"http://127.0.0.1:{port}")
+    stream = client.stream("orig", retry_delay=0.05, max_retry_delay=0.2)
+    cutoff = float("inf")  # snapshots stamped before the last restart are the old service's
+
+    async def next_fresh():
+        async for snap in stream:
+            if snap["timestamp"] >= cutoff:
+                return snap
+        return None
+
+    servers, task = [first], None
+    try:
+        assert (await asyncio.wait_for(anext(stream), 10))["node_id"] == "orig"
+        await first.close()
+        other_app = _app("other")
+        other_app.on_response_prepare.append(count_ws)
+        servers.append(TestServer(other_app, host="127.0.0.1", port=port))
+        await servers[-1].start_server()
+        task = asyncio.create_task(next_fresh())
+        async with asyncio.timeout(10):  # a second connection: the unknown_node answer was retried
+            while connects < 2 and not task.done():
+                await asyncio.sleep(0.01)
+        assert not task.done(), task.exception()
+        await servers[-1].close()
+        cutoff = time.time() * 1000
+        servers.append(TestServer(_app("orig"), host="127.0.0.1", port=port))
+        await servers[-1].start_server()
+        assert (await asyncio.wait_for(task, 10))["node_id"] == "orig"
+    finally:
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await stream.aclose()
+        await client.close()
+        for server in servers:
+            await server.close()
 
 
 async def test_stream_without_reconnect_raises_when_service_stops():

@@ -203,23 +203,32 @@ class SystemMonitorClient:
 
         `node_id`/`every` are sent as a subscribe message (every n-th tick of that node). With
         `reconnect=False` a lost connection raises `ServiceUnavailable` instead; an error frame
-        from the service raises `ResponseError` either way.
+        from the service raises `ResponseError` either way, except `unknown_node` for a node this
+        stream has already seen: a restarted aggregator knows a peer only once it publishes again,
+        so that is retried like an outage.
         """
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
         delay = retry_delay
+        seen = False  # the service has known node_id during this stream
         while True:
             try:
                 async with contextlib.aclosing(self.frames(node_id, every=every)) as frames:
                     async for frame in frames:
-                        delay = retry_delay  # a frame arrived: the next outage starts over
-                        if frame.get("type") != "metrics" or not isinstance(frame.get("data"), dict):
+                        kind = frame.get("type")
+                        if node_id is not None and kind in ("subscribed", "metrics"):
+                            seen = seen or frame.get("nodeId") == node_id
+                        if kind != "metrics" or not isinstance(frame.get("data"), dict):
                             continue
                         # Frames sent before the service read our subscribe may be for other nodes.
                         if node_id is None or frame.get("nodeId") == node_id:
+                            delay = retry_delay  # data flows again: the next outage starts over
                             yield frame["data"]
             except ServiceUnavailable:
                 if not reconnect:
+                    raise
+            except NotFound as exc:
+                if not (reconnect and seen and exc.code == "unknown_node"):
                     raise
             else:
                 if not reconnect:
