@@ -92,6 +92,24 @@ def test_one_gpu_reports_seed_and_extended_fields(stub):
     assert gpu["profiling"] is None and gpu["lost"] is False
 
 
+def test_memory_used_excludes_driver_reserved_memory(stub):
+    """memory.used comes from the v2 call, which keeps the driver's reserved memory out (as nvidia-smi does)."""
+    lines = probe(stub, "3", "--counts", "nvmlDeviceGetMemoryInfo_v2,nvmlDeviceGetMemoryInfo", gpus="2", mig="1")
+    gpus = lines[0]["accelerators"]
+    assert [g["memory"]["used"] for g in gpus] == [2**30, 2 * 2**30]  # v1 would add 512 MiB reserved
+    assert gpus[1]["mig"]["instances"][0]["memory"] == {"used": 2**30, "total": 10 * 2**30}
+    assert lines[-1]["counts"]["nvmlDeviceGetMemoryInfo"] == 0
+
+
+@pytest.mark.parametrize("missing", ["memoryv2", "memoryv2version"])
+def test_drivers_without_memory_v2_fall_back_to_v1_once(stub, missing):
+    """A driver without the v2 memory call (or its struct version) is read through v1, and v2 is not asked again."""
+    lines = probe(stub, "4", "--counts", "nvmlDeviceGetMemoryInfo_v2,nvmlDeviceGetMemoryInfo",
+                  gpus="2", unsupported=missing)
+    assert [g["memory"]["used"] for g in lines[3]["accelerators"]] == [2**30 + 2**29, 2 * 2**30 + 2**29]
+    assert lines[-1]["counts"] == {"nvmlDeviceGetMemoryInfo_v2": 2, "nvmlDeviceGetMemoryInfo": 8}
+
+
 def test_processes_are_merged_named_and_unknown_memory_is_null(stub):
     """Compute and graphics processes are listed once per pid, named, with null when memory is unknown."""
     (line,) = probe(stub, "1", gpus="1")
@@ -99,6 +117,14 @@ def test_processes_are_merged_named_and_unknown_memory_is_null(stub):
     assert [p["pid"] for p in procs] == [4242, 4243, 4244]
     assert procs[0] == {"pid": 4242, "name": "stub-worker-4242", "usedMemory": 2**30}
     assert procs[1]["usedMemory"] is None
+
+
+def test_process_names_are_asked_again_on_each_slow_read(stub, tmp_path):
+    """A pid reused by another program shows the new name at the next slow read, not a cached old one."""
+    flag = tmp_path / "reused"
+    lines = probe(stub, "4", "--touch-at", "2", str(flag), "--step", "5", gpus="1", rename_flag=str(flag))
+    names = [line["accelerators"][0]["processes"][0]["name"] for line in lines]
+    assert names == ["stub-worker-4242", "stub-worker-4242", "stub-reused-4242", "stub-reused-4242"]
 
 
 def test_eight_gpus_each_report_their_own_values(stub):
@@ -171,6 +197,19 @@ def test_lost_gpu_is_probed_again_only_after_the_retry_period(stub, tmp_path):
     later = probe(stub, "3", "--lose-after", "1", str(flag), "--recover-after", "2", "--step", "40", **scenario)
     assert [line["accelerators"][0]["lost"] for line in later] == [False, True, False]
     assert later[2]["accelerators"][0]["utilization"] == 10.0
+
+
+def test_gpu_without_a_handle_at_start_is_probed_again(stub, tmp_path):
+    """A GPU whose handle failed at start stays lost within the retry period and reports once it is back."""
+    flag = tmp_path / "lost"
+    scenario = {"gpus": "2", "lost_index": "1", "lost_flag": str(flag)}
+    soon = probe(stub, "3", "--lose-after", "0", str(flag), "--recover-after", "2", "--step", "1", **scenario)
+    assert [line["accelerators"][1]["lost"] for line in soon] == [True, True, True]
+    assert [line["accelerators"][0]["lost"] for line in soon] == [False, False, False]
+    later = probe(stub, "3", "--lose-after", "0", str(flag), "--recover-after", "2", "--step", "40", **scenario)
+    assert [line["accelerators"][1]["lost"] for line in later] == [True, True, False]
+    back = later[2]["accelerators"][1]
+    assert back["utilization"] == 11.0 and back["name"] == "NVIDIA Stub A100-SXM4-40GB"
 
 
 def test_mig_mode_lists_its_instances(stub):
@@ -248,7 +287,9 @@ def test_unreachable_dcgm_engine_is_explained(stub, tmp_path):
 
 def _probe_with(lib_dir: pathlib.Path, extra: dict[str, str], *args: str, **scenario: str) -> list[dict]:
     env = {**stub_env(lib_dir, **scenario), **extra}
-    done = subprocess.run([sys.executable, PROBE, *args], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, PROBE, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines()]
 
@@ -274,6 +315,13 @@ def _serve(lib_dir: pathlib.Path, tmp_path: pathlib.Path, *flags: str, **scenari
             pytest.fail(f"service did not start: {log.read_text()}")
         time.sleep(0.05)
     return proc, json.loads(portfile.read_text())["url"]
+
+
+def _documented_health() -> dict:
+    """The /api/health example in docs/rest-api.md (the first JSON block under its heading)."""
+    text = (pathlib.Path(__file__).parent.parent / "docs" / "rest-api.md").read_text()
+    section = text.split("## GET /api/health", 1)[1]
+    return json.loads(section.split("```json", 1)[1].split("```", 1)[0])
 
 
 def _get(url: str) -> object:
@@ -311,7 +359,7 @@ def test_service_without_driver_runs_and_health_says_why(stub, tmp_path):
         assert health["status"] == "healthy"
         assert health["collectors"]["nvidia"]["status"] == "unavailable"
         assert health["collectors"]["nvidia"]["lastError"] == "NVML could not start: Driver Not Loaded"
-        assert health["dcgm"]["requested"] is False and health["dcgm"]["available"] is False
+        assert health["dcgm"] == _documented_health()["dcgm"]  # profiling not requested: says so
     finally:
         proc.terminate()
         proc.wait(timeout=10)

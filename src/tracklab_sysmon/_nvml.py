@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 RETRY_SECONDS = 60.0  # a missing driver is asked about again this often, not every tick
 MIB = 1024 * 1024
@@ -77,7 +77,6 @@ class _State:
     lock = threading.Lock()
     devices: tuple[Device, ...] | None = None
     failure: tuple[str, float] | None = None
-    names: dict[int, str | None] = {}
 
 
 _nvml: Any = None  # the pynvml module once NVML started
@@ -131,11 +130,11 @@ def _handle(index: int) -> Any:
         return None  # a GPU lost before start: reported as lost, the others go on
 
 
-def driver_version() -> str | None:
-    try:
-        return _text(_nvml.nvmlSystemGetDriverVersion()) if _nvml else None
-    except _nvml.NVMLError:
-        return None
+def reopen(dev: Device) -> bool:
+    """Ask again for the handle of a GPU that had none at start; True once it has one."""
+    if dev.handle is None:
+        dev.handle = _handle(dev.index)
+    return dev.handle is not None
 
 
 # ---------------------------------------------------------------- readers (NVML units -> wire units)
@@ -181,7 +180,7 @@ def read_fast(dev: Device) -> Fast:
     n = _nvml
     q = dev.query
     util = q("utilization", n.nvmlDeviceGetUtilizationRates)
-    mem = q("memory", n.nvmlDeviceGetMemoryInfo)
+    mem = _memory(dev)
     reasons = q("throttle", _clock_reasons)
     pstate = q("pstate", n.nvmlDeviceGetPerformanceState)
     return Fast(
@@ -200,6 +199,27 @@ def read_fast(dev: Device) -> Fast:
         throttle=tuple(name for bit, name in THROTTLE_REASONS if reasons & bit) if reasons is not None else None,
         pstate=pstate if pstate is not None and 0 <= pstate < n.NVML_PSTATE_UNKNOWN else None,
     )
+
+
+def _memory(dev: Device) -> Any:
+    # v2 keeps driver-reserved memory out of `used` (nvidia-smi's memory.used); v1 counts it as used.
+    if "memoryV2" not in dev.unsupported:
+        mem = dev.query("memoryV2", _memory_v2)
+        if mem is not None or "memoryV2" not in dev.unsupported:
+            return mem
+    return dev.query("memory", _nvml.nvmlDeviceGetMemoryInfo)  # drivers before the v2 call
+
+
+def _memory_v2(handle: Any) -> Any:
+    version = getattr(_nvml, "nvmlMemory_v2", None)
+    if version is None:  # bindings that predate the v2 struct
+        raise _nvml.NVMLError(_nvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+    try:
+        return _nvml.nvmlDeviceGetMemoryInfo(handle, version=version)
+    except _nvml.NVMLError as exc:
+        if exc.value == getattr(_nvml, "NVML_ERROR_ARGUMENT_VERSION_MISMATCH", None):
+            raise _nvml.NVMLError(_nvml.NVML_ERROR_FUNCTION_NOT_FOUND) from None  # permanent: use v1
+        raise
 
 
 def _clock_reasons(handle: Any) -> int:
@@ -253,14 +273,11 @@ def _processes(dev: Device) -> tuple[dict[str, Any], ...] | None:
 
 
 def _process_name(pid: int) -> str | None:
-    if pid not in _State.names:
-        if len(_State.names) > 4096:  # pids recycle: keep the cache bounded
-            _State.names.clear()
-        try:
-            _State.names[pid] = _text(_nvml.nvmlSystemGetProcessName(pid))
-        except _nvml.NVMLError:
-            _State.names[pid] = None
-    return _State.names[pid]
+    # Asked on every slow read (one call per process every few seconds), never cached: pids are reused.
+    try:
+        return _text(_nvml.nvmlSystemGetProcessName(pid))
+    except _nvml.NVMLError:
+        return None
 
 
 def _mig(dev: Device) -> dict[str, Any] | None:
@@ -280,7 +297,7 @@ def _mig(dev: Device) -> dict[str, Any] | None:
 
 
 def _mig_instance(slot: int, inst: Device) -> dict[str, Any]:
-    mem = inst.query("memory", _nvml.nvmlDeviceGetMemoryInfo)
+    mem = _memory(inst)
     return {
         "index": slot,
         "uuid": _text(inst.query("uuid", _nvml.nvmlDeviceGetUUID)),
@@ -344,8 +361,3 @@ def _scaled(value: Any, divisor: float) -> float | None:
 
 def _first(pair: Any) -> float | None:
     return float(pair[0]) if pair is not None else None
-
-
-def loaded() -> ModuleType | None:
-    """The pynvml module when NVML has started, else None (for health reports)."""
-    return _nvml

@@ -3,7 +3,11 @@
  *   NVML_STUB_INIT         ok (default) | driver_not_loaded | no_permission
  *   NVML_STUB_GPUS         number of GPUs (default 1, at most 16)
  *   NVML_STUB_UNSUPPORTED  comma list of fields answering NOT_SUPPORTED (fan, power, ...)
+ *   NVML_STUB_UNSUPPORTED  also: memoryv2 (a driver without nvmlDeviceGetMemoryInfo_v2),
+ *                          memoryv2version (one that rejects the v2 struct's version)
  *   NVML_STUB_LOST_INDEX   index of a GPU that is lost while the file NVML_STUB_LOST_FLAG exists
+ *                          (its handle cannot be obtained either while the flag exists)
+ *   NVML_STUB_RENAME_FLAG  while this file exists, process names read "stub-reused-<pid>" (pid reuse)
  *   NVML_STUB_MIG          comma list of GPU indices with MIG enabled (two instances each)
  *   NVML_STUB_GPM          1: GPM profiling metrics are supported
  * nvmlStubCallCount(name) is a test-only export counting calls per entry point. */
@@ -20,10 +24,15 @@
 #define ERR_NOT_FOUND 6
 #define ERR_INSUFFICIENT_SIZE 7
 #define ERR_DRIVER_NOT_LOADED 9
+#define ERR_FUNCTION_NOT_FOUND 13
 #define ERR_GPU_IS_LOST 15
+#define ERR_ARGUMENT_VERSION_MISMATCH 25
 #define MAX_GPUS 16
 #define MIG_SLOTS 7
 #define GIB (1024ULL * 1024ULL * 1024ULL)
+#define MIB (1024ULL * 1024ULL)
+#define RESERVED (512ULL * MIB) /* driver-reserved memory: in v1's "used", apart in v2 */
+#define MEMORY_V2 0x02000028U   /* nvmlMemory_v2: sizeof(nvmlMemory_v2_t) | 2 << 24 */
 
 typedef struct device {
     unsigned index;
@@ -38,6 +47,7 @@ static int initialised = 0;
 static char unsupported[512] = "";
 static int lost_index = -1;
 static const char *lost_flag = NULL;
+static const char *rename_flag = NULL;
 static char mig_list[128] = "";
 static int gpm = 0;
 static unsigned long long energy_tick = 0;
@@ -79,12 +89,16 @@ static int mig_enabled(unsigned index) {
     return listed(mig_list, item);
 }
 
+static int is_lost(unsigned gpu) {
+    return (int)gpu == lost_index && lost_flag && access(lost_flag, F_OK) == 0;
+}
+
 /* Common checks for a device call: initialised, valid handle, lost GPU, unsupported field. */
 static int check(const device *d, const char *field) {
     if (!initialised) return ERR_UNINITIALIZED;
     if (d == NULL) return ERR_INVALID_ARGUMENT;
     unsigned gpu = d->mig_parent >= 0 ? (unsigned)d->mig_parent : d->index;
-    if ((int)gpu == lost_index && lost_flag && access(lost_flag, F_OK) == 0) return ERR_GPU_IS_LOST;
+    if (is_lost(gpu)) return ERR_GPU_IS_LOST;
     if (field && listed(unsupported, field)) return ERR_NOT_SUPPORTED;
     return SUCCESS;
 }
@@ -111,6 +125,7 @@ int nvmlInitWithFlags(unsigned flags) {
     const char *lost = getenv("NVML_STUB_LOST_INDEX");
     lost_index = lost ? atoi(lost) : -1;
     lost_flag = getenv("NVML_STUB_LOST_FLAG");
+    rename_flag = getenv("NVML_STUB_RENAME_FLAG");
     const char *g = getenv("NVML_STUB_GPM");
     gpm = g && strcmp(g, "1") == 0;
     for (unsigned i = 0; i < MAX_GPUS; i++) {
@@ -155,6 +170,7 @@ int nvmlDeviceGetHandleByIndex_v2(unsigned index, device **handle) {
     count("nvmlDeviceGetHandleByIndex_v2");
     if (!initialised) return ERR_UNINITIALIZED;
     if (index >= gpu_count) return ERR_INVALID_ARGUMENT;
+    if (is_lost(index)) return ERR_GPU_IS_LOST;
     *handle = &gpus[index];
     return SUCCESS;
 }
@@ -206,18 +222,32 @@ int nvmlDeviceGetUtilizationRates(device *d, utilization *u) {
 }
 
 typedef struct memory { unsigned long long total, free, used; } memory;
+typedef struct memory_v2 { unsigned version; unsigned long long total, reserved, free, used; } memory_v2;
 
+/* What processes allocated (nvidia-smi's memory.used) and the device's size. */
+static void allocated(const device *d, unsigned long long *total, unsigned long long *used) {
+    *total = d->mig_parent >= 0 ? 10 * GIB : 40 * GIB;
+    *used = (d->mig_parent >= 0 ? d->mig_slot + 1 : d->index + 1) * GIB;
+}
+
+/* v1: "used" also counts the driver's reserved memory, as real drivers do. */
 int nvmlDeviceGetMemoryInfo(device *d, memory *m) {
     count("nvmlDeviceGetMemoryInfo");
     CHECK(d, "memory");
-    if (d->mig_parent >= 0) {
-        m->total = 10 * GIB;
-        m->used = (d->mig_slot + 1) * GIB;
-    } else {
-        m->total = 40 * GIB;
-        m->used = (d->index + 1) * GIB;
-    }
+    allocated(d, &m->total, &m->used);
+    m->used += RESERVED;
     m->free = m->total - m->used;
+    return SUCCESS;
+}
+
+int nvmlDeviceGetMemoryInfo_v2(device *d, memory_v2 *m) {
+    count("nvmlDeviceGetMemoryInfo_v2");
+    if (listed(unsupported, "memoryv2")) return ERR_FUNCTION_NOT_FOUND; /* a driver without the entry point */
+    CHECK(d, "memory");
+    if (m->version != MEMORY_V2 || listed(unsupported, "memoryv2version")) return ERR_ARGUMENT_VERSION_MISMATCH;
+    allocated(d, &m->total, &m->used);
+    m->reserved = RESERVED;
+    m->free = m->total - m->reserved - m->used;
     return SUCCESS;
 }
 
@@ -359,7 +389,8 @@ int nvmlDeviceGetGraphicsRunningProcesses_v3(device *d, unsigned *n, process_inf
 int nvmlSystemGetProcessName(unsigned pid, char *name, unsigned length) {
     count("nvmlSystemGetProcessName");
     if (!initialised) return ERR_UNINITIALIZED;
-    snprintf(name, length, "stub-worker-%u", pid);
+    int reused = rename_flag && access(rename_flag, F_OK) == 0;
+    snprintf(name, length, reused ? "stub-reused-%u" : "stub-worker-%u", pid);
     return SUCCESS;
 }
 

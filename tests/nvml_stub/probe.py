@@ -1,6 +1,7 @@
 """Run in a subprocess with the stub on LD_LIBRARY_PATH: collect ticks, print one JSON line per tick.
 
-Usage: probe.py TICKS [--dcgm] [--lose-after N FLAGFILE [--recover-after M]] [--step S] [--counts NAME,...]
+Usage: probe.py TICKS [--dcgm] [--lose-after N FLAGFILE [--recover-after M]] [--touch-at N FILE]
+                [--step S] [--counts NAME,...]
 Each line: {"tick", "accelerators": [...wire...], "profiling": {...}} or {"tick", "unavailable": reason};
 with --counts a final line {"counts": {name: calls}} read from the stub's test-only export.
 """
@@ -23,6 +24,7 @@ def main() -> None:
     parser.add_argument("--dcgm", action="store_true")
     parser.add_argument("--lose-after", nargs=2, metavar=("N", "FLAG"))
     parser.add_argument("--recover-after", type=int, help="remove the lose flag before this tick")
+    parser.add_argument("--touch-at", nargs=2, metavar=("N", "FILE"), help="create FILE before tick N")
     parser.add_argument("--step", type=float, default=1.0, help="seconds between ticks (fake clock)")
     parser.add_argument("--counts", default="")
     args = parser.parse_args()
@@ -32,6 +34,8 @@ def main() -> None:
             pathlib.Path(args.lose_after[1]).touch()
         if args.lose_after and tick == args.recover_after:
             pathlib.Path(args.lose_after[1]).unlink()
+        if args.touch_at and tick == int(args.touch_at[0]):
+            pathlib.Path(args.touch_at[1]).touch()
         line: dict = {"tick": tick}
         try:
             line["accelerators"] = [wire.accelerator_to_wire(a) for a in collector.collect(100.0 + tick * args.step)]

@@ -60,7 +60,10 @@ class NvidiaCollector:
         self, dev: _nvml.Device, now: float, slow_due: bool, profiles: dict[int, dict] | None
     ) -> AcceleratorSample:
         lost_at = self._lost_at.get(dev.index)
-        if dev.handle is None or (lost_at is not None and now - lost_at < LOST_RETRY_SECONDS):
+        if lost_at is not None and now - lost_at < LOST_RETRY_SECONDS:
+            return self._lost(dev)
+        if not _nvml.reopen(dev):  # no handle since start: asked again only every LOST_RETRY_SECONDS
+            self._lost_at[dev.index] = now
             return self._lost(dev)
         try:
             static = self._static.get(dev.index) or self._static.setdefault(dev.index, _nvml.read_static(dev))
