@@ -18,6 +18,6 @@ def log_metrics(metrics, step=None):
 
 init_system_metrics(SystemMetricsConfig(service_url=os.environ.get("TRACKLAB_SYSMON_URL", "http://localhost:8080")))
 log = wrap_log(log_metrics)
-for step in range(2):
-    log({"loss": 1.0 / (step + 1)}, step=step)
+log({"loss": 1.0}, step=0)
+log(metrics={"loss": 0.5}, step=1)  # by the parameter's name, as mlflow callers often write it
 shutdown_system_metrics()
