@@ -9,7 +9,7 @@ import pytest
 from conftest import FIXTURES
 from tracklab_sysmon import wire
 from tracklab_sysmon.collectors import Unavailable
-from tracklab_sysmon.collectors.apple import AppleCollector, parse_ioreg, samples_from_ioreg
+from tracklab_sysmon.collectors.apple import RECHECK_SECONDS, AppleCollector, parse_ioreg, samples_from_ioreg
 
 APPLE = FIXTURES / "apple"
 GIB = 2**30
@@ -89,3 +89,31 @@ def test_failing_ioreg_is_an_error_with_its_name():
     command = (sys.executable, "-c", "raise SystemExit(3)")
     with pytest.raises(RuntimeError, match="failed"):
         AppleCollector(command=command, platform="darwin").collect(0.0)
+
+
+def test_unavailable_ioreg_is_run_again_only_after_the_recheck_period(tmp_path):
+    """With no GPU listed, ioreg runs once per recheck period; ticks in between re-raise the saved reason."""
+    calls = tmp_path / "calls"
+    collector = AppleCollector(command=("sh", "-c", f"echo run >> '{calls}'"), platform="darwin",
+                               memory_total=lambda: None)
+    for now in (0.0, 1.0, 2.0, RECHECK_SECONDS - 1):
+        with pytest.raises(Unavailable, match="no IOAccelerator"):
+            collector.collect(now)
+    assert calls.read_text().count("run") == 1
+    with pytest.raises(Unavailable, match="no IOAccelerator"):
+        collector.collect(RECHECK_SECONDS)
+    assert calls.read_text().count("run") == 2
+
+
+def test_missing_ioreg_is_not_looked_for_every_tick(tmp_path):
+    """A missing ioreg binary is looked for again only after the recheck period, with the same reason between."""
+    collector = AppleCollector(command=(str(tmp_path / "ioreg"),), platform="darwin", memory_total=lambda: None)
+    with pytest.raises(Unavailable, match="not found"):
+        collector.collect(0.0)
+    script = tmp_path / "ioreg"
+    script.write_text(f"#!/bin/sh\ncat '{APPLE / 'm3-max.txt'}'\n")
+    script.chmod(0o755)
+    with pytest.raises(Unavailable, match="not found"):
+        collector.collect(RECHECK_SECONDS / 2)
+    (gpu,) = collector.collect(RECHECK_SECONDS)
+    assert gpu.name == "Apple M3 Max"

@@ -14,6 +14,7 @@ from . import Unavailable
 
 IOREG = ("ioreg", "-r", "-d", "1", "-w", "0", "-c", "IOAccelerator")
 TIMEOUT_SECONDS = 5.0
+RECHECK_SECONDS = 60.0  # with no GPU (or no ioreg), run ioreg again only this often
 _HEADER = re.compile(r"^\+-o (\S+)\s+<class (\w+)")
 _PROPERTY = re.compile(r'^\s*"([^"]*)" = (.*)$')
 
@@ -165,10 +166,24 @@ class AppleCollector:
         self.command = tuple(command)
         self.platform = platform
         self._memory_total = memory_total or _unified_memory
+        self._unavailable: tuple[str, float] | None = None  # the last "no GPU" reason and when
 
     def collect(self, now: float) -> tuple[AcceleratorSample, ...]:
         if self.platform != "darwin":
             raise Unavailable("ioreg GPU statistics exist only on macOS")
+        # Once unavailable, the sampler re-checks inline on the event loop: ioreg (up to 5 s) must not
+        # run there every tick, so the saved answer stands until RECHECK_SECONDS have passed.
+        if self._unavailable is not None and now - self._unavailable[1] < RECHECK_SECONDS:
+            raise Unavailable(self._unavailable[0])
+        try:
+            samples = self._run()
+        except Unavailable as exc:
+            self._unavailable = (str(exc), now)
+            raise
+        self._unavailable = None
+        return samples
+
+    def _run(self) -> tuple[AcceleratorSample, ...]:
         try:
             done = subprocess.run(self.command, capture_output=True, text=True, timeout=TIMEOUT_SECONDS, check=True)
         except FileNotFoundError:
