@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 
-from tracklab_sysmon.config import ServiceConfig
+from tracklab_sysmon.config import ServiceConfig, parse_peer
 from tracklab_sysmon.errors import ConfigError
 
 
@@ -55,3 +57,25 @@ def test_bad_options_raise_one_line_config_errors(options, words):
         ServiceConfig(**options)
     message = str(caught.value)
     assert words in message and "\n" not in message
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://[", "http://h:99999", "http://h:port", "http://[::1]:65536"])
+def test_malformed_peer_and_origin_urls_are_config_errors(url):
+    """A peer or allowed-origin URL that cannot be parsed, or whose port is not 0-65535, is a ConfigError."""
+    with pytest.raises(ConfigError) as peer:
+        parse_peer(url)
+    with pytest.raises(ConfigError) as origin:
+        ServiceConfig(allow_origins=(url,))
+    for caught in (peer, origin):
+        assert repr(url) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_cli_malformed_peer_is_one_line_and_exit_2():
+    """`serve --peer 'http://[::1'` prints one readable line (no traceback) and exits 2."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tracklab_sysmon", "serve", "--rest-api-port", "0", "--peer", "http://[::1"],
+        capture_output=True, text=True, timeout=60,
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(lines) == 1 and "peer" in lines[0] and "http://[::1" in lines[0]

@@ -144,3 +144,51 @@ def test_env_token_and_access_log_without_secrets(tmp_path):
         _, log = process.communicate(timeout=10)
     assert '"GET /api/system/metrics" 401' in log and '"GET /api/system/info" 303' in log
     assert TOKEN not in log and "probe" not in log
+
+
+# --- Host check without a token (DNS rebinding) ----------------------------------------------
+
+READS = ("/api/health", "/api/system/info", "/api/system/metrics")
+
+
+def _open_app(**options):
+    return create_app(ServiceConfig(**{"node_id": "open", "interval": 3600.0, "history": 5, **options}))
+
+
+async def test_rebound_host_name_is_refused_without_a_token(aiohttp_client):
+    """Without a token, a request whose Host is a DNS name (a rebound page) gets a 403 JSON error on every read."""
+    client = await aiohttp_client(_open_app())
+    port = client.server.port
+    for path in READS:
+        response = await client.get(path, headers={"Host": f"evil.example:{port}"})
+        assert response.status == 403, path
+        body = await response.json()
+        assert body["error"]["code"] == "host_not_allowed" and "--allow-origin" in body["error"]["message"]
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", "127.0.0.1", f"LOCALHOST:{port}"):
+        for path in READS:
+            assert (await client.get(path, headers={"Host": host})).status == 200, (host, path)
+
+
+async def test_malformed_host_is_a_403_not_a_500(aiohttp_client):
+    """A Host header that is not host[:port] is refused with the JSON error body, never a traceback."""
+    client = await aiohttp_client(_open_app())
+    for host in ("[", "[::1", "evil.example:99999x"):
+        response = await client.get("/api/system/info", headers={"Host": host})
+        assert response.status == 403, host
+        assert (await response.json())["error"]["code"] == "host_not_allowed"
+
+
+async def test_allow_origin_and_bound_names_are_accepted_hosts(aiohttp_client):
+    """A name given by --allow-origin (any port) is an accepted Host; `*` accepts every Host."""
+    named = await aiohttp_client(_open_app(allow_origins=("http://Metrics.Example:3000",)))
+    assert (await named.get("/api/system/info", headers={"Host": "metrics.example:8080"})).status == 200
+    assert (await named.get("/api/system/info", headers={"Host": "other.example:8080"})).status == 403
+    anything = await aiohttp_client(_open_app(allow_origins=("*",)))
+    assert (await anything.get("/api/system/info", headers={"Host": "other.example"})).status == 200
+
+
+async def test_token_makes_the_host_check_unnecessary(client):
+    """With a token, a DNS-name Host is served to a client that presents it (a rebound page cannot)."""
+    headers = {"Host": "metrics.example:8080", "Authorization": f"Bearer {TOKEN}"}
+    assert (await client.get("/api/system/info", headers=headers)).status == 200
+    assert (await client.get("/api/system/info", headers={"Host": "metrics.example:8080"})).status == 401

@@ -215,6 +215,8 @@ async def test_plain_get_is_a_json_error(client):
         ("http://evil.example", None, ("*",), True),
         ("null", None, (), False),  # sandboxed frames and file:// pages
         ("http://rebound.example:{port}", "rebound.example:{port}", (), False),  # DNS rebinding
+        ("http://[", None, (), False),  # malformed: refused, not a 500
+        ("http://127.0.0.1:99999", None, (), False),
     ],
 )
 async def test_origin_check(aiohttp_client, origin, host, allowed, accepted):
@@ -237,7 +239,8 @@ async def test_origin_check(aiohttp_client, origin, host, allowed, accepted):
     upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
                "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(), **headers}
     body = await (await client.get(ws.WS_PATH, headers=upgrade)).json()
-    assert body["error"]["code"] == "origin_not_allowed"
+    # Without a token a rebound Host is refused before the origin is even looked at.
+    assert body["error"]["code"] == ("host_not_allowed" if host else "origin_not_allowed")
 
 
 async def test_client_cap_refuses_with_1013_and_frees_the_slot(aiohttp_client):
@@ -369,3 +372,15 @@ async def test_shutdown_closes_every_socket_with_1001(aiohttp_client):
         assert message.type is aiohttp.WSMsgType.CLOSE and message.data == 1001
     assert not app[ws.HUB].subscribers
     writer.close()
+
+
+def test_websocket_constants_have_one_definition():
+    """Path and client limits are defined once: `is` shows peers, hub and CLI share config's objects."""
+    from tracklab_sysmon import cli, config
+    from tracklab_sysmon.server import peers, ws_protocol
+
+    assert ws.WS_PATH is ws_protocol.WS_PATH and peers.WS_PATH is ws_protocol.WS_PATH
+    assert ws.WsSettings().max_clients is config.DEFAULT_WS_CLIENTS is ServiceConfig().max_ws_clients
+    option = next(p for p in cli.serve.params if p.name == "max_ws_clients")
+    assert option.default is config.DEFAULT_WS_CLIENTS
+    assert option.type.min == 1 and option.type.max is config.MAX_WS_CLIENTS

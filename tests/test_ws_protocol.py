@@ -105,3 +105,11 @@ def test_cli_bad_allow_origin_is_one_line_and_nonzero():
     )
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0 and "allowed origin" in result.stderr
+
+
+@pytest.mark.parametrize("origin", ["http://[", "http://[::1", "http://h:99999", "http://h:port"])
+def test_malformed_origin_fails_the_check(origin):
+    """An Origin that is not a valid URL is refused (False), never an exception, even with `*`-free lists."""
+    for host in ("127.0.0.1:8080", "[", "h:99999"):
+        assert origin_allowed(origin, scheme="http", host=host, allowed=("http://app.example",)) is False
+    assert origin_allowed("http://127.0.0.1:8080", scheme="http", host="[", allowed=()) is False

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import click
 
 from . import __version__, wire
-from .config import ServiceConfig, parse_peer
+from .config import DEFAULT_WS_CLIENTS, MAX_WS_CLIENTS, ServiceConfig, parse_peer
 from .errors import BackendUnavailable, SysmonError
 
 _ROOT_OPTIONS = [
@@ -43,7 +43,8 @@ _SERVE_OPTIONS = [
                  help="Allow a non-loopback --host without a token: anyone who can connect reads the metrics."),
     click.option("--allow-origin", "allow_origins", multiple=True, metavar="ORIGIN",
                  help="Let web pages from ORIGIN (scheme://host[:port], or *) open the WebSocket (repeatable)."),
-    click.option("--max-ws-clients", default=1000, show_default=True, type=click.IntRange(1, 100_000),
+    click.option("--max-ws-clients", default=DEFAULT_WS_CLIENTS, show_default=True,
+                 type=click.IntRange(1, MAX_WS_CLIENTS),
                  help="Most WebSocket clients at once; one more is closed with code 1013."),
     *_ROOT_OPTIONS,
 ]

@@ -6,12 +6,13 @@ import ipaddress
 import math
 import os
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from .errors import ConfigError
 
 MIN_INTERVAL = 0.05
 MAX_HISTORY = 1_000_000
+DEFAULT_WS_CLIENTS = 1000  # the one definition of the WebSocket client limits (CLI, config, hub)
 MAX_WS_CLIENTS = 100_000
 
 
@@ -27,7 +28,7 @@ def parse_peer(text: str) -> PeerSpec:
     """`URL`, `URL,token=TOKEN` or `URL,token-env=VARIABLE` (keeps the token out of `ps`)."""
     url, _, option = text.partition(",")
     url = url.strip().rstrip("/")
-    parts = urlsplit(url)
+    parts = split_url(url, "peer")
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
         raise ConfigError(f"peer must be an http(s)://host:port URL, got {url!r}")
     key, _, value = option.partition("=")
@@ -40,6 +41,16 @@ def parse_peer(text: str) -> PeerSpec:
             raise ConfigError(f"peer {url}: environment variable {value} is not set")
         return PeerSpec(url, os.environ[value])
     raise ConfigError(f"peer {url}: expected ',token=TOKEN' or ',token-env=VARIABLE' after the URL")
+
+
+def split_url(url: str, what: str) -> SplitResult:
+    """`urlsplit` that also checks the port, turning its ValueError into a one-line ConfigError."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # parsed lazily: raises for a port outside 0-65535 or not a number
+    except ValueError as exc:
+        raise ConfigError(f"{what} {url!r} is not a valid URL: {exc}") from None
+    return parts
 
 
 def is_loopback(host: str) -> bool:
@@ -66,7 +77,7 @@ class ServiceConfig:
     portfile: str | None = None
     parent_pid: int | None = None
     allow_origins: tuple[str, ...] = field(default=())  # browser origins allowed on the WebSocket; "*": any
-    max_ws_clients: int = 1000
+    max_ws_clients: int = DEFAULT_WS_CLIENTS
     peers: tuple[PeerSpec, ...] = field(default=())
     token: str | None = field(default=None, repr=False)
     insecure: bool = False  # serve a non-loopback address without a token, on purpose
@@ -101,9 +112,11 @@ class ServiceConfig:
         if not (1 <= self.max_ws_clients <= MAX_WS_CLIENTS):
             raise ConfigError(f"max WebSocket clients must be 1-{MAX_WS_CLIENTS}, got {self.max_ws_clients}")
         for origin in self.allow_origins:
-            parts = urlsplit(origin)
-            if origin != "*" and (parts.scheme not in ("http", "https") or not parts.hostname
-                                   or parts.path.strip("/") or parts.query):
+            if origin == "*":
+                continue
+            parts = split_url(origin, "allowed origin")
+            if (parts.scheme not in ("http", "https") or not parts.hostname
+                    or parts.path.strip("/") or parts.query):
                 raise ConfigError(f"allowed origin must be scheme://host[:port] or *, got {origin!r}")
 
     @property

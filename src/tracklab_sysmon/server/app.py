@@ -23,7 +23,7 @@ from .peers import setup_peers
 from .prometheus import setup_prometheus
 from .routes import ROUTES
 from .ws import setup as setup_websocket
-from .security import token_middleware
+from .security import host_middleware, token_middleware
 
 
 def create_app(config: ServiceConfig, *, collectors: Sequence[Collector] | None = None) -> web.Application:
@@ -31,6 +31,8 @@ def create_app(config: ServiceConfig, *, collectors: Sequence[Collector] | None 
     app = web.Application(middlewares=[error_middleware])
     if config.token is not None:  # inside the error middleware, so refusals are JSON too
         app.middlewares.append(token_middleware(config.token))
+    else:  # no secret to ask for: refuse DNS-rebound names instead (see security.host_middleware)
+        app.middlewares.append(host_middleware(config))
     if collectors is None:
         collectors = default_collectors(
             # A captured tree holds no file systems to stat, so its disk usage is unknown.

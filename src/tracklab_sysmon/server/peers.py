@@ -23,10 +23,10 @@ from ..config import PeerSpec
 from . import keys
 from .bus import SnapshotBus
 from .errors import json_error
+from .ws_protocol import WS_PATH
 
 log = logging.getLogger(__name__)
 
-WS_PATH = "/ws/system-metrics"
 METRICS_PATH = "/api/system/metrics"
 CONNECT_SECONDS = 2.0  # a peer that cannot answer this fast counts as down
 BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)  # between attempts while a peer stays down

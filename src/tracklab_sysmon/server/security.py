@@ -1,14 +1,18 @@
-"""Token access control: Bearer header or cookie (set from a one-time `?token=` visit), query-free access log."""
+"""Access control: a token (Bearer header or cookie), else a Host check against DNS rebinding; query-free logs."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from urllib.parse import urlsplit
+
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler, Middleware
 
+from ..config import ServiceConfig
 from .errors import json_error
+from .ws_protocol import is_address
 
 COOKIE = "tracklab_sysmon_token"
 QUERY = "token"
@@ -47,6 +51,52 @@ def token_middleware(token: str) -> Middleware:
         )
 
     return require_token
+
+
+def host_names(config: ServiceConfig) -> frozenset[str] | None:
+    """DNS names a tokenless service answers to: its --host and the --allow-origin hosts; None: any (`*`)."""
+    if "*" in config.allow_origins:  # any page may already read the stream; a rebound one gains nothing
+        return None
+    names = {urlsplit(origin).hostname for origin in config.allow_origins}  # validated by ServiceConfig
+    if not is_address(config.host.strip("[]")):
+        names.add(config.host.lower())
+    return frozenset(name for name in names if name)
+
+
+def host_hostname(host: str) -> str | None:
+    """The lower-case name or address in a Host header (brackets stripped); None when it is malformed."""
+    try:
+        parts = urlsplit(f"//{host}")
+        _ = parts.port  # `name:99999` or `name:x` is no host a browser would send
+    except ValueError:
+        return None
+    return parts.hostname or None
+
+
+def host_middleware(config: ServiceConfig) -> Middleware:
+    """Without a token, serve only requests addressed to an IP, `localhost` or a name the user gave.
+
+    A page on evil.example whose name is re-pointed at 127.0.0.1 (DNS rebinding) is same-origin with
+    the service to the browser, so CORS does not stop it reading any route; but its requests carry
+    `Host: evil.example`. A missing Host is no browser's request (HTTP/1.0 tools), so it passes.
+    """
+    names = host_names(config)
+
+    @web.middleware
+    async def check_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+        host = request.headers.get(hdrs.HOST)
+        if names is None or host is None:
+            return await handler(request)
+        name = host_hostname(host)
+        if name is not None and (is_address(name) or name in names):
+            return await handler(request)
+        shown = name or host
+        return json_error(
+            403, f"Host {shown!r} is not an address of this service; connect by IP address or localhost, "
+                 f"or start it with --allow-origin http://{shown}:PORT (or --token)", "host_not_allowed",
+        )
+
+    return check_host
 
 
 def _exchange_for_cookie(request: web.Request, token: str) -> web.StreamResponse | None:

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 
 from aiohttp import WSMsgType, web
 
+from ..config import DEFAULT_WS_CLIENTS
 from . import keys
 from .errors import json_error
 from .ws_protocol import (
+    WS_PATH,
     BadMessage,
     Ping,
     Subscribe,
@@ -39,15 +41,13 @@ from .ws_protocol import (
 
 log = logging.getLogger(__name__)
 
-WS_PATH = "/ws/system-metrics"
 CLOSE_GOING_AWAY = 1001
 CLOSE_TRY_AGAIN_LATER = 1013
-DEFAULT_MAX_CLIENTS = 1000
 
 
 @dataclass(frozen=True, slots=True)
 class WsSettings:
-    max_clients: int = DEFAULT_MAX_CLIENTS
+    max_clients: int = DEFAULT_WS_CLIENTS
     heartbeat: float = 20.0  # ping period; no pong within half of it closes a dead peer
     stall_timeout: float = 10.0  # a socket backed up this long is dropped
     retry_first: float = 0.005  # a backed-up socket is checked for room after this long,
@@ -60,7 +60,7 @@ class WsSettings:
 class Subscriber:
     """One socket's subscription and its bounded backlog (one frame per node at most)."""
 
-    __slots__ = ("ws", "transport", "hub", "node_id", "every", "ready", "sent", "dropped",
+    __slots__ = ("ws", "transport", "hub", "node_id", "every", "ready", "dropped",
                  "_counts", "_pending", "_stalled_since", "_retry", "_delay")
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, hub: WsHub) -> None:
@@ -68,7 +68,6 @@ class Subscriber:
         self.node_id: str | None = None
         self.every = 1
         self.ready = False  # frames wait in the backlog until the info frame is out
-        self.sent = 0
         self.dropped = 0  # stale frames replaced before they could be written
         self._counts: dict[str, int] = {}
         self._pending: dict[str, bytes] = {}
@@ -109,7 +108,6 @@ class Subscriber:
             return
         for frame in self._pending.values():
             transport.write(frame)
-        self.sent += len(self._pending)
         self._pending.clear()
 
     def buffered(self) -> int:

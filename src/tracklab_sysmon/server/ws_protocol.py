@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import orjson
 
+WS_PATH = "/ws/system-metrics"
 MAX_EVERY = 86_400  # one frame a day at 1 Hz is the sparsest subscription that makes sense
 _TEXT_FIN = 0x81  # FIN bit + text opcode; server frames are never masked (RFC 6455 5.1)
 
@@ -101,16 +103,22 @@ def origin_allowed(origin: str | None, *, scheme: str, host: str, allowed: tuple
     """
     if origin is None:
         return True
-    origin = normalize_origin(origin)
-    if "*" in allowed or origin in allowed:
-        return True
-    if origin != normalize_origin(f"{scheme}://{host}"):
+    try:
+        origin = normalize_origin(origin)
+        if "*" in allowed or origin in allowed:
+            return True
+        if origin != normalize_origin(f"{scheme}://{host}"):
+            return False
+        return authenticated or is_address(urlsplit(origin).hostname or "")
+    except ValueError:  # a malformed Origin or Host is nobody's origin: refuse, never a 500
         return False
-    return authenticated or _is_address(urlsplit(origin).hostname or "")
 
 
 def normalize_origin(origin: str) -> str:
-    """`scheme://host[:port]` in lower case, default port dropped, so equal origins compare equal."""
+    """`scheme://host[:port]` in lower case, default port dropped, so equal origins compare equal.
+
+    Raises ValueError for text that is not a URL at all (say `http://[`).
+    """
     parts = urlsplit(origin.strip().lower())
     if not parts.scheme or not parts.hostname:
         return origin.strip().lower()
@@ -123,9 +131,8 @@ def normalize_origin(origin: str) -> str:
     return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
 
 
-def _is_address(hostname: str) -> bool:
-    import ipaddress
-
+def is_address(hostname: str) -> bool:
+    """An IP literal or `localhost`: a name no other site can re-point (DNS rebinding) at this service."""
     if hostname == "localhost" or hostname.endswith(".localhost"):
         return True
     try:
