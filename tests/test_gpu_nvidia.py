@@ -101,11 +101,19 @@ def test_memory_used_excludes_driver_reserved_memory(stub):
     assert lines[-1]["counts"]["nvmlDeviceGetMemoryInfo"] == 0
 
 
-@pytest.mark.parametrize("missing", ["memoryv2", "memoryv2version"])
-def test_drivers_without_memory_v2_fall_back_to_v1_once(stub, missing):
-    """A driver without the v2 memory call (or its struct version) is read through v1, and v2 is not asked again."""
+def test_drivers_without_memory_v2_fall_back_to_v1(tmp_path):
+    """A driver library without nvmlDeviceGetMemoryInfo_v2 at all is read through v1 (reserve included)."""
+    require_command("cc")
+    old_driver = build_stub(tmp_path / "old", "STUB_NO_MEMORY_V2")
+    lines = probe(old_driver, "4", "--counts", "nvmlDeviceGetMemoryInfo", gpus="2")
+    assert [g["memory"]["used"] for g in lines[3]["accelerators"]] == [2**30 + 2**29, 2 * 2**30 + 2**29]
+    assert lines[-1]["counts"]["nvmlDeviceGetMemoryInfo"] == 8
+
+
+def test_rejected_memory_v2_version_falls_back_to_v1_once(stub):
+    """A driver rejecting the v2 struct's version is read through v1, and v2 is not asked again."""
     lines = probe(stub, "4", "--counts", "nvmlDeviceGetMemoryInfo_v2,nvmlDeviceGetMemoryInfo",
-                  gpus="2", unsupported=missing)
+                  gpus="2", unsupported="memoryv2version")
     assert [g["memory"]["used"] for g in lines[3]["accelerators"]] == [2**30 + 2**29, 2 * 2**30 + 2**29]
     assert lines[-1]["counts"] == {"nvmlDeviceGetMemoryInfo_v2": 2, "nvmlDeviceGetMemoryInfo": 8}
 

@@ -11,14 +11,15 @@ SOURCE = pathlib.Path(__file__).with_name("nvml_stub.c")
 LIBRARY = "libnvidia-ml.so.1"  # the name pynvml asks the dynamic loader for
 
 
-def build_stub(dest: pathlib.Path) -> pathlib.Path:
-    """Compile the stub into `dest` and return that folder (put it on LD_LIBRARY_PATH)."""
+def build_stub(dest: pathlib.Path, *defines: str) -> pathlib.Path:
+    """Compile the stub into `dest` and return that folder (put it on LD_LIBRARY_PATH); `defines` pick variants."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise RuntimeError("no C compiler (cc/gcc) found to build the NVML stand-in")
     dest.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(dest / LIBRARY), str(SOURCE)],
+        [compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", *(f"-D{d}" for d in defines),
+         "-o", str(dest / LIBRARY), str(SOURCE)],
         check=True,
         capture_output=True,
     )

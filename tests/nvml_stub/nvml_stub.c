@@ -3,13 +3,13 @@
  *   NVML_STUB_INIT         ok (default) | driver_not_loaded | no_permission
  *   NVML_STUB_GPUS         number of GPUs (default 1, at most 16)
  *   NVML_STUB_UNSUPPORTED  comma list of fields answering NOT_SUPPORTED (fan, power, ...)
- *   NVML_STUB_UNSUPPORTED  also: memoryv2 (a driver without nvmlDeviceGetMemoryInfo_v2),
- *                          memoryv2version (one that rejects the v2 struct's version)
+ *   NVML_STUB_UNSUPPORTED  also: memoryv2version (a driver that rejects the v2 memory struct's version)
  *   NVML_STUB_LOST_INDEX   index of a GPU that is lost while the file NVML_STUB_LOST_FLAG exists
  *                          (its handle cannot be obtained either while the flag exists)
  *   NVML_STUB_RENAME_FLAG  while this file exists, process names read "stub-reused-<pid>" (pid reuse)
  *   NVML_STUB_MIG          comma list of GPU indices with MIG enabled (two instances each)
  *   NVML_STUB_GPM          1: GPM profiling metrics are supported
+ * Built with -DSTUB_NO_MEMORY_V2 it plays a driver without nvmlDeviceGetMemoryInfo_v2 at all.
  * nvmlStubCallCount(name) is a test-only export counting calls per entry point. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +24,6 @@
 #define ERR_NOT_FOUND 6
 #define ERR_INSUFFICIENT_SIZE 7
 #define ERR_DRIVER_NOT_LOADED 9
-#define ERR_FUNCTION_NOT_FOUND 13
 #define ERR_GPU_IS_LOST 15
 #define ERR_ARGUMENT_VERSION_MISMATCH 25
 #define MAX_GPUS 16
@@ -240,9 +239,9 @@ int nvmlDeviceGetMemoryInfo(device *d, memory *m) {
     return SUCCESS;
 }
 
+#ifndef STUB_NO_MEMORY_V2
 int nvmlDeviceGetMemoryInfo_v2(device *d, memory_v2 *m) {
     count("nvmlDeviceGetMemoryInfo_v2");
-    if (listed(unsupported, "memoryv2")) return ERR_FUNCTION_NOT_FOUND; /* a driver without the entry point */
     CHECK(d, "memory");
     if (m->version != MEMORY_V2 || listed(unsupported, "memoryv2version")) return ERR_ARGUMENT_VERSION_MISMATCH;
     allocated(d, &m->total, &m->used);
@@ -250,6 +249,7 @@ int nvmlDeviceGetMemoryInfo_v2(device *d, memory_v2 *m) {
     m->free = m->total - m->reserved - m->used;
     return SUCCESS;
 }
+#endif
 
 int nvmlDeviceGetTemperature(device *d, int sensor, unsigned *t) {
     count("nvmlDeviceGetTemperature");
