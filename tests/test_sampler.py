@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import shutil
 import time
@@ -213,3 +214,59 @@ async def test_own_cpu_share_sees_a_tick_of_a_few_milliseconds(tree: pathlib.Pat
     assert sampler.own_cpu_percent is None  # one mark is not a rate yet
     await sampler.tick()
     assert sampler.own_cpu_percent is not None and sampler.own_cpu_percent > 0
+
+
+class Hung:
+    """A blocking collector whose first call hangs (a driver call that never returns) until released."""
+
+    name, section, blocking = "nvidia", "accelerators", True
+
+    def __init__(self) -> None:
+        import threading
+
+        self.release = threading.Event()
+        self.calls = 0
+
+    def collect(self, now: float) -> object:
+        self.calls += 1
+        if self.calls == 1:
+            self.release.wait(30)
+        return ()
+
+
+async def test_a_hung_blocking_collector_costs_only_its_own_section(tree: pathlib.Path) -> None:
+    """A threaded collector stuck in a call is reported as an error and skipped; the others keep ticking."""
+    hung = Hung()
+    sampler, _ = make_sampler(tree, hung)
+    sampler.thread_wait = 0.05
+    first = await sampler.tick()
+    assert first.cpu is not None and first.memory is not None
+    status = sampler.status["nvidia"]
+    assert status.state == "error" and "stuck" in status.last_error
+    second = await sampler.tick()  # still hung: not asked again, and the tick does not wait for it
+    assert hung.calls == 1 and second.timestamp >= first.timestamp and second.cpu is not None
+    hung.release.set()
+    for _ in range(100):  # its thread frees up; the collector is asked again and recovers
+        await asyncio.sleep(0.01)  # between ticks, as in `run`, the loop takes the thread's answer
+        await sampler.tick()
+        if sampler.status["nvidia"].state == "ok":
+            break
+    assert hung.calls >= 2 and sampler.status["nvidia"].state == "ok"
+
+
+async def test_blocking_collectors_run_on_daemon_threads(tree: pathlib.Path) -> None:
+    """Blocking collectors run on daemon threads, so a stuck vendor call cannot hold the process open."""
+    import threading
+
+    seen: list[threading.Thread] = []
+
+    class Probe:
+        name, section, blocking = "probe", "accelerators", True
+
+        def collect(self, now: float) -> object:
+            seen.append(threading.current_thread())
+            return ()
+
+    sampler, _ = make_sampler(tree, Probe())
+    await sampler.tick()
+    assert seen and seen[0] is not threading.main_thread() and seen[0].daemon

@@ -154,16 +154,14 @@ def snapshot(proc_root: str, sys_root: str) -> None:
     """Print one snapshot as JSON (with real rates over a short interval) and exit."""
     from .collectors import default_collectors
     from .collectors.system import read_system_info
-    from .sampler import PRIME_SECONDS, Sampler
+    from .sampler import Sampler
 
     async def one() -> bytes:
         on_host = proc_root == "/proc" and sys_root == "/sys"
         collectors = default_collectors(proc_root, sys_root, statvfs=os.statvfs if on_host else None)
         node_id = read_system_info(proc_root=proc_root, sys_root=sys_root).node_id
         sampler = Sampler(collectors, node_id=node_id)
-        await sampler.prime()
-        await asyncio.sleep(PRIME_SECONDS)
-        await sampler.tick()
+        await sampler.start()
         return sampler.latest_bytes
 
     try:

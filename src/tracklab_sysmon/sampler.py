@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,11 +13,23 @@ from . import wire
 from .collectors import Collector, Unavailable
 from .model import Snapshot
 from .ring import SnapshotRing
+from .workers import CollectorThread
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[Snapshot, bytes], None]
 PRIME_SECONDS = 0.2  # the first published rates cover at least this long
+MIN_THREAD_WAIT = 0.25  # a blocking collector gets at least this long (or one interval) per tick
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What one collector call produced: its section (or None), state, error text and cost."""
+
+    value: object
+    state: str
+    error: str | None
+    duration_ms: float
 
 
 @dataclass(slots=True)
@@ -65,6 +78,10 @@ class Sampler:
         self._monotonic = monotonic
         self._wall = wall
         self._cpu_mark: tuple[float, float] | None = None
+        self.own_rss: int | None = None
+        self._threads: dict[str, CollectorThread] = {}  # made on first use: `blocking` may change
+        self._in_flight: dict[str, asyncio.Future] = {}
+        self.thread_wait = max(interval, MIN_THREAD_WAIT)
 
     def add_listener(self, listener: Listener) -> None:
         """Call `listener(snapshot, encoded)` after every tick (WebSocket fan-out, exporters)."""
@@ -95,12 +112,16 @@ class Sampler:
             listener(snapshot, encoded)
         return snapshot
 
+    async def start(self) -> Snapshot:
+        """Prime, wait a moment, and publish the first snapshot, whose rates are already real."""
+        await self.prime()
+        await asyncio.sleep(min(PRIME_SECONDS, self.interval))
+        return await self.tick()
+
     async def run(self) -> None:
-        """Prime, then tick on a fixed monotonic schedule until cancelled; late ticks are skipped."""
+        """Tick on a fixed monotonic schedule until cancelled (after `start`); late ticks are skipped."""
         if self.latest is None:
-            await self.prime()
-            await asyncio.sleep(min(PRIME_SECONDS, self.interval))
-            await self.tick()
+            await self.start()
         start = self._monotonic()
         beats = 0
         while True:
@@ -116,12 +137,9 @@ class Sampler:
         # A blocking collector whose hardware was absent last time only re-checks for it (tens of
         # microseconds, e.g. a failed library load): a worker-thread hop would cost far more.
         inline = [c for c in self.collectors if not c.blocking or self.status[c.name].state == "unavailable"]
-        threaded = [
-            (c, asyncio.create_task(asyncio.to_thread(self._run_one, c, now)))
-            for c in self.collectors if c not in inline
-        ]
-        results = [(c, self._run_one(c, now)) for c in inline]
-        results += [(c, await task) for c, task in threaded]
+        threaded = [(c, self._submit(c, now)) for c in self.collectors if c not in inline]
+        results = [(c, self._record(c, self._call(c, now))) for c in inline]
+        results += await self._await_threads([(c, f) for c, f in threaded if f is not None])
         sections: dict[str, object] = {}
         for collector, value in results:
             if value is None:
@@ -132,23 +150,59 @@ class Sampler:
                 sections[collector.section] = value
         return sections
 
-    def _run_one(self, collector: Collector, now: float) -> object:
+    def _submit(self, collector: Collector, now: float) -> asyncio.Future | None:
+        """Start a blocking collector on its thread, unless its previous call is still stuck."""
+        pending = self._in_flight.get(collector.name)
+        if pending is not None and not pending.done():
+            self._stuck(collector, "its previous call has not returned")
+            return None
+        thread = self._threads.get(collector.name)
+        if thread is None:
+            thread = self._threads[collector.name] = CollectorThread(collector.name)
+        future = self._in_flight[collector.name] = thread.submit(self._call, collector, now)
+        return future
+
+    async def _await_threads(self, threaded: list[tuple[Collector, asyncio.Future]]) -> list:
+        """Results of the threaded collectors that answered in time; the others miss this tick."""
+        if not threaded:
+            return []
+        done, _ = await asyncio.wait([f for _, f in threaded], timeout=self.thread_wait)
+        results = []
+        for collector, future in threaded:
+            if future in done:
+                results.append((collector, self._record(collector, future.result())))
+            else:
+                self._stuck(collector, f"no answer within {self.thread_wait:g} s")
+        return results
+
+    def _stuck(self, collector: Collector, why: str) -> None:
+        # A hung driver call (a GPU fallen off the bus) costs only this collector's section.
         status = self.status[collector.name]
+        status.failures += 1
+        self._set_state(collector.name, status, "error", f"stuck: {why}")
+
+    @staticmethod
+    def _call(collector: Collector, now: float) -> _Outcome:
+        """Run one collector; touches no sampler state, so it is safe on any thread."""
         started = time.perf_counter()
         try:
-            value = collector.collect(now)
+            value, state, error = collector.collect(now), "ok", None
         except Unavailable as exc:
-            self._set_state(collector.name, status, "unavailable", str(exc))
-            value = None
+            value, state, error = None, "unavailable", str(exc)
         except Exception as exc:  # the one boundary that keeps a broken collector from killing ticks
+            value, state, error = None, "error", f"{type(exc).__name__}: {exc}"
+        return _Outcome(value, state, error, round((time.perf_counter() - started) * 1000, 3))
+
+    def _record(self, collector: Collector, outcome: _Outcome) -> object:
+        """Apply one call's outcome to the collector's status (on the loop) and return its value."""
+        status = self.status[collector.name]
+        if outcome.state == "error":
             status.failures += 1
-            self._set_state(collector.name, status, "error", f"{type(exc).__name__}: {exc}")
-            value = None
-        else:
-            self._set_state(collector.name, status, "ok", None)
+        self._set_state(collector.name, status, outcome.state, outcome.error)
+        if outcome.state == "ok":
             status.last_success = int(self._wall() * 1000)
-        status.last_duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        return value
+        status.last_duration_ms = outcome.duration_ms
+        return outcome.value
 
     @staticmethod
     def _set_state(name: str, status: CollectorStatus, state: str, error: str | None) -> None:
@@ -165,3 +219,16 @@ class Sampler:
             used = mark[1] - self._cpu_mark[1]
             self.own_cpu_percent = round(100.0 * used / (mark[0] - self._cpu_mark[0]), 3)
         self._cpu_mark = mark
+        self.own_rss = _own_rss()
+
+
+def _own_rss() -> int | None:
+    """This process's resident memory in bytes, read once per tick so /api/health reads nothing."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")

@@ -15,7 +15,7 @@ from ..collectors import Collector, default_collectors
 from ..collectors.system import read_system_info
 from ..config import ServiceConfig
 from ..ring import SnapshotRing
-from ..sampler import PRIME_SECONDS, Sampler
+from ..sampler import Sampler
 from . import keys
 from .bus import SnapshotBus
 from .errors import error_middleware
@@ -63,9 +63,7 @@ def create_app(config: ServiceConfig, *, collectors: Sequence[Collector] | None 
 
 async def _sampling(app: web.Application) -> AsyncIterator[None]:
     sampler = app[keys.SAMPLER]
-    await sampler.prime()
-    await asyncio.sleep(min(PRIME_SECONDS, sampler.interval))
-    first = await sampler.tick()
+    first = await sampler.start()
     info = app[keys.SYSTEM_INFO]
     info = read_system_info(
         node_id=info.node_id,

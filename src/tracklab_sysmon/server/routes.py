@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 
-import psutil
 from aiohttp import web
 
 from .. import __version__, hotpath, wire
@@ -14,7 +13,6 @@ from . import keys, peers, prometheus
 from .errors import json_error
 
 JSON = "application/json"
-_PROCESS = psutil.Process(os.getpid())
 
 
 def _json_bytes(body: bytes, status: int = 200) -> web.Response:
@@ -40,7 +38,7 @@ async def health(request: web.Request) -> web.Response:
         "process": {
             "pid": os.getpid(),
             "cpuPercent": sampler.own_cpu_percent,
-            "rss": _PROCESS.memory_info().rss,
+            "rss": sampler.own_rss,
         },
         "dcgm": profiling_health(sampler.collectors, config.enable_dcgm),
     }
