@@ -302,3 +302,62 @@ def test_system_info_on_sparse_trees() -> None:
     assert (info.cpu_model, info.cpu_cores, info.cpu_threads, info.architecture) == (
         "BCM2835", 4, 4, "unknown",
     )
+
+
+# ---------------------------------------------------------------- review fixes: ZFS pools, unknown rates
+
+
+def _tree_copy(tmp_path: pathlib.Path, scenario: str = "workstation") -> pathlib.Path:
+    root = tmp_path / scenario
+    shutil.copytree(FIXTURES / scenario, root, symlinks=True)
+    return root
+
+
+def test_zfs_datasets_count_their_pool_free_space_once(tmp_path: pathlib.Path) -> None:
+    """Two datasets of one pool add their used space; the pool's free space (which each reports) counts once."""
+    root = _tree_copy(tmp_path)
+    (root / "proc/mounts").write_text(
+        "rpool/ROOT/ubuntu / zfs rw 0 0\nrpool/home /home zfs rw 0 0\n/dev/sdb1 /data ext4 rw 0 0\n"
+    )
+    avail = 1000  # blocks free in the pool, as both datasets report
+    results = {  # (bsize, frsize, blocks, bfree, bavail, ...): a dataset's blocks = its used + pool free
+        "/": os.statvfs_result((4096, 4096, 300 + avail, avail, avail, 0, 0, 0, 0, 255)),
+        "/home": os.statvfs_result((4096, 4096, 200 + avail, avail, avail, 0, 0, 0, 0, 255)),
+        "/data": os.statvfs_result((4096, 4096, 100, 60, 50, 0, 0, 0, 0, 255)),
+    }
+    disk = collect(root, statvfs=results.__getitem__)["disk"]
+    assert disk.used == (300 + 200 + 40) * 4096
+    assert disk.total == (300 + 200 + avail + 100) * 4096
+    assert disk.usage == round(100.0 * 540 / (540 + avail + 50), 2)
+
+
+def test_io_rates_are_null_when_no_whole_disk_is_counted(tmp_path: pathlib.Path) -> None:
+    """Only loop/ram devices (or no diskstats at all) means IO is unknown: null, not 0; usage still stands."""
+    root = _tree_copy(tmp_path)
+    (root / "proc/diskstats").write_text("   7       0 loop0 1 0 8 0 0 0 0 0 0 0 0 0 0 0\n")
+    root_only = {"/": os.statvfs_result((4096, 4096, 100, 60, 50, 0, 0, 0, 0, 255))}
+
+    def statvfs(path: str) -> os.statvfs_result:
+        if path not in root_only:
+            raise FileNotFoundError(path)
+        return root_only[path]
+
+    disk = collect(root, statvfs=statvfs)["disk"]
+    assert (disk.io_read, disk.io_write, disk.iops, disk.devices) == (None, None, None, ())
+    (root / "proc/diskstats").unlink()
+    disk = collect(root, statvfs=statvfs)["disk"]
+    assert disk.io_read is None and disk.total == 100 * 4096
+
+
+def test_network_rates_are_null_with_only_loopback(tmp_path: pathlib.Path) -> None:
+    """A machine whose only interface is `lo` has unknown network rates (null), not zero traffic."""
+    root = _tree_copy(tmp_path)
+    (root / "proc/net/dev").write_text(
+        "Inter-|   Receive                            |  Transmit\n"
+        " face |bytes    packets errs drop fifo frame compressed multicast|bytes packets\n"
+        "    lo:    3193      29    0    0    0     0          0         0     3193      29    0    0    0     0       0          0\n"
+    )
+    net = collect(root)["network"]
+    assert (net.bytes_in, net.bytes_out, net.packets_in, net.packets_out, net.interfaces) == (
+        None, None, None, None, ()
+    )

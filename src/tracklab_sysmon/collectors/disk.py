@@ -46,7 +46,10 @@ class DiskCollector:
 
     def collect(self, now: float) -> DiskSample:
         usage, used, total = self._usage(now)
-        counters = self._reader.diskstats()
+        try:
+            counters = self._reader.diskstats()
+        except OSError:  # no /proc/diskstats (some containers): usage stands, IO is unknown
+            counters = []
         names = frozenset(c.name for c in counters)
         if names != self._disk_names:  # hot-plug: re-decide which devices are whole disks
             self._disk_names = names
@@ -63,9 +66,10 @@ class DiskCollector:
             usage=usage,
             used=used,
             total=total,
-            io_read=round(sum(d.read_rate for d in devices), 2),
-            io_write=round(sum(d.write_rate for d in devices), 2),
-            iops=round(sum(d.iops for d in devices), 2),
+            # No whole disk counted means unknown IO, not zero IO.
+            io_read=round(sum(d.read_rate for d in devices), 2) if devices else None,
+            io_write=round(sum(d.write_rate for d in devices), 2) if devices else None,
+            iops=round(sum(d.iops for d in devices), 2) if devices else None,
             devices=devices,
         )
 
@@ -88,21 +92,25 @@ class DiskCollector:
         if self._statvfs is None:
             return None, None, None
         if self._mounts_read_at is None or now - self._mounts_read_at >= MOUNT_REFRESH_SECONDS:
-            self._mounts = physical_mountpoints(self._proc_root)
+            self._mounts = physical_filesystems(self._proc_root)
             self._mounts_read_at = now
-        used = avail = total = 0
-        seen = False
-        for mountpoint in self._mounts:
+        pools: dict[str, tuple[int, int, int]] = {}  # (used, avail, size) per device or ZFS pool
+        for pool, mountpoint in self._mounts:
             try:
                 st = self._statvfs(mountpoint)
             except OSError:
                 continue
-            seen = True
-            total += st.f_blocks * st.f_frsize
-            used += (st.f_blocks - st.f_bfree) * st.f_frsize
-            avail += st.f_bavail * st.f_frsize
-        if not seen:
+            used_here = (st.f_blocks - st.f_bfree) * st.f_frsize
+            if pool in pools:  # another dataset of a ZFS pool: its used adds up, the pool's free space does not
+                used_before, avail, size = pools[pool]
+                pools[pool] = (used_before + used_here, avail, size + used_here)
+            else:
+                pools[pool] = (used_here, st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize)
+        if not pools:
             return None, None, None
+        used = sum(u for u, _, _ in pools.values())
+        avail = sum(a for _, a, _ in pools.values())
+        total = sum(t for _, _, t in pools.values())
         # Use% as df computes it: used over the space an unprivileged user could fill.
         usage = round(100.0 * used / (used + avail), 2) if used + avail else None
         return usage, used, total
@@ -110,6 +118,11 @@ class DiskCollector:
 
 def physical_mountpoints(proc_root: str) -> list[str]:
     """One mount point per physical device (first seen), skipping loop-backed images."""
+    return [mountpoint for _, mountpoint in physical_filesystems(proc_root)]
+
+
+def physical_filesystems(proc_root: str) -> list[tuple[str, str]]:
+    """(pool, mount point) per physical device: the pool is the device, or a ZFS dataset's pool."""
     mounts_text = sysfs.read_text(os.path.join(proc_root, "mounts"))
     if mounts_text is None:
         mounts_text = sysfs.read_text(os.path.join(proc_root, "self/mounts")) or ""
@@ -121,7 +134,7 @@ def physical_mountpoints(proc_root: str) -> list[str]:
         if fstype not in physical or device in seen or device.startswith("/dev/loop"):
             continue
         seen.add(device)
-        points.append(mountpoint)
+        points.append((device.split("/", 1)[0] if fstype == "zfs" else device, mountpoint))
     return points
 
 

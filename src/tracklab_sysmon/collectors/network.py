@@ -33,11 +33,12 @@ class NetworkCollector:
             connections: int | None = self._reader.tcp_established()
         except (OSError, ValueError):
             connections = None  # e.g. /proc/net/snmp hidden in a hardened container
+        known = bool(interfaces)  # only loopback (or nothing) to count: rates unknown, not zero
         return NetworkSample(
-            bytes_in=round(sum(i.bytes_in for i in interfaces), 2),
-            bytes_out=round(sum(i.bytes_out for i in interfaces), 2),
-            packets_in=round(sum(i.packets_in for i in interfaces), 2),
-            packets_out=round(sum(i.packets_out for i in interfaces), 2),
+            bytes_in=round(sum(i.bytes_in for i in interfaces), 2) if known else None,
+            bytes_out=round(sum(i.bytes_out for i in interfaces), 2) if known else None,
+            packets_in=round(sum(i.packets_in for i in interfaces), 2) if known else None,
+            packets_out=round(sum(i.packets_out for i in interfaces), 2) if known else None,
             connections=connections,
             interfaces=interfaces,
         )
