@@ -152,12 +152,12 @@ def serve(**options) -> None:
 @_apply(_ROOT_OPTIONS)
 def snapshot(proc_root: str, sys_root: str) -> None:
     """Print one snapshot as JSON (with real rates over a short interval) and exit."""
-    from .collectors import default_collectors
+    from .collectors import default_collectors, reading_host
     from .collectors.system import read_system_info
     from .sampler import Sampler
 
     async def one() -> bytes:
-        on_host = proc_root == "/proc" and sys_root == "/sys"
+        on_host = reading_host(proc_root, sys_root)  # a captured tree has no file systems to stat
         collectors = default_collectors(proc_root, sys_root, statvfs=os.statvfs if on_host else None)
         node_id = read_system_info(proc_root=proc_root, sys_root=sys_root).node_id
         sampler = Sampler(collectors, node_id=node_id)
@@ -174,15 +174,14 @@ def snapshot(proc_root: str, sys_root: str) -> None:
 @_apply(_ROOT_OPTIONS)
 def info(proc_root: str, sys_root: str) -> None:
     """Print the static system information as JSON, with the hot-path backend in use."""
+    from . import hotpath
+    from .collectors import reading_host
     from .collectors.system import read_system_info
 
-    on_host = proc_root == "/proc" and sys_root == "/sys"  # a captured tree has no file systems to stat
-    disk_total = _disk_total(proc_root, sys_root) if on_host else None
+    disk_total = _disk_total(proc_root, sys_root) if reading_host(proc_root, sys_root) else None
     body = wire.system_info_to_wire(
         read_system_info(proc_root=proc_root, sys_root=sys_root, disk_total=disk_total)
     )
-    from . import hotpath
-
     body["backend"] = hotpath.BACKEND
     click.echo(wire.encode(body).decode())
 

@@ -31,6 +31,12 @@ class Unavailable(Exception):
     """The hardware or library this collector needs is not here; a normal state, not an error."""
 
 
+def reading_host(proc_root: str, sys_root: str) -> bool:
+    """True for this machine's own /proc and /sys; False for a captured tree (no live file systems,
+    no GPUs to ask, no network addresses of its own)."""
+    return proc_root == "/proc" and sys_root == "/sys"
+
+
 def default_collectors(
     proc_root: str = "/proc",
     sys_root: str = "/sys",
@@ -43,7 +49,7 @@ def default_collectors(
 
     AMD GPUs are read under `sys_root` (on a captured tree only when it holds amdgpu cards);
     NVIDIA (NVML) and Apple (ioreg, macOS only) ask the host itself, so they run only when
-    `host_gpus` (default: `sys_root` is the real /sys).
+    `host_gpus` (default: `reading_host`).
     """
     from ..hotpath import open_reader  # hotpath's parsers live in this package: import late
     from .amd import AmdCollector, discover  # the GPU modules import this package's Unavailable
@@ -51,7 +57,7 @@ def default_collectors(
     from .nvidia import NvidiaCollector
 
     reader = open_reader(proc_root)
-    host = sys_root == "/sys" if host_gpus is None else host_gpus
+    host = reading_host(proc_root, sys_root) if host_gpus is None else host_gpus
     gpus: tuple[Collector, ...] = ()
     if host or discover(sys_root):  # a captured tree gets the AMD collector only if it holds cards
         gpus += (AmdCollector(sys_root),)
@@ -68,4 +74,4 @@ def default_collectors(
     )
 
 
-__all__ = ["Collector", "Unavailable", "default_collectors"]
+__all__ = ["Collector", "Unavailable", "default_collectors", "reading_host"]

@@ -10,10 +10,7 @@ from collections.abc import Callable, Sequence
 
 from .. import __version__
 from ..model import AcceleratorSample, SystemInfo
-from . import procfs, sysfs
-
-HOST_PROC = "/proc"
-
+from . import procfs, reading_host, sysfs
 
 def read_system_info(
     *,
@@ -24,7 +21,7 @@ def read_system_info(
     disk_total: int | None = None,
 ) -> SystemInfo:
     """Everything static about the machine (or the captured tree) under the given roots."""
-    on_host = os.path.realpath(proc_root) == HOST_PROC
+    on_host = reading_host(proc_root, sys_root)
     cpuinfo = sysfs.read_text(os.path.join(proc_root, "cpuinfo")) or ""
     stat_text = sysfs.read_text(os.path.join(proc_root, "stat")) or ""
     meminfo = procfs.parse_meminfo(sysfs.read_text(os.path.join(proc_root, "meminfo")) or "")
