@@ -25,7 +25,7 @@ def read_system_info(
     cpuinfo = sysfs.read_text(os.path.join(proc_root, "cpuinfo")) or ""
     stat_text = sysfs.read_text(os.path.join(proc_root, "stat")) or ""
     meminfo = procfs.parse_meminfo(sysfs.read_text(os.path.join(proc_root, "meminfo")) or "")
-    hostname = _kernel_value(proc_root, "hostname") or (socket.gethostname() if on_host else "unknown")
+    hostname = host_name(proc_root, sys_root)
     return SystemInfo(
         platform=sys.platform,
         architecture=_kernel_value(proc_root, "arch") or (platform.machine() if on_host else None) or "unknown",
@@ -45,6 +45,12 @@ def read_system_info(
         kernel=_kernel_value(proc_root, "osrelease"),
         version=__version__,
     )
+
+
+def host_name(proc_root: str = "/proc", sys_root: str = "/sys") -> str:
+    """The kernel's hostname under the roots (the default node id)."""
+    on_host = reading_host(proc_root, sys_root)
+    return _kernel_value(proc_root, "hostname") or (socket.gethostname() if on_host else "unknown")
 
 
 def physical_cores(sys_root: str) -> int | None:

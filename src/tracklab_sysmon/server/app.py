@@ -12,7 +12,7 @@ from aiohttp import web
 
 from .. import wire
 from ..collectors import Collector, default_collectors
-from ..collectors.system import read_system_info
+from ..collectors.system import host_name, read_system_info
 from ..config import ServiceConfig
 from ..ring import SnapshotRing
 from ..sampler import Sampler
@@ -39,17 +39,13 @@ def create_app(config: ServiceConfig, *, collectors: Sequence[Collector] | None 
             config.proc_root, config.sys_root, statvfs=os.statvfs if config.on_host else None,
             enable_dcgm=config.enable_dcgm, host_gpus=config.on_host,
         )
-    base_info = read_system_info(
-        node_id=config.node_id, proc_root=config.proc_root, sys_root=config.sys_root
-    )
     app[keys.CONFIG] = config
     app[keys.SAMPLER] = Sampler(
         collectors,
-        node_id=base_info.node_id,
+        node_id=config.node_id or host_name(config.proc_root, config.sys_root),
         interval=config.interval,
         ring=SnapshotRing(config.history),
     )
-    app[keys.SYSTEM_INFO] = base_info
     bus = app[keys.BUS] = SnapshotBus()
     app[keys.SAMPLER].add_listener(lambda snapshot, encoded: bus.publish(snapshot.node_id, encoded))
     app[keys.STARTED_AT] = time.monotonic()
@@ -64,15 +60,14 @@ def create_app(config: ServiceConfig, *, collectors: Sequence[Collector] | None 
 async def _sampling(app: web.Application) -> AsyncIterator[None]:
     sampler = app[keys.SAMPLER]
     first = await sampler.start()
-    info = app[keys.SYSTEM_INFO]
+    # Read once the first snapshot exists: GPUs and the disk total come from it.
     info = read_system_info(
-        node_id=info.node_id,
+        node_id=sampler.node_id,
         proc_root=app[keys.CONFIG].proc_root,
         sys_root=app[keys.CONFIG].sys_root,
         accelerators=first.accelerators,
         disk_total=first.disk.total if first.disk else None,
     )
-    app[keys.SYSTEM_INFO] = info
     app[keys.SYSTEM_INFO_BYTES] = wire.encode(wire.system_info_to_wire(info))
     task = asyncio.create_task(sampler.run(), name="tracklab-sysmon-sampler")
     yield
