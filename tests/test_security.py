@@ -172,7 +172,7 @@ async def test_rebound_host_name_is_refused_without_a_token(aiohttp_client):
 async def test_malformed_host_is_a_403_not_a_500(aiohttp_client):
     """A Host header that is not host[:port] is refused with the JSON error body, never a traceback."""
     client = await aiohttp_client(_open_app())
-    for host in ("[", "[::1", "evil.example:99999x"):
+    for host in ("[", "[::1", "evil.example:99999x", "evil.example@127.0.0.1", "127.0.0.1/evil"):
         response = await client.get("/api/system/info", headers={"Host": host})
         assert response.status == 403, host
         assert (await response.json())["error"]["code"] == "host_not_allowed"

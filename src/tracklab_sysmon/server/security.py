@@ -65,6 +65,8 @@ def host_names(config: ServiceConfig) -> frozenset[str] | None:
 
 def host_hostname(host: str) -> str | None:
     """The lower-case name or address in a Host header (brackets stripped); None when it is malformed."""
+    if any(c in host for c in "@/?#\\ \t"):  # userinfo or a path would make urlsplit read another host
+        return None
     try:
         parts = urlsplit(f"//{host}")
         _ = parts.port  # `name:99999` or `name:x` is no host a browser would send
