@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+
+import pytest
 
 # Verbatim from the seed's "WebSocket Streaming" section; only ws://localhost:8000 is replaced.
 SEED_SNIPPET = """\
@@ -36,3 +39,22 @@ def seed_page(ws_port: int) -> str:
 def metrics_lines(lines: list[str]) -> list[tuple[str, float]]:
     """(name, percent) for each `CPU: x%` / `Memory: y%` console line, in order."""
     return [(m[1], float(m[2])) for m in map(_LINE.match, lines) if m]
+
+
+async def console_lines(page, page_url: str, wanted, timeout: float) -> list[str]:
+    """Open `page_url` in a Playwright page and collect its console lines until `wanted(lines)` holds."""
+    lines: list[str] = []
+    done = asyncio.Event()
+
+    def on_console(message) -> None:
+        lines.append(message.text)
+        if wanted(lines):
+            done.set()
+
+    page.on("console", on_console)
+    await page.goto(page_url)
+    try:
+        await asyncio.wait_for(done.wait(), timeout)
+    except asyncio.TimeoutError:
+        pytest.fail(f"the page never logged what the test waits for; console: {lines[-10:]}")
+    return lines

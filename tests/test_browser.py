@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from aiohttp import web
 from playwright.async_api import async_playwright
@@ -12,7 +10,7 @@ from tracklab_sysmon.config import ServiceConfig
 from tracklab_sysmon.server import create_app
 
 from conftest import require_command
-from seed_page import CHROMIUM_ARGS, metrics_lines, seed_page
+from seed_page import CHROMIUM_ARGS, console_lines, metrics_lines, seed_page
 
 DEADLINE_MS = 8_000  # upper bound on waiting for console lines; never a speed assertion
 
@@ -32,24 +30,12 @@ async def browser_context(tmp_path):
 
 
 async def _console_lines(context, page_url: str, wanted) -> list[str]:
-    """Open `page_url` and collect its console lines until `wanted(lines)` holds."""
-    lines: list[str] = []
-    done = asyncio.Event()
+    """Open `page_url` in a new page and collect its console lines until `wanted(lines)` holds."""
     page = await context.new_page()
-
-    def on_console(message) -> None:
-        lines.append(message.text)
-        if wanted(lines):
-            done.set()
-
-    page.on("console", on_console)
-    await page.goto(page_url)
     try:
-        await asyncio.wait_for(done.wait(), DEADLINE_MS / 1000)
-    except asyncio.TimeoutError:
-        pytest.fail(f"the page never logged what the test waits for; console: {lines[-10:]}")
-    await page.close()
-    return lines
+        return await console_lines(page, page_url, wanted, DEADLINE_MS / 1000)
+    finally:
+        await page.close()
 
 
 def _page_app(app: web.Application, service_port) -> web.Application:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import fastapi
 import fastapi.responses
 import pytest
 import pytest_asyncio
 
-from conftest import require_command
-from seed_page import CHROMIUM_ARGS, metrics_lines, seed_page
-from test_fastapi import _relay_app, serve
 from tracklab_sysmon.monitor import SystemMonitor
+
+from conftest import require_command
+from seed_page import CHROMIUM_ARGS, console_lines, metrics_lines, seed_page
+from test_fastapi import _relay_app, serve
 
 WAIT_S = 10.0  # upper bound on waiting for console lines; never a speed assertion
 pytestmark = pytest.mark.asyncio(loop_scope="module")  # one browser shared by the tests
@@ -52,26 +51,11 @@ async def browser():
 
 async def _console(browser, page_url: str, wanted) -> list[str]:
     """Open `page_url` (a real loopback server) in a fresh context; collect console lines until `wanted`."""
-    lines: list[str] = []
-    done = asyncio.Event()
     context = await browser.new_context()
     try:
-        page = await context.new_page()
-
-        def on_console(message) -> None:
-            lines.append(message.text)
-            if wanted(lines):
-                done.set()
-
-        page.on("console", on_console)
-        await page.goto(page_url)
-        try:
-            await asyncio.wait_for(done.wait(), WAIT_S)
-        except asyncio.TimeoutError:
-            pytest.fail(f"the page never logged what the test waits for; console: {lines[-10:]}")
+        return await console_lines(await context.new_page(), page_url, wanted, WAIT_S)
     finally:
         await context.close()
-    return lines
 
 
 def _port(base: str) -> int:
