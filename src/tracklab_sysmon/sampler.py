@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from . import wire
 from .collectors import Collector, Unavailable
+from .collectors.sysfs import KeptFile
 from .model import Snapshot
 from .ring import SnapshotRing
 from .workers import CollectorThread
@@ -79,6 +80,7 @@ class Sampler:
         self._wall = wall
         self._cpu_mark: tuple[float, float] | None = None
         self.own_rss: int | None = None
+        self._statm = KeptFile("/proc/self/statm")  # read per tick so /api/health reads nothing
         self._threads: dict[str, CollectorThread] = {}  # made on first use: `blocking` may change
         self._in_flight: dict[str, asyncio.Future] = {}
         self.thread_wait = max(interval, MIN_THREAD_WAIT)
@@ -219,15 +221,15 @@ class Sampler:
             used = mark[1] - self._cpu_mark[1]
             self.own_cpu_percent = round(100.0 * used / (mark[0] - self._cpu_mark[0]), 3)
         self._cpu_mark = mark
-        self.own_rss = _own_rss()
+        self.own_rss = _rss_bytes(self._statm)
 
 
-def _own_rss() -> int | None:
-    """This process's resident memory in bytes, read once per tick so /api/health reads nothing."""
+def _rss_bytes(statm: KeptFile) -> int | None:
+    """This process's resident memory from /proc/self/statm (kept open: one pread per tick)."""
+    text = statm.read()
     try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * _PAGE_SIZE
-    except (OSError, ValueError, IndexError):
+        return int(text.split()[1]) * _PAGE_SIZE if text else None
+    except (ValueError, IndexError):
         return None
 
 
