@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 SYSTEM_DEPS ?= chromium:chromium prometheus:promtool gcc:cc procps:free util-linux:setpriv
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-slow test-native-sanitize bench system-deps clean
+.PHONY: help run test test-slow test-native-sanitize lint bench system-deps clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
@@ -51,6 +51,14 @@ test-native-sanitize: system-deps ## Run the C helper's own tests under ASan and
 	@mkdir -p build
 	$${CC:-cc} $(SANITIZE_FLAGS) -Wall -Wextra -Inative native/sysmon.c native/test_sysmon.c -o build/test_sysmon-sanitize
 	build/test_sysmon-sanitize tests/fixtures/*/proc /proc
+
+$(VENV)/.installed-lint: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[lint]'
+	touch $@
+
+lint: $(VENV)/.installed-lint ## Ruff (style, imports, bug patterns) and mypy --strict on the package
+	$(VENV)/bin/ruff check src tests benchmarks examples scripts
+	$(VENV)/bin/mypy
 
 bench: $(VENV)/.installed-test ## Run every benchmark in benchmarks/ (see docs/performance.md)
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
