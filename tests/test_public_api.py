@@ -16,7 +16,8 @@ _REEXPORTED = {
     client: {"default_url", "default_token", "auth_headers", "ws_url"},
     monitor: set(),
     sdk: {"SystemMetrics", "aggregate", "flatten_snapshot"},
-    errors: {"ParseError"},
+    # Raised and caught inside the service; users meet them only as log text or HTTP/WS errors.
+    errors: {"ParseError", "Unavailable", "NvmlUnavailable", "GpuLost", "BadMessage", "BindError"},
 }
 
 
@@ -37,6 +38,31 @@ def test_all_is_complete():
                 if name not in tracklab_sysmon.__all__:
                     missing.append(f"{module.__name__}.{name}")
     assert missing == []
+
+
+def test_all_is_the_literal_list_the_lazy_loader_serves():
+    """`__all__` (written out by hand) names exactly what the lazy loader serves, plus `__version__`."""
+    assert sorted(tracklab_sysmon.__all__) == sorted(["__version__", *tracklab_sysmon._LAZY])
+    assert len(set(tracklab_sysmon.__all__)) == len(tracklab_sysmon.__all__)
+
+
+def test_every_exception_is_in_the_one_error_tree():
+    """Every exception class the package defines lives in `errors` and derives from SysmonError."""
+    import pkgutil
+    import importlib
+
+    strays = []
+    for info in pkgutil.walk_packages(tracklab_sysmon.__path__, "tracklab_sysmon."):
+        if info.name.startswith("tracklab_sysmon.integrations"):
+            continue  # needs the fastapi extra
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if inspect.isclass(value) and issubclass(value, BaseException) and value.__module__ == module.__name__:
+                if module is not errors and not name.startswith("_"):
+                    strays.append(f"{info.name}.{name}")
+    assert strays == []
+    assert all(issubclass(v, errors.SysmonError) for v in vars(errors).values()
+               if inspect.isclass(v) and issubclass(v, BaseException) and v.__module__ == errors.__name__)
 
 
 def test_seed_import_names_exist():

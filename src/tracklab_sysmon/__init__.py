@@ -16,11 +16,11 @@ _LAZY = {
     "get_global_monitor": "monitor",
     "stop_system_monitor": "monitor",
     "SystemMonitorClient": "client",
-    "ClientError": "client",
-    "ServiceUnavailable": "client",
-    "ProtocolError": "client",
-    "ResponseError": "client",
-    "NotFound": "client",
+    "ClientError": "errors",
+    "ServiceUnavailable": "errors",
+    "ProtocolError": "errors",
+    "ResponseError": "errors",
+    "NotFound": "errors",
     "SystemMetricsConfig": "sdk",
     "init_system_metrics": "sdk",
     "shutdown_system_metrics": "sdk",
@@ -33,7 +33,31 @@ _LAZY = {
     "BackendUnavailable": "errors",
 }
 
-__all__ = ["__version__", *_LAZY]
+# Written out so readers and tools see the API; tests/test_public_api.py checks it against _LAZY.
+__all__ = [
+    "BackendUnavailable",
+    "ClientError",
+    "ConfigError",
+    "MonitorStartError",
+    "NotFound",
+    "ProtocolError",
+    "ResponseError",
+    "Run",
+    "ServiceUnavailable",
+    "SysmonError",
+    "SystemMetricsConfig",
+    "SystemMonitor",
+    "SystemMonitorClient",
+    "__version__",
+    "get_global_monitor",
+    "get_system_metrics",
+    "init",
+    "init_system_metrics",
+    "shutdown_system_metrics",
+    "start_system_monitor",
+    "stop_system_monitor",
+    "wrap_log",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -50,17 +74,19 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from .client import (
+    from .client import SystemMonitorClient
+    from .errors import (
+        BackendUnavailable,
         ClientError,
+        ConfigError,
+        MonitorStartError,
         NotFound,
         ProtocolError,
         ResponseError,
         ServiceUnavailable,
-        SystemMonitorClient,
+        SysmonError,
     )
-    from .errors import BackendUnavailable, ConfigError, SysmonError
     from .monitor import (
-        MonitorStartError,
         SystemMonitor,
         get_global_monitor,
         start_system_monitor,

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import GpuLost, NvmlUnavailable
+
 RETRY_SECONDS = 60.0  # a missing driver is asked about again this often, not every tick
 MIB = 1024 * 1024
 
@@ -35,14 +37,6 @@ GPM_METRICS = (
     (61, "nvlinkTxBytes", MIB),
     (60, "nvlinkRxBytes", MIB),
 )
-
-
-class NvmlUnavailable(Exception):
-    """NVML cannot be used here (no bindings, no library, no driver); the message says which."""
-
-
-class GpuLost(Exception):
-    """The device answered NVML_ERROR_GPU_IS_LOST: it needs a reset and its fields are gone."""
 
 
 @dataclass(slots=True)

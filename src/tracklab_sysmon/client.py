@@ -1,6 +1,6 @@
 """Async client for the service's REST and WebSocket API, with errors mapped once at the boundary.
 
-Every failure a caller can see is one of these (all are also `SysmonError`s)::
+Every failure a caller can see is one of these (defined in `errors`, all `SysmonError`s)::
 
     ClientError                  base of everything this module raises
     ├── ServiceUnavailable       no connection, connection lost, timed out
@@ -24,38 +24,13 @@ from typing import Any
 import aiohttp
 import orjson
 
-from .errors import SysmonError
+from .errors import ClientError, NotFound, ProtocolError, ResponseError, ServiceUnavailable
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 URL_ENV = "TRACKLAB_SYSMON_URL"  # default base URL for clients made without one
 TOKEN_ENV = "TRACKLAB_SYSMON_TOKEN"  # the same variable `serve --token` reads
 WS_PATH = "/ws/system-metrics"
 DEFAULT_TIMEOUT = 10.0
-
-
-class ClientError(SysmonError):
-    """Base class of the client's errors."""
-
-
-class ServiceUnavailable(ClientError):
-    """The service could not be reached, dropped the connection or did not answer in time."""
-
-
-class ProtocolError(ClientError):
-    """The service's answer was not the JSON shape this client expects."""
-
-
-class ResponseError(ClientError):
-    """The service answered with an error; `status` is the HTTP status (None for a WS frame)."""
-
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
-class NotFound(ResponseError):
-    """The route or node does not exist (HTTP 404)."""
 
 
 def default_url() -> str:

@@ -17,19 +17,11 @@ from typing import IO
 
 from .client import TOKEN_ENV, SystemMonitorClient
 from .config import ServiceConfig
-from .errors import SysmonError
+from .errors import MonitorStartError, SysmonError
 
 START_TIMEOUT = 20.0  # a cold interpreter on a busy 2-core machine needs a few seconds
 STOP_TIMEOUT = 5.0  # the service promises to exit within 5 s of SIGTERM
 _STDERR_LINES = 200  # kept for error messages; older lines are dropped
-
-
-class MonitorStartError(SysmonError):
-    """The service did not come up; `stderr` holds what it printed."""
-
-    def __init__(self, message: str, stderr: str = "") -> None:
-        super().__init__(f"{message}\n--- service stderr ---\n{stderr}" if stderr.strip() else message)
-        self.stderr = stderr
 
 
 class SystemMonitor:

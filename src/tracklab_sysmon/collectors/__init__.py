@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Protocol
 
+from ..errors import Unavailable
 from .cpu import CpuCollector
 from .disk import DiskCollector
 from .memory import MemoryCollector
@@ -25,10 +26,6 @@ class Collector(Protocol):
     blocking: bool
 
     def collect(self, now: float) -> object: ...
-
-
-class Unavailable(Exception):
-    """The hardware or library this collector needs is not here; a normal state, not an error."""
 
 
 def reading_host(proc_root: str, sys_root: str) -> bool:

@@ -14,17 +14,13 @@ import tempfile
 from aiohttp import web
 
 from ..config import ServiceConfig
-from ..errors import SysmonError
+from ..errors import BindError, SysmonError
 from .app import create_app
 from .security import PathOnlyAccessLogger
 
 log = logging.getLogger(__name__)
 SHUTDOWN_SECONDS = 4.0  # the process contract allows 5 s from SIGTERM to exit
 PARENT_POLL_SECONDS = 0.5
-
-
-class BindError(SysmonError):
-    """The listening socket could not be opened (port taken, address not local, ...)."""
 
 
 async def serve(config: ServiceConfig) -> None:

@@ -9,17 +9,11 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from ..errors import BadMessage
+
 WS_PATH = "/ws/system-metrics"
 MAX_EVERY = 86_400  # one frame a day at 1 Hz is the sparsest subscription that makes sense
 _TEXT_FIN = 0x81  # FIN bit + text opcode; server frames are never masked (RFC 6455 5.1)
-
-
-class BadMessage(ValueError):
-    """A client message that is not valid; `code` goes into the error frame."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
