@@ -8,13 +8,23 @@ import orjson
 
 from .model import (
     AcceleratorSample,
+    AmdgpuDetails,
+    AmdgpuReadings,
+    Clocks,
     CoreSample,
     CpuSample,
     DiskSample,
+    GpuProcess,
+    IoregDetails,
     MemorySample,
+    MemoryUse,
+    MigState,
     NetworkSample,
+    NvmlDetails,
+    NvmlReadings,
     Snapshot,
     SystemInfo,
+    ThrottleReason,
 )
 
 def encode(value: Any) -> bytes:
@@ -129,12 +139,114 @@ def accelerator_to_wire(acc: AcceleratorSample) -> dict[str, Any]:
         "power": acc.power,
         "fanSpeed": acc.fan_speed,
     }
-    body.update(acc.extra)
+    details = acc.details
+    if isinstance(details, NvmlDetails):
+        body["busId"] = details.bus_id
+        if details.readings is not None:
+            body.update(_nvml_readings(details.readings))
+        body["lost"] = details.lost
+    elif isinstance(details, AmdgpuDetails):
+        body.update(busId=details.bus_id, card=details.card, runtimeStatus=details.runtime_status)
+        if details.readings is not None:
+            body.update(_amdgpu_readings(details.readings))
+    elif isinstance(details, IoregDetails):
+        body.update(
+            rendererUtilization=details.renderer_utilization,
+            tilerUtilization=details.tiler_utilization,
+            allocatedMemory=details.allocated_memory,
+            coreCount=details.core_count,
+            ioClass=details.io_class,
+        )
     return body
 
 
+# ThrottleReason -> its wire name, in NVML's bit order.
+THROTTLE_REASON_NAMES: dict[ThrottleReason, str] = {
+    "gpu_idle": "gpuIdle",
+    "applications_clocks_setting": "applicationsClocksSetting",
+    "sw_power_cap": "swPowerCap",
+    "hw_slowdown": "hwSlowdown",
+    "sync_boost": "syncBoost",
+    "sw_thermal_slowdown": "swThermalSlowdown",
+    "hw_thermal_slowdown": "hwThermalSlowdown",
+    "hw_power_brake_slowdown": "hwPowerBrakeSlowdown",
+    "display_clock_setting": "displayClockSetting",
+}
+
+# Profiling field -> its wire name, in the order the wire lists them.
+PROFILING_NAMES = {
+    "sm_active": "smActive",
+    "sm_occupancy": "smOccupancy",
+    "tensor_active": "tensorActive",
+    "dram_active": "dramActive",
+    "pcie_tx_bytes": "pcieTxBytes",
+    "pcie_rx_bytes": "pcieRxBytes",
+    "nvlink_tx_bytes": "nvlinkTxBytes",
+    "nvlink_rx_bytes": "nvlinkRxBytes",
+}
+
+
+def _nvml_readings(r: NvmlReadings) -> dict[str, Any]:
+    return {
+        "memoryUtilization": r.memory_utilization,
+        "encoderUtilization": r.encoder_utilization,
+        "decoderUtilization": r.decoder_utilization,
+        "clocks": _clocks(r.clocks),
+        "powerLimit": r.power_limit,
+        "energy": r.energy,
+        "pcie": {"rx": r.pcie.rx, "tx": r.pcie.tx},
+        "eccErrors": {"corrected": r.ecc_errors.corrected, "uncorrected": r.ecc_errors.uncorrected},
+        "throttleReasons": [THROTTLE_REASON_NAMES[t] for t in r.throttle_reasons]
+        if r.throttle_reasons is not None else None,
+        "performanceState": r.performance_state,
+        "processes": [_process(p) for p in r.processes] if r.processes is not None else None,
+        "mig": _mig(r.mig) if r.mig is not None else None,
+        "profiling": {name: getattr(r.profiling, field) for field, name in PROFILING_NAMES.items()}
+        if r.profiling is not None else None,
+    }
+
+
+def _amdgpu_readings(r: AmdgpuReadings) -> dict[str, Any]:
+    return {
+        "memoryUtilization": r.memory_utilization,
+        "gtt": _memory_use(r.gtt),
+        "temperatures": {t.label: t.celsius for t in r.temperatures} if r.temperatures is not None else None,
+        "powerLimit": r.power_limit,
+        "clocks": _clocks(r.clocks),
+    }
+
+
+def _clocks(clocks: Clocks) -> dict[str, Any]:
+    return {"sm": clocks.sm, "memory": clocks.memory}
+
+
+def _memory_use(mem: MemoryUse) -> dict[str, Any]:
+    return {"used": mem.used, "total": mem.total}
+
+
+def _process(proc: GpuProcess) -> dict[str, Any]:
+    return {"pid": proc.pid, "name": proc.name, "usedMemory": proc.used_memory}
+
+
+def _mig(mig: MigState) -> dict[str, Any]:
+    return {
+        "enabled": mig.enabled,
+        "pending": mig.pending,
+        "instances": [
+            {
+                "index": i.index,
+                "uuid": i.uuid,
+                "gpuInstanceId": i.gpu_instance_id,
+                "computeInstanceId": i.compute_instance_id,
+                "memory": _memory_use(i.memory) if i.memory is not None else None,
+            }
+            for i in mig.instances
+        ],
+    }
+
+
 def system_info_to_wire(info: SystemInfo) -> dict[str, Any]:
-    body = {
+    return {
         "platform": info.platform,
         "architecture": info.architecture,
         "cpu_model": info.cpu_model,
@@ -152,8 +264,6 @@ def system_info_to_wire(info: SystemInfo) -> dict[str, Any]:
         "kernel": info.kernel,
         "version": info.version,
     }
-    body.update(info.extra)
-    return body
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:

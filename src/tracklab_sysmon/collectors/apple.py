@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..model import AcceleratorMemory, AcceleratorSample
+from ..model import AcceleratorMemory, AcceleratorSample, IoregDetails
 from ..rates import percent
 from . import Unavailable
 
@@ -120,12 +120,12 @@ def _sample(index: int, entry: dict[str, Any], memory_total: int | None) -> Acce
         fan_speed=_num(stats, "Fan Speed(%)"),
         vendor="apple" if apple else _vendor(str(entry.get("__class__", ""))),
         uuid=None,
-        extra=(
-            ("rendererUtilization", _num(stats, "Renderer Utilization %")),
-            ("tilerUtilization", _num(stats, "Tiler Utilization %")),
-            ("allocatedMemory", _int(_num(stats, "Alloc system memory"))),
-            ("coreCount", _int(_num(entry, "gpu-core-count"))),
-            ("ioClass", entry.get("__class__")),
+        details=IoregDetails(
+            io_class=str(entry["__class__"]),
+            renderer_utilization=_num(stats, "Renderer Utilization %"),
+            tiler_utilization=_num(stats, "Tiler Utilization %"),
+            allocated_memory=_int(_num(stats, "Alloc system memory")),
+            core_count=_int(_num(entry, "gpu-core-count")),
         ),
     )
 
