@@ -6,7 +6,8 @@ import importlib
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .model import Profiling
 
@@ -94,6 +95,6 @@ def _profiling(values: dict[Any, Any]) -> Profiling:
     fields: dict[str, float | None] = {}
     for field_id, key, scale in FIELDS:
         value = values.get(field_id)
-        ok = isinstance(value, (int, float)) and abs(value) < BLANK
-        fields[key] = round(float(value) * scale, 3) if ok else None
+        ok = isinstance(value, int | float) and abs(value) < BLANK
+        fields[key] = round(float(value) * scale, 3) if ok and value is not None else None
     return Profiling(**fields)

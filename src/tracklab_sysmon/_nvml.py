@@ -228,10 +228,10 @@ def _clock_reasons(handle: Any) -> int:
     new_name = getattr(_nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
     if new_name is not None:
         try:
-            return new_name(handle)
+            return int(new_name(handle))
         except _nvml.NVMLError_FunctionNotFound:  # drivers before 535 only have the old name
             pass
-    return _nvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle)
+    return int(_nvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle))
 
 
 @dataclass(frozen=True, slots=True)

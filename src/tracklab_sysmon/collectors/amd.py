@@ -6,7 +6,15 @@ import os
 import re
 from dataclasses import dataclass
 
-from ..model import AcceleratorMemory, AcceleratorSample, AmdgpuDetails, AmdgpuReadings, Clocks, MemoryUse, TemperatureSensor
+from ..model import (
+    AcceleratorMemory,
+    AcceleratorSample,
+    AmdgpuDetails,
+    AmdgpuReadings,
+    Clocks,
+    MemoryUse,
+    TemperatureSensor,
+)
 from ..rates import percent
 from . import Unavailable
 from .sysfs import list_dir, read_text

@@ -104,6 +104,7 @@ def _sample(index: int, entry: dict[str, Any], memory_total: int | None) -> Acce
     stats = stats if isinstance(stats, dict) else {}
     apple = str(entry.get("__class__", "")).startswith("AGX")
     vram_used, vram_free = _num(stats, "vramUsedBytes"), _num(stats, "vramFreeBytes")
+    used: int | None
     if vram_used is not None:  # a discrete GPU in an Intel Mac has its own memory
         used, total = int(vram_used), int(vram_used + vram_free) if vram_free is not None else None
     else:

@@ -1,8 +1,9 @@
-"""NVIDIA GPUs through NVML (and DCGM or GPM profiling when asked): cheap per tick, one lost GPU never blanks the rest."""
+"""NVIDIA GPUs through NVML (DCGM or GPM profiling when asked): cheap per tick; one lost GPU never blanks the rest."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 from .. import _nvml
 from .._dcgm import DcgmProfiler
 from ..model import (
