@@ -86,7 +86,7 @@ def test_cards_are_looked_for_again_only_after_the_rescan_period(tmp_path):
     shutil.copytree(FIXTURES / "amd-missing-files/sys/class/drm/card0", root / "class/drm/card7")
     with pytest.raises(Unavailable):
         collector.collect(1.0)
-    assert [a.extra[1] for a in collector.collect(RESCAN_SECONDS)] == [("card", "card7")]
+    assert [a.details.card for a in collector.collect(RESCAN_SECONDS)] == ["card7"]
 
 
 def test_runs_inline_until_cards_exist_then_off_the_loop():

@@ -6,7 +6,10 @@ import importlib
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
+
+from .model import Profiling
 
 BINDINGS_ENV = "TRACKLAB_SYSMON_DCGM_BINDINGS"
 HOST_ENV = "TRACKLAB_SYSMON_DCGM_HOST"
@@ -15,16 +18,16 @@ DEFAULT_HOST = "127.0.0.1"  # nv-hostengine's default address (port 5555)
 RETRY_SECONDS = 60.0
 BLANK = 1e14  # DCGM marks missing values with huge sentinels (DCGM_FP64_BLANK, DCGM_INT64_BLANK)
 
-# DCGM profiling field id -> (profiling key, scale to wire units): ratios become percent.
+# DCGM profiling field id -> (Profiling field, scale to its unit): ratios become percent.
 FIELDS = (
-    (1002, "smActive", 100.0),
-    (1003, "smOccupancy", 100.0),
-    (1004, "tensorActive", 100.0),
-    (1005, "dramActive", 100.0),
-    (1009, "pcieTxBytes", 1.0),
-    (1010, "pcieRxBytes", 1.0),
-    (1011, "nvlinkTxBytes", 1.0),
-    (1012, "nvlinkRxBytes", 1.0),
+    (1002, "sm_active", 100.0),
+    (1003, "sm_occupancy", 100.0),
+    (1004, "tensor_active", 100.0),
+    (1005, "dram_active", 100.0),
+    (1009, "pcie_tx_bytes", 1.0),
+    (1010, "pcie_rx_bytes", 1.0),
+    (1011, "nvlink_tx_bytes", 1.0),
+    (1012, "nvlink_rx_bytes", 1.0),
 )
 
 
@@ -48,7 +51,7 @@ class DcgmProfiler:
     def available(self) -> bool:
         return self._reader is not None
 
-    def read(self) -> dict[int, dict[str, float | None]] | None:
+    def read(self) -> dict[int, Profiling] | None:
         """Latest profiling values per GPU id, or None (with `reason` set) when DCGM is not usable."""
         if self._reader is None and not self._connect():
             return None
@@ -88,10 +91,10 @@ def _import_reader(bindings: str) -> Any:
     return importlib.import_module("DcgmReader")
 
 
-def _profiling(values: dict[Any, Any]) -> dict[str, float | None]:
-    body: dict[str, float | None] = {}
+def _profiling(values: dict[Any, Any]) -> Profiling:
+    fields: dict[str, float | None] = {}
     for field_id, key, scale in FIELDS:
         value = values.get(field_id)
-        ok = isinstance(value, (int, float)) and abs(value) < BLANK
-        body[key] = round(float(value) * scale, 3) if ok else None
-    return body
+        ok = isinstance(value, int | float) and abs(value) < BLANK
+        fields[key] = round(float(value) * scale, 3) if ok and value is not None else None
+    return Profiling(**fields)

@@ -9,33 +9,34 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import GpuLost, NvmlUnavailable
+from .model import GpuProcess, MemoryUse, MigInstance, MigState, Profiling, ThrottleReason
 
 RETRY_SECONDS = 60.0  # a missing driver is asked about again this often, not every tick
 MIB = 1024 * 1024
 
-# Clock event ("throttle") reason bits, decoded to the names the wire reports.
-THROTTLE_REASONS = (
-    (0x1, "gpuIdle"),
-    (0x2, "applicationsClocksSetting"),
-    (0x4, "swPowerCap"),
-    (0x8, "hwSlowdown"),
-    (0x10, "syncBoost"),
-    (0x20, "swThermalSlowdown"),
-    (0x40, "hwThermalSlowdown"),
-    (0x80, "hwPowerBrakeSlowdown"),
-    (0x100, "displayClockSetting"),
+# Clock event ("throttle") reason bits, decoded to ThrottleReason names.
+THROTTLE_REASONS: tuple[tuple[int, ThrottleReason], ...] = (
+    (0x1, "gpu_idle"),
+    (0x2, "applications_clocks_setting"),
+    (0x4, "sw_power_cap"),
+    (0x8, "hw_slowdown"),
+    (0x10, "sync_boost"),
+    (0x20, "sw_thermal_slowdown"),
+    (0x40, "hw_thermal_slowdown"),
+    (0x80, "hw_power_brake_slowdown"),
+    (0x100, "display_clock_setting"),
 )
 
-# GPM metric id -> (profiling key, scale to wire units); rates arrive in MiB/s.
+# GPM metric id -> (Profiling field, scale to its unit); rates arrive in MiB/s.
 GPM_METRICS = (
-    (2, "smActive", 1.0),
-    (3, "smOccupancy", 1.0),
-    (5, "tensorActive", 1.0),
-    (10, "dramActive", 1.0),
-    (20, "pcieTxBytes", MIB),
-    (21, "pcieRxBytes", MIB),
-    (61, "nvlinkTxBytes", MIB),
-    (60, "nvlinkRxBytes", MIB),
+    (2, "sm_active", 1.0),
+    (3, "sm_occupancy", 1.0),
+    (5, "tensor_active", 1.0),
+    (10, "dram_active", 1.0),
+    (20, "pcie_tx_bytes", MIB),
+    (21, "pcie_rx_bytes", MIB),
+    (61, "nvlink_tx_bytes", MIB),
+    (60, "nvlink_rx_bytes", MIB),
 )
 
 
@@ -131,7 +132,7 @@ def reopen(dev: Device) -> bool:
     return dev.handle is not None
 
 
-# ---------------------------------------------------------------- readers (NVML units -> wire units)
+# ---------------------------------------------------------------- readers (NVML units -> model units)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +166,7 @@ class Fast:
     clock_memory: float | None
     encoder: float | None
     decoder: float | None
-    throttle: tuple[str, ...] | None
+    throttle: tuple[ThrottleReason, ...] | None
     pstate: int | None
 
 
@@ -186,8 +187,8 @@ def read_fast(dev: Device) -> Fast:
         power=_scaled(q("power", n.nvmlDeviceGetPowerUsage), 1000),
         fan_speed=_float(q("fan", n.nvmlDeviceGetFanSpeed)),
         energy=_scaled(q("energy", n.nvmlDeviceGetTotalEnergyConsumption), 1000),
-        clock_sm=_float(q("clockSm", n.nvmlDeviceGetClockInfo, n.NVML_CLOCK_SM)),
-        clock_memory=_float(q("clockMemory", n.nvmlDeviceGetClockInfo, n.NVML_CLOCK_MEM)),
+        clock_sm=_float(q("clock_sm", n.nvmlDeviceGetClockInfo, n.NVML_CLOCK_SM)),
+        clock_memory=_float(q("clock_memory", n.nvmlDeviceGetClockInfo, n.NVML_CLOCK_MEM)),
         encoder=_first(q("encoder", n.nvmlDeviceGetEncoderUtilization)),
         decoder=_first(q("decoder", n.nvmlDeviceGetDecoderUtilization)),
         throttle=tuple(name for bit, name in THROTTLE_REASONS if reasons & bit) if reasons is not None else None,
@@ -197,9 +198,9 @@ def read_fast(dev: Device) -> Fast:
 
 def _memory(dev: Device) -> Any:
     # v2 keeps driver-reserved memory out of `used` (nvidia-smi's memory.used); v1 counts it as used.
-    if "memoryV2" not in dev.unsupported:
-        mem = dev.query("memoryV2", _memory_v2)
-        if mem is not None or "memoryV2" not in dev.unsupported:
+    if "memory_v2" not in dev.unsupported:
+        mem = dev.query("memory_v2", _memory_v2)
+        if mem is not None or "memory_v2" not in dev.unsupported:
             return mem
     return dev.query("memory", _nvml.nvmlDeviceGetMemoryInfo)  # drivers before the v2 call
 
@@ -220,10 +221,10 @@ def _clock_reasons(handle: Any) -> int:
     new_name = getattr(_nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
     if new_name is not None:
         try:
-            return new_name(handle)
+            return int(new_name(handle))
         except _nvml.NVMLError_FunctionNotFound:  # drivers before 535 only have the old name
             pass
-    return _nvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle)
+    return int(_nvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle))
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,8 +234,8 @@ class Slow:
     pcie_rx: float | None
     ecc_corrected: int | None
     ecc_uncorrected: int | None
-    processes: tuple[dict[str, Any], ...] | None
-    mig: dict[str, Any] | None
+    processes: tuple[GpuProcess, ...] | None
+    mig: MigState | None
 
 
 def read_slow(dev: Device) -> Slow:
@@ -242,9 +243,9 @@ def read_slow(dev: Device) -> Slow:
     n = _nvml
     q = dev.query
     return Slow(
-        power_limit=_scaled(q("powerLimit", n.nvmlDeviceGetEnforcedPowerLimit), 1000),
-        pcie_tx=_scaled(q("pcieTx", n.nvmlDeviceGetPcieThroughput, n.NVML_PCIE_UTIL_TX_BYTES), 1 / 1024),
-        pcie_rx=_scaled(q("pcieRx", n.nvmlDeviceGetPcieThroughput, n.NVML_PCIE_UTIL_RX_BYTES), 1 / 1024),
+        power_limit=_scaled(q("power_limit", n.nvmlDeviceGetEnforcedPowerLimit), 1000),
+        pcie_tx=_scaled(q("pcie_tx", n.nvmlDeviceGetPcieThroughput, n.NVML_PCIE_UTIL_TX_BYTES), 1 / 1024),
+        pcie_rx=_scaled(q("pcie_rx", n.nvmlDeviceGetPcieThroughput, n.NVML_PCIE_UTIL_RX_BYTES), 1 / 1024),
         ecc_corrected=q("ecc", n.nvmlDeviceGetTotalEccErrors, n.NVML_MEMORY_ERROR_TYPE_CORRECTED, n.NVML_VOLATILE_ECC),
         ecc_uncorrected=q(
             "ecc", n.nvmlDeviceGetTotalEccErrors, n.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, n.NVML_VOLATILE_ECC
@@ -254,15 +255,15 @@ def read_slow(dev: Device) -> Slow:
     )
 
 
-def _processes(dev: Device) -> tuple[dict[str, Any], ...] | None:
+def _processes(dev: Device) -> tuple[GpuProcess, ...] | None:
     compute = dev.query("processes", _nvml.nvmlDeviceGetComputeRunningProcesses)
-    graphics = dev.query("graphicsProcesses", _nvml.nvmlDeviceGetGraphicsRunningProcesses)
+    graphics = dev.query("graphics_processes", _nvml.nvmlDeviceGetGraphicsRunningProcesses)
     if compute is None and graphics is None:
         return None
-    seen: dict[int, dict[str, Any]] = {}
+    seen: dict[int, GpuProcess] = {}
     for proc in (compute or []) + (graphics or []):
         if proc.pid not in seen:  # a process using compute and graphics is listed by both
-            seen[proc.pid] = {"pid": proc.pid, "name": _process_name(proc.pid), "usedMemory": proc.usedGpuMemory}
+            seen[proc.pid] = GpuProcess(pid=proc.pid, name=_process_name(proc.pid), used_memory=proc.usedGpuMemory)
     return tuple(seen.values())
 
 
@@ -274,34 +275,34 @@ def _process_name(pid: int) -> str | None:
         return None
 
 
-def _mig(dev: Device) -> dict[str, Any] | None:
+def _mig(dev: Device) -> MigState | None:
     mode = dev.query("mig", _nvml.nvmlDeviceGetMigMode)
     if mode is None:
         return None
     current, pending = mode
-    body: dict[str, Any] = {"enabled": bool(current), "pending": bool(pending), "instances": []}
     if current != _nvml.NVML_DEVICE_MIG_ENABLE:
-        return body
+        return MigState(enabled=bool(current), pending=bool(pending))
+    instances: list[MigInstance] = []
     for slot in range(dev.query("mig", _nvml.nvmlDeviceGetMaxMigDeviceCount) or 0):
-        handle = dev.query("migSlot", _nvml.nvmlDeviceGetMigDeviceHandleByIndex, slot)
+        handle = dev.query("mig_slot", _nvml.nvmlDeviceGetMigDeviceHandleByIndex, slot)
         if handle is None:
             continue  # an empty slot answers NOT_FOUND
-        body["instances"].append(_mig_instance(slot, Device(dev.index, handle)))
-    return body
+        instances.append(_mig_instance(slot, Device(dev.index, handle)))
+    return MigState(enabled=bool(current), pending=bool(pending), instances=tuple(instances))
 
 
-def _mig_instance(slot: int, inst: Device) -> dict[str, Any]:
+def _mig_instance(slot: int, inst: Device) -> MigInstance:
     mem = _memory(inst)
-    return {
-        "index": slot,
-        "uuid": _text(inst.query("uuid", _nvml.nvmlDeviceGetUUID)),
-        "gpuInstanceId": inst.query("gi", _nvml.nvmlDeviceGetGpuInstanceId),
-        "computeInstanceId": inst.query("ci", _nvml.nvmlDeviceGetComputeInstanceId),
-        "memory": {"used": int(mem.used), "total": int(mem.total)} if mem is not None else None,
-    }
+    return MigInstance(
+        index=slot,
+        uuid=_text(inst.query("uuid", _nvml.nvmlDeviceGetUUID)),
+        gpu_instance_id=inst.query("gi", _nvml.nvmlDeviceGetGpuInstanceId),
+        compute_instance_id=inst.query("ci", _nvml.nvmlDeviceGetComputeInstanceId),
+        memory=MemoryUse(used=int(mem.used), total=int(mem.total)) if mem is not None else None,
+    )
 
 
-def read_gpm(dev: Device) -> dict[str, float | None] | None:
+def read_gpm(dev: Device) -> Profiling | None:
     """Profiling metrics from GPM (Hopper and newer) between this call and the last; None if unsupported."""
     n = _nvml
     if dev.gpm is None:
@@ -330,10 +331,10 @@ def read_gpm(dev: Device) -> dict[str, float | None] | None:
         n.nvmlGpmMetricsGet(request)
     except n.NVMLError:
         return None
-    return {
+    return Profiling(**{
         key: round(request.metrics[i].value * scale, 3) if request.metrics[i].nvmlReturn == 0 else None
         for i, (_, key, scale) in enumerate(GPM_METRICS)
-    }
+    })
 
 
 # ---------------------------------------------------------------- small conversions

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Literal
 
 # ---------------------------------------------------------------- raw counters (hot path output)
 
@@ -175,9 +176,173 @@ class AcceleratorMemory:
     percentage: float | None
 
 
+# Vendor extensions: typed records named in Python terms; wire.py alone knows their JSON names.
+
+
+@dataclass(frozen=True, slots=True)
+class Clocks:
+    """Current clocks in MHz."""
+
+    sm: float | None = None  # graphics / shader clock (AMD: the sclk level)
+    memory: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PcieThroughput:
+    """PCIe traffic in bytes/s over the driver's short sampling window."""
+
+    rx: float | None = None
+    tx: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EccErrors:
+    """Volatile ECC error counts since the driver loaded."""
+
+    corrected: int | None = None
+    uncorrected: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryUse:
+    """Bytes used and total of one memory pool (AMD GTT, a MIG instance's share)."""
+
+    used: int | None = None
+    total: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GpuProcess:
+    """One process holding a context on the device."""
+
+    pid: int
+    name: str | None = None
+    used_memory: int | None = None  # bytes; None where the driver does not know it
+
+
+@dataclass(frozen=True, slots=True)
+class MigInstance:
+    """One created MIG device in its slot."""
+
+    index: int
+    uuid: str | None = None
+    gpu_instance_id: int | None = None
+    compute_instance_id: int | None = None
+    memory: MemoryUse | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MigState:
+    """MIG mode now and after the next reset, with the instances that exist."""
+
+    enabled: bool
+    pending: bool
+    instances: tuple[MigInstance, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Profiling:
+    """DCGM or GPM profiling: activity in %, traffic in bytes/s."""
+
+    sm_active: float | None = None
+    sm_occupancy: float | None = None
+    tensor_active: float | None = None
+    dram_active: float | None = None
+    pcie_tx_bytes: float | None = None
+    pcie_rx_bytes: float | None = None
+    nvlink_tx_bytes: float | None = None
+    nvlink_rx_bytes: float | None = None
+
+
+# Why clocks are held back, in NVML's bit order (wire.py maps each to its JSON name).
+ThrottleReason = Literal[
+    "gpu_idle",
+    "applications_clocks_setting",
+    "sw_power_cap",
+    "hw_slowdown",
+    "sync_boost",
+    "sw_thermal_slowdown",
+    "hw_thermal_slowdown",
+    "hw_power_brake_slowdown",
+    "display_clock_setting",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class NvmlReadings:
+    """What NVML answers for a GPU that is not lost; each field is None when the driver cannot say."""
+
+    memory_utilization: float | None = None
+    encoder_utilization: float | None = None
+    decoder_utilization: float | None = None
+    clocks: Clocks = Clocks()
+    power_limit: float | None = None  # W, enforced
+    energy: float | None = None  # J since the driver loaded
+    pcie: PcieThroughput = PcieThroughput()
+    ecc_errors: EccErrors = EccErrors()
+    throttle_reasons: tuple[ThrottleReason, ...] | None = None
+    performance_state: int | None = None  # P-state 0-15
+    processes: tuple[GpuProcess, ...] | None = None
+    mig: MigState | None = None
+    profiling: Profiling | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NvmlDetails:
+    """An NVIDIA GPU seen through NVML; a lost GPU keeps its bus id and has no readings."""
+
+    bus_id: str | None = None
+    lost: bool = False
+    readings: NvmlReadings | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TemperatureSensor:
+    """One labelled sensor of the device (edge, junction, mem) in °C."""
+
+    label: str
+    celsius: float
+
+
+@dataclass(frozen=True, slots=True)
+class AmdgpuReadings:
+    """What the amdgpu sysfs files say for an awake card."""
+
+    memory_utilization: float | None = None
+    gtt: MemoryUse = MemoryUse()
+    temperatures: tuple[TemperatureSensor, ...] | None = None
+    power_limit: float | None = None  # W
+    clocks: Clocks = Clocks()
+
+
+@dataclass(frozen=True, slots=True)
+class AmdgpuDetails:
+    """An AMD card under the amdgpu driver; a runtime-suspended card has no readings (it is not woken)."""
+
+    card: str  # the DRM card folder, e.g. card1
+    bus_id: str | None = None
+    runtime_status: str | None = None  # power/runtime_status: active, suspended, ...
+    readings: AmdgpuReadings | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IoregDetails:
+    """A macOS GPU's extra statistics from `ioreg -c IOAccelerator`."""
+
+    io_class: str
+    renderer_utilization: float | None = None
+    tiler_utilization: float | None = None
+    allocated_memory: int | None = None  # bytes
+    core_count: int | None = None
+
+
+# The one source-specific record a device carries; readers match on its type.
+AcceleratorDetails = NvmlDetails | AmdgpuDetails | IoregDetails
+
+
 @dataclass(frozen=True, slots=True)
 class AcceleratorSample:
-    """One device; `extra` holds vendor extensions already named as on the wire (camelCase)."""
+    """One device: the seed fields every vendor fills, and `details` from the source that read it."""
 
     id: int
     type: str
@@ -189,7 +354,7 @@ class AcceleratorSample:
     fan_speed: float | None
     vendor: str | None = None
     uuid: str | None = None
-    extra: tuple[tuple[str, object], ...] = ()
+    details: AcceleratorDetails | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,4 +388,3 @@ class SystemInfo:
     boot_time: int | None  # ms since the epoch
     kernel: str | None
     version: str
-    extra: tuple[tuple[str, object], ...] = field(default=())

@@ -2,20 +2,39 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
 
 from .model import (
+    AcceleratorDetails,
+    AcceleratorMemory,
     AcceleratorSample,
+    AmdgpuDetails,
+    AmdgpuReadings,
+    Clocks,
     CoreSample,
     CpuSample,
     DiskSample,
+    EccErrors,
+    GpuProcess,
+    IoregDetails,
     MemorySample,
+    MemoryUse,
+    MigInstance,
+    MigState,
     NetworkSample,
+    NvmlDetails,
+    NvmlReadings,
+    PcieThroughput,
+    Profiling,
     Snapshot,
     SystemInfo,
+    TemperatureSensor,
+    ThrottleReason,
 )
+
 
 def encode(value: Any) -> bytes:
     """JSON bytes; NaN/inf never appear because every float is produced finite or None."""
@@ -129,12 +148,114 @@ def accelerator_to_wire(acc: AcceleratorSample) -> dict[str, Any]:
         "power": acc.power,
         "fanSpeed": acc.fan_speed,
     }
-    body.update(acc.extra)
+    details = acc.details
+    if isinstance(details, NvmlDetails):
+        body["busId"] = details.bus_id
+        if details.readings is not None:
+            body.update(_nvml_readings(details.readings))
+        body["lost"] = details.lost
+    elif isinstance(details, AmdgpuDetails):
+        body.update(busId=details.bus_id, card=details.card, runtimeStatus=details.runtime_status)
+        if details.readings is not None:
+            body.update(_amdgpu_readings(details.readings))
+    elif isinstance(details, IoregDetails):
+        body.update(
+            rendererUtilization=details.renderer_utilization,
+            tilerUtilization=details.tiler_utilization,
+            allocatedMemory=details.allocated_memory,
+            coreCount=details.core_count,
+            ioClass=details.io_class,
+        )
     return body
 
 
+# ThrottleReason -> its wire name, in NVML's bit order.
+THROTTLE_REASON_NAMES: dict[ThrottleReason, str] = {
+    "gpu_idle": "gpuIdle",
+    "applications_clocks_setting": "applicationsClocksSetting",
+    "sw_power_cap": "swPowerCap",
+    "hw_slowdown": "hwSlowdown",
+    "sync_boost": "syncBoost",
+    "sw_thermal_slowdown": "swThermalSlowdown",
+    "hw_thermal_slowdown": "hwThermalSlowdown",
+    "hw_power_brake_slowdown": "hwPowerBrakeSlowdown",
+    "display_clock_setting": "displayClockSetting",
+}
+
+# Profiling field -> its wire name, in the order the wire lists them.
+PROFILING_NAMES = {
+    "sm_active": "smActive",
+    "sm_occupancy": "smOccupancy",
+    "tensor_active": "tensorActive",
+    "dram_active": "dramActive",
+    "pcie_tx_bytes": "pcieTxBytes",
+    "pcie_rx_bytes": "pcieRxBytes",
+    "nvlink_tx_bytes": "nvlinkTxBytes",
+    "nvlink_rx_bytes": "nvlinkRxBytes",
+}
+
+
+def _nvml_readings(r: NvmlReadings) -> dict[str, Any]:
+    return {
+        "memoryUtilization": r.memory_utilization,
+        "encoderUtilization": r.encoder_utilization,
+        "decoderUtilization": r.decoder_utilization,
+        "clocks": _clocks(r.clocks),
+        "powerLimit": r.power_limit,
+        "energy": r.energy,
+        "pcie": {"rx": r.pcie.rx, "tx": r.pcie.tx},
+        "eccErrors": {"corrected": r.ecc_errors.corrected, "uncorrected": r.ecc_errors.uncorrected},
+        "throttleReasons": [THROTTLE_REASON_NAMES[t] for t in r.throttle_reasons]
+        if r.throttle_reasons is not None else None,
+        "performanceState": r.performance_state,
+        "processes": [_process(p) for p in r.processes] if r.processes is not None else None,
+        "mig": _mig(r.mig) if r.mig is not None else None,
+        "profiling": {name: getattr(r.profiling, field) for field, name in PROFILING_NAMES.items()}
+        if r.profiling is not None else None,
+    }
+
+
+def _amdgpu_readings(r: AmdgpuReadings) -> dict[str, Any]:
+    return {
+        "memoryUtilization": r.memory_utilization,
+        "gtt": _memory_use(r.gtt),
+        "temperatures": {t.label: t.celsius for t in r.temperatures} if r.temperatures is not None else None,
+        "powerLimit": r.power_limit,
+        "clocks": _clocks(r.clocks),
+    }
+
+
+def _clocks(clocks: Clocks) -> dict[str, Any]:
+    return {"sm": clocks.sm, "memory": clocks.memory}
+
+
+def _memory_use(mem: MemoryUse) -> dict[str, Any]:
+    return {"used": mem.used, "total": mem.total}
+
+
+def _process(proc: GpuProcess) -> dict[str, Any]:
+    return {"pid": proc.pid, "name": proc.name, "usedMemory": proc.used_memory}
+
+
+def _mig(mig: MigState) -> dict[str, Any]:
+    return {
+        "enabled": mig.enabled,
+        "pending": mig.pending,
+        "instances": [
+            {
+                "index": i.index,
+                "uuid": i.uuid,
+                "gpuInstanceId": i.gpu_instance_id,
+                "computeInstanceId": i.compute_instance_id,
+                "memory": _memory_use(i.memory) if i.memory is not None else None,
+            }
+            for i in mig.instances
+        ],
+    }
+
+
 def system_info_to_wire(info: SystemInfo) -> dict[str, Any]:
-    body = {
+    return {
         "platform": info.platform,
         "architecture": info.architecture,
         "cpu_model": info.cpu_model,
@@ -152,9 +273,255 @@ def system_info_to_wire(info: SystemInfo) -> dict[str, Any]:
         "kernel": info.kernel,
         "version": info.version,
     }
-    body.update(info.extra)
-    return body
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
+
+
+# ---------------------------------------------------------------- accelerator: wire -> records (validating)
+# The reader below (WireError, _Obj and the small checks after it) is the same code as the snapshot
+# decoder's; when both land in this module, keep one copy.
+
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson can encode: signed or unsigned 64-bit
+_SHOWN = 40  # characters of a bad value quoted in an error
+
+
+class WireError(ValueError):
+    """Wire JSON that is not a valid snapshot; the message starts with the bad field's path."""
+
+
+class _Obj:
+    """One JSON object being read, with the path used in errors (`cpu.cores[2].times`)."""
+
+    __slots__ = ("body", "path")
+
+    def __init__(self, body: Any, path: str) -> None:
+        if not isinstance(body, dict):
+            raise WireError(f"{path}: expected object, got {_kind(body)}")
+        self.body: dict[str, Any] = body
+        self.path = path
+
+    def _get(self, key: str, optional: bool) -> tuple[Any, str]:
+        where = f"{self.path}.{key}" if self.path != "snapshot" else key
+        if key not in self.body and not optional:
+            raise WireError(f"{where}: missing")
+        return self.body.get(key), where
+
+    def number(self, key: str, *, optional: bool = True) -> float | None:
+        value, where = self._get(key, optional)
+        if value is None and optional:
+            return None
+        return _number(value, where)
+
+    def integer(self, key: str, *, optional: bool = True) -> int | None:
+        value, where = self._get(key, optional)
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise WireError(f"{where}: expected integer, got {_kind(value)}")
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise WireError(f"{where}: integer {_shown(value)} is outside 64 bits")
+        return value
+
+    def text(self, key: str, *, optional: bool = True, empty: bool = True) -> str | None:
+        value, where = self._get(key, optional)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or (not empty and not value):
+            raise WireError(f"{where}: expected {'string' if empty else 'non-empty string'}, got {_kind(value)}")
+        return value
+
+    def obj(self, key: str, *, optional: bool = True) -> _Obj | None:
+        value, where = self._get(key, optional)
+        return None if value is None and optional else _Obj(value, where)
+
+    def objects(self, key: str) -> list[_Obj]:
+        value, where = self._get(key, optional=True)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise WireError(f"{where}: expected list of objects, got {_kind(value)}")
+        return [_Obj(item, f"{where}[{i}]") for i, item in enumerate(value)]
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise WireError(f"{where}: expected number, got {_kind(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise WireError(f"{where}: number {value} is not finite")
+    if isinstance(value, int) and not _INT_MIN <= value <= _INT_MAX:
+        raise WireError(f"{where}: number {_shown(value)} is outside 64 bits")
+    return value
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "boolean", int: "int", float: "float", str: "string", list: "list", dict: "object"}
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return f"list of {len(value)}"
+    return names.get(type(value), type(value).__name__)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+
+
+def _required(value: Any) -> Any:
+    """Narrow an optional=False read for the type checker (the reader already raised if it was missing)."""
+    assert value is not None
+    return value
+
+
+# -------------------------------- the accelerator itself
+
+_THROTTLE_REASONS_BY_NAME: dict[str, ThrottleReason] = {n: reason for reason, n in THROTTLE_REASON_NAMES.items()}
+_NVML_READING_KEYS = (
+    "memoryUtilization", "encoderUtilization", "decoderUtilization", "clocks", "powerLimit", "energy", "pcie",
+    "eccErrors", "throttleReasons", "performanceState", "processes", "mig", "profiling",
+)
+_AMDGPU_READING_KEYS = ("memoryUtilization", "gtt", "temperatures", "powerLimit", "clocks")
+
+
+def accelerator_from_wire(data: dict[str, Any], path: str = "accelerator") -> AcceleratorSample:
+    """The AcceleratorSample that `accelerator_to_wire` turns into `data`; WireError (a ValueError) names the bad field.
+
+    Which details record a device carries follows from the keys its source always writes: `lost`
+    (NVML), `card` (amdgpu), `ioClass` (ioreg). Unknown keys are ignored (a newer peer).
+    """
+    return _accelerator_from_obj(_Obj(data, path))
+
+
+def _accelerator_from_obj(acc: _Obj) -> AcceleratorSample:
+    memory = _required(acc.obj("memory", optional=False))
+    return AcceleratorSample(
+        id=_required(acc.integer("id", optional=False)),
+        type=_required(acc.text("type", optional=False)),
+        name=acc.text("name"),
+        utilization=acc.number("utilization"),
+        memory=AcceleratorMemory(
+            used=memory.integer("used"), total=memory.integer("total"), percentage=memory.number("percentage")
+        ),
+        temperature=acc.number("temperature"),
+        power=acc.number("power"),
+        fan_speed=acc.number("fanSpeed"),
+        vendor=acc.text("vendor"),
+        uuid=acc.text("uuid"),
+        details=_details(acc),
+    )
+
+
+def _details(acc: _Obj) -> AcceleratorDetails | None:
+    anchors = [key for key in ("lost", "card", "ioClass") if key in acc.body]
+    if len(anchors) > 1:
+        raise WireError(f"{acc.path}: {' and '.join(anchors)} belong to different sources")
+    if "lost" in acc.body:
+        return NvmlDetails(
+            bus_id=acc.text("busId"),
+            lost=_flag(acc, "lost"),
+            readings=_nvml_readings_from(acc) if _any_key(acc, _NVML_READING_KEYS) else None,
+        )
+    if "card" in acc.body:
+        return AmdgpuDetails(
+            card=_required(acc.text("card", optional=False)),
+            bus_id=acc.text("busId"),
+            runtime_status=acc.text("runtimeStatus"),
+            readings=_amdgpu_readings_from(acc) if _any_key(acc, _AMDGPU_READING_KEYS) else None,
+        )
+    if "ioClass" in acc.body:
+        return IoregDetails(
+            io_class=_required(acc.text("ioClass", optional=False)),
+            renderer_utilization=acc.number("rendererUtilization"),
+            tiler_utilization=acc.number("tilerUtilization"),
+            allocated_memory=acc.integer("allocatedMemory"),
+            core_count=acc.integer("coreCount"),
+        )
+    return None
+
+
+def _nvml_readings_from(acc: _Obj) -> NvmlReadings:
+    pcie, ecc = acc.obj("pcie"), acc.obj("eccErrors")
+    mig, profiling = acc.obj("mig"), acc.obj("profiling")
+    return NvmlReadings(
+        memory_utilization=acc.number("memoryUtilization"),
+        encoder_utilization=acc.number("encoderUtilization"),
+        decoder_utilization=acc.number("decoderUtilization"),
+        clocks=_clocks_from(acc.obj("clocks")),
+        power_limit=acc.number("powerLimit"),
+        energy=acc.number("energy"),
+        pcie=PcieThroughput(rx=pcie.number("rx"), tx=pcie.number("tx")) if pcie else PcieThroughput(),
+        ecc_errors=EccErrors(ecc.integer("corrected"), ecc.integer("uncorrected")) if ecc else EccErrors(),
+        throttle_reasons=_throttle_reasons_from(acc),
+        performance_state=acc.integer("performanceState"),
+        processes=tuple(
+            GpuProcess(_required(p.integer("pid", optional=False)), p.text("name"), p.integer("usedMemory"))
+            for p in acc.objects("processes")
+        ) if acc.body.get("processes") is not None else None,
+        mig=_mig_from(mig) if mig else None,
+        profiling=Profiling(**{f: profiling.number(key) for f, key in PROFILING_NAMES.items()}) if profiling else None,
+    )
+
+
+def _amdgpu_readings_from(acc: _Obj) -> AmdgpuReadings:
+    temps = acc.obj("temperatures")
+    return AmdgpuReadings(
+        memory_utilization=acc.number("memoryUtilization"),
+        gtt=_memory_use_from(acc.obj("gtt")) or MemoryUse(),
+        temperatures=tuple(
+            TemperatureSensor(label, _required(temps.number(label, optional=False))) for label in temps.body
+        ) if temps else None,
+        power_limit=acc.number("powerLimit"),
+        clocks=_clocks_from(acc.obj("clocks")),
+    )
+
+
+def _clocks_from(clocks: _Obj | None) -> Clocks:
+    return Clocks(sm=clocks.number("sm"), memory=clocks.number("memory")) if clocks else Clocks()
+
+
+def _memory_use_from(mem: _Obj | None) -> MemoryUse | None:
+    return MemoryUse(used=mem.integer("used"), total=mem.integer("total")) if mem else None
+
+
+def _mig_from(mig: _Obj) -> MigState:
+    return MigState(
+        enabled=_flag(mig, "enabled"),
+        pending=_flag(mig, "pending"),
+        instances=tuple(
+            MigInstance(
+                index=_required(i.integer("index", optional=False)),
+                uuid=i.text("uuid"),
+                gpu_instance_id=i.integer("gpuInstanceId"),
+                compute_instance_id=i.integer("computeInstanceId"),
+                memory=_memory_use_from(i.obj("memory")),
+            )
+            for i in mig.objects("instances")
+        ),
+    )
+
+
+def _throttle_reasons_from(acc: _Obj) -> tuple[ThrottleReason, ...] | None:
+    value, where = acc.body.get("throttleReasons"), f"{acc.path}.throttleReasons"
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise WireError(f"{where}: expected list of strings, got {_kind(value)}")
+    reasons: list[ThrottleReason] = []
+    for i, name in enumerate(value):
+        if not isinstance(name, str) or name not in _THROTTLE_REASONS_BY_NAME:
+            raise WireError(f"{where}[{i}]: expected a throttle reason name, got {_shown(name)}")
+        reasons.append(_THROTTLE_REASONS_BY_NAME[name])
+    return tuple(reasons)
+
+
+def _flag(obj: _Obj, key: str) -> bool:
+    value = obj.body.get(key)
+    if not isinstance(value, bool):
+        raise WireError(f"{obj.path}.{key}: expected boolean, got {_kind(value)}")
+    return value
+
+
+def _any_key(obj: _Obj, keys: tuple[str, ...]) -> bool:
+    return any(key in obj.body for key in keys)

@@ -5,9 +5,16 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
 
-from ..model import AcceleratorMemory, AcceleratorSample
+from ..model import (
+    AcceleratorMemory,
+    AcceleratorSample,
+    AmdgpuDetails,
+    AmdgpuReadings,
+    Clocks,
+    MemoryUse,
+    TemperatureSensor,
+)
 from ..rates import percent
 from . import Unavailable
 from .sysfs import list_dir, read_text
@@ -57,7 +64,7 @@ def read_card(card: AmdCard) -> AcceleratorSample:
     """One sample from the card's files; a missing file is null, a suspended card is left asleep."""
     status = _line(card.device, "power/runtime_status")
     if status == "suspended":
-        return _sample(card, extra=(("runtimeStatus", status),))
+        return _sample(card, status)
     dev, hw = card.device, card.hwmon
     used, total = _int(dev, "mem_info_vram_used"), _int(dev, "mem_info_vram_total")
     gtt_used, gtt_total = _int(dev, "mem_info_gtt_used"), _int(dev, "mem_info_gtt_total")
@@ -66,18 +73,18 @@ def read_card(card: AmdCard) -> AcceleratorSample:
         power = _scaled(hw, "power1_input", 1e6)  # newer GPUs/kernels report only the instant value
     return _sample(
         card,
+        status,
         utilization=_float(_int(dev, "gpu_busy_percent")),
         memory=AcceleratorMemory(used=used, total=total, percentage=percent(used, total)),
         temperature=_scaled(hw, "temp1_input", 1000),
         power=power,
         fan_speed=_fan(hw),
-        extra=(
-            ("runtimeStatus", status),
-            ("memoryUtilization", _float(_int(dev, "mem_busy_percent"))),
-            ("gtt", {"used": gtt_used, "total": gtt_total}),
-            ("temperatures", _temperatures(hw)),
-            ("powerLimit", _scaled(hw, "power1_cap", 1e6)),
-            ("clocks", {"sm": _dpm(dev, "pp_dpm_sclk"), "memory": _dpm(dev, "pp_dpm_mclk")}),
+        readings=AmdgpuReadings(
+            memory_utilization=_float(_int(dev, "mem_busy_percent")),
+            gtt=MemoryUse(used=gtt_used, total=gtt_total),
+            temperatures=_temperatures(hw),
+            power_limit=_scaled(hw, "power1_cap", 1e6),
+            clocks=Clocks(sm=_dpm(dev, "pp_dpm_sclk"), memory=_dpm(dev, "pp_dpm_mclk")),
         ),
     )
 
@@ -107,8 +114,9 @@ class AmdCollector:
 # ---------------------------------------------------------------- small readers
 
 
-def _sample(card: AmdCard, *, utilization=None, memory=None, temperature=None, power=None, fan_speed=None,
-            extra: tuple[tuple[str, Any], ...] = ()) -> AcceleratorSample:
+def _sample(card: AmdCard, status: str | None, *, utilization: float | None = None,
+            memory: AcceleratorMemory | None = None, temperature: float | None = None, power: float | None = None,
+            fan_speed: float | None = None, readings: AmdgpuReadings | None = None) -> AcceleratorSample:
     return AcceleratorSample(
         id=card.index,
         type="gpu",
@@ -120,7 +128,7 @@ def _sample(card: AmdCard, *, utilization=None, memory=None, temperature=None, p
         fan_speed=fan_speed,
         vendor="amd",
         uuid=card.uuid,
-        extra=(("busId", card.bus_id), ("card", card.card), *extra),
+        details=AmdgpuDetails(card=card.card, bus_id=card.bus_id, runtime_status=status, readings=readings),
     )
 
 
@@ -164,16 +172,16 @@ def _fan(hwmon: str | None) -> float | None:
     return round(100.0 * pwm / top, 1) if pwm is not None else None
 
 
-def _temperatures(hwmon: str | None) -> dict[str, float] | None:
-    """Every labelled sensor (edge, junction, mem) in °C."""
+def _temperatures(hwmon: str | None) -> tuple[TemperatureSensor, ...] | None:
+    """Every labelled sensor (edge, junction, mem) in °C; a label listed twice keeps its first place, last value."""
     if hwmon is None:
         return None
-    temps = {}
+    temps: dict[str, float] = {}
     for n in range(1, 8):
         value = _scaled(hwmon, f"temp{n}_input", 1000)
         if value is not None:
             temps[_line(hwmon, f"temp{n}_label") or f"temp{n}"] = value
-    return temps or None
+    return tuple(TemperatureSensor(label, celsius) for label, celsius in temps.items()) or None
 
 
 def _dpm(device: str, name: str) -> float | None:

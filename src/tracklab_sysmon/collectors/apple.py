@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..model import AcceleratorMemory, AcceleratorSample
+from ..model import AcceleratorMemory, AcceleratorSample, IoregDetails
 from ..rates import percent
 from . import Unavailable
 
@@ -104,6 +104,7 @@ def _sample(index: int, entry: dict[str, Any], memory_total: int | None) -> Acce
     stats = stats if isinstance(stats, dict) else {}
     apple = str(entry.get("__class__", "")).startswith("AGX")
     vram_used, vram_free = _num(stats, "vramUsedBytes"), _num(stats, "vramFreeBytes")
+    used: int | None
     if vram_used is not None:  # a discrete GPU in an Intel Mac has its own memory
         used, total = int(vram_used), int(vram_used + vram_free) if vram_free is not None else None
     else:
@@ -120,12 +121,12 @@ def _sample(index: int, entry: dict[str, Any], memory_total: int | None) -> Acce
         fan_speed=_num(stats, "Fan Speed(%)"),
         vendor="apple" if apple else _vendor(str(entry.get("__class__", ""))),
         uuid=None,
-        extra=(
-            ("rendererUtilization", _num(stats, "Renderer Utilization %")),
-            ("tilerUtilization", _num(stats, "Tiler Utilization %")),
-            ("allocatedMemory", _int(_num(stats, "Alloc system memory"))),
-            ("coreCount", _int(_num(entry, "gpu-core-count"))),
-            ("ioClass", entry.get("__class__")),
+        details=IoregDetails(
+            io_class=str(entry["__class__"]),
+            renderer_utilization=_num(stats, "Renderer Utilization %"),
+            tiler_utilization=_num(stats, "Tiler Utilization %"),
+            allocated_memory=_int(_num(stats, "Alloc system memory")),
+            core_count=_int(_num(entry, "gpu-core-count")),
         ),
     )
 

@@ -1,13 +1,21 @@
-"""NVIDIA GPUs through NVML (and DCGM or GPM profiling when asked): cheap per tick, one lost GPU never blanks the rest."""
+"""NVIDIA GPUs through NVML (DCGM or GPM profiling when asked): cheap per tick; one lost GPU never blanks the rest."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from .. import _nvml
 from .._dcgm import DcgmProfiler
-from ..model import AcceleratorMemory, AcceleratorSample
+from ..model import (
+    AcceleratorMemory,
+    AcceleratorSample,
+    Clocks,
+    EccErrors,
+    NvmlDetails,
+    NvmlReadings,
+    PcieThroughput,
+    Profiling,
+)
 from ..rates import percent
 from . import Unavailable
 
@@ -57,7 +65,7 @@ class NvidiaCollector:
     # ------------------------------------------------------------ one device
 
     def _sample(
-        self, dev: _nvml.Device, now: float, slow_due: bool, profiles: dict[int, dict] | None
+        self, dev: _nvml.Device, now: float, slow_due: bool, profiles: dict[int, Profiling] | None
     ) -> AcceleratorSample:
         lost_at = self._lost_at.get(dev.index)
         if lost_at is not None and now - lost_at < LOST_RETRY_SECONDS:
@@ -90,12 +98,12 @@ class NvidiaCollector:
             fan_speed=None,
             vendor="nvidia",
             uuid=static.uuid if static else None,
-            extra=(("busId", static.bus_id if static else None), ("lost", True)),
+            details=NvmlDetails(bus_id=static.bus_id if static else None, lost=True),
         )
 
     # ------------------------------------------------------------ profiling: DCGM first, else GPM
 
-    def _dcgm_profiles(self) -> dict[int, dict] | None:
+    def _dcgm_profiles(self) -> dict[int, Profiling] | None:
         if not self.enable_dcgm or self._dcgm is None:
             return None
         profiles = self._dcgm.read()
@@ -103,7 +111,7 @@ class NvidiaCollector:
             self._source, self._reason = "dcgm", None
         return profiles
 
-    def _device_profile(self, dev: _nvml.Device, profiles: dict[int, dict] | None) -> dict | None:
+    def _device_profile(self, dev: _nvml.Device, profiles: dict[int, Profiling] | None) -> Profiling | None:
         if not self.enable_dcgm:
             return None
         if profiles is not None:
@@ -132,24 +140,22 @@ def profiling_health(collectors: Sequence[object], requested: bool) -> dict[str,
 
 
 def _build(
-    index: int, static: _nvml.Static, fast: _nvml.Fast, slow: _nvml.Slow, profiling: dict | None
+    index: int, static: _nvml.Static, fast: _nvml.Fast, slow: _nvml.Slow, profiling: Profiling | None
 ) -> AcceleratorSample:
-    extra: tuple[tuple[str, Any], ...] = (
-        ("busId", static.bus_id),
-        ("memoryUtilization", fast.memory_utilization),
-        ("encoderUtilization", fast.encoder),
-        ("decoderUtilization", fast.decoder),
-        ("clocks", {"sm": fast.clock_sm, "memory": fast.clock_memory}),
-        ("powerLimit", slow.power_limit),
-        ("energy", fast.energy),
-        ("pcie", {"rx": slow.pcie_rx, "tx": slow.pcie_tx}),
-        ("eccErrors", {"corrected": slow.ecc_corrected, "uncorrected": slow.ecc_uncorrected}),
-        ("throttleReasons", list(fast.throttle) if fast.throttle is not None else None),
-        ("performanceState", fast.pstate),
-        ("processes", list(slow.processes) if slow.processes is not None else None),
-        ("mig", slow.mig),
-        ("profiling", profiling),
-        ("lost", False),
+    readings = NvmlReadings(
+        memory_utilization=fast.memory_utilization,
+        encoder_utilization=fast.encoder,
+        decoder_utilization=fast.decoder,
+        clocks=Clocks(sm=fast.clock_sm, memory=fast.clock_memory),
+        power_limit=slow.power_limit,
+        energy=fast.energy,
+        pcie=PcieThroughput(rx=slow.pcie_rx, tx=slow.pcie_tx),
+        ecc_errors=EccErrors(corrected=slow.ecc_corrected, uncorrected=slow.ecc_uncorrected),
+        throttle_reasons=fast.throttle,
+        performance_state=fast.pstate,
+        processes=slow.processes,
+        mig=slow.mig,
+        profiling=profiling,
     )
     return AcceleratorSample(
         id=index,
@@ -164,5 +170,5 @@ def _build(
         fan_speed=fast.fan_speed,
         vendor="nvidia",
         uuid=static.uuid,
-        extra=extra,
+        details=NvmlDetails(bus_id=static.bus_id, lost=False, readings=readings),
     )
