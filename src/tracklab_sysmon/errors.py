@@ -10,6 +10,7 @@
     │   └── NvmlUnavailable          NVML cannot be used (no bindings, no library, no driver)
     ├── GpuLost                      a GPU answered NVML_ERROR_GPU_IS_LOST
     ├── BadMessage                   an invalid WebSocket client message; `.code` (ValueError)
+    ├── WireError                    JSON that is not a valid snapshot; starts with the field's path (ValueError)
     ├── BindError                    the listening socket could not be opened
     ├── MonitorStartError            a managed service did not come up; `.stderr`
     └── ClientError                  base of what the client raises (client-side)
@@ -56,6 +57,10 @@ class BadMessage(SysmonError, ValueError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class WireError(SysmonError, ValueError):
+    """Wire JSON that is not a valid snapshot; the message starts with the bad field's path."""
 
 
 class BindError(SysmonError):

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from .errors import WireError
 from .model import (
     AcceleratorDetails,
     AcceleratorMemory,
@@ -285,10 +286,6 @@ def error_body(code: str, message: str) -> dict[str, Any]:
 
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson can encode: signed or unsigned 64-bit
 _SHOWN = 40  # characters of a bad value quoted in an error
-
-
-class WireError(ValueError):
-    """Wire JSON that is not a valid snapshot; the message starts with the bad field's path."""
 
 
 class _Obj:
