@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import re
 import shutil
@@ -12,23 +11,23 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from conftest import FIXTURES, native_module
+from test_cli import Service, _script
 
 from tracklab_sysmon import hotpath
 from tracklab_sysmon._hotpath_py import PyHotReader
-from tracklab_sysmon.collectors import default_collectors
 from tracklab_sysmon.collectors.cpu import CpuCollector
 from tracklab_sysmon.collectors.cpuinfo import REFRESH_SECONDS, CpuinfoEntry, parse_cpuinfo
 from tracklab_sysmon.collectors.network import NetworkCollector
 from tracklab_sysmon.collectors.thermal import CpuThermal
 from tracklab_sysmon.config import ServiceConfig
+from tracklab_sysmon.hotpath import CounterReader
 from tracklab_sysmon.model import AcceleratorMemory, AcceleratorSample, NetworkSample
 from tracklab_sysmon.sdk import Run
 from tracklab_sysmon.server import create_app, keys
-
-from conftest import FIXTURES, native_module
-from test_cli import Service, _script
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOW = 1000.0
@@ -158,21 +157,22 @@ def test_soc_hwmon_named_after_its_zone_is_recognised(tmp_path: pathlib.Path) ->
 # ---------------------------------------------------------------- network without /proc/net/dev
 
 
-def _python_reader(proc_root: str) -> object:
+def _python_reader(proc_root: str) -> CounterReader:
     return PyHotReader(proc_root)
 
 
-def _c_reader(proc_root: str) -> object:
-    return native_module().CffiHotReader(proc_root)
+def _c_reader(proc_root: str) -> CounterReader:
+    reader: CounterReader = native_module().CffiHotReader(proc_root)
+    return reader
 
 
 READERS = pytest.mark.parametrize("open_reader", [_python_reader, _c_reader], ids=["python", "cffi"])
 
 
 @READERS
-def test_missing_net_dev_keeps_connections(open_reader: Callable[[str], object]) -> None:
+def test_missing_net_dev_keeps_connections(open_reader: Callable[[str], CounterReader]) -> None:
     """No /proc/net/dev: rates null and no interfaces, but the TCP connection count stays (both backends)."""
-    network = NetworkCollector(open_reader(str(SANDBOX / "proc")))  # type: ignore[arg-type]
+    network = NetworkCollector(open_reader(str(SANDBOX / "proc")))
     expected = NetworkSample(bytes_in=None, bytes_out=None, packets_in=None, packets_out=None,
                              connections=5, interfaces=())
     assert network.collect(NOW) == expected
@@ -180,14 +180,14 @@ def test_missing_net_dev_keeps_connections(open_reader: Callable[[str], object])
 
 
 @READERS
-def test_nothing_readable_is_still_the_collectors_error(open_reader: Callable[[str], object],
+def test_nothing_readable_is_still_the_collectors_error(open_reader: Callable[[str], CounterReader],
                                                          tmp_path: pathlib.Path) -> None:
     """Without net/dev and net/snmp there is nothing to report: the collector raises, so /api/health says why."""
     tree = tmp_path / "t"
     shutil.copytree(SANDBOX, tree)
     (tree / "proc/net/snmp").unlink()
     with pytest.raises(FileNotFoundError):
-        NetworkCollector(open_reader(str(tree / "proc"))).collect(NOW)  # type: ignore[arg-type]
+        NetworkCollector(open_reader(str(tree / "proc"))).collect(NOW)
 
 
 def test_snapshot_of_the_sandbox_tree() -> None:
@@ -228,7 +228,7 @@ def test_info_snapshot_and_rest_agree_on_gpus(tmp_path: pathlib.Path) -> None:
 
 
 class StandInGpu:
-    """A collector at the Collector boundary whose utilization (14.3 %) divides into float noise (0.14300000000000002)."""
+    """A collector at the Collector boundary: its utilization, 14.3 %, divides into noise (0.14300000000000002)."""
 
     name, section, blocking = "gpu-standin", "accelerators", False
 
@@ -240,7 +240,7 @@ class StandInGpu:
         ),)
 
 
-async def test_prometheus_divisions_print_no_float_noise(aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+async def test_prometheus_divisions_print_no_float_noise(aiohttp_client: Any) -> None:
     """A 0.346 ms collector run is `0.000346` seconds and 14.3 % is `0.143`, not 0.00034599999999999995."""
     config = ServiceConfig(node_id="n", interval=3600.0, history=5)
     app = create_app(config, collectors=(StandInGpu(),))

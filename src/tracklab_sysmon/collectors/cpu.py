@@ -55,15 +55,15 @@ class CpuCollector:
         )
 
     def _frequency(self, cpu_id: int, now: float) -> float | None:
-        kept = self._freq_files.get(cpu_id, "")
-        if kept == "":  # first sight of this core: find its cpufreq file once
+        if cpu_id not in self._freq_files:  # first sight of this core: find its cpufreq file once
             base = os.path.join(self._cpu_dir, f"cpu{cpu_id}", "cpufreq")
             path = next(
                 (p for p in (os.path.join(base, n) for n in ("scaling_cur_freq", "cpuinfo_cur_freq"))
                  if os.path.exists(p)),
                 None,
             )
-            kept = self._freq_files[cpu_id] = sysfs.KeptFile(path) if path else None
+            self._freq_files[cpu_id] = sysfs.KeptFile(path) if path else None
+        kept = self._freq_files[cpu_id]
         if kept is None:  # no cpufreq for this CPU: the kernel's `cpu MHz`, read at most every 10 s
             return self._cpuinfo_clock.mhz(cpu_id, now)
         text = kept.read()

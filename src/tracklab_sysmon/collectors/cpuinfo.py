@@ -26,12 +26,17 @@ class CpuinfoEntry:
     core: int | None = None
 
 
+_WANTED = ("processor", "cpu MHz", "physical id", "core id")
+
+
 def parse_cpuinfo(text: str) -> dict[int, CpuinfoEntry]:
     """Entries by `processor` number (offline CPUs are absent, so numbers can skip); keys before
     the first `processor` line (s390) and unreadable values are ignored."""
     blocks: dict[int, dict[str, str]] = {}
     current: dict[str, str] | None = None
     for line in text.splitlines():
+        if not line.startswith(_WANTED):  # most lines (flags, bugs, ...): skipped without splitting
+            continue
         key, sep, value = line.partition(":")
         key, value = key.strip(), value.strip()
         if key == "processor" and sep:

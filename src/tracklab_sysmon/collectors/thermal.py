@@ -64,7 +64,7 @@ class CpuThermal:
                     if label.startswith("Core ") and label.split()[-1].isdigit():
                         core_by_key[(package, int(label.split()[-1]))] = path
             elif _kind(name) in _PACKAGE_SENSORS and self._package_path is None:
-                chosen = next((labels[l] for l in _PACKAGE_LABELS if l in labels), None)
+                chosen = next((labels[label] for label in _PACKAGE_LABELS if label in labels), None)
                 self._package_path = chosen or next(iter(labels.values()), None)
         if core_by_key:
             self._core_paths = _map_cores_to_cpus(_topology(sys_root, proc_root), core_by_key)
@@ -91,7 +91,7 @@ def _topology(sys_root: str, proc_root: str | None) -> dict[int, tuple[int, int]
     """CPU -> (package, core) from sysfs; CPUs it has no topology for take /proc/cpuinfo's
     `physical id` / `core id` (sandboxes and captures without `devices/system/cpu/*/topology`)."""
     cpu_dir = os.path.join(sys_root, "devices/system/cpu")
-    found = {}
+    found: dict[int, tuple[int, int]] = {}
     for entry in sysfs.list_dir(cpu_dir):
         if not (entry.startswith("cpu") and entry[3:].isdigit()):
             continue
@@ -100,9 +100,9 @@ def _topology(sys_root: str, proc_root: str | None) -> dict[int, tuple[int, int]
         core = _read_int(os.path.join(topo, "core_id"))
         if package is not None and core is not None:
             found[int(entry[3:])] = (package, core)
-    for cpu, entry in (read_cpuinfo(proc_root) if proc_root is not None else {}).items():
-        if cpu not in found and entry.package is not None and entry.core is not None:
-            found[cpu] = (entry.package, entry.core)
+    for cpu, block in (read_cpuinfo(proc_root) if proc_root is not None else {}).items():
+        if cpu not in found and block.package is not None and block.core is not None:
+            found[cpu] = (block.package, block.core)
     return found
 
 
