@@ -13,7 +13,8 @@ SYSTEM_DEPS ?= chromium:chromium prometheus:promtool gcc:cc procps:free util-lin
 .PHONY: help run test test-slow test-native-sanitize lint bench system-deps clean
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' -v host='$(HOST)' -v port='$(PORT)' \
+		'{gsub(/\$$\(HOST\)/, host, $$2); gsub(/\$$\(PORT\)/, port, $$2); printf "  make %-22s %s\n", $$1, $$2}'
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +31,7 @@ $(VENV)/.installed-test: $(VENV)/.installed | system-deps
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-run: $(VENV)/.installed ## Install into .venv and serve on $(HOST):$(PORT)
+run: $(VENV)/.installed ## Install into .venv and serve on $(HOST):$(PORT) (make run PORT=9090 HOST=...)
 	@echo "tracklab-sysmon: serving on http://$(HOST):$(PORT)/api/system/metrics"
 	$(VENV)/bin/tracklab-sysmon serve --host $(HOST) --rest-api-port $(PORT)
 

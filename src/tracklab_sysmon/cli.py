@@ -14,6 +14,7 @@ import click
 from . import __version__, wire
 from .config import DEFAULT_WS_CLIENTS, MAX_WS_CLIENTS, ServiceConfig, parse_peer
 from .errors import BackendUnavailable, SysmonError
+from .model import Snapshot
 
 _ROOT_OPTIONS = [
     click.option("--proc-root", default="/proc", show_default=True, type=click.Path(file_okay=False),
@@ -60,12 +61,14 @@ def _apply(options: list[Callable]) -> Callable:
 
 
 def _run_service(**options) -> None:
+    from . import hotpath
     from .server.runner import serve
 
     logging.basicConfig(
         level=logging.DEBUG if options["verbose"] else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    hotpath.warn_if_fallback()  # once, at start-up, now that logging writes to stderr
     try:
         options["peers"] = tuple(parse_peer(peer) for peer in options["peers"])
         config = ServiceConfig(**options)
@@ -152,20 +155,8 @@ def serve(**options) -> None:
 @_apply(_ROOT_OPTIONS)
 def snapshot(proc_root: str, sys_root: str) -> None:
     """Print one snapshot as JSON (with real rates over a short interval) and exit."""
-    from .collectors import default_collectors, reading_host
-    from .collectors.system import read_system_info
-    from .sampler import Sampler
-
-    async def one() -> bytes:
-        on_host = reading_host(proc_root, sys_root)  # a captured tree has no file systems to stat
-        collectors = default_collectors(proc_root, sys_root, statvfs=os.statvfs if on_host else None)
-        node_id = read_system_info(proc_root=proc_root, sys_root=sys_root).node_id
-        sampler = Sampler(collectors, node_id=node_id)
-        await sampler.start()
-        return sampler.latest_bytes
-
     try:
-        click.echo(asyncio.run(one()).decode())
+        click.echo(_sample_once(proc_root, sys_root)[1].decode())
     except (OSError, SysmonError) as exc:
         _fail(str(exc))
 
@@ -175,26 +166,30 @@ def snapshot(proc_root: str, sys_root: str) -> None:
 def info(proc_root: str, sys_root: str) -> None:
     """Print the static system information as JSON, with the hot-path backend in use."""
     from . import hotpath
-    from .collectors import reading_host
-    from .collectors.system import read_system_info
+    from .collectors.system import system_info_for
 
-    disk_total = _disk_total(proc_root, sys_root) if reading_host(proc_root, sys_root) else None
-    body = wire.system_info_to_wire(
-        read_system_info(proc_root=proc_root, sys_root=sys_root, disk_total=disk_total)
-    )
+    try:
+        # From the collectors' first snapshot, as the service builds /api/system/info: same GPUs, same disk.
+        first, _ = _sample_once(proc_root, sys_root)
+        body = wire.system_info_to_wire(system_info_for(first, proc_root=proc_root, sys_root=sys_root))
+    except (OSError, SysmonError) as exc:
+        _fail(str(exc))
+        return
     body["backend"] = hotpath.BACKEND
     click.echo(wire.encode(body).decode())
 
 
-def _disk_total(proc_root: str, sys_root: str) -> int | None:
-    """Physical file-system size as the disk collector (and so /api/system/info) computes it."""
-    import time
+def _sample_once(proc_root: str, sys_root: str) -> tuple[Snapshot, bytes]:
+    """The first snapshot of the tree's default collectors (real rates: primed first), and its JSON."""
+    from .collectors import default_collectors, reading_host
+    from .collectors.system import host_name
+    from .sampler import Sampler
 
-    from .collectors.disk import DiskCollector
-    from .hotpath import open_reader
-
-    disk = DiskCollector(open_reader(proc_root), proc_root=proc_root, sys_root=sys_root, statvfs=os.statvfs)
-    return disk.collect(time.monotonic()).total
+    on_host = reading_host(proc_root, sys_root)  # a captured tree has no file systems to stat
+    collectors = default_collectors(proc_root, sys_root, statvfs=os.statvfs if on_host else None)
+    sampler = Sampler(collectors, node_id=host_name(proc_root, sys_root))
+    first = asyncio.run(sampler.start())
+    return first, sampler.latest_bytes
 
 
 @click.command(cls=_Command, context_settings={"help_option_names": ["-h", "--help"]})

@@ -2,10 +2,13 @@
 
 `TRACKLAB_SYSMON_NATIVE` chooses: `auto` (default: the C helper when it was built, else Python),
 `require` (the C helper or an ImportError, so a broken build cannot pass silently) or `off`.
+`BACKEND_REASON` says why the Python twin serves (None with the C helper); `/api/health` shows both
+and the service warns once at start-up when `auto` had to fall back.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Protocol
 
@@ -15,6 +18,7 @@ from .model import DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
 
 ENV_VAR = "TRACKLAB_SYSMON_NATIVE"
 MODES = ("auto", "require", "off")
+_OFF_REASON = f"{ENV_VAR}=off"
 
 
 class CounterReader(Protocol):
@@ -34,11 +38,17 @@ class CounterReader(Protocol):
 
 def select_backend(mode: str) -> tuple[type[CounterReader], str]:
     """The reader class and backend name ("cffi" or "python") for one TRACKLAB_SYSMON_NATIVE value."""
+    reader, name, _ = _select(mode)
+    return reader, name
+
+
+def _select(mode: str) -> tuple[type[CounterReader], str, str | None]:
+    """The reader, its name, and why it is the Python twin (None for the C helper)."""
     mode = mode.strip().lower() or "auto"
     if mode not in MODES:
         raise BackendUnavailable(f"{ENV_VAR} must be one of {', '.join(MODES)}; got {mode!r}")
     if mode == "off":
-        return PyHotReader, "python"
+        return PyHotReader, "python", _OFF_REASON
     try:
         from ._hotpath_cffi import CffiHotReader
     except ImportError as exc:
@@ -47,11 +57,21 @@ def select_backend(mode: str) -> tuple[type[CounterReader], str]:
                 f"{ENV_VAR}=require but the C helper is not built ({exc}); "
                 "install a C compiler and reinstall tracklab-sysmon"
             ) from exc
-        return PyHotReader, "python"
-    return CffiHotReader, "cffi"
+        return PyHotReader, "python", f"the C helper is not built ({exc})"
+    return CffiHotReader, "cffi", None
 
 
-HotReader, BACKEND = select_backend(os.environ.get(ENV_VAR, "auto"))
+HotReader, BACKEND, BACKEND_REASON = _select(os.environ.get(ENV_VAR, "auto"))
+
+
+def warn_if_fallback() -> None:
+    """Log one warning when `auto` fell back to the Python twin (the service works, at a higher cost
+    per tick); the service calls it once at start-up, so importing this module stays silent."""
+    if BACKEND == "python" and BACKEND_REASON != _OFF_REASON:
+        logging.getLogger(__name__).warning(
+            "using the Python hot path: %s; install a C compiler and reinstall tracklab-sysmon for the C helper",
+            BACKEND_REASON,
+        )
 
 
 def open_reader(proc_root: str = "/proc") -> CounterReader:
@@ -59,5 +79,5 @@ def open_reader(proc_root: str = "/proc") -> CounterReader:
     return HotReader(proc_root)
 
 
-__all__ = ["BACKEND", "ENV_VAR", "BackendUnavailable", "CounterReader", "HotReader", "open_reader",
-           "select_backend"]
+__all__ = ["BACKEND", "BACKEND_REASON", "ENV_VAR", "BackendUnavailable", "CounterReader", "HotReader", "open_reader",
+           "select_backend", "warn_if_fallback"]

@@ -356,7 +356,7 @@ class Run:
         self.step = 0
 
     def log(self, data: Mapping[str, Any], step: int | None = None) -> None:
-        """Append one line `{"_step", "_timestamp", **data, **system metrics}`; never waits on the network."""
+        """Append one line `{"_step", "_timestamp" (ms), **data, **system metrics}`; never waits on the network."""
         if not isinstance(data, Mapping):
             raise TypeError(f"log() takes a mapping of metrics, got {type(data).__name__}")
         system = _metrics_for_log()
@@ -366,7 +366,7 @@ class Run:
             if step is None:
                 step = self.step
             self.step = step + 1
-            record = {"_step": step, "_timestamp": round(time.time(), 6)}
+            record = {"_step": step, "_timestamp": int(time.time() * 1000)}  # ms, like every timestamp here
             record.update(_merge(data, system))
             self._file.write(orjson.dumps(record, default=_to_json, option=_JSON_OPTIONS) + b"\n")
             self._file.flush()

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from ..model import CoreSample, CpuSample, CpuTimes, StatCounters
 from ..rates import busy_percent
 from . import procfs, sysfs
+from .cpuinfo import CpuinfoClock
 from .thermal import CpuThermal
 
 if TYPE_CHECKING:  # the hot path imports this package's parsers, so only for typing
@@ -22,8 +23,9 @@ class CpuCollector:
     def __init__(self, reader: CounterReader, *, proc_root: str = "/proc", sys_root: str = "/sys") -> None:
         self._reader = reader
         self._cpu_dir = os.path.join(sys_root, "devices/system/cpu")
-        self._thermal = CpuThermal(sys_root)
+        self._thermal = CpuThermal(sys_root, proc_root=proc_root)
         self._freq_files: dict[int, sysfs.KeptFile | None] = {}  # kept open: no re-open per tick
+        self._cpuinfo_clock = CpuinfoClock(proc_root)  # for CPUs without cpufreq (most cloud VMs)
         self._previous: StatCounters | None = None
 
     def collect(self, now: float) -> CpuSample:
@@ -36,7 +38,7 @@ class CpuCollector:
             CoreSample(
                 id=cpu_id,
                 usage=_usage(before.get(cpu_id), times),
-                frequency=self._frequency(cpu_id),
+                frequency=self._frequency(cpu_id, now),
                 temperature=core_temps.get(cpu_id),
                 times=times,
             )
@@ -52,18 +54,18 @@ class CpuCollector:
             temperature=self._thermal.package_temperature(),
         )
 
-    def _frequency(self, cpu_id: int) -> float | None:
-        kept = self._freq_files.get(cpu_id, "")
-        if kept == "":  # first sight of this core: find its cpufreq file once
+    def _frequency(self, cpu_id: int, now: float) -> float | None:
+        if cpu_id not in self._freq_files:  # first sight of this core: find its cpufreq file once
             base = os.path.join(self._cpu_dir, f"cpu{cpu_id}", "cpufreq")
             path = next(
                 (p for p in (os.path.join(base, n) for n in ("scaling_cur_freq", "cpuinfo_cur_freq"))
                  if os.path.exists(p)),
                 None,
             )
-            kept = self._freq_files[cpu_id] = sysfs.KeptFile(path) if path else None
-        if kept is None:
-            return None
+            self._freq_files[cpu_id] = sysfs.KeptFile(path) if path else None
+        kept = self._freq_files[cpu_id]
+        if kept is None:  # no cpufreq for this CPU: the kernel's `cpu MHz`, read at most every 10 s
+            return self._cpuinfo_clock.mhz(cpu_id, now)
         text = kept.read()
         return procfs.parse_khz_as_mhz(text) if text is not None else None
 

@@ -24,15 +24,19 @@ class NetworkCollector:
         self._previous_at: float | None = None
 
     def collect(self, now: float) -> NetworkSample:
-        counters = [c for c in self._reader.net_dev() if c.name != LOOPBACK]
+        connections = self._connections()
+        try:
+            counters = [c for c in self._reader.net_dev() if c.name != LOOPBACK]
+        except OSError:
+            if connections is None:
+                raise  # nothing readable: the collector's error says why
+            # /proc/net/dev hidden or unreadable (sandboxes): rates unknown, connections still known
+            return NetworkSample(bytes_in=None, bytes_out=None, packets_in=None, packets_out=None,
+                                 connections=connections, interfaces=())
         elapsed = now - self._previous_at if self._previous_at is not None else 0.0
         interfaces = tuple(_interface(c, self._previous.get(c.name), elapsed) for c in counters)
         self._previous = {c.name: c for c in counters}
         self._previous_at = now
-        try:
-            connections: int | None = self._reader.tcp_established()
-        except (OSError, ValueError):
-            connections = None  # e.g. /proc/net/snmp hidden in a hardened container
         known = bool(interfaces)  # only loopback (or nothing) to count: rates unknown, not zero
         return NetworkSample(
             bytes_in=round(sum(i.bytes_in for i in interfaces), 2) if known else None,
@@ -42,6 +46,12 @@ class NetworkCollector:
             connections=connections,
             interfaces=interfaces,
         )
+
+    def _connections(self) -> int | None:
+        try:
+            return self._reader.tcp_established()
+        except (OSError, ValueError):
+            return None  # e.g. /proc/net/snmp hidden in a hardened container
 
 
 def _interface(cur: NetCounters, prev: NetCounters | None, elapsed: float) -> InterfaceSample:

@@ -9,8 +9,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .. import __version__
-from ..model import AcceleratorSample, SystemInfo
+from ..model import AcceleratorSample, Snapshot, SystemInfo
 from . import procfs, reading_host, sysfs
+
 
 def read_system_info(
     *,
@@ -44,6 +45,18 @@ def read_system_info(
         boot_time=_boot_time_ms(stat_text),
         kernel=_kernel_value(proc_root, "osrelease"),
         version=__version__,
+    )
+
+
+def system_info_for(first: Snapshot, *, proc_root: str = "/proc", sys_root: str = "/sys") -> SystemInfo:
+    """The system info that goes with a node's first snapshot: the GPUs and disk total its
+    collectors saw, so `info`, /api/system/info and `snapshot` agree."""
+    return read_system_info(
+        node_id=first.node_id,
+        proc_root=proc_root,
+        sys_root=sys_root,
+        accelerators=first.accelerators,
+        disk_total=first.disk.total if first.disk else None,
     )
 
 

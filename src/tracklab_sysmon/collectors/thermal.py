@@ -5,19 +5,28 @@ from __future__ import annotations
 import os
 
 from . import procfs, sysfs
+from .cpuinfo import read_cpuinfo
 
-_PACKAGE_SENSORS = ("k10temp", "zenpower", "cpu_thermal", "soc_thermal")
+# Sensor names are compared by `_kind`: case-blind, `-` read as `_` (the kernel names a thermal
+# zone's hwmon after the zone's type with `-` turned into `_`, and device trees spell both).
+_PACKAGE_SENSORS = ("k10temp", "zenpower", "cpu_thermal", "soc_thermal", "bcm2835_thermal", "cpu_therm")
 _PACKAGE_LABELS = ("Tdie", "Tctl", "Package id 0")  # Tdie first: Tctl may carry a fan-control offset
-_PACKAGE_ZONES = ("x86_pkg_temp", "cpu-thermal", "cpu_thermal", "soc-thermal")
+# Thermal-zone types that measure the CPU package or the SoC die, best first: Intel's package
+# sensor; the `cpu-thermal` zone of Raspberry Pi 4/5, Allwinner, Amlogic and Jetson Orin; older
+# Jetsons' `CPU-therm`; Rockchip's `soc-thermal`; Raspberry Pi 1-3 on 4.x kernels. `acpitz` is
+# left out on purpose: it is a board point the firmware picked (a constant on many VMs), so a
+# machine with only that zone reports null rather than a made-up package temperature.
+_PACKAGE_ZONES = ("x86_pkg_temp", "cpu_thermal", "cpu_therm", "soc_thermal", "bcm2835_thermal")
 
 
 class CpuThermal:
     """Finds the sensor files once; each read opens only the files that exist."""
 
-    def __init__(self, sys_root: str = "/sys") -> None:
+    def __init__(self, sys_root: str = "/sys", *, proc_root: str | None = None) -> None:
+        """`proc_root`, when given, lends /proc/cpuinfo's topology to CPUs that sysfs gives none."""
         self._core_paths: dict[int, str] = {}
         self._package_path: str | None = None
-        self._discover(sys_root)
+        self._discover(sys_root, proc_root)
         # Kept open and re-read with pread: no open/close per core per tick.
         kept = {path: sysfs.KeptFile(path) for path in {*self._core_paths.values(), self._package_path} if path}
         self._core_files = {cpu_id: kept[path] for cpu_id, path in self._core_paths.items()}
@@ -34,7 +43,7 @@ class CpuThermal:
     def package_temperature(self) -> float | None:
         return _read_celsius(self._package_file) if self._package_file else None
 
-    def _discover(self, sys_root: str) -> None:
+    def _discover(self, sys_root: str, proc_root: str | None) -> None:
         hwmon_root = os.path.join(sys_root, "class/hwmon")
         core_by_key: dict[tuple[int, int], str] = {}
         coretemp_package = 0
@@ -54,11 +63,11 @@ class CpuThermal:
                 for label, path in labels.items():
                     if label.startswith("Core ") and label.split()[-1].isdigit():
                         core_by_key[(package, int(label.split()[-1]))] = path
-            elif name in _PACKAGE_SENSORS and self._package_path is None:
-                chosen = next((labels[l] for l in _PACKAGE_LABELS if l in labels), None)
+            elif _kind(name) in _PACKAGE_SENSORS and self._package_path is None:
+                chosen = next((labels[label] for label in _PACKAGE_LABELS if label in labels), None)
                 self._package_path = chosen or next(iter(labels.values()), None)
         if core_by_key:
-            self._core_paths = _map_cores_to_cpus(sys_root, core_by_key)
+            self._core_paths = _map_cores_to_cpus(_topology(sys_root, proc_root), core_by_key)
         if self._package_path is None:
             self._package_path = _thermal_zone(sys_root)
 
@@ -74,27 +83,42 @@ def _labelled_inputs(hwmon_dir: str) -> dict[str, str]:
     return found
 
 
-def _map_cores_to_cpus(sys_root: str, core_by_key: dict[tuple[int, int], str]) -> dict[int, str]:
+def _map_cores_to_cpus(topology: dict[int, tuple[int, int]], core_by_key: dict[tuple[int, int], str]) -> dict[int, str]:
+    return {cpu: core_by_key[key] for cpu, key in topology.items() if key in core_by_key}
+
+
+def _topology(sys_root: str, proc_root: str | None) -> dict[int, tuple[int, int]]:
+    """CPU -> (package, core) from sysfs; CPUs it has no topology for take /proc/cpuinfo's
+    `physical id` / `core id` (sandboxes and captures without `devices/system/cpu/*/topology`)."""
     cpu_dir = os.path.join(sys_root, "devices/system/cpu")
-    paths = {}
+    found: dict[int, tuple[int, int]] = {}
     for entry in sysfs.list_dir(cpu_dir):
         if not (entry.startswith("cpu") and entry[3:].isdigit()):
             continue
         topo = os.path.join(cpu_dir, entry, "topology")
         package = _read_int(os.path.join(topo, "physical_package_id"))
         core = _read_int(os.path.join(topo, "core_id"))
-        if package is not None and core is not None and (package, core) in core_by_key:
-            paths[int(entry[3:])] = core_by_key[(package, core)]
-    return paths
+        if package is not None and core is not None:
+            found[int(entry[3:])] = (package, core)
+    for cpu, block in (read_cpuinfo(proc_root) if proc_root is not None else {}).items():
+        if cpu not in found and block.package is not None and block.core is not None:
+            found[cpu] = (block.package, block.core)
+    return found
 
 
 def _thermal_zone(sys_root: str) -> str | None:
+    """The `temp` of the best-ranked package zone (see `_PACKAGE_ZONES`), whatever the zone numbering."""
     zones = os.path.join(sys_root, "class/thermal")
+    ranked = []
     for zone in sysfs.list_dir(zones):
-        kind = (sysfs.read_text(os.path.join(zones, zone, "type")) or "").strip()
+        kind = _kind(sysfs.read_text(os.path.join(zones, zone, "type")) or "")
         if kind in _PACKAGE_ZONES:
-            return os.path.join(zones, zone, "temp")
-    return None
+            ranked.append((_PACKAGE_ZONES.index(kind), os.path.join(zones, zone, "temp")))
+    return min(ranked)[1] if ranked else None
+
+
+def _kind(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
 
 
 def _read_int(path: str) -> int | None:

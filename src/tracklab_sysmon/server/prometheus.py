@@ -84,6 +84,12 @@ def _dig(value: Any, path: tuple[str, ...]) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def _scaled(value: float, divisor: float) -> float:
+    """value / divisor without binary noise (0.346 ms is 0.000346 s, not 0.00034599999999999995):
+    wire values carry at most 3 decimals and divisors are at most 1000, so 9 decimals keep every digit."""
+    return value if divisor == 1.0 else round(value / divisor, 9)
+
+
 def _local_metrics(app: web.Application) -> Iterator[Metric]:
     sampler = app[keys.SAMPLER]
     node = sampler.node_id
@@ -99,7 +105,7 @@ def _local_metrics(app: web.Application) -> Iterator[Metric]:
         if status.state in _SUCCESS:
             success.add_metric([node, name], _SUCCESS[status.state])
         if status.last_duration_ms is not None:
-            duration.add_metric([node, name], status.last_duration_ms / 1000)
+            duration.add_metric([node, name], _scaled(status.last_duration_ms, 1000.0))
     yield success
     yield duration
 
@@ -110,7 +116,7 @@ def _scalars(nodes: list[dict[str, Any]]) -> Iterator[Metric]:
         for snap in nodes:
             value = _dig(snap, path)
             if value is not None:
-                family.add_metric([snap["node_id"]], value / divisor)
+                family.add_metric([snap["node_id"]], _scaled(value, divisor))
         yield family
 
 
@@ -156,7 +162,7 @@ def _gpu_gauges(nodes: list[dict[str, Any]]) -> Iterator[Metric]:
                 value = _dig(device, path)
                 if value is not None:
                     family.add_metric([snap["node_id"], str(device.get("id")), device.get("uuid") or ""],
-                                      value / divisor)
+                                      _scaled(value, divisor))
         yield family
 
 
@@ -172,7 +178,7 @@ def _peer_metrics(app: web.Application) -> Iterator[Metric]:
         labels = [peer.node_id or "", peer.spec.url]
         up.add_metric(labels, 1.0 if peer.status == "up" else 0.0)
         if peer.last_seen is not None:
-            seen.add_metric(labels, peer.last_seen / 1000)
+            seen.add_metric(labels, _scaled(peer.last_seen, 1000.0))
     yield up
     yield seen
 

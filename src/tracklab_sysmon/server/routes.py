@@ -31,6 +31,7 @@ async def health(request: web.Request) -> web.Response:
         "version": __version__,
         "uptime": round(time.monotonic() - app[keys.STARTED_AT], 3),
         "backend": hotpath.BACKEND,
+        "backendReason": hotpath.BACKEND_REASON,  # why the Python twin serves; null with the C helper
         "interval": sampler.interval,
         "ticks": sampler.ticks,
         "lastTick": sampler.latest.timestamp if sampler.latest else None,
