@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass
 
 from .model import CpuTimes
 
@@ -37,52 +36,51 @@ def checked_counter(value: int, label: str, problems: list[str]) -> int | None:
     return None
 
 
-@dataclass(slots=True)
-class _Track:
-    good: int  # the last reading at or above every earlier one since the last reset
-    good_at: float
-    dip: int | None = None  # a lower reading seen since: a reset if the next one stays below `good`
-    dip_at: float = 0.0
-
-
 class CounterRates:
     """Per-second rates of many cumulative counters, robust to transient dips, resets and wraps.
 
-    A reading below the last good one is held as a possible reset and rates 0. If the next reading
-    is back at or above the last good value, the low one was a glitch (a transient all-zero line)
-    and the rate covers the whole span since the last good reading; if it stays below, the counter
-    was reset (or wrapped) and counting restarts from the low reading. Either way a rate never
-    exceeds what the counter advanced over the span it covers, so a glitch is never a spike.
+    Each counter keeps baselines: its last good reading and, below it, the readings of a run that
+    dropped (strictly decreasing, newest last). A reading at or above the good one rates from it
+    over the whole span since: the drop was a glitch (a transient all-zero line) or a reset the
+    counter has outgrown. A reading that rises above a low baseline proves a reset or wrap (only a
+    reset makes an honest counter fall); it rates from that baseline, over the span since the
+    reading before it (when the counter was still high, so the reset lies inside the span), and
+    counting restarts from it. A reading below every baseline rates 0. So no rate exceeds what the
+    counter advanced over the span it covers, and a glitch is never a spike.
     """
 
-    __slots__ = ("_tracks",)
+    __slots__ = ("_baselines",)
+    max_baselines = 8  # bounds the memory of a counter that keeps falling
 
     def __init__(self) -> None:
-        self._tracks: dict[Hashable, _Track] = {}
+        self._baselines: dict[Hashable, list[tuple[int, float]]] = {}
 
     def rate(self, key: Hashable, value: int | None, now: float) -> float | None:
-        """The rate of counter `key` now; 0 at first sight or a dip, None when `value` is unknown."""
+        """The rate of counter `key` now; 0 at first sight or a drop, None when `value` is unknown."""
         if value is None:
             return None
-        track = self._tracks.get(key)
-        if track is None:
-            self._tracks[key] = _Track(value, now)
-            return 0.0
-        if value >= track.good:
-            rate = counter_rate(track.good, value, now - track.good_at)
-        elif track.dip is not None and value >= track.dip:  # stayed low: a reset, count from the dip
-            rate = counter_rate(track.dip, value, now - track.dip_at)
-        else:  # first low reading (or lower still): hold it, report nothing yet
-            track.dip, track.dip_at = value, now
-            return 0.0
-        track.good, track.good_at, track.dip = value, now, None
-        return rate
+        baselines = self._baselines.setdefault(key, [])
+        if baselines and value >= baselines[0][0]:
+            good, good_at = baselines[0]
+            baselines[:] = [(value, now)]
+            return counter_rate(good, value, now - good_at)
+        for depth in range(1, len(baselines)):
+            low, _ = baselines[depth]
+            if value >= low:
+                if value == low:  # still flat after the drop: maybe a longer glitch, keep every baseline
+                    return 0.0
+                since = baselines[depth - 1][1]
+                baselines[:] = [(value, now)]
+                return counter_rate(low, value, now - since)
+        if len(baselines) < self.max_baselines:  # when full, skip the reading: later ones rate from older baselines
+            baselines.append((value, now))  # below every baseline (or first sight): nothing to rate yet
+        return 0.0
 
     def retain(self, keys: Iterable[Hashable]) -> None:
         """Forget counters not in `keys` (a device that went away starts afresh if it returns)."""
         keep = set(keys)
-        for key in [k for k in self._tracks if k not in keep]:
-            del self._tracks[key]
+        for key in [k for k in self._baselines if k not in keep]:
+            del self._baselines[key]
 
 
 def busy_percent(previous: CpuTimes, current: CpuTimes) -> float | None:
