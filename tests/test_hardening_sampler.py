@@ -69,7 +69,7 @@ def test_a_counter_wider_than_64_bits_is_null_and_the_service_keeps_ticking(tree
         assert sda["readBytes"] is None and sda["writeBytes"] == 40000 * 512
         disk = first["collectors"]["disk"]
         assert disk["status"] == "degraded"
-        assert disk["lastError"] == f"sda read_bytes = {2**64} does not fit an unsigned 64-bit counter"
+        assert disk["lastError"] == "sda read_bytes does not fit an unsigned 64-bit counter"
         assert first["status"] == "degraded" and first["failedTicks"] == 0
         for _ in range(600):  # wait for more ticks; the ceiling only catches a dead loop
             if service.get("/api/health")["ticks"] >= first["ticks"] + 5:

@@ -32,7 +32,7 @@ def checked_counter(value: int, label: str, problems: list[str]) -> int | None:
     """`value` if it fits an unsigned 64-bit counter; else None, with the reason added to `problems`."""
     if 0 <= value <= U64_MAX:
         return value
-    problems.append(f"{label} = {value} does not fit an unsigned 64-bit counter")
+    problems.append(f"{label} does not fit an unsigned 64-bit counter")  # no value: one log line, not one per tick
     return None
 
 
