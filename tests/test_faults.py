@@ -6,6 +6,7 @@ import errno
 import os
 import pathlib
 import shutil
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,7 @@ def faulty(base: type) -> type:
     class Faulty(base):
         faults: dict[str, int]
 
-        def _read(self, which):
+        def _read(self, which: Any) -> Any:
             name = which if isinstance(which, str) else procfs_name(which)
             code = self.faults.get(name)
             if code is not None:
@@ -48,7 +49,7 @@ def procfs_name(which: int) -> str:
 
 
 @pytest.fixture(params=["cffi", "python"])
-def reader_class(request) -> type:
+def reader_class(request: pytest.FixtureRequest) -> type:
     return faulty(backend_class(request.param))
 
 
@@ -58,7 +59,7 @@ def root(tmp_path: pathlib.Path) -> pathlib.Path:
     return tmp_path / "ws"
 
 
-def sampler_over(root: pathlib.Path, reader) -> Sampler:
+def sampler_over(root: pathlib.Path, reader: Any) -> Sampler:
     proc, sys_ = str(root / "proc"), str(root / "sys")
     collectors = [CpuCollector(reader, proc_root=proc, sys_root=sys_), MemoryCollector(reader),
                   DiskCollector(reader, proc_root=proc, sys_root=sys_, statvfs=None), NetworkCollector(reader)]
@@ -67,8 +68,9 @@ def sampler_over(root: pathlib.Path, reader) -> Sampler:
 
 @pytest.mark.parametrize("name", ERRNOS)
 @pytest.mark.parametrize("collector", sorted(FILE_OF))
-async def test_a_read_error_fails_only_its_collector_says_the_errno_and_recovers(root, reader_class, collector,
-                                                                               name):
+async def test_a_read_error_fails_only_its_collector_says_the_errno_and_recovers(
+    root: pathlib.Path, reader_class: Any, collector: str, name: str
+) -> None:
     """EIO, ENODEV, EACCES, EBUSY or EAGAIN on one kernel file: its collector is `error` naming the errno
     and the file, the others stay `ok`, and it is `ok` again once the fault clears."""
     reader = reader_class(str(root / "proc"))
@@ -99,7 +101,7 @@ def replace(path: pathlib.Path, text: str) -> None:
     os.rename(fresh, path)
 
 
-def test_kept_file_rereads_a_file_renamed_over_and_reports_a_deleted_one(tmp_path):
+def test_kept_file_rereads_a_file_renamed_over_and_reports_a_deleted_one(tmp_path: pathlib.Path) -> None:
     """A KeptFile sees the new file after a rename over its path, None once deleted, and the file again."""
     path = tmp_path / "temp1_input"
     path.write_text("41000\n")
@@ -114,7 +116,7 @@ def test_kept_file_rereads_a_file_renamed_over_and_reports_a_deleted_one(tmp_pat
 
 
 @pytest.mark.parametrize("backend", ["cffi", "python"])
-def test_hot_readers_follow_a_renamed_over_meminfo_identically(tmp_path, backend):
+def test_hot_readers_follow_a_renamed_over_meminfo_identically(tmp_path: pathlib.Path, backend: str) -> None:
     """Both backends read a meminfo renamed over the old one, then raise the same error once it is gone."""
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal: 1000 kB\nMemAvailable: 400 kB\n")
@@ -132,7 +134,7 @@ def test_hot_readers_follow_a_renamed_over_meminfo_identically(tmp_path, backend
 # --- non-regular files: a FIFO neither blocks nor reads as a counter --------------------------
 
 
-def test_sysfs_readers_refuse_a_fifo_without_blocking(tmp_path):
+def test_sysfs_readers_refuse_a_fifo_without_blocking(tmp_path: pathlib.Path) -> None:
     """read_text and KeptFile give None for a FIFO at once (a blocking open would hang the test)."""
     fifo = tmp_path / "scaling_cur_freq"
     os.mkfifo(fifo)
@@ -143,7 +145,7 @@ def test_sysfs_readers_refuse_a_fifo_without_blocking(tmp_path):
 
 
 @pytest.mark.parametrize("backend", ["cffi", "python"])
-def test_hot_readers_refuse_a_fifo_with_the_same_error(tmp_path, backend):
+def test_hot_readers_refuse_a_fifo_with_the_same_error(tmp_path: pathlib.Path, backend: str) -> None:
     """A FIFO in place of /proc/stat is EINVAL "not a regular file" with its path, in both backends."""
     os.mkfifo(tmp_path / "stat")
     reader = backend_class(backend)(str(tmp_path))

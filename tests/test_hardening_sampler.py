@@ -7,6 +7,7 @@ import os
 import pathlib
 import shutil
 import time
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from tracklab_sysmon.collectors import default_collectors
 from tracklab_sysmon.collectors.memory import MemoryCollector
 from tracklab_sysmon.collectors.network import NetworkCollector
 from tracklab_sysmon.config import ServiceConfig
-from tracklab_sysmon.model import MemorySample, SwapSample
+from tracklab_sysmon.model import MemorySample, Snapshot, SwapSample
 from tracklab_sysmon.sampler import Sampler
 from tracklab_sysmon.server import create_app, keys
 
@@ -43,7 +44,7 @@ def tree(tmp_path: pathlib.Path) -> pathlib.Path:
     return root
 
 
-def tree_sampler(tree: pathlib.Path, **kwargs) -> Sampler:
+def tree_sampler(tree: pathlib.Path, **kwargs: Any) -> Sampler:
     collectors = default_collectors(str(tree / "proc"), str(tree / "sys"), statvfs=None, host_gpus=False)
     return Sampler(collectors, node_id="n", **kwargs)
 
@@ -57,7 +58,7 @@ def net_dev(eth0_rx: int, eth0_tx: int) -> str:
 # --- defect 2: a value wider than 64 bits, a failing tick, a stalled loop ------------------------
 
 
-def test_a_counter_wider_than_64_bits_is_null_and_the_service_keeps_ticking(tree, tmp_path):
+def test_a_counter_wider_than_64_bits_is_null_and_the_service_keeps_ticking(tree: pathlib.Path, tmp_path: pathlib.Path) -> None:
     """2^55 sectors (2^64 bytes): readBytes is null, disk says why, ticks go on, SIGTERM exits 0."""
     diskstats = tree / "proc/diskstats"
     diskstats.write_text(diskstats.read_text().replace("sda 1000 0 20000", f"sda 1000 0 {SECTORS_2_55}"))
@@ -83,7 +84,7 @@ def test_a_counter_wider_than_64_bits_is_null_and_the_service_keeps_ticking(tree
         service.kill()
 
 
-async def test_a_failing_tick_costs_one_tick_and_the_loop_goes_on(tree):
+async def test_a_failing_tick_costs_one_tick_and_the_loop_goes_on(tree: pathlib.Path) -> None:
     """A tick that raises is counted and skipped; the next ticks publish as usual."""
     clock = Clock()
     sleeps: list[float] = []
@@ -97,7 +98,7 @@ async def test_a_failing_tick_costs_one_tick_and_the_loop_goes_on(tree):
     sampler = tree_sampler(tree, interval=1.0, monotonic=clock, sleep=sleep)
     real_tick, calls = sampler.tick, []
 
-    async def flaky_tick():
+    async def flaky_tick() -> Snapshot:
         calls.append(1)
         if len(calls) == 3:
             raise RuntimeError("boom")
@@ -109,7 +110,7 @@ async def test_a_failing_tick_costs_one_tick_and_the_loop_goes_on(tree):
     assert (len(calls), sampler.failed_ticks, sampler.ticks) == (6, 1, 5)
 
 
-async def test_a_listener_that_raises_does_not_cost_the_others_their_snapshot(tree):
+async def test_a_listener_that_raises_does_not_cost_the_others_their_snapshot(tree: pathlib.Path) -> None:
     """The second listener still gets every snapshot when the first one raises."""
     sampler = tree_sampler(tree)
     got = []
@@ -130,7 +131,7 @@ class HugeMemory:
         return MemorySample(usage=1.0, used=2**70, total=2**71, available=1, swap=SwapSample(0, 0, 0.0))
 
 
-async def test_a_section_that_cannot_be_encoded_is_dropped_and_its_collector_says_why(tree):
+async def test_a_section_that_cannot_be_encoded_is_dropped_and_its_collector_says_why(tree: pathlib.Path) -> None:
     """The tick publishes without the bad section; that collector is `error` with the encoder's reason."""
     sampler = Sampler([*tree_sampler(tree).collectors, HugeMemory()], node_id="n")
     snapshot = await sampler.tick()
@@ -140,7 +141,7 @@ async def test_a_section_that_cannot_be_encoded_is_dropped_and_its_collector_say
     assert status.last_error == "cannot encode its values: Integer exceeds 64-bit range"
 
 
-async def test_health_says_stalled_once_the_newest_snapshot_is_three_intervals_old(tree):
+async def test_health_says_stalled_once_the_newest_snapshot_is_three_intervals_old(tree: pathlib.Path) -> None:
     """Healthy up to three intervals after the last tick, then degraded with the snapshot's age."""
     clock = Clock()
     sampler = tree_sampler(tree, interval=2.0, monotonic=clock)
@@ -151,7 +152,7 @@ async def test_health_says_stalled_once_the_newest_snapshot_is_three_intervals_o
     assert sampler.health() == {"status": "degraded", "stalled": True, "lastTickAgeMs": 6500.0, "failedTicks": 0}
 
 
-async def test_api_health_reports_a_stalled_sampler(aiohttp_client, tree):
+async def test_api_health_reports_a_stalled_sampler(aiohttp_client: Any, tree: pathlib.Path) -> None:
     """When every tick fails, /api/health turns degraded, says stalled, and counts the failed ticks."""
     config = ServiceConfig(node_id="n", interval=0.05, history=5, proc_root=str(tree / "proc"),
                            sys_root=str(tree / "sys"))
@@ -160,7 +161,7 @@ async def test_api_health_reports_a_stalled_sampler(aiohttp_client, tree):
     sampler = app[keys.SAMPLER]
     assert (await (await client.get("/api/health")).json())["stalled"] is False
 
-    def refuse(snapshot):
+    def refuse(snapshot: Snapshot) -> tuple[Snapshot, bytes]:
         raise ValueError("encoder wedged")
 
     sampler._encode = refuse
@@ -176,7 +177,7 @@ async def test_api_health_reports_a_stalled_sampler(aiohttp_client, tree):
 # --- the run loop realigns after a stall instead of bursting ------------------------------------
 
 
-async def test_run_realigns_to_its_schedule_after_a_stall(tree):
+async def test_run_realigns_to_its_schedule_after_a_stall(tree: pathlib.Path) -> None:
     """A 5.5-interval stall inside one tick: the next sleep reaches the next grid point, no burst."""
     clock = Clock(100.0)
     sleeps: list[float] = []
@@ -190,7 +191,7 @@ async def test_run_realigns_to_its_schedule_after_a_stall(tree):
     sampler = tree_sampler(tree, interval=1.0, monotonic=clock, sleep=sleep)
     real_tick = sampler.tick
 
-    async def tick():
+    async def tick() -> Snapshot:
         snapshot = await real_tick()
         if sampler.ticks == 3:
             clock.now += 5.5  # suspend, or a tick that took far too long
@@ -206,7 +207,7 @@ async def test_run_realigns_to_its_schedule_after_a_stall(tree):
 # --- own RSS: the right statm field -------------------------------------------------------------
 
 
-async def test_own_rss_is_the_second_statm_field_times_the_page_size(tree, tmp_path):
+async def test_own_rss_is_the_second_statm_field_times_the_page_size(tree: pathlib.Path, tmp_path: pathlib.Path) -> None:
     """statm `size resident shared ...`: rss is resident pages x page size, exactly."""
     statm = tmp_path / "statm"
     statm.write_text("9000 1234 300 10 0 500 0\n")
@@ -218,7 +219,7 @@ async def test_own_rss_is_the_second_statm_field_times_the_page_size(tree, tmp_p
 # --- defect 9: a transient all-zero line in /proc/net/dev ------------------------------------
 
 
-def test_a_transient_all_zero_net_dev_line_is_not_a_traffic_spike(tmp_path):
+def test_a_transient_all_zero_net_dev_line_is_not_a_traffic_spike(tmp_path: pathlib.Path) -> None:
     """eth0 at 1,000,000 / 0 (a glitch) / 1,000,600 bytes, a second apart: 300 B/s at the return, not 1 MB/s."""
     (tmp_path / "net").mkdir()
     dev = tmp_path / "net/dev"
@@ -234,7 +235,7 @@ def test_a_transient_all_zero_net_dev_line_is_not_a_traffic_spike(tmp_path):
 # --- clocks: a wall-clock jump is not a monotonic gap -----------------------------------------
 
 
-async def test_a_wall_clock_jump_moves_timestamps_but_not_rates(tmp_path):
+async def test_a_wall_clock_jump_moves_timestamps_but_not_rates(tmp_path: pathlib.Path) -> None:
     """Wall clock +1 h between ticks: timestamps jump by 1 h, the rate still covers the 1 s that passed;
     a 4 s monotonic gap gives the rate over those 4 s."""
     (tmp_path / "net").mkdir()
@@ -260,14 +261,14 @@ async def test_a_wall_clock_jump_moves_timestamps_but_not_rates(tmp_path):
 # --- defect 10: garbage parses to "error", not to silent nulls ---------------------------------
 
 
-def test_garbage_meminfo_is_a_memory_error_not_nulls(tmp_path):
+def test_garbage_meminfo_is_a_memory_error_not_nulls(tmp_path: pathlib.Path) -> None:
     """A meminfo without a readable MemTotal raises the reason instead of publishing all-null memory."""
     (tmp_path / "meminfo").write_text("\x00\x01 garbage line\nMemTotal: lots kB\n")
     with pytest.raises(ValueError, match="no readable MemTotal"):
         MemoryCollector(hotpath.open_reader(str(tmp_path))).collect(0.0)
 
 
-def test_garbage_net_dev_is_a_network_error_not_nulls(tmp_path):
+def test_garbage_net_dev_is_a_network_error_not_nulls(tmp_path: pathlib.Path) -> None:
     """A net/dev with no interface line at all (not even lo) is an error with the reason."""
     (tmp_path / "net").mkdir()
     (tmp_path / "net/dev").write_text("<html>502 Bad Gateway</html>\n")
@@ -278,7 +279,7 @@ def test_garbage_net_dev_is_a_network_error_not_nulls(tmp_path):
 # --- defect 11: a FIFO under --proc-root ------------------------------------------------------
 
 
-def test_a_fifo_in_place_of_proc_stat_neither_hangs_nor_blocks_sigterm(tree, tmp_path):
+def test_a_fifo_in_place_of_proc_stat_neither_hangs_nor_blocks_sigterm(tree: pathlib.Path, tmp_path: pathlib.Path) -> None:
     """The service starts, cpu is `error` saying the file is not regular, others ok, SIGTERM exits 0."""
     stat = tree / "proc/stat"
     stat.unlink()
