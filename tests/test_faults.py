@@ -131,6 +131,27 @@ def test_hot_readers_follow_a_renamed_over_meminfo_identically(tmp_path: pathlib
     assert reader.meminfo().total == 3000 * 1024
 
 
+def open_fds_to(target: str) -> int:
+    """How many of this process's descriptors point at `target`."""
+    fds = os.listdir("/proc/self/fd")
+    return sum(1 for fd in fds if os.path.realpath(f"/proc/self/fd/{fd}") == target)
+
+
+@pytest.mark.parametrize("backend", ["cffi", "python"])
+def test_a_real_read_error_closes_the_kept_descriptor_in_both_backends(tmp_path: pathlib.Path, backend: str) -> None:
+    """/proc/self/mem opens as a regular file but pread at 0 fails with EIO: both backends raise the same
+    error with the path, and keep no descriptor, so the next read opens the path afresh."""
+    (tmp_path / "meminfo").symlink_to("/proc/self/mem")
+    mem = os.path.realpath("/proc/self/mem")
+    reader = backend_class(backend)(str(tmp_path))
+    expected = ("error", OSError, f"[Errno {errno.EIO}] Input/output error: '{tmp_path / 'meminfo'}'")
+    assert outcome(reader.meminfo) == expected
+    assert open_fds_to(mem) == 0
+    (tmp_path / "meminfo").unlink()
+    (tmp_path / "meminfo").write_text("MemTotal: 7 kB\n")
+    assert reader.meminfo().total == 7 * 1024
+
+
 # --- non-regular files: a FIFO neither blocks nor reads as a counter --------------------------
 
 

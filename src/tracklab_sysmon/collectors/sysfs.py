@@ -77,9 +77,9 @@ class KeptFile:
         fd = self._current()
         try:
             return read_fd(fd).decode("utf-8", "replace")
-        except OSError:
+        except OSError as exc:  # the next read opens the path again; say which file failed, as open does
             self.close()
-            raise
+            raise OSError(exc.errno, exc.strerror, self.path) from exc
 
     def _current(self) -> int:
         if self._fd is not None and not self._same_file():
