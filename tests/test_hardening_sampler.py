@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import pathlib
 import shutil
@@ -139,6 +140,28 @@ async def test_a_section_that_cannot_be_encoded_is_dropped_and_its_collector_say
     status = sampler.status["huge"]
     assert (status.state, status.failures) == ("error", 1)
     assert status.last_error == "cannot encode its values: Integer exceeds 64-bit range"
+
+
+async def test_an_unencodable_section_is_logged_once_not_every_tick(
+    tree: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Three ticks with the same unencodable section log one warning (not ok/error each tick); its recovery
+    logs one line."""
+    huge = HugeMemory()
+    sampler = Sampler([huge], node_id="n")
+    with caplog.at_level(logging.INFO, logger="tracklab_sysmon.sampler"):
+        for _ in range(3):
+            await sampler.tick()
+        huge.collect = lambda now: MemorySample(1.0, 1, 2, 1, SwapSample(0, 0, 0.0))  # type: ignore[method-assign]
+        await sampler.tick()
+        await sampler.tick()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines == [
+        ("INFO", "collector huge: ok"),  # pending -> ok, as every collector's first run
+        ("WARNING", "collector huge: error (cannot encode its values: Integer exceeds 64-bit range)"),
+        ("INFO", "collector huge: ok"),
+    ]
+    assert sampler.status["huge"].failures == 3
 
 
 async def test_health_says_stalled_once_the_newest_snapshot_is_three_intervals_old(tree: pathlib.Path) -> None:

@@ -112,6 +112,7 @@ class Sampler:
         self._statm = KeptFile(statm_path)  # read per tick so /api/health reads nothing
         self._threads: dict[str, CollectorThread] = {}  # made on first use: `blocking` may change
         self._in_flight: dict[str, asyncio.Future] = {}
+        self._unencodable_names: set[str] = set()  # collectors whose section failed to encode last tick
         self.thread_wait = max(interval, MIN_THREAD_WAIT)
         # A tick may legitimately take one interval plus a blocking collector's wait.
         self.stall_after = max(STALL_INTERVALS * interval, interval + self.thread_wait)
@@ -152,7 +153,7 @@ class Sampler:
     def _encode(self, snapshot: Snapshot) -> tuple[Snapshot, bytes]:
         """The snapshot's JSON; a section that cannot be encoded is dropped and its collectors say why."""
         try:
-            return snapshot, wire.encode(wire.snapshot_to_wire(snapshot))
+            encoded = wire.encode(wire.snapshot_to_wire(snapshot))
         except (TypeError, ValueError) as whole:  # orjson: e.g. an int wider than 64 bits
             for section in ("cpu", "memory", "disk", "network", "accelerators"):
                 try:
@@ -164,13 +165,20 @@ class Sampler:
                 return snapshot, wire.encode(wire.snapshot_to_wire(snapshot))
             except (TypeError, ValueError):
                 raise whole from None
+        for name in self._unencodable_names:  # their recovery was recorded quietly: say it once here
+            _log_state(name, self.status[name])
+        self._unencodable_names.clear()
+        return snapshot, encoded
 
     def _unencodable(self, section: str, exc: Exception) -> None:
+        # Every tick first records such a collector as ok, then as error here: log only the first time.
         for collector in self.collectors:
             if collector.section == section and self.status[collector.name].state in ("ok", "degraded"):
                 status = self.status[collector.name]
                 status.failures += 1
-                self._set_state(collector.name, status, "error", f"cannot encode its values: {exc}")
+                quiet = collector.name in self._unencodable_names
+                self._set_state(collector.name, status, "error", f"cannot encode its values: {exc}", quiet=quiet)
+                self._unencodable_names.add(collector.name)
 
     def health(self) -> dict[str, object]:
         """The service's health: "degraded" when a collector is or the loop has stalled, with the newest
@@ -281,18 +289,19 @@ class Sampler:
         status = self.status[collector.name]
         if outcome.state == "error":
             status.failures += 1
-        self._set_state(collector.name, status, outcome.state, outcome.error)
+        self._set_state(collector.name, status, outcome.state, outcome.error,
+                        quiet=collector.name in self._unencodable_names)
         if outcome.state in ("ok", "degraded"):
             status.last_success = int(self._wall() * 1000)
         status.last_duration_ms = outcome.duration_ms
         return outcome.value
 
     @staticmethod
-    def _set_state(name: str, status: CollectorStatus, state: str, error: str | None) -> None:
-        if status.state != state or status.last_error != error:
-            level = logging.WARNING if state in ("error", "degraded") else logging.INFO
-            log.log(level, "collector %s: %s%s", name, state, f" ({error})" if error else "")
+    def _set_state(name: str, status: CollectorStatus, state: str, error: str | None, *, quiet: bool = False) -> None:
+        changed = status.state != state or status.last_error != error
         status.state, status.last_error = state, error
+        if changed and not quiet:
+            _log_state(name, status)
 
     def _measure_own_cpu(self) -> None:
         # process_time() reads the process's CPU clock in ns; os.times() would round to 10 ms,
@@ -303,6 +312,12 @@ class Sampler:
             self.own_cpu_percent = round(100.0 * used / (mark[0] - self._cpu_mark[0]), 3)
         self._cpu_mark = mark
         self.own_rss = _rss_bytes(self._statm)
+
+
+def _log_state(name: str, status: CollectorStatus) -> None:
+    level = logging.WARNING if status.state in ("error", "degraded") else logging.INFO
+    error = status.last_error
+    log.log(level, "collector %s: %s%s", name, status.state, f" ({error})" if error else "")
 
 
 def _only(snapshot: Snapshot, section: str) -> Snapshot:
