@@ -20,7 +20,7 @@ class PyHotReader:
     def _read(self, relpath: str) -> str:
         kept = self._files.get(relpath)
         if kept is None:
-            kept = self._files[relpath] = KeptFile(os.path.join(self.proc_root, relpath))
+            kept = self._files[relpath] = KeptFile(os.path.join(self.proc_root, relpath), whole=True)
         return kept.read_or_raise()
 
     def stat(self) -> StatCounters:

@@ -60,12 +60,14 @@ class KeptFile:
     back). `read` gives None while the file cannot be opened or read; `read_or_raise` says why.
     """
 
-    __slots__ = ("path", "_fd", "_identity")
+    __slots__ = ("path", "_fd", "_identity", "_whole")
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, whole: bool = False) -> None:
+        """`whole`: read until EOF (multi-record /proc files); else one pread (one-value files, 64 KiB)."""
         self.path = path
         self._fd: int | None = None
         self._identity: tuple[int, int] | None = None
+        self._whole = whole
 
     def read(self) -> str | None:
         try:
@@ -76,7 +78,8 @@ class KeptFile:
     def read_or_raise(self) -> str:
         fd = self._current()
         try:
-            return read_fd(fd).decode("utf-8", "replace")
+            data = read_fd(fd) if self._whole else os.pread(fd, _CHUNK, 0)
+            return data.decode("utf-8", "replace")
         except OSError as exc:  # the next read opens the path again; say which file failed, as open does
             self.close()
             raise OSError(exc.errno, exc.strerror, self.path) from exc
