@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -25,6 +26,8 @@ enum { MAX_DIGITS = 18 };            /* 18 decimal digits always fit in int64 */
 
 struct sm_file {
     int fd;
+    dev_t dev; /* identity of the open file: a path that now names another is reopened */
+    ino_t ino;
     char *text;
     size_t cap;
     size_t len;
@@ -38,6 +41,13 @@ struct sm_reader {
 };
 
 /* ------------------------------------------------------------------ reader */
+
+static void drop(struct sm_file *f)
+{
+    if (f->fd >= 0)
+        close(f->fd);
+    f->fd = -1;
+}
 
 sm_reader *sm_open(const char *proc_root)
 {
@@ -60,11 +70,8 @@ sm_reader *sm_open(const char *proc_root)
 
 void sm_reset(sm_reader *r)
 {
-    for (int i = 0; i < SM_NFILES; i++) {
-        if (r->files[i].fd >= 0)
-            close(r->files[i].fd);
-        r->files[i].fd = -1;
-    }
+    for (int i = 0; i < SM_NFILES; i++)
+        drop(&r->files[i]);
     if (r->dir_fd >= 0)
         close(r->dir_fd);
     r->dir_fd = -1;
@@ -82,17 +89,42 @@ void sm_close(sm_reader *r)
     free(r);
 }
 
-static int open_under(const sm_reader *r, const char *name)
+static int path_under(const sm_reader *r, const char *name, char *path, size_t size)
 {
-    char path[PATH_MAX];
     /* os.path.join("", name) is just name; keep the Python twin's behaviour. */
-    int n = r->root[0] ? snprintf(path, sizeof path, "%s/%s", r->root, name)
-                       : snprintf(path, sizeof path, "%s", name);
-    if (n < 0 || (size_t)n >= sizeof path) {
-        errno = ENAMETOOLONG;
-        return -1;
+    int n = r->root[0] ? snprintf(path, size, "%s/%s", r->root, name) : snprintf(path, size, "%s", name);
+    return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+/* Non-blocking, and regular files only: a FIFO planted under the root must not hang a read. */
+static int open_regular(struct sm_file *f, const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
     }
-    return open(path, O_RDONLY | O_CLOEXEC);
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return SM_ENOTREG;
+    }
+    f->fd = fd;
+    f->dev = st.st_dev;
+    f->ino = st.st_ino;
+    return 0;
+}
+
+/* The kept descriptor of `path`, reopened when the path is gone or names another file now. */
+static int keep_current(struct sm_file *f, const char *path)
+{
+    struct stat st;
+    if (f->fd >= 0 && (stat(path, &st) < 0 || st.st_dev != f->dev || st.st_ino != f->ino))
+        drop(f);
+    return f->fd >= 0 ? 0 : open_regular(f, path);
 }
 
 static int grow(struct sm_file *f)
@@ -111,11 +143,12 @@ long sm_read(sm_reader *r, int file)
     if (file < 0 || file >= SM_NFILES)
         return -EINVAL;
     struct sm_file *f = &r->files[file];
-    if (f->fd < 0) {
-        f->fd = open_under(r, FILE_NAMES[file]);
-        if (f->fd < 0)
-            return -errno;
-    }
+    char path[PATH_MAX];
+    int rc = path_under(r, FILE_NAMES[file], path, sizeof path);
+    if (rc == 0)
+        rc = keep_current(f, path);
+    if (rc < 0)
+        return rc;
     size_t len = 0;
     f->len = 0;
     for (;;) {
@@ -129,7 +162,9 @@ long sm_read(sm_reader *r, int file)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return -errno;
+            int err = -errno;
+            drop(f); /* any read error: the next read opens the path again */
+            return err;
         }
         if (n == 0)
             break;

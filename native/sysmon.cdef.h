@@ -1,7 +1,7 @@
 /* The C helper's interface as cffi reads it (no preprocessor here): kept in step with sysmon.h. */
 
 enum { SM_STAT, SM_DISKSTATS, SM_NET_DEV, SM_MEMINFO, SM_LOADAVG, SM_SNMP, SM_NFILES };
-enum { SM_DEFER = -4096, SM_EPARSE = -4097, SM_ENOTABLE = -4098 };
+enum { SM_DEFER = -4096, SM_EPARSE = -4097, SM_ENOTABLE = -4098, SM_ENOTREG = -4099 };
 enum { SM_CPU_ROW = 9, SM_DEV_ROW = 6, SM_MEM_FIELDS = 4 };
 
 typedef struct sm_reader sm_reader;

@@ -18,7 +18,7 @@
 
 enum { SM_STAT, SM_DISKSTATS, SM_NET_DEV, SM_MEMINFO, SM_LOADAVG, SM_SNMP, SM_NFILES };
 /* Below -4095 so they never collide with a negated errno. */
-enum { SM_DEFER = -4096, SM_EPARSE = -4097, SM_ENOTABLE = -4098 };
+enum { SM_DEFER = -4096, SM_EPARSE = -4097, SM_ENOTABLE = -4098, SM_ENOTREG = -4099 };
 /* cores: [id, user, nice, system, idle, iowait, irq, softirq, steal] as doubles;
  * disks: [name offset, name length, reads, read bytes, writes, write bytes];
  * interfaces: [name offset, name length, rx bytes, rx packets, tx bytes, tx packets];
@@ -32,7 +32,10 @@ sm_reader *sm_open(const char *proc_root);
 void sm_close(sm_reader *reader);
 /* Close every kept descriptor; the next read opens them again. */
 void sm_reset(sm_reader *reader);
-/* Read one SM_* file whole: its length, or -errno. The text stays valid until the next read. */
+/* Read one SM_* file whole: its length, -errno, or SM_ENOTREG when the path is not a regular file
+ * (opened non-blocking, so a FIFO never hangs). The path is stat()ed first and reopened when it
+ * names another file now (deleted, or renamed over); any read error also closes it, so the next
+ * read opens it again. The text stays valid until the next read. */
 long sm_read(sm_reader *reader, int file);
 const char *sm_text(const sm_reader *reader, int file);
 /* Entries of proc_root whose names are all ASCII digits, or -errno. */

@@ -183,7 +183,8 @@ def test_unchanged_counters_give_zero_rates_and_unknown_cpu_usage(tree: Tree) ->
 
 
 def test_counter_reset_gives_zero_then_resumes(tree: Tree) -> None:
-    """A counter that drops (driver reload) reads 0 for that interval, then rates resume from it."""
+    """A counter that drops (driver reload) reads 0 for that interval, then rates resume from it (the first
+    rise proves the reset and is spread over the 2 s since the last reading before the drop)."""
     tree.collect("disk", 100.0)
     tree.collect("network", 100.0)
     tree.disks["sda"] = [8, 0, 5, 80, 3, 48]
@@ -194,6 +195,11 @@ def test_counter_reset_gives_zero_then_resumes(tree: Tree) -> None:
     tree.disks["sda"] = [8, 0, 105, 2080, 3, 48]
     tree.nics["eth0"] = [501_000, 510, 500, 5]
     disk, net = tree.collect("disk", 102.0), tree.collect("network", 102.0)
+    assert (disk.devices[0].read_rate, disk.devices[0].iops) == (512_000.0, 50.0)  # 2000*512 over 2 s
+    assert (net.bytes_in, net.packets_in) == (250_000.0, 250.0)
+    tree.disks["sda"] = [8, 0, 205, 4080, 3, 48]
+    tree.nics["eth0"] = [1_001_000, 1010, 500, 5]
+    disk, net = tree.collect("disk", 103.0), tree.collect("network", 103.0)
     assert (disk.devices[0].read_rate, disk.devices[0].iops) == (1_024_000.0, 100.0)  # 2000*512 in 1 s
     assert (net.bytes_in, net.packets_in) == (500_000.0, 500.0)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 from ._sysmon_cffi import ffi, lib  # ImportError when the extension was not built
 from .collectors import procfs
+from .collectors.sysfs import NOT_REGULAR
 from .errors import ParseError
 from .model import CpuTimes, DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
 
@@ -65,7 +67,10 @@ class CffiHotReader:
     def _read(self, which: int) -> tuple[object, int]:
         length = lib.sm_read(self._reader, which)
         if length < 0:
-            raise OSError(-length, os.strerror(-length), os.path.join(self.proc_root, _PATHS[which]))
+            path = os.path.join(self.proc_root, _PATHS[which])
+            if length == lib.SM_ENOTREG:  # the same error the Python twin raises for a FIFO or device
+                raise OSError(errno.EINVAL, NOT_REGULAR, path)
+            raise OSError(-length, os.strerror(-length), path)
         return lib.sm_text(self._reader, which), length
 
     def stat(self) -> StatCounters:

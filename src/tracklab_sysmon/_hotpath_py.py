@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 
 from .collectors import procfs
+from .collectors.sysfs import KeptFile
 from .model import DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
-
-_CHUNK = 65536
 
 
 class PyHotReader:
@@ -15,23 +14,14 @@ class PyHotReader:
 
     def __init__(self, proc_root: str = "/proc") -> None:
         self.proc_root = proc_root
-        self._fds: dict[str, int] = {}
+        self._files: dict[str, KeptFile] = {}
         self._ticks = float(os.sysconf("SC_CLK_TCK"))
 
     def _read(self, relpath: str) -> str:
-        fd = self._fds.get(relpath)
-        if fd is None:
-            fd = os.open(os.path.join(self.proc_root, relpath), os.O_RDONLY | os.O_CLOEXEC)
-            self._fds[relpath] = fd
-        chunks = []
-        offset = 0
-        while True:
-            chunk = os.pread(fd, _CHUNK, offset)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            offset += len(chunk)
-        return b"".join(chunks).decode("utf-8", "replace")
+        kept = self._files.get(relpath)
+        if kept is None:
+            kept = self._files[relpath] = KeptFile(os.path.join(self.proc_root, relpath), whole=True)
+        return kept.read_or_raise()
 
     def stat(self) -> StatCounters:
         return procfs.parse_stat(self._read("stat"), self._ticks)
@@ -57,12 +47,6 @@ class PyHotReader:
             return sum(1 for entry in entries if entry.name.isascii() and entry.name.isdigit())
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown: os may already be gone
-            pass
+        for kept in self._files.values():
+            kept.close()
+        self._files.clear()

@@ -126,13 +126,13 @@ class MemorySample:
 @dataclass(frozen=True, slots=True)
 class DiskDeviceSample:
     name: str
-    read_bytes: int
-    write_bytes: int
-    reads: int
-    writes: int
-    read_rate: float
-    write_rate: float
-    iops: float
+    read_bytes: int | None  # None: the counter does not fit 64 bits (the collector says so)
+    write_bytes: int | None
+    reads: int | None
+    writes: int | None
+    read_rate: float | None
+    write_rate: float | None
+    iops: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,14 +149,14 @@ class DiskSample:
 @dataclass(frozen=True, slots=True)
 class InterfaceSample:
     name: str
-    bytes_recv: int
-    bytes_sent: int
-    packets_recv: int
-    packets_sent: int
-    bytes_in: float
-    bytes_out: float
-    packets_in: float
-    packets_out: float
+    bytes_recv: int | None  # None: the counter does not fit 64 bits (the collector says so)
+    bytes_sent: int | None
+    packets_recv: int | None
+    packets_sent: int | None
+    bytes_in: float | None
+    bytes_out: float | None
+    packets_in: float | None
+    packets_out: float | None
 
 
 @dataclass(frozen=True, slots=True)

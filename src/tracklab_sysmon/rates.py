@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable
+
 from .model import CpuTimes
+
+U64_MAX = 2**64 - 1  # the widest counter the kernel keeps; JSON consumers (orjson) stop here too
 
 
 def counter_rate(previous: float, current: float, elapsed: float) -> float:
@@ -11,6 +15,72 @@ def counter_rate(previous: float, current: float, elapsed: float) -> float:
         return 0.0
     delta = current - previous
     return delta / elapsed if delta > 0 else 0.0
+
+
+def rounded(rate: float | None) -> float | None:
+    """A rate to 2 decimals, as published; None stays None."""
+    return round(rate, 2) if rate is not None else None
+
+
+def total_rate(rates: list[float | None]) -> float | None:
+    """Sum of per-device rates to 2 decimals; unknown if any device's rate is unknown."""
+    known = [r for r in rates if r is not None]
+    return round(sum(known), 2) if len(known) == len(rates) else None
+
+
+def checked_counter(value: int, label: str, problems: list[str]) -> int | None:
+    """`value` if it fits an unsigned 64-bit counter; else None, with the reason added to `problems`."""
+    if 0 <= value <= U64_MAX:
+        return value
+    problems.append(f"{label} does not fit an unsigned 64-bit counter")  # no value: one log line, not one per tick
+    return None
+
+
+class CounterRates:
+    """Per-second rates of many cumulative counters, robust to transient dips, resets and wraps.
+
+    Each counter keeps baselines: its last good reading and, below it, the readings of a run that
+    dropped (strictly decreasing, newest last). A reading at or above the good one rates from it
+    over the whole span since: the drop was a glitch (a transient all-zero line) or a reset the
+    counter has outgrown. A reading that rises above a low baseline proves a reset or wrap (only a
+    reset makes an honest counter fall); it rates from that baseline, over the span since the
+    reading before it (when the counter was still high, so the reset lies inside the span), and
+    counting restarts from it. A reading below every baseline rates 0. So no rate exceeds what the
+    counter advanced over the span it covers, and a glitch is never a spike.
+    """
+
+    __slots__ = ("_baselines",)
+    max_baselines = 8  # bounds the memory of a counter that keeps falling
+
+    def __init__(self) -> None:
+        self._baselines: dict[Hashable, list[tuple[int, float]]] = {}
+
+    def rate(self, key: Hashable, value: int | None, now: float) -> float | None:
+        """The rate of counter `key` now; 0 at first sight or a drop, None when `value` is unknown."""
+        if value is None:
+            return None
+        baselines = self._baselines.setdefault(key, [])
+        if baselines and value >= baselines[0][0]:
+            good, good_at = baselines[0]
+            baselines[:] = [(value, now)]
+            return counter_rate(good, value, now - good_at)
+        for depth in range(1, len(baselines)):
+            low, _ = baselines[depth]
+            if value >= low:
+                if value == low:  # still flat after the drop: maybe a longer glitch, keep every baseline
+                    return 0.0
+                since = baselines[depth - 1][1]
+                baselines[:] = [(value, now)]
+                return counter_rate(low, value, now - since)
+        if len(baselines) < self.max_baselines:  # when full, skip the reading: later ones rate from older baselines
+            baselines.append((value, now))  # below every baseline (or first sight): nothing to rate yet
+        return 0.0
+
+    def retain(self, keys: Iterable[Hashable]) -> None:
+        """Forget counters not in `keys` (a device that went away starts afresh if it returns)."""
+        keep = set(keys)
+        for key in [k for k in self._baselines if k not in keep]:
+            del self._baselines[key]
 
 
 def busy_percent(previous: CpuTimes, current: CpuTimes) -> float | None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import errno
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from . import wire
-from .collectors import Collector, Unavailable
+from .collectors import Collector, Partial, Unavailable
 from .collectors.sysfs import KeptFile
 from .model import Snapshot
 from .ring import SnapshotRing
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 Listener = Callable[[Snapshot, bytes], None]
 PRIME_SECONDS = 0.2  # the first published rates cover at least this long
 MIN_THREAD_WAIT = 0.25  # a blocking collector gets at least this long (or one interval) per tick
+STALL_INTERVALS = 3  # health says "degraded" once the newest snapshot is older than this many intervals
+LOG_EVERY_SECONDS = 60.0  # a failure that repeats every tick is logged once per minute, with a count
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +39,8 @@ class _Outcome:
 
 @dataclass(slots=True)
 class CollectorStatus:
-    """Health of one collector: `ok`, `error`, `unavailable` (hardware absent) or `pending`."""
+    """Health of one collector: `ok`, `degraded` (some values null, `last_error` says why), `error`,
+    `unavailable` (hardware absent) or `pending`."""
 
     state: str = "pending"
     last_error: str | None = None
@@ -53,6 +58,24 @@ class CollectorStatus:
         }
 
 
+class RateLimitedLog:
+    """Logs a repeating failure at most once per `every` seconds, saying how many were not logged."""
+
+    def __init__(self, logger: logging.Logger, every: float, clock: Callable[[], float]) -> None:
+        self._logger, self._every, self._clock = logger, every, clock
+        self._last: float | None = None
+        self._skipped = 0
+
+    def error(self, message: str, exc: BaseException) -> None:
+        now = self._clock()
+        if self._last is not None and now - self._last < self._every:
+            self._skipped += 1
+            return
+        more = f" ({self._skipped} more since the last report)" if self._skipped else ""
+        self._logger.error("%s%s", message, more, exc_info=exc)
+        self._last, self._skipped = now, 0
+
+
 class Sampler:
     """Owns the collectors and the latest snapshot; nothing here scales with the number of readers."""
 
@@ -65,6 +88,8 @@ class Sampler:
         ring: SnapshotRing | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        statm_path: str = "/proc/self/statm",
     ) -> None:
         self.collectors = tuple(collectors)
         self.node_id = node_id
@@ -74,16 +99,23 @@ class Sampler:
         self.latest: Snapshot | None = None
         self.latest_bytes: bytes = b"null"
         self.ticks = 0
+        self.failed_ticks = 0  # ticks that raised: each costs that tick only (see `run`)
+        self._last_tick_at: float | None = None  # monotonic time of the newest snapshot
         self.own_cpu_percent: float | None = None
         self._listeners: list[Listener] = []
         self._monotonic = monotonic
         self._wall = wall
+        self._sleep = sleep
+        self._failure_log = RateLimitedLog(log, LOG_EVERY_SECONDS, monotonic)
         self._cpu_mark: tuple[float, float] | None = None
         self.own_rss: int | None = None
-        self._statm = KeptFile("/proc/self/statm")  # read per tick so /api/health reads nothing
+        self._statm = KeptFile(statm_path)  # read per tick so /api/health reads nothing
         self._threads: dict[str, CollectorThread] = {}  # made on first use: `blocking` may change
         self._in_flight: dict[str, asyncio.Future] = {}
+        self._unencodable_names: set[str] = set()  # collectors whose section failed to encode last tick
         self.thread_wait = max(interval, MIN_THREAD_WAIT)
+        # A tick may legitimately take one interval plus a blocking collector's wait.
+        self.stall_after = max(STALL_INTERVALS * interval, interval + self.thread_wait)
 
     def add_listener(self, listener: Listener) -> None:
         """Call `listener(snapshot, encoded)` after every tick (WebSocket fan-out, exporters)."""
@@ -105,23 +137,74 @@ class Sampler:
             network=sections.get("network"),
             accelerators=tuple(sections.get("accelerators", ())),
         )
-        encoded = wire.encode(wire.snapshot_to_wire(snapshot))
+        snapshot, encoded = self._encode(snapshot)
         self.latest, self.latest_bytes = snapshot, encoded
         self.ring.append(snapshot.timestamp, encoded)
         self.ticks += 1
+        self._last_tick_at = self._monotonic()
         self._measure_own_cpu()
         for listener in tuple(self._listeners):
-            listener(snapshot, encoded)
+            try:
+                listener(snapshot, encoded)
+            except Exception as exc:  # one broken consumer must not cost the others their snapshot
+                self._failure_log.error(f"snapshot listener {listener!r} failed", exc)
         return snapshot
+
+    def _encode(self, snapshot: Snapshot) -> tuple[Snapshot, bytes]:
+        """The snapshot's JSON; a section that cannot be encoded is dropped and its collectors say why."""
+        try:
+            encoded = wire.encode(wire.snapshot_to_wire(snapshot))
+        except (TypeError, ValueError) as whole:  # orjson: e.g. an int wider than 64 bits
+            for section in ("cpu", "memory", "disk", "network", "accelerators"):
+                try:
+                    wire.encode(wire.snapshot_to_wire(_only(snapshot, section)))
+                except (TypeError, ValueError) as exc:
+                    snapshot = dataclasses.replace(snapshot, **{section: () if section == "accelerators" else None})
+                    self._unencodable(section, exc)
+            try:
+                return snapshot, wire.encode(wire.snapshot_to_wire(snapshot))
+            except (TypeError, ValueError):
+                raise whole from None
+        for name in self._unencodable_names:  # their recovery was recorded quietly: say it once here
+            _log_state(name, self.status[name])
+        self._unencodable_names.clear()
+        return snapshot, encoded
+
+    def _unencodable(self, section: str, exc: Exception) -> None:
+        # Every tick first records such a collector as ok, then as error here: log only the first time.
+        for collector in self.collectors:
+            if collector.section == section and self.status[collector.name].state in ("ok", "degraded"):
+                status = self.status[collector.name]
+                status.failures += 1
+                quiet = collector.name in self._unencodable_names
+                self._set_state(collector.name, status, "error", f"cannot encode its values: {exc}", quiet=quiet)
+                self._unencodable_names.add(collector.name)
+
+    def health(self) -> dict[str, object]:
+        """The service's health: "degraded" when a collector is or the loop has stalled, with the newest
+        snapshot's age (the sampler knows; /api/health only reports it)."""
+        age = None if self._last_tick_at is None else self._monotonic() - self._last_tick_at
+        stalled = age is not None and age > self.stall_after
+        troubled = any(s.state in ("error", "degraded") for s in self.status.values())
+        return {
+            "status": "degraded" if stalled or troubled else "healthy",
+            "stalled": stalled,
+            "lastTickAgeMs": round(age * 1000, 1) if age is not None else None,
+            "failedTicks": self.failed_ticks,
+        }
 
     async def start(self) -> Snapshot:
         """Prime, wait a moment, and publish the first snapshot, whose rates are already real."""
         await self.prime()
-        await asyncio.sleep(min(PRIME_SECONDS, self.interval))
+        await self._sleep(min(PRIME_SECONDS, self.interval))
         return await self.tick()
 
     async def run(self) -> None:
-        """Tick on a fixed monotonic schedule until cancelled (after `start`); late ticks are skipped."""
+        """Tick on a fixed monotonic schedule until cancelled (after `start`); late ticks are skipped.
+
+        Supervised: a tick that raises is counted (`failed_ticks`), logged at most once a minute,
+        and costs that tick only; the loop goes on.
+        """
         if self.latest is None:
             await self.start()
         start = self._monotonic()
@@ -132,8 +215,12 @@ class Sampler:
             if delay < 0:  # fell behind (suspend, overload): realign instead of bursting
                 beats += int(-delay // self.interval) + 1
                 delay = start + beats * self.interval - self._monotonic()
-            await asyncio.sleep(delay)
-            await self.tick()
+            await self._sleep(delay)
+            try:
+                await self.tick()
+            except Exception as exc:
+                self.failed_ticks += 1
+                self._failure_log.error(f"sampler tick failed ({self.failed_ticks} so far)", exc)
 
     async def _collect_all(self, now: float) -> dict[str, object]:
         # A blocking collector whose hardware was absent last time only re-checks for it (tens of
@@ -192,7 +279,9 @@ class Sampler:
         except Unavailable as exc:
             value, state, error = None, "unavailable", str(exc)
         except Exception as exc:  # the one boundary that keeps a broken collector from killing ticks
-            value, state, error = None, "error", f"{type(exc).__name__}: {exc}"
+            value, state, error = None, "error", _describe(exc)
+        if isinstance(value, Partial):
+            value, state, error = value.value, "degraded", value.reason
         return _Outcome(value, state, error, round((time.perf_counter() - started) * 1000, 3))
 
     def _record(self, collector: Collector, outcome: _Outcome) -> object:
@@ -200,18 +289,19 @@ class Sampler:
         status = self.status[collector.name]
         if outcome.state == "error":
             status.failures += 1
-        self._set_state(collector.name, status, outcome.state, outcome.error)
-        if outcome.state == "ok":
+        self._set_state(collector.name, status, outcome.state, outcome.error,
+                        quiet=collector.name in self._unencodable_names)
+        if outcome.state in ("ok", "degraded"):
             status.last_success = int(self._wall() * 1000)
         status.last_duration_ms = outcome.duration_ms
         return outcome.value
 
     @staticmethod
-    def _set_state(name: str, status: CollectorStatus, state: str, error: str | None) -> None:
-        if status.state != state or status.last_error != error:
-            level = logging.WARNING if state == "error" else logging.INFO
-            log.log(level, "collector %s: %s%s", name, state, f" ({error})" if error else "")
+    def _set_state(name: str, status: CollectorStatus, state: str, error: str | None, *, quiet: bool = False) -> None:
+        changed = status.state != state or status.last_error != error
         status.state, status.last_error = state, error
+        if changed and not quiet:
+            _log_state(name, status)
 
     def _measure_own_cpu(self) -> None:
         # process_time() reads the process's CPU clock in ns; os.times() would round to 10 ms,
@@ -222,6 +312,26 @@ class Sampler:
             self.own_cpu_percent = round(100.0 * used / (mark[0] - self._cpu_mark[0]), 3)
         self._cpu_mark = mark
         self.own_rss = _rss_bytes(self._statm)
+
+
+def _log_state(name: str, status: CollectorStatus) -> None:
+    level = logging.WARNING if status.state in ("error", "degraded") else logging.INFO
+    error = status.last_error
+    log.log(level, "collector %s: %s%s", name, status.state, f" ({error})" if error else "")
+
+
+def _only(snapshot: Snapshot, section: str) -> Snapshot:
+    """`snapshot` with every section but `section` emptied, to find the one that cannot be encoded."""
+    empty = {name: None for name in ("cpu", "memory", "disk", "network") if name != section}
+    return dataclasses.replace(snapshot, **empty, **({} if section == "accelerators" else {"accelerators": ()}))
+
+
+def _describe(exc: Exception) -> str:
+    """A collector's error for its status; an OSError leads with its errno's name (EIO, EACCES...)."""
+    if isinstance(exc, OSError) and exc.errno in errno.errorcode:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{errno.errorcode[exc.errno]}: {exc.strerror}{where}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _rss_bytes(statm: KeptFile) -> int | None:

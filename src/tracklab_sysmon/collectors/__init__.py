@@ -12,6 +12,8 @@ from .cpu import CpuCollector
 from .disk import DiskCollector
 from .memory import MemoryCollector
 from .network import NetworkCollector
+from .partial import Partial
+
 
 class Collector(Protocol):
     """One family of metrics. `collect` is synchronous and returns the record for `section`.
@@ -71,4 +73,4 @@ def default_collectors(
     )
 
 
-__all__ = ["Collector", "Unavailable", "default_collectors", "reading_host"]
+__all__ = ["Collector", "Partial", "Unavailable", "default_collectors", "reading_host"]

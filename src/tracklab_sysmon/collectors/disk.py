@@ -8,8 +8,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..model import DiskCounters, DiskDeviceSample, DiskSample
-from ..rates import counter_rate
+from ..rates import CounterRates, checked_counter, rounded, total_rate
 from . import procfs, sysfs
+from .partial import Partial
 
 if TYPE_CHECKING:  # the hot path imports this package's parsers, so only for typing
     from ..hotpath import CounterReader
@@ -18,6 +19,7 @@ _VIRTUAL_PREFIXES = ("loop", "ram", "zram")
 _STACKED_PREFIXES = ("dm-", "md")
 _PARTITION_SUFFIX = re.compile(r"p?\d+$")
 MOUNT_REFRESH_SECONDS = 30.0  # mounts change rarely; re-reading them every tick is waste
+_FIELDS = ("reads", "read_bytes", "writes", "write_bytes")
 
 
 class DiskCollector:
@@ -41,51 +43,47 @@ class DiskCollector:
         self._mounts_read_at: float | None = None
         self._disk_names: frozenset[str] = frozenset()
         self._whole_disks: frozenset[str] = frozenset()
-        self._previous: dict[str, DiskCounters] = {}
-        self._previous_at: float | None = None
+        self._rates = CounterRates()
 
-    def collect(self, now: float) -> DiskSample:
+    def collect(self, now: float) -> DiskSample | Partial:
         usage, used, total = self._usage(now)
         try:
             counters = self._reader.diskstats()
-        except OSError:  # no /proc/diskstats (some containers): usage stands, IO is unknown
+        except FileNotFoundError:  # no /proc/diskstats (some containers): usage stands, IO is unknown
             counters = []
         names = frozenset(c.name for c in counters)
         if names != self._disk_names:  # hot-plug: re-decide which devices are whole disks
             self._disk_names = names
             self._whole_disks = whole_disks(names, self._block_dir)
-        elapsed = now - self._previous_at if self._previous_at is not None else 0.0
-        devices = tuple(
-            self._device(c, self._previous.get(c.name), elapsed)
-            for c in counters
-            if c.name in self._whole_disks
-        )
-        self._previous = {c.name: c for c in counters}
-        self._previous_at = now
-        return DiskSample(
+        problems: list[str] = []
+        devices = tuple(self._device(c, now, problems) for c in counters if c.name in self._whole_disks)
+        self._rates.retain((d.name, field) for d in devices for field in _FIELDS)
+        sample = DiskSample(
             usage=usage,
             used=used,
             total=total,
             # No whole disk counted means unknown IO, not zero IO.
-            io_read=round(sum(d.read_rate for d in devices), 2) if devices else None,
-            io_write=round(sum(d.write_rate for d in devices), 2) if devices else None,
-            iops=round(sum(d.iops for d in devices), 2) if devices else None,
+            io_read=total_rate([d.read_rate for d in devices]) if devices else None,
+            io_write=total_rate([d.write_rate for d in devices]) if devices else None,
+            iops=total_rate([d.iops for d in devices]) if devices else None,
             devices=devices,
         )
+        return Partial(sample, "; ".join(problems)) if problems else sample
 
-    @staticmethod
-    def _device(cur: DiskCounters, prev: DiskCounters | None, elapsed: float) -> DiskDeviceSample:
-        base = prev or cur  # a disk seen for the first time has no rate yet
-        ops = counter_rate(base.reads, cur.reads, elapsed) + counter_rate(base.writes, cur.writes, elapsed)
+    def _device(self, cur: DiskCounters, now: float, problems: list[str]) -> DiskDeviceSample:
+        # A counter too wide for 64 bits (e.g. 2^55 sectors in bytes) is null, never a crash.
+        values = {f: checked_counter(getattr(cur, f), f"{cur.name} {f}", problems) for f in _FIELDS}
+        rates = {f: self._rates.rate((cur.name, f), values[f], now) for f in _FIELDS}
+        reads, writes = rates["reads"], rates["writes"]
         return DiskDeviceSample(
             name=cur.name,
-            read_bytes=cur.read_bytes,
-            write_bytes=cur.write_bytes,
-            reads=cur.reads,
-            writes=cur.writes,
-            read_rate=round(counter_rate(base.read_bytes, cur.read_bytes, elapsed), 2),
-            write_rate=round(counter_rate(base.write_bytes, cur.write_bytes, elapsed), 2),
-            iops=round(ops, 2),
+            read_bytes=values["read_bytes"],
+            write_bytes=values["write_bytes"],
+            reads=values["reads"],
+            writes=values["writes"],
+            read_rate=rounded(rates["read_bytes"]),
+            write_rate=rounded(rates["write_bytes"]),
+            iops=round(reads + writes, 2) if reads is not None and writes is not None else None,
         )
 
     def _usage(self, now: float) -> tuple[float | None, int | None, int | None]:

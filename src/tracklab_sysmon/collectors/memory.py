@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..errors import ParseError
 from ..model import MemorySample, SwapSample
-from ..rates import percent
+from ..rates import checked_counter, percent
+from .partial import Partial
 
 if TYPE_CHECKING:  # the hot path imports this package's parsers, so only for typing
     from ..hotpath import CounterReader
@@ -19,20 +21,29 @@ class MemoryCollector:
     def __init__(self, reader: CounterReader) -> None:
         self._reader = reader
 
-    def collect(self, now: float) -> MemorySample:
+    def collect(self, now: float) -> MemorySample | Partial:
         info = self._reader.meminfo()
-        used = info.total - info.available if info.total is not None and info.available is not None else None
-        swap_used = (
-            info.swap_total - info.swap_free
-            if info.swap_total is not None and info.swap_free is not None
-            else None
+        if info.total is None:  # every kernel has MemTotal: without it the file is not meminfo
+            raise ParseError("/proc/meminfo has no readable MemTotal line")
+        problems: list[str] = []
+        total, available, swap_total, swap_free = (
+            _checked(v, label, problems)
+            for v, label in ((info.total, "MemTotal"), (info.available, "MemAvailable"),
+                             (info.swap_total, "SwapTotal"), (info.swap_free, "SwapFree"))
         )
+        used = total - available if total is not None and available is not None else None
+        swap_used = swap_total - swap_free if swap_total is not None and swap_free is not None else None
         # No swap configured is a known state: nothing of nothing is used, so 0 %, not null.
-        swap_pct = 0.0 if info.swap_total == 0 else percent(swap_used, info.swap_total)
-        return MemorySample(
-            usage=percent(used, info.total),
+        swap_pct = 0.0 if swap_total == 0 else percent(swap_used, swap_total)
+        sample = MemorySample(
+            usage=percent(used, total),
             used=used,
-            total=info.total,
-            available=info.available,
-            swap=SwapSample(used=swap_used, total=info.swap_total, percentage=swap_pct),
+            total=total,
+            available=available,
+            swap=SwapSample(used=swap_used, total=swap_total, percentage=swap_pct),
         )
+        return Partial(sample, "; ".join(problems)) if problems else sample
+
+
+def _checked(value: int | None, label: str, problems: list[str]) -> int | None:
+    return checked_counter(value, label, problems) if value is not None else None

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..errors import ParseError
 from ..model import InterfaceSample, NetCounters, NetworkSample
-from ..rates import counter_rate
+from ..rates import CounterRates, checked_counter, rounded, total_rate
+from .partial import Partial
 
 if TYPE_CHECKING:  # the hot path imports this package's parsers, so only for typing
     from ..hotpath import CounterReader
 
 LOOPBACK = "lo"
+_FIELDS = ("bytes_recv", "bytes_sent", "packets_recv", "packets_sent")
 
 
 class NetworkCollector:
@@ -20,32 +23,36 @@ class NetworkCollector:
 
     def __init__(self, reader: CounterReader) -> None:
         self._reader = reader
-        self._previous: dict[str, NetCounters] = {}
-        self._previous_at: float | None = None
+        self._rates = CounterRates()
 
-    def collect(self, now: float) -> NetworkSample:
+    def collect(self, now: float) -> NetworkSample | Partial:
         connections = self._connections()
         try:
-            counters = [c for c in self._reader.net_dev() if c.name != LOOPBACK]
-        except OSError:
+            rows = self._reader.net_dev()
+        except OSError as exc:
             if connections is None:
                 raise  # nothing readable: the collector's error says why
-            # /proc/net/dev hidden or unreadable (sandboxes): rates unknown, connections still known
-            return NetworkSample(bytes_in=None, bytes_out=None, packets_in=None, packets_out=None,
-                                 connections=connections, interfaces=())
-        elapsed = now - self._previous_at if self._previous_at is not None else 0.0
-        interfaces = tuple(_interface(c, self._previous.get(c.name), elapsed) for c in counters)
-        self._previous = {c.name: c for c in counters}
-        self._previous_at = now
+            # /proc/net/dev hidden (sandboxes) or unreadable: rates unknown, connections still known.
+            # Absent is a normal state of such a host; a file that fails to read is worth a `degraded`.
+            sample = NetworkSample(bytes_in=None, bytes_out=None, packets_in=None, packets_out=None,
+                                   connections=connections, interfaces=())
+            return sample if isinstance(exc, FileNotFoundError) else Partial(sample, f"net/dev: {exc}")
+        if not rows:  # every kernel lists at least `lo`: nothing parsed means garbage, not "no traffic"
+            raise ParseError("/proc/net/dev has no interface lines")
+        counters = [c for c in rows if c.name != LOOPBACK]
+        problems: list[str] = []
+        interfaces = tuple(self._interface(c, now, problems) for c in counters)
+        self._rates.retain((c.name, field) for c in counters for field in _FIELDS)
         known = bool(interfaces)  # only loopback (or nothing) to count: rates unknown, not zero
-        return NetworkSample(
-            bytes_in=round(sum(i.bytes_in for i in interfaces), 2) if known else None,
-            bytes_out=round(sum(i.bytes_out for i in interfaces), 2) if known else None,
-            packets_in=round(sum(i.packets_in for i in interfaces), 2) if known else None,
-            packets_out=round(sum(i.packets_out for i in interfaces), 2) if known else None,
+        sample = NetworkSample(
+            bytes_in=total_rate([i.bytes_in for i in interfaces]) if known else None,
+            bytes_out=total_rate([i.bytes_out for i in interfaces]) if known else None,
+            packets_in=total_rate([i.packets_in for i in interfaces]) if known else None,
+            packets_out=total_rate([i.packets_out for i in interfaces]) if known else None,
             connections=connections,
             interfaces=interfaces,
         )
+        return Partial(sample, "; ".join(problems)) if problems else sample
 
     def _connections(self) -> int | None:
         try:
@@ -53,17 +60,17 @@ class NetworkCollector:
         except (OSError, ValueError):
             return None  # e.g. /proc/net/snmp hidden in a hardened container
 
-
-def _interface(cur: NetCounters, prev: NetCounters | None, elapsed: float) -> InterfaceSample:
-    base = prev or cur  # an interface seen for the first time has no rate yet
-    return InterfaceSample(
-        name=cur.name,
-        bytes_recv=cur.bytes_recv,
-        bytes_sent=cur.bytes_sent,
-        packets_recv=cur.packets_recv,
-        packets_sent=cur.packets_sent,
-        bytes_in=round(counter_rate(base.bytes_recv, cur.bytes_recv, elapsed), 2),
-        bytes_out=round(counter_rate(base.bytes_sent, cur.bytes_sent, elapsed), 2),
-        packets_in=round(counter_rate(base.packets_recv, cur.packets_recv, elapsed), 2),
-        packets_out=round(counter_rate(base.packets_sent, cur.packets_sent, elapsed), 2),
-    )
+    def _interface(self, cur: NetCounters, now: float, problems: list[str]) -> InterfaceSample:
+        values = {f: checked_counter(getattr(cur, f), f"{cur.name} {f}", problems) for f in _FIELDS}
+        rates = {f: self._rates.rate((cur.name, f), values[f], now) for f in _FIELDS}
+        return InterfaceSample(
+            name=cur.name,
+            bytes_recv=values["bytes_recv"],
+            bytes_sent=values["bytes_sent"],
+            packets_recv=values["packets_recv"],
+            packets_sent=values["packets_sent"],
+            bytes_in=rounded(rates["bytes_recv"]),
+            bytes_out=rounded(rates["bytes_sent"]),
+            packets_in=rounded(rates["packets_recv"]),
+            packets_out=rounded(rates["packets_sent"]),
+        )

@@ -1,43 +1,102 @@
-"""Small readers for one-value sysfs files: missing or unreadable means None, never 0."""
+"""Readers for kernel files (a leaf: imports nothing of the package): missing or unreadable is None, never 0.
+
+Every open is non-blocking and refuses anything but a regular file, so a FIFO or device node planted
+under a root can neither hang a read nor be read as a counter.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
+
+_CHUNK = 65536
+NOT_REGULAR = "not a regular file"  # the reason both hot-path backends give for a FIFO, socket or device
+
+
+def open_regular(path: str) -> tuple[int, tuple[int, int]]:
+    """A read-only descriptor of `path` and its (device, inode); OSError if it is not a regular file."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, NOT_REGULAR, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, (info.st_dev, info.st_ino)
+
+
+def read_fd(fd: int) -> bytes:
+    """Everything from offset 0 to the end: seq_file files hand out about a page per read."""
+    chunks = []
+    offset = 0
+    while chunk := os.pread(fd, _CHUNK, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
 
 
 def read_text(path: str) -> str | None:
-    """The file's text, or None when it is missing, unreadable or not a file."""
+    """The file's text, or None when it is missing, unreadable or not a regular file."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
+        fd, _ = open_regular(path)
     except OSError:
         return None
+    try:
+        return read_fd(fd).decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 class KeptFile:
-    """A one-value file read every tick through one kept descriptor (pread at 0), never reopened.
+    """A file read every tick through one kept descriptor (pread from 0), reopened when it changes.
 
-    Reads give None, like `read_text`, while the file cannot be opened or read; a failed read
-    drops the descriptor so the next one opens the path again (an offlined CPU's files come back).
+    Before each read the path is stat()ed (about a microsecond): a file deleted, or renamed over
+    by a new one, is reopened, so a replaced file never keeps serving its old text. A failed read
+    also drops the descriptor, so the next read opens the path again (an offlined CPU's files come
+    back). `read` gives None while the file cannot be opened or read; `read_or_raise` says why.
     """
 
-    __slots__ = ("path", "_fd")
+    __slots__ = ("path", "_fd", "_identity", "_whole")
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, whole: bool = False) -> None:
+        """`whole`: read until EOF (multi-record /proc files); else one pread (one-value files, 64 KiB)."""
         self.path = path
         self._fd: int | None = None
+        self._identity: tuple[int, int] | None = None
+        self._whole = whole
 
     def read(self) -> str | None:
-        if self._fd is None:
-            try:
-                self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                return None
         try:
-            return os.pread(self._fd, 65536, 0).decode("utf-8", "replace")
+            return self.read_or_raise()
         except OSError:
-            self.close()
             return None
+
+    def read_or_raise(self) -> str:
+        fd = self._current()
+        try:
+            data = read_fd(fd) if self._whole else os.pread(fd, _CHUNK, 0)
+            return data.decode("utf-8", "replace")
+        except OSError as exc:  # the next read opens the path again; say which file failed, as open does
+            self.close()
+            raise OSError(exc.errno, exc.strerror, self.path) from exc
+
+    def _current(self) -> int:
+        if self._fd is not None and not self._same_file():
+            self.close()
+        if self._fd is None:
+            self._fd, self._identity = open_regular(self.path)
+        return self._fd
+
+    def _same_file(self) -> bool:
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) == self._identity
 
     def close(self) -> None:
         if self._fd is not None:

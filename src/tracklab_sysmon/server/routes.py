@@ -23,9 +23,8 @@ async def health(request: web.Request) -> web.Response:
     app = request.app
     sampler = app[keys.SAMPLER]
     config = app[keys.CONFIG]
-    states = {s.state for s in sampler.status.values()}
     body = {
-        "status": "degraded" if "error" in states else "healthy",
+        **sampler.health(),  # status ("healthy"/"degraded"), stalled, lastTickAgeMs, failedTicks
         "service": "system_monitor",
         "nodeId": sampler.node_id,
         "version": __version__,
