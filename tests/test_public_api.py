@@ -17,7 +17,7 @@ _REEXPORTED = {
     monitor: set(),
     sdk: {"SystemMetrics", "aggregate", "flatten_snapshot"},
     # Raised and caught inside the service; users meet them only as log text or HTTP/WS errors.
-    errors: {"ParseError", "Unavailable", "NvmlUnavailable", "GpuLost", "BadMessage", "BindError", "WireError"},
+    errors: {"ParseError", "Unavailable", "NvmlUnavailable", "GpuLost", "BadMessage", "BindError", "WireError", "describe"},
 }
 
 

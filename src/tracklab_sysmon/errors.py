@@ -22,6 +22,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class SysmonError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -98,3 +100,11 @@ class ResponseError(ClientError):
 
 class NotFound(ResponseError):
     """The route or node does not exist (HTTP 404)."""
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a collector's status; an OSError leads with its errno's name (EIO, EACCES...)."""
+    if isinstance(exc, OSError) and exc.errno in errno.errorcode:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{errno.errorcode[exc.errno]}: {exc.strerror}{where}"
+    return f"{type(exc).__name__}: {exc}"

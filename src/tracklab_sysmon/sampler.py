@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import errno
 import logging
 import os
 import time
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 
 from . import wire
 from .collectors import Collector, Partial, Unavailable
+from .errors import describe
 from .collectors.sysfs import KeptFile
 from .model import Snapshot
 from .ring import SnapshotRing
@@ -279,7 +279,7 @@ class Sampler:
         except Unavailable as exc:
             value, state, error = None, "unavailable", str(exc)
         except Exception as exc:  # the one boundary that keeps a broken collector from killing ticks
-            value, state, error = None, "error", _describe(exc)
+            value, state, error = None, "error", describe(exc)
         if isinstance(value, Partial):
             value, state, error = value.value, "degraded", value.reason
         return _Outcome(value, state, error, round((time.perf_counter() - started) * 1000, 3))
@@ -324,14 +324,6 @@ def _only(snapshot: Snapshot, section: str) -> Snapshot:
     """`snapshot` with every section but `section` emptied, to find the one that cannot be encoded."""
     empty = {name: None for name in ("cpu", "memory", "disk", "network") if name != section}
     return dataclasses.replace(snapshot, **empty, **({} if section == "accelerators" else {"accelerators": ()}))
-
-
-def _describe(exc: Exception) -> str:
-    """A collector's error for its status; an OSError leads with its errno's name (EIO, EACCES...)."""
-    if isinstance(exc, OSError) and exc.errno in errno.errorcode:
-        where = f" ({exc.filename})" if exc.filename else ""
-        return f"{errno.errorcode[exc.errno]}: {exc.strerror}{where}"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _rss_bytes(statm: KeptFile) -> int | None:

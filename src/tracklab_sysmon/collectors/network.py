@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import ParseError
+from ..errors import ParseError, describe
 from ..model import InterfaceSample, NetCounters, NetworkSample
 from ..rates import CounterRates, checked_counter, rounded, total_rate
 from .partial import Partial
@@ -36,7 +36,7 @@ class NetworkCollector:
             # Absent is a normal state of such a host; a file that fails to read is worth a `degraded`.
             sample = NetworkSample(bytes_in=None, bytes_out=None, packets_in=None, packets_out=None,
                                    connections=connections, interfaces=())
-            return sample if isinstance(exc, FileNotFoundError) else Partial(sample, f"net/dev: {exc}")
+            return sample if isinstance(exc, FileNotFoundError) else Partial(sample, describe(exc))
         if not rows:  # every kernel lists at least `lo`: nothing parsed means garbage, not "no traffic"
             raise ParseError("/proc/net/dev has no interface lines")
         counters = [c for c in rows if c.name != LOOPBACK]
