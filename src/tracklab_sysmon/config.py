@@ -136,11 +136,8 @@ class ServiceConfig:
     def _check_limits(self) -> None:
         if not (1 <= self.max_connections <= MAX_CONNECTIONS):
             raise ConfigError(f"max connections must be 1-{MAX_CONNECTIONS}, got {self.max_connections}")
-        if not (1 <= self.max_history_streams <= self.max_connections):
-            raise ConfigError(
-                f"max history streams must be 1-{self.max_connections} (--max-connections), "
-                f"got {self.max_history_streams}"
-            )
+        if not (1 <= self.max_history_streams <= MAX_CONNECTIONS):
+            raise ConfigError(f"max history streams must be 1-{MAX_CONNECTIONS}, got {self.max_history_streams}")
         for name in ("keepalive_timeout", "header_timeout", "write_timeout"):
             value = getattr(self, name)
             if not math.isfinite(value) or not (0 < value <= MAX_TIMEOUT):
