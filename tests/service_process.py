@@ -108,6 +108,14 @@ def wait_until(condition: Callable[[], bool], what: str, ceiling: float = DEADLI
         time.sleep(0.05)
 
 
+TCP_CLOSE = 7  # linux/tcp_states.h: after a reset (or a full close) is received
+
+
+def tcp_state(sock: socket.socket) -> int:
+    """The kernel's TCP state of `sock` (first byte of TCP_INFO)."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+
+
 def closed_by_server(sock: socket.socket) -> bool:
     """Block (up to the socket timeout) until the server closes or resets the connection."""
     try:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 from collections.abc import Iterator, Sequence
 
 from aiohttp import hdrs, web
@@ -14,11 +17,22 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 64 * 1024  # one write; aiohttp waits for the socket to drain before the next
 
 
+_LINGER_ZERO = struct.pack("ii", 1, 0)  # close() sends RST and drops the kernel's send queue too
+
+
 def reset(request: web.BaseRequest) -> None:
-    """Drop the connection at once, discarding what is buffered for it (the memory goes with it)."""
+    """Drop the connection at once with a TCP reset, discarding what is buffered for it, ours and the kernel's.
+
+    A plain close would leave the unsent bytes in the kernel (FIN-WAIT-1) until the peer reads them.
+    """
     transport = request.transport
-    if transport is not None:
-        transport.abort()
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+    transport.abort()
 
 
 def write_deadline_middleware(timeout: float) -> Middleware:
