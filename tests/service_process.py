@@ -32,7 +32,11 @@ class Service:
              "--portfile", str(self.portfile), *flags],
             stdout=subprocess.DEVNULL, stderr=self._log, preexec_fn=preexec,
         )
-        self.port = self._wait_for_port()
+        try:
+            self.port = self._wait_for_port()
+        except BaseException:
+            self.kill()
+            raise
 
     def _wait_for_port(self) -> int:
         end = time.monotonic() + DEADLINE

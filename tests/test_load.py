@@ -65,10 +65,11 @@ CROWD = textwrap.dedent("""
     async def main():
         loop = asyncio.get_running_loop()
         end = loop.time() + seconds
-        tasks = [asyncio.create_task(idle_one(end)) for _ in range(idle)]
+        tasks = []
         for _ in range(keepalive):
             tasks.append(asyncio.create_task(kept_alive(end)))
             await asyncio.sleep(0)
+        tasks += [asyncio.create_task(idle_one(end)) for _ in range(idle)]
         print("ready", flush=True)
         await asyncio.gather(*tasks)
         print(counts, flush=True)

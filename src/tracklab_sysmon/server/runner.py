@@ -24,6 +24,7 @@ from .security import PathOnlyAccessLogger
 log = logging.getLogger(__name__)
 SHUTDOWN_SECONDS = 4.0  # the process contract allows 5 s from SIGTERM to exit
 PARENT_POLL_SECONDS = 0.5
+LISTEN_BACKLOG = 4096  # aiohttp's 128 overflows when thousands connect at once (the kernel caps it at somaxconn)
 
 
 class BindError(SysmonError):
@@ -62,7 +63,7 @@ async def _serve(config: ServiceConfig, stop: asyncio.Event) -> None:
     try:
         if stop.is_set():  # SIGTERM while the first snapshot was taken: never start listening
             return
-        site = web.TCPSite(runner, config.host, config.port)
+        site = web.TCPSite(runner, config.host, config.port, backlog=LISTEN_BACKLOG)
         try:
             await site.start()
         except OSError as exc:
