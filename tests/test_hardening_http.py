@@ -1,4 +1,4 @@
-"""HTTP hardening (issue 10): idle and half-open connections, protocol errors, stalled readers, redirects, start/stop."""
+"""HTTP hardening (issue 10): idle and half-open connections, protocol errors, stalled readers, redirects, stop."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def _json_error(body: bytes) -> dict:
     return error
 
 
-# --- Defect 1: idle, half-open and too many connections ---------------------------------------------------------
+# --- Defect 1: idle, half-open and too many connections -----------------------------------------------------
 
 def test_half_sent_request_is_closed_after_the_header_timeout(tmp_path):
     """A client that sends half a request line and stalls is closed (--header-timeout), keep-alive being long."""
@@ -148,7 +148,7 @@ def test_rate_limit_filter_passes_one_record_per_kind_and_window_and_counts_the_
     )
 
 
-# --- Defect 6: protocol-level errors --------------------------------------------------------------------------------
+# --- Defect 6: protocol-level errors ------------------------------------------------------------------------
 
 MALFORMED = {
     "bad request line": b"GARBAGE\r\n\r\n",
@@ -185,7 +185,7 @@ def test_protocol_errors_get_a_json_400_one_log_line_and_never_log_the_token(tmp
     assert sum("rejected a malformed HTTP request" in line for line in log.splitlines()) == 1, log[-3000:]
 
 
-# --- Defect 3: clients that do not read --------------------------------------------------------------------------------
+# --- Defect 3: clients that do not read ---------------------------------------------------------------------
 
 def _history_bytes(service: Service) -> int:
     status, headers, body = service.get("/api/system/metrics/history")
@@ -264,7 +264,7 @@ def test_history_streams_beyond_the_cap_get_503(tmp_path):
         service.kill()
 
 
-# --- Defect 12 (REST): strict integers ------------------------------------------------------------------------------
+# --- Defect 12 (REST): strict integers ----------------------------------------------------------------------
 
 @pytest.fixture
 async def client(aiohttp_client):
@@ -289,7 +289,7 @@ async def test_ascii_digits_still_work(client):
         assert response.status == 200 and len(await response.json()) == 1, params
 
 
-# --- Defect 7: open redirect -----------------------------------------------------------------------------------------
+# --- Defect 7: open redirect --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("target", "location"), [
     ("//evil.example/?token=T", "/evil.example/"),
@@ -309,7 +309,7 @@ async def test_token_redirect_stays_on_this_service(aiohttp_server, target, loca
     assert headers["location"] == location
 
 
-# --- Defect 8: a shared portfile ----------------------------------------------------------------------------------------
+# --- Defect 8: a shared portfile ----------------------------------------------------------------------------
 
 def test_a_service_leaves_a_portfile_another_service_wrote_over(tmp_path):
     """Two services, one portfile: the first to stop leaves the second's file; the second removes it on exit."""
@@ -349,7 +349,7 @@ def test_remove_portfile_checks_the_pid(tmp_path):
     assert not path.exists()
 
 
-# --- Defect 11 (runner): SIGTERM during start-up ------------------------------------------------------------------------
+# --- Defect 11 (runner): SIGTERM during start-up ------------------------------------------------------------
 
 def _catches_sigterm(pid: int) -> bool:
     try:
@@ -387,7 +387,7 @@ def test_sigterm_as_soon_as_it_is_caught_stops_start_up_with_exit_0(tmp_path, at
             proc.communicate(timeout=DEADLINE)
 
 
-# --- The new limits are flags with checked values ---------------------------------------------------------------------
+# --- The new limits are flags with checked values -----------------------------------------------------------
 
 @pytest.mark.parametrize(("field", "value"), [
     ("max_connections", 0), ("keepalive_timeout", 0.0), ("header_timeout", float("nan")),

@@ -1,8 +1,9 @@
-"""Load (slow tier): 2,000 keep-alive clients and 5,000 idle connections for 30 s; /api/health stays fast, RSS bounded."""
+"""Load (slow tier): 2,000 keep-alive clients and 5,000 idle connections for 30 s; health stays fast, RSS bounded."""
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import socket
 import subprocess
@@ -130,6 +131,13 @@ def _fresh_connection_latency(service: Service) -> float:
     return elapsed
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` from /proc/PID/stat (fields 14 and 15, in clock ticks)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
@@ -155,6 +163,7 @@ def test_health_stays_fast_beside_2000_keepalive_clients_and_5000_idle_connectio
         )
         assert crowd.stdout.readline().strip() == "ready", crowd.stderr.read()
         latencies, fresh, peak = [], [], baseline
+        cpu_before, started = _cpu_seconds(service.proc.pid), time.monotonic()
         end = time.monotonic() + SECONDS - 2
         while time.monotonic() < end:
             latencies.append(client.health_latency())
@@ -162,6 +171,7 @@ def test_health_stays_fast_beside_2000_keepalive_clients_and_5000_idle_connectio
                 fresh.append(_fresh_connection_latency(service))
             peak = max(peak, service.rss())
             time.sleep(0.05)
+        cpu_share = (_cpu_seconds(service.proc.pid) - cpu_before) / (time.monotonic() - started)
         counts = crowd.stdout.readline().strip()
         assert crowd.wait(DEADLINE + SECONDS) == 0, crowd.stderr.read()
         p99 = _percentile(latencies, 0.99)
@@ -169,7 +179,8 @@ def test_health_stays_fast_beside_2000_keepalive_clients_and_5000_idle_connectio
               f"p50 {_percentile(latencies, 0.5) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
               f"max {max(latencies) * 1000:.1f} ms; new-connection client {len(fresh)} requests, "
               f"p50 {_percentile(fresh, 0.5) * 1000:.1f} ms, p99 {_percentile(fresh, 0.99) * 1000:.1f} ms; "
-              f"RSS baseline {baseline / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB; crowd {counts}")
+              f"RSS baseline {baseline / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB; service CPU {cpu_share:.0%} of a "
+              f"core, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; crowd {counts}")
         assert p99 < P99_CEILING
         assert peak < RSS_FACTOR * baseline
     finally:

@@ -16,7 +16,14 @@ from aiohttp import web
 from ..config import ServiceConfig
 from ..errors import SysmonError
 from .app import create_app
-from .connections import ConnectionLimits, GuardedRunner, connection_cap, raise_open_file_limit
+from .connections import (
+    ACCEPT_BATCH,
+    ConnectionLimits,
+    GuardedRunner,
+    connection_cap,
+    deepen_listen_queue,
+    raise_open_file_limit,
+)
 from .early_stop import stop_requested
 from .lograte import rate_limited_handlers
 from .security import PathOnlyAccessLogger
@@ -24,11 +31,6 @@ from .security import PathOnlyAccessLogger
 log = logging.getLogger(__name__)
 SHUTDOWN_SECONDS = 4.0  # the process contract allows 5 s from SIGTERM to exit
 PARENT_POLL_SECONDS = 0.5
-# asyncio uses one number for two things: the kernel's queue of connections not yet accepted, and
-# how many it accepts in one go. A queue of 128 overflows (SYNs dropped, clients retry after 1-3 s)
-# when thousands connect at once; accepting 4096 in one go stalls every other request meanwhile.
-ACCEPT_BATCH = 128
-LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
 
 
 class BindError(SysmonError):
@@ -72,7 +74,7 @@ async def _serve(config: ServiceConfig, stop: asyncio.Event) -> None:
             await site.start()
         except OSError as exc:
             raise BindError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
-        _deepen_listen_queue(site)
+        deepen_listen_queue(site)
         host, port = runner.addresses[0][:2]
         url = f"http://{_url_host(host)}:{port}"
         if config.portfile:
@@ -93,14 +95,6 @@ async def _serve(config: ServiceConfig, stop: asyncio.Event) -> None:
             log.warning("shutdown took longer than %.0f s; exiting anyway", SHUTDOWN_SECONDS)
         if wrote_portfile:
             remove_portfile(config.portfile, os.getpid())
-
-
-def _deepen_listen_queue(site: web.TCPSite) -> None:
-    """Let the kernel queue LISTEN_BACKLOG connections while asyncio still accepts ACCEPT_BATCH at a time."""
-    server = site._server  # the asyncio Server; aiohttp's runner.addresses reads it the same way
-    for sock in getattr(server, "sockets", None) or ():
-        with contextlib.suppress(OSError), sock.dup() as same:  # asyncio's wrapper has no listen(); a dup has
-            same.listen(LISTEN_BACKLOG)  # listen() on a listening socket only resizes its queue
 
 
 def remove_portfile(path: str, pid: int) -> None:
