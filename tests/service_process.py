@@ -120,11 +120,12 @@ def tcp_state(sock: socket.socket) -> int:
     return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
 
 
-def closed_by_server(sock: socket.socket) -> bool:
-    """Block (up to the socket timeout) until the server closes or resets the connection."""
+def wait_closed_by_server(sock: socket.socket) -> None:
+    """Wait until the server closes or resets the connection; fail if it still holds it after the socket timeout."""
     try:
         while sock.recv(65536):
             pass
     except ConnectionResetError:
-        return True
-    return True
+        pass
+    except TimeoutError:
+        raise AssertionError(f"the server still holds the connection after {sock.gettimeout()} s") from None

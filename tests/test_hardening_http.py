@@ -21,10 +21,10 @@ from service_process import (
     DEADLINE,
     TCP_CLOSE,
     Service,
-    closed_by_server,
     parse_response,
     read_all,
     tcp_state,
+    wait_closed_by_server,
     wait_until,
 )
 from tracklab_sysmon.config import ServiceConfig
@@ -50,7 +50,7 @@ def test_half_sent_request_is_closed_after_the_header_timeout(tmp_path):
     try:
         with service.connect() as sock:
             sock.sendall(b"GET /api/hea")
-            assert closed_by_server(sock)  # raises socket.timeout (DEADLINE) if the server holds it
+            wait_closed_by_server(sock)
     finally:
         service.kill()
 
@@ -63,6 +63,25 @@ def test_idle_keep_alive_connection_is_closed_after_the_keepalive_timeout(tmp_pa
             sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             status, headers, body = parse_response(read_all(sock))  # ends only when the server closes
             assert status == 200 and len(body) == int(headers["content-length"])
+    finally:
+        service.kill()
+
+
+def test_half_sent_second_request_is_closed_after_the_keepalive_timeout(tmp_path):
+    """On a kept-alive connection, a next request left half-sent is closed after --keepalive-timeout."""
+    service = Service(tmp_path, "--keepalive-timeout", "0.5", "--header-timeout", "600")
+    try:
+        with service.connect() as sock:
+            sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            buffer = b""
+            while b"\r\n\r\n" not in buffer:
+                buffer += sock.recv(65536)
+            head, _, body = buffer.partition(b"\r\n\r\n")
+            length = int(parse_response(head + b"\r\n\r\n")[1]["content-length"])
+            while len(body) < length:
+                body += sock.recv(65536)
+            sock.sendall(b"GET /api/hea")
+            wait_closed_by_server(sock)
     finally:
         service.kill()
 
