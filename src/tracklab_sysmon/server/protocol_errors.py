@@ -34,7 +34,7 @@ class JsonErrorRequestHandler(web.RequestHandler):
             raise ConnectionError("response already started; cannot send an error response")
         kind = type(exc).__name__ if exc is not None else "error"
         if status >= 500:
-            log.error("request from %s failed: %s", request.remote, kind)
+            log.error("request from %s failed: %s", request.remote, kind, exc_info=exc)  # a bug: keep the traceback
             response = json_error(status, "internal error; see the service log", "internal_error")
         else:
             log.warning("rejected a malformed HTTP request from %s: %s", request.remote, kind)
