@@ -12,7 +12,19 @@ from collections.abc import Callable
 import click
 
 from . import __version__, wire
-from .config import DEFAULT_WS_CLIENTS, MAX_WS_CLIENTS, ServiceConfig, parse_peer
+from .config import (
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_HISTORY_STREAMS,
+    DEFAULT_KEEPALIVE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_WRITE_TIMEOUT,
+    DEFAULT_WS_CLIENTS,
+    MAX_CONNECTIONS,
+    MAX_TIMEOUT,
+    MAX_WS_CLIENTS,
+    ServiceConfig,
+    parse_peer,
+)
 from .errors import BackendUnavailable, SysmonError
 from .model import Snapshot
 
@@ -47,6 +59,21 @@ _SERVE_OPTIONS = [
     click.option("--max-ws-clients", default=DEFAULT_WS_CLIENTS, show_default=True,
                  type=click.IntRange(1, MAX_WS_CLIENTS),
                  help="Most WebSocket clients at once; one more is closed with code 1013."),
+    click.option("--max-connections", default=DEFAULT_MAX_CONNECTIONS, show_default=True,
+                 type=click.IntRange(1, MAX_CONNECTIONS),
+                 help="Most HTTP connections at once (WebSockets included); one more gets 503 and is closed."),
+    click.option("--keepalive-timeout", default=DEFAULT_KEEPALIVE_TIMEOUT, show_default=True,
+                 type=click.FloatRange(0, MAX_TIMEOUT, min_open=True),
+                 help="Seconds an idle kept-alive connection stays open."),
+    click.option("--header-timeout", default=DEFAULT_HEADER_TIMEOUT, show_default=True,
+                 type=click.FloatRange(0, MAX_TIMEOUT, min_open=True),
+                 help="Seconds a new connection has to send its complete request line and headers."),
+    click.option("--write-timeout", default=DEFAULT_WRITE_TIMEOUT, show_default=True,
+                 type=click.FloatRange(0, MAX_TIMEOUT, min_open=True),
+                 help="Seconds a response write may stall (client not reading) before the connection is reset."),
+    click.option("--max-history-streams", default=DEFAULT_HISTORY_STREAMS, show_default=True,
+                 type=click.IntRange(1, MAX_CONNECTIONS),
+                 help="Most /api/system/metrics/history responses written at once; one more gets 503."),
     *_ROOT_OPTIONS,
 ]
 
@@ -61,6 +88,9 @@ def _apply(options: list[Callable]) -> Callable:
 
 
 def _run_service(**options) -> None:
+    from .server.early_stop import catch_stop_signals
+
+    catch_stop_signals()  # first, before the slow imports: SIGTERM during start-up must still exit 0
     from . import hotpath
     from .server.runner import serve
 

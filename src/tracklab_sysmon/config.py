@@ -14,6 +14,14 @@ MIN_INTERVAL = 0.05
 MAX_HISTORY = 1_000_000
 DEFAULT_WS_CLIENTS = 1000  # the one definition of the WebSocket client limits (CLI, config, hub)
 MAX_WS_CLIENTS = 100_000
+# HTTP connection limits (CLI defaults, config defaults and docs/rest-api.md "Limits" agree on these).
+DEFAULT_MAX_CONNECTIONS = 8192
+MAX_CONNECTIONS = 1_000_000
+DEFAULT_KEEPALIVE_TIMEOUT = 5.0  # seconds an idle kept-alive connection stays open
+DEFAULT_HEADER_TIMEOUT = 5.0  # seconds a new connection has to send a complete request head
+DEFAULT_WRITE_TIMEOUT = 10.0  # seconds a response write may stall before the connection is reset
+DEFAULT_HISTORY_STREAMS = 32  # history responses written at once; more get 503
+MAX_TIMEOUT = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +89,11 @@ class ServiceConfig:
     peers: tuple[PeerSpec, ...] = field(default=())
     token: str | None = field(default=None, repr=False)
     insecure: bool = False  # serve a non-loopback address without a token, on purpose
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    write_timeout: float = DEFAULT_WRITE_TIMEOUT
+    max_history_streams: int = DEFAULT_HISTORY_STREAMS
 
     def __post_init__(self) -> None:
         if not (0 <= self.port <= 65535):
@@ -95,6 +108,7 @@ class ServiceConfig:
             raise ConfigError(f"parent pid must be positive, got {self.parent_pid}")
         self._check_access()
         self._check_websocket()
+        self._check_limits()
 
     def _check_access(self) -> None:
         if self.token is not None and not self.token.strip():
@@ -118,6 +132,17 @@ class ServiceConfig:
             if (parts.scheme not in ("http", "https") or not parts.hostname
                     or parts.path.strip("/") or parts.query):
                 raise ConfigError(f"allowed origin must be scheme://host[:port] or *, got {origin!r}")
+
+    def _check_limits(self) -> None:
+        if not (1 <= self.max_connections <= MAX_CONNECTIONS):
+            raise ConfigError(f"max connections must be 1-{MAX_CONNECTIONS}, got {self.max_connections}")
+        if not (1 <= self.max_history_streams <= MAX_CONNECTIONS):
+            raise ConfigError(f"max history streams must be 1-{MAX_CONNECTIONS}, got {self.max_history_streams}")
+        for name in ("keepalive_timeout", "header_timeout", "write_timeout"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or not (0 < value <= MAX_TIMEOUT):
+                raise ConfigError(f"{name.replace('_', ' ')} must be more than 0 and at most {MAX_TIMEOUT:g} s, "
+                                  f"got {value}")
 
     @property
     def on_host(self) -> bool:

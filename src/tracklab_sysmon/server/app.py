@@ -24,11 +24,13 @@ from .prometheus import setup_prometheus
 from .routes import ROUTES
 from .ws import setup as setup_websocket
 from .security import host_middleware, token_middleware
+from .writes import HISTORY_STREAMS, StreamSlots, write_deadline_middleware
 
 
 def create_app(config: ServiceConfig, *, collectors: Sequence[Collector] | None = None) -> web.Application:
     """Build the app; the sampler primes and publishes its first snapshot before serving."""
-    app = web.Application(middlewares=[error_middleware])
+    # Outermost: writes every response under the stall deadline, errors included.
+    app = web.Application(middlewares=[write_deadline_middleware(config.write_timeout), error_middleware])
     if config.token is not None:  # inside the error middleware, so refusals are JSON too
         app.middlewares.append(token_middleware(config.token))
     else:  # no secret to ask for: refuse DNS-rebound names instead (see security.host_middleware)
@@ -40,6 +42,7 @@ def create_app(config: ServiceConfig, *, collectors: Sequence[Collector] | None 
             enable_dcgm=config.enable_dcgm, host_gpus=config.on_host,
         )
     app[keys.CONFIG] = config
+    app[HISTORY_STREAMS] = StreamSlots(config.max_history_streams)
     app[keys.SAMPLER] = Sampler(
         collectors,
         node_id=config.node_id or host_name(config.proc_root, config.sys_root),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -11,6 +12,7 @@ from .. import __version__, hotpath, wire
 from ..collectors.nvidia import profiling_health
 from . import keys, peers, prometheus
 from .errors import json_error
+from .writes import HISTORY_STREAMS, stream_json_list
 
 JSON = "application/json"
 
@@ -59,7 +61,7 @@ async def metrics(request: web.Request) -> web.Response:
     return _json_bytes(b"[" + b",".join(body for _, body in nodes) + b"]")
 
 
-async def history(request: web.Request) -> web.Response:
+async def history(request: web.Request) -> web.StreamResponse:
     sampler = request.app[keys.SAMPLER]
     query = request.query
     node_id = query.get("node_id")
@@ -73,17 +75,28 @@ async def history(request: web.Request) -> web.Response:
         limit = _int_param(query, "limit", 1, sampler.ring.capacity)
     except ValueError as exc:
         return json_error(400, str(exc))
-    return _json_bytes(b"[" + b",".join(sampler.ring.select(since, limit)) + b"]")
+    slots = request.app[HISTORY_STREAMS]
+    if not slots.try_acquire():  # each stream holds up to a chunk and a socket buffer: bound their number
+        return json_error(
+            503, f"{slots.limit} history responses are being written (--max-history-streams); retry shortly",
+            "busy", **{"Retry-After": "1"},
+        )
+    try:
+        # The ring's own bytes, sent in chunks: nothing the size of the whole history is built.
+        items = sampler.ring.select(since, limit)
+        return await stream_json_list(request, items, request.app[keys.CONFIG].write_timeout)
+    finally:
+        slots.release()
 
 
-def _int_param(query, name: str, low: int, high: int | None) -> int | None:
+def _int_param(query: Mapping[str, str], name: str, low: int, high: int | None) -> int | None:
     raw = query.get(name)
     if raw is None:
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    # ASCII digits only: int() would also take "+3", " 3", "1_0" and other scripts' digits ("٣").
+    if not (raw.isascii() and raw.isdigit()):
+        raise ValueError(f"{name} must be a whole number in ASCII digits (0-9), got {raw!r}")
+    value = int(raw)
     if value < low or (high is not None and value > high):
         bound = f"{low}-{high}" if high is not None else f">= {low}"
         raise ValueError(f"{name} must be {bound}, got {value}")

@@ -16,6 +16,16 @@ from aiohttp import web
 from ..config import ServiceConfig
 from ..errors import BindError, SysmonError
 from .app import create_app
+from .connections import (
+    ACCEPT_BATCH,
+    ConnectionLimits,
+    GuardedRunner,
+    connection_cap,
+    deepen_listen_queue,
+    raise_open_file_limit,
+)
+from .early_stop import stop_requested
+from .lograte import rate_limited_handlers
 from .security import PathOnlyAccessLogger
 
 log = logging.getLogger(__name__)
@@ -29,22 +39,38 @@ async def serve(config: ServiceConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if stop_requested():  # a signal came during start-up (see early_stop): stop before serving anything
+        return
+    with rate_limited_handlers():  # repeated errors (an accept() EMFILE storm) log one line per window
+        await _serve(config, stop)
+
+
+async def _serve(config: ServiceConfig, stop: asyncio.Event) -> None:
     app = create_app(config)
-    runner = web.AppRunner(
+    limits = ConnectionLimits(
+        max_connections=connection_cap(config.max_connections, raise_open_file_limit()),
+        header_timeout=config.header_timeout,
+    )
+    runner = GuardedRunner(
         app,
+        limits=limits,
         handle_signals=False,
         access_log=logging.getLogger("aiohttp.access") if config.verbose else None,
         access_log_class=PathOnlyAccessLogger,  # no query strings: a ?token= must never be logged
+        keepalive_timeout=config.keepalive_timeout,
         shutdown_timeout=1.0,
     )
     await runner.setup()
     wrote_portfile = False
     try:
-        site = web.TCPSite(runner, config.host, config.port)
+        if stop.is_set():  # SIGTERM while the first snapshot was taken: never start listening
+            return
+        site = web.TCPSite(runner, config.host, config.port, backlog=ACCEPT_BATCH)
         try:
             await site.start()
         except OSError as exc:
             raise BindError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
+        deepen_listen_queue(site)
         host, port = runner.addresses[0][:2]
         url = f"http://{_url_host(host)}:{port}"
         if config.portfile:
@@ -63,9 +89,20 @@ async def serve(config: ServiceConfig) -> None:
             await asyncio.wait_for(runner.cleanup(), SHUTDOWN_SECONDS)
         except asyncio.TimeoutError:
             log.warning("shutdown took longer than %.0f s; exiting anyway", SHUTDOWN_SECONDS)
-        if wrote_portfile:  # never remove a portfile that another instance wrote
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(config.portfile)
+        if wrote_portfile:
+            remove_portfile(config.portfile, os.getpid())
+
+
+def remove_portfile(path: str, pid: int) -> None:
+    """Remove the portfile only if it still names `pid`: another instance may have written over it."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            owner = json.load(handle).get("pid")
+    except (OSError, ValueError, AttributeError):  # gone, unreadable or not ours to judge: leave it
+        return
+    if owner == pid:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def write_portfile(path: str, data: dict) -> None:

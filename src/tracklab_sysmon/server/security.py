@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractAccessLogger
@@ -110,11 +110,26 @@ def _exchange_for_cookie(request: web.Request, token: str) -> web.StreamResponse
         return None
     query = request.url.query.copy()
     query.popall(QUERY)
-    response = web.Response(status=303, headers={hdrs.LOCATION: str(request.rel_url.with_query(query))})
+    rest = request.rel_url.with_query(query).raw_query_string
+    location = local_path(request.rel_url.raw_path) + (f"?{rest}" if rest else "")
+    response = web.Response(status=303, headers={hdrs.LOCATION: location})
     response.set_cookie(
         COOKIE, token, httponly=True, samesite="Strict", path="/", secure=request.secure
     )
     return response
+
+
+def local_path(raw_path: str) -> str:
+    """`raw_path` as a path on this service that no browser can read as another host.
+
+    `//evil.example/` (and `/\\evil.example/`, which browsers treat alike) would be a scheme-relative URL
+    in a Location header: an open redirect. Leading slashes and backslashes collapse to one slash, and
+    anything outside the URL path characters is percent-encoded.
+    """
+    return "/" + quote(raw_path.lstrip("/\\"), safe=_PATH_SAFE)
+
+
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 
 
 class PathOnlyAccessLogger(AbstractAccessLogger):
