@@ -8,7 +8,7 @@ import subprocess
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import require_command
-from tracklab_sysmon import __version__, hotpath
+from tracklab_sysmon import __version__
 from tracklab_sysmon.collectors import default_collectors
 from tracklab_sysmon.config import PeerSpec, ServiceConfig
 from tracklab_sysmon.model import AcceleratorMemory, AcceleratorSample
