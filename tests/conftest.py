@@ -51,7 +51,8 @@ def outcome(call) -> tuple:
 FUZZ_SHARES = pytest.StashKey[dict[str, tuple[float, dict[str, int]]]]()
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
+    """Print the near-valid fuzz shares, when that test ran."""
     shares = config.stash.get(FUZZ_SHARES, {})
     if shares:
         terminalreporter.section("C/Python fuzz: cases compared by value")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pathlib
 from collections import Counter
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -148,7 +149,7 @@ NUMBER_SHAPES = ["small"] * 5 + ["large", "huge", "negative", "garbage", "float"
 
 
 @st.composite
-def field_value(draw) -> str:
+def field_value(draw: st.DrawFn) -> str:
     """One replacement field: a plausible counter most of the time, else huge, negative, fractional or junk."""
     shape = draw(st.sampled_from(NUMBER_SHAPES))
     if shape == "small":
@@ -165,7 +166,7 @@ def field_value(draw) -> str:
 
 
 @st.composite
-def edited_line(draw, line: str) -> str:
+def edited_line(draw: st.DrawFn, line: str) -> str:
     """`line` with one field replaced, columns added or dropped, or its spacing changed."""
     indent = line[: len(line) - len(line.lstrip())]
     fields = line.split()
@@ -181,7 +182,7 @@ def edited_line(draw, line: str) -> str:
 
 
 @st.composite
-def tcp_table(draw) -> list[str]:
+def tcp_table(draw: st.DrawFn) -> list[str]:
     """Real net/snmp lines whose Tcp table has CurrEstab changed and its columns reordered, extended or cut."""
     lines = list(draw(st.sampled_from(LINES["tcp_established"])))
     head = next(i for i, line in enumerate(lines) if line.startswith("Tcp:"))
@@ -198,7 +199,7 @@ def tcp_table(draw) -> list[str]:
 
 
 @st.composite
-def near_valid(draw, kind: str) -> bytes:
+def near_valid(draw: st.DrawFn, kind: str) -> bytes:
     """A real file for `kind` with a few line-level edits: mutated fields, blank, duplicated, lost or moved lines."""
     if kind == "tcp_established":  # one column matters: edit the table itself, then maybe a line or two
         lines, edits = draw(tcp_table()), draw(st.integers(0, 1))
@@ -233,7 +234,7 @@ MIN_VALUE_SHARE = 0.6
 
 
 @pytest.mark.parametrize("kind", sorted(PYTHON))
-def test_near_valid_files_compare_values(native, kind, request):
+def test_near_valid_files_compare_values(native: Any, kind: str, request: pytest.FixtureRequest) -> None:
     """On near-valid text both parsers produce values that are equal, in most cases (not only the same error)."""
     seen: Counter[str] = Counter()
 
@@ -250,7 +251,8 @@ def test_near_valid_files_compare_values(native, kind, request):
 
 @settings(max_examples=40, deadline=None)
 @given(files=st.fixed_dictionaries({kind: near_valid(kind) for kind in PYTHON}))
-def test_readers_agree_on_near_valid_trees(native, tmp_path_factory, files):
+def test_readers_agree_on_near_valid_trees(native: Any, tmp_path_factory: pytest.TempPathFactory,
+                                           files: dict[str, bytes]) -> None:
     """A tree of near-valid files gives the same records or the same error through both readers' kept fds."""
     root = tmp_path_factory.mktemp("near-valid")
     (root / "net").mkdir()
