@@ -40,12 +40,15 @@ async def _take(iterator, count: int) -> list:
     return items
 
 
-async def test_stream_yields_fresh_snapshots_with_seed_keys(service):
+async def test_stream_yields_fresh_snapshots_with_seed_keys(aiohttp_server):
     """stream() yields one snapshot per tick, each newer than the last, with cpu.overall and memory.usage."""
-    async with SystemMonitorClient(f"http://127.0.0.1:{service.port}") as client:
-        snaps = await asyncio.wait_for(_take(client.stream(), 3), 10)
-    stamps = [s["timestamp"] for s in snaps]
-    assert stamps == sorted(stamps) and len(set(stamps[1:])) == 2
+    server = await aiohttp_server(create_app(ServiceConfig(node_id="stream-node", interval=FAST, history=600)))
+    async with SystemMonitorClient(f"http://127.0.0.1:{server.port}") as client:
+        snaps = await asyncio.wait_for(_take(client.stream(), 4), 10)
+        ticks = [snap["timestamp"] for snap in await client.get_history()]  # every tick, in order
+    # The first may be the latest on connect (or a tick before it); from then on no tick is skipped or repeated.
+    positions = [ticks.index(snap["timestamp"]) for snap in snaps[1:]]
+    assert positions == list(range(positions[0], positions[0] + 3))
     for snap in snaps:
         assert snap["node_id"] == "stream-node"
         assert isinstance(snap["cpu"]["overall"], float) and isinstance(snap["memory"]["usage"], float)
