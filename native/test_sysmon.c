@@ -3,6 +3,8 @@
  * Usage: test_sysmon PROC_ROOT...  Reads each tree through a reader, then feeds every prefix and
  * seeded random corruptions of each file to every parser, with inputs copied into buffers of
  * exactly their length (no terminator), so any read past the end is caught by the sanitizer.
+ * Each fixture tree (a root under a `fixtures/` folder) must also have an entry in TREES, whose
+ * values are checked exactly; every entry must be checked once.
  */
 #include "sysmon.h"
 
@@ -60,6 +62,154 @@ static void parse_all(const char *src, size_t len)
     CHECK(rc == 0 || rc <= SM_DEFER, "snmp rc %d", rc);
     free(text);
 }
+
+/* ------------------------------------------------------------------ values of the fixture trees */
+
+/* Numbers copied from each tree's files in their own units (clock ticks, kB, sectors), so the
+ * checks below also prove the helper's conversions (ticks / 100, kB * 1024, sectors * 512). */
+struct tree_values {
+    const char *tree;                 /* tests/fixtures/<tree>/proc */
+    long cores, processes;            /* cpuN lines in stat; all-digit entries of the root */
+    double total[8];                  /* stat: the aggregate `cpu` line, ticks */
+    long core_id;                     /* stat: the last cpuN line ... */
+    double core[8];                   /* ... and its ticks */
+    int64_t mem_kb[4];                /* meminfo: MemTotal, available, SwapTotal, SwapFree (kB) */
+    double loads[3];                  /* loadavg */
+    int64_t tasks[2];                 /* loadavg: running / threads */
+    long disks;                       /* diskstats: lines of 7 or at least 14 fields */
+    const char *disk;                 /* diskstats: reads, sectors read, writes, sectors written */
+    int64_t disk_raw[4];
+    long interfaces;                  /* net/dev */
+    const char *interface;            /* net/dev: rx bytes, rx packets, tx bytes, tx packets */
+    int64_t interface_raw[4];
+    int64_t established;              /* net/snmp: Tcp CurrEstab */
+    int checked;
+};
+
+static struct tree_values TREES[] = {
+    {"amd-desktop", 4, 1, {4000, 0, 1000, 36000, 400, 0, 100, 0},
+     3, {1000, 0, 250, 9000, 100, 0, 25, 0},
+     {16384000, 12288000, 0, 0}, {0.50, 0.40, 0.30}, {1, 420},
+     4, "nvme0n1", {8000, 160000, 4000, 80000}, 2, "enp5s0", {4000000, 4000, 800000, 2000}, 4, 0},
+    {"arm-board", 4, 2, {2000, 40, 600, 17000, 300, 0, 60, 0},
+     3, {500, 10, 150, 4250, 75, 0, 15, 0},
+     {3884096, 3500000, 102396, 102396}, {0.00, 0.01, 0.05}, {1, 120},
+     4, "mmcblk0", {4000, 120000, 1000, 24000}, 2, "eth0", {600000, 900, 120000, 300}, 1, 0},
+    {"cli-tree", 2, 3, {1000, 20, 300, 5000, 40, 0, 10, 0},
+     1, {400, 10, 150, 2500, 20, 0, 5, 0},
+     {8000000, 6000000, 2000000, 1500000}, {0.50, 0.25, 0.10}, {2, 345},
+     3, "sda", {1000, 20000, 2000, 40000}, 2, "eth0", {123456789, 98765, 987654321, 54321}, 7, 0},
+    /* 2.6-era: seven cpu columns (no steal), no MemAvailable (MemFree + Buffers + Cached), and a
+     * 7-field partition line in diskstats. */
+    {"old-kernel", 2, 2, {3000, 100, 900, 20000, 500, 30, 70, 0},
+     1, {1500, 50, 450, 10000, 250, 15, 35, 0},
+     {2075084, 500000 + 100000 + 700000, 4192956, 4192956}, {1.00, 0.50, 0.25}, {2, 180},
+     9, "hda2", {410700, 9512490, 424800, 5884000}, 2, "eth0", {4294967295, 3000000, 123456789, 2000000},
+     6, 0},
+    {"vm-capture", 2, 2, {9144, 0, 1800, 119651, 253, 0, 93, 9},
+     1, {5259, 0, 985, 59067, 118, 0, 57, 5},
+     {24731708, 24361516, 0, 0}, {0.07, 0.09, 0.06}, {1, 90},
+     10, "vda", {27068, 1717778, 8057, 2705016}, 4, "eth0", {247666541, 7717, 433330, 5143}, 0, 0},
+    {"workstation", 8, 3, {80000, 800, 16000, 640000, 4000, 400, 1200, 80},
+     7, {10000, 100, 2000, 80000, 500, 50, 150, 10},
+     {32768000, 20480000, 8388608, 6291456}, {2.50, 2.10, 1.80}, {3, 1500},
+     14, "cciss/c0d0p1", {300, 6000, 100, 2000}, 4, "wlan0", {700000, 7000, 140000, 1400}, 17, 0},
+};
+enum { NTREES = sizeof TREES / sizeof TREES[0], TICKS = 100 };
+
+/* The fixture tree a root names (".../fixtures/<tree>/proc"), or NULL for any other root. */
+static struct tree_values *tree_of(const char *root)
+{
+    const char *at = NULL;
+    for (const char *p = strstr(root, "fixtures/"); p != NULL; p = strstr(p + 1, "fixtures/"))
+        at = p + strlen("fixtures/"); /* the last one: a checkout may sit under another `fixtures` */
+    if (at == NULL)
+        return NULL;
+    size_t n = strcspn(at, "/");
+    for (int i = 0; i < NTREES; i++)
+        if (strlen(TREES[i].tree) == n && strncmp(TREES[i].tree, at, n) == 0)
+            return &TREES[i];
+    CHECK(0, "no expected values for fixture root %s: add it to TREES", root);
+    return NULL;
+}
+
+/* The row named `name` among `n` rows of `text` (row layout: name offset, name length, ...). */
+static const int64_t *row_named(const int64_t *rows, long n, const char *text, const char *name)
+{
+    for (long i = 0; i < n; i++) {
+        const int64_t *row = rows + i * SM_DEV_ROW;
+        if ((size_t)row[1] == strlen(name) && memcmp(text + row[0], name, (size_t)row[1]) == 0)
+            return row;
+    }
+    return NULL;
+}
+
+static void check_stat(sm_reader *r, const struct tree_values *x)
+{
+    double total[8], *cores = malloc((size_t)x->cores * SM_CPU_ROW * sizeof *cores);
+    long len = sm_read(r, SM_STAT);
+    long n = sm_parse_stat(sm_text(r, SM_STAT), (size_t)len, TICKS, total, cores, (size_t)x->cores);
+    CHECK(n == x->cores, "%s: %ld cpu rows, want %ld", x->tree, n, x->cores);
+    for (int k = 0; k < 8; k++)
+        CHECK(total[k] == x->total[k] / TICKS, "%s: stat total[%d] %g", x->tree, k, total[k]);
+    const double *core = cores + (x->cores - 1) * SM_CPU_ROW;
+    CHECK(n == x->cores && core[0] == (double)x->core_id, "%s: last core id %g", x->tree, core[0]);
+    for (int k = 0; k < 8 && n == x->cores; k++)
+        CHECK(core[k + 1] == x->core[k] / TICKS, "%s: cpu%ld[%d] %g", x->tree, x->core_id, k, core[k + 1]);
+    free(cores);
+}
+
+static void check_meminfo_loadavg_snmp(sm_reader *r, const struct tree_values *x)
+{
+    int64_t mem[SM_MEM_FIELDS], tasks[2], established = -1;
+    long len = sm_read(r, SM_MEMINFO);
+    CHECK(sm_parse_meminfo(sm_text(r, SM_MEMINFO), (size_t)len, mem) == 0, "%s: meminfo", x->tree);
+    for (int k = 0; k < SM_MEM_FIELDS; k++)
+        CHECK(mem[k] == x->mem_kb[k] * 1024, "%s: meminfo field %d = %lld", x->tree, k, (long long)mem[k]);
+    double loads[3];
+    len = sm_read(r, SM_LOADAVG);
+    CHECK(sm_parse_loadavg(sm_text(r, SM_LOADAVG), (size_t)len, loads, tasks) == 0, "%s: loadavg", x->tree);
+    for (int k = 0; k < 3; k++)
+        CHECK(loads[k] == x->loads[k], "%s: load %d = %g", x->tree, k, loads[k]);
+    CHECK(tasks[0] == x->tasks[0] && tasks[1] == x->tasks[1], "%s: tasks %lld/%lld", x->tree,
+          (long long)tasks[0], (long long)tasks[1]);
+    len = sm_read(r, SM_SNMP);
+    CHECK(sm_parse_tcp_established(sm_text(r, SM_SNMP), (size_t)len, &established) == 0
+              && established == x->established,
+          "%s: CurrEstab %lld", x->tree, (long long)established);
+}
+
+/* One row file: the row count and the named row's four counters (`scale` per column). */
+static void check_rows(sm_reader *r, int file, long (*parse)(const char *, size_t, int64_t *, size_t),
+                       long want, const char *name, const int64_t *raw, const int64_t *scale,
+                       const char *tree)
+{
+    int64_t *rows = malloc((size_t)want * SM_DEV_ROW * sizeof *rows);
+    long len = sm_read(r, file);
+    const char *text = sm_text(r, file);
+    long n = parse(text, (size_t)len, rows, (size_t)want);
+    CHECK(n == want, "%s: file %d has %ld rows, want %ld", tree, file, n, want);
+    const int64_t *row = n == want ? row_named(rows, n, text, name) : NULL;
+    CHECK(row != NULL, "%s: no row named %s", tree, name);
+    for (int k = 0; k < 4 && row != NULL; k++)
+        CHECK(row[k + 2] == raw[k] * scale[k], "%s: %s column %d = %lld", tree, name, k, (long long)row[k + 2]);
+    free(rows);
+}
+
+static void check_values(const char *root, struct tree_values *x)
+{
+    static const int64_t SECTORS[4] = {1, 512, 1, 512}, PLAIN[4] = {1, 1, 1, 1};
+    sm_reader *r = sm_open(root);
+    check_stat(r, x);
+    check_meminfo_loadavg_snmp(r, x);
+    check_rows(r, SM_DISKSTATS, sm_parse_diskstats, x->disks, x->disk, x->disk_raw, SECTORS, x->tree);
+    check_rows(r, SM_NET_DEV, sm_parse_net_dev, x->interfaces, x->interface, x->interface_raw, PLAIN, x->tree);
+    CHECK(sm_process_count(r) == x->processes, "%s: process count", x->tree);
+    sm_close(r);
+    x->checked++;
+}
+
+/* ------------------------------------------------------------------ memory safety */
 
 static unsigned long long rng = 88172645463325252ULL;
 
@@ -133,8 +283,15 @@ static void huge_trees(void)
 int main(int argc, char **argv)
 {
     huge_trees();
-    for (int i = 1; i < argc; i++)
+    for (int i = 1; i < argc; i++) {
         read_tree(argv[i]);
+        struct tree_values *values = tree_of(argv[i]);
+        if (values != NULL)
+            check_values(argv[i], values);
+    }
+    for (int i = 0; i < NTREES; i++)
+        CHECK(TREES[i].checked == 1, "fixture tree %s checked %d times, want once", TREES[i].tree,
+              TREES[i].checked);
     sm_reader *missing = sm_open("/nonexistent-tracklab-root");
     CHECK(sm_read(missing, SM_STAT) < 0 && sm_process_count(missing) < 0, "missing root errors");
     sm_close(missing);

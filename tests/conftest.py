@@ -44,3 +44,17 @@ def outcome(call) -> tuple:
         return ("value", call())
     except Exception as exc:  # noqa: BLE001 - comparing whatever each backend raises
         return ("error", type(exc), str(exc))
+
+
+# Share of near-valid fuzz cases per parser in which both backends produced equal values
+# (filled by tests/test_native_fuzz.py, printed after the run so the number is visible in CI logs).
+FUZZ_SHARES = pytest.StashKey[dict[str, tuple[float, dict[str, int]]]]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
+    """Print the near-valid fuzz shares, when that test ran."""
+    shares = config.stash.get(FUZZ_SHARES, {})
+    if shares:
+        terminalreporter.section("C/Python fuzz: cases compared by value")
+        for kind, (share, seen) in sorted(shares.items()):
+            terminalreporter.write_line(f"{kind:16} {share:6.1%}  {seen}")

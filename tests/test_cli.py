@@ -311,7 +311,10 @@ def test_snapshot_on_this_machine():
     assert snapshot["node_id"] == socket.gethostname()
     assert len(snapshot["cpu"]["cores"]) == os.cpu_count()
     assert isinstance(snapshot["cpu"]["overall"], float)
-    assert snapshot["disk"]["total"] > 0 and snapshot["memory"]["total"] > 0
+    assert snapshot["disk"]["total"] > 0
+    meminfo = pathlib.Path("/proc/meminfo").read_text().splitlines()
+    mem_total_kb = next(line.split()[1] for line in meminfo if line.startswith("MemTotal:"))
+    assert snapshot["memory"]["total"] == int(mem_total_kb) * 1024
 
 
 def test_info_on_this_machine():

@@ -40,12 +40,15 @@ async def _take(iterator, count: int) -> list:
     return items
 
 
-async def test_stream_yields_fresh_snapshots_with_seed_keys(service):
+async def test_stream_yields_fresh_snapshots_with_seed_keys(aiohttp_server):
     """stream() yields one snapshot per tick, each newer than the last, with cpu.overall and memory.usage."""
-    async with SystemMonitorClient(f"http://127.0.0.1:{service.port}") as client:
-        snaps = await asyncio.wait_for(_take(client.stream(), 3), 10)
-    stamps = [s["timestamp"] for s in snaps]
-    assert stamps == sorted(stamps) and len(set(stamps[1:])) == 2
+    server = await aiohttp_server(create_app(ServiceConfig(node_id="stream-node", interval=FAST, history=600)))
+    async with SystemMonitorClient(f"http://127.0.0.1:{server.port}") as client:
+        snaps = await asyncio.wait_for(_take(client.stream(), 4), 10)
+        ticks = [snap["timestamp"] for snap in await client.get_history()]  # every tick, in order
+    # The first may be the latest on connect (or a tick before it); from then on no tick is skipped or repeated.
+    positions = [ticks.index(snap["timestamp"]) for snap in snaps[1:]]
+    assert positions == list(range(positions[0], positions[0] + 3))
     for snap in snaps:
         assert snap["node_id"] == "stream-node"
         assert isinstance(snap["cpu"]["overall"], float) and isinstance(snap["memory"]["usage"], float)
@@ -66,13 +69,16 @@ async def test_subscribe_to_unknown_node_raises_not_found(service):
             await asyncio.wait_for(_take(client.stream("no-such-node"), 1), 10)
 
 
-async def test_stream_every_n_skips_ticks(service):
-    """every=3 yields every third tick: consecutive snapshots are about three intervals apart."""
-    async with SystemMonitorClient(f"http://127.0.0.1:{service.port}") as client:
+async def test_stream_every_n_skips_ticks(aiohttp_server):
+    """every=3 yields every third tick: between throttled snapshots the service ticked exactly three times."""
+    server = await aiohttp_server(create_app(ServiceConfig(node_id="stream-node", interval=FAST, history=600)))
+    async with SystemMonitorClient(f"http://127.0.0.1:{server.port}") as client:
         snaps = await asyncio.wait_for(_take(client.stream("stream-node", every=3), 5), 15)
+        ticks = [snap["timestamp"] for snap in await client.get_history()]  # every tick, in order (one per ms)
     # Up to two frames may precede the subscription (the latest on connect, one tick before the
-    # service reads it) and the first one after it is sent at once; the last two are throttled.
-    assert snaps[-1]["timestamp"] - snaps[-2]["timestamp"] >= 2 * FAST * 1000
+    # service reads it) and the first one after it is sent at once; the last three are throttled.
+    positions = [ticks.index(snap["timestamp"]) for snap in snaps[-3:]]
+    assert [later - earlier for earlier, later in zip(positions, positions[1:], strict=False)] == [3, 3]
 
 
 async def test_stream_reconnects_after_the_service_restarts():

@@ -72,7 +72,7 @@ def test_zero_gpus_is_unavailable(stub):
 
 def test_one_gpu_reports_seed_and_extended_fields(stub):
     """One GPU carries the seed keys in wire units plus the NVIDIA extensions, all decoded."""
-    (line,) = probe(stub, "1", gpus="1")
+    line, counts = probe(stub, "1", "--counts", "nvmlDeviceGetTotalEnergyConsumption", gpus="1")
     (gpu,) = line["accelerators"]
     assert gpu["id"] == 0 and gpu["type"] == "gpu" and gpu["vendor"] == "nvidia"
     assert gpu["name"] == "NVIDIA Stub A100-SXM4-40GB"
@@ -81,7 +81,9 @@ def test_one_gpu_reports_seed_and_extended_fields(stub):
     assert gpu["utilization"] == 10.0 and gpu["memoryUtilization"] == 5.0
     assert gpu["memory"] == {"used": 2**30, "total": 40 * 2**30, "percentage": 2.5}
     assert (gpu["temperature"], gpu["power"], gpu["fanSpeed"]) == (40.0, 100.0, 30.0)  # mW -> W
-    assert gpu["powerLimit"] == 400.0 and gpu["energy"] >= 5000.0  # mJ -> J
+    # The stub's counter reads 5,000,000 mJ + 10 mJ per call so far (one call here): mJ -> J.
+    assert counts["counts"] == {"nvmlDeviceGetTotalEnergyConsumption": 1}
+    assert gpu["powerLimit"] == 400.0 and gpu["energy"] == 5000.01
     assert gpu["clocks"] == {"sm": 1410.0, "memory": 1215.0}
     assert (gpu["encoderUtilization"], gpu["decoderUtilization"]) == (1.0, 2.0)
     assert gpu["pcie"] == {"rx": 2000 * 1024.0, "tx": 1000 * 1024.0}  # KB/s -> bytes/s

@@ -7,6 +7,7 @@ import pathlib
 
 import pytest
 
+from conftest import native_module
 from tracklab_sysmon import hotpath
 from tracklab_sysmon.errors import ParseError
 from tracklab_sysmon.model import CpuTimes, DiskCounters, LoadAvg, MemInfo, NetCounters
@@ -15,13 +16,8 @@ TICKS = float(os.sysconf("SC_CLK_TCK"))
 
 
 def backend_class(name: str) -> type:
-    """The reader class of one backend; the C one is skipped only when it may be absent."""
-    try:
-        return hotpath.select_backend("require" if name == "cffi" else "off")[0]
-    except hotpath.BackendUnavailable as exc:
-        if os.environ.get(hotpath.ENV_VAR, "").strip().lower() == "require":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    """The reader class of one backend; the C one is skipped only when it may be absent (conftest.native_module)."""
+    return native_module().CffiHotReader if name == "cffi" else hotpath.select_backend("off")[0]
 
 
 @pytest.fixture(params=["cffi", "python"])

@@ -17,9 +17,12 @@ TREE = pathlib.Path(__file__).parent / "fixtures" / "vm-capture"
 
 
 def _c_built() -> bool:
+    """Whether the extension imports; under TRACKLAB_SYSMON_NATIVE=require its absence fails the test instead."""
     try:
         import tracklab_sysmon._sysmon_cffi  # noqa: F401
-    except ImportError:
+    except ImportError as exc:
+        if os.environ.get(hotpath.ENV_VAR, "").strip().lower() == "require":
+            pytest.fail(f"{hotpath.ENV_VAR}=require but the C helper does not import: {exc}")
         return False
     return True
 

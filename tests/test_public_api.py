@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import inspect
 import subprocess
 import sys
@@ -22,9 +24,14 @@ _REEXPORTED = {
 
 
 def test_all_names_resolve():
-    """Every name in `__all__` imports from the package, as `from tracklab_sysmon import X` would."""
-    for name in tracklab_sysmon.__all__:
-        assert getattr(tracklab_sysmon, name) is not None, name
+    """Every name in `__all__` is, from the package, the very object its defining module holds under that name."""
+    assert "__version__" in tracklab_sysmon.__all__
+    assert tracklab_sysmon.__version__ == importlib.metadata.version("tracklab-sysmon")
+    for name in sorted(set(tracklab_sysmon.__all__) - {"__version__"}):
+        value = getattr(tracklab_sysmon, name)
+        assert value.__name__ == name, name
+        assert getattr(importlib.import_module(value.__module__), name) is value, name
+        assert value.__module__ in {module.__name__ for module in _REEXPORTED}, name
 
 
 def test_all_is_complete():

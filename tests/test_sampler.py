@@ -82,14 +82,22 @@ def make_sampler(tree: pathlib.Path, *extra, ring: SnapshotRing | None = None, d
     return sampler, clock
 
 
+async def _healthy_body(tree: pathlib.Path) -> dict:
+    """The first snapshot, decoded, of a sampler with only the real collectors on `tree` (same stand-in clocks)."""
+    sampler, _ = make_sampler(tree)
+    await sampler.tick()
+    return wire.decode(sampler.latest_bytes)
+
+
 async def test_one_failing_collector_gives_a_partial_snapshot(tree: pathlib.Path) -> None:
     """A collector that raises leaves its section None; the rest of the snapshot is published."""
     sampler, _ = make_sampler(tree, Broken("network", "network"), drop="network")
     snap = await sampler.tick()
     assert snap.network is None
-    assert snap.cpu is not None and snap.memory is not None and snap.disk is not None
     body = wire.decode(sampler.latest_bytes)
     assert body["network"] is None and body["memory"]["used"] == 12_582_912_000
+    # Every other section is exactly what a sampler without the broken collector publishes.
+    assert body == {**await _healthy_body(tree), "network": None}
 
 
 async def test_error_status_counts_failures_and_keeps_the_message(tree: pathlib.Path) -> None:
@@ -119,8 +127,42 @@ async def test_status_fields_before_and_after_a_tick(tree: pathlib.Path) -> None
     await sampler.tick()
     cpu = sampler.status["cpu"]
     assert (cpu.state, cpu.last_error, cpu.failures, cpu.last_success) == ("ok", None, 0, 1_800_000_000_000)
-    assert isinstance(cpu.last_duration_ms, float) and cpu.last_duration_ms >= 0
+    assert isinstance(cpu.last_duration_ms, float)
     assert set(cpu.to_wire()) == {"status", "lastError", "lastDurationMs", "lastSuccess", "failures"}
+
+
+class Stopwatch:
+    """A stand-in for time.perf_counter that moves only when a collector says it spent time."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Spends:
+    """A collector that spends exactly `seconds` of the stand-in stopwatch's time."""
+
+    section, blocking = "accelerators", False
+
+    def __init__(self, stopwatch: Stopwatch, seconds: float) -> None:
+        self.name, self.stopwatch, self.seconds = "spender", stopwatch, seconds
+
+    def collect(self, now: float) -> object:
+        self.stopwatch.now += self.seconds
+        return ()
+
+
+async def test_duration_is_the_collectors_own_time_in_ms(tree: pathlib.Path, monkeypatch) -> None:
+    """lastDurationMs is the time spent inside that collector's call, in ms; one that spends none reports 0."""
+    stopwatch = Stopwatch()
+    sampler, _ = make_sampler(tree, Spends(stopwatch, 0.0125))
+    monkeypatch.setattr(time, "perf_counter", stopwatch)
+    await sampler.tick()
+    monkeypatch.undo()
+    assert sampler.status["spender"].last_duration_ms == 12.5
+    assert sampler.status["cpu"].last_duration_ms == 0.0
 
 
 async def test_collector_recovers_from_an_error(tree: pathlib.Path) -> None:
@@ -189,7 +231,9 @@ async def test_truncated_kernel_file_fails_only_its_collector(tree: pathlib.Path
     (tree / "proc/loadavg").write_text("2.50 2.10")
     sampler, _ = make_sampler(tree)
     snap = await sampler.tick()
-    assert snap.cpu is None and snap.memory is not None and snap.network is not None
+    assert snap.cpu is None
+    healthy = await _healthy_body(FIXTURES / "workstation")  # the same tree with an intact loadavg
+    assert {**wire.decode(sampler.latest_bytes), "cpu": healthy["cpu"]} == healthy
     assert sampler.status["cpu"].state == "error"
     assert sampler.status["cpu"].last_error.startswith("ParseError: /proc/loadavg is malformed")
     assert sampler.status["memory"].state == "ok"
@@ -209,11 +253,16 @@ class Burner:
 
 async def test_own_cpu_share_sees_a_tick_of_a_few_milliseconds(tree: pathlib.Path) -> None:
     """The service's own CPU share resolves the ~ms a tick costs (a 10 ms-grained clock would say 0)."""
-    sampler = Sampler((Burner(),), node_id="n")
+    clock = Clock()
+    sampler = Sampler((Burner(),), node_id="n", monotonic=clock)
+    spent_before = time.process_time()
     await sampler.tick()
     assert sampler.own_cpu_percent is None  # one mark is not a rate yet
+    clock.now += 1.0
     await sampler.tick()
-    assert sampler.own_cpu_percent is not None and sampler.own_cpu_percent > 0
+    spent = time.process_time() - spent_before
+    # Over one stand-in second the process spent at least the burner's 2 ms and at most what the test measured.
+    assert 0.2 <= sampler.own_cpu_percent <= round(100.0 * spent, 3)
 
 
 class Hung:
@@ -244,7 +293,8 @@ async def test_a_hung_blocking_collector_costs_only_its_own_section(tree: pathli
     status = sampler.status["nvidia"]
     assert status.state == "error" and "stuck" in status.last_error
     second = await sampler.tick()  # still hung: not asked again, and the tick does not wait for it
-    assert hung.calls == 1 and second.timestamp >= first.timestamp and second.cpu is not None
+    assert hung.calls == 1 and second.cpu is not None
+    assert first.timestamp == second.timestamp == int(WALL * 1000)  # the stand-in wall clock stands still
     hung.release.set()
     for _ in range(100):  # its thread frees up; the collector is asked again and recovers
         await asyncio.sleep(0.01)  # between ticks, as in `run`, the loop takes the thread's answer

@@ -171,11 +171,14 @@ def test_aggregation_reports_window_and_resets(service, tmp_path):
     while len(metrics._window) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)  # the service ticks every 0.1 s; a repeated sample is counted once
         metrics.refresh()
-    window = len(metrics._window)
+    samples = list(metrics._window)
     first = metrics.for_log()
-    assert window >= 3
+    assert len(samples) >= 3
+    for key in ("system/memory.usage", "system/memory.used", "system/cpu.overall"):
+        values = [sample[key] for sample in samples]  # every sample has these keys: no sample is skipped
+        assert first[key] == round(sum(values) / len(values), 4), key  # the window's mean, to 4 places
+        assert (first[key + ".min"], first[key + ".max"]) == (min(values), max(values)), key
     key = "system/memory.usage"
-    assert first[key + ".min"] <= first[key] <= first[key + ".max"]
     assert len(metrics._window) == 0
     again = metrics.for_log()  # no new sample: the latest value stands for the window
     assert again[key + ".min"] == again[key] == again[key + ".max"]

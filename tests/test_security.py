@@ -112,13 +112,27 @@ def test_cli_refuses_open_bind_in_one_line():
     assert len(lines) == 1 and "--insecure" in lines[0] and "Traceback" not in result.stderr
 
 
-def _request(url: str, token: str | None = None) -> int:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Hands a redirect back as an HTTPError, so the test sees the 303 itself."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def _request(url: str, token: str | None = None, **headers: str) -> int:
+    return _response(url, token, **headers)[0]
+
+
+def _response(url: str, token: str | None = None, **headers: str) -> tuple[int, dict[str, str]]:
+    """Status and headers of the first answer to `url` (redirects are not followed)."""
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status
+        with urllib.request.build_opener(_NoRedirect).open(urllib.request.Request(url, headers=headers),
+                                                           timeout=10) as response:
+            return response.status, dict(response.headers)
     except urllib.error.HTTPError as exc:
-        return exc.code
+        return exc.code, dict(exc.headers)
 
 
 def test_env_token_and_access_log_without_secrets(tmp_path):
@@ -138,7 +152,12 @@ def test_env_token_and_access_log_without_secrets(tmp_path):
         url = json.loads(portfile.read_text())["url"]
         assert _request(f"{url}/api/system/metrics") == 401
         assert _request(f"{url}/api/system/metrics", TOKEN) == 200
-        assert _request(f"{url}/api/system/info?token={TOKEN}&probe=1") in (200, 401)  # redirect drops it
+        # The token is exchanged for a cookie and a redirect to the same URL without it.
+        status, headers = _response(f"{url}/api/system/info?token={TOKEN}&probe=1")
+        assert (status, headers["Location"]) == (303, "/api/system/info?probe=1")
+        assert headers["Set-Cookie"].startswith(f"{COOKIE}={TOKEN};")
+        assert _request(f"{url}/api/system/info?probe=1") == 401
+        assert _request(f"{url}/api/system/info?probe=1", Cookie=f"{COOKIE}={TOKEN}") == 200
     finally:
         process.send_signal(signal.SIGTERM)
         _, log = process.communicate(timeout=10)
