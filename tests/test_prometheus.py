@@ -88,7 +88,9 @@ def _expected_series(snap: dict, health: dict) -> dict[tuple[str, frozenset], fl
 
     def put(name: str, value: object, divisor: float = 1.0, **labels: str) -> None:
         if value is not None:  # missing is omitted, never zero
-            expected[("tracklab_sysmon_" + name, frozenset({"node_id": NODE, **labels}.items()))] = value / divisor
+            # a unit conversion is rounded to 9 decimals, so no float noise is printed (docs/prometheus.md)
+            scaled = value if divisor == 1.0 else round(value / divisor, 9)
+            expected[("tracklab_sysmon_" + name, frozenset({"node_id": NODE, **labels}.items()))] = scaled
 
     def dig(value: dict, path: tuple[str, ...]) -> object:
         for key in path:
