@@ -21,7 +21,7 @@ exec "$PYTHON" - <<'EOF'
 import json, os, platform, statistics, sys, time
 
 from tracklab_sysmon import wire
-from tracklab_sysmon.collectors import Unavailable
+from tracklab_sysmon.errors import Unavailable
 from tracklab_sysmon.collectors.nvidia import NvidiaCollector
 
 fields = os.environ["FIELDS"].split(",")

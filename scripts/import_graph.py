@@ -34,11 +34,12 @@ def imports_of(root: Path, path: Path) -> set[str]:
             for alias in node.names:  # `from . import wire` names a module, `from .x import f` does not
                 candidate = f"{base}.{alias.name}"
                 found.add(candidate if _is_module(root, candidate) else base)
-    # Importing a.b.c runs a.b's __init__ first: count the parent packages (the top package's
-    # __init__ only loads names lazily, so it is left out).
+    # Importing a.b.c from outside a.b runs a.b's __init__ first: count those parent packages (the top
+    # package's __init__ only loads names lazily, so it is left out; a sibling's parent is already loaded).
     for name in list(found):
         parts = name.split(".")
-        found.update(".".join(parts[:i]) for i in range(2, len(parts)))
+        parents = (".".join(parts[:i]) for i in range(2, len(parts)))
+        found.update(p for p in parents if not here.startswith(p + "."))
     found.discard(here)
     return found
 

@@ -19,7 +19,7 @@ FOREIGN = frozenset({
     ("_dcgm.py", "updateFrequency"),
     ("collectors/apple.py", "vramUsedBytes"),  # ioreg's PerformanceStatistics property names
     ("collectors/apple.py", "vramFreeBytes"),
-    ("collectors/procfs.py", "kB"),  # the unit /proc/meminfo writes
+    ("_procfs.py", "kB"),  # the unit /proc/meminfo writes
 })
 
 # Modules that still spell wire keys today. Each entry is pending removal (issue 11: the JSON names

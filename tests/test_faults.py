@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from tracklab_sysmon.collectors import procfs
+from tracklab_sysmon import _procfs as procfs
 from tracklab_sysmon.collectors.cpu import CpuCollector
 from tracklab_sysmon.collectors.disk import DiskCollector
 from tracklab_sysmon.collectors.memory import MemoryCollector
 from tracklab_sysmon.collectors.network import NetworkCollector
-from tracklab_sysmon.collectors.sysfs import KeptFile, read_text
+from tracklab_sysmon._sysfs import KeptFile, read_text
 from tracklab_sysmon.sampler import Sampler
 
 from conftest import FIXTURES, outcome

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import FIXTURES
 from tracklab_sysmon import wire
-from tracklab_sysmon.collectors import Unavailable
+from tracklab_sysmon.errors import Unavailable
 from tracklab_sysmon.collectors.apple import RECHECK_SECONDS, AppleCollector, parse_ioreg, samples_from_ioreg
 
 APPLE = FIXTURES / "apple"

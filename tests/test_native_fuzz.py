@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from conftest import FUZZ_SHARES, native_module, outcome
 from tracklab_sysmon import hotpath
-from tracklab_sysmon.collectors import procfs
+from tracklab_sysmon import _procfs as procfs
 from tracklab_sysmon.model import MemInfo
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"

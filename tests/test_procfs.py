@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tracklab_sysmon.collectors import procfs
+from tracklab_sysmon import _procfs as procfs
 from tracklab_sysmon.errors import ParseError
 from tracklab_sysmon.model import CpuTimes, DiskCounters, LoadAvg, MemInfo, NetCounters
 

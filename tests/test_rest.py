@@ -9,7 +9,8 @@ import pytest
 from aiohttp import web
 
 from tracklab_sysmon import __version__, hotpath
-from tracklab_sysmon.collectors import Unavailable, default_collectors
+from tracklab_sysmon.collectors import default_collectors
+from tracklab_sysmon.errors import Unavailable
 from tracklab_sysmon.config import ServiceConfig
 from tracklab_sysmon.server import create_app, keys
 

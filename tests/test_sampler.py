@@ -10,7 +10,8 @@ import time
 import pytest
 
 from tracklab_sysmon import wire
-from tracklab_sysmon.collectors import Unavailable, default_collectors
+from tracklab_sysmon.collectors import default_collectors
+from tracklab_sysmon.errors import Unavailable
 from tracklab_sysmon.model import AcceleratorMemory, AcceleratorSample
 from tracklab_sysmon.ring import SnapshotRing
 from tracklab_sysmon.sampler import Sampler

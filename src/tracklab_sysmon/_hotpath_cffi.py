@@ -6,8 +6,8 @@ import errno
 import os
 
 from ._sysmon_cffi import ffi, lib  # ImportError when the extension was not built
-from .collectors import procfs
-from .collectors.sysfs import NOT_REGULAR
+from . import _procfs as procfs
+from ._sysfs import NOT_REGULAR
 from .errors import ParseError
 from .model import CpuTimes, DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from .collectors import procfs
-from .collectors.sysfs import KeptFile
+from . import _procfs as procfs
+from ._sysfs import KeptFile
 from .model import DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
 
 

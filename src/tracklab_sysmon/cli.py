@@ -211,7 +211,8 @@ def info(proc_root: str, sys_root: str) -> None:
 
 def _sample_once(proc_root: str, sys_root: str) -> tuple[Snapshot, bytes]:
     """The first snapshot of the tree's default collectors (real rates: primed first), and its JSON."""
-    from .collectors import default_collectors, reading_host
+    from .collectors import default_collectors
+    from .collectors.base import reading_host
     from .collectors.system import host_name
     from .sampler import Sampler
 

@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from . import wire
-from .collectors import Collector, Partial, Unavailable
-from .errors import describe
-from .collectors.sysfs import KeptFile
+from .collectors.base import Collector, Partial
+from .errors import Unavailable, describe
+from ._sysfs import KeptFile
 from .model import Snapshot
 from .ring import SnapshotRing
 from .workers import CollectorThread

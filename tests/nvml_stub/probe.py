@@ -14,7 +14,7 @@ import json
 import pathlib
 
 from tracklab_sysmon import wire
-from tracklab_sysmon.collectors import Unavailable
+from tracklab_sysmon.errors import Unavailable
 from tracklab_sysmon.collectors.nvidia import NvidiaCollector
 
 

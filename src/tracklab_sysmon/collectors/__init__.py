@@ -1,39 +1,20 @@
-"""The collector interface and the explicit list of collectors the service runs."""
+"""The explicit list of collectors the service runs (the interface is in `base`)."""
 
 from __future__ import annotations
 
 import os
 import sys
 from collections.abc import Callable
-from typing import Protocol
 
-from ..errors import Unavailable
+from ..hotpath import open_reader
+from .amd import AmdCollector, discover
+from .apple import AppleCollector
+from .base import Collector, reading_host
 from .cpu import CpuCollector
 from .disk import DiskCollector
 from .memory import MemoryCollector
 from .network import NetworkCollector
-from .partial import Partial
-
-
-class Collector(Protocol):
-    """One family of metrics. `collect` is synchronous and returns the record for `section`.
-
-    `blocking` collectors (vendor libraries, slow syscalls) run in a worker thread; the others
-    take microseconds and run inline on the event loop. A collector that finds its hardware
-    absent raises `Unavailable`; any other exception is reported as that collector's error.
-    """
-
-    name: str
-    section: str  # the Snapshot field it fills: cpu, memory, disk, network or accelerators
-    blocking: bool
-
-    def collect(self, now: float) -> object: ...
-
-
-def reading_host(proc_root: str, sys_root: str) -> bool:
-    """True for this machine's own /proc and /sys; False for a captured tree (no live file systems,
-    no GPUs to ask, no network addresses of its own)."""
-    return proc_root == "/proc" and sys_root == "/sys"
+from .nvidia import NvidiaCollector
 
 
 def default_collectors(
@@ -50,11 +31,6 @@ def default_collectors(
     NVIDIA (NVML) and Apple (ioreg, macOS only) ask the host itself, so they run only when
     `host_gpus` (default: `reading_host`).
     """
-    from ..hotpath import open_reader  # hotpath's parsers live in this package: import late
-    from .amd import AmdCollector, discover  # the GPU modules import this package's Unavailable
-    from .apple import AppleCollector
-    from .nvidia import NvidiaCollector
-
     reader = open_reader(proc_root)
     host = reading_host(proc_root, sys_root) if host_gpus is None else host_gpus
     gpus: tuple[Collector, ...] = ()
@@ -73,4 +49,4 @@ def default_collectors(
     )
 
 
-__all__ = ["Collector", "Partial", "Unavailable", "default_collectors", "reading_host"]
+__all__ = ["default_collectors"]

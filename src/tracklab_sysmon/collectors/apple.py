@@ -10,7 +10,7 @@ from typing import Any
 
 from ..model import AcceleratorMemory, AcceleratorSample, IoregDetails
 from ..rates import percent
-from . import Unavailable
+from ..errors import Unavailable
 
 IOREG = ("ioreg", "-r", "-d", "1", "-w", "0", "-c", "IOAccelerator")
 TIMEOUT_SECONDS = 5.0

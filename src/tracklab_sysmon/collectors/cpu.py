@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
+from ..hotpath import CounterReader
 from ..model import CoreSample, CpuSample, CpuTimes, StatCounters
 from ..rates import busy_percent
-from . import procfs, sysfs
+from .. import _procfs as procfs
+from .. import _sysfs as sysfs
 from .cpuinfo import CpuinfoClock
 from .thermal import CpuThermal
 
-if TYPE_CHECKING:  # the hot path imports this package's parsers, so only for typing
-    from ..hotpath import CounterReader
 
 
 class CpuCollector:

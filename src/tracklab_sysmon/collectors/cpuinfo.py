@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import TypeVar
 
-from . import sysfs
+from .. import _sysfs as sysfs
 
 # Reading /proc/cpuinfo is not free: on x86 the kernel samples every CPU's APERF/MPERF for
 # `cpu MHz` (an IPI per CPU on many kernels) and prints ~1.3 KB per CPU. A VM's value is the

@@ -5,15 +5,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
+from ..hotpath import CounterReader
 from ..model import DiskCounters, DiskDeviceSample, DiskSample
 from ..rates import CounterRates, checked_counter, rounded, total_rate
-from . import procfs, sysfs
-from .partial import Partial
+from .. import _procfs as procfs
+from .. import _sysfs as sysfs
+from .base import Partial
 
-if TYPE_CHECKING:  # the hot path imports this package's parsers, so only for typing
-    from ..hotpath import CounterReader
 
 _VIRTUAL_PREFIXES = ("loop", "ram", "zram")
 _STACKED_PREFIXES = ("dm-", "md")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from ..errors import ParseError
+from ..hotpath import CounterReader
 from ..model import MemorySample, SwapSample
 from ..rates import checked_counter, percent
-from .partial import Partial
+from .base import Partial
 
-if TYPE_CHECKING:  # the hot path imports this package's parsers, so only for typing
-    from ..hotpath import CounterReader
 
 
 class MemoryCollector:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from ..errors import ParseError, describe
+from ..hotpath import CounterReader
 from ..model import InterfaceSample, NetCounters, NetworkSample
 from ..rates import CounterRates, checked_counter, rounded, total_rate
-from .partial import Partial
+from .base import Partial
 
-if TYPE_CHECKING:  # the hot path imports this package's parsers, so only for typing
-    from ..hotpath import CounterReader
 
 LOOPBACK = "lo"
 _FIELDS = ("bytes_recv", "bytes_sent", "packets_recv", "packets_sent")

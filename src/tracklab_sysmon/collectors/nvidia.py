@@ -17,7 +17,7 @@ from ..model import (
     Profiling,
 )
 from ..rates import percent
-from . import Unavailable
+from ..errors import Unavailable
 
 SLOW_SECONDS = 5.0  # PCIe sampling, process tables, ECC, MIG: asked at most this often
 LOST_RETRY_SECONDS = 30.0  # a lost GPU is probed again this often (it comes back only after a reset)

@@ -10,7 +10,9 @@ from collections.abc import Callable, Sequence
 
 from .. import __version__
 from ..model import AcceleratorSample, Snapshot, SystemInfo
-from . import procfs, reading_host, sysfs
+from .. import _procfs as procfs
+from .. import _sysfs as sysfs
+from .base import reading_host
 
 
 def read_system_info(

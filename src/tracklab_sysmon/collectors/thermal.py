@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from . import procfs, sysfs
+from .. import _procfs as procfs
+from .. import _sysfs as sysfs
 from .cpuinfo import read_cpuinfo
 
 # Sensor names are compared by `_kind`: case-blind, `-` read as `_` (the kernel names a thermal

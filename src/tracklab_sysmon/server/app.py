@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator, Sequence
 from aiohttp import web
 
 from .. import wire
-from ..collectors import Collector, default_collectors
+from ..collectors import default_collectors
+from ..collectors.base import Collector
 from ..collectors.system import host_name, read_system_info
 from ..config import ServiceConfig
 from ..ring import SnapshotRing

@@ -1,11 +1,14 @@
-"""Pure parsers for /proc and /sys text: text in, frozen records out, no file access."""
+"""Pure parsers for /proc and /sys text: text in, frozen records out, no file access.
+
+A leaf shared by the hot path and the collectors (as psutil's `_common`): it imports only `errors` and `model`.
+"""
 
 from __future__ import annotations
 
 import re
 
-from ..errors import ParseError
-from ..model import CpuTimes, DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
+from .errors import ParseError
+from .model import CpuTimes, DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
 
 SECTOR_BYTES = 512  # /proc/diskstats always counts 512-byte sectors, whatever the device's size
 _CPU_MODES = 8  # user nice system idle iowait irq softirq steal
