@@ -23,10 +23,10 @@ NOW = 1000.0
 
 
 def collect(scenario: str | pathlib.Path, statvfs=None) -> dict[str, object]:
-    """One collect() of every default collector on a tree, keyed by section."""
+    """One collect() of every default host collector on a tree, keyed by its name (cpu, memory, disk, network)."""
     root = pathlib.Path(scenario) if isinstance(scenario, pathlib.Path) else FIXTURES / scenario
     found = default_collectors(str(root / "proc"), str(root / "sys"), statvfs=statvfs)
-    return {c.section: c.collect(NOW) for c in found if c.section != "accelerators"}
+    return {c.name: c.collect(NOW) for c in found if c.name in ("cpu", "memory", "disk", "network")}
 
 
 # ---------------------------------------------------------------- cpu: temperatures and frequencies

@@ -126,7 +126,7 @@ async def test_a_listener_that_raises_does_not_cost_the_others_their_snapshot(tr
 class HugeMemory:
     """A collector that publishes an int no JSON encoder here accepts (2^70), bypassing every check."""
 
-    name, section, blocking = "huge", "memory", False
+    name, blocking = "huge", False
 
     def collect(self, now: float) -> MemorySample:
         return MemorySample(usage=1.0, used=2**70, total=2**71, available=1, swap=SwapSample(0, 0, 0.0))

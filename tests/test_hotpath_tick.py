@@ -26,7 +26,7 @@ class Clock:
 class Gpu:
     """A blocking collector, absent for its first `absent` calls; records which thread asked it."""
 
-    name, section, blocking = "nvidia", "accelerators", True
+    name, blocking = "nvidia", True
 
     def __init__(self, absent: int) -> None:
         self.absent = absent

@@ -21,7 +21,7 @@ SLOW = 3600.0  # one snapshot for the whole test: REST and /metrics must show th
 class StandInGpu:
     """A collector at the Collector boundary reporting one GPU with fixed readings."""
 
-    name, section, blocking = "gpu-standin", "accelerators", False
+    name, blocking = "gpu-standin", False
 
     def collect(self, now: float) -> object:
         return (

@@ -23,7 +23,7 @@ class Counting:
 
     def __init__(self, inner) -> None:
         self.inner = inner
-        self.name, self.section, self.blocking = inner.name, inner.section, inner.blocking
+        self.name, self.blocking = inner.name, inner.blocking
         self.calls = 0
 
     def collect(self, now: float) -> object:
@@ -34,7 +34,7 @@ class Counting:
 class Broken:
     """A collector whose every read fails, as a driver gone bad would."""
 
-    name, section, blocking = "broken-network", "network", False
+    name, blocking = "broken-network", False
 
     def collect(self, now: float) -> object:
         raise RuntimeError("device vanished")
@@ -43,7 +43,7 @@ class Broken:
 class Absent:
     """A collector whose hardware is not here, which is a normal state."""
 
-    name, section, blocking = "gpu-absent", "accelerators", False
+    name, blocking = "gpu-absent", False
 
     def collect(self, now: float) -> object:
         raise Unavailable("no GPU on this machine")
@@ -172,7 +172,7 @@ async def test_own_cpu_percent_after_two_ticks(client):
 
 async def test_failing_collector_gives_partial_snapshot_and_degraded_health(aiohttp_client):
     """A collector that raises leaves its section null, keeps the others, and marks health degraded."""
-    collectors = [c for c in default_collectors() if c.section != "network"] + [Broken()]
+    collectors = [c for c in default_collectors() if c.name != "network"] + [Broken()]
     client = await aiohttp_client(create_app(_config(), collectors=collectors))
     snap = (await _json(await client.get("/api/system/metrics")))[0]
     assert snap["network"] is None and snap["cpu"] is not None and snap["memory"] is not None

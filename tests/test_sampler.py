@@ -36,8 +36,8 @@ class Broken:
 
     blocking = False
 
-    def __init__(self, name: str, section: str, times: int = 10**9) -> None:
-        self.name, self.section, self.left = name, section, times
+    def __init__(self, name: str, times: int = 10**9) -> None:
+        self.name, self.left = name, times
 
     def collect(self, now: float) -> object:
         if self.left > 0:
@@ -49,7 +49,7 @@ class Broken:
 class Absent:
     """A collector whose hardware is not here."""
 
-    name, section, blocking = "nvidia", "accelerators", True
+    name, blocking = "nvidia", True
 
     def collect(self, now: float) -> object:
         raise Unavailable("no NVIDIA driver")
@@ -58,7 +58,7 @@ class Absent:
 class OneDevice:
     """A blocking accelerator collector that finds one device."""
 
-    section, blocking = "accelerators", True
+    blocking = True
 
     def __init__(self, name: str, index: int) -> None:
         self.name, self.index = name, index
@@ -78,7 +78,7 @@ def tree(tmp_path: pathlib.Path) -> pathlib.Path:
 def make_sampler(tree: pathlib.Path, *extra, ring: SnapshotRing | None = None, drop: str = ""):
     clock = Clock()
     real = [c for c in default_collectors(str(tree / "proc"), str(tree / "sys"), statvfs=None)
-            if c.section != drop]
+            if c.name != drop]
     sampler = Sampler([*real, *extra], node_id="ws", ring=ring, monotonic=clock, wall=lambda: WALL)
     return sampler, clock
 
@@ -92,7 +92,7 @@ async def _healthy_body(tree: pathlib.Path) -> dict:
 
 async def test_one_failing_collector_gives_a_partial_snapshot(tree: pathlib.Path) -> None:
     """A collector that raises leaves its section None; the rest of the snapshot is published."""
-    sampler, _ = make_sampler(tree, Broken("network", "network"), drop="network")
+    sampler, _ = make_sampler(tree, Broken("network"), drop="network")
     snap = await sampler.tick()
     assert snap.network is None
     body = wire.decode(sampler.latest_bytes)
@@ -103,7 +103,7 @@ async def test_one_failing_collector_gives_a_partial_snapshot(tree: pathlib.Path
 
 async def test_error_status_counts_failures_and_keeps_the_message(tree: pathlib.Path) -> None:
     """An erroring collector is `error` with its message and a failure count per tick."""
-    sampler, _ = make_sampler(tree, Broken("network", "network"), drop="network")
+    sampler, _ = make_sampler(tree, Broken("network"), drop="network")
     await sampler.tick()
     await sampler.tick()
     status = sampler.status["network"]
@@ -145,7 +145,7 @@ class Stopwatch:
 class Spends:
     """A collector that spends exactly `seconds` of the stand-in stopwatch's time."""
 
-    section, blocking = "accelerators", False
+    blocking = False
 
     def __init__(self, stopwatch: Stopwatch, seconds: float) -> None:
         self.name, self.stopwatch, self.seconds = "spender", stopwatch, seconds
@@ -168,7 +168,7 @@ async def test_duration_is_the_collectors_own_time_in_ms(tree: pathlib.Path, mon
 
 async def test_collector_recovers_from_an_error(tree: pathlib.Path) -> None:
     """After one failed read and one good one the collector is `ok` again, the failure still counted."""
-    sampler, _ = make_sampler(tree, Broken("flaky", "accelerators", times=1))
+    sampler, _ = make_sampler(tree, Broken("flaky", times=1))
     await sampler.tick()
     assert sampler.status["flaky"].state == "error"
     await sampler.tick()
@@ -243,7 +243,7 @@ async def test_truncated_kernel_file_fails_only_its_collector(tree: pathlib.Path
 class Burner:
     """A collector that spends about 2 ms of CPU per call, a little more than a real tick."""
 
-    name, section, blocking = "burner", "accelerators", False
+    name, blocking = "burner", False
 
     def collect(self, now: float) -> object:
         start = time.process_time()
@@ -269,7 +269,7 @@ async def test_own_cpu_share_sees_a_tick_of_a_few_milliseconds(tree: pathlib.Pat
 class Hung:
     """A blocking collector whose first call hangs (a driver call that never returns) until released."""
 
-    name, section, blocking = "nvidia", "accelerators", True
+    name, blocking = "nvidia", True
 
     def __init__(self) -> None:
         import threading
@@ -312,7 +312,7 @@ async def test_blocking_collectors_run_on_daemon_threads(tree: pathlib.Path) -> 
     seen: list[threading.Thread] = []
 
     class Probe:
-        name, section, blocking = "probe", "accelerators", True
+        name, blocking = "probe", True
 
         def collect(self, now: float) -> object:
             seen.append(threading.current_thread())

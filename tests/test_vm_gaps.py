@@ -230,7 +230,7 @@ def test_info_snapshot_and_rest_agree_on_gpus(tmp_path: pathlib.Path) -> None:
 class StandInGpu:
     """A collector at the Collector boundary: its utilization, 14.3 %, divides into noise (0.14300000000000002)."""
 
-    name, section, blocking = "gpu-standin", "accelerators", False
+    name, blocking = "gpu-standin", False
 
     def collect(self, now: float) -> tuple[AcceleratorSample, ...]:
         return (AcceleratorSample(

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from . import wire
-from .collectors.base import Collector, Partial
+from .collectors.base import Collector, Partial, Section, section_of
 from .errors import Unavailable, describe
 from ._sysfs import KeptFile
-from .model import Snapshot
+from .model import AcceleratorSample, CpuSample, DiskSample, MemorySample, NetworkSample, Snapshot
 from .ring import SnapshotRing
 from .workers import CollectorThread
 
 log = logging.getLogger(__name__)
 
+SECTIONS = frozenset({"cpu", "memory", "disk", "network", "accelerators"})
+CollectorState = Literal["pending", "ok", "degraded", "error", "unavailable"]
 Listener = Callable[[Snapshot, bytes], None]
 PRIME_SECONDS = 0.2  # the first published rates cover at least this long
 MIN_THREAD_WAIT = 0.25  # a blocking collector gets at least this long (or one interval) per tick
@@ -31,8 +33,8 @@ LOG_EVERY_SECONDS = 60.0  # a failure that repeats every tick is logged once per
 class _Outcome:
     """What one collector call produced: its section (or None), state, error text and cost."""
 
-    value: object
-    state: str
+    value: Section | None
+    state: CollectorState
     error: str | None
     duration_ms: float
 
@@ -42,7 +44,7 @@ class CollectorStatus:
     """Health of one collector: `ok`, `degraded` (some values null, `last_error` says why), `error`,
     `unavailable` (hardware absent) or `pending`."""
 
-    state: str = "pending"
+    state: CollectorState = "pending"
     last_error: str | None = None
     last_duration_ms: float | None = None
     last_success: int | None = None  # ms since the epoch
@@ -111,8 +113,9 @@ class Sampler:
         self.own_rss: int | None = None
         self._statm = KeptFile(statm_path)  # read per tick so /api/health reads nothing
         self._threads: dict[str, CollectorThread] = {}  # made on first use: `blocking` may change
-        self._in_flight: dict[str, asyncio.Future] = {}
+        self._in_flight: dict[str, asyncio.Future[_Outcome]] = {}
         self._unencodable_names: set[str] = set()  # collectors whose section failed to encode last tick
+        self._filled: dict[str, str] = {}  # collector name -> the Snapshot section its records fill
         self.thread_wait = max(interval, MIN_THREAD_WAIT)
         # A tick may legitimately take one interval plus a blocking collector's wait.
         self.stall_after = max(STALL_INTERVALS * interval, interval + self.thread_wait)
@@ -127,16 +130,8 @@ class Sampler:
 
     async def tick(self) -> Snapshot:
         """Collect, build, encode once, store and publish one snapshot."""
-        sections = await self._collect_all(self._monotonic())
-        snapshot = Snapshot(
-            node_id=self.node_id,
-            timestamp=int(self._wall() * 1000),
-            cpu=sections.get("cpu"),
-            memory=sections.get("memory"),
-            disk=sections.get("disk"),
-            network=sections.get("network"),
-            accelerators=tuple(sections.get("accelerators", ())),
-        )
+        values = await self._collect_all(self._monotonic())
+        snapshot = _assemble(self.node_id, int(self._wall() * 1000), values)
         snapshot, encoded = self._encode(snapshot)
         self.latest, self.latest_bytes = snapshot, encoded
         self.ring.append(snapshot.timestamp, encoded)
@@ -155,11 +150,11 @@ class Sampler:
         try:
             encoded = wire.encode(wire.snapshot_to_wire(snapshot))
         except (TypeError, ValueError) as whole:  # orjson: e.g. an int wider than 64 bits
-            for section in ("cpu", "memory", "disk", "network", "accelerators"):
+            for section in sorted(SECTIONS):
                 try:
-                    wire.encode(wire.snapshot_to_wire(_only(snapshot, section)))
+                    wire.encode(wire.snapshot_to_wire(_keep(snapshot, {section})))
                 except (TypeError, ValueError) as exc:
-                    snapshot = dataclasses.replace(snapshot, **{section: () if section == "accelerators" else None})
+                    snapshot = _keep(snapshot, SECTIONS - {section})
                     self._unencodable(section, exc)
             try:
                 return snapshot, wire.encode(wire.snapshot_to_wire(snapshot))
@@ -173,7 +168,7 @@ class Sampler:
     def _unencodable(self, section: str, exc: Exception) -> None:
         # Every tick first records such a collector as ok, then as error here: log only the first time.
         for collector in self.collectors:
-            if collector.section == section and self.status[collector.name].state in ("ok", "degraded"):
+            if self._filled.get(collector.name) == section and self.status[collector.name].state in ("ok", "degraded"):
                 status = self.status[collector.name]
                 status.failures += 1
                 quiet = collector.name in self._unencodable_names
@@ -222,24 +217,21 @@ class Sampler:
                 self.failed_ticks += 1
                 self._failure_log.error(f"sampler tick failed ({self.failed_ticks} so far)", exc)
 
-    async def _collect_all(self, now: float) -> dict[str, object]:
+    async def _collect_all(self, now: float) -> list[Section]:
         # A blocking collector whose hardware was absent last time only re-checks for it (tens of
         # microseconds, e.g. a failed library load): a worker-thread hop would cost far more.
         inline = [c for c in self.collectors if not c.blocking or self.status[c.name].state == "unavailable"]
         threaded = [(c, self._submit(c, now)) for c in self.collectors if c not in inline]
         results = [(c, self._record(c, self._call(c, now))) for c in inline]
         results += await self._await_threads([(c, f) for c, f in threaded if f is not None])
-        sections: dict[str, object] = {}
+        values = []
         for collector, value in results:
-            if value is None:
-                continue
-            if collector.section == "accelerators":
-                sections.setdefault("accelerators", []).extend(value)  # type: ignore[union-attr]
-            else:
-                sections[collector.section] = value
-        return sections
+            if value is not None:
+                self._filled[collector.name] = section_of(value)
+                values.append(value)
+        return values
 
-    def _submit(self, collector: Collector, now: float) -> asyncio.Future | None:
+    def _submit(self, collector: Collector, now: float) -> asyncio.Future[_Outcome] | None:
         """Start a blocking collector on its thread, unless its previous call is still stuck."""
         pending = self._in_flight.get(collector.name)
         if pending is not None and not pending.done():
@@ -251,7 +243,9 @@ class Sampler:
         future = self._in_flight[collector.name] = thread.submit(self._call, collector, now)
         return future
 
-    async def _await_threads(self, threaded: list[tuple[Collector, asyncio.Future]]) -> list:
+    async def _await_threads(
+        self, threaded: list[tuple[Collector, asyncio.Future[_Outcome]]]
+    ) -> list[tuple[Collector, Section | None]]:
         """Results of the threaded collectors that answered in time; the others miss this tick."""
         if not threaded:
             return []
@@ -274,17 +268,21 @@ class Sampler:
     def _call(collector: Collector, now: float) -> _Outcome:
         """Run one collector; touches no sampler state, so it is safe on any thread."""
         started = time.perf_counter()
+        value: Section | Partial | None = None
+        state: CollectorState = "ok"
+        error: str | None = None
         try:
-            value, state, error = collector.collect(now), "ok", None
+            value = collector.collect(now)
         except Unavailable as exc:
-            value, state, error = None, "unavailable", str(exc)
+            state, error = "unavailable", str(exc)
         except Exception as exc:  # the one boundary that keeps a broken collector from killing ticks
-            value, state, error = None, "error", describe(exc)
+            state, error = "error", describe(exc)
         if isinstance(value, Partial):
-            value, state, error = value.value, "degraded", value.reason
+            partial = value
+            value, state, error = partial.value, "degraded", partial.reason
         return _Outcome(value, state, error, round((time.perf_counter() - started) * 1000, 3))
 
-    def _record(self, collector: Collector, outcome: _Outcome) -> object:
+    def _record(self, collector: Collector, outcome: _Outcome) -> Section | None:
         """Apply one call's outcome to the collector's status (on the loop) and return its value."""
         status = self.status[collector.name]
         if outcome.state == "error":
@@ -297,7 +295,9 @@ class Sampler:
         return outcome.value
 
     @staticmethod
-    def _set_state(name: str, status: CollectorStatus, state: str, error: str | None, *, quiet: bool = False) -> None:
+    def _set_state(
+        name: str, status: CollectorStatus, state: CollectorState, error: str | None, *, quiet: bool = False
+    ) -> None:
         changed = status.state != state or status.last_error != error
         status.state, status.last_error = state, error
         if changed and not quiet:
@@ -320,10 +320,40 @@ def _log_state(name: str, status: CollectorStatus) -> None:
     log.log(level, "collector %s: %s%s", name, status.state, f" ({error})" if error else "")
 
 
-def _only(snapshot: Snapshot, section: str) -> Snapshot:
-    """`snapshot` with every section but `section` emptied, to find the one that cannot be encoded."""
-    empty = {name: None for name in ("cpu", "memory", "disk", "network") if name != section}
-    return dataclasses.replace(snapshot, **empty, **({} if section == "accelerators" else {"accelerators": ()}))
+def _assemble(node_id: str, timestamp: int, values: list[Section]) -> Snapshot:
+    """One snapshot from the collectors' records, each placed by its type."""
+    cpu: CpuSample | None = None
+    memory: MemorySample | None = None
+    disk: DiskSample | None = None
+    network: NetworkSample | None = None
+    accelerators: list[AcceleratorSample] = []
+    for value in values:
+        match value:
+            case CpuSample():
+                cpu = value
+            case MemorySample():
+                memory = value
+            case DiskSample():
+                disk = value
+            case NetworkSample():
+                network = value
+            case _:
+                accelerators.extend(value)
+    return Snapshot(node_id=node_id, timestamp=timestamp, cpu=cpu, memory=memory, disk=disk, network=network,
+                    accelerators=tuple(accelerators))
+
+
+def _keep(snapshot: Snapshot, sections: frozenset[str] | set[str]) -> Snapshot:
+    """`snapshot` with only `sections` left (the others empty), to find or drop one that cannot be encoded."""
+    return Snapshot(
+        node_id=snapshot.node_id,
+        timestamp=snapshot.timestamp,
+        cpu=snapshot.cpu if "cpu" in sections else None,
+        memory=snapshot.memory if "memory" in sections else None,
+        disk=snapshot.disk if "disk" in sections else None,
+        network=snapshot.network if "network" in sections else None,
+        accelerators=snapshot.accelerators if "accelerators" in sections else (),
+    )
 
 
 def _rss_bytes(statm: KeptFile) -> int | None:

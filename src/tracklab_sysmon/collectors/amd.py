@@ -91,7 +91,6 @@ def read_card(card: AmdCard) -> AcceleratorSample:
 
 class AmdCollector:
     name = "amd"
-    section = "accelerators"
 
     def __init__(self, sys_root: str = "/sys") -> None:
         self.sys_root = sys_root

@@ -154,7 +154,6 @@ def _text(value: Any) -> str | None:
 
 class AppleCollector:
     name = "apple"
-    section = "accelerators"
     blocking = True  # runs a subprocess
 
     def __init__(

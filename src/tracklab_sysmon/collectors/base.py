@@ -1,13 +1,19 @@
-"""The collector interface: `Collector`, `Partial` and `reading_host` (a leaf: imports nothing of the package)."""
+"""The collector interface: `Collector`, the `Section` records it returns, `Partial` and `reading_host` (imports only `model`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..model import AcceleratorSample, CpuSample, DiskSample, MemorySample, NetworkSample
+
+Accelerators = tuple[AcceleratorSample, ...]
+# What `collect` returns: the record of one Snapshot section; the sampler matches on its type.
+Section = CpuSample | MemorySample | DiskSample | NetworkSample | Accelerators
+
 
 class Collector(Protocol):
-    """One family of metrics. `collect` is synchronous and returns the record for `section`.
+    """One family of metrics. `collect` is synchronous and returns one `Section` record.
 
     `blocking` collectors (vendor libraries, slow syscalls) run in a worker thread; the others
     take microseconds and run inline on the event loop. A collector that finds its hardware
@@ -15,10 +21,9 @@ class Collector(Protocol):
     """
 
     name: str
-    section: str  # the Snapshot field it fills: cpu, memory, disk, network or accelerators
     blocking: bool
 
-    def collect(self, now: float) -> object: ...
+    def collect(self, now: float) -> Section | Partial: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +33,7 @@ class Partial:
     The sampler publishes `value` and marks the collector `degraded` with `reason`.
     """
 
-    value: object
+    value: Section
     reason: str
 
 
@@ -36,3 +41,18 @@ def reading_host(proc_root: str, sys_root: str) -> bool:
     """True for this machine's own /proc and /sys; False for a captured tree (no live file systems,
     no GPUs to ask, no network addresses of its own)."""
     return proc_root == "/proc" and sys_root == "/sys"
+
+
+def section_of(value: Section) -> str:
+    """The Snapshot field that `value` fills."""
+    match value:
+        case CpuSample():
+            return "cpu"
+        case MemorySample():
+            return "memory"
+        case DiskSample():
+            return "disk"
+        case NetworkSample():
+            return "network"
+        case _:
+            return "accelerators"

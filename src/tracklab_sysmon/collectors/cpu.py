@@ -16,7 +16,6 @@ from .thermal import CpuThermal
 
 class CpuCollector:
     name = "cpu"
-    section = "cpu"
     blocking = False
 
     def __init__(self, reader: CounterReader, *, proc_root: str = "/proc", sys_root: str = "/sys") -> None:

@@ -23,7 +23,6 @@ _FIELDS = ("reads", "read_bytes", "writes", "write_bytes")
 
 class DiskCollector:
     name = "disk"
-    section = "disk"
     blocking = False
 
     def __init__(

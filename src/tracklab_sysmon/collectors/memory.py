@@ -13,7 +13,6 @@ from .base import Partial
 
 class MemoryCollector:
     name = "memory"
-    section = "memory"
     blocking = False
 
     def __init__(self, reader: CounterReader) -> None:

@@ -16,7 +16,6 @@ _FIELDS = ("bytes_recv", "bytes_sent", "packets_recv", "packets_sent")
 
 class NetworkCollector:
     name = "network"
-    section = "network"
     blocking = False
 
     def __init__(self, reader: CounterReader) -> None:

@@ -26,7 +26,6 @@ NOT_REQUESTED = "profiling was not requested (start with --enable-dcgm-profiling
 
 class NvidiaCollector:
     name = "nvidia"
-    section = "accelerators"
     blocking = True  # NVML calls block in the driver: the sampler runs this in a worker thread
 
     def __init__(self, *, enable_dcgm: bool = False, dcgm: DcgmProfiler | None = None) -> None:
