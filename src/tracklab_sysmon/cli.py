@@ -46,6 +46,8 @@ _SERVE_OPTIONS = [
     click.option("--max-ws-clients", default=DEFAULT_WS_CLIENTS, show_default=True,
                  type=click.IntRange(1, MAX_WS_CLIENTS),
                  help="Most WebSocket clients at once; one more is closed with code 1013."),
+    click.option("--collectors", default="auto", show_default=True, type=click.Choice(["auto", "procfs", "psutil"]),
+                 help="Collector backend: procfs (Linux /proc + C helper), psutil (any OS); auto: procfs on Linux."),
     *_ROOT_OPTIONS,
 ]
 

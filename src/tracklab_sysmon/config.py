@@ -81,6 +81,7 @@ class ServiceConfig:
     peers: tuple[PeerSpec, ...] = field(default=())
     token: str | None = field(default=None, repr=False)
     insecure: bool = False  # serve a non-loopback address without a token, on purpose
+    collectors: str = "auto"  # auto (procfs + C helper on Linux, psutil elsewhere), procfs or psutil
 
     def __post_init__(self) -> None:
         if not (0 <= self.port <= 65535):
@@ -95,6 +96,13 @@ class ServiceConfig:
             raise ConfigError(f"parent pid must be positive, got {self.parent_pid}")
         self._check_access()
         self._check_websocket()
+        self._check_collectors()
+
+    def _check_collectors(self) -> None:
+        from .platforms import select
+
+        if select(collectors=self.collectors).collectors == "psutil" and not self.on_host:
+            raise ConfigError("--proc-root/--sys-root replay a captured Linux tree: they need --collectors procfs")
 
     def _check_access(self) -> None:
         if self.token is not None and not self.token.strip():

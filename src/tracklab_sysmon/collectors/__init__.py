@@ -41,16 +41,25 @@ def default_collectors(
     proc_root: str = "/proc",
     sys_root: str = "/sys",
     *,
-    statvfs: Callable[[str], os.statvfs_result] | None = os.statvfs,
+    statvfs: Callable[[str], os.statvfs_result] | None = getattr(os, "statvfs", None),  # none on Windows
     enable_dcgm: bool = False,
     host_gpus: bool | None = None,
+    backend: str = "auto",
 ) -> tuple[Collector, ...]:
     """The collectors for one machine (or one captured tree), sharing one hot-path reader.
 
     AMD GPUs are read under `sys_root` (on a captured tree only when it holds amdgpu cards);
     NVIDIA (NVML) and Apple (ioreg, macOS only) ask the host itself, so they run only when
-    `host_gpus` (default: `reading_host`).
+    `host_gpus` (default: `reading_host`). `backend` is `--collectors`: auto, procfs or psutil.
     """
+    from ..platforms import select
+
+    choice = select(sys.platform, backend)
+    if choice.collectors == "psutil":
+        from .portable import portable_collectors
+
+        host = reading_host(proc_root, sys_root) if host_gpus is None else host_gpus
+        return portable_collectors(choice, enable_dcgm=enable_dcgm, host_gpus=host)
     from ..hotpath import open_reader  # hotpath's parsers live in this package: import late
     from .amd import AmdCollector, discover  # the GPU modules import this package's Unavailable
     from .apple import AppleCollector

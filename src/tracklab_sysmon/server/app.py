@@ -12,6 +12,7 @@ from aiohttp import web
 
 from .. import wire
 from ..collectors import Collector, default_collectors
+from ..collectors.portable.system import fill_from_psutil
 from ..collectors.system import host_name, read_system_info
 from ..config import ServiceConfig
 from ..ring import SnapshotRing
@@ -36,8 +37,8 @@ def create_app(config: ServiceConfig, *, collectors: Sequence[Collector] | None 
     if collectors is None:
         collectors = default_collectors(
             # A captured tree holds no file systems to stat, so its disk usage is unknown.
-            config.proc_root, config.sys_root, statvfs=os.statvfs if config.on_host else None,
-            enable_dcgm=config.enable_dcgm, host_gpus=config.on_host,
+            config.proc_root, config.sys_root, statvfs=getattr(os, "statvfs", None) if config.on_host else None,
+            enable_dcgm=config.enable_dcgm, host_gpus=config.on_host, backend=config.collectors,
         )
     app[keys.CONFIG] = config
     app[keys.SAMPLER] = Sampler(
@@ -68,6 +69,7 @@ async def _sampling(app: web.Application) -> AsyncIterator[None]:
         accelerators=first.accelerators,
         disk_total=first.disk.total if first.disk else None,
     )
+    info = fill_from_psutil(sampler.collectors, info)  # macOS/Windows: no /proc to read it from
     app[keys.SYSTEM_INFO_BYTES] = wire.encode(wire.system_info_to_wire(info))
     task = asyncio.create_task(sampler.run(), name="tracklab-sysmon-sampler")
     yield
