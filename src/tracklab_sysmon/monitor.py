@@ -13,11 +13,14 @@ import tempfile
 import threading
 import time
 import weakref
-from typing import IO
+from typing import IO, Any
 
 from .client import TOKEN_ENV, SystemMonitorClient
 from .config import ServiceConfig
 from .errors import SysmonError
+from .platforms import PlatformChoice, select
+
+_PLATFORM = select()  # how to start and stop the child on this OS
 
 START_TIMEOUT = 20.0  # a cold interpreter on a busy 2-core machine needs a few seconds
 STOP_TIMEOUT = 5.0  # the service promises to exit within 5 s of SIGTERM
@@ -140,10 +143,12 @@ class SystemMonitor:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-                start_new_session=True,  # a terminal's Ctrl-C reaches only us; we stop the child in order
+                **child_popen_options(_PLATFORM),  # a terminal's Ctrl-C reaches only us; we stop the child in order
             )
             self._drainer = _drain(self._process.stderr, self._stderr, echo=self.verbose)
-            self._finalizer = weakref.finalize(self, _terminate, self._process, self._tmpdir)
+            self._finalizer = weakref.finalize(
+                self, _terminate, self._process, self._tmpdir, child_stop_signal(_PLATFORM)
+            )
             try:
                 self._url = self._wait_for_portfile(portfile)
             except BaseException:
@@ -223,11 +228,28 @@ class SystemMonitor:
         return f"<SystemMonitor {where} {kind}>"
 
 
-def _terminate(process: subprocess.Popen[bytes], tmpdir: str | None) -> None:
-    """Stop one child (SIGTERM, wait, SIGKILL) and remove its temp folder; also runs at exit."""
+# Windows values, spelled out so the Windows choice is testable anywhere (the modules define them there).
+_CREATE_NEW_PROCESS_GROUP = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x00000200)
+_CTRL_BREAK_EVENT = getattr(signal, "CTRL_BREAK_EVENT", 1)
+
+
+def child_popen_options(choice: PlatformChoice) -> dict[str, Any]:
+    """Popen options that keep a terminal's Ctrl+C away from the child: its own session or process group."""
+    if choice.child_group == "process-group":  # Windows: and Ctrl+Break can then reach it alone
+        return {"creationflags": _CREATE_NEW_PROCESS_GROUP}
+    return {"start_new_session": True}
+
+
+def child_stop_signal(choice: PlatformChoice) -> int:
+    """What stops the child cleanly: SIGTERM, or Ctrl+Break on Windows (its SIGTERM is TerminateProcess)."""
+    return _CTRL_BREAK_EVENT if choice.child_stop == "CTRL_BREAK_EVENT" else int(signal.SIGTERM)
+
+
+def _terminate(process: subprocess.Popen[bytes], tmpdir: str | None, stop_signal: int = signal.SIGTERM) -> None:
+    """Stop one child (stop signal, wait, kill) and remove its temp folder; also runs at exit."""
     try:
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(stop_signal)
             try:
                 process.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
