@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from types import ModuleType
 from typing import Any
@@ -28,8 +29,11 @@ class PortableDiskCollector:
         self._choice = reader.choice
         self._ps = ps
         # IO rates: the procfs collector itself over psutil's counters (same whole-disk rule and rates).
-        self._io = DiskCollector(reader, sys_root=sys_root, statvfs=None)
-        self._mounts: list[tuple[str, str]] = []
+        # Off Linux there is no /sys/block: a root that cannot be listed makes it keep psutil's disks
+        # (psutil lists whole disks there: IOMedia "Whole" on macOS, PhysicalDriveN on Windows).
+        io_root = sys_root if self._choice.whole_disks == "sysfs" else os.path.join(os.devnull, "none")
+        self._io = DiskCollector(reader, sys_root=io_root, statvfs=None)
+        self._mounts: list[tuple[str, str, str]] = []
         self._mounts_read_at: float | None = None
 
     def collect(self, now: float) -> DiskSample:
@@ -42,25 +46,30 @@ class PortableDiskCollector:
             self._mounts = physical_mounts(self._ps.disk_partitions(all=False), self._choice)
             self._mounts_read_at = now
         readings = []
-        for pool, mountpoint in self._mounts:
+        for pool, mountpoint, fstype in self._mounts:
             try:
                 du = self._ps.disk_usage(mountpoint)
             except OSError:  # unmounted since, or an empty card reader on Windows
                 continue
-            readings.append((pool, int(du.used), int(du.free), int(du.total)))
+            # An APFS volume reports its container's size and free space but only its own used:
+            # one volume stands for the whole container, whose used is size - free.
+            used = int(du.total - du.free) if fstype == "apfs" else int(du.used)
+            readings.append((pool, used, int(du.free), int(du.total)))
         return pooled_usage(readings)
 
 
-def physical_mounts(partitions: list[Any], choice: PlatformChoice) -> list[tuple[str, str]]:
-    """(pool, mount point) per physical device, first mount wins; loop-backed images are skipped."""
+def physical_mounts(partitions: list[Any], choice: PlatformChoice) -> list[tuple[str, str, str]]:
+    """(pool, mount point, fs type) per physical device (an APFS container once), first mount wins;
+    loop-backed images are skipped."""
     seen: set[str] = set()
     mounts = []
     for part in partitions:
-        device = part.device
-        if device in seen or device.startswith("/dev/loop"):
+        pool = pool_of(part.device, part.fstype, choice)
+        key = pool if part.fstype == "apfs" else part.device
+        if key in seen or part.device.startswith("/dev/loop"):
             continue
-        seen.add(device)
-        mounts.append((pool_of(device, part.fstype, choice), part.mountpoint))
+        seen.add(key)
+        mounts.append((pool, part.mountpoint, part.fstype))
     return mounts
 
 
