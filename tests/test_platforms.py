@@ -101,9 +101,9 @@ def test_monitor_child_options_follow_the_platform():
 def _setup_kwargs(platform: str) -> dict:
     """What setup.py hands to setuptools when run under `platform` (a subprocess, setup() captured)."""
     probe = (
-        "import sys, json, runpy, setuptools; sys.platform = %r; seen = {};"
+        f"import sys, json, runpy, setuptools; sys.platform = {platform!r}; seen = {{}};"
         "setuptools.setup = lambda **kw: seen.update(kw);"
-        "runpy.run_path('setup.py'); print(json.dumps(seen))" % platform
+        "runpy.run_path('setup.py'); print(json.dumps(seen))"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True, capture_output=True, text=True)
     import json

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .cpu import CpuCollector
-from .disk import DiskCollector
+from .disk import HOST_STATVFS, DiskCollector
 from .memory import MemoryCollector
 from .network import NetworkCollector
 
@@ -41,7 +41,7 @@ def default_collectors(
     proc_root: str = "/proc",
     sys_root: str = "/sys",
     *,
-    statvfs: Callable[[str], os.statvfs_result] | None = getattr(os, "statvfs", None),  # none on Windows
+    statvfs: Callable[[str], os.statvfs_result] | None = HOST_STATVFS,
     enable_dcgm: bool = False,
     host_gpus: bool | None = None,
     backend: str = "auto",

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the hot path imports this package's parsers, so only for ty
 _VIRTUAL_PREFIXES = ("loop", "ram", "zram")
 _STACKED_PREFIXES = ("dm-", "md")
 _PARTITION_SUFFIX = re.compile(r"p?\d+$")
+HOST_STATVFS = getattr(os, "statvfs", None)  # Windows has none (the psutil backend runs there)
 MOUNT_REFRESH_SECONDS = 30.0  # mounts change rarely; re-reading them every tick is waste
 
 
@@ -31,7 +32,7 @@ class DiskCollector:
         *,
         proc_root: str = "/proc",
         sys_root: str = "/sys",
-        statvfs: Callable[[str], os.statvfs_result] | None = getattr(os, "statvfs", None),  # none on Windows
+        statvfs: Callable[[str], os.statvfs_result] | None = HOST_STATVFS,
     ) -> None:
         self._reader = reader
         self._proc_root = proc_root

@@ -60,8 +60,10 @@ async def wait_by_kqueue(pid: int) -> None:
         return await wait_by_polling(pid)
     kq = select.kqueue()
     try:
-        event = select.kevent(pid, filter=select.KQ_FILTER_PROC,
-                              flags=select.KQ_EV_ADD | select.KQ_EV_ONESHOT, fflags=select.KQ_NOTE_EXIT)
+        event = select.kevent(  # type: ignore[attr-defined]  # kqueue names exist on macOS/BSD only
+            pid, filter=select.KQ_FILTER_PROC,  # type: ignore[attr-defined]
+            flags=select.KQ_EV_ADD | select.KQ_EV_ONESHOT, fflags=select.KQ_NOTE_EXIT,  # type: ignore[attr-defined]
+        )
         kq.control([event], 0, 0)  # ESRCH (ProcessLookupError) when it is already gone
         await _readable(kq.fileno())
     finally:
