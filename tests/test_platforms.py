@@ -86,6 +86,14 @@ def test_procfs_off_linux_and_unknown_backends_are_one_line_errors():
         select("linux", "wmi")
 
 
+def test_a_captured_tree_is_replayed_by_procfs_only():
+    """--proc-root/--sys-root (not this machine) need procfs: auto picks it anywhere, psutil is refused."""
+    assert select("darwin", "auto", on_host=False).collectors == "procfs"
+    assert select("linux", "auto", on_host=False).collectors == "procfs"
+    with pytest.raises(ConfigError, match="need --collectors procfs"):
+        select("linux", "psutil", on_host=False)
+
+
 def test_monitor_child_options_follow_the_platform():
     """SystemMonitor: its own session + SIGTERM on POSIX; CREATE_NEW_PROCESS_GROUP + CTRL_BREAK_EVENT on Windows."""
     assert child_popen_options(select("linux")) == {"start_new_session": True}

@@ -20,6 +20,8 @@ _ROOT_OPTIONS = [
                  help="Read procfs from this tree (a captured /proc) instead of /proc."),
     click.option("--sys-root", default="/sys", show_default=True, type=click.Path(file_okay=False),
                  help="Read sysfs from this tree (a captured /sys) instead of /sys."),
+    click.option("--collectors", default="auto", show_default=True, type=click.Choice(["auto", "procfs", "psutil"]),
+                 help="Collector backend: procfs (Linux /proc + C helper), psutil (any OS); auto: procfs on Linux."),
 ]
 
 _SERVE_OPTIONS = [
@@ -46,8 +48,6 @@ _SERVE_OPTIONS = [
     click.option("--max-ws-clients", default=DEFAULT_WS_CLIENTS, show_default=True,
                  type=click.IntRange(1, MAX_WS_CLIENTS),
                  help="Most WebSocket clients at once; one more is closed with code 1013."),
-    click.option("--collectors", default="auto", show_default=True, type=click.Choice(["auto", "procfs", "psutil"]),
-                 help="Collector backend: procfs (Linux /proc + C helper), psutil (any OS); auto: procfs on Linux."),
     *_ROOT_OPTIONS,
 ]
 
@@ -152,17 +152,18 @@ def serve(**options) -> None:
 
 @main.command()
 @_apply(_ROOT_OPTIONS)
-def snapshot(proc_root: str, sys_root: str) -> None:
+def snapshot(proc_root: str, sys_root: str, collectors: str) -> None:
     """Print one snapshot as JSON (with real rates over a short interval) and exit."""
     from .collectors import default_collectors, reading_host
+    from .collectors.disk import HOST_STATVFS
     from .collectors.system import read_system_info
     from .sampler import Sampler
 
     async def one() -> bytes:
         on_host = reading_host(proc_root, sys_root)  # a captured tree has no file systems to stat
-        collectors = default_collectors(proc_root, sys_root, statvfs=os.statvfs if on_host else None)
+        chosen = default_collectors(proc_root, sys_root, statvfs=HOST_STATVFS if on_host else None, backend=collectors)
         node_id = read_system_info(proc_root=proc_root, sys_root=sys_root).node_id
-        sampler = Sampler(collectors, node_id=node_id)
+        sampler = Sampler(chosen, node_id=node_id)
         await sampler.start()
         return sampler.latest_bytes
 
@@ -174,29 +175,28 @@ def snapshot(proc_root: str, sys_root: str) -> None:
 
 @main.command()
 @_apply(_ROOT_OPTIONS)
-def info(proc_root: str, sys_root: str) -> None:
+def info(proc_root: str, sys_root: str, collectors: str) -> None:
     """Print the static system information as JSON, with the hot-path backend in use."""
-    from . import hotpath
-    from .collectors import reading_host
-    from .collectors.system import read_system_info
-
-    disk_total = _disk_total(proc_root, sys_root) if reading_host(proc_root, sys_root) else None
-    body = wire.system_info_to_wire(
-        read_system_info(proc_root=proc_root, sys_root=sys_root, disk_total=disk_total)
-    )
-    body["backend"] = hotpath.BACKEND
-    click.echo(wire.encode(body).decode())
-
-
-def _disk_total(proc_root: str, sys_root: str) -> int | None:
-    """Physical file-system size as the disk collector (and so /api/system/info) computes it."""
     import time
 
-    from .collectors.disk import DiskCollector
-    from .hotpath import open_reader
+    from . import hotpath
+    from .collectors import default_collectors, reading_host
+    from .collectors.disk import HOST_STATVFS
+    from .collectors.portable.system import fill_from_psutil
+    from .collectors.system import read_system_info
 
-    disk = DiskCollector(open_reader(proc_root), proc_root=proc_root, sys_root=sys_root, statvfs=os.statvfs)
-    return disk.collect(time.monotonic()).total
+    try:
+        chosen = default_collectors(proc_root, sys_root, statvfs=HOST_STATVFS, host_gpus=False, backend=collectors)
+    except SysmonError as exc:
+        _fail(str(exc))
+    # Physical file-system size as the disk collector (and so /api/system/info) computes it.
+    disk = next(c for c in chosen if c.section == "disk")
+    on_host = reading_host(proc_root, sys_root)
+    disk_total = disk.collect(time.monotonic()).total if on_host else None  # type: ignore[attr-defined]
+    system = read_system_info(proc_root=proc_root, sys_root=sys_root, disk_total=disk_total)
+    body = wire.system_info_to_wire(fill_from_psutil(chosen, system))
+    body["backend"] = hotpath.BACKEND
+    click.echo(wire.encode(body).decode())
 
 
 @click.command(cls=_Command, context_settings={"help_option_names": ["-h", "--help"]})

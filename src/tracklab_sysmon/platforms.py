@@ -58,13 +58,15 @@ def _is_bsd_like(platform: str) -> bool:
     return platform == "darwin" or "bsd" in platform or platform.startswith("dragonfly")
 
 
-def _collectors(platform: str, requested: str) -> str:
+def _collectors(platform: str, requested: str, on_host: bool) -> str:
     if requested not in BACKENDS:
         raise ConfigError(f"collectors must be one of {', '.join(BACKENDS)}; got {requested!r}")
     if requested == "auto":
-        return "procfs" if is_linux(platform) else "psutil"
-    if requested == "procfs" and not is_linux(platform):
+        requested = "procfs" if is_linux(platform) or not on_host else "psutil"
+    if requested == "procfs" and not is_linux(platform) and on_host:
         raise ConfigError(f"the procfs collectors read Linux /proc; on {platform} use --collectors psutil (or auto)")
+    if requested == "psutil" and not on_host:
+        raise ConfigError("--proc-root/--sys-root replay a captured Linux tree: they need --collectors procfs")
     return requested
 
 
@@ -80,8 +82,11 @@ def _null_fields(platform: str) -> dict[str, str]:
     return reasons
 
 
-def select(platform: str = sys.platform, collectors: str = "auto") -> PlatformChoice:
-    """The choice for `platform` (a `sys.platform` value) with `--collectors` as asked."""
+def select(platform: str = sys.platform, collectors: str = "auto", *, on_host: bool = True) -> PlatformChoice:
+    """The choice for `platform` (a `sys.platform` value) with `--collectors` as asked.
+
+    `on_host` is False when --proc-root/--sys-root name a captured Linux tree: only procfs reads one.
+    """
     linux, windows = is_linux(platform), platform == "win32"
     if linux:
         watch = "pidfd"
@@ -92,7 +97,7 @@ def select(platform: str = sys.platform, collectors: str = "auto") -> PlatformCh
     gpus = ("amd", "nvidia") if linux else ("nvidia", "apple") if platform == "darwin" else ("nvidia",)
     return PlatformChoice(
         platform=platform,
-        collectors=_collectors(platform, collectors),
+        collectors=_collectors(platform, collectors, on_host),
         parent_watch=watch,
         stop_signals=("SIGINT", "SIGBREAK") if windows else ("SIGTERM", "SIGINT"),
         signal_install="signal" if windows else "loop",

@@ -54,12 +54,11 @@ def default_collectors(
     """
     from ..platforms import select
 
-    choice = select(sys.platform, backend)
+    choice = select(sys.platform, backend, on_host=reading_host(proc_root, sys_root))
     if choice.collectors == "psutil":
         from .portable import portable_collectors
 
-        host = reading_host(proc_root, sys_root) if host_gpus is None else host_gpus
-        return portable_collectors(choice, enable_dcgm=enable_dcgm, host_gpus=host)
+        return portable_collectors(choice, enable_dcgm=enable_dcgm, host_gpus=host_gpus is not False)
     from ..hotpath import open_reader  # hotpath's parsers live in this package: import late
     from .amd import AmdCollector, discover  # the GPU modules import this package's Unavailable
     from .apple import AppleCollector
