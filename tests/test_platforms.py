@@ -217,3 +217,42 @@ async def test_stop_signals_set_the_stop_event(platform):
         restore()
         if signal.getsignal(signal.SIGINT) is not before:  # asyncio's remove_signal_handler resets to default
             signal.signal(signal.SIGINT, before)
+
+
+# ---------------------------------------------------------------- no POSIX-only names on the psutil path
+
+_WINDOWS_SHAPED = r"""
+import os, sys
+import psutil  # imported first: psutil's own Linux module needs these names
+# Not pread: Linux's /proc/self/statm opens here, so the sampler would reach it (on Windows its open fails).
+posix_only = ("sysconf", "O_CLOEXEC", "pidfd_open", "statvfs")
+saved = {name: getattr(os, name) for name in posix_only if hasattr(os, name)}
+for name in saved:
+    delattr(os, name)
+import asyncio
+from aiohttp.test_utils import TestClient, TestServer
+from tracklab_sysmon.collectors.portable import portable_collectors
+from tracklab_sysmon.config import ServiceConfig
+from tracklab_sysmon.platforms import select
+from tracklab_sysmon.server import create_app
+os.statvfs = saved["statvfs"]  # psutil.disk_usage calls it on POSIX; on Windows psutil has its own
+
+async def main():
+    app = create_app(ServiceConfig(node_id="w", interval=3600.0), collectors=portable_collectors(select("win32")))
+    async with TestClient(TestServer(app)) as client:
+        health = await (await client.get("/api/health")).json()
+        snap = (await (await client.get("/api/system/metrics")).json())[0]
+    print(health["status"], snap["memory"]["total"] > 0, snap["cpu"]["loadAverage"])
+
+asyncio.run(main())
+"""
+
+
+def test_the_service_runs_without_posix_only_os_names():
+    """With os.sysconf, O_CLOEXEC and pidfd_open gone (as on Windows) and statvfs gone while importing,
+    the service imports and serves the win32 selection: healthy, memory known, load average null."""
+    env = {**os.environ, "TRACKLAB_SYSMON_NATIVE": "off"}
+    done = subprocess.run([sys.executable, "-c", _WINDOWS_SHAPED], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["healthy", "True", "None"]

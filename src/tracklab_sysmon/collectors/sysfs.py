@@ -14,6 +14,9 @@ def read_text(path: str) -> str | None:
         return None
 
 
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)  # Windows has no O_CLOEXEC (nor the files read here)
+
+
 class KeptFile:
     """A one-value file read every tick through one kept descriptor (pread at 0), never reopened.
 
@@ -30,7 +33,7 @@ class KeptFile:
     def read(self) -> str | None:
         if self._fd is None:
             try:
-                self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                self._fd = os.open(self.path, _READ_FLAGS)
             except OSError:
                 return None
         try:
