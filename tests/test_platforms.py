@@ -14,8 +14,7 @@ import tomllib
 import pytest
 
 from tracklab_sysmon.errors import ConfigError
-from tracklab_sysmon.monitor import child_popen_options, child_stop_signal
-from tracklab_sysmon.platforms import select
+from tracklab_sysmon.platforms import child_popen_options, child_stop_signal, select
 from tracklab_sysmon.server import parent
 from tracklab_sysmon.server.signals import install_stop_signals
 

@@ -13,12 +13,12 @@ import tempfile
 import threading
 import time
 import weakref
-from typing import IO, Any
+from typing import IO
 
 from .client import TOKEN_ENV, SystemMonitorClient
 from .config import ServiceConfig
 from .errors import SysmonError
-from .platforms import PlatformChoice, select
+from .platforms import child_popen_options, child_stop_signal, select
 
 _PLATFORM = select()  # how to start and stop the child on this OS
 
@@ -226,23 +226,6 @@ class SystemMonitor:
         where = self._url or "not started"
         kind = "attached" if self._attached else f"pid={self.pid}"
         return f"<SystemMonitor {where} {kind}>"
-
-
-# Windows values, spelled out so the Windows choice is testable anywhere (the modules define them there).
-_CREATE_NEW_PROCESS_GROUP = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x00000200)
-_CTRL_BREAK_EVENT = getattr(signal, "CTRL_BREAK_EVENT", 1)
-
-
-def child_popen_options(choice: PlatformChoice) -> dict[str, Any]:
-    """Popen options that keep a terminal's Ctrl+C away from the child: its own session or process group."""
-    if choice.child_group == "process-group":  # Windows: and Ctrl+Break can then reach it alone
-        return {"creationflags": _CREATE_NEW_PROCESS_GROUP}
-    return {"start_new_session": True}
-
-
-def child_stop_signal(choice: PlatformChoice) -> int:
-    """What stops the child cleanly: SIGTERM, or Ctrl+Break on Windows (its SIGTERM is TerminateProcess)."""
-    return _CTRL_BREAK_EVENT if choice.child_stop == "CTRL_BREAK_EVENT" else int(signal.SIGTERM)
 
 
 def _terminate(process: subprocess.Popen[bytes], tmpdir: str | None, stop_signal: int = signal.SIGTERM) -> None:

@@ -6,8 +6,11 @@ parameter, so the macOS and Windows choices are unit-tested on Linux without pat
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import ConfigError
 
@@ -116,4 +119,21 @@ def select(platform: str = sys.platform, collectors: str = "auto", *, on_host: b
     )
 
 
-__all__ = ["BACKENDS", "PlatformChoice", "is_linux", "select"]
+# Windows values, spelled out so the Windows choice is testable anywhere (the modules define them there).
+_CREATE_NEW_PROCESS_GROUP = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x00000200)
+_CTRL_BREAK_EVENT = getattr(signal, "CTRL_BREAK_EVENT", 1)
+
+
+def child_popen_options(choice: PlatformChoice) -> dict[str, Any]:
+    """Popen options that keep a terminal's Ctrl+C away from the child: its own session or process group."""
+    if choice.child_group == "process-group":  # Windows: and Ctrl+Break can then reach it alone
+        return {"creationflags": _CREATE_NEW_PROCESS_GROUP}
+    return {"start_new_session": True}
+
+
+def child_stop_signal(choice: PlatformChoice) -> int:
+    """What stops the child cleanly: SIGTERM, or Ctrl+Break on Windows (its SIGTERM is TerminateProcess)."""
+    return _CTRL_BREAK_EVENT if choice.child_stop == "CTRL_BREAK_EVENT" else int(signal.SIGTERM)
+
+
+__all__ = ["BACKENDS", "PlatformChoice", "child_popen_options", "child_stop_signal", "is_linux", "select"]
