@@ -194,7 +194,7 @@ def test_connections_are_null_off_linux_with_the_reason_in_health(platform):
     assert net.collect(0.0).connections is None
     health = backend_health(collectors)
     assert health["name"] == "psutil" and health["platform"] == platform
-    assert "network.connections" in health["nullFields"] and "cpu.threads" in health["nullFields"]
+    assert "network.connections" in health["nulls"] and "cpu.threads" in health["nulls"]
 
 
 def test_an_interface_list_of_only_loopback_gives_unknown_rates():

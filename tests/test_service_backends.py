@@ -61,7 +61,7 @@ async def test_health_names_the_backend_and_every_collector_works(client, backen
     """/api/health says which backend runs; cpu, memory, disk and network are ok under both."""
     health = await _json(await client.get("/api/health"))
     assert health["collectorsBackend"]["name"] == backend
-    assert health["collectorsBackend"]["nullFields"] == {}  # Linux: the psutil backend has every field
+    assert health["collectorsBackend"]["nulls"] == {}  # Linux: the psutil backend has every field
     assert {health["collectors"][n]["status"] for n in ("cpu", "memory", "disk", "network")} == {"ok"}
     assert health["status"] == "healthy"
 
@@ -218,6 +218,10 @@ def test_psutil_and_procfs_agree_on_this_machine():
       threads and connections between two procfs reads (± 1 page for memory, ± 1 MiB for disk used)
       at some quiet moment of up to 50 tries, since they move both ways;
     - the same whole disks and non-loopback interfaces, by name.
+
+    The sources are the same files: psutil 7 on Linux reads /proc/stat (per-CPU lines / CLK_TCK),
+    /proc/diskstats (sectors x 512), /proc/net/dev, and /proc/meminfo (MemTotal, MemAvailable,
+    SwapTotal, SwapFree), so exact agreement is the expectation, not luck.
     """
     before = {c.name: c for c in default_collectors(backend="procfs", host_gpus=False)}
     after = {c.name: c for c in default_collectors(backend="procfs", host_gpus=False)}
@@ -302,7 +306,7 @@ async def test_macos_service_reports_the_apple_gpu_from_ioreg(aiohttp_client, st
     assert health["collectors"]["amd"] == {**health["collectors"]["amd"], "status": "unavailable",
                                            "lastError": AMD_LINUX_ONLY}
     assert health["collectorsBackend"]["platform"] == "darwin"
-    assert set(health["collectorsBackend"]["nullFields"]) == {"cpu.temperature", "cpu.threads", "network.connections"}
+    assert set(health["collectorsBackend"]["nulls"]) == {"cpu.temperature", "cpu.threads", "network.connections"}
     text = await (await client.get("/metrics")).text()
     utilization = {s.labels["gpu"]: s.value for f in text_string_to_metric_families(text) for s in f.samples
                    if s.name == "tracklab_sysmon_gpu_utilization_ratio"}

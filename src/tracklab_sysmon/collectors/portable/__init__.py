@@ -45,9 +45,9 @@ def backend_health(collectors: tuple[Collector, ...] | list[Collector]) -> dict[
     """What /api/health shows as `collectorsBackend`: which backend runs and, for psutil, what it leaves null."""
     cpu = next((c for c in collectors if isinstance(c, PortableCpuCollector)), None)
     if cpu is None:
-        return {"name": "procfs", "platform": sys.platform, "nullFields": {}}
+        return {"name": "procfs", "platform": sys.platform, "nulls": {}}
     choice = cpu.choice
-    return {"name": "psutil", "platform": choice.platform, "nullFields": dict(choice.null_fields)}
+    return {"name": "psutil", "platform": choice.platform, "nulls": dict(choice.null_fields)}
 
 
 __all__ = ["PsutilCounterReader", "backend_health", "portable_collectors"]
