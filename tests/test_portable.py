@@ -12,7 +12,10 @@ from tracklab_sysmon.collectors.portable import backend_health, portable_collect
 from tracklab_sysmon.collectors.portable.disk import physical_mounts
 from tracklab_sysmon.collectors.portable.gpus import AMD_LINUX_ONLY
 from tracklab_sysmon.collectors.portable.reader import PsutilCounterReader, cpu_times
+from tracklab_sysmon.collectors.network import NetworkCollector
+from tracklab_sysmon.collectors.portable.cpu import PortableCpuCollector
 from tracklab_sysmon.collectors.portable.system import fill_from_psutil
+from tracklab_sysmon.collectors.portable.wintcp import AF_INET, AF_INET6, TcpEstablished
 from tracklab_sysmon.model import CpuTimes, SystemInfo
 from tracklab_sysmon.platforms import select
 
@@ -186,15 +189,45 @@ def test_network_skips_each_platforms_loopback(platform, loopback, other):
     assert (sample.bytes_in, sample.bytes_out, sample.packets_in, sample.packets_out) == (2000.0, 500.0, 10.0, 5.0)
 
 
-@pytest.mark.parametrize("platform", ["darwin", "win32"])
-def test_connections_are_null_off_linux_with_the_reason_in_health(platform):
-    """macOS/Windows: connections is null (no per-tick net_connections), and health names the reason."""
-    collectors = portable_collectors(select(platform, "psutil"), ps=StandInPsutil(), host_gpus=False)
+def test_macos_connections_are_null_with_the_reason_in_health():
+    """macOS: connections is null (net_connections is slow and root-only there), and health names the reason."""
+    collectors = portable_collectors(select("darwin"), ps=StandInPsutil(), host_gpus=False)
     net = next(c for c in collectors if c.name == "network")
     assert net.collect(0.0).connections is None
     health = backend_health(collectors)
-    assert health["name"] == "psutil" and health["platform"] == platform
+    assert health["name"] == "psutil" and health["platform"] == "darwin"
     assert "network.connections" in health["nulls"] and "cpu.threads" in health["nulls"]
+
+
+class StandInIphlpapi:
+    """iphlpapi at its own boundary: GetTcpStatisticsEx fills dwCurrEstab per address family, or fails."""
+
+    def __init__(self, established: dict[int, int]) -> None:
+        self.established = established
+
+    def GetTcpStatisticsEx(self, stats_ref, family: int) -> int:  # noqa: N802 - the DLL's name
+        if family not in self.established:
+            return 50  # ERROR_NOT_SUPPORTED: no such stack
+        stats_ref._obj[8] = self.established[family]  # MIB_TCPSTATS.dwCurrEstab
+        return 0
+
+
+@pytest.mark.parametrize(("established", "expected"), [
+    ({AF_INET: 7, AF_INET6: 3}, 10), ({AF_INET: 7}, 7), ({AF_INET6: 3}, None),
+])
+def test_windows_connections_come_from_tcp_statistics(established, expected):
+    """Windows: dwCurrEstab of IPv4 plus IPv6 (none without an IPv6 stack); IPv4 failing is null."""
+    reader = PsutilCounterReader(select("win32"), ps=StandInPsutil(),
+                                 tcp_established=TcpEstablished(lambda: StandInIphlpapi(established)))
+    net = NetworkCollector(reader)
+    assert net.collect(0.0).connections == expected
+    assert "network.connections" not in backend_health((PortableCpuCollector(reader),))["nulls"]
+
+
+def test_tcp_statistics_are_unavailable_off_windows():
+    """The real loader refuses anywhere but Windows (no ctypes.WinDLL), which the collectors turn into null."""
+    with pytest.raises(OSError, match="only on Windows"):
+        TcpEstablished()()
 
 
 def test_an_interface_list_of_only_loopback_gives_unknown_rates():

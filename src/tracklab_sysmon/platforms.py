@@ -21,7 +21,6 @@ _NO_THREADS = "no cheap system-wide thread count here (psutil would walk every p
 _NO_CONNECTIONS_MAC = (
     "macOS lists sockets per process, slowly and only for root (psutil raises AccessDenied): not counted"
 )
-_NO_CONNECTIONS_WIN = "Windows has no cheap established-connection counter in psutil (net_connections walks every socket)"
 _NO_LOAD_WIN = "Windows has no load average (psutil's emulation reports 0 for its first seconds)"
 _NO_TEMPERATURE = "CPU temperature is read from Linux hwmon/thermal sysfs only"
 
@@ -45,7 +44,7 @@ class PlatformChoice:
     child_group: str  # SystemMonitor's child: "session" (setsid) or "process-group" (CREATE_NEW_PROCESS_GROUP)
     child_stop: str  # what SystemMonitor sends its child: "SIGTERM" or "CTRL_BREAK_EVENT"
     thread_source: str | None  # cpu.threads: "loadavg" (/proc/loadavg) or None
-    connection_source: str | None  # network.connections: "snmp" (/proc/net/snmp) or None
+    connection_source: str | None  # network.connections: "snmp" (/proc/net/snmp), "tcpstats" (Windows) or None
     load_average: bool  # whether psutil.getloadavg() is a real kernel value here
     whole_disks: str  # how per-disk IO is limited to whole disks: "sysfs" (Linux /sys/block) or "as-listed"
     pooled_filesystems: frozenset[str]  # file systems whose volumes share one pool's free space
@@ -79,7 +78,6 @@ def _null_fields(platform: str) -> dict[str, str]:
     reasons = {"cpu.temperature": _NO_TEMPERATURE, "cpu.threads": _NO_THREADS}
     if platform == "win32":
         reasons["cpu.loadAverage"] = _NO_LOAD_WIN
-        reasons["network.connections"] = _NO_CONNECTIONS_WIN
     else:
         reasons["network.connections"] = _NO_CONNECTIONS_MAC
     return reasons
@@ -110,7 +108,7 @@ def select(platform: str = sys.platform, collectors: str = "auto", *, on_host: b
         child_group="process-group" if windows else "session",
         child_stop="CTRL_BREAK_EVENT" if windows else "SIGTERM",
         thread_source="loadavg" if linux else None,
-        connection_source="snmp" if linux else None,
+        connection_source="snmp" if linux else "tcpstats" if windows else None,
         load_average=not windows,
         whole_disks="sysfs" if linux else "as-listed",
         pooled_filesystems=_POOLED["linux" if linux else "win32" if windows else "other"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -12,6 +13,7 @@ from ...model import CpuTimes, DiskCounters, LoadAvg, MemInfo, NetCounters, Stat
 from ...platforms import PlatformChoice
 from .. import procfs
 from ..sysfs import KeptFile
+from .wintcp import TcpEstablished
 
 # psutil names a mode per OS; the model's name on the left, psutil's on the right.
 _MODES = {"irq": ("irq", "interrupt"), "softirq": ("softirq", "dpc")}  # Windows: interrupt, DPC
@@ -33,10 +35,20 @@ class PsutilCounterReader:
     """Per-tick counters from psutil; Linux-only sources (/proc/loadavg, /proc/net/snmp) only where the
     platform choice names them. `ps` is the psutil module, or a stand-in with the same functions."""
 
-    def __init__(self, choice: PlatformChoice, *, ps: ModuleType | Any = psutil, proc_root: str = "/proc") -> None:
+    def __init__(
+        self,
+        choice: PlatformChoice,
+        *,
+        ps: ModuleType | Any = psutil,
+        proc_root: str = "/proc",
+        tcp_established: Callable[[], int] | None = None,
+    ) -> None:
         self.proc_root = proc_root
         self.choice = choice
         self._ps = ps
+        if tcp_established is None and choice.connection_source == "tcpstats":
+            tcp_established = TcpEstablished()
+        self._tcp_established = tcp_established
         self._loadavg = KeptFile(os.path.join(proc_root, "loadavg")) if choice.thread_source == "loadavg" else None
         self._snmp = KeptFile(os.path.join(proc_root, "net/snmp")) if choice.connection_source == "snmp" else None
 
@@ -81,6 +93,8 @@ class PsutilCounterReader:
         return procfs.parse_loadavg(_read(self._loadavg, "cpu.threads", self.choice))
 
     def tcp_established(self) -> int:
+        if self._tcp_established is not None:
+            return self._tcp_established()
         return procfs.parse_tcp_established(_read(self._snmp, "network.connections", self.choice))
 
     def process_count(self) -> int:
