@@ -54,13 +54,14 @@ def test_macos_runs_psutil_with_kqueue_and_apple_gpus():
 
 
 def test_windows_runs_psutil_with_a_handle_wait_and_console_events():
-    """Windows: psutil backend, process-handle wait, Ctrl+C/Ctrl+Break via signal.signal, Ctrl+Break to stop the child."""
+    """Windows: psutil backend, process-handle wait, Ctrl+C/Ctrl+Break via signal.signal, Ctrl+Break stops the child."""
     choice = select("win32")
     assert (choice.collectors, choice.parent_watch, choice.c_helper) == ("psutil", "process-handle", False)
     assert (choice.stop_signals, choice.signal_install) == (("SIGINT", "SIGBREAK"), "signal")
     assert (choice.child_group, choice.child_stop) == ("process-group", "CTRL_BREAK_EVENT")
     assert choice.gpus == ("nvidia",) and choice.loopback == ("Loopback Pseudo-Interface",)
     assert choice.load_average is False and "cpu.loadAverage" in choice.null_fields
+    assert choice.connection_source == "tcpstats" and "network.connections" not in choice.null_fields
 
 
 def test_bsd_watches_with_kqueue_and_other_systems_poll():

@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import pytest
 
 from tracklab_sysmon.collectors import Unavailable
+from tracklab_sysmon.collectors.network import NetworkCollector
 from tracklab_sysmon.collectors.portable import backend_health, portable_collectors
+from tracklab_sysmon.collectors.portable.cpu import PortableCpuCollector
 from tracklab_sysmon.collectors.portable.disk import physical_mounts
 from tracklab_sysmon.collectors.portable.gpus import AMD_LINUX_ONLY
 from tracklab_sysmon.collectors.portable.reader import PsutilCounterReader, cpu_times
-from tracklab_sysmon.collectors.network import NetworkCollector
-from tracklab_sysmon.collectors.portable.cpu import PortableCpuCollector
 from tracklab_sysmon.collectors.portable.system import fill_from_psutil
 from tracklab_sysmon.collectors.portable.wintcp import AF_INET, AF_INET6, TcpEstablished
 from tracklab_sysmon.model import CpuTimes, SystemInfo
@@ -41,9 +41,11 @@ class StandInPsutil(SimpleNamespace):
             freqs=[Freq(3228.0, 0.0, 0.0)],
             disks={"disk0": DiskIO(100, 50, 4096 * 100, 4096 * 50, 0, 0)},
             nics={"lo0": NetIO(9, 9, 1, 1, 0, 0, 0, 0), "en0": NetIO(1000, 2000, 10, 20, 0, 0, 0, 0)},
-            parts=[Part("/dev/disk3s1s1", "/", "apfs", "ro"), Part("/dev/disk3s5", "/System/Volumes/Data", "apfs", "rw"),
+            parts=[Part("/dev/disk3s1s1", "/", "apfs", "ro"),
+                   Part("/dev/disk3s5", "/System/Volumes/Data", "apfs", "rw"),
                    Part("/dev/disk4s1", "/Volumes/USB", "exfat", "rw")],
-            usages={"/": Usage(500 * GIB, 10 * GIB, 300 * GIB, 3.2), "/System/Volumes/Data": Usage(500 * GIB, 190 * GIB, 300 * GIB, 38.8),
+            usages={"/": Usage(500 * GIB, 10 * GIB, 300 * GIB, 3.2),
+                    "/System/Volumes/Data": Usage(500 * GIB, 190 * GIB, 300 * GIB, 38.8),
                     "/Volumes/USB": Usage(64 * GIB, 16 * GIB, 48 * GIB, 25.0)},
             mem=Mem(16 * GIB, 6 * GIB, 62.5, 9 * GIB, 1 * GIB),
             swap=Swap(2 * GIB, GIB // 2, 3 * GIB // 2, 25.0, 0, 0),
@@ -205,7 +207,7 @@ class StandInIphlpapi:
     def __init__(self, established: dict[int, int]) -> None:
         self.established = established
 
-    def GetTcpStatisticsEx(self, stats_ref, family: int) -> int:  # noqa: N802 - the DLL's name
+    def GetTcpStatisticsEx(self, stats_ref, family: int) -> int:
         if family not in self.established:
             return 50  # ERROR_NOT_SUPPORTED: no such stack
         stats_ref._obj[8] = self.established[family]  # MIB_TCPSTATS.dwCurrEstab

@@ -15,9 +15,9 @@ import time
 import aiohttp
 import orjson
 import pytest
+from conftest import FIXTURES, require_command
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import FIXTURES, require_command
 from tracklab_sysmon import wire
 from tracklab_sysmon.collectors import default_collectors
 from tracklab_sysmon.collectors.apple import samples_from_ioreg

@@ -22,7 +22,9 @@ class NotOnThisPlatform:
         raise Unavailable(self.reason)
 
 
-def platform_gpus(choice: PlatformChoice, *, sys_root: str = "/sys", enable_dcgm: bool = False) -> tuple[Collector, ...]:
+def platform_gpus(
+    choice: PlatformChoice, *, sys_root: str = "/sys", enable_dcgm: bool = False
+) -> tuple[Collector, ...]:
     """NVIDIA (NVML) everywhere, AMD on Linux, Apple (ioreg) on macOS; AMD elsewhere is unavailable."""
     from ..amd import AmdCollector  # the GPU modules import this package's Unavailable: import late
     from ..apple import AppleCollector

@@ -60,7 +60,9 @@ class PsutilCounterReader:
 
     def diskstats(self) -> list[DiskCounters]:
         found = self._ps.disk_io_counters(perdisk=True, nowrap=False) or {}  # raw: rates.py handles resets
-        return [DiskCounters(name, d.read_count, d.read_bytes, d.write_count, d.write_bytes) for name, d in found.items()]
+        return [
+            DiskCounters(name, d.read_count, d.read_bytes, d.write_count, d.write_bytes) for name, d in found.items()
+        ]
 
     def net_dev(self) -> list[NetCounters]:
         found = self._ps.net_io_counters(pernic=True, nowrap=False) or {}
