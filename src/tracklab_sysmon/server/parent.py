@@ -64,7 +64,10 @@ async def wait_by_kqueue(pid: int) -> None:
             pid, filter=select.KQ_FILTER_PROC,  # type: ignore[attr-defined]
             flags=select.KQ_EV_ADD | select.KQ_EV_ONESHOT, fflags=select.KQ_NOTE_EXIT,  # type: ignore[attr-defined]
         )
-        kq.control([event], 0, 0)  # ESRCH (ProcessLookupError) when it is already gone
+        try:
+            kq.control([event], 0, 0)  # ESRCH (ProcessLookupError) when it is already gone
+        except PermissionError:  # a process this user may not watch: it can still be polled
+            return await wait_by_polling(pid)
         await _readable(kq.fileno())
     finally:
         kq.close()
