@@ -256,3 +256,12 @@ def test_the_service_runs_without_posix_only_os_names():
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["healthy", "True", "None"]
+
+
+def test_a_child_the_stop_signal_cannot_reach_is_killed():
+    """When sending the stop signal fails (Windows' Ctrl+Break without a shared console), the child is killed."""
+    from tracklab_sysmon.monitor import _terminate
+
+    child = _sleeper()
+    _terminate(child, None, stop_signal=999)  # no such signal: os.kill raises OSError, as Windows would
+    assert child.returncode == -signal.SIGKILL

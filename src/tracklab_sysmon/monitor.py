@@ -232,7 +232,10 @@ def _terminate(process: subprocess.Popen[bytes], tmpdir: str | None, stop_signal
     """Stop one child (stop signal, wait, kill) and remove its temp folder; also runs at exit."""
     try:
         if process.poll() is None:
-            process.send_signal(stop_signal)
+            try:
+                process.send_signal(stop_signal)
+            except OSError:  # Windows with no console to share: Ctrl+Break cannot reach the child
+                process.kill()
             try:
                 process.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
