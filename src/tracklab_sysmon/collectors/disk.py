@@ -38,7 +38,7 @@ class DiskCollector:
         self._proc_root = proc_root
         self._block_dir = os.path.join(sys_root, "block")
         self._statvfs = statvfs
-        self._mounts: list[str] = []
+        self._mounts: list[tuple[str, str]] = []  # (pool, mount point)
         self._mounts_read_at: float | None = None
         self._disk_names: frozenset[str] = frozenset()
         self._whole_disks: frozenset[str] = frozenset()
