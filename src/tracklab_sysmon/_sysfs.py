@@ -13,10 +13,13 @@ import stat
 _CHUNK = 65536
 NOT_REGULAR = "not a regular file"  # the reason both hot-path backends give for a FIFO, socket or device
 
+# Windows has neither O_CLOEXEC nor O_NONBLOCK (nor the kernel files read here): their absence must not crash imports.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+
 
 def open_regular(path: str) -> tuple[int, tuple[int, int]]:
     """A read-only descriptor of `path` and its (device, inode); OSError if it is not a regular file."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    fd = os.open(path, _OPEN_FLAGS)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
@@ -28,11 +29,16 @@ from .config import (
 from .errors import BackendUnavailable, SysmonError
 from .model import Snapshot
 
+if TYPE_CHECKING:  # loaded only by the commands that sample, to keep `--help` quick
+    from .sampler import Sampler
+
 _ROOT_OPTIONS = [
     click.option("--proc-root", default="/proc", show_default=True, type=click.Path(file_okay=False),
                  help="Read procfs from this tree (a captured /proc) instead of /proc."),
     click.option("--sys-root", default="/sys", show_default=True, type=click.Path(file_okay=False),
                  help="Read sysfs from this tree (a captured /sys) instead of /sys."),
+    click.option("--collectors", default="auto", show_default=True, type=click.Choice(["auto", "procfs", "psutil"]),
+                 help="Collector backend: procfs (Linux /proc + C helper), psutil (any OS); auto: procfs on Linux."),
 ]
 
 _SERVE_OPTIONS = [
@@ -183,25 +189,27 @@ def serve(**options) -> None:
 
 @main.command()
 @_apply(_ROOT_OPTIONS)
-def snapshot(proc_root: str, sys_root: str) -> None:
+def snapshot(proc_root: str, sys_root: str, collectors: str) -> None:
     """Print one snapshot as JSON (with real rates over a short interval) and exit."""
     try:
-        click.echo(_sample_once(proc_root, sys_root)[1].decode())
+        click.echo(_sample_once(proc_root, sys_root, collectors)[1].latest_bytes.decode())
     except (OSError, SysmonError) as exc:
         _fail(str(exc))
 
 
 @main.command()
 @_apply(_ROOT_OPTIONS)
-def info(proc_root: str, sys_root: str) -> None:
+def info(proc_root: str, sys_root: str, collectors: str) -> None:
     """Print the static system information as JSON, with the hot-path backend in use."""
     from . import hotpath
+    from .collectors.portable.system import fill_from_psutil
     from .collectors.system import system_info_for
 
     try:
         # From the collectors' first snapshot, as the service builds /api/system/info: same GPUs, same disk.
-        first, _ = _sample_once(proc_root, sys_root)
-        body = wire.system_info_to_wire(system_info_for(first, proc_root=proc_root, sys_root=sys_root))
+        first, sampler = _sample_once(proc_root, sys_root, collectors)
+        info = system_info_for(first, proc_root=proc_root, sys_root=sys_root)
+        body = wire.system_info_to_wire(fill_from_psutil(sampler.collectors, info))
     except (OSError, SysmonError) as exc:
         _fail(str(exc))
         return
@@ -209,18 +217,18 @@ def info(proc_root: str, sys_root: str) -> None:
     click.echo(wire.encode(body).decode())
 
 
-def _sample_once(proc_root: str, sys_root: str) -> tuple[Snapshot, bytes]:
-    """The first snapshot of the tree's default collectors (real rates: primed first), and its JSON."""
+def _sample_once(proc_root: str, sys_root: str, backend: str) -> tuple[Snapshot, Sampler]:
+    """The first snapshot of the tree's default collectors (real rates: primed first), and its sampler."""
     from .collectors import default_collectors
     from .collectors.base import reading_host
+    from .collectors.disk import HOST_STATVFS
     from .collectors.system import host_name
     from .sampler import Sampler
 
     on_host = reading_host(proc_root, sys_root)  # a captured tree has no file systems to stat
-    collectors = default_collectors(proc_root, sys_root, statvfs=os.statvfs if on_host else None)
-    sampler = Sampler(collectors, node_id=host_name(proc_root, sys_root))
-    first = asyncio.run(sampler.start())
-    return first, sampler.latest_bytes
+    chosen = default_collectors(proc_root, sys_root, statvfs=HOST_STATVFS if on_host else None, backend=backend)
+    sampler = Sampler(chosen, node_id=host_name(proc_root, sys_root))
+    return asyncio.run(sampler.start()), sampler
 
 
 @click.command(cls=_Command, context_settings={"help_option_names": ["-h", "--help"]})

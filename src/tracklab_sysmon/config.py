@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urlsplit
 
 from .errors import ConfigError
+from .platforms import select
 
 MIN_INTERVAL = 0.05
 MAX_HISTORY = 1_000_000
@@ -94,6 +95,7 @@ class ServiceConfig:
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     write_timeout: float = DEFAULT_WRITE_TIMEOUT
     max_history_streams: int = DEFAULT_HISTORY_STREAMS
+    collectors: str = "auto"  # auto (procfs + C helper on Linux, psutil elsewhere), procfs or psutil
 
     def __post_init__(self) -> None:
         if not (0 <= self.port <= 65535):
@@ -109,6 +111,10 @@ class ServiceConfig:
         self._check_access()
         self._check_websocket()
         self._check_limits()
+        self._check_collectors()
+
+    def _check_collectors(self) -> None:
+        select(collectors=self.collectors, on_host=self.on_host)  # ConfigError for a choice this OS cannot run
 
     def _check_access(self) -> None:
         if self.token is not None and not self.token.strip():

@@ -18,6 +18,9 @@ from typing import IO
 from .client import TOKEN_ENV, SystemMonitorClient
 from .config import ServiceConfig
 from .errors import MonitorStartError, SysmonError
+from .platforms import child_popen_options, child_stop_signal, select
+
+_PLATFORM = select()  # how to start and stop the child on this OS
 
 START_TIMEOUT = 20.0  # a cold interpreter on a busy 2-core machine needs a few seconds
 STOP_TIMEOUT = 5.0  # the service promises to exit within 5 s of SIGTERM
@@ -132,10 +135,12 @@ class SystemMonitor:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-                start_new_session=True,  # a terminal's Ctrl-C reaches only us; we stop the child in order
+                **child_popen_options(_PLATFORM),  # a terminal's Ctrl-C reaches only us; we stop the child in order
             )
             self._drainer = _drain(self._process.stderr, self._stderr, echo=self.verbose)
-            self._finalizer = weakref.finalize(self, _terminate, self._process, self._tmpdir)
+            self._finalizer = weakref.finalize(
+                self, _terminate, self._process, self._tmpdir, child_stop_signal(_PLATFORM)
+            )
             try:
                 self._url = self._wait_for_portfile(portfile)
             except BaseException:
@@ -215,11 +220,14 @@ class SystemMonitor:
         return f"<SystemMonitor {where} {kind}>"
 
 
-def _terminate(process: subprocess.Popen[bytes], tmpdir: str | None) -> None:
-    """Stop one child (SIGTERM, wait, SIGKILL) and remove its temp folder; also runs at exit."""
+def _terminate(process: subprocess.Popen[bytes], tmpdir: str | None, stop_signal: int = signal.SIGTERM) -> None:
+    """Stop one child (stop signal, wait, kill) and remove its temp folder; also runs at exit."""
     try:
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+            try:
+                process.send_signal(stop_signal)
+            except OSError:  # Windows with no console to share: Ctrl+Break cannot reach the child
+                process.kill()
             try:
                 process.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:

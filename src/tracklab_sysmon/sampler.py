@@ -365,4 +365,4 @@ def _rss_bytes(statm: KeptFile) -> int | None:
         return None
 
 
-_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096  # Windows: no sysconf (nor statm)

@@ -7,11 +7,12 @@ import sys
 from collections.abc import Callable
 
 from ..hotpath import open_reader
+from ..platforms import select
 from .amd import AmdCollector, discover
 from .apple import AppleCollector
 from .base import Collector, reading_host
 from .cpu import CpuCollector
-from .disk import DiskCollector
+from .disk import HOST_STATVFS, DiskCollector
 from .memory import MemoryCollector
 from .network import NetworkCollector
 from .nvidia import NvidiaCollector
@@ -21,16 +22,22 @@ def default_collectors(
     proc_root: str = "/proc",
     sys_root: str = "/sys",
     *,
-    statvfs: Callable[[str], os.statvfs_result] | None = os.statvfs,
+    statvfs: Callable[[str], os.statvfs_result] | None = HOST_STATVFS,
     enable_dcgm: bool = False,
     host_gpus: bool | None = None,
+    backend: str = "auto",
 ) -> tuple[Collector, ...]:
     """The collectors for one machine (or one captured tree), sharing one hot-path reader.
 
     AMD GPUs are read under `sys_root` (on a captured tree only when it holds amdgpu cards);
     NVIDIA (NVML) and Apple (ioreg, macOS only) ask the host itself, so they run only when
-    `host_gpus` (default: `reading_host`).
+    `host_gpus` (default: `reading_host`). `backend` is `--collectors`: auto, procfs or psutil.
     """
+    choice = select(sys.platform, backend, on_host=reading_host(proc_root, sys_root))
+    if choice.collectors == "psutil":
+        from .portable import portable_collectors  # psutil is loaded only by the backend that needs it
+
+        return portable_collectors(choice, enable_dcgm=enable_dcgm, host_gpus=host_gpus is not False)
     reader = open_reader(proc_root)
     host = reading_host(proc_root, sys_root) if host_gpus is None else host_gpus
     gpus: tuple[Collector, ...] = ()

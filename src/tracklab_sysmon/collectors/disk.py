@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ..hotpath import CounterReader
 from ..model import DiskCounters, DiskDeviceSample, DiskSample
@@ -17,6 +17,7 @@ from .base import Partial
 _VIRTUAL_PREFIXES = ("loop", "ram", "zram")
 _STACKED_PREFIXES = ("dm-", "md")
 _PARTITION_SUFFIX = re.compile(r"p?\d+$")
+HOST_STATVFS = getattr(os, "statvfs", None)  # Windows has none (the psutil backend runs there)
 MOUNT_REFRESH_SECONDS = 30.0  # mounts change rarely; re-reading them every tick is waste
 _FIELDS = ("reads", "read_bytes", "writes", "write_bytes")
 
@@ -31,13 +32,13 @@ class DiskCollector:
         *,
         proc_root: str = "/proc",
         sys_root: str = "/sys",
-        statvfs: Callable[[str], os.statvfs_result] | None = os.statvfs,
+        statvfs: Callable[[str], os.statvfs_result] | None = HOST_STATVFS,
     ) -> None:
         self._reader = reader
         self._proc_root = proc_root
         self._block_dir = os.path.join(sys_root, "block")
         self._statvfs = statvfs
-        self._mounts: list[str] = []
+        self._mounts: list[tuple[str, str]] = []  # (pool, mount point)
         self._mounts_read_at: float | None = None
         self._disk_names: frozenset[str] = frozenset()
         self._whole_disks: frozenset[str] = frozenset()
@@ -90,26 +91,38 @@ class DiskCollector:
         if self._mounts_read_at is None or now - self._mounts_read_at >= MOUNT_REFRESH_SECONDS:
             self._mounts = physical_filesystems(self._proc_root)
             self._mounts_read_at = now
-        pools: dict[str, tuple[int, int, int]] = {}  # (used, avail, size) per device or ZFS pool
+        readings = []
         for pool, mountpoint in self._mounts:
             try:
                 st = self._statvfs(mountpoint)
             except OSError:
                 continue
             used_here = (st.f_blocks - st.f_bfree) * st.f_frsize
-            if pool in pools:  # another dataset of a ZFS pool: its used adds up, the pool's free space does not
-                used_before, avail, size = pools[pool]
-                pools[pool] = (used_before + used_here, avail, size + used_here)
-            else:
-                pools[pool] = (used_here, st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize)
-        if not pools:
-            return None, None, None
-        used = sum(u for u, _, _ in pools.values())
-        avail = sum(a for _, a, _ in pools.values())
-        total = sum(t for _, _, t in pools.values())
-        # Use% as df computes it: used over the space an unprivileged user could fill.
-        usage = round(100.0 * used / (used + avail), 2) if used + avail else None
-        return usage, used, total
+            readings.append((pool, used_here, st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize))
+        return pooled_usage(readings)
+
+
+def pooled_usage(readings: Iterable[tuple[str, int, int, int]]) -> tuple[float | None, int | None, int | None]:
+    """(usage %, used, total) over (pool, used, avail, size) per mount, each pool counted once.
+
+    The pool is a device, or the ZFS pool / APFS container whose datasets share one free space:
+    their used adds up, the pool's free space does not.
+    """
+    pools: dict[str, tuple[int, int, int]] = {}  # (used, avail, size) per device or pool
+    for pool, used_here, avail_here, size_here in readings:
+        if pool in pools:
+            used_before, avail, size = pools[pool]
+            pools[pool] = (used_before + used_here, avail, size + used_here)
+        else:
+            pools[pool] = (used_here, avail_here, size_here)
+    if not pools:
+        return None, None, None
+    used = sum(u for u, _, _ in pools.values())
+    avail = sum(a for _, a, _ in pools.values())
+    total = sum(t for _, _, t in pools.values())
+    # Use% as df computes it: used over the space an unprivileged user could fill.
+    usage = round(100.0 * used / (used + avail), 2) if used + avail else None
+    return usage, used, total
 
 
 def physical_mountpoints(proc_root: str) -> list[str]:

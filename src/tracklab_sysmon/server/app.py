@@ -13,7 +13,8 @@ from aiohttp import web
 from .. import wire
 from ..collectors import default_collectors
 from ..collectors.base import Collector
-from ..collectors.system import host_name, read_system_info
+from ..collectors.portable.system import fill_from_psutil
+from ..collectors.system import host_name, system_info_for
 from ..config import ServiceConfig
 from ..ring import SnapshotRing
 from ..sampler import Sampler
@@ -39,8 +40,8 @@ def create_app(config: ServiceConfig, *, collectors: Sequence[Collector] | None 
     if collectors is None:
         collectors = default_collectors(
             # A captured tree holds no file systems to stat, so its disk usage is unknown.
-            config.proc_root, config.sys_root, statvfs=os.statvfs if config.on_host else None,
-            enable_dcgm=config.enable_dcgm, host_gpus=config.on_host,
+            config.proc_root, config.sys_root, statvfs=getattr(os, "statvfs", None) if config.on_host else None,
+            enable_dcgm=config.enable_dcgm, host_gpus=config.on_host, backend=config.collectors,
         )
     app[keys.CONFIG] = config
     app[HISTORY_STREAMS] = StreamSlots(config.max_history_streams)
@@ -65,13 +66,8 @@ async def _sampling(app: web.Application) -> AsyncIterator[None]:
     sampler = app[keys.SAMPLER]
     first = await sampler.start()
     # Read once the first snapshot exists: GPUs and the disk total come from it.
-    info = read_system_info(
-        node_id=sampler.node_id,
-        proc_root=app[keys.CONFIG].proc_root,
-        sys_root=app[keys.CONFIG].sys_root,
-        accelerators=first.accelerators,
-        disk_total=first.disk.total if first.disk else None,
-    )
+    info = system_info_for(first, proc_root=app[keys.CONFIG].proc_root, sys_root=app[keys.CONFIG].sys_root)
+    info = fill_from_psutil(sampler.collectors, info)  # macOS/Windows: no /proc to read it from
     app[keys.SYSTEM_INFO_BYTES] = wire.encode(wire.system_info_to_wire(info))
     task = asyncio.create_task(sampler.run(), name="tracklab-sysmon-sampler")
     yield

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from .. import __version__, hotpath, wire
 from ..collectors.nvidia import profiling_health
+from ..collectors.portable import backend_health
 from . import keys, peers, prometheus
 from .errors import json_error
 from .writes import HISTORY_STREAMS, stream_json_list
@@ -43,6 +44,7 @@ async def health(request: web.Request) -> web.Response:
             "rss": sampler.own_rss,
         },
         "dcgm": profiling_health(sampler.collectors, config.enable_dcgm),
+        "collectorsBackend": backend_health(sampler.collectors),
     }
     return _json_bytes(wire.encode(body))
 

@@ -7,7 +7,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import sys
 import tempfile
 
@@ -15,6 +14,7 @@ from aiohttp import web
 
 from ..config import ServiceConfig
 from ..errors import BindError, SysmonError
+from ..platforms import PlatformChoice, select
 from .app import create_app
 from .connections import (
     ACCEPT_BATCH,
@@ -26,26 +26,26 @@ from .connections import (
 )
 from .early_stop import stop_requested
 from .lograte import rate_limited_handlers
+from .parent import watch_parent
 from .security import PathOnlyAccessLogger
+from .signals import install_stop_signals
 
 log = logging.getLogger(__name__)
 SHUTDOWN_SECONDS = 4.0  # the process contract allows 5 s from SIGTERM to exit
-PARENT_POLL_SECONDS = 0.5
 
 
 async def serve(config: ServiceConfig) -> None:
     """Serve until SIGTERM/SIGINT or the parent process exits."""
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    choice = select(collectors=config.collectors)
+    install_stop_signals(stop, choice)
     if stop_requested():  # a signal came during start-up (see early_stop): stop before serving anything
         return
     with rate_limited_handlers():  # repeated errors (an accept() EMFILE storm) log one line per window
-        await _serve(config, stop)
+        await _serve(config, stop, choice)
 
 
-async def _serve(config: ServiceConfig, stop: asyncio.Event) -> None:
+async def _serve(config: ServiceConfig, stop: asyncio.Event, choice: PlatformChoice) -> None:
     app = create_app(config)
     limits = ConnectionLimits(
         max_connections=connection_cap(config.max_connections, raise_open_file_limit()),
@@ -80,7 +80,7 @@ async def _serve(config: ServiceConfig, stop: asyncio.Event) -> None:
         if config.insecure and config.token is None:
             print("tracklab-sysmon: warning: --insecure: no token, anyone who can connect reads the metrics",
                   file=sys.stderr, flush=True)
-        watcher = _watch_parent(config.parent_pid, stop) if config.parent_pid else None
+        watcher = watch_parent(config.parent_pid, stop, choice) if config.parent_pid else None
         await stop.wait()
         if watcher:
             watcher.cancel()
@@ -120,44 +120,6 @@ def write_portfile(path: str, data: dict) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-
-def _watch_parent(pid: int, stop: asyncio.Event) -> asyncio.Task:
-    return asyncio.create_task(_wait_for_exit(pid, stop), name="tracklab-sysmon-parent-watch")
-
-
-async def _wait_for_exit(pid: int, stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        log.warning("parent process %d is already gone; stopping", pid)
-        stop.set()
-        return
-    except (AttributeError, OSError):  # no pidfd (old kernel, seccomp): poll instead
-        while _alive(pid):
-            await asyncio.sleep(PARENT_POLL_SECONDS)
-        stop.set()
-        return
-    gone = asyncio.Event()
-    loop.add_reader(fd, gone.set)
-    try:
-        await gone.wait()
-        log.warning("parent process %d exited; stopping", pid)
-        stop.set()
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _url_host(host: str) -> str:
