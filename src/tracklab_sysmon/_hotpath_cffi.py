@@ -86,7 +86,7 @@ class CffiHotReader:
     def net_dev(self) -> list[NetCounters]:
         text, length = self._read(lib.SM_NET_DEV)
         found = _rows(lib.sm_parse_net_dev, NetCounters, text, length, self._buffers)
-        return procfs.parse_net_dev(_decode(text, length)) if found is DEFERRED else found
+        return procfs.require_interfaces(procfs.parse_net_dev(_decode(text, length)) if found is DEFERRED else found)
 
     def meminfo(self) -> MemInfo:
         text, length = self._read(lib.SM_MEMINFO)

@@ -30,7 +30,7 @@ class PyHotReader:
         return procfs.parse_diskstats(self._read("diskstats"))
 
     def net_dev(self) -> list[NetCounters]:
-        return procfs.parse_net_dev(self._read("net/dev"))
+        return procfs.require_interfaces(procfs.parse_net_dev(self._read("net/dev")))
 
     def meminfo(self) -> MemInfo:
         return procfs.parse_meminfo(self._read("meminfo"))

@@ -77,6 +77,13 @@ def parse_net_dev(text: str) -> list[NetCounters]:
     return interfaces
 
 
+def require_interfaces(rows: list[NetCounters]) -> list[NetCounters]:
+    """`rows` of /proc/net/dev, which always lists `lo`: no interface line at all means garbage, not "no traffic"."""
+    if not rows:
+        raise ParseError("/proc/net/dev has no interface lines")
+    return rows
+
+
 def parse_meminfo(text: str) -> MemInfo:
     """Parse /proc/meminfo; without MemAvailable (kernels < 3.14) estimate it like old `free`."""
     values: dict[str, int] = {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from ..errors import ParseError, describe
+from ..errors import describe
 from ..hotpath import CounterReader
 from ..model import InterfaceSample, NetCounters, NetworkSample
 from ..rates import CounterRates, checked_counter, rounded, total_rate
@@ -34,8 +34,6 @@ class NetworkCollector:
             sample = NetworkSample(bytes_in=None, bytes_out=None, packets_in=None, packets_out=None,
                                    connections=connections, interfaces=())
             return sample if isinstance(exc, FileNotFoundError) else Partial(sample, describe(exc))
-        if not rows:  # every kernel lists at least `lo`: nothing parsed means garbage, not "no traffic"
-            raise ParseError("/proc/net/dev has no interface lines")
         counters = [c for c in rows if c.name != LOOPBACK]
         problems: list[str] = []
         interfaces = tuple(self._interface(c, now, problems) for c in counters)
