@@ -11,6 +11,11 @@ import orjson
 
 WS_PATH = "/ws/system-metrics"
 MAX_EVERY = 86_400  # one frame a day at 1 Hz is the sparsest subscription that makes sense
+MAX_MESSAGE_BYTES = 4096  # a client message may be this big (4 KiB) and no bigger
+# Real messages nest 1 level; 16 leaves room for a structured ping id. orjson parses up to 1024
+# levels but encodes only 254, and repr() of a deep value overflows the stack: both must be refused.
+MAX_MESSAGE_DEPTH = 16
+_SHOWN_CHARS = 60  # a client's value quoted in an error message is cut to this length
 _TEXT_FIN = 0x81  # FIN bit + text opcode; server frames are never masked (RFC 6455 5.1)
 
 
@@ -73,6 +78,8 @@ def parse_message(text: str | bytes) -> Subscribe | Ping:
         message = orjson.loads(text)
     except orjson.JSONDecodeError:
         raise BadMessage("bad_message", "message is not JSON") from None
+    if nesting_depth(message, MAX_MESSAGE_DEPTH) > MAX_MESSAGE_DEPTH:
+        raise BadMessage("bad_message", f"message nests deeper than {MAX_MESSAGE_DEPTH} levels")
     if not isinstance(message, dict):
         raise BadMessage("bad_message", "message must be a JSON object with a \"type\"")
     kind = message.get("type")
@@ -80,7 +87,7 @@ def parse_message(text: str | bytes) -> Subscribe | Ping:
         return Ping(message.get("id"))
     if kind == "subscribe":
         return _subscribe(message)
-    raise BadMessage("unknown_type", f"unknown message type {kind!r}; expected 'subscribe' or 'ping'")
+    raise BadMessage("unknown_type", f"unknown message type {_shown(kind)}; expected 'subscribe' or 'ping'")
 
 
 def _subscribe(message: dict) -> Subscribe:
@@ -89,8 +96,29 @@ def _subscribe(message: dict) -> Subscribe:
         raise BadMessage("bad_message", "nodeId must be a non-empty string or null")
     every = message.get("every", 1)
     if isinstance(every, bool) or not isinstance(every, int) or not 1 <= every <= MAX_EVERY:
-        raise BadMessage("bad_message", f"every must be an integer 1-{MAX_EVERY}, got {every!r}")
+        raise BadMessage("bad_message", f"every must be an integer 1-{MAX_EVERY}, got {_shown(every)}")
     return Subscribe(node_id, every)
+
+
+def nesting_depth(value: object, limit: int) -> int:
+    """Levels of arrays/objects in a parsed JSON value (a scalar is 0), counted without recursion;
+    stops once past `limit`, so a hostile value costs no more than the limit to measure."""
+    deepest, level = 0, [(value, 0)]
+    while level:
+        item, depth = level.pop()
+        if isinstance(item, dict | list):
+            depth += 1
+            if depth > limit:
+                return depth
+            deepest = max(deepest, depth)
+            level.extend((child, depth) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _shown(value: object) -> str:
+    """A client's value quoted in an error message: repr of a shallow value, cut short."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
 
 
 def origin_allowed(origin: str | None, *, scheme: str, host: str, allowed: tuple[str, ...],
