@@ -1,21 +1,41 @@
-"""The one place that knows the JSON shape: records to camelCase dicts, encoded with orjson."""
+"""The one place that knows the JSON shape: records to camelCase dicts and back, encoded with orjson.
+
+`snapshot_from_wire` is the strict inverse of `snapshot_to_wire`, for snapshots this process did
+not make (peers): every known field is checked for type and range, and a `WireError` names the
+path of the first bad one. Keys it does not know are ignored, so newer peers that add fields still
+validate; unknown accelerator keys are kept in `extra`, as the collectors put them there.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
 
 from .model import (
+    AcceleratorMemory,
     AcceleratorSample,
     CoreSample,
     CpuSample,
+    CpuTimes,
+    DiskDeviceSample,
     DiskSample,
+    InterfaceSample,
     MemorySample,
     NetworkSample,
     Snapshot,
+    SwapSample,
     SystemInfo,
 )
+
+MAX_DEPTH = 32  # a snapshot nests 5 levels; vendor extras a few more. Deeper is refused unread.
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson can encode: signed or unsigned 64-bit
+_SHOWN = 40  # characters of a bad value quoted in an error
+
+
+class WireError(ValueError):
+    """Wire JSON that is not a valid snapshot; the message starts with the bad field's path."""
 
 def encode(value: Any) -> bytes:
     """JSON bytes; NaN/inf never appear because every float is produced finite or None."""
@@ -158,3 +178,238 @@ def system_info_to_wire(info: SystemInfo) -> dict[str, Any]:
 
 def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
+
+
+# ---------------------------------------------------------------- wire -> records (validating)
+
+
+def snapshot_from_wire(data: bytes | bytearray | memoryview | str | dict[str, Any]) -> Snapshot:
+    """The Snapshot that `snapshot_to_wire` would turn into `data`; raises WireError naming the bad field."""
+    if not isinstance(data, dict):
+        try:
+            data = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise WireError(f"snapshot: not JSON ({exc})") from None
+    _check_depth(data)
+    snap = _Obj(data, "snapshot")
+    return Snapshot(
+        node_id=snap.text("node_id", optional=False, empty=False),
+        timestamp=snap.integer("timestamp", optional=False),
+        cpu=_read_cpu(section) if (section := snap.obj("cpu")) else None,
+        memory=_read_memory(section) if (section := snap.obj("memory")) else None,
+        disk=_read_disk(section) if (section := snap.obj("disk")) else None,
+        network=_read_network(section) if (section := snap.obj("network")) else None,
+        accelerators=tuple(_read_accelerator(a) for a in snap.objects("accelerators")),
+    )
+
+
+def _check_depth(value: Any) -> None:
+    """Refuse a value nested deeper than MAX_DEPTH, without recursion (a hostile peer picks the depth)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= MAX_DEPTH:
+                raise WireError(f"snapshot: nested deeper than {MAX_DEPTH} levels")
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+
+
+class _Obj:
+    """One JSON object being read, with the path used in errors (`cpu.cores[2].times`)."""
+
+    __slots__ = ("body", "path")
+
+    def __init__(self, body: Any, path: str) -> None:
+        if not isinstance(body, dict):
+            raise WireError(f"{path}: expected object, got {_kind(body)}")
+        self.body: dict[str, Any] = body
+        self.path = path
+
+    def _get(self, key: str, optional: bool) -> tuple[Any, str]:
+        where = f"{self.path}.{key}" if self.path != "snapshot" else key
+        if key not in self.body and not optional:
+            raise WireError(f"{where}: missing")
+        return self.body.get(key), where
+
+    def number(self, key: str, *, optional: bool = True) -> float | None:
+        value, where = self._get(key, optional)
+        if value is None and optional:
+            return None
+        return _number(value, where)
+
+    def integer(self, key: str, *, optional: bool = True) -> int | None:
+        value, where = self._get(key, optional)
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise WireError(f"{where}: expected integer, got {_kind(value)}")
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise WireError(f"{where}: integer {_shown(value)} is outside 64 bits")
+        return value
+
+    def text(self, key: str, *, optional: bool = True, empty: bool = True) -> str | None:
+        value, where = self._get(key, optional)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or (not empty and not value):
+            raise WireError(f"{where}: expected {'string' if empty else 'non-empty string'}, got {_kind(value)}")
+        return value
+
+    def obj(self, key: str, *, optional: bool = True) -> _Obj | None:
+        value, where = self._get(key, optional)
+        return None if value is None and optional else _Obj(value, where)
+
+    def objects(self, key: str) -> list[_Obj]:
+        value, where = self._get(key, optional=True)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise WireError(f"{where}: expected list of objects, got {_kind(value)}")
+        return [_Obj(item, f"{where}[{i}]") for i, item in enumerate(value)]
+
+    def numbers(self, key: str, count: int) -> tuple[float, ...] | None:
+        value, where = self._get(key, optional=True)
+        if value is None:
+            return None
+        if not isinstance(value, list) or len(value) != count:
+            raise WireError(f"{where}: expected list of {count} numbers, got {_kind(value)}")
+        return tuple(_number(item, f"{where}[{i}]") for i, item in enumerate(value))
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise WireError(f"{where}: expected number, got {_kind(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise WireError(f"{where}: number {value} is not finite")
+    if isinstance(value, int) and not _INT_MIN <= value <= _INT_MAX:
+        raise WireError(f"{where}: number {_shown(value)} is outside 64 bits")
+    return value
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "boolean", int: "int", float: "float", str: "string", list: "list", dict: "object"}
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return f"list of {len(value)}"
+    return names.get(type(value), type(value).__name__)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+
+
+def _required(value: Any) -> Any:
+    """Narrow an optional=False read for the type checker (the reader already raised if it was missing)."""
+    assert value is not None
+    return value
+
+
+def _read_cpu(cpu: _Obj) -> CpuSample:
+    load = cpu.numbers("loadAverage", 3)
+    return CpuSample(
+        overall=cpu.number("overall"),
+        cores=tuple(_read_core(c) for c in cpu.objects("cores")),
+        load_average=(load[0], load[1], load[2]) if load is not None else None,
+        processes=cpu.integer("processes"),
+        threads=cpu.integer("threads"),
+        temperature=cpu.number("temperature"),
+    )
+
+
+def _read_core(core: _Obj) -> CoreSample:
+    times = _required(core.obj("times", optional=False))
+    return CoreSample(
+        id=_required(core.integer("id", optional=False)),
+        usage=core.number("usage"),
+        frequency=core.number("frequency"),
+        temperature=core.number("temperature"),
+        times=CpuTimes(**{mode: _required(times.number(mode, optional=False)) for mode in _MODES}),
+    )
+
+
+_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def _read_memory(mem: _Obj) -> MemorySample:
+    swap = _required(mem.obj("swap", optional=False))
+    return MemorySample(
+        usage=mem.number("usage"),
+        used=mem.integer("used"),
+        total=mem.integer("total"),
+        available=mem.integer("available"),
+        swap=SwapSample(used=swap.integer("used"), total=swap.integer("total"), percentage=swap.number("percentage")),
+    )
+
+
+def _read_disk(disk: _Obj) -> DiskSample:
+    return DiskSample(
+        usage=disk.number("usage"),
+        used=disk.integer("used"),
+        total=disk.integer("total"),
+        io_read=disk.number("ioRead"),
+        io_write=disk.number("ioWrite"),
+        iops=disk.number("iops"),
+        devices=tuple(
+            DiskDeviceSample(
+                name=_required(d.text("name", optional=False)),
+                read_bytes=_required(d.integer("readBytes", optional=False)),
+                write_bytes=_required(d.integer("writeBytes", optional=False)),
+                reads=_required(d.integer("reads", optional=False)),
+                writes=_required(d.integer("writes", optional=False)),
+                read_rate=_required(d.number("readRate", optional=False)),
+                write_rate=_required(d.number("writeRate", optional=False)),
+                iops=_required(d.number("iops", optional=False)),
+            )
+            for d in disk.objects("devices")
+        ),
+    )
+
+
+def _read_network(net: _Obj) -> NetworkSample:
+    return NetworkSample(
+        bytes_in=net.number("bytesIn"),
+        bytes_out=net.number("bytesOut"),
+        packets_in=net.number("packetsIn"),
+        packets_out=net.number("packetsOut"),
+        connections=net.integer("connections"),
+        interfaces=tuple(
+            InterfaceSample(
+                name=_required(i.text("name", optional=False)),
+                bytes_recv=_required(i.integer("bytesRecv", optional=False)),
+                bytes_sent=_required(i.integer("bytesSent", optional=False)),
+                packets_recv=_required(i.integer("packetsRecv", optional=False)),
+                packets_sent=_required(i.integer("packetsSent", optional=False)),
+                bytes_in=_required(i.number("bytesIn", optional=False)),
+                bytes_out=_required(i.number("bytesOut", optional=False)),
+                packets_in=_required(i.number("packetsIn", optional=False)),
+                packets_out=_required(i.number("packetsOut", optional=False)),
+            )
+            for i in net.objects("interfaces")
+        ),
+    )
+
+
+_ACCELERATOR_KEYS = frozenset(
+    ("id", "type", "name", "vendor", "uuid", "utilization", "memory", "temperature", "power", "fanSpeed")
+)
+
+
+def _read_accelerator(acc: _Obj) -> AcceleratorSample:
+    memory = _required(acc.obj("memory", optional=False))
+    return AcceleratorSample(
+        id=_required(acc.integer("id", optional=False)),
+        type=_required(acc.text("type", optional=False)),
+        name=acc.text("name"),
+        utilization=acc.number("utilization"),
+        memory=AcceleratorMemory(
+            used=memory.integer("used"), total=memory.integer("total"), percentage=memory.number("percentage")
+        ),
+        temperature=acc.number("temperature"),
+        power=acc.number("power"),
+        fan_speed=acc.number("fanSpeed"),
+        vendor=acc.text("vendor"),
+        uuid=acc.text("uuid"),
+        extra=tuple((k, v) for k, v in acc.body.items() if k not in _ACCELERATOR_KEYS),
+    )
