@@ -185,7 +185,7 @@ def error_body(code: str, message: str) -> dict[str, Any]:
 
 def snapshot_from_wire(data: bytes | bytearray | memoryview | str | dict[str, Any]) -> Snapshot:
     """The Snapshot that `snapshot_to_wire` would turn into `data`; raises WireError naming the bad field."""
-    if not isinstance(data, dict):
+    if isinstance(data, bytes | bytearray | memoryview | str):
         try:
             data = orjson.loads(data)
         except orjson.JSONDecodeError as exc:

@@ -43,6 +43,22 @@ def metrics_payload(node_id: str, encoded: bytes) -> bytes:
     return b'{"type":"metrics","nodeId":' + orjson.dumps(node_id) + b',"data":' + encoded + b"}"
 
 
+def metrics_data(frame: bytes, node_id: str) -> bytes | None:
+    """The snapshot bytes inside a `metrics` frame built by `metrics_payload`; None for any other layout."""
+    head = b'{"type":"metrics","nodeId":' + orjson.dumps(node_id) + b',"data":'
+    if frame.startswith(head) and frame.endswith(b"}"):
+        return frame[len(head):-1]
+    return None
+
+
+def subscribe_message(node_id: str | None, every: int = 1) -> str:
+    """The client's `subscribe` message (an aggregator following a peer sends it)."""
+    body: dict[str, object] = {"type": "subscribe", "nodeId": node_id}
+    if every != 1:
+        body["every"] = every
+    return orjson.dumps(body).decode()
+
+
 def info_payload(encoded_info: bytes) -> bytes:
     return b'{"type":"info","data":' + encoded_info + b"}"
 
