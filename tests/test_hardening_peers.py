@@ -1,4 +1,6 @@
-"""Peers are not trusted: invalid or oversized answers, kept bytes and hidden credentials, with stand-in peers on real loopback servers."""
+"""Peers are not trusted: invalid or oversized answers, kept bytes and hidden credentials, with stand-in peers on real
+loopback servers.
+"""
 
 from __future__ import annotations
 
@@ -74,7 +76,9 @@ def _url(server) -> str:
 )
 async def test_invalid_peer_is_error_with_its_reason_and_other_nodes_keep_being_served(aiohttp_client, aiohttp_server,
                                                                                        bad, reason):
-    """A peer sending wrong types is `error` with the field's path; a good peer stays up, and /metrics and /api/system/metrics answer 200 with the valid nodes only."""
+    """A peer sending wrong types is `error` with the field's path; a good peer stays up, and /metrics and
+    /api/system/metrics answer 200 with the valid nodes only.
+    """
     liar = await _polled(aiohttp_server, lambda request: orjson.dumps([bad]))
     honest = await _polled(aiohttp_server, lambda request: orjson.dumps([_snapshot("good", cpu=_CPU)]))
     client = await _aggregator(aiohttp_client, PeerSpec(_url(liar)), PeerSpec(_url(honest)))
@@ -93,7 +97,9 @@ async def test_invalid_peer_is_error_with_its_reason_and_other_nodes_keep_being_
 
 
 async def test_peer_that_turns_invalid_stops_being_served_and_returns_when_valid(aiohttp_client, aiohttp_server):
-    """An up peer whose next answer is invalid becomes `error` (503 node_error when asked for), and `up` again with its next valid answer."""
+    """An up peer whose next answer is invalid becomes `error` (503 node_error when asked for), and `up` again with its
+    next valid answer.
+    """
     answers = {"now": _snapshot("flaky", cpu=_CPU)}
     peer = await _polled(aiohttp_server, lambda request: orjson.dumps([answers["now"]]))
     client = await _aggregator(aiohttp_client, PeerSpec(_url(peer)))
@@ -127,7 +133,8 @@ def _ws_peer(aiohttp_server, frames: list[str]):
 async def test_invalid_websocket_frame_is_refused_too(aiohttp_client, aiohttp_server):
     """A WebSocket peer's metrics frame with a bad field puts it in `error` with the path, like a poll does."""
     bad = _snapshot("streamed", cpu=_CPU | {"cores": [{"id": 0, "times": {"user": "x"}}]})
-    peer = await _ws_peer(aiohttp_server, [orjson.dumps({"type": "metrics", "nodeId": "streamed", "data": bad}).decode()])
+    frame = orjson.dumps({"type": "metrics", "nodeId": "streamed", "data": bad}).decode()
+    peer = await _ws_peer(aiohttp_server, [frame])
     client = await _aggregator(aiohttp_client, PeerSpec(_url(peer)))
     nodes = await _until(client, lambda n: n[_url(peer)]["status"] == "error", "frame refused")
     assert nodes[_url(peer)]["error"] == "cpu.cores[0].times.user: expected number, got string"
@@ -143,7 +150,9 @@ _HAND_WRITTEN = (b'{"node_id": "streamed", "timestamp": 1700000000000, "cpu": {"
 
 
 async def test_websocket_peer_bytes_are_served_as_received(aiohttp_client, aiohttp_server):
-    """The data bytes of a peer's metrics frame are what the aggregator serves (no decode and re-encode), and the kept Snapshot is their decode."""
+    """The data bytes of a peer's metrics frame are what the aggregator serves (no decode and re-encode), and the kept
+    Snapshot is their decode.
+    """
     frame = b'{"type":"metrics","nodeId":"streamed","data":' + _HAND_WRITTEN + b"}"
     peer = await _ws_peer(aiohttp_server, [frame.decode()])
     client = await _aggregator(aiohttp_client, PeerSpec(_url(peer)))
@@ -155,7 +164,9 @@ async def test_websocket_peer_bytes_are_served_as_received(aiohttp_client, aioht
 
 
 async def test_polled_peer_bytes_are_served_as_received(aiohttp_client, aiohttp_server):
-    """A polled peer that lists only itself is served byte for byte; after the first answer it is asked for its own node only."""
+    """A polled peer that lists only itself is served byte for byte; after the first answer it is asked for its own
+    node only.
+    """
     asked: list[str | None] = []
 
     def answer(request: web.Request) -> bytes:
@@ -173,7 +184,9 @@ async def test_polled_peer_bytes_are_served_as_received(aiohttp_client, aiohttp_
 # ---------------------------------------------------------------- size cap on polls
 
 async def test_poll_answer_over_the_frame_cap_is_refused_without_reading_it_all(aiohttp_client, aiohttp_server):
-    """A peer streaming 64 MiB (chunked, no Content-Length) is refused past the 4 MiB cap, and the aggregator stops reading well before the end."""
+    """A peer streaming 64 MiB (chunked, no Content-Length) is refused past the 4 MiB cap, and the aggregator stops
+    reading well before the end.
+    """
     sent = {"bytes": 0}
     chunk = b" " * (256 * 1024)  # JSON whitespace: only the cap can stop it
 
@@ -208,7 +221,9 @@ async def test_poll_answer_announcing_too_much_is_refused_before_reading(aiohttp
 # ---------------------------------------------------------------- credentials never shown
 
 async def test_url_credentials_are_used_but_never_shown(aiohttp_client, aiohttp_server, caplog):
-    """A peer URL with user:password is sent as Basic auth, yet nodes, /metrics labels, error texts and logs show only scheme://host:port."""
+    """A peer URL with user:password is sent as Basic auth, yet nodes, /metrics labels, error texts and logs show only
+    scheme://host:port.
+    """
     caplog.set_level(logging.DEBUG)
     seen_auth: list[str] = []
 

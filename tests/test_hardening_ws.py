@@ -1,4 +1,6 @@
-"""WebSocket hardening: hostile nesting, the exact message-size edges and a stalled reader, on real servers and sockets."""
+"""WebSocket hardening: hostile nesting, the exact message-size edges and a stalled reader, on real servers and
+sockets.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import os
 import socket
 from dataclasses import replace
 
-import aiohttp
 import orjson
 import pytest
 from aiohttp import WSMessage, WSMsgType
@@ -64,7 +65,9 @@ def _tracebacks(caplog) -> list[logging.LogRecord]:
     ids=["ping-id-254", "type-1000", "every-600-objects", "ping-id-17"],
 )
 async def test_deeply_nested_message_gets_bad_message_and_the_socket_stays_usable(aiohttp_client, caplog, message):
-    """A message nested past the limit is answered with a bad_message error frame; the next ping still gets its pong, and nothing is logged as an error."""
+    """A message nested past the limit is answered with a bad_message error frame; the next ping still gets its pong,
+    and nothing is logged as an error.
+    """
     assert len(message) <= MAX_MESSAGE_BYTES
     client = await aiohttp_client(_app())
     conn = await _open(client)
@@ -148,7 +151,9 @@ class _FakeTransport(asyncio.Transport):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=_client_texts())
 def test_reply_to_any_client_text_is_a_frame_and_never_raises(text):
-    """Whatever JSON-ish text a client sends (any nesting up to 1,100 levels, cut or wrapped), the handler answers with one encodable frame of a known type."""
+    """Whatever JSON-ish text a client sends (any nesting up to 1,100 levels, cut or wrapped), the handler answers with
+    one encodable frame of a known type.
+    """
     hub = ws.WsHub(ws.WsSettings())
     hub.latest["known"] = b""
     subscriber = ws.Subscriber(None, _FakeTransport(), hub)  # type: ignore[arg-type]
@@ -183,12 +188,14 @@ FRAME_PAD = 4096  # a frame of ~4 KiB, about a 16-core snapshot
 
 
 async def test_never_reading_socket_is_found_within_a_bounded_number_of_frames_and_reset(aiohttp_client):
-    """A client that completes the handshake and never reads is seen stalling after at most ~160 KiB of frames (not after ~256 KiB of kernel buffer on top of its own), then reset; the server's client count drops to zero."""
+    """A client that completes the handshake and never reads is seen stalling after at most ~160 KiB of frames (not
+    after ~256 KiB of kernel buffer on top of its own), then reset; the server's client count drops to zero.
+    """
     app = _app()
     hub = app[ws.HUB]
     hub.settings = replace(hub.settings, stall_timeout=0.5)
     client = await aiohttp_client(app)
-    reader, writer = await _raw_upgrade(client.server.port)
+    _, writer = await _raw_upgrade(client.server.port)
     writer.transport.pause_reading()  # from now on this peer reads nothing
     loop = asyncio.get_running_loop()
     end = loop.time() + DEADLINE

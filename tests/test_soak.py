@@ -1,4 +1,4 @@
-"""Soak (slow tier): a real service at --interval 0.1 with 50 WebSocket clients and a history poller; memory and fds stay flat.
+"""Soak (slow tier): a real service at --interval 0.1, 50 WebSocket clients and a history poller; RSS and fds stay flat.
 
 The duration is TRACKLAB_SYSMON_SOAK_SECONDS (default 600, the figure the hardening issue asks for);
 set it lower while developing. The RSS slope is fitted by least squares over the samples taken
@@ -107,7 +107,9 @@ async def _poller(session: aiohttp.ClientSession, url: str, polls: list[int], st
 
 
 async def test_soak_rss_and_fds_stay_flat(service):
-    """Over the soak, after the ring fills, the service's RSS has no upward trend and its open fds do not change; every client keeps receiving."""
+    """Over the soak, after the ring fills, the service's RSS has no upward trend and its open fds do not change; every
+    client keeps receiving.
+    """
     proc, url = service
     pid = proc.pid
     counts, polls = [0] * CLIENTS, [0]

@@ -1,4 +1,6 @@
-"""`wire.snapshot_from_wire`: the strict inverse of `snapshot_to_wire`, round-tripped on fixture trees and random snapshots, and refusing bad fields by path."""
+"""`wire.snapshot_from_wire`: the strict inverse of `snapshot_to_wire`, round-tripped on fixture trees and random
+snapshots, and refusing bad fields by path.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import math
 
 import orjson
 import pytest
+from conftest import FIXTURES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,8 +30,6 @@ from tracklab_sysmon.model import (
     SwapSample,
 )
 from tracklab_sysmon.sampler import Sampler
-
-from conftest import FIXTURES
 
 TREES = sorted(p.name for p in FIXTURES.iterdir() if (p / "proc").is_dir() or (p / "sys").is_dir())
 
@@ -60,13 +61,15 @@ _name = st.text(min_size=1, max_size=12)
 _times = st.builds(CpuTimes, *([_f] * 8))
 _cores = st.lists(st.builds(CoreSample, st.integers(0, 4096), _opt_f, _opt_f, _opt_f, _times), max_size=4)
 _cpu = st.builds(CpuSample, _opt_f, _cores.map(tuple), st.none() | st.tuples(_f, _f, _f), _opt_u64, _opt_u64, _opt_f)
-_memory = st.builds(MemorySample, _opt_f, _opt_u64, _opt_u64, _opt_u64, st.builds(SwapSample, _opt_u64, _opt_u64, _opt_f))
+_swap = st.builds(SwapSample, _opt_u64, _opt_u64, _opt_f)
+_memory = st.builds(MemorySample, _opt_f, _opt_u64, _opt_u64, _opt_u64, _swap)
 _devices = st.lists(st.builds(DiskDeviceSample, _name, _u64, _u64, _u64, _u64, _f, _f, _f), max_size=3)
 _disk = st.builds(DiskSample, _opt_f, _opt_u64, _opt_u64, _opt_f, _opt_f, _opt_f, _devices.map(tuple))
 _ifaces = st.lists(st.builds(InterfaceSample, _name, _u64, _u64, _u64, _u64, _f, _f, _f, _f), max_size=3)
 _network = st.builds(NetworkSample, _opt_f, _opt_f, _opt_f, _opt_f, _opt_u64, _ifaces.map(tuple))
 _json = st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**63) | _f | st.text(max_size=6),
-                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=4), inner, max_size=3),
                      max_leaves=10)
 _extra_keys = st.text(min_size=1, max_size=10).filter(lambda k: k not in wire._ACCELERATOR_KEYS)
 _accelerators = st.lists(st.builds(
@@ -157,7 +160,7 @@ def test_required_field_missing_is_refused(missing, message):
 @pytest.mark.parametrize("text", [b"", b"not json", b"[1, 2]", b'"snapshot"', b"null"])
 def test_not_a_snapshot_object_is_refused(text):
     """Bytes that are not a JSON object are a WireError, never a TypeError or AttributeError."""
-    with pytest.raises(wire.WireError, match="^snapshot: "):
+    with pytest.raises(wire.WireError, match=r"^snapshot: "):
         wire.snapshot_from_wire(text)
 
 
@@ -174,7 +177,9 @@ def test_depth_is_limited_before_any_field_is_read():
 
 
 def test_unknown_keys_are_ignored_and_unknown_accelerator_keys_kept_in_extra():
-    """A newer peer's extra top-level key is ignored; an accelerator key the model does not name lands in extra, in order."""
+    """A newer peer's extra top-level key is ignored; an accelerator key the model does not name lands in extra, in
+    order.
+    """
     body = _good()
     body["futureSection"] = {"x": 1}
     body["accelerators"][0]["clocks"] = {"sm": 1410, "memory": 1215}

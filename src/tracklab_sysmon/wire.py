@@ -154,7 +154,7 @@ def accelerator_to_wire(acc: AcceleratorSample) -> dict[str, Any]:
 
 
 def system_info_to_wire(info: SystemInfo) -> dict[str, Any]:
-    body = {
+    body: dict[str, Any] = {
         "platform": info.platform,
         "architecture": info.architecture,
         "cpu_model": info.cpu_model,
@@ -193,8 +193,8 @@ def snapshot_from_wire(data: bytes | bytearray | memoryview | str | dict[str, An
     _check_depth(data)
     snap = _Obj(data, "snapshot")
     return Snapshot(
-        node_id=snap.text("node_id", optional=False, empty=False),
-        timestamp=snap.integer("timestamp", optional=False),
+        node_id=_required(snap.text("node_id", optional=False, empty=False)),
+        timestamp=_required(snap.integer("timestamp", optional=False)),
         cpu=_read_cpu(section) if (section := snap.obj("cpu")) else None,
         memory=_read_memory(section) if (section := snap.obj("memory")) else None,
         disk=_read_disk(section) if (section := snap.obj("disk")) else None,

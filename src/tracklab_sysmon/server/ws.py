@@ -4,8 +4,9 @@ Fan-out writes the pre-framed bytes straight to each socket's transport, synchro
 bus callback: no task wake-up, no copy, no per-client encoding. A subscriber whose socket is
 backed up (bytes it was given are not on the wire yet: the peer's TCP window is closed, or
 asyncio holds what the kernel refused) holds at most one pending frame per node, the newest
-replacing the stale one, and is dropped once it has made no full progress for `stall_timeout`. Replies to client messages (info, pong, errors) go through aiohttp's writer;
-both paths write whole frames within one event-loop step, so frames never interleave.
+replacing the stale one, and is dropped once it has made no full progress for `stall_timeout`.
+Replies to client messages (info, pong, errors) go through aiohttp's writer; both paths write
+whole frames within one event-loop step, so frames never interleave.
 """
 
 from __future__ import annotations
@@ -67,8 +68,21 @@ class WsSettings:
 class Subscriber:
     """One socket's subscription and its bounded backlog (one frame per node at most)."""
 
-    __slots__ = ("ws", "transport", "hub", "node_id", "every", "ready", "dropped",
-                 "_counts", "_pending", "_stalled_since", "_retry", "_delay", "_fd")
+    __slots__ = (
+        "_counts",
+        "_delay",
+        "_fd",
+        "_pending",
+        "_retry",
+        "_stalled_since",
+        "dropped",
+        "every",
+        "hub",
+        "node_id",
+        "ready",
+        "transport",
+        "ws",
+    )
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, hub: WsHub) -> None:
         self.ws, self.transport, self.hub = ws, transport, hub
@@ -189,7 +203,7 @@ class WsHub:
                 subscriber.ws.close(code=CLOSE_GOING_AWAY, message=b"server shutting down"),
                 self.settings.close_timeout,
             )
-        except (asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError):
             reset(subscriber.transport)
 
 

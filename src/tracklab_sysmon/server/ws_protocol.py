@@ -106,7 +106,7 @@ def parse_message(text: str | bytes) -> Subscribe | Ping:
     raise BadMessage("unknown_type", f"unknown message type {_shown(kind)}; expected 'subscribe' or 'ping'")
 
 
-def _subscribe(message: dict) -> Subscribe:
+def _subscribe(message: dict[str, object]) -> Subscribe:
     node_id = message.get("nodeId")
     if node_id is not None and (not isinstance(node_id, str) or not node_id):
         raise BadMessage("bad_message", "nodeId must be a non-empty string or null")
