@@ -190,7 +190,8 @@ def snapshot_from_wire(data: bytes | bytearray | memoryview | str | dict[str, An
             data = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             raise WireError(f"snapshot: not JSON ({exc})") from None
-    _check_depth(data)
+    if nesting_depth(data, MAX_DEPTH) > MAX_DEPTH:  # a hostile peer picks the depth: refuse before reading
+        raise WireError(f"snapshot: nested deeper than {MAX_DEPTH} levels")
     snap = _Obj(data, "snapshot")
     return Snapshot(
         node_id=_required(snap.text("node_id", optional=False, empty=False)),
@@ -203,15 +204,21 @@ def snapshot_from_wire(data: bytes | bytearray | memoryview | str | dict[str, An
     )
 
 
-def _check_depth(value: Any) -> None:
-    """Refuse a value nested deeper than MAX_DEPTH, without recursion (a hostile peer picks the depth)."""
-    stack = [(value, 0)]
+def nesting_depth(value: object, limit: int) -> int:
+    """Levels of arrays/objects in a parsed JSON value (a scalar is 0), counted without recursion.
+
+    Returns as soon as one branch goes past `limit`: the sender picks the depth, not the stack.
+    """
+    deepest, stack = 0, [(value, 0)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, dict | list):
-            if depth >= MAX_DEPTH:
-                raise WireError(f"snapshot: nested deeper than {MAX_DEPTH} levels")
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+            depth += 1
+            if depth > limit:
+                return depth
+            deepest = max(deepest, depth)
+            stack.extend((child, depth) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 class _Obj:

@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from ..wire import nesting_depth
+
 WS_PATH = "/ws/system-metrics"
 MAX_EVERY = 86_400  # one frame a day at 1 Hz is the sparsest subscription that makes sense
 MAX_MESSAGE_BYTES = 4096  # a client message may be this big (4 KiB) and no bigger
@@ -40,12 +42,12 @@ class Ping:
 
 def metrics_payload(node_id: str, encoded: bytes) -> bytes:
     """`{"type":"metrics","nodeId":...,"data":<snapshot>}` around already-encoded snapshot bytes."""
-    return b'{"type":"metrics","nodeId":' + orjson.dumps(node_id) + b',"data":' + encoded + b"}"
+    return _metrics_head(node_id) + encoded + b"}"
 
 
 def metrics_data(frame: bytes, node_id: str) -> bytes | None:
     """The snapshot bytes inside a `metrics` frame built by `metrics_payload`; None for any other layout."""
-    head = b'{"type":"metrics","nodeId":' + orjson.dumps(node_id) + b',"data":'
+    head = _metrics_head(node_id)
     if frame.startswith(head) and frame.endswith(b"}"):
         return frame[len(head):-1]
     return None
@@ -57,6 +59,10 @@ def subscribe_message(node_id: str | None, every: int = 1) -> str:
     if every != 1:
         body["every"] = every
     return orjson.dumps(body).decode()
+
+
+def _metrics_head(node_id: str) -> bytes:
+    return b'{"type":"metrics","nodeId":' + orjson.dumps(node_id) + b',"data":'
 
 
 def info_payload(encoded_info: bytes) -> bytes:
@@ -114,21 +120,6 @@ def _subscribe(message: dict[str, object]) -> Subscribe:
     if isinstance(every, bool) or not isinstance(every, int) or not 1 <= every <= MAX_EVERY:
         raise BadMessage("bad_message", f"every must be an integer 1-{MAX_EVERY}, got {_shown(every)}")
     return Subscribe(node_id, every)
-
-
-def nesting_depth(value: object, limit: int) -> int:
-    """Levels of arrays/objects in a parsed JSON value (a scalar is 0), counted without recursion;
-    stops once past `limit`, so a hostile value costs no more than the limit to measure."""
-    deepest, level = 0, [(value, 0)]
-    while level:
-        item, depth = level.pop()
-        if isinstance(item, dict | list):
-            depth += 1
-            if depth > limit:
-                return depth
-            deepest = max(deepest, depth)
-            level.extend((child, depth) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest
 
 
 def _shown(value: object) -> str:
