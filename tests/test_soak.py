@@ -137,7 +137,8 @@ async def test_soak_rss_and_fds_stay_flat(service):
           f"RSS {samples[0][1] / 2**20:.1f} MiB at start, {steady[0][1] / 2**20:.1f} after warm-up, "
           f"{steady[-1][1] / 2**20:.1f} at end, max {max(r for _, r, _ in steady) / 2**20:.1f}; "
           f"slope {rss_slope:.1f} B/s over {len(steady)} samples; fds {fd_counts}; "
-          f"frames per client {min(counts)}-{max(counts)}; history polls {polls[0]}")
+          f"frames per client {min(counts)}-{max(counts)}; history polls {polls[0]}; RSS MiB by fifths of the "
+          f"steady part: {[round(steady[i * (len(steady) - 1) // 5][1] / 2**20, 2) for i in range(6)]}")
     assert rss_slope < MAX_SLOPE_BYTES_PER_S
     assert fd_counts[-1] - fd_counts[0] <= MAX_FD_SPREAD
     assert all(after > before for after, before in zip(counts, at_end, strict=True))  # still streaming at the end
