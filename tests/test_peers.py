@@ -187,7 +187,7 @@ async def test_peers_are_contacted_with_their_own_token(aiohttp_client, spawn):
 
 
 async def test_polling_fallback_takes_only_the_peers_own_node(aiohttp_client, aiohttp_server):
-    """A peer without a WebSocket endpoint is polled: a malformed list marks it down, then only its own (first) node is served."""
+    """A peer without a WebSocket endpoint is polled: a malformed list puts it in `error`, then only its own (first) node is served."""
     bad: list = [None]
     good = [{"node_id": "polled", "timestamp": 1, "cpu": None, "memory": None, "disk": None,
                "network": None, "accelerators": []},
@@ -204,8 +204,8 @@ async def test_polling_fallback_takes_only_the_peers_own_node(aiohttp_client, ai
     server = await aiohttp_server(stand_in)
     url = str(server.make_url("")).rstrip("/")
     client = await _aggregator(aiohttp_client, PeerSpec(url))
-    nodes = await _until(client, lambda n: n[url]["status"] == "down", "malformed peer down")
-    assert "node_id" in nodes[url]["error"]
+    nodes = await _until(client, lambda n: n[url]["status"] == "error", "malformed peer refused")
+    assert nodes[url]["error"] == "snapshot: expected object, got null"
     listed = good
     nodes = await _until(client, lambda n: n[url]["status"] == "up", "polled peer up")
     assert nodes[url]["transport"] == "polling"

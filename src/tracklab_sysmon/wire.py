@@ -1,4 +1,10 @@
-"""The one place that knows the JSON shape: records to camelCase dicts, encoded with orjson."""
+"""The one place that knows the JSON shape: records to camelCase dicts and back, encoded with orjson.
+
+`snapshot_from_wire` is the strict inverse of `snapshot_to_wire`, for snapshots this process did
+not make (peers): every known field is checked for type and range, and a `WireError` names the
+path of the first bad one. Keys it does not know are ignored, so newer peers that add fields still
+validate. Accelerator vendor details are read back into their typed records (`accelerator_from_wire`).
+"""
 
 from __future__ import annotations
 
@@ -17,9 +23,12 @@ from .model import (
     Clocks,
     CoreSample,
     CpuSample,
+    CpuTimes,
+    DiskDeviceSample,
     DiskSample,
     EccErrors,
     GpuProcess,
+    InterfaceSample,
     IoregDetails,
     MemorySample,
     MemoryUse,
@@ -31,10 +40,13 @@ from .model import (
     PcieThroughput,
     Profiling,
     Snapshot,
+    SwapSample,
     SystemInfo,
     TemperatureSensor,
     ThrottleReason,
 )
+
+MAX_DEPTH = 32  # a snapshot nests 5 levels; vendor extras a few more. Deeper is refused unread.
 
 
 def encode(value: Any) -> bytes:
@@ -280,9 +292,48 @@ def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
-# ---------------------------------------------------------------- accelerator: wire -> records (validating)
-# The reader below (WireError, _Obj and the small checks after it) is the same code as the snapshot
-# decoder's; when both land in this module, keep one copy.
+# ---------------------------------------------------------------- wire -> records (validating)
+
+
+def snapshot_from_wire(data: bytes | bytearray | memoryview | str | dict[str, Any]) -> Snapshot:
+    """The Snapshot that `snapshot_to_wire` would turn into `data`; raises WireError naming the bad field."""
+    if isinstance(data, bytes | bytearray | memoryview | str):
+        try:
+            data = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise WireError(f"snapshot: not JSON ({exc})") from None
+    if nesting_depth(data, MAX_DEPTH) > MAX_DEPTH:  # a hostile peer picks the depth: refuse before reading
+        raise WireError(f"snapshot: nested deeper than {MAX_DEPTH} levels")
+    snap = _Obj(data, "snapshot")
+    return Snapshot(
+        node_id=_required(snap.text("node_id", optional=False, empty=False)),
+        timestamp=_required(snap.integer("timestamp", optional=False)),
+        cpu=_read_cpu(section) if (section := snap.obj("cpu")) else None,
+        memory=_read_memory(section) if (section := snap.obj("memory")) else None,
+        disk=_read_disk(section) if (section := snap.obj("disk")) else None,
+        network=_read_network(section) if (section := snap.obj("network")) else None,
+        accelerators=tuple(_accelerator_from_obj(a) for a in snap.objects("accelerators")),
+    )
+
+
+def nesting_depth(value: object, limit: int) -> int:
+    """Levels of arrays/objects in a parsed JSON value (a scalar is 0), counted without recursion.
+
+    Returns as soon as one branch goes past `limit`: the sender picks the depth, not the stack.
+    """
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            depth += 1
+            if depth > limit:
+                return depth
+            deepest = max(deepest, depth)
+            stack.extend((child, depth) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+# -------------------------------- the reader shared by every section
 
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson can encode: signed or unsigned 64-bit
 _SHOWN = 40  # characters of a bad value quoted in an error
@@ -320,6 +371,14 @@ class _Obj:
         if not _INT_MIN <= value <= _INT_MAX:
             raise WireError(f"{where}: integer {_shown(value)} is outside 64 bits")
         return value
+
+    def numbers(self, key: str, count: int) -> tuple[float, ...] | None:
+        value, where = self._get(key, optional=True)
+        if value is None:
+            return None
+        if not isinstance(value, list) or len(value) != count:
+            raise WireError(f"{where}: expected list of {count} numbers, got {_kind(value)}")
+        return tuple(_number(item, f"{where}[{i}]") for i, item in enumerate(value))
 
     def text(self, key: str, *, optional: bool = True, empty: bool = True) -> str | None:
         value, where = self._get(key, optional)
@@ -370,6 +429,94 @@ def _required(value: Any) -> Any:
     """Narrow an optional=False read for the type checker (the reader already raised if it was missing)."""
     assert value is not None
     return value
+
+
+# -------------------------------- the sections
+
+
+def _read_cpu(cpu: _Obj) -> CpuSample:
+    load = cpu.numbers("loadAverage", 3)
+    return CpuSample(
+        overall=cpu.number("overall"),
+        cores=tuple(_read_core(c) for c in cpu.objects("cores")),
+        load_average=(load[0], load[1], load[2]) if load is not None else None,
+        processes=cpu.integer("processes"),
+        threads=cpu.integer("threads"),
+        temperature=cpu.number("temperature"),
+    )
+
+
+def _read_core(core: _Obj) -> CoreSample:
+    times = _required(core.obj("times", optional=False))
+    return CoreSample(
+        id=_required(core.integer("id", optional=False)),
+        usage=core.number("usage"),
+        frequency=core.number("frequency"),
+        temperature=core.number("temperature"),
+        times=CpuTimes(**{mode: _required(times.number(mode, optional=False)) for mode in _MODES}),
+    )
+
+
+_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def _read_memory(mem: _Obj) -> MemorySample:
+    swap = _required(mem.obj("swap", optional=False))
+    return MemorySample(
+        usage=mem.number("usage"),
+        used=mem.integer("used"),
+        total=mem.integer("total"),
+        available=mem.integer("available"),
+        swap=SwapSample(used=swap.integer("used"), total=swap.integer("total"), percentage=swap.number("percentage")),
+    )
+
+
+def _read_disk(disk: _Obj) -> DiskSample:
+    return DiskSample(
+        usage=disk.number("usage"),
+        used=disk.integer("used"),
+        total=disk.integer("total"),
+        io_read=disk.number("ioRead"),
+        io_write=disk.number("ioWrite"),
+        iops=disk.number("iops"),
+        devices=tuple(
+            DiskDeviceSample(
+                name=_required(d.text("name", optional=False)),
+                read_bytes=d.integer("readBytes"),
+                write_bytes=d.integer("writeBytes"),
+                reads=d.integer("reads"),
+                writes=d.integer("writes"),
+                read_rate=d.number("readRate"),
+                write_rate=d.number("writeRate"),
+                iops=d.number("iops"),
+            )
+            for d in disk.objects("devices")
+        ),
+    )
+
+
+def _read_network(net: _Obj) -> NetworkSample:
+    return NetworkSample(
+        bytes_in=net.number("bytesIn"),
+        bytes_out=net.number("bytesOut"),
+        packets_in=net.number("packetsIn"),
+        packets_out=net.number("packetsOut"),
+        connections=net.integer("connections"),
+        interfaces=tuple(
+            InterfaceSample(
+                name=_required(i.text("name", optional=False)),
+                bytes_recv=i.integer("bytesRecv"),
+                bytes_sent=i.integer("bytesSent"),
+                packets_recv=i.integer("packetsRecv"),
+                packets_sent=i.integer("packetsSent"),
+                bytes_in=i.number("bytesIn"),
+                bytes_out=i.number("bytesOut"),
+                packets_in=i.number("packetsIn"),
+                packets_out=i.number("packetsOut"),
+            )
+            for i in net.objects("interfaces")
+        ),
+    )
 
 
 # -------------------------------- the accelerator itself

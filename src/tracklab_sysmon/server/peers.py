@@ -3,6 +3,12 @@
 Every peer has one task; handlers only read the in-memory state, so a slow or dead peer never
 delays the local node. A peer's own node is the one its `info` frame (or first snapshot) names;
 frames about other nodes (the peer's own peers) are ignored, so aggregators never loop.
+
+Peers are not trusted: each answer is read under the same size cap as a WebSocket frame, decoded
+once into a validated `Snapshot` (`wire.snapshot_from_wire`) and kept with the bytes it came in,
+which are served as they are (never re-encoded). An invalid answer puts that peer in `error`
+with the reason. Credentials in a peer URL are used but never shown: state, metrics and logs
+name the peer by its URL without them.
 """
 
 from __future__ import annotations
@@ -10,27 +16,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from aiohttp import web
 
 from .. import wire
 from ..config import PeerSpec
+from ..model import Snapshot
 from . import keys
 from .bus import SnapshotBus
 from .errors import json_error
-from .ws_protocol import WS_PATH
+from .ws_protocol import WS_PATH, metrics_data, subscribe_message
 
 log = logging.getLogger(__name__)
 
 METRICS_PATH = "/api/system/metrics"
 CONNECT_SECONDS = 2.0  # a peer that cannot answer this fast counts as down
 BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)  # between attempts while a peer stays down
-MAX_FRAME_BYTES = 4 << 20
+MAX_FRAME_BYTES = 4 << 20  # the cap on one peer answer, WebSocket frame or poll body alike
+_READ_CHUNK = 64 * 1024
+_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")  # `user:pass@` after a scheme, wherever a URL is quoted
+
+PeerStatus = Literal["connecting", "up", "down", "duplicate", "error"]
 
 
 class _NoWebSocket(Exception):
@@ -42,17 +55,22 @@ class PeerState:
     """What this node knows about one peer; `latest` keeps the last snapshot even while down."""
 
     spec: PeerSpec
+    url: str = field(init=False)  # spec.url without credentials: the only form ever shown
     node_id: str | None = None
-    status: str = "connecting"  # connecting | up | down | duplicate
+    status: PeerStatus = "connecting"
     last_seen: int | None = None  # ms since the epoch, when the last snapshot arrived
-    latest: bytes | None = None  # wire JSON of the last snapshot
+    snapshot: Snapshot | None = None  # the last valid snapshot, decoded once
+    latest: bytes | None = None  # the bytes it arrived as: served as they are
     transport: str | None = None  # websocket | polling
     error: str | None = None
     duplicate_of: str | None = None  # url of the node already holding node_id ("local": this one)
 
+    def __post_init__(self) -> None:
+        self.url = public_url(self.spec.url)
+
     def to_wire(self) -> dict[str, Any]:
         return {
-            "nodeId": self.node_id, "url": self.spec.url, "status": self.status,
+            "nodeId": self.node_id, "url": self.url, "status": self.status,
             "lastSeen": self.last_seen, "local": False, "transport": self.transport,
             "error": self.error, "duplicateOf": self.duplicate_of,
         }
@@ -84,35 +102,41 @@ class PeerSet:
     def find(self, node_id: str) -> PeerState | None:
         return next((p for p in self.peers if p.node_id == node_id), None)
 
-    def accept(self, peer: PeerState, snapshot: dict[str, Any], encoded: bytes | None = None) -> None:
-        """Store one snapshot of `peer`'s own node; publish it unless its id is taken."""
-        node_id = snapshot.get("node_id") if isinstance(snapshot, dict) else None
-        if not isinstance(node_id, str) or not node_id:
-            raise ValueError("snapshot without a node_id")
+    def accept(self, peer: PeerState, snapshot: Snapshot, encoded: bytes) -> None:
+        """Store one validated snapshot of `peer`'s own node and its bytes; publish it unless its id is taken."""
+        node_id = snapshot.node_id
         peer.node_id, peer.last_seen, peer.error = node_id, int(self._wall() * 1000), None
-        peer.latest = encoded if encoded is not None else wire.encode(snapshot)
+        peer.snapshot, peer.latest = snapshot, encoded
         holder = self._holder(node_id, peer)
         if holder is not None:
             if peer.status != "duplicate":
-                log.warning("peer %s claims node id %r already held by %s", peer.spec.url, node_id, holder)
+                log.warning("peer %s claims node id %r already held by %s", peer.url, node_id, holder)
             peer.status, peer.duplicate_of = "duplicate", holder
             return
         if peer.status != "up":
-            log.info("peer %s (%s) is up via %s", peer.spec.url, node_id, peer.transport)
+            log.info("peer %s (%s) is up via %s", peer.url, node_id, peer.transport)
         peer.status, peer.duplicate_of = "up", None
-        self._bus.publish(node_id, peer.latest)
+        self._bus.publish(node_id, encoded)
 
     def mark_down(self, peer: PeerState, error: str) -> None:
-        if peer.status != "down":
-            log.warning("peer %s is down: %s", peer.spec.url, error)
-        peer.status, peer.error = "down", error
+        self._mark(peer, "down", error)
+
+    def mark_error(self, peer: PeerState, error: str) -> None:
+        """The peer answered, but not with a snapshot this node can accept: not served until it does."""
+        self._mark(peer, "error", error)
+
+    def _mark(self, peer: PeerState, status: PeerStatus, error: str) -> None:
+        error = redact(error)
+        if peer.status != status or peer.error != error:
+            log.warning("peer %s is %s: %s", peer.url, "down" if status == "down" else "refused", error)
+        peer.status, peer.error = status, error
 
     def _holder(self, node_id: str, peer: PeerState) -> str | None:
         if node_id == self.local_node_id:
             return "local"
         for other in self.peers:
             if other is not peer and other.node_id == node_id and other.status in ("up", "down"):
-                return other.spec.url
+                return other.url
         return None
 
     async def run(self, session: aiohttp.ClientSession) -> None:
@@ -130,11 +154,13 @@ class PeerSet:
             except _NoWebSocket:
                 use_ws = False
                 continue
+            except wire.WireError as exc:
+                self.mark_error(peer, str(exc))
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError, LookupError, TypeError) as exc:
                 self.mark_down(peer, _describe(exc))
                 use_ws = True  # it may come back as a newer build
             except Exception as exc:  # a follower must never die: that peer would vanish for good
-                log.exception("following peer %s failed", peer.spec.url)
+                log.exception("following peer %s failed", peer.url)
                 self.mark_down(peer, _describe(exc))
             attempts = 0 if peer.last_seen != seen else attempts + 1
             await asyncio.sleep(BACKOFF_SECONDS[min(attempts, len(BACKOFF_SECONDS) - 1)])
@@ -155,35 +181,103 @@ class PeerSet:
         own: str | None = None
         async with ws:
             while True:
-                msg = await asyncio.wait_for(ws.receive(), self.stale_after)
+                # Not wait_for: on Python 3.11 it drops a cancel that lands as a frame arrives,
+                # and the follower then outlives its session (shutdown hangs).
+                async with asyncio.timeout(self.stale_after):
+                    msg = await ws.receive()
+                if msg.type is aiohttp.WSMsgType.ERROR and getattr(msg.data, "code", None) == _TOO_BIG:
+                    raise wire.WireError(f"frame over the {MAX_FRAME_BYTES}-byte cap")
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     raise ConnectionResetError(f"stream closed ({msg.type.name.lower()})")
-                frame = wire.decode(msg.data)
+                raw = msg.data.encode()
+                frame = _object(raw, "frame")
                 kind, data = frame.get("type"), frame.get("data")
                 if kind == "info" and isinstance(data, dict):
-                    own = data.get("node_id") or own
+                    named = data.get("node_id")
+                    own = named if isinstance(named, str) and named else own
                     if own:  # only the peer's own frames, not those of its peers
-                        await ws.send_str('{"type":"subscribe","nodeId":%s}' % wire.encode(own).decode())
+                        await ws.send_str(subscribe_message(own))
                 elif kind == "metrics" and isinstance(data, dict):
-                    own = own or data.get("node_id")
-                    if data.get("node_id") == own:
-                        self.accept(peer, data)
+                    node = data.get("node_id")
+                    own = own or (node if isinstance(node, str) else None)
+                    if node == own:
+                        snapshot = wire.snapshot_from_wire(data)
+                        # The frame's inner bytes are served as they are; re-encoded only for a
+                        # peer whose frames are laid out differently (not this service).
+                        self.accept(peer, snapshot, metrics_data(raw, snapshot.node_id) or wire.encode(data))
 
     async def _poll(self, peer: PeerState, session: aiohttp.ClientSession) -> None:
         """GET the peer's metrics once per interval; its own node comes first in the list."""
         peer.transport = "polling"
         timeout = aiohttp.ClientTimeout(total=min(CONNECT_SECONDS, self.stale_after))
+        own: str | None = None
         while True:
+            # Once the peer's own node is known, ask for it alone: the body is then `[snapshot]`,
+            # whose inner bytes are served as they are.
+            params = {"node_id": own} if own else None
             async with session.get(
-                peer.spec.url + METRICS_PATH, headers=_auth(peer.spec), timeout=timeout
+                peer.spec.url + METRICS_PATH, headers=_auth(peer.spec), timeout=timeout, params=params
             ) as response:
                 if response.status != 200:
                     raise aiohttp.ClientResponseError(
                         response.request_info, (), status=response.status, message=response.reason or ""
                     )
-                nodes = wire.decode(await response.read())
-            self.accept(peer, nodes[0])
+                body = await read_capped(response, MAX_FRAME_BYTES)
+            snapshot, encoded = _own_node(body)
+            own = snapshot.node_id
+            self.accept(peer, snapshot, encoded)
             await asyncio.sleep(self.interval)
+
+
+_TOO_BIG = aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+
+
+async def read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
+    """The body, read chunk by chunk and refused (WireError) as soon as it passes `cap` bytes."""
+    if response.content_length is not None and response.content_length > cap:
+        raise wire.WireError(f"answer of {response.content_length} bytes is over the {cap}-byte cap")
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(_READ_CHUNK):
+        body += chunk
+        if len(body) > cap:
+            raise wire.WireError(f"answer over the {cap}-byte cap")
+    return bytes(body)
+
+
+def _object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = wire.decode(raw)
+    except ValueError:
+        raise wire.WireError(f"{what}: not JSON") from None
+    if not isinstance(value, dict):
+        raise wire.WireError(f"{what}: expected object, got {type(value).__name__}")
+    return value
+
+
+def _own_node(body: bytes) -> tuple[Snapshot, bytes]:
+    """The first (the peer's own) snapshot of a `/api/system/metrics` list, validated, and its bytes."""
+    try:
+        nodes = wire.decode(body)
+    except ValueError:
+        raise wire.WireError("answer: not JSON") from None
+    if not isinstance(nodes, list) or not nodes:
+        raise wire.WireError("answer: expected a non-empty list of snapshots")
+    snapshot = wire.snapshot_from_wire(nodes[0])
+    stripped = body.strip()
+    if len(nodes) == 1 and stripped.startswith(b"[") and stripped.endswith(b"]"):
+        return snapshot, stripped[1:-1].strip()
+    return snapshot, wire.encode(nodes[0])  # a peer that lists its own peers too
+
+
+def public_url(url: str) -> str:
+    """`url` without `user:password@`: the form shown in /api/system/nodes, metrics and logs."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def redact(text: str) -> str:
+    """Any URL credentials quoted in `text` (an exception's message, say) removed."""
+    return _USERINFO.sub("", text)
 
 
 def _auth(spec: PeerSpec) -> dict[str, str]:
@@ -238,6 +332,8 @@ def missing_node(app: web.Application, node_id: str) -> web.Response:
     peer = app[PEERS].find(node_id) if PEERS in app else None
     if peer is not None and peer.status == "down":
         return json_error(503, f"node {node_id!r} is down (last seen {peer.last_seen} ms)", "node_down")
+    if peer is not None and peer.status == "error":
+        return json_error(503, f"node {node_id!r} sent an answer this node refused: {peer.error}", "node_error")
     return json_error(404, f"unknown node_id {node_id!r}")
 
 

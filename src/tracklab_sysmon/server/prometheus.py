@@ -175,7 +175,7 @@ def _peer_metrics(app: web.Application) -> Iterator[Metric]:
     seen = GaugeMetricFamily(PREFIX + "peer_last_seen_timestamp_seconds", "When the peer's last snapshot arrived.",
                              labels=["node_id", "url"], unit="seconds")
     for peer in peers:
-        labels = [peer.node_id or "", peer.spec.url]
+        labels = [peer.node_id or "", peer.url]  # never the URL with its credentials
         up.add_metric(labels, 1.0 if peer.status == "up" else 0.0)
         if peer.last_seen is not None:
             seen.add_metric(labels, _scaled(peer.last_seen, 1000.0))

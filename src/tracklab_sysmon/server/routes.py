@@ -70,7 +70,7 @@ async def history(request: web.Request) -> web.StreamResponse:
     if node_id is not None and node_id != sampler.node_id:
         peer = request.app[peers.PEERS].find(node_id)
         if peer is not None:  # history stays where it is sampled; aggregators keep only the latest
-            return json_error(404, f"history is kept by each node: ask {peer.spec.url} for {node_id!r}")
+            return json_error(404, f"history is kept by each node: ask {peer.url} for {node_id!r}")
         return json_error(404, f"unknown node_id {node_id!r}")
     try:
         since = _int_param(query, "since", 0, None)

@@ -2,28 +2,32 @@
 
 Fan-out writes the pre-framed bytes straight to each socket's transport, synchronously, from the
 bus callback: no task wake-up, no copy, no per-client encoding. A subscriber whose socket is
-backed up (its kernel buffer is full because it stopped reading) holds at most one pending
-frame per node, the newest replacing the stale one, and is dropped once stalled longer than
-`stall_timeout`. Replies to client messages (info, pong, errors) go through aiohttp's writer;
-both paths write whole frames within one event-loop step, so frames never interleave.
+backed up (bytes it was given are not on the wire yet: the peer's TCP window is closed, or
+asyncio holds what the kernel refused) holds at most one pending frame per node, the newest
+replacing the stale one, and is dropped once it has made no full progress for `stall_timeout`.
+Replies to client messages (info, pong, errors) go through aiohttp's writer; both paths write
+whole frames within one event-loop step, so frames never interleave.
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
+import fcntl
 import logging
 import socket
 import struct
 import time
 from dataclasses import dataclass
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from ..config import DEFAULT_WS_CLIENTS
 from . import keys
 from .errors import json_error
 from .ws_protocol import (
+    MAX_MESSAGE_BYTES,
     WS_PATH,
     BadMessage,
     Ping,
@@ -52,19 +56,38 @@ class WsSettings:
     stall_timeout: float = 10.0  # a socket backed up this long is dropped
     retry_first: float = 0.005  # a backed-up socket is checked for room after this long,
     retry_max: float = 0.2  # then twice as long each time up to this: cheap for stalled peers
-    max_message: int = 4096  # a bigger client message closes with 1009
-    send_buffer: int = 128 * 1024  # SO_SNDBUF per socket: bounds kernel memory for a stalled peer
+    max_message: int = MAX_MESSAGE_BYTES  # a bigger client message closes with 1009
+    # SO_SNDBUF per socket (Linux doubles it: 64 KiB). The default lets the kernel take ~256 KiB
+    # that a stalled peer never reads: at 1 Hz minutes of frames before a stall even shows, and
+    # 1,000 such peers pin ~256 MB. 64 KiB still keeps a 20 Hz stream of 20 KB frames moving
+    # over a 150 ms round trip.
+    send_buffer: int = 32 * 1024
     close_timeout: float = 1.0  # wait this long for a client's close reply on shutdown
 
 
 class Subscriber:
     """One socket's subscription and its bounded backlog (one frame per node at most)."""
 
-    __slots__ = ("ws", "transport", "hub", "node_id", "every", "ready", "dropped",
-                 "_counts", "_pending", "_stalled_since", "_retry", "_delay")
+    __slots__ = (
+        "_counts",
+        "_delay",
+        "_fd",
+        "_pending",
+        "_retry",
+        "_stalled_since",
+        "dropped",
+        "every",
+        "hub",
+        "node_id",
+        "ready",
+        "transport",
+        "ws",
+    )
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, hub: WsHub) -> None:
         self.ws, self.transport, self.hub = ws, transport, hub
+        sock = transport.get_extra_info("socket")
+        self._fd: int = sock.fileno() if sock is not None else -1
         self.node_id: str | None = None
         self.every = 1
         self.ready = False  # frames wait in the backlog until the info frame is out
@@ -97,9 +120,11 @@ class Subscriber:
         if not self.ready or self._retry is not None:
             return
         transport = self.transport
-        if transport.get_write_buffer_size():  # asyncio buffers only what the kernel refused
-            # Checked even once closing: asyncio keeps a closed transport open until its buffer
-            # drains, which for a peer that reads nothing (say, after a missed pong) is never.
+        # asyncio buffers only what the kernel refused; the kernel's unsent queue fills as soon as
+        # the peer's window closes, long before its buffer is full: the stall clock starts there.
+        # Checked even once closing: asyncio keeps a closed transport open until its buffer
+        # drains, which for a peer that reads nothing (say, after a missed pong) is never.
+        if transport.get_write_buffer_size() or kernel_unsent(self._fd):
             self._backed_up()
             return
         self._stalled_since, self._delay = None, 0.0
@@ -109,6 +134,10 @@ class Subscriber:
         for frame in self._pending.values():
             transport.write(frame)
         self._pending.clear()
+
+    def stalled_for(self) -> float | None:
+        """Seconds since this socket last had everything it was given on the wire; None: not backed up."""
+        return None if self._stalled_since is None else time.monotonic() - self._stalled_since
 
     def buffered(self) -> int:
         """Bytes this socket holds in user space: asyncio's write buffer (pending frames are shared)."""
@@ -174,7 +203,7 @@ class WsHub:
                 subscriber.ws.close(code=CLOSE_GOING_AWAY, message=b"server shutting down"),
                 self.settings.close_timeout,
             )
-        except (asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError):
             reset(subscriber.transport)
 
 
@@ -208,7 +237,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return json_error(403, f"origin {origin!r} may not open this WebSocket; "
                                "start the service with --allow-origin to allow it", "origin_not_allowed")
     settings = hub.settings
-    ws = web.WebSocketResponse(heartbeat=settings.heartbeat, max_msg_size=settings.max_message,
+    # aiohttp refuses a message of max_msg_size bytes or more; the documented limit is inclusive.
+    ws = web.WebSocketResponse(heartbeat=settings.heartbeat, max_msg_size=settings.max_message + 1,
                                compress=False, timeout=settings.close_timeout)
     if not ws.can_prepare(request).ok:
         return json_error(400, f"{WS_PATH} expects a WebSocket upgrade request", "upgrade_required")
@@ -254,17 +284,18 @@ def reset(transport: asyncio.Transport) -> None:
     transport.abort()
 
 
-async def _answer(ws: web.WebSocketResponse, subscriber: Subscriber, message) -> None:
+async def _answer(ws: web.WebSocketResponse, subscriber: Subscriber, message: WSMessage) -> None:
+    await ws.send_str(reply(subscriber, message).decode())
+
+
+def reply(subscriber: Subscriber, message: WSMessage) -> bytes:
+    """The frame that answers one client message; a message the server cannot use gets an error frame."""
     if message.type is not WSMsgType.TEXT:
-        reply = error_payload("bad_message", "send JSON text frames, not binary")
-    else:
-        try:
-            request = parse_message(message.data)
-        except BadMessage as exc:
-            reply = error_payload(exc.code, str(exc))
-        else:
-            reply = _apply(subscriber, request)
-    await ws.send_str(reply.decode())
+        return error_payload("bad_message", "send JSON text frames, not binary")
+    try:
+        return _apply(subscriber, parse_message(message.data))
+    except BadMessage as exc:
+        return error_payload(exc.code, str(exc))
 
 
 def _apply(subscriber: Subscriber, request: Subscribe | Ping) -> bytes:
@@ -276,6 +307,21 @@ def _apply(subscriber: Subscriber, request: Subscribe | Ping) -> bytes:
         return error_payload("unknown_node", f"unknown nodeId {request.node_id!r} (known: {known})")
     subscriber.subscribe(request)
     return subscribed_payload(request)
+
+
+_SIOCOUTQNSD = 0x894B  # linux/sockios.h: bytes in a socket's send queue not yet sent
+_QUEUE = array.array("i", [0])  # the ioctl's out-parameter, reused: the event loop is one thread
+
+
+def kernel_unsent(fd: int) -> int:
+    """Bytes the kernel holds for this socket but has not sent (the peer's window is closed); 0 if unknown."""
+    if fd < 0:
+        return 0
+    try:
+        fcntl.ioctl(fd, _SIOCOUTQNSD, _QUEUE, True)
+    except OSError:  # closed meanwhile, or not a TCP socket (a Unix socket in a test): no signal
+        return 0
+    return _QUEUE[0]
 
 
 def _limit_send_buffer(transport: asyncio.Transport, size: int) -> None:

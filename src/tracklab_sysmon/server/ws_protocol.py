@@ -10,9 +10,15 @@ from urllib.parse import urlsplit
 import orjson
 
 from ..errors import BadMessage
+from ..wire import nesting_depth
 
 WS_PATH = "/ws/system-metrics"
 MAX_EVERY = 86_400  # one frame a day at 1 Hz is the sparsest subscription that makes sense
+MAX_MESSAGE_BYTES = 4096  # a client message may be this big (4 KiB) and no bigger
+# Real messages nest 1 level; 16 leaves room for a structured ping id. orjson parses up to 1024
+# levels but encodes only 254, and repr() of a deep value overflows the stack: both must be refused.
+MAX_MESSAGE_DEPTH = 16
+_SHOWN_CHARS = 60  # a client's value quoted in an error message is cut to this length
 _TEXT_FIN = 0x81  # FIN bit + text opcode; server frames are never masked (RFC 6455 5.1)
 
 
@@ -29,7 +35,27 @@ class Ping:
 
 def metrics_payload(node_id: str, encoded: bytes) -> bytes:
     """`{"type":"metrics","nodeId":...,"data":<snapshot>}` around already-encoded snapshot bytes."""
-    return b'{"type":"metrics","nodeId":' + orjson.dumps(node_id) + b',"data":' + encoded + b"}"
+    return _metrics_head(node_id) + encoded + b"}"
+
+
+def metrics_data(frame: bytes, node_id: str) -> bytes | None:
+    """The snapshot bytes inside a `metrics` frame built by `metrics_payload`; None for any other layout."""
+    head = _metrics_head(node_id)
+    if frame.startswith(head) and frame.endswith(b"}"):
+        return frame[len(head):-1]
+    return None
+
+
+def subscribe_message(node_id: str | None, every: int = 1) -> str:
+    """The client's `subscribe` message (an aggregator following a peer sends it)."""
+    body: dict[str, object] = {"type": "subscribe", "nodeId": node_id}
+    if every != 1:
+        body["every"] = every
+    return orjson.dumps(body).decode()
+
+
+def _metrics_head(node_id: str) -> bytes:
+    return b'{"type":"metrics","nodeId":' + orjson.dumps(node_id) + b',"data":'
 
 
 def info_payload(encoded_info: bytes) -> bytes:
@@ -67,6 +93,8 @@ def parse_message(text: str | bytes) -> Subscribe | Ping:
         message = orjson.loads(text)
     except orjson.JSONDecodeError:
         raise BadMessage("bad_message", "message is not JSON") from None
+    if nesting_depth(message, MAX_MESSAGE_DEPTH) > MAX_MESSAGE_DEPTH:
+        raise BadMessage("bad_message", f"message nests deeper than {MAX_MESSAGE_DEPTH} levels")
     if not isinstance(message, dict):
         raise BadMessage("bad_message", "message must be a JSON object with a \"type\"")
     kind = message.get("type")
@@ -74,17 +102,23 @@ def parse_message(text: str | bytes) -> Subscribe | Ping:
         return Ping(message.get("id"))
     if kind == "subscribe":
         return _subscribe(message)
-    raise BadMessage("unknown_type", f"unknown message type {kind!r}; expected 'subscribe' or 'ping'")
+    raise BadMessage("unknown_type", f"unknown message type {_shown(kind)}; expected 'subscribe' or 'ping'")
 
 
-def _subscribe(message: dict) -> Subscribe:
+def _subscribe(message: dict[str, object]) -> Subscribe:
     node_id = message.get("nodeId")
     if node_id is not None and (not isinstance(node_id, str) or not node_id):
         raise BadMessage("bad_message", "nodeId must be a non-empty string or null")
     every = message.get("every", 1)
     if isinstance(every, bool) or not isinstance(every, int) or not 1 <= every <= MAX_EVERY:
-        raise BadMessage("bad_message", f"every must be an integer 1-{MAX_EVERY}, got {every!r}")
+        raise BadMessage("bad_message", f"every must be an integer 1-{MAX_EVERY}, got {_shown(every)}")
     return Subscribe(node_id, every)
+
+
+def _shown(value: object) -> str:
+    """A client's value quoted in an error message: repr of a shallow value, cut short."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
 
 
 def origin_allowed(origin: str | None, *, scheme: str, host: str, allowed: tuple[str, ...],
