@@ -9,8 +9,8 @@ import re
 PACKAGE = pathlib.Path(__file__).parent.parent / "src" / "tracklab_sysmon"
 CAMEL = re.compile(r"^[a-z]+[A-Z][A-Za-z0-9]*$")  # digits too: memoryV2, pcieGen4
 
-# The modules whose job is the JSON shape (ws_protocol.py is to become the one protocol module).
-WIRE_MODULES = frozenset({"wire.py", "server/ws_protocol.py"})
+# The modules whose job is the JSON shape: records (wire) and the REST/WebSocket bodies (protocol).
+WIRE_MODULES = frozenset({"wire.py", "protocol.py"})
 
 # Another program's spelling that we read or call, never a key of ours: allowed for good.
 FOREIGN = frozenset({
@@ -25,12 +25,8 @@ FOREIGN = frozenset({
 # Modules that still spell wire keys today. Each entry is pending removal (issue 11: the JSON names
 # move into wire / the protocol module); shrink this set as they move, never grow it.
 PENDING = frozenset({
-    "client.py",  # nodeId
-    "sampler.py",  # collector status: lastSuccess, lastError, lastDurationMs
     "sdk.py",  # flattening paths: ioRead, ioWrite, bytesIn, bytesOut
-    "server/peers.py",  # nodeId, lastSeen, duplicateOf
     "server/prometheus.py",  # _dig paths: loadAverage, readBytes, bytesRecv, ...
-    "server/routes.py",  # nodeId, lastTick, cpuPercent
 })
 
 

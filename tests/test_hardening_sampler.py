@@ -18,7 +18,7 @@ from tracklab_sysmon.collectors.memory import MemoryCollector
 from tracklab_sysmon.collectors.network import NetworkCollector
 from tracklab_sysmon.config import ServiceConfig
 from tracklab_sysmon.model import MemorySample, Snapshot, SwapSample
-from tracklab_sysmon.sampler import Sampler
+from tracklab_sysmon.sampler import LoopHealth, Sampler
 from tracklab_sysmon.server import create_app, keys
 
 from conftest import FIXTURES
@@ -170,9 +170,9 @@ async def test_health_says_stalled_once_the_newest_snapshot_is_three_intervals_o
     sampler = tree_sampler(tree, interval=2.0, monotonic=clock)
     await sampler.tick()
     clock.now += 6.0
-    assert sampler.health() == {"status": "healthy", "stalled": False, "lastTickAgeMs": 6000.0, "failedTicks": 0}
+    assert sampler.health() == LoopHealth(status="healthy", stalled=False, last_tick_age_ms=6000.0, failed_ticks=0)
     clock.now += 0.5
-    assert sampler.health() == {"status": "degraded", "stalled": True, "lastTickAgeMs": 6500.0, "failedTicks": 0}
+    assert sampler.health() == LoopHealth(status="degraded", stalled=True, last_tick_age_ms=6500.0, failed_ticks=0)
 
 
 async def test_api_health_reports_a_stalled_sampler(aiohttp_client: Any, tree: pathlib.Path) -> None:

@@ -94,6 +94,19 @@ def test_import_is_lazy():
     assert out.strip() == "['tracklab_sysmon']"
 
 
+def test_client_and_relay_load_nothing_of_the_server():
+    """The client and the FastAPI relay share paths and bodies through `protocol`: importing them loads
+    neither the server nor the sampler, the C helper, NVML or prometheus_client."""
+    code = (
+        "import sys, tracklab_sysmon.client, tracklab_sysmon.integrations.fastapi\n"
+        "heavy = ('tracklab_sysmon.server', 'tracklab_sysmon.sampler', 'tracklab_sysmon._sysmon_cffi',\n"
+        "         'tracklab_sysmon.collectors', 'pynvml', 'prometheus_client')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_unknown_attribute_is_attribute_error():
     """A misspelt name fails with AttributeError naming it, not with an import error."""
     with pytest.raises(AttributeError, match="SystemMonitr"):

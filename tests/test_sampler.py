@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tracklab_sysmon import wire
+from tracklab_sysmon import protocol, wire
 from tracklab_sysmon.collectors import default_collectors
 from tracklab_sysmon.errors import Unavailable
 from tracklab_sysmon.model import AcceleratorMemory, AcceleratorSample
@@ -129,7 +129,8 @@ async def test_status_fields_before_and_after_a_tick(tree: pathlib.Path) -> None
     cpu = sampler.status["cpu"]
     assert (cpu.state, cpu.last_error, cpu.failures, cpu.last_success) == ("ok", None, 0, 1_800_000_000_000)
     assert isinstance(cpu.last_duration_ms, float)
-    assert set(cpu.to_wire()) == {"status", "lastError", "lastDurationMs", "lastSuccess", "failures"}
+    assert protocol.collector_body(cpu) == {"status": "ok", "lastError": None, "lastDurationMs": cpu.last_duration_ms,
+                                            "lastSuccess": 1_800_000_000_000, "failures": 0}
 
 
 class Stopwatch:

@@ -18,7 +18,7 @@ import time
 import aiohttp
 import pytest
 
-from tracklab_sysmon.server.ws_protocol import WS_PATH
+from tracklab_sysmon.protocol import WS_PATH
 
 DURATION = float(os.environ.get("TRACKLAB_SYSMON_SOAK_SECONDS", "600"))
 INTERVAL = 0.1

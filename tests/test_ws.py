@@ -375,11 +375,11 @@ async def test_shutdown_closes_every_socket_with_1001(aiohttp_client):
 
 
 def test_websocket_constants_have_one_definition():
-    """Path and client limits are defined once: `is` shows peers, hub and CLI share config's objects."""
-    from tracklab_sysmon import cli, config
-    from tracklab_sysmon.server import peers, ws_protocol
+    """Path and client limits are defined once: `is` shows peers, hub, client, relay and CLI share one object."""
+    from tracklab_sysmon import cli, client, config, protocol
+    from tracklab_sysmon.server import peers
 
-    assert ws.WS_PATH is ws_protocol.WS_PATH and peers.WS_PATH is ws_protocol.WS_PATH
+    assert ws.WS_PATH is protocol.WS_PATH and peers.WS_PATH is protocol.WS_PATH and client.WS_PATH is protocol.WS_PATH
     assert ws.WsSettings().max_clients is config.DEFAULT_WS_CLIENTS is ServiceConfig().max_ws_clients
     option = next(p for p in cli.serve.params if p.name == "max_ws_clients")
     assert option.default is config.DEFAULT_WS_CLIENTS

@@ -11,7 +11,7 @@ import pytest
 
 from tracklab_sysmon.config import ServiceConfig
 from tracklab_sysmon.errors import ConfigError
-from tracklab_sysmon.server.ws_protocol import (
+from tracklab_sysmon.protocol import (
     BadMessage,
     Ping,
     Subscribe,

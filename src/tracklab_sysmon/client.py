@@ -25,11 +25,10 @@ import aiohttp
 import orjson
 
 from .errors import ClientError, NotFound, ProtocolError, ResponseError, ServiceUnavailable
+from .protocol import TOKEN_ENV, WS_PATH, auth_headers, frame_node_id, subscribe_message
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 URL_ENV = "TRACKLAB_SYSMON_URL"  # default base URL for clients made without one
-TOKEN_ENV = "TRACKLAB_SYSMON_TOKEN"  # the same variable `serve --token` reads
-WS_PATH = "/ws/system-metrics"
 DEFAULT_TIMEOUT = 10.0
 
 
@@ -41,11 +40,6 @@ def default_url() -> str:
 def default_token() -> str | None:
     """The token used when none is given: `$TRACKLAB_SYSMON_TOKEN`, else none."""
     return os.environ.get(TOKEN_ENV) or None
-
-
-def auth_headers(token: str | None) -> dict[str, str]:
-    """`Authorization: Bearer <token>` for a service started with `--token`; nothing without one."""
-    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def ws_url(base_url: str) -> str:
@@ -192,11 +186,11 @@ class SystemMonitorClient:
                     async for frame in frames:
                         kind = frame.get("type")
                         if node_id is not None and kind in ("subscribed", "metrics"):
-                            seen = seen or frame.get("nodeId") == node_id
+                            seen = seen or frame_node_id(frame) == node_id
                         if kind != "metrics" or not isinstance(frame.get("data"), dict):
                             continue
                         # Frames sent before the service read our subscribe may be for other nodes.
-                        if node_id is None or frame.get("nodeId") == node_id:
+                        if node_id is None or frame_node_id(frame) == node_id:
                             delay = retry_delay  # data flows again: the next outage starts over
                             yield frame["data"]
             except ServiceUnavailable:
@@ -217,10 +211,7 @@ class SystemMonitorClient:
         ws = await self._connect_ws(session)
         try:
             if node_id is not None or every != 1:
-                message: dict[str, Any] = {"type": "subscribe", "every": every}
-                if node_id is not None:
-                    message["nodeId"] = node_id
-                await _ws_send(ws, message, self.ws_url)
+                await _ws_send(ws, subscribe_message(node_id, every), self.ws_url)
             while True:
                 frame = await _ws_receive(ws, self.ws_url)
                 if frame is None:
@@ -250,9 +241,9 @@ class SystemMonitorClient:
             raise ServiceUnavailable(f"{self.ws_url}: {exc or type(exc).__name__}") from None
 
 
-async def _ws_send(ws: aiohttp.ClientWebSocketResponse, message: dict[str, Any], url: str) -> None:
+async def _ws_send(ws: aiohttp.ClientWebSocketResponse, message: str, url: str) -> None:
     try:
-        await ws.send_str(orjson.dumps(message).decode())
+        await ws.send_str(message)
     except (aiohttp.ClientError, ConnectionError) as exc:
         raise ServiceUnavailable(f"{url}: {exc or type(exc).__name__}") from None
 

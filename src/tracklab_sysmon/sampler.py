@@ -50,14 +50,15 @@ class CollectorStatus:
     last_success: int | None = None  # ms since the epoch
     failures: int = 0
 
-    def to_wire(self) -> dict[str, object]:
-        return {
-            "status": self.state,
-            "lastError": self.last_error,
-            "lastDurationMs": self.last_duration_ms,
-            "lastSuccess": self.last_success,
-            "failures": self.failures,
-        }
+
+@dataclass(frozen=True, slots=True)
+class LoopHealth:
+    """The sampler's own health: "degraded" while a collector is troubled or the loop has stalled."""
+
+    status: Literal["healthy", "degraded"]
+    stalled: bool
+    last_tick_age_ms: float | None  # age of the newest snapshot
+    failed_ticks: int
 
 
 class RateLimitedLog:
@@ -175,18 +176,18 @@ class Sampler:
                 self._set_state(collector.name, status, "error", f"cannot encode its values: {exc}", quiet=quiet)
                 self._unencodable_names.add(collector.name)
 
-    def health(self) -> dict[str, object]:
+    def health(self) -> LoopHealth:
         """The service's health: "degraded" when a collector is or the loop has stalled, with the newest
         snapshot's age (the sampler knows; /api/health only reports it)."""
         age = None if self._last_tick_at is None else self._monotonic() - self._last_tick_at
         stalled = age is not None and age > self.stall_after
         troubled = any(s.state in ("error", "degraded") for s in self.status.values())
-        return {
-            "status": "degraded" if stalled or troubled else "healthy",
-            "stalled": stalled,
-            "lastTickAgeMs": round(age * 1000, 1) if age is not None else None,
-            "failedTicks": self.failed_ticks,
-        }
+        return LoopHealth(
+            status="degraded" if stalled or troubled else "healthy",
+            stalled=stalled,
+            last_tick_age_ms=round(age * 1000, 1) if age is not None else None,
+            failed_ticks=self.failed_ticks,
+        )
 
     async def start(self) -> Snapshot:
         """Prime, wait a moment, and publish the first snapshot, whose rates are already real."""

@@ -17,8 +17,8 @@ import aiohttp
 from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from ..client import WS_PATH, auth_headers, default_token, default_url, ws_url
-from ..server.ws_protocol import error_payload, normalize_origin, origin_allowed
+from ..client import default_token, default_url, ws_url
+from ..protocol import WS_PATH, auth_headers, error_payload, normalize_origin, origin_allowed
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE = 64 * 1024  # a browser's subscribe/ping is tiny; the service applies its own cap

@@ -32,7 +32,7 @@ from ..model import Snapshot
 from . import keys
 from .bus import SnapshotBus
 from .errors import json_error
-from .ws_protocol import WS_PATH, metrics_data, subscribe_message
+from ..protocol import WS_PATH, NodeEntry, auth_headers, metrics_data, node_body, subscribe_message
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,9 @@ class PeerState:
     def __post_init__(self) -> None:
         self.url = public_url(self.spec.url)
 
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "nodeId": self.node_id, "url": self.url, "status": self.status,
-            "lastSeen": self.last_seen, "local": False, "transport": self.transport,
-            "error": self.error, "duplicateOf": self.duplicate_of,
-        }
+    def entry(self) -> NodeEntry:
+        return NodeEntry(node_id=self.node_id, url=self.url, status=self.status, last_seen=self.last_seen,
+                         local=False, transport=self.transport, error=self.error, duplicate_of=self.duplicate_of)
 
 
 class PeerSet:
@@ -170,7 +167,7 @@ class PeerSet:
         try:
             async with asyncio.timeout(CONNECT_SECONDS):
                 ws = await session.ws_connect(
-                    peer.spec.url + WS_PATH, headers=_auth(peer.spec), heartbeat=self.stale_after,
+                    peer.spec.url + WS_PATH, headers=auth_headers(peer.spec.token), heartbeat=self.stale_after,
                     max_msg_size=MAX_FRAME_BYTES, autoping=True,
                 )
         except aiohttp.WSServerHandshakeError as exc:
@@ -216,7 +213,7 @@ class PeerSet:
             # whose inner bytes are served as they are.
             params = {"node_id": own} if own else None
             async with session.get(
-                peer.spec.url + METRICS_PATH, headers=_auth(peer.spec), timeout=timeout, params=params
+                peer.spec.url + METRICS_PATH, headers=auth_headers(peer.spec.token), timeout=timeout, params=params
             ) as response:
                 if response.status != 200:
                     raise aiohttp.ClientResponseError(
@@ -280,10 +277,6 @@ def redact(text: str) -> str:
     return _USERINFO.sub("", text)
 
 
-def _auth(spec: PeerSpec) -> dict[str, str]:
-    return {"Authorization": f"Bearer {spec.token}"} if spec.token else {}
-
-
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.WSServerHandshakeError | aiohttp.ClientResponseError):
         return f"HTTP {exc.status}"
@@ -341,11 +334,11 @@ async def nodes(request: web.Request) -> web.Response:
     """GET /api/system/nodes: [{nodeId, url, status, lastSeen, ...}], the local node first."""
     app = request.app
     sampler = app[keys.SAMPLER]
-    local = {
-        "nodeId": sampler.node_id, "url": str(request.url.origin()), "status": "up",
-        "lastSeen": sampler.latest.timestamp if sampler.latest else None, "local": True,
-        "transport": None, "error": None, "duplicateOf": None,
-    }
+    local = NodeEntry(
+        node_id=sampler.node_id, url=str(request.url.origin()), status="up",
+        last_seen=sampler.latest.timestamp if sampler.latest else None, local=True,
+        transport=None, error=None, duplicate_of=None,
+    )
     peers = app[PEERS].peers if PEERS in app else []
-    body = wire.encode([local, *(p.to_wire() for p in peers)])
+    body = wire.encode([node_body(entry) for entry in (local, *(p.entry() for p in peers))])
     return web.Response(body=body, content_type="application/json")

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from .. import __version__, hotpath, wire
+from .. import __version__, hotpath, protocol, wire
 from ..collectors.nvidia import profiling_health
 from ..collectors.portable import backend_health
 from . import keys, peers, prometheus
@@ -26,26 +26,27 @@ async def health(request: web.Request) -> web.Response:
     app = request.app
     sampler = app[keys.SAMPLER]
     config = app[keys.CONFIG]
-    body = {
-        **sampler.health(),  # status ("healthy"/"degraded"), stalled, lastTickAgeMs, failedTicks
-        "service": "system_monitor",
-        "nodeId": sampler.node_id,
-        "version": __version__,
-        "uptime": round(time.monotonic() - app[keys.STARTED_AT], 3),
-        "backend": hotpath.BACKEND,
-        "backendReason": hotpath.BACKEND_REASON,  # why the Python twin serves; null with the C helper
-        "interval": sampler.interval,
-        "ticks": sampler.ticks,
-        "lastTick": sampler.latest.timestamp if sampler.latest else None,
-        "collectors": {name: s.to_wire() for name, s in sampler.status.items()},
-        "process": {
-            "pid": os.getpid(),
-            "cpuPercent": sampler.own_cpu_percent,
-            "rss": sampler.own_rss,
-        },
-        "dcgm": profiling_health(sampler.collectors, config.enable_dcgm),
-        "collectorsBackend": backend_health(sampler.collectors),
-    }
+    loop = sampler.health()
+    body = protocol.health_body(protocol.Health(
+        status=loop.status,
+        stalled=loop.stalled,
+        last_tick_age_ms=loop.last_tick_age_ms,
+        failed_ticks=loop.failed_ticks,
+        node_id=sampler.node_id,
+        version=__version__,
+        uptime=round(time.monotonic() - app[keys.STARTED_AT], 3),
+        backend=hotpath.BACKEND,
+        backend_reason=hotpath.BACKEND_REASON,
+        interval=sampler.interval,
+        ticks=sampler.ticks,
+        last_tick=sampler.latest.timestamp if sampler.latest else None,
+        collectors=sampler.status,
+        pid=os.getpid(),
+        cpu_percent=sampler.own_cpu_percent,
+        rss=sampler.own_rss,
+        dcgm=profiling_health(sampler.collectors, config.enable_dcgm),
+        collectors_backend=backend_health(sampler.collectors),
+    ))
     return _json_bytes(wire.encode(body))
 
 

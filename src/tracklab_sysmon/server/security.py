@@ -12,7 +12,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from ..config import ServiceConfig
 from .errors import json_error
-from .ws_protocol import is_address
+from ..protocol import is_address
 
 COOKIE = "tracklab_sysmon_token"
 QUERY = "token"

@@ -26,7 +26,7 @@ from aiohttp import WSMessage, WSMsgType, web
 from ..config import DEFAULT_WS_CLIENTS
 from . import keys
 from .errors import json_error
-from .ws_protocol import (
+from ..protocol import (
     MAX_MESSAGE_BYTES,
     WS_PATH,
     BadMessage,

@@ -1,18 +1,25 @@
-"""The `/ws/system-metrics` message shapes: frames built as bytes once, client messages parsed strictly."""
+"""The service's protocol beyond the snapshot itself: paths, auth, REST bodies and WebSocket frames.
+
+Shared by the server, the client and the FastAPI relay, so it imports nothing of `server/`. With
+`wire` (the snapshot's JSON), it is the only module that spells the service's JSON names.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import orjson
 
-from ..errors import BadMessage
-from ..wire import nesting_depth
+from .errors import BadMessage
+from .wire import nesting_depth
 
 WS_PATH = "/ws/system-metrics"
+TOKEN_ENV = "TRACKLAB_SYSMON_TOKEN"  # the variable `serve --token`, the client and the relay read
 MAX_EVERY = 86_400  # one frame a day at 1 Hz is the sparsest subscription that makes sense
 MAX_MESSAGE_BYTES = 4096  # a client message may be this big (4 KiB) and no bigger
 # Real messages nest 1 level; 16 leaves room for a structured ping id. orjson parses up to 1024
@@ -20,6 +27,114 @@ MAX_MESSAGE_BYTES = 4096  # a client message may be this big (4 KiB) and no bigg
 MAX_MESSAGE_DEPTH = 16
 _SHOWN_CHARS = 60  # a client's value quoted in an error message is cut to this length
 _TEXT_FIN = 0x81  # FIN bit + text opcode; server frames are never masked (RFC 6455 5.1)
+
+
+def auth_headers(token: str | None) -> dict[str, str]:
+    """`Authorization: Bearer <token>` for a service started with `--token`; nothing without one."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+# ---------------------------------------------------------------- REST bodies
+
+
+class CollectorHealth(Protocol):
+    """What /api/health says of one collector (the sampler's `CollectorStatus`)."""
+
+    @property
+    def state(self) -> str: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def last_duration_ms(self) -> float | None: ...
+    @property
+    def last_success(self) -> int | None: ...
+    @property
+    def failures(self) -> int: ...
+
+
+def collector_body(status: CollectorHealth) -> dict[str, Any]:
+    return {
+        "status": status.state,
+        "lastError": status.last_error,
+        "lastDurationMs": status.last_duration_ms,
+        "lastSuccess": status.last_success,
+        "failures": status.failures,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """Everything /api/health reports, named in Python terms."""
+
+    status: str  # "healthy" or "degraded"
+    stalled: bool
+    last_tick_age_ms: float | None
+    failed_ticks: int
+    node_id: str
+    version: str
+    uptime: float
+    backend: str
+    backend_reason: str | None  # why the Python twin serves; None with the C helper
+    interval: float
+    ticks: int
+    last_tick: int | None
+    collectors: Mapping[str, CollectorHealth]
+    pid: int
+    cpu_percent: float | None
+    rss: int | None
+    dcgm: Mapping[str, Any]
+    collectors_backend: Mapping[str, Any]
+
+
+def health_body(health: Health) -> dict[str, Any]:
+    return {
+        "status": health.status,
+        "stalled": health.stalled,
+        "lastTickAgeMs": health.last_tick_age_ms,
+        "failedTicks": health.failed_ticks,
+        "service": "system_monitor",
+        "nodeId": health.node_id,
+        "version": health.version,
+        "uptime": health.uptime,
+        "backend": health.backend,
+        "backendReason": health.backend_reason,
+        "interval": health.interval,
+        "ticks": health.ticks,
+        "lastTick": health.last_tick,
+        "collectors": {name: collector_body(status) for name, status in health.collectors.items()},
+        "process": {"pid": health.pid, "cpuPercent": health.cpu_percent, "rss": health.rss},
+        "dcgm": dict(health.dcgm),
+        "collectorsBackend": dict(health.collectors_backend),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEntry:
+    """One row of /api/system/nodes: this node or a peer it follows."""
+
+    node_id: str | None
+    url: str  # without credentials
+    status: str  # up, down, error, duplicate, pending
+    last_seen: int | None  # ms since the epoch
+    local: bool
+    transport: str | None  # websocket or polling; None for the local node
+    error: str | None
+    duplicate_of: str | None
+
+
+def node_body(entry: NodeEntry) -> dict[str, Any]:
+    return {
+        "nodeId": entry.node_id, "url": entry.url, "status": entry.status, "lastSeen": entry.last_seen,
+        "local": entry.local, "transport": entry.transport, "error": entry.error, "duplicateOf": entry.duplicate_of,
+    }
+
+
+# ---------------------------------------------------------------- WebSocket frames
+
+
+def frame_node_id(frame: Mapping[str, Any]) -> object:
+    """The node a `metrics` or `subscribed` frame is about."""
+    return frame.get("nodeId")
 
 
 @dataclass(frozen=True, slots=True)
