@@ -53,6 +53,15 @@ def split_url(url: str, what: str) -> SplitResult:
     return parts
 
 
+def check_cgroup_option(value: str) -> str:
+    """`auto`, `self`, or an absolute cgroup path without `..` (relative to each hierarchy's root)."""
+    if value in ("auto", "self"):
+        return value
+    if not value.startswith("/") or ".." in value.split("/") or "\0" in value:
+        raise ConfigError(f"cgroup must be auto, self or an absolute cgroup path without '..', got {value!r}")
+    return value
+
+
 def is_loopback(host: str) -> bool:
     """True for localhost and loopback literals; any other name or address may face a network."""
     if host == "localhost":
@@ -81,6 +90,7 @@ class ServiceConfig:
     peers: tuple[PeerSpec, ...] = field(default=())
     token: str | None = field(default=None, repr=False)
     insecure: bool = False  # serve a non-loopback address without a token, on purpose
+    cgroup: str = "auto"  # which cgroup the container section describes: auto, self or a path
 
     def __post_init__(self) -> None:
         if not (0 <= self.port <= 65535):
@@ -95,6 +105,7 @@ class ServiceConfig:
             raise ConfigError(f"parent pid must be positive, got {self.parent_pid}")
         self._check_access()
         self._check_websocket()
+        check_cgroup_option(self.cgroup)
 
     def _check_access(self) -> None:
         if self.token is not None and not self.token.strip():

@@ -104,6 +104,8 @@ class Sampler:
             disk=sections.get("disk"),
             network=sections.get("network"),
             accelerators=tuple(sections.get("accelerators", ())),
+            container=sections.get("container"),
+            pressure=sections.get("pressure"),
         )
         encoded = wire.encode(wire.snapshot_to_wire(snapshot))
         self.latest, self.latest_bytes = snapshot, encoded

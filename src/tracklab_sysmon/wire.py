@@ -15,6 +15,7 @@ from .model import (
     AmdgpuDetails,
     AmdgpuReadings,
     Clocks,
+    ContainerSample,
     CoreSample,
     CpuSample,
     DiskSample,
@@ -29,7 +30,10 @@ from .model import (
     NvmlDetails,
     NvmlReadings,
     PcieThroughput,
+    PressureSample,
     Profiling,
+    PsiFigures,
+    ResourcePressure,
     Snapshot,
     SystemInfo,
     TemperatureSensor,
@@ -55,6 +59,8 @@ def snapshot_to_wire(snap: Snapshot) -> dict[str, Any]:
         "disk": disk_to_wire(snap.disk) if snap.disk else None,
         "network": network_to_wire(snap.network) if snap.network else None,
         "accelerators": [accelerator_to_wire(a) for a in snap.accelerators],
+        "container": container_to_wire(snap.container) if snap.container else None,
+        "pressure": pressure_to_wire(snap.pressure) if snap.pressure else None,
     }
 
 
@@ -522,3 +528,56 @@ def _flag(obj: _Obj, key: str) -> bool:
 
 def _any_key(obj: _Obj, keys: tuple[str, ...]) -> bool:
     return any(key in obj.body for key in keys)
+
+
+# ---------------------------------------------------------------- containers and pressure
+
+
+def container_to_wire(box: ContainerSample) -> dict[str, Any]:
+    """The container section: DESIGN's units (cores, % of the limit, bytes, seconds, PSI % and seconds)."""
+    ident, cpu, mem = box.identity, box.cpu, box.memory
+    return {
+        "identity": {
+            "containerId": ident.container_id, "podUid": ident.pod_uid, "qosClass": ident.qos_class,
+            "slurmJobId": ident.slurm_job_id, "systemdUnit": ident.systemd_unit,
+            "path": ident.path, "version": ident.version,
+        },
+        "cpu": {
+            "limitCores": cpu.limit_cores, "usage": cpu.usage, "usageSeconds": cpu.usage_seconds,
+            "throttledPeriods": cpu.throttled_periods, "throttledPeriodsRate": cpu.throttled_periods_rate,
+            "throttledSeconds": cpu.throttled_seconds, "throttledSecondsRate": cpu.throttled_seconds_rate,
+        },
+        "memory": {
+            "current": mem.current, "max": mem.max, "usage": mem.usage, "high": mem.high, "swap": mem.swap,
+            "oomKills": mem.oom_kills, "anon": mem.anon, "file": mem.file,
+        },
+        "io": [
+            {
+                "device": d.device, "readBytes": d.read_bytes, "writeBytes": d.write_bytes,
+                "reads": d.reads, "writes": d.writes, "readRate": d.read_rate, "writeRate": d.write_rate,
+                "readIops": d.read_iops, "writeIops": d.write_iops,
+            }
+            for d in box.io
+        ],
+        "pids": {"current": box.pids.current, "max": box.pids.max},
+        "pressure": pressure_to_wire(box.pressure) if box.pressure else None,
+    }
+
+
+def pressure_to_wire(pressure: PressureSample) -> dict[str, Any]:
+    """PSI per resource: `some`/`full` with avg10/avg60/avg300 in % and `total` stall in seconds."""
+    return {
+        "cpu": _resource_pressure(pressure.cpu),
+        "memory": _resource_pressure(pressure.memory),
+        "io": _resource_pressure(pressure.io),
+    }
+
+
+def _resource_pressure(resource: ResourcePressure | None) -> dict[str, Any] | None:
+    if resource is None:
+        return None
+    return {"some": _psi(resource.some), "full": _psi(resource.full) if resource.full else None}
+
+
+def _psi(figures: PsiFigures) -> dict[str, Any]:
+    return {"avg10": figures.avg10, "avg60": figures.avg60, "avg300": figures.avg300, "total": figures.total}

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ..errors import Unavailable
+from .container import ContainerCollector, HostPressureCollector
 from .cpu import CpuCollector
 from .disk import DiskCollector
 from .memory import MemoryCollector
@@ -41,12 +42,13 @@ def default_collectors(
     statvfs: Callable[[str], os.statvfs_result] | None = os.statvfs,
     enable_dcgm: bool = False,
     host_gpus: bool | None = None,
+    cgroup: str = "auto",
 ) -> tuple[Collector, ...]:
     """The collectors for one machine (or one captured tree), sharing one hot-path reader.
 
     AMD GPUs are read under `sys_root` (on a captured tree only when it holds amdgpu cards);
     NVIDIA (NVML) and Apple (ioreg, macOS only) ask the host itself, so they run only when
-    `host_gpus` (default: `reading_host`).
+    `host_gpus` (default: `reading_host`). `cgroup` picks what the container section describes.
     """
     from ..hotpath import open_reader  # hotpath's parsers live in this package: import late
     from .amd import AmdCollector, discover  # the GPU modules import this package's Unavailable
@@ -68,6 +70,8 @@ def default_collectors(
         DiskCollector(reader, proc_root=proc_root, sys_root=sys_root, statvfs=statvfs),
         NetworkCollector(reader),
         *gpus,
+        ContainerCollector(proc_root, sys_root, cgroup),
+        HostPressureCollector(proc_root),
     )
 
 

@@ -37,7 +37,7 @@ def create_app(config: ServiceConfig, *, collectors: Sequence[Collector] | None 
         collectors = default_collectors(
             # A captured tree holds no file systems to stat, so its disk usage is unknown.
             config.proc_root, config.sys_root, statvfs=os.statvfs if config.on_host else None,
-            enable_dcgm=config.enable_dcgm, host_gpus=config.on_host,
+            enable_dcgm=config.enable_dcgm, host_gpus=config.on_host, cgroup=config.cgroup,
         )
     app[keys.CONFIG] = config
     app[keys.SAMPLER] = Sampler(
