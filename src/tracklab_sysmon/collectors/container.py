@@ -82,13 +82,23 @@ def locate(proc_root: str, sys_root: str, cgroup: str) -> CgroupDirs | None:
             paths.append(path)
     if not v1 and unified is None:
         raise Unavailable("no cgroup hierarchy of this process is mounted")
-    if cgroup == "auto" and all(p == "/" for p in paths):
-        return None
     version = 1 if ("cpu" in v1 or "memory" in v1) else 2
+    if cgroup == "auto" and all(p == "/" for p in paths) and _is_host_root(version, v1, unified):
+        return None
     described = cgroup if cgroup not in ("auto", "self") else _own_path(entries, version)
     if version == 1 and unified_path != described:  # hybrid: the v2 tree's PSI is of another group
         unified = None
     return CgroupDirs(version, described, v1, unified)
+
+
+def _is_host_root(version: int, v1: dict[str, str], unified: str | None) -> bool:
+    """True for the host's root cgroup; a container's namespace root (also "/" from inside) is not.
+
+    Only the real root lacks v2's `cgroup.type` and has v1's `release_agent` (cgroup-v2.rst, cgroup-v1/cgroups.rst).
+    """
+    if version == 2:
+        return unified is not None and not os.path.exists(os.path.join(unified, "cgroup.type"))
+    return all(os.path.exists(os.path.join(d, "release_agent")) for d in v1.values())
 
 
 def _entry_for(entries: tuple[files.CgroupEntry, ...], mount: files.CgroupMount) -> files.CgroupEntry | None:
