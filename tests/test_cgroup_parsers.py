@@ -83,6 +83,17 @@ def test_blkio_reads_read_and_write_per_device_and_skips_the_total():
     assert cg.parse_blkio(text) == {(8, 0): (2097152, 1048576), (8, 16): (0, 5)}
 
 
+@pytest.mark.parametrize(("parse", "text"), [
+    (cg.parse_blkio, "8:0 Read\n"), (cg.parse_blkio, "8:0 Read 1 2\n"), (cg.parse_blkio, "sda Read 1\n"),
+    (cg.parse_blkio, "8:0 Write x\n"), (cg.parse_io_stat, "8:0 rbytes\n"), (cg.parse_io_stat, "8 rbytes=1\n"),
+    (cg.parse_io_stat, "8:0 rbytes=x\n"),
+])
+def test_io_parsers_reject_malformed_lines(parse, text):
+    """A device line with a missing field, a name instead of MAJ:MIN or a non-number is a ParseError."""
+    with pytest.raises(ParseError):
+        parse(text)
+
+
 # ---------------------------------------------------------------- PSI
 
 def test_psi_reads_some_and_full_in_percent_and_seconds():
