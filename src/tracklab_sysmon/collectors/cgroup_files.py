@@ -57,10 +57,10 @@ def _int(text: str, what: str) -> int:
 
 
 def _one_value(text: str, what: str) -> str:
-    value = text.strip()
-    if not value or any(c.isspace() for c in value):
+    parts = text.split()
+    if len(parts) != 1:
         raise ParseError(f"{what}: expected one value, got {text[:40]!r}")
-    return value
+    return parts[0]
 
 
 def parse_int(text: str, what: str = "value") -> int:
@@ -94,6 +94,12 @@ def parse_cpu_max(text: str) -> tuple[int | None, int]:
 
 def parse_keyed(text: str, what: str = "keyed file") -> dict[str, int]:
     """A flat keyed file, `key value` per line (cpu.stat, memory.stat, memory.events, oom_control)."""
+    tokens = text.split()
+    if len(tokens) == 2 * text.count("\n"):  # the kernel's shape (one pair per line, no blanks): no line loop
+        try:
+            return dict(zip(tokens[::2], map(int, tokens[1::2]), strict=True))
+        except ValueError:
+            pass  # the line-by-line pass below names the bad line
     values: dict[str, int] = {}
     for line in text.splitlines():
         parts = line.split()
@@ -184,21 +190,21 @@ def parse_blkio(text: str) -> dict[tuple[int, int], tuple[int, int]]:
     return {device: (r, w) for device, (r, w) in found.items()}
 
 
+_PSI_KEYS = ("avg10=", "avg60=", "avg300=", "total=")
+
+
 def _psi_figures(parts: list[str], line: str) -> PsiFigures:
-    fields: dict[str, str] = {}
-    for item in parts:
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise ParseError(f"pressure: expected key=value, got {item[:30]!r}")
-        fields[key] = value
+    """`avg10=.. avg60=.. avg300=.. total=..` in the order psi.rst gives them."""
+    if len(parts) != 4 or not all(p.startswith(k) for p, k in zip(parts, _PSI_KEYS, strict=True)):
+        raise ParseError(f"pressure: expected avg10/avg60/avg300/total, got {line[:80]!r}")
     try:
-        averages = [float(fields[k]) for k in ("avg10", "avg60", "avg300")]
-        total_us = int(fields["total"])
-    except (KeyError, ValueError):
-        raise ParseError(f"pressure: expected avg10/avg60/avg300/total, got {line[:80]!r}") from None
-    if not all(0.0 <= a <= 100.0 for a in averages) or total_us < 0:
+        avg10, avg60, avg300 = float(parts[0][6:]), float(parts[1][6:]), float(parts[2][7:])
+        total_us = int(parts[3][6:])
+    except ValueError:
+        raise ParseError(f"pressure: not a number in {line[:80]!r}") from None
+    if not (0.0 <= avg10 <= 100.0 and 0.0 <= avg60 <= 100.0 and 0.0 <= avg300 <= 100.0) or total_us < 0:
         raise ParseError(f"pressure: value out of range in {line[:80]!r}")
-    return PsiFigures(averages[0], averages[1], averages[2], total_us / 1e6)
+    return PsiFigures(avg10, avg60, avg300, total_us / 1e6)
 
 
 def parse_psi(text: str) -> ResourcePressure:

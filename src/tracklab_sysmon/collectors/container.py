@@ -122,15 +122,14 @@ class _Files:
     """Kept descriptors for the cgroup's files (one pread each per tick), parsed or None."""
 
     def __init__(self) -> None:
-        self._kept: dict[str, KeptFile] = {}
+        self._kept: dict[tuple[str, str], KeptFile] = {}
 
     def read(self, directory: str | None, name: str, parse: Callable[[str], T]) -> T | None:
         if directory is None:
             return None
-        path = os.path.join(directory, name)
-        kept = self._kept.get(path)
+        kept = self._kept.get((directory, name))
         if kept is None:
-            kept = self._kept[path] = KeptFile(path)
+            kept = self._kept[directory, name] = KeptFile(os.path.join(directory, name))
         text = kept.read()
         if text is None:
             return None
