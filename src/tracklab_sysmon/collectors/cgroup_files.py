@@ -65,7 +65,10 @@ def _one_value(text: str, what: str) -> str:
 
 def parse_int(text: str, what: str = "value") -> int:
     """A one-integer file (memory.current, pids.current, cpuacct.usage, cfs_quota_us)."""
-    return _int(_one_value(text, what), what)
+    try:
+        return int(text)  # int() itself allows the surrounding whitespace (the newline) and nothing else
+    except ValueError:
+        raise ParseError(f"{what}: expected an integer, got {text[:40]!r}") from None
 
 
 def parse_max(text: str, what: str = "value") -> int | None:
@@ -109,6 +112,21 @@ def parse_keyed(text: str, what: str = "keyed file") -> dict[str, int]:
             raise ParseError(f"{what}: expected 'key value', got {line[:60]!r}")
         values[parts[0]] = _int(parts[1], f"{what} {parts[0]}")
     return values
+
+
+def parse_keys(text: str, keys: tuple[str, ...], what: str = "keyed file") -> dict[str, int]:
+    """Only `keys` of a flat keyed file, found by search rather than a parse of every line (memory.stat has ~40)."""
+    found: dict[str, int] = {}
+    for key in keys:
+        if text.startswith(key + " "):
+            start = 0
+        else:
+            start = text.find("\n" + key + " ") + 1
+            if start == 0:
+                continue
+        end = text.find("\n", start)
+        found[key] = parse_int(text[start + len(key):end if end >= 0 else len(text)], f"{what} {key}")
+    return found
 
 
 def parse_key_equals(text: str) -> dict[str, str]:
@@ -190,36 +208,27 @@ def parse_blkio(text: str) -> dict[tuple[int, int], tuple[int, int]]:
     return {device: (r, w) for device, (r, w) in found.items()}
 
 
-_PSI_KEYS = ("avg10=", "avg60=", "avg300=", "total=")
+_NUMBER = r"([0-9]+(?:\.[0-9]+)?)"
+_PSI_LINE = rf"avg10={_NUMBER} avg60={_NUMBER} avg300={_NUMBER} total=([0-9]+)"
+# psi.rst's exact shape, matched in one call: a `some` line and, on most kernels, a `full` line.
+_PSI = re.compile(rf"some {_PSI_LINE}\n(?:full {_PSI_LINE}\n?)?")
 
 
-def _psi_figures(parts: list[str], line: str) -> PsiFigures:
-    """`avg10=.. avg60=.. avg300=.. total=..` in the order psi.rst gives them."""
-    if len(parts) != 4 or not all(p.startswith(k) for p, k in zip(parts, _PSI_KEYS, strict=True)):
-        raise ParseError(f"pressure: expected avg10/avg60/avg300/total, got {line[:80]!r}")
-    try:
-        avg10, avg60, avg300 = float(parts[0][6:]), float(parts[1][6:]), float(parts[2][7:])
-        total_us = int(parts[3][6:])
-    except ValueError:
-        raise ParseError(f"pressure: not a number in {line[:80]!r}") from None
-    if not (0.0 <= avg10 <= 100.0 and 0.0 <= avg60 <= 100.0 and 0.0 <= avg300 <= 100.0) or total_us < 0:
-        raise ParseError(f"pressure: value out of range in {line[:80]!r}")
-    return PsiFigures(avg10, avg60, avg300, total_us / 1e6)
+def _psi_figures(avg10: str, avg60: str, avg300: str, total: str) -> PsiFigures:
+    averages = (float(avg10), float(avg60), float(avg300))
+    if max(averages) > 100.0:
+        raise ParseError(f"pressure: an average above 100 % ({max(averages)})")
+    return PsiFigures(*averages, int(total) / 1e6)
 
 
 def parse_psi(text: str) -> ResourcePressure:
     """A PSI file (/proc/pressure/*, *.pressure): `some ...` and, where the kernel has it, `full ...`."""
-    lines: dict[str, PsiFigures] = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if not parts:
-            continue
-        if parts[0] not in ("some", "full"):
-            raise ParseError(f"pressure: unknown line {line[:60]!r}")
-        lines[parts[0]] = _psi_figures(parts[1:], line)
-    if "some" not in lines:
-        raise ParseError("pressure: no 'some' line")
-    return ResourcePressure(some=lines["some"], full=lines.get("full"))
+    match = _PSI.fullmatch(text.strip() + "\n")
+    if match is None:
+        raise ParseError(f"pressure: expected 'some avg10=.. avg60=.. avg300=.. total=..' [+ full], got {text[:80]!r}")
+    groups = match.groups()
+    full = _psi_figures(*groups[4:]) if groups[4] is not None else None
+    return ResourcePressure(some=_psi_figures(*groups[:4]), full=full)
 
 
 def parse_proc_cgroup(text: str) -> tuple[CgroupEntry, ...]:

@@ -26,6 +26,7 @@ from .sysfs import KeptFile, read_text
 T = TypeVar("T")
 _CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "blkio", "pids")
 _RESOURCES = ("cpu", "memory", "io")
+_PSI_FILES = {r: f"{r}.pressure" for r in _RESOURCES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,19 +120,33 @@ def _own_path(entries: tuple[files.CgroupEntry, ...], version: int) -> str:
 
 
 class _Files:
-    """Kept descriptors for the cgroup's files (one pread each per tick), parsed or None."""
+    """Kept descriptors for the cgroup's files (one pread each per tick), parsed or None.
+
+    A file that is absent (a controller not enabled, v1's root without pids files) is tried again only
+    every RETRY_MISSING reads: interface files come and go with their controller, not from tick to tick.
+    """
+
+    RETRY_MISSING = 30
 
     def __init__(self) -> None:
         self._kept: dict[tuple[str, str], KeptFile] = {}
+        self._missing: dict[tuple[str, str], int] = {}  # reads left before the next try
 
     def read(self, directory: str | None, name: str, parse: Callable[[str], T]) -> T | None:
         if directory is None:
             return None
-        kept = self._kept.get((directory, name))
+        key = (directory, name)
+        if key in self._missing:
+            self._missing[key] -= 1
+            if self._missing[key] > 0:
+                return None
+            del self._missing[key]
+        kept = self._kept.get(key)
         if kept is None:
-            kept = self._kept[directory, name] = KeptFile(os.path.join(directory, name))
+            kept = self._kept[key] = KeptFile(os.path.join(directory, name))
         text = kept.read()
         if text is None:
+            self._missing[key] = self.RETRY_MISSING
             return None
         try:
             return parse(text)
@@ -189,22 +204,27 @@ class ContainerCollector:
     def __init__(self, proc_root: str = "/proc", sys_root: str = "/sys", cgroup: str = "auto") -> None:
         self._proc_root, self._sys_root = proc_root, sys_root
         self._cgroup = check_cgroup_option(cgroup)
-        self._dirs: CgroupDirs | None = None
         self._files = _Files()
         self._devices: dict[tuple[int, int], str] = {}
         self._previous: _Counters | None = None
+        self._found: tuple[CgroupDirs, ContainerIdentity, _V1Reader | _V2Reader] | None = None
+
+    def _locate(self) -> tuple[CgroupDirs, ContainerIdentity, _V1Reader | _V2Reader]:
+        """Find the cgroup once (its path does not change while the service runs)."""
+        dirs = locate(self._proc_root, self._sys_root, self._cgroup)
+        if dirs is None:
+            raise Unavailable("the service runs in the root cgroup: there is no container to describe")
+        reader = _V2Reader(self._files, dirs) if dirs.version == 2 else _V1Reader(self._files, dirs)
+        return dirs, files.parse_identity(dirs.path, dirs.version), reader
 
     def collect(self, now: float) -> ContainerSample:
-        if self._dirs is None:
-            self._dirs = locate(self._proc_root, self._sys_root, self._cgroup)
-            if self._dirs is None:
-                raise Unavailable("the service runs in the root cgroup: there is no container to describe")
-        dirs = self._dirs
-        reader = _V2Reader(self._files, dirs) if dirs.version == 2 else _V1Reader(self._files, dirs)
+        if self._found is None:
+            self._found = self._locate()
+        dirs, identity, reader = self._found
         counters = _Counters(now, *reader.cpu_counters(), io=reader.io())
         previous, self._previous = self._previous, counters
         return ContainerSample(
-            identity=self._identity(dirs),
+            identity=identity,
             cpu=_cpu(reader.limit_cores(), counters, previous),
             memory=reader.memory(),
             io=self._io(counters, previous),
@@ -212,12 +232,12 @@ class ContainerCollector:
                 current=self._files.read(reader.pids_dir, "pids.current", files.parse_int),
                 max=self._files.read(reader.pids_dir, "pids.max", files.parse_max),
             ),
-            pressure=read_pressure(lambda r: self._files.read(dirs.unified, f"{r}.pressure", files.parse_psi)),
+            pressure=read_pressure(self._pressure) if dirs.unified else None,
         )
 
-    @staticmethod
-    def _identity(dirs: CgroupDirs) -> ContainerIdentity:
-        return files.parse_identity(dirs.path, dirs.version)
+    def _pressure(self, resource: str) -> ResourcePressure | None:
+        unified = self._found[0].unified if self._found else None
+        return self._files.read(unified, _PSI_FILES[resource], files.parse_psi)
 
     def _io(self, counters: _Counters, previous: _Counters | None) -> tuple[ContainerIoDevice, ...]:
         elapsed = counters.now - previous.now if previous else 0.0
@@ -270,6 +290,17 @@ def _cpu(limit: float | None, counters: _Counters, previous: _Counters | None) -
     )
 
 
+def _keys(*keys: str) -> Callable[[str], dict[str, int]]:
+    return lambda text: files.parse_keys(text, keys)
+
+
+_V2_CPU_STAT = _keys("usage_usec", "nr_throttled", "throttled_usec")
+_V2_MEMORY_STAT = _keys("anon", "file")
+_V1_CPU_STAT = _keys("nr_throttled", "throttled_time")
+_V1_MEMORY_STAT = _keys("total_rss", "rss", "total_cache", "cache")
+_OOM_KILL = _keys("oom_kill")
+
+
 def _cpuset_cores(cpus: frozenset[int] | None) -> float | None:
     return float(len(cpus)) if cpus else None
 
@@ -288,7 +319,7 @@ class _V2Reader:
         return _cpuset_cores(self._read(self._dir, "cpuset.cpus.effective", files.parse_cpu_list))
 
     def cpu_counters(self) -> tuple[float | None, int | None, float | None]:
-        stat = self._read(self._dir, "cpu.stat", files.parse_keyed) or {}
+        stat = self._read(self._dir, "cpu.stat", _V2_CPU_STAT) or {}
         usage, throttled = stat.get("usage_usec"), stat.get("throttled_usec")
         return (
             usage / 1e6 if usage is not None else None,
@@ -299,8 +330,8 @@ class _V2Reader:
     def memory(self) -> ContainerMemory:
         current = self._read(self._dir, "memory.current", files.parse_int)
         limit = self._read(self._dir, "memory.max", files.parse_max)
-        stat = self._read(self._dir, "memory.stat", files.parse_keyed) or {}
-        events = self._read(self._dir, "memory.events", files.parse_keyed) or {}
+        stat = self._read(self._dir, "memory.stat", _V2_MEMORY_STAT) or {}
+        events = self._read(self._dir, "memory.events", _OOM_KILL) or {}
         return ContainerMemory(
             current=current, max=limit, usage=percent(current, limit),
             high=self._read(self._dir, "memory.high", files.parse_max),
@@ -323,15 +354,15 @@ class _V1Reader:
     def limit_cores(self) -> float | None:
         cpu = self._v1.get("cpu")
         quota = self._read(cpu, "cpu.cfs_quota_us", files.parse_int)
-        period = self._read(cpu, "cpu.cfs_period_us", files.parse_int)
-        if quota is not None and quota > 0 and period:
+        period = self._read(cpu, "cpu.cfs_period_us", files.parse_int) if quota is not None and quota > 0 else None
+        if quota is not None and period:
             return round(quota / period, 3)
         cpus = self._read(self._v1.get("cpuset"), "cpuset.effective_cpus", files.parse_cpu_list)
         return _cpuset_cores(cpus or self._read(self._v1.get("cpuset"), "cpuset.cpus", files.parse_cpu_list))
 
     def cpu_counters(self) -> tuple[float | None, int | None, float | None]:
         usage = self._read(self._v1.get("cpuacct"), "cpuacct.usage", files.parse_int)
-        stat = self._read(self._v1.get("cpu"), "cpu.stat", files.parse_keyed) or {}
+        stat = self._read(self._v1.get("cpu"), "cpu.stat", _V1_CPU_STAT) or {}
         throttled = stat.get("throttled_time")
         return (
             usage / 1e9 if usage is not None else None,
@@ -344,8 +375,8 @@ class _V1Reader:
         current = self._read(directory, "memory.usage_in_bytes", files.parse_int)
         limit = self._read(directory, "memory.limit_in_bytes", files.parse_v1_limit)
         both = self._read(directory, "memory.memsw.usage_in_bytes", files.parse_int)
-        stat = self._read(directory, "memory.stat", files.parse_keyed) or {}
-        oom = self._read(directory, "memory.oom_control", files.parse_keyed) or {}
+        stat = self._read(directory, "memory.stat", _V1_MEMORY_STAT) or {}
+        oom = self._read(directory, "memory.oom_control", _OOM_KILL) or {}
         return ContainerMemory(
             current=current, max=limit, usage=percent(current, limit), high=None,
             swap=max(0, both - current) if both is not None and current is not None else None,
