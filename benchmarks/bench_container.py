@@ -56,7 +56,9 @@ def main() -> None:
     parser.add_argument("--cgroup", default="auto")
     parser.add_argument("--tree", help="a captured tree (proc/ and sys/) instead of this machine")
     args = parser.parse_args()
-    proc, sys_root = (os.path.join(args.tree, "proc"), os.path.join(args.tree, "sys")) if args.tree else ("/proc", "/sys")
+    proc, sys_root = ("/proc", "/sys")
+    if args.tree:
+        proc, sys_root = os.path.join(args.tree, "proc"), os.path.join(args.tree, "sys")
     every = default_collectors(proc, sys_root, statvfs=os.statvfs if not args.tree else None,
                                host_gpus=False, cgroup=args.cgroup)
     base = tuple(c for c in every if c.section not in SECTIONS)

@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import FIXTURES, require_command
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import FIXTURES, require_command
 from tracklab_sysmon import wire
 from tracklab_sysmon.collectors import default_collectors
 from tracklab_sysmon.collectors.container import ContainerCollector, HostPressureCollector
@@ -193,7 +193,8 @@ async def test_snapshot_carries_container_and_pressure_and_null_on_a_bare_host()
 async def test_prometheus_exposes_container_and_pressure_in_base_units(aiohttp_client):
     """/metrics has the limit in cores, bytes, `_seconds_total` counters and PSI ratios; promtool accepts it."""
     proc, sys_root = _roots("cgroup-v2-quota")
-    client = await aiohttp_client(create_app(ServiceConfig(node_id="n", interval=3600, proc_root=proc, sys_root=sys_root)))
+    config = ServiceConfig(node_id="n", interval=3600, proc_root=proc, sys_root=sys_root)
+    client = await aiohttp_client(create_app(config))
     text = await (await client.get("/metrics")).text()
     samples = {
         (s.name, frozenset(s.labels.items())): s.value
@@ -210,7 +211,8 @@ async def test_prometheus_exposes_container_and_pressure_in_base_units(aiohttp_c
     psi = {("node_id", "n"), ("resource", "cpu")}
     assert samples[(prefix + "pressure_some_stall_seconds_total", frozenset(psi | {("scope", "host")}))] == 987.654321
     assert samples[(prefix + "pressure_full_stall_seconds_total", frozenset(psi | {("scope", "container")}))] == 40.0
-    assert samples[(prefix + "pressure_some_ratio", frozenset(psi | {("scope", "container"), ("window", "10s")}))] == 0.25
+    window = frozenset(psi | {("scope", "container"), ("window", "10s")})
+    assert samples[(prefix + "pressure_some_ratio", window)] == 0.25
     promtool = require_command("promtool")
     check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr

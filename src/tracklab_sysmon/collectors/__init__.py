@@ -14,6 +14,7 @@ from .disk import DiskCollector
 from .memory import MemoryCollector
 from .network import NetworkCollector
 
+
 class Collector(Protocol):
     """One family of metrics. `collect` is synchronous and returns the record for `section`.
 
@@ -70,9 +71,20 @@ def default_collectors(
         DiskCollector(reader, proc_root=proc_root, sys_root=sys_root, statvfs=statvfs),
         NetworkCollector(reader),
         *gpus,
-        ContainerCollector(proc_root, sys_root, cgroup),
-        HostPressureCollector(proc_root),
+        *_job_collectors(proc_root, sys_root, cgroup),
     )
+
+
+def _job_collectors(proc_root: str, sys_root: str, cgroup: str) -> tuple[Collector, ...]:
+    """Container and PSI collectors: always on the host (health says why one is unavailable); on a
+    captured tree only when it holds /proc/self/cgroup or /proc/pressure, like the AMD collector."""
+    host = reading_host(proc_root, sys_root)
+    found: tuple[Collector, ...] = ()
+    if host or os.path.exists(os.path.join(proc_root, "self", "cgroup")):
+        found += (ContainerCollector(proc_root, sys_root, cgroup),)
+    if host or os.path.isdir(os.path.join(proc_root, "pressure")):
+        found += (HostPressureCollector(proc_root),)
+    return found
 
 
 __all__ = ["Collector", "Unavailable", "default_collectors", "reading_host"]
