@@ -1,8 +1,10 @@
 """What the container section (and host PSI) adds to a tick: container+pressure collect() vs a whole tick.
 
-Each round times N ticks of a sampler without the two collectors, N ticks with them, and N calls of the two
-collectors alone, in rotating order so machine noise lands on all three; the table gives the median per call
-over rounds and the spread. Usage: bench_container.py [--rounds 9] [--samples 300] [--cgroup auto|self|PATH]
+Each round times N ticks of a sampler without the two collectors, N ticks with them, N calls of the two
+collectors alone and N JSON encodings of their two sections, in rotating order so machine noise lands on all;
+the table gives the median per call over rounds and the spread. The share printed at the end is the direct
+cost (collect, and collect + JSON) over a whole tick; the difference of the two tick rows says the same more
+noisily. Usage: bench_container.py [--rounds 9] [--samples 300] [--cgroup auto|self|PATH]
 [--tree DIR (a fixture tree with proc/ and sys/; default: this machine)]
 """
 
@@ -15,6 +17,7 @@ import statistics
 import time
 from collections.abc import Callable
 
+from tracklab_sysmon import wire
 from tracklab_sysmon.collectors import Collector, default_collectors
 from tracklab_sysmon.collectors.container import ContainerCollector, HostPressureCollector
 from tracklab_sysmon.sampler import Sampler
@@ -49,6 +52,21 @@ def _collects(collectors: tuple[Collector, ...], samples: int) -> Callable[[], f
     return run
 
 
+def _encodes(sampler: Sampler, samples: int) -> Callable[[], float]:
+    """JSON of the two sections alone: what the tick spends on them after collecting."""
+    snap = sampler.latest
+    assert snap is not None and snap.container is not None
+
+    def run() -> float:
+        started = time.perf_counter()
+        for _ in range(samples):
+            wire.encode({"container": wire.container_to_wire(snap.container),
+                         "pressure": wire.pressure_to_wire(snap.pressure) if snap.pressure else None})
+        return (time.perf_counter() - started) / samples
+
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=9)
@@ -65,10 +83,13 @@ def main() -> None:
     extra: tuple[Collector, ...] = (ContainerCollector(proc, sys_root, args.cgroup), HostPressureCollector(proc))
     for collector in extra:
         collector.collect(0.0)  # fails here, loudly, if the tree has no cgroup or no PSI to describe
+    with_sections = _sampler(every)
+    asyncio.run(with_sections.tick())
     contenders = {
         "tick without container/pressure": _ticks(_sampler(base), args.samples),
-        "tick with container/pressure": _ticks(_sampler(every), args.samples),
+        "tick with container/pressure": _ticks(with_sections, args.samples),
         "container+pressure collect() alone": _collects(extra, args.samples),
+        "container+pressure JSON alone": _encodes(with_sections, args.samples),
     }
     results: dict[str, list[float]] = {name: [] for name in contenders}
     names = list(contenders)
@@ -79,8 +100,10 @@ def main() -> None:
     for name, values in results.items():
         print(f"{name:38} {statistics.median(values):10.1f} {min(values):7.1f}-{max(values):<8.1f}")
     alone = statistics.median(results["container+pressure collect() alone"])
+    encoded = statistics.median(results["container+pressure JSON alone"])
     tick = statistics.median(results["tick with container/pressure"])
-    print(f"container+pressure share of a tick: {100 * alone / tick:.1f} %")
+    print(f"container+pressure share of a tick: {100 * alone / tick:.1f} % collecting, "
+          f"{100 * (alone + encoded) / tick:.1f} % with their JSON")
 
 
 if __name__ == "__main__":

@@ -124,6 +124,8 @@ class _Files:
 
     A file that is absent (a controller not enabled, v1's root without pids files) is tried again only
     every RETRY_MISSING reads: interface files come and go with their controller, not from tick to tick.
+    Most files (limits, idle counters, PSI without stalls) read the same from tick to tick, so the last
+    text and its record are kept and the parse is skipped when the text has not changed.
     """
 
     RETRY_MISSING = 30
@@ -131,6 +133,7 @@ class _Files:
     def __init__(self) -> None:
         self._kept: dict[tuple[str, str], KeptFile] = {}
         self._missing: dict[tuple[str, str], int] = {}  # reads left before the next try
+        self._last: dict[tuple[str, str], tuple[str, object]] = {}  # text -> its parsed record
 
     def read(self, directory: str | None, name: str, parse: Callable[[str], T]) -> T | None:
         if directory is None:
@@ -148,10 +151,15 @@ class _Files:
         if text is None:
             self._missing[key] = self.RETRY_MISSING
             return None
+        last = self._last.get(key)
+        if last is not None and last[0] == text:
+            return last[1]  # type: ignore[return-value]  # stored by this same call site's parse
         try:
-            return parse(text)
+            value = parse(text)
         except ParseError:
             return None
+        self._last[key] = (text, value)
+        return value
 
 
 def read_pressure(read: Callable[[str], ResourcePressure | None]) -> PressureSample | None:
@@ -170,7 +178,8 @@ class HostPressureCollector:
     blocking = False
 
     def __init__(self, proc_root: str = "/proc") -> None:
-        self._kept = {r: KeptFile(os.path.join(proc_root, "pressure", r)) for r in _RESOURCES}
+        self._dir = os.path.join(proc_root, "pressure")
+        self._files = _Files()
 
     def collect(self, now: float) -> PressureSample:
         sample = read_pressure(self._read)
@@ -179,8 +188,7 @@ class HostPressureCollector:
         return sample
 
     def _read(self, resource: str) -> ResourcePressure | None:
-        text = self._kept[resource].read()
-        return files.parse_psi(text) if text is not None else None
+        return self._files.read(self._dir, resource, files.parse_psi)
 
 
 @dataclass(frozen=True, slots=True)
