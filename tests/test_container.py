@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tracklab_sysmon import wire
 from tracklab_sysmon.collectors import default_collectors
-from tracklab_sysmon.collectors.container import ContainerCollector, HostPressureCollector
+from tracklab_sysmon.collectors.container import ContainerCollector, HostPressureCollector, _Files
 from tracklab_sysmon.config import ServiceConfig
 from tracklab_sysmon.errors import ConfigError, Unavailable
 from tracklab_sysmon.model import PsiFigures
@@ -240,3 +240,16 @@ def test_cli_rejects_a_bad_cgroup_in_one_line():
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cgroup" in lines[0], result.stderr
+
+
+def test_a_file_that_appears_later_is_read_within_the_retry_window(tmp_path):
+    """An absent interface file (controller enabled later) is tried again after RETRY_MISSING reads, not never."""
+    tree = tmp_path / "tree"
+    shutil.copytree(FIXTURES / "cgroup-v2-quota", tree)
+    group = next((tree / "sys/fs/cgroup").rglob("cpu.max")).parent
+    (group / "pids.current").unlink()
+    collector = ContainerCollector(*_roots(tree))
+    assert collector.collect(0.0).pids.current is None
+    (group / "pids.current").write_text("7\n")
+    seen = [collector.collect(float(i)).pids.current for i in range(1, _Files.RETRY_MISSING + 1)]
+    assert seen[-1] == 7 and seen[0] is None  # not re-opened every tick, but found again
