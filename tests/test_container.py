@@ -253,3 +253,23 @@ def test_a_file_that_appears_later_is_read_within_the_retry_window(tmp_path):
     (group / "pids.current").write_text("7\n")
     seen = [collector.collect(float(i)).pids.current for i in range(1, _Files.RETRY_MISSING + 1)]
     assert seen[-1] == 7 and seen[0] is None  # not re-opened every tick, but found again
+
+
+def test_a_bare_host_is_rechecked_only_every_retry_window(tmp_path):
+    """"No container" is remembered for RETRY_MISSING ticks, then looked up again (the service was moved)."""
+    tree = tmp_path / "tree"
+    shutil.copytree(FIXTURES / "cgroup-v2-nopsi", tree)
+    quota_group = next((FIXTURES / "cgroup-v2-quota/sys/fs/cgroup").rglob("cpu.max")).parent
+    shutil.copytree(quota_group, tree / "sys/fs/cgroup/job")
+    collector = ContainerCollector(*_roots(tree))
+    with pytest.raises(Unavailable):
+        collector.collect(0.0)
+    (tree / "proc/self/cgroup").write_text("0::/job\n")
+    answers = []
+    for tick in range(1, _Files.RETRY_MISSING + 2):
+        try:
+            answers.append(collector.collect(float(tick)).cpu.limit_cores)
+        except Unavailable:
+            answers.append(None)
+    assert answers[:_Files.RETRY_MISSING] == [None] * _Files.RETRY_MISSING
+    assert answers[-1] == 2.5

@@ -216,6 +216,7 @@ class ContainerCollector:
         self._devices: dict[tuple[int, int], str] = {}
         self._previous: _Counters | None = None
         self._found: tuple[CgroupDirs, ContainerIdentity, _V1Reader | _V2Reader] | None = None
+        self._absent: tuple[str, int] | None = None  # why there is nothing to describe, and ticks until a re-check
 
     def _locate(self) -> tuple[CgroupDirs, ContainerIdentity, _V1Reader | _V2Reader]:
         """Find the cgroup once (its path does not change while the service runs)."""
@@ -225,10 +226,21 @@ class ContainerCollector:
         reader = _V2Reader(self._files, dirs) if dirs.version == 2 else _V1Reader(self._files, dirs)
         return dirs, files.parse_identity(dirs.path, dirs.version), reader
 
-    def collect(self, now: float) -> ContainerSample:
-        if self._found is None:
+    def _found_or_raise(self) -> tuple[CgroupDirs, ContainerIdentity, _V1Reader | _V2Reader]:
+        """The located cgroup; on a bare host the answer "none" is re-checked only every RETRY_MISSING ticks."""
+        if self._absent is not None and self._absent[1] > 0:
+            self._absent = (self._absent[0], self._absent[1] - 1)
+            raise Unavailable(self._absent[0])
+        try:
             self._found = self._locate()
-        dirs, identity, reader = self._found
+        except Unavailable as exc:
+            self._absent = (str(exc), _Files.RETRY_MISSING)
+            raise
+        self._absent = None
+        return self._found
+
+    def collect(self, now: float) -> ContainerSample:
+        dirs, identity, reader = self._found if self._found is not None else self._found_or_raise()
         counters = _Counters(now, *reader.cpu_counters(), io=reader.io())
         previous, self._previous = self._previous, counters
         return ContainerSample(
