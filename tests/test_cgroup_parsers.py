@@ -204,6 +204,13 @@ PARSERS = [
 ]
 
 
+def _some_keys(text: str) -> dict[str, int]:
+    return cg.parse_keys(text, ("anon", "file", "oom_kill"))
+
+
+PARSERS.append(_some_keys)
+
+
 @pytest.mark.parametrize("parse", PARSERS, ids=lambda p: p.__name__)
 @given(text=st.text(max_size=200))
 def test_parsers_raise_only_parse_error_on_any_text(parse, text):
@@ -247,3 +254,15 @@ def test_io_stat_round_trips(stats):
     """io.stat lines written in the kernel's order parse back to the same records."""
     text = "".join(f"{a}:{b} rbytes={c} wbytes={d} rios={e} wios={f} dbytes=0 dios=0\n" for a, b, c, d, e, f in stats)
     assert cg.parse_io_stat(text) == tuple(cg.IoStat(*s) for s in stats)
+
+
+_key = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12)
+
+
+@given(pairs=st.dictionaries(_key, st.integers(0, 2**63 - 1), max_size=20), wanted=st.lists(_key, max_size=5))
+def test_searching_keys_agrees_with_parsing_every_line(pairs, wanted):
+    """parse_keys finds exactly what parse_keyed would give for those keys (no prefix or mid-line matches)."""
+    text = "".join(f"{k} {v}\n" for k, v in pairs.items())
+    everything = cg.parse_keyed(text)
+    assert everything == pairs
+    assert cg.parse_keys(text, tuple(wanted)) == {k: everything[k] for k in wanted if k in everything}
