@@ -273,3 +273,66 @@ def test_a_bare_host_is_rechecked_only_every_retry_window(tmp_path):
             answers.append(None)
     assert answers[:_Files.RETRY_MISSING] == [None] * _Files.RETRY_MISSING
     assert answers[-1] == 2.5
+
+
+def expected_container_series(snap: dict, node: str) -> dict[tuple[str, frozenset], float]:
+    """Every container_* and pressure_* sample /metrics must carry for one node, derived from its REST snapshot."""
+    expected: dict[tuple[str, frozenset], float] = {}
+
+    def put(name: str, value: object, divisor: float = 1.0, **labels: str) -> None:
+        if value is not None:  # missing is omitted, never zero
+            scaled = value if divisor == 1.0 else round(value / divisor, 9)
+            expected[("tracklab_sysmon_" + name, frozenset({"node_id": node, **labels}.items()))] = scaled
+
+    box = snap["container"]
+    if box is not None:
+        ident = box["identity"]
+        put("container_info", 1.0, path=ident["path"], cgroup_version=str(ident["version"]),
+            **{label: ident[key] or "" for label, key in (
+                ("container_id", "containerId"), ("pod_uid", "podUid"), ("qos_class", "qosClass"),
+                ("slurm_job_id", "slurmJobId"), ("systemd_unit", "systemdUnit"))})
+        cpu, mem = box["cpu"], box["memory"]
+        put("container_cpu_limit_cores", cpu["limitCores"])
+        put("container_cpu_usage_ratio", cpu["usage"], 100.0)
+        put("container_cpu_usage_seconds_total", cpu["usageSeconds"])
+        put("container_cpu_throttled_seconds_total", cpu["throttledSeconds"])
+        put("container_cpu_throttled_periods_total", cpu["throttledPeriods"])
+        for field in ("current", "max", "high", "swap", "anon", "file"):
+            put(f"container_memory_{field}_bytes", mem[field])
+        put("container_oom_kills_total", mem["oomKills"])
+        put("container_pids", box["pids"]["current"])
+        put("container_pids_max", box["pids"]["max"])
+        for device in box["io"]:
+            for name, field in (("read_bytes", "readBytes"), ("written_bytes", "writeBytes"),
+                                ("reads", "reads"), ("writes", "writes")):
+                put(f"container_io_{name}_total", device[field], device=device["device"])
+    for scope, pressure in (("host", snap["pressure"]), ("container", box and box["pressure"])):
+        for resource, figures in (pressure or {}).items():
+            for kind in ("some", "full"):
+                line = figures and figures[kind]
+                if line:
+                    put(f"pressure_{kind}_stall_seconds_total", line["total"], scope=scope, resource=resource)
+                    for window in ("10", "60", "300"):
+                        put(f"pressure_{kind}_ratio", line["avg" + window], 100.0,
+                            scope=scope, resource=resource, window=window + "s")
+    return expected
+
+
+@pytest.mark.parametrize("tree", ["cgroup-v2-quota", "cgroup-v1-docker", "cgroup-v2-nopsi"])
+async def test_every_container_and_pressure_series_equals_the_rest_snapshot(aiohttp_client, tree):
+    """/metrics carries exactly the container_* and pressure_* series the REST snapshot implies, with its values."""
+    proc, sys_root = _roots(tree)
+    client = await aiohttp_client(create_app(ServiceConfig(node_id="n", interval=3600, proc_root=proc,
+                                                           sys_root=sys_root)))
+    snap = (await (await client.get("/api/system/metrics")).json())[0]
+    text = await (await client.get("/metrics")).text()
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text) for s in family.samples
+        if s.name.startswith(("tracklab_sysmon_container", "tracklab_sysmon_pressure"))
+    }
+    expected = expected_container_series(snap, "n")
+    assert samples == expected
+    # quota: info + 10 gauges + 4 counters + 2 devices x 4 + PSI (host and cgroup) 2 x 3 resources x 2 kinds x 4;
+    # docker: info + 7 gauges (max, high, pids max unlimited) + 4 counters + 1 device x 4, no PSI; bare host: none.
+    assert len(expected) == {"cgroup-v2-quota": 71, "cgroup-v1-docker": 16, "cgroup-v2-nopsi": 0}[tree]

@@ -16,7 +16,7 @@ _GAUGES: tuple[tuple[str, str, str, _Getter], ...] = (
     ("container_cpu_limit_cores", "CPU limit of the cgroup: quota / period, else the cpuset size.", "cores",
      lambda c: c.cpu.limit_cores),
     ("container_cpu_usage_ratio", "CPU used over the last interval as a share of the limit.", "ratio",
-     lambda c: c.cpu.usage / 100 if c.cpu.usage is not None else None),
+     lambda c: _ratio(c.cpu.usage)),
     ("container_memory_current_bytes", "Memory charged to the cgroup.", "bytes", lambda c: c.memory.current),
     ("container_memory_max_bytes", "Memory limit of the cgroup (absent when unlimited).", "bytes",
      lambda c: c.memory.max),
@@ -47,6 +47,11 @@ _IO = (
 )
 
 _WINDOWS = (("10s", "avg10"), ("60s", "avg60"), ("300s", "avg300"))
+
+
+def _ratio(percent: float | None) -> float | None:
+    """% to a 0-1 ratio, rounded to 9 decimals so no float noise is printed (as prometheus.py does)."""
+    return round(percent / 100, 9) if percent is not None else None
 
 
 def container_metrics(snapshots: Iterable[Snapshot]) -> Iterator[Metric]:
@@ -112,7 +117,7 @@ def _pressure(pressures: list[tuple[str, str, PressureSample]]) -> Iterator[Metr
                     continue
                 stall.add_metric([node, scope, resource], line.total)
                 for window, attr in _WINDOWS:
-                    share.add_metric([node, scope, resource, window], round(getattr(line, attr) / 100, 6))
+                    share.add_metric([node, scope, resource, window], round(getattr(line, attr) / 100, 9))
         yield stall
         yield share
 
