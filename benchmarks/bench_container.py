@@ -22,9 +22,6 @@ from tracklab_sysmon.collectors import Collector, default_collectors
 from tracklab_sysmon.collectors.container import ContainerCollector, HostPressureCollector
 from tracklab_sysmon.sampler import Sampler
 
-SECTIONS = ("container", "pressure")
-
-
 def _sampler(collectors: tuple[Collector, ...]) -> Sampler:
     sampler = Sampler(collectors, node_id="bench", interval=3600.0)
     asyncio.run(sampler.prime())
@@ -79,7 +76,7 @@ def main() -> None:
         proc, sys_root = os.path.join(args.tree, "proc"), os.path.join(args.tree, "sys")
     every = default_collectors(proc, sys_root, statvfs=os.statvfs if not args.tree else None,
                                host_gpus=False, cgroup=args.cgroup)
-    base = tuple(c for c in every if c.section not in SECTIONS)
+    base = tuple(c for c in every if not isinstance(c, ContainerCollector | HostPressureCollector))
     extra: tuple[Collector, ...] = (ContainerCollector(proc, sys_root, args.cgroup), HostPressureCollector(proc))
     for collector in extra:
         collector.collect(0.0)  # fails here, loudly, if the tree has no cgroup or no PSI to describe
