@@ -22,6 +22,7 @@ from tracklab_sysmon.collectors import Collector, default_collectors
 from tracklab_sysmon.collectors.container import ContainerCollector, HostPressureCollector
 from tracklab_sysmon.sampler import Sampler
 
+
 def _sampler(collectors: tuple[Collector, ...]) -> Sampler:
     sampler = Sampler(collectors, node_id="bench", interval=3600.0)
     asyncio.run(sampler.prime())
