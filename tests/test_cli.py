@@ -276,6 +276,8 @@ TREE_SNAPSHOT = {
                         "packetsIn": 0.0, "packetsOut": 0.0}],
     },
     "accelerators": [],
+    "container": None,  # the tree has no /proc/self/cgroup
+    "pressure": None,  # nor /proc/pressure
 }
 
 TREE_INFO = {

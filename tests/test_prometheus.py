@@ -8,6 +8,7 @@ import subprocess
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import require_command
+from test_container import expected_container_series
 from tracklab_sysmon import __version__
 from tracklab_sysmon.collectors import default_collectors
 from tracklab_sysmon.config import PeerSpec, ServiceConfig
@@ -121,6 +122,7 @@ def _expected_series(snap: dict, health: dict) -> dict[tuple[str, frozenset], fl
         put("gpu_utilization_ratio", gpu["utilization"], 100.0, **labels)
         for name, path in GPU_GAUGES.items():
             put(name, dig(gpu, path), **labels)
+    expected.update(expected_container_series(snap, NODE))  # container and PSI families: test_container.py
     return expected
 
 

@@ -81,6 +81,9 @@ _SERVE_OPTIONS = [
                  type=click.IntRange(1, MAX_CONNECTIONS),
                  help="Most /api/system/metrics/history responses written at once; one more gets 503."),
     *_ROOT_OPTIONS,
+    click.option("--cgroup", default="auto", show_default=True, metavar="auto|self|PATH",
+                 help="Cgroup the container section describes: auto (the service's own unless it is the root), "
+                      "self, or a path relative to each hierarchy's root (docs/containers.md)."),
 ]
 
 

@@ -62,6 +62,15 @@ def split_url(url: str, what: str) -> SplitResult:
     return parts
 
 
+def check_cgroup_option(value: str) -> str:
+    """`auto`, `self`, or an absolute cgroup path without `..` (relative to each hierarchy's root)."""
+    if value in ("auto", "self"):
+        return value
+    if not value.startswith("/") or ".." in value.split("/") or "\0" in value:
+        raise ConfigError(f"cgroup must be auto, self or an absolute cgroup path without '..', got {value!r}")
+    return value
+
+
 def is_loopback(host: str) -> bool:
     """True for localhost and loopback literals; any other name or address may face a network."""
     if host == "localhost":
@@ -96,6 +105,7 @@ class ServiceConfig:
     write_timeout: float = DEFAULT_WRITE_TIMEOUT
     max_history_streams: int = DEFAULT_HISTORY_STREAMS
     collectors: str = "auto"  # auto (procfs + C helper on Linux, psutil elsewhere), procfs or psutil
+    cgroup: str = "auto"  # which cgroup the container section describes: auto, self or a path
 
     def __post_init__(self) -> None:
         if not (0 <= self.port <= 65535):
@@ -115,6 +125,7 @@ class ServiceConfig:
 
     def _check_collectors(self) -> None:
         select(collectors=self.collectors, on_host=self.on_host)  # ConfigError for a choice this OS cannot run
+        check_cgroup_option(self.cgroup)
 
     def _check_access(self) -> None:
         if self.token is not None and not self.token.strip():

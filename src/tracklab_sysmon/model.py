@@ -368,6 +368,8 @@ class Snapshot:
     disk: DiskSample | None = None
     network: NetworkSample | None = None
     accelerators: tuple[AcceleratorSample, ...] = ()
+    container: ContainerSample | None = None  # None on a bare host (the service describes the root cgroup)
+    pressure: PressureSample | None = None  # the host's PSI; None on kernels without it
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,3 +390,106 @@ class SystemInfo:
     boot_time: int | None  # ms since the epoch
     kernel: str | None
     version: str
+
+
+# ---------------------------------------------------------------- containers and pressure (PSI)
+
+
+@dataclass(frozen=True, slots=True)
+class PsiFigures:
+    """One PSI line: share of time stalled (%, as the kernel writes it) and the total stall in seconds."""
+
+    avg10: float
+    avg60: float
+    avg300: float
+    total: float  # seconds (the kernel writes µs)
+
+
+@dataclass(frozen=True, slots=True)
+class ResourcePressure:
+    """PSI of one resource: `some` task stalled; `full` all non-idle tasks stalled (None where absent)."""
+
+    some: PsiFigures
+    full: PsiFigures | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PressureSample:
+    """PSI for cpu, memory and io of the host or of a cgroup; a resource is None when its file is absent."""
+
+    cpu: ResourcePressure | None
+    memory: ResourcePressure | None
+    io: ResourcePressure | None
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerIdentity:
+    """What the cgroup path says about the job, and which cgroup (path, v1 or v2) is described."""
+
+    path: str
+    version: int  # 1 or 2
+    container_id: str | None = None
+    pod_uid: str | None = None
+    qos_class: str | None = None  # guaranteed, burstable or besteffort
+    slurm_job_id: str | None = None
+    systemd_unit: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerCpu:
+    """The cgroup's CPU: its limit in cores, use as % of that limit, and CFS throttling."""
+
+    limit_cores: float | None  # quota / period, else the cpuset size, else None (unlimited)
+    usage: float | None  # % of limit_cores over the last interval
+    usage_seconds: float | None  # cumulative CPU time of the cgroup
+    throttled_periods: int | None  # cumulative
+    throttled_periods_rate: float | None  # per second
+    throttled_seconds: float | None  # cumulative
+    throttled_seconds_rate: float | None  # seconds throttled per second
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerMemory:
+    """The cgroup's memory in bytes; `usage` is current as % of max."""
+
+    current: int | None
+    max: int | None  # None: unlimited
+    usage: float | None
+    high: int | None  # v2 memory.high; None: unlimited or v1
+    swap: int | None
+    oom_kills: int | None  # cumulative
+    anon: int | None
+    file: int | None  # page cache
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerIoDevice:
+    """The cgroup's IO on one block device: cumulative counts and per-second rates."""
+
+    device: str  # DEVNAME from sysfs, else "MAJOR:MINOR"
+    read_bytes: int
+    write_bytes: int
+    reads: int
+    writes: int
+    read_rate: float  # bytes/s
+    write_rate: float
+    read_iops: float  # operations/s
+    write_iops: float
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerPids:
+    current: int | None
+    max: int | None  # None: unlimited
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerSample:
+    """The cgroup the service describes (its own, or one named by --cgroup)."""
+
+    identity: ContainerIdentity
+    cpu: ContainerCpu
+    memory: ContainerMemory
+    io: tuple[ContainerIoDevice, ...]
+    pids: ContainerPids
+    pressure: PressureSample | None  # None where the kernel keeps no PSI for cgroups

@@ -14,13 +14,22 @@ from . import wire
 from .collectors.base import Collector, Partial, Section, section_of
 from .errors import Unavailable, describe
 from ._sysfs import KeptFile
-from .model import AcceleratorSample, CpuSample, DiskSample, MemorySample, NetworkSample, Snapshot
+from .model import (
+    AcceleratorSample,
+    ContainerSample,
+    CpuSample,
+    DiskSample,
+    MemorySample,
+    NetworkSample,
+    PressureSample,
+    Snapshot,
+)
 from .ring import SnapshotRing
 from .workers import CollectorThread
 
 log = logging.getLogger(__name__)
 
-SECTIONS = frozenset({"cpu", "memory", "disk", "network", "accelerators"})
+SECTIONS = frozenset({"cpu", "memory", "disk", "network", "accelerators", "container", "pressure"})
 CollectorState = Literal["pending", "ok", "degraded", "error", "unavailable"]
 Listener = Callable[[Snapshot, bytes], None]
 PRIME_SECONDS = 0.2  # the first published rates cover at least this long
@@ -327,6 +336,8 @@ def _assemble(node_id: str, timestamp: int, values: list[Section]) -> Snapshot:
     memory: MemorySample | None = None
     disk: DiskSample | None = None
     network: NetworkSample | None = None
+    container: ContainerSample | None = None
+    pressure: PressureSample | None = None
     accelerators: list[AcceleratorSample] = []
     for value in values:
         match value:
@@ -338,10 +349,14 @@ def _assemble(node_id: str, timestamp: int, values: list[Section]) -> Snapshot:
                 disk = value
             case NetworkSample():
                 network = value
+            case ContainerSample():
+                container = value
+            case PressureSample():
+                pressure = value
             case _:
                 accelerators.extend(value)
     return Snapshot(node_id=node_id, timestamp=timestamp, cpu=cpu, memory=memory, disk=disk, network=network,
-                    accelerators=tuple(accelerators))
+                    accelerators=tuple(accelerators), container=container, pressure=pressure)
 
 
 def _keep(snapshot: Snapshot, sections: frozenset[str] | set[str]) -> Snapshot:
@@ -354,6 +369,8 @@ def _keep(snapshot: Snapshot, sections: frozenset[str] | set[str]) -> Snapshot:
         disk=snapshot.disk if "disk" in sections else None,
         network=snapshot.network if "network" in sections else None,
         accelerators=snapshot.accelerators if "accelerators" in sections else (),
+        container=snapshot.container if "container" in sections else None,
+        pressure=snapshot.pressure if "pressure" in sections else None,
     )
 
 

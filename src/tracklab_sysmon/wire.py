@@ -21,6 +21,12 @@ from .model import (
     AmdgpuDetails,
     AmdgpuReadings,
     Clocks,
+    ContainerCpu,
+    ContainerIdentity,
+    ContainerIoDevice,
+    ContainerMemory,
+    ContainerPids,
+    ContainerSample,
     CoreSample,
     CpuSample,
     CpuTimes,
@@ -38,7 +44,10 @@ from .model import (
     NvmlDetails,
     NvmlReadings,
     PcieThroughput,
+    PressureSample,
     Profiling,
+    PsiFigures,
+    ResourcePressure,
     Snapshot,
     SwapSample,
     SystemInfo,
@@ -67,6 +76,8 @@ def snapshot_to_wire(snap: Snapshot) -> dict[str, Any]:
         "disk": disk_to_wire(snap.disk) if snap.disk else None,
         "network": network_to_wire(snap.network) if snap.network else None,
         "accelerators": [accelerator_to_wire(a) for a in snap.accelerators],
+        "container": container_to_wire(snap.container) if snap.container else None,
+        "pressure": pressure_to_wire(snap.pressure) if snap.pressure else None,
     }
 
 
@@ -267,6 +278,59 @@ def _mig(mig: MigState) -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------- containers and pressure
+
+
+def container_to_wire(box: ContainerSample) -> dict[str, Any]:
+    """The container section: DESIGN's units (cores, % of the limit, bytes, seconds, PSI % and seconds)."""
+    ident, cpu, mem = box.identity, box.cpu, box.memory
+    return {
+        "identity": {
+            "containerId": ident.container_id, "podUid": ident.pod_uid, "qosClass": ident.qos_class,
+            "slurmJobId": ident.slurm_job_id, "systemdUnit": ident.systemd_unit,
+            "path": ident.path, "version": ident.version,
+        },
+        "cpu": {
+            "limitCores": cpu.limit_cores, "usage": cpu.usage, "usageSeconds": cpu.usage_seconds,
+            "throttledPeriods": cpu.throttled_periods, "throttledPeriodsRate": cpu.throttled_periods_rate,
+            "throttledSeconds": cpu.throttled_seconds, "throttledSecondsRate": cpu.throttled_seconds_rate,
+        },
+        "memory": {
+            "current": mem.current, "max": mem.max, "usage": mem.usage, "high": mem.high, "swap": mem.swap,
+            "oomKills": mem.oom_kills, "anon": mem.anon, "file": mem.file,
+        },
+        "io": [
+            {
+                "device": d.device, "readBytes": d.read_bytes, "writeBytes": d.write_bytes,
+                "reads": d.reads, "writes": d.writes, "readRate": d.read_rate, "writeRate": d.write_rate,
+                "readIops": d.read_iops, "writeIops": d.write_iops,
+            }
+            for d in box.io
+        ],
+        "pids": {"current": box.pids.current, "max": box.pids.max},
+        "pressure": pressure_to_wire(box.pressure) if box.pressure else None,
+    }
+
+
+def pressure_to_wire(pressure: PressureSample) -> dict[str, Any]:
+    """PSI per resource: `some`/`full` with avg10/avg60/avg300 in % and `total` stall in seconds."""
+    return {
+        "cpu": _resource_pressure(pressure.cpu),
+        "memory": _resource_pressure(pressure.memory),
+        "io": _resource_pressure(pressure.io),
+    }
+
+
+def _resource_pressure(resource: ResourcePressure | None) -> dict[str, Any] | None:
+    if resource is None:
+        return None
+    return {"some": _psi(resource.some), "full": _psi(resource.full) if resource.full else None}
+
+
+def _psi(figures: PsiFigures) -> dict[str, Any]:
+    return {"avg10": figures.avg10, "avg60": figures.avg60, "avg300": figures.avg300, "total": figures.total}
+
+
 def system_info_to_wire(info: SystemInfo) -> dict[str, Any]:
     return {
         "platform": info.platform,
@@ -313,6 +377,8 @@ def snapshot_from_wire(data: bytes | bytearray | memoryview | str | dict[str, An
         disk=_read_disk(section) if (section := snap.obj("disk")) else None,
         network=_read_network(section) if (section := snap.obj("network")) else None,
         accelerators=tuple(_accelerator_from_obj(a) for a in snap.objects("accelerators")),
+        container=_read_container(section) if (section := snap.obj("container")) else None,
+        pressure=_read_pressure(section) if (section := snap.obj("pressure")) else None,
     )
 
 
@@ -517,6 +583,66 @@ def _read_network(net: _Obj) -> NetworkSample:
             for i in net.objects("interfaces")
         ),
     )
+
+
+def _read_container(box: _Obj) -> ContainerSample:
+    ident, cpu, mem, pids = (_required(box.obj(k, optional=False)) for k in ("identity", "cpu", "memory", "pids"))
+    return ContainerSample(
+        identity=ContainerIdentity(
+            path=_required(ident.text("path", optional=False)),
+            version=_required(ident.integer("version", optional=False)),
+            container_id=ident.text("containerId"),
+            pod_uid=ident.text("podUid"),
+            qos_class=ident.text("qosClass"),
+            slurm_job_id=ident.text("slurmJobId"),
+            systemd_unit=ident.text("systemdUnit"),
+        ),
+        cpu=ContainerCpu(
+            limit_cores=cpu.number("limitCores"),
+            usage=cpu.number("usage"),
+            usage_seconds=cpu.number("usageSeconds"),
+            throttled_periods=cpu.integer("throttledPeriods"),
+            throttled_periods_rate=cpu.number("throttledPeriodsRate"),
+            throttled_seconds=cpu.number("throttledSeconds"),
+            throttled_seconds_rate=cpu.number("throttledSecondsRate"),
+        ),
+        memory=ContainerMemory(
+            current=mem.integer("current"), max=mem.integer("max"), usage=mem.number("usage"),
+            high=mem.integer("high"), swap=mem.integer("swap"), oom_kills=mem.integer("oomKills"),
+            anon=mem.integer("anon"), file=mem.integer("file"),
+        ),
+        io=tuple(
+            ContainerIoDevice(
+                device=_required(d.text("device", optional=False)),
+                read_bytes=_required(d.integer("readBytes", optional=False)),
+                write_bytes=_required(d.integer("writeBytes", optional=False)),
+                reads=_required(d.integer("reads", optional=False)),
+                writes=_required(d.integer("writes", optional=False)),
+                read_rate=_required(d.number("readRate", optional=False)),
+                write_rate=_required(d.number("writeRate", optional=False)),
+                read_iops=_required(d.number("readIops", optional=False)),
+                write_iops=_required(d.number("writeIops", optional=False)),
+            )
+            for d in box.objects("io")
+        ),
+        pids=ContainerPids(current=pids.integer("current"), max=pids.integer("max")),
+        pressure=_read_pressure(section) if (section := box.obj("pressure")) else None,
+    )
+
+
+def _read_pressure(pressure: _Obj) -> PressureSample:
+    return PressureSample(*(_read_resource(r) if (r := pressure.obj(k)) else None for k in ("cpu", "memory", "io")))
+
+
+def _read_resource(resource: _Obj) -> ResourcePressure:
+    full = resource.obj("full")
+    return ResourcePressure(some=_read_psi(_required(resource.obj("some", optional=False))),
+                            full=_read_psi(full) if full else None)
+
+
+def _read_psi(psi: _Obj) -> PsiFigures:
+    avg10, avg60, avg300, total = (_required(psi.number(k, optional=False)) for k in ("avg10", "avg60", "avg300", "total"))
+    return PsiFigures(avg10=avg10, avg60=avg60, avg300=avg300, total=total)
 
 
 # -------------------------------- the accelerator itself

@@ -11,6 +11,7 @@ from ..platforms import select
 from .amd import AmdCollector, discover
 from .apple import AppleCollector
 from .base import Collector, reading_host
+from .container import ContainerCollector, HostPressureCollector
 from .cpu import CpuCollector
 from .disk import HOST_STATVFS, DiskCollector
 from .memory import MemoryCollector
@@ -26,12 +27,14 @@ def default_collectors(
     enable_dcgm: bool = False,
     host_gpus: bool | None = None,
     backend: str = "auto",
+    cgroup: str = "auto",
 ) -> tuple[Collector, ...]:
     """The collectors for one machine (or one captured tree), sharing one hot-path reader.
 
     AMD GPUs are read under `sys_root` (on a captured tree only when it holds amdgpu cards);
     NVIDIA (NVML) and Apple (ioreg, macOS only) ask the host itself, so they run only when
-    `host_gpus` (default: `reading_host`). `backend` is `--collectors`: auto, procfs or psutil.
+    `host_gpus` (default: `reading_host`). `backend` is `--collectors`: auto, procfs or psutil;
+    `cgroup` picks what the container section describes.
     """
     choice = select(sys.platform, backend, on_host=reading_host(proc_root, sys_root))
     if choice.collectors == "psutil":
@@ -53,7 +56,20 @@ def default_collectors(
         DiskCollector(reader, proc_root=proc_root, sys_root=sys_root, statvfs=statvfs),
         NetworkCollector(reader),
         *gpus,
+        *_job_collectors(proc_root, sys_root, cgroup),
     )
+
+
+def _job_collectors(proc_root: str, sys_root: str, cgroup: str) -> tuple[Collector, ...]:
+    """Container and PSI collectors: always on the host (health says why one is unavailable); on a
+    captured tree only when it holds /proc/self/cgroup or /proc/pressure, like the AMD collector."""
+    host = reading_host(proc_root, sys_root)
+    found: tuple[Collector, ...] = ()
+    if host or os.path.exists(os.path.join(proc_root, "self", "cgroup")):
+        found += (ContainerCollector(proc_root, sys_root, cgroup),)
+    if host or os.path.isdir(os.path.join(proc_root, "pressure")):
+        found += (HostPressureCollector(proc_root),)
+    return found
 
 
 __all__ = ["default_collectors"]

@@ -5,11 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..model import AcceleratorSample, CpuSample, DiskSample, MemorySample, NetworkSample
+from ..model import (
+    AcceleratorSample,
+    ContainerSample,
+    CpuSample,
+    DiskSample,
+    MemorySample,
+    NetworkSample,
+    PressureSample,
+)
 
 Accelerators = tuple[AcceleratorSample, ...]
 # What `collect` returns: the record of one Snapshot section; the sampler matches on its type.
-Section = CpuSample | MemorySample | DiskSample | NetworkSample | Accelerators
+Section = CpuSample | MemorySample | DiskSample | NetworkSample | Accelerators | ContainerSample | PressureSample
 
 
 class Collector(Protocol):
@@ -54,5 +62,9 @@ def section_of(value: Section) -> str:
             return "disk"
         case NetworkSample():
             return "network"
+        case ContainerSample():
+            return "container"
+        case PressureSample():
+            return "pressure"
         case _:
             return "accelerators"

@@ -41,7 +41,7 @@ def create_app(config: ServiceConfig, *, collectors: Sequence[Collector] | None 
         collectors = default_collectors(
             # A captured tree holds no file systems to stat, so its disk usage is unknown.
             config.proc_root, config.sys_root, statvfs=getattr(os, "statvfs", None) if config.on_host else None,
-            enable_dcgm=config.enable_dcgm, host_gpus=config.on_host, backend=config.collectors,
+            enable_dcgm=config.enable_dcgm, host_gpus=config.on_host, backend=config.collectors, cgroup=config.cgroup,
         )
     app[keys.CONFIG] = config
     app[HISTORY_STREAMS] = StreamSlots(config.max_history_streams)

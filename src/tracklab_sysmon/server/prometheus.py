@@ -14,6 +14,7 @@ from prometheus_client.registry import CollectorRegistry
 from .. import __version__, hotpath, wire
 from . import keys
 from .peers import PEERS, node_snapshots
+from .prometheus_container import container_metrics
 
 PREFIX = "tracklab_sysmon_"
 _MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
@@ -74,6 +75,9 @@ class SnapshotCollector:
         yield from _device_counters(nodes)
         yield from _gpu_gauges(nodes)
         yield from _peer_metrics(self._app)
+        # Typed, from this node's latest snapshot only: peers' container sections are not decoded here.
+        latest = self._app[keys.SAMPLER].latest
+        yield from container_metrics([latest] if latest is not None else [])
 
 
 def _dig(value: Any, path: tuple[str, ...]) -> float | None:
