@@ -17,10 +17,10 @@ import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from bench_hotpath import make_sampler, reader_sample  # noqa: E402
+from bench_hotpath import make_sampler, reader_sample
 
-from tracklab_sysmon import hotpath  # noqa: E402
-from tracklab_sysmon._hotpath_py import PyHotReader  # noqa: E402
+from tracklab_sysmon import hotpath
+from tracklab_sysmon._hotpath_py import PyHotReader
 
 OUT = pathlib.Path(__file__).resolve().parent.parent / "out"
 SHAPES = [(2, 4), (64, 4), (256, 4), (1024, 4), (2, 64), (2, 1024)]

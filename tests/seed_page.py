@@ -55,6 +55,6 @@ async def console_lines(page, page_url: str, wanted, timeout: float) -> list[str
     await page.goto(page_url)
     try:
         await asyncio.wait_for(done.wait(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pytest.fail(f"the page never logged what the test waits for; console: {lines[-10:]}")
     return lines

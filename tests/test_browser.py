@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 from aiohttp import web
+from conftest import require_command
 from playwright.async_api import async_playwright
+from seed_page import CHROMIUM_ARGS, console_lines, metrics_lines, seed_page
 
 from tracklab_sysmon.config import ServiceConfig
 from tracklab_sysmon.server import create_app
-
-from conftest import require_command
-from seed_page import CHROMIUM_ARGS, console_lines, metrics_lines, seed_page
 
 DEADLINE_MS = 8_000  # upper bound on waiting for console lines; never a speed assertion
 

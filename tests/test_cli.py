@@ -13,10 +13,9 @@ import time
 import urllib.request
 
 import pytest
+from conftest import FIXTURES, require_command
 
 from tracklab_sysmon import __version__, hotpath
-
-from conftest import FIXTURES, require_command
 
 BIN = pathlib.Path(sys.executable).parent
 TREE = FIXTURES / "cli-tree"

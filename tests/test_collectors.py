@@ -10,14 +10,13 @@ import subprocess
 import sys
 
 import pytest
+from conftest import FIXTURES, require_command
 
 from tracklab_sysmon.collectors import default_collectors
 from tracklab_sysmon.collectors.disk import physical_mountpoints, whole_disks
 from tracklab_sysmon.collectors.system import read_system_info
 from tracklab_sysmon.collectors.thermal import CpuThermal
 from tracklab_sysmon.model import CpuTimes, DiskDeviceSample
-
-from conftest import FIXTURES, require_command
 
 NOW = 1000.0
 

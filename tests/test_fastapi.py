@@ -89,11 +89,10 @@ async def test_relay_forwards_client_messages(service):
 
 async def test_client_stream_works_through_the_relay(service):
     """SystemMonitorClient.stream() pointed at the FastAPI app streams the service's snapshots."""
-    async with serve(_relay_app(service.url)) as base:
-        async with SystemMonitorClient(base) as client:
-            stream = client.stream(reconnect=False)
-            snap = await asyncio.wait_for(anext(stream), 10)
-            await stream.aclose()
+    async with serve(_relay_app(service.url)) as base, SystemMonitorClient(base) as client:
+        stream = client.stream(reconnect=False)
+        snap = await asyncio.wait_for(anext(stream), 10)
+        await stream.aclose()
     assert snap["node_id"] == "relay-node"
 
 

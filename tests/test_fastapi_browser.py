@@ -6,12 +6,11 @@ import fastapi
 import fastapi.responses
 import pytest
 import pytest_asyncio
-
-from tracklab_sysmon.monitor import SystemMonitor
-
 from conftest import require_command
 from seed_page import CHROMIUM_ARGS, console_lines, metrics_lines, seed_page
 from test_fastapi import _relay_app, serve
+
+from tracklab_sysmon.monitor import SystemMonitor
 
 WAIT_S = 10.0  # upper bound on waiting for console lines; never a speed assertion
 pytestmark = pytest.mark.asyncio(loop_scope="module")  # one browser shared by the tests

@@ -9,17 +9,16 @@ import shutil
 from typing import Any
 
 import pytest
+from conftest import FIXTURES, outcome
+from test_hotpath import backend_class
 
 from tracklab_sysmon import _procfs as procfs
+from tracklab_sysmon._sysfs import KeptFile, read_text
 from tracklab_sysmon.collectors.cpu import CpuCollector
 from tracklab_sysmon.collectors.disk import DiskCollector
 from tracklab_sysmon.collectors.memory import MemoryCollector
 from tracklab_sysmon.collectors.network import NetworkCollector
-from tracklab_sysmon._sysfs import KeptFile, read_text
 from tracklab_sysmon.sampler import Sampler
-
-from conftest import FIXTURES, outcome
-from test_hotpath import backend_class
 
 ERRNOS = ("EIO", "ENODEV", "EACCES", "EBUSY", "EAGAIN")
 FILE_OF = {"cpu": "stat", "memory": "meminfo", "disk": "diskstats", "network": "net/dev"}

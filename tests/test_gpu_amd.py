@@ -5,12 +5,12 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 from conftest import FIXTURES
+
 from tracklab_sysmon import wire
-from tracklab_sysmon.errors import Unavailable
 from tracklab_sysmon.collectors.amd import RESCAN_SECONDS, AmdCollector, discover
 from tracklab_sysmon.config import ServiceConfig
+from tracklab_sysmon.errors import Unavailable
 from tracklab_sysmon.server import create_app
 
 

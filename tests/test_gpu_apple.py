@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 
 import pytest
-
 from conftest import FIXTURES
+
 from tracklab_sysmon import wire
-from tracklab_sysmon.errors import Unavailable
 from tracklab_sysmon.collectors.apple import RECHECK_SECONDS, AppleCollector, parse_ioreg, samples_from_ioreg
+from tracklab_sysmon.errors import Unavailable
 
 APPLE = FIXTURES / "apple"
 GIB = 2**30

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import require_command
 from nvml_stub.build import build_stub, stub_env
 

@@ -14,7 +14,6 @@ import time
 import urllib.request
 
 import pytest
-
 from conftest import require_command
 from nvml_stub.build import build_stub, stub_env
 

@@ -15,7 +15,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import FIXTURES
 from service_process import (
     DEADLINE,
@@ -27,6 +26,7 @@ from service_process import (
     wait_closed_by_server,
     wait_until,
 )
+
 from tracklab_sysmon.config import ServiceConfig
 from tracklab_sysmon.errors import ConfigError
 from tracklab_sysmon.server import create_app

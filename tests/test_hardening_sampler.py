@@ -11,6 +11,8 @@ import time
 from typing import Any
 
 import pytest
+from conftest import FIXTURES
+from test_cli import Service, _script
 
 from tracklab_sysmon import hotpath
 from tracklab_sysmon.collectors import default_collectors
@@ -20,9 +22,6 @@ from tracklab_sysmon.config import ServiceConfig
 from tracklab_sysmon.model import MemorySample, Snapshot, SwapSample
 from tracklab_sysmon.sampler import LoopHealth, Sampler
 from tracklab_sysmon.server import create_app, keys
-
-from conftest import FIXTURES
-from test_cli import Service, _script
 
 WALL = 1_800_000_000.0
 SECTORS_2_55 = 2**55  # legal in /proc/diskstats text; in bytes (x 512) it is 2**64, one past u64

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tracklab_sysmon.config import ServiceConfig
-from tracklab_sysmon.server import create_app, ws
 from tracklab_sysmon.protocol import MAX_MESSAGE_BYTES
+from tracklab_sysmon.server import create_app, ws
 
 NODE = "hardening-node"
 SLOW = 3600.0  # no background tick: frames are published by the test

@@ -7,14 +7,13 @@ import subprocess
 import sys
 
 import pytest
+from conftest import require_command
 
 from tracklab_sysmon.collectors.cpu import CpuCollector
 from tracklab_sysmon.collectors.disk import DiskCollector, physical_mountpoints
 from tracklab_sysmon.collectors.memory import MemoryCollector
 from tracklab_sysmon.collectors.system import read_system_info
 from tracklab_sysmon.hotpath import open_reader
-
-from conftest import require_command
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads a live Linux /proc")
 

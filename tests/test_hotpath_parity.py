@@ -6,8 +6,8 @@ import os
 import pathlib
 
 import pytest
-
 from conftest import native_module, outcome
+
 from tracklab_sysmon import hotpath
 from tracklab_sysmon.model import CpuTimes
 

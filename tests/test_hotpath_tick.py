@@ -7,8 +7,8 @@ import pathlib
 import shutil
 import threading
 
-from tracklab_sysmon.errors import Unavailable
 from tracklab_sysmon.collectors.cpu import CpuCollector
+from tracklab_sysmon.errors import Unavailable
 from tracklab_sysmon.hotpath import open_reader
 from tracklab_sysmon.sampler import Sampler
 

@@ -12,7 +12,6 @@ import textwrap
 import time
 
 import pytest
-
 from service_process import DEADLINE, Service, parse_response
 
 KEEPALIVE_CLIENTS = 2000

@@ -12,12 +12,12 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from conftest import FUZZ_SHARES, native_module, outcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FUZZ_SHARES, native_module, outcome
-from tracklab_sysmon import hotpath
 from tracklab_sysmon import _procfs as procfs
+from tracklab_sysmon import hotpath
 from tracklab_sysmon.model import MemInfo
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"

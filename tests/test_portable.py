@@ -7,7 +7,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from tracklab_sysmon.errors import Unavailable
 from tracklab_sysmon.collectors.network import NetworkCollector
 from tracklab_sysmon.collectors.portable import backend_health, portable_collectors
 from tracklab_sysmon.collectors.portable.cpu import PortableCpuCollector
@@ -16,6 +15,7 @@ from tracklab_sysmon.collectors.portable.gpus import AMD_LINUX_ONLY
 from tracklab_sysmon.collectors.portable.reader import PsutilCounterReader, cpu_times
 from tracklab_sysmon.collectors.portable.system import fill_from_psutil
 from tracklab_sysmon.collectors.portable.wintcp import AF_INET, AF_INET6, TcpEstablished
+from tracklab_sysmon.errors import Unavailable
 from tracklab_sysmon.model import CpuTimes, SystemInfo
 from tracklab_sysmon.platforms import select
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from conftest import FIXTURES
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tracklab_sysmon import _procfs as procfs
 from tracklab_sysmon.errors import ParseError
 from tracklab_sysmon.model import CpuTimes, DiskCounters, LoadAvg, MemInfo, NetCounters
-
-from conftest import FIXTURES
 
 
 def read(scenario: str, relpath: str) -> str:

@@ -8,8 +8,8 @@ import subprocess
 
 import aiohttp
 import pytest
-
 from conftest import require_command
+
 from tracklab_sysmon.config import ServiceConfig
 from tracklab_sysmon.server import create_app
 

@@ -55,8 +55,8 @@ def test_all_is_the_literal_list_the_lazy_loader_serves():
 
 def test_every_exception_is_in_the_one_error_tree():
     """Every exception class the package defines lives in `errors` and derives from SysmonError."""
-    import pkgutil
     import importlib
+    import pkgutil
 
     strays = []
     for info in pkgutil.walk_packages(tracklab_sysmon.__path__, "tracklab_sysmon."):

@@ -6,6 +6,7 @@ import pathlib
 import shutil
 
 import pytest
+from conftest import FIXTURES, native_module
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,8 +17,6 @@ from tracklab_sysmon.collectors.network import NetworkCollector
 from tracklab_sysmon.hotpath import select_backend
 from tracklab_sysmon.model import CpuTimes
 from tracklab_sysmon.rates import busy_percent, counter_rate, percent
-
-from conftest import FIXTURES, native_module
 
 # ---------------------------------------------------------------- pure maths
 

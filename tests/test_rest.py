@@ -10,8 +10,8 @@ from aiohttp import web
 
 from tracklab_sysmon import __version__, hotpath
 from tracklab_sysmon.collectors import default_collectors
-from tracklab_sysmon.errors import Unavailable
 from tracklab_sysmon.config import ServiceConfig
+from tracklab_sysmon.errors import Unavailable
 from tracklab_sysmon.server import create_app, keys
 
 NODE = "node-under-test"

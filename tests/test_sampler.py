@@ -8,6 +8,7 @@ import shutil
 import time
 
 import pytest
+from conftest import FIXTURES
 
 from tracklab_sysmon import protocol, wire
 from tracklab_sysmon.collectors import default_collectors
@@ -15,8 +16,6 @@ from tracklab_sysmon.errors import Unavailable
 from tracklab_sysmon.model import AcceleratorMemory, AcceleratorSample
 from tracklab_sysmon.ring import SnapshotRing
 from tracklab_sysmon.sampler import Sampler
-
-from conftest import FIXTURES
 
 WALL = 1_800_000_000.0
 

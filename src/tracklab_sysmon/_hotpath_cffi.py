@@ -5,9 +5,9 @@ from __future__ import annotations
 import errno
 import os
 
-from ._sysmon_cffi import ffi, lib  # ImportError when the extension was not built
 from . import _procfs as procfs
 from ._sysfs import NOT_REGULAR
+from ._sysmon_cffi import ffi, lib  # ImportError when the extension was not built
 from .errors import ParseError
 from .model import CpuTimes, DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
 

@@ -63,7 +63,7 @@ class KeptFile:
     back). `read` gives None while the file cannot be opened or read; `read_or_raise` says why.
     """
 
-    __slots__ = ("path", "_fd", "_identity", "_whole")
+    __slots__ = ("_fd", "_identity", "_whole", "path")
 
     def __init__(self, path: str, *, whole: bool = False) -> None:
         """`whole`: read until EOF (multi-record /proc files); else one pread (one-value files, 64 KiB)."""

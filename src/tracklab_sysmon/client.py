@@ -142,7 +142,7 @@ class SystemMonitorClient:
             ) as resp:
                 body = await resp.read()
                 status = resp.status
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ServiceUnavailable(f"{url}: no answer within {self.timeout:g} s") from None
         except aiohttp.ClientError as exc:
             raise ServiceUnavailable(f"{url}: {exc or type(exc).__name__}") from None
@@ -235,7 +235,7 @@ class SystemMonitorClient:
             if exc.status == 404:
                 raise NotFound(f"{self.ws_url}: no WebSocket endpoint (HTTP 404)", status=404) from None
             raise _response_error(exc.status, None, f"{self.ws_url}: handshake refused ({exc.status})") from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ServiceUnavailable(f"{self.ws_url}: no answer within {self.timeout:g} s") from None
         except aiohttp.ClientError as exc:
             raise ServiceUnavailable(f"{self.ws_url}: {exc or type(exc).__name__}") from None
@@ -252,7 +252,7 @@ async def _ws_receive(ws: aiohttp.ClientWebSocketResponse, url: str) -> dict[str
     """The next JSON frame; None on a clean close; ServiceUnavailable on a lost connection."""
     try:
         msg = await ws.receive()
-    except (aiohttp.ClientError, ConnectionError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
         raise ServiceUnavailable(f"{url}: {exc or type(exc).__name__}") from None
     if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
         try:

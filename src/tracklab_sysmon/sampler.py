@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from . import wire
+from ._sysfs import KeptFile
 from .collectors.base import Collector, Partial, Section, section_of
 from .errors import Unavailable, describe
-from ._sysfs import KeptFile
 from .model import (
     AcceleratorSample,
     ContainerSample,

@@ -14,8 +14,8 @@ import json
 import pathlib
 
 from tracklab_sysmon import wire
-from tracklab_sysmon.errors import Unavailable
 from tracklab_sysmon.collectors.nvidia import NvidiaCollector
+from tracklab_sysmon.errors import Unavailable
 
 
 def main() -> None:

@@ -6,6 +6,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from .._sysfs import list_dir, read_text
+from ..errors import Unavailable
 from ..model import (
     AcceleratorMemory,
     AcceleratorSample,
@@ -16,8 +18,6 @@ from ..model import (
     TemperatureSensor,
 )
 from ..rates import percent
-from ..errors import Unavailable
-from .._sysfs import list_dir, read_text
 
 RESCAN_SECONDS = 60.0  # with no card found, look again this often (driver loaded late)
 _CARD = re.compile(r"card(\d+)$")  # card0-DP-1 and friends are connectors, not devices

@@ -8,9 +8,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..errors import Unavailable
 from ..model import AcceleratorMemory, AcceleratorSample, IoregDetails
 from ..rates import percent
-from ..errors import Unavailable
 
 IOREG = ("ioreg", "-r", "-d", "1", "-w", "0", "-c", "IOAccelerator")
 TIMEOUT_SECONDS = 5.0

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from .._sysfs import KeptFile, read_text
 from ..config import check_cgroup_option
 from ..errors import ParseError, Unavailable
 from ..model import (
@@ -21,7 +22,6 @@ from ..model import (
 )
 from ..rates import counter_rate, percent
 from . import cgroup_files as files
-from .._sysfs import KeptFile, read_text
 
 T = TypeVar("T")
 _CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "blkio", "pids")

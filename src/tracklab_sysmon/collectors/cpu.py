@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 
+from .. import _procfs as procfs
+from .. import _sysfs as sysfs
 from ..hotpath import CounterReader
 from ..model import CoreSample, CpuSample, CpuTimes, StatCounters
 from ..rates import busy_percent
-from .. import _procfs as procfs
-from .. import _sysfs as sysfs
 from .cpuinfo import CpuinfoClock
 from .thermal import CpuThermal
-
 
 
 class CpuCollector:

@@ -6,13 +6,12 @@ import os
 import re
 from collections.abc import Callable, Iterable
 
+from .. import _procfs as procfs
+from .. import _sysfs as sysfs
 from ..hotpath import CounterReader
 from ..model import DiskCounters, DiskDeviceSample, DiskSample
 from ..rates import CounterRates, checked_counter, rounded, total_rate
-from .. import _procfs as procfs
-from .. import _sysfs as sysfs
 from .base import Partial
-
 
 _VIRTUAL_PREFIXES = ("loop", "ram", "zram")
 _STACKED_PREFIXES = ("dm-", "md")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-
 from ..errors import ParseError
 from ..hotpath import CounterReader
 from ..model import MemorySample, SwapSample
 from ..rates import checked_counter, percent
 from .base import Partial
-
 
 
 class MemoryCollector:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-
 from ..errors import describe
 from ..hotpath import CounterReader
 from ..model import InterfaceSample, NetCounters, NetworkSample
 from ..rates import CounterRates, checked_counter, rounded, total_rate
 from .base import Partial
-
 
 LOOPBACK = "lo"
 _FIELDS = ("bytes_recv", "bytes_sent", "packets_recv", "packets_sent")

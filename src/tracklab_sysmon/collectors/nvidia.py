@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from .. import _nvml
 from .._dcgm import DcgmProfiler
+from ..errors import Unavailable
 from ..model import (
     AcceleratorMemory,
     AcceleratorSample,
@@ -17,7 +18,6 @@ from ..model import (
     Profiling,
 )
 from ..rates import percent
-from ..errors import Unavailable
 
 SLOW_SECONDS = 5.0  # PCIe sampling, process tables, ECC, MIG: asked at most this often
 LOST_RETRY_SECONDS = 30.0  # a lost GPU is probed again this often (it comes back only after a reset)

@@ -9,9 +9,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .. import __version__
-from ..model import AcceleratorSample, Snapshot, SystemInfo
 from .. import _procfs as procfs
 from .. import _sysfs as sysfs
+from ..model import AcceleratorSample, Snapshot, SystemInfo
 from .base import reading_host
 
 

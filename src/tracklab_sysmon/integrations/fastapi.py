@@ -69,7 +69,7 @@ async def _relay(websocket: WebSocket, upstream_url: str, headers: dict[str, str
     async with aiohttp.ClientSession() as session:
         try:
             upstream = await session.ws_connect(upstream_url, headers=headers, heartbeat=10.0, max_msg_size=0)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             log.warning("system monitor stream %s unavailable: %s", upstream_url, exc)
             message = "system monitor not available"
             if isinstance(exc, aiohttp.WSServerHandshakeError):  # e.g. 401: the relay's token is wrong

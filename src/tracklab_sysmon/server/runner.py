@@ -87,7 +87,7 @@ async def _serve(config: ServiceConfig, stop: asyncio.Event, choice: PlatformCho
     finally:
         try:
             await asyncio.wait_for(runner.cleanup(), SHUTDOWN_SECONDS)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("shutdown took longer than %.0f s; exiting anyway", SHUTDOWN_SECONDS)
         if wrote_portfile:
             remove_portfile(config.portfile, os.getpid())

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from aiohttp import WSMessage, WSMsgType, web
 
 from ..config import DEFAULT_WS_CLIENTS
-from . import keys
-from .errors import json_error
 from ..protocol import (
     MAX_MESSAGE_BYTES,
     WS_PATH,
@@ -42,6 +40,8 @@ from ..protocol import (
     subscribed_payload,
     text_frame,
 )
+from . import keys
+from .errors import json_error
 
 log = logging.getLogger(__name__)
 

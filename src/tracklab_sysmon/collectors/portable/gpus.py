@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ...platforms import PlatformChoice
 from ...errors import Unavailable
+from ...platforms import PlatformChoice
 from ..amd import AmdCollector
 from ..apple import AppleCollector
 from ..base import Accelerators, Collector

@@ -9,10 +9,10 @@ from typing import Any
 
 import psutil
 
-from ...model import CpuTimes, DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
-from ...platforms import PlatformChoice
 from ... import _procfs as procfs
 from ..._sysfs import KeptFile
+from ...model import CpuTimes, DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
+from ...platforms import PlatformChoice
 from .wintcp import TcpEstablished
 
 # psutil names a mode per OS; the model's name on the left, psutil's on the right.
