@@ -24,7 +24,7 @@ CSP = (
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer would make form posts say `Origin: null`
     "X-Frame-Options": "DENY",
 }
 STATIC_CACHE = "public, max-age=3600"  # then revalidated by ETag: an upgrade shows within the hour
