@@ -80,8 +80,12 @@ export function drawCores(canvas, series, windowSeconds) {
     canvas.style.height = `${Math.min(256, Math.max(64, cores * 4))}px`;
   }
   const ctx = canvas.getContext("2d");
-  const image = ctx.createImageData(columns, cores);
+  if (!canvas.image || canvas.image.width !== columns || canvas.image.height !== cores) {
+    canvas.image = ctx.createImageData(columns, cores); // kept: no 1 MB allocation per redraw
+  }
+  const { image } = canvas;
   const pixels = new Uint32Array(image.data.buffer);
+  pixels.fill(0);
   const end = series.last;
   const start = end - windowSeconds;
   const { t } = series;
