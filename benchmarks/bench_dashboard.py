@@ -106,7 +106,8 @@ async def measure(url: str, minutes: float) -> list[dict]:
                          "task": metrics["TaskDuration"], **page_state})
             print(f"{elapsed:6.0f} s  heap {metrics['JSHeapUsedSize'] / 2**20:7.1f} MiB  "
                   f"samples {page_state['points']:6d}  GPUs {page_state['gpus']}  "
-                  f"long tasks {len(page_state['longTasks']):3d}  max {max(page_state['longTasks'], default=0):5.0f} ms  "
+                  f"long tasks {len(page_state['longTasks']):3d}  "
+                  f"max {max(page_state['longTasks'], default=0):5.0f} ms  "
                   f"redraw median {statistics.median(page_state['renders'] or [0]):5.1f} ms",
                   flush=True)
         await browser.close()
@@ -125,9 +126,17 @@ def report(rows: list[dict], minutes: float, interval: float) -> None:
     print(f"  long tasks (> 50 ms): {len(tasks)}, longest {max(tasks, default=0):.0f} ms; "
           f"main-thread busy {100 * last['task'] / last['t']:.1f} % of the run")
     renders = last["renders"]
-    deciles = statistics.quantiles(renders, n=10) if len(renders) > 1 else [0.0] * 9
-    print(f"  redraws: {len(renders)}, median {statistics.median(renders or [0]):.1f} ms, p90 {deciles[-1]:.1f} ms, "
-          f"max {max(renders, default=0):.1f} ms")
+    before_last_minute = next((r for r in reversed(rows) if r["t"] <= last["t"] - 60), rows[0])
+    print(f"  redraws, all: {_spread(renders)}")
+    print(f"  redraws, last minute (full buffer): {_spread(renders[len(before_last_minute['renders']):])}")
+
+
+def _spread(times: list[float]) -> str:
+    if len(times) < 2:
+        return f"{len(times)} redraws"
+    deciles = statistics.quantiles(times, n=10)
+    return (f"{len(times)}, median {statistics.median(times):.1f} ms, p90 {deciles[-1]:.1f} ms, "
+            f"max {max(times):.1f} ms")
 
 
 def main() -> None:

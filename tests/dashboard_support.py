@@ -1,4 +1,4 @@
-"""What the dashboard and `top` tests (and the dashboard benchmark) share: many-CPU trees, service processes, Chromium."""
+"""What the dashboard and `top` tests and the dashboard benchmark share: many-CPU trees, services, Chromium."""
 
 from __future__ import annotations
 

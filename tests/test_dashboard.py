@@ -23,7 +23,8 @@ DEADLINE_MS = 20_000  # upper bound on waiting for the page; never a speed asser
 DASHBOARD = pathlib.Path(__file__).parent.parent / "src/tracklab_sysmon/dashboard"
 ARTIFACTS = pathlib.Path(__file__).parent.parent / "out" / "dashboard"
 # Reports CSP violations on the console too (Chromium's own "Refused to ..." lines already are errors).
-CSP_PROBE = "document.addEventListener('securitypolicyviolation', e => console.error('CSP violation ' + e.violatedDirective));"
+CSP_PROBE = ("document.addEventListener('securitypolicyviolation',"
+             " e => console.error('CSP violation ' + e.violatedDirective));")
 
 
 @pytest.fixture
@@ -53,7 +54,8 @@ async def _open(browser, url: str, **context_options):
 async def _shown(page) -> dict:
     """The snapshot timestamp the page shows and its CPU text, read together."""
     return await page.evaluate(
-        "() => ({ts: document.getElementById('node').dataset.timestamp, cpu: document.getElementById('cpu-value').textContent,"
+        "() => ({ts: document.getElementById('node').dataset.timestamp,"
+        " cpu: document.getElementById('cpu-value').textContent,"
         " chart: document.getElementById('chart-cpu').dataset.last})"
     )
 
@@ -198,7 +200,9 @@ async def test_phone_width_has_no_horizontal_scroll(aiohttp_server, browser):
     focused = []
     for _ in range(6):  # the window buttons, then the node card
         await page.keyboard.press("Tab")
-        focused.append(await page.evaluate("() => document.activeElement.dataset.window || document.activeElement.dataset.node"))
+        active = await page.evaluate("() => document.activeElement.dataset.window"
+                                     " || document.activeElement.dataset.node")
+        focused.append(active)
     node_id = await page.locator("#node-title").text_content()
     assert focused[:5] == ["60", "300", "900", "3600", node_id]
 
@@ -311,3 +315,22 @@ async def test_token_login_form_refuses_a_wrong_token_and_accepts_the_right_one(
     [cookie] = [c for c in await page.context.cookies() if c["name"] == COOKIE]
     assert cookie["httpOnly"] is True
     assert [p for p in problems if "401" not in p] == []  # the 401s are the page asking before signing in
+
+
+async def test_unknown_values_are_gaps_not_zeros(aiohttp_server, browser, tmp_path):
+    """A capture that never moves has no CPU usage (null): the page shows a dash and leaves the strip empty, not 0 %."""
+    proc_root, sys_root = many_cpu_tree(tmp_path / "tree", 8)
+    server = await _service(aiohttp_server, proc_root=str(proc_root), sys_root=str(sys_root))
+    page, problems = await _open(browser, f"http://127.0.0.1:{server.port}/")
+    first = await _next_tick(page, None)
+    await _next_tick(page, first["ts"])
+    shown = await _shown(page)
+    assert shown["cpu"] == "–"
+    alphas = await page.evaluate("""() => {
+        const canvas = document.getElementById('cores-canvas');
+        const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+        const opaque = data.filter((v, i) => i % 4 === 3 && v).length;
+        return {cores: document.getElementById('cores').dataset.cores, opaque};
+    }""")
+    assert alphas == {"cores": "8", "opaque": 0}
+    assert problems == []

@@ -110,7 +110,7 @@ def test_units_follow_the_dashboard_rules():
 
 
 def test_top_shows_the_node_cpu_and_memory_the_api_gives_and_q_exits_0(moving_service, tmp_path):
-    """Under an 80x24 pty, `top --portfile` shows the node, its CPU and memory as /api/system/metrics says; q exits 0."""
+    """Under an 80x24 pty, `top --portfile` shows node, CPU and memory as /api/system/metrics gives them; q exits 0."""
     expected_cpu = percent_text(100 * sum(core_busy(i) for i in range(CPUS)) / CPUS)
     portfile = next(tmp_path.glob("port-*.json"))
     terminal = Terminal("top", "--portfile", str(portfile))
@@ -151,7 +151,8 @@ def test_top_with_an_unreadable_portfile_fails_with_one_line(tmp_path):
 
 def test_the_service_does_not_import_rich():
     """Only `top` loads rich: importing the server and building an app leaves it out of sys.modules."""
-    code = ("import sys; from tracklab_sysmon.server import create_app; from tracklab_sysmon.config import ServiceConfig;"
-            " import tracklab_sysmon.cli; create_app(ServiceConfig()); print('rich' in sys.modules)")
+    code = ("import sys; from tracklab_sysmon.server import create_app;"
+            " from tracklab_sysmon.config import ServiceConfig; import tracklab_sysmon.cli;"
+            " create_app(ServiceConfig()); print('rich' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=DEADLINE, check=True)
     assert done.stdout.strip() == "False"

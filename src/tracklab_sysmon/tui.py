@@ -110,7 +110,8 @@ def core_strip(cores: list[dict[str, Any]], width: int, max_lines: int) -> Text:
             cells.append("?", style="dim")
         else:
             level = round(max(0.0, min(100.0, usage)) / 100 * (len(BLOCKS) - 1))
-            cells.append(BLOCKS[level] if level else "_", style="red" if usage >= 85 else "yellow" if usage >= 60 else "green")
+            style = "red" if usage >= 85 else "yellow" if usage >= 60 else "green"
+            cells.append(BLOCKS[level] if level else "_", style=style)
         if (i + 1) % width == 0 and i + 1 < shown:
             cells.append("\n" + " " * LABEL_WIDTH)
     if shown < len(cores):
@@ -166,11 +167,14 @@ def accelerator_table(accelerators: list[dict[str, Any]]) -> Table:
     return table
 
 
-def screen(base: str, nodes: list[Snapshot], selected: int, error: str | None, width: int, height: int) -> RenderableType:
+def screen(
+    base: str, nodes: list[Snapshot], selected: int, error: str | None, width: int, height: int,
+) -> RenderableType:
     """The whole screen: a title line, the node tabs, the selected node, and the key help."""
     title = Text(f"tracklab-sysmon top · {base}", style="bold")
     if error:
-        return Group(title, Text(f"cannot read the service: {error} (retrying)", style="red"), Text("q quits", style="dim"))
+        problem = Text(f"cannot read the service: {error} (retrying)", style="red")
+        return Group(title, problem, Text("q quits", style="dim"))
     tabs = Text()
     for i, node in enumerate(nodes):
         cpu = (node.get("cpu") or {}).get("overall")

@@ -91,9 +91,11 @@ export function drawCores(canvas, series, windowSeconds) {
   const { t } = series;
   const column = (time) => Math.floor(((time - start) / windowSeconds) * (columns - 1));
   for (let s = 0; s < t.length; s += 1) {
-    const row = series.cores[s];
     const from = Math.max(0, column(t[s]));
-    const to = Math.min(columns, Math.max(from + 1, s + 1 < t.length ? column(t[s + 1]) : from + 1));
+    const next = s + 1 < t.length ? column(t[s + 1]) : from + 1;
+    if (next <= from) continue; // a later sample owns this column: at most `columns` samples are drawn
+    const row = series.cores[s];
+    const to = Math.min(columns, next);
     for (let k = 0; k < row.length && k < cores; k += 1) pixels.fill(HEAT[row[k]], k * columns + from, k * columns + to);
   }
   ctx.putImageData(image, 0, 0);

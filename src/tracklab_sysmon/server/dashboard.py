@@ -60,7 +60,7 @@ def load_assets() -> dict[str, Asset]:
     return assets
 
 
-ASSETS = web.AppKey("dashboard_assets", dict)
+ASSETS = web.AppKey("dashboard_assets", dict[str, Asset])  # file name under dashboard/ -> its bytes
 
 
 def _serve(request: web.Request, name: str, cache: str) -> web.Response:
