@@ -6,7 +6,9 @@ chooses the 60-minute window and stays on it for --minutes (default 2) at --inte
 0.1 s), i.e. ten times the 1 Hz rate: 2 minutes fill the buffer as 20 minutes at 1 Hz would.
 Every 10 s it reads Chromium's Performance.getMetrics (JSHeapUsedSize, Nodes, TaskDuration) over
 CDP; a PerformanceObserver in the page counts long tasks (> 50 ms). Prints one row per sample and
-a summary. Run: .venv/bin/python benchmarks/bench_dashboard.py [--minutes 6] [--interval 0.1]
+a summary. `--control` opens the static login page instead: the long tasks a page with no script
+work gets on the same machine under the same service load.
+Run: .venv/bin/python benchmarks/bench_dashboard.py [--minutes 6] [--interval 0.1] [--control]
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def start_service(tmp: pathlib.Path, interval: float):
     return child, f"http://127.0.0.1:{port}", stop
 
 
-async def measure(url: str, minutes: float) -> list[dict]:
+async def measure(url: str, minutes: float, control: bool) -> list[dict]:
     from playwright.async_api import async_playwright
 
     from dashboard_support import launch_chromium, watch_problems
@@ -89,17 +91,21 @@ async def measure(url: str, minutes: float) -> list[dict]:
         await page.add_init_script(LONG_TASKS)
         cdp = await page.context.new_cdp_session(page)
         await cdp.send("Performance.enable")
-        await page.goto(url + "/")
-        await page.wait_for_function("() => document.getElementById('cores').dataset.cores === '256'", timeout=60_000)
-        await page.click("[data-window='3600']")
+        if control:  # the static login page: no script work at all, so its long tasks are the machine's
+            await page.goto(url + "/login")
+        else:
+            await page.goto(url + "/")
+            await page.wait_for_function("() => document.getElementById('cores').dataset.cores === '256'",
+                                         timeout=60_000)
+            await page.click("[data-window='3600']")
         elapsed = 0.0
         while elapsed < minutes * 60:
             await asyncio.sleep(SAMPLE_SECONDS)
             elapsed += SAMPLE_SECONDS
             metrics = {m["name"]: m["value"] for m in (await cdp.send("Performance.getMetrics"))["metrics"]}
             page_state = await page.evaluate(
-                "() => ({points: Number(document.getElementById('chart-cpu').dataset.points),"
-                " gpus: document.getElementById('acc-rows').rows.length, longTasks: window.__longTasks.slice(),"
+                "() => ({points: Number(document.getElementById('chart-cpu')?.dataset.points || 0),"
+                " gpus: document.getElementById('acc-rows')?.rows.length || 0, longTasks: window.__longTasks.slice(),"
                 " renders: window.dashboardRenderTimes.slice()})"
             )
             rows.append({"t": elapsed, "heap": metrics["JSHeapUsedSize"], "nodes": metrics["Nodes"],
@@ -143,11 +149,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--interval", type=float, default=0.1)
+    parser.add_argument("--control", action="store_true", help="open the static login page instead (baseline)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         child, url, stop = start_service(pathlib.Path(tmp), args.interval)
         try:
-            rows = asyncio.run(measure(url, args.minutes))
+            rows = asyncio.run(measure(url, args.minutes, args.control))
         finally:
             stop.set()
             child.kill()

@@ -310,8 +310,14 @@ function start() {
   buildCharts();
   // Follow the system's light/dark switch: chart colours are read from CSS when a chart is built.
   matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => { buildCharts(); schedule(); });
-  new ResizeObserver(() => { for (const chart of Object.values(state.charts)) chart.resize(); schedule(); })
-    .observe($("node"));
+  // Only a new width re-lays the charts out; the panel's height changes with its contents every tick.
+  let width = 0;
+  new ResizeObserver(([entry]) => {
+    if (Math.round(entry.contentRect.width) === width) return;
+    width = Math.round(entry.contentRect.width);
+    for (const chart of Object.values(state.charts)) chart.resize();
+    schedule();
+  }).observe($("node"));
   connect();
   pollNodes();
   setInterval(pollNodes, NODES_EVERY_MS);
