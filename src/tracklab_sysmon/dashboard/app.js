@@ -249,18 +249,21 @@ const ACC_CHARTS = [["acc-util", "util", fmt.percent, 100], ["acc-mem", "mem", f
 function buildCharts() {
   for (const chart of Object.values(state.charts)) chart.destroy();
   state.charts = {};
-  for (const [name, labels, format, , maxValue] of CHARTS) {
-    state.charts[name] = new LineChart($(`chart-${name}`), labels, format, state.window, maxValue);
-  }
+  const widths = CHARTS.map(([name]) => $(`chart-${name}`).clientWidth);
+  CHARTS.forEach(([name, labels, format, , maxValue], i) => {
+    state.charts[name] = new LineChart($(`chart-${name}`), labels, format, state.window, maxValue, widths[i]);
+  });
   state.accCount = -1;
 }
 
 function buildAcceleratorCharts(series) {
   const labels = series.accIds.map((id) => `#${id}`);
-  for (const [name, , format, maxValue] of ACC_CHARTS) {
+  $("accelerators").hidden = series.accIds.length === 0; // laid out before the widths are read
+  const widths = ACC_CHARTS.map(([name]) => $(`chart-${name}`).clientWidth);
+  ACC_CHARTS.forEach(([name, , format, maxValue], i) => {
     if (state.charts[name]) state.charts[name].destroy();
-    state.charts[name] = new LineChart($(`chart-${name}`), labels, format, state.window, maxValue);
-  }
+    state.charts[name] = new LineChart($(`chart-${name}`), labels, format, state.window, maxValue, widths[i]);
+  });
   state.accCount = series.accIds.length;
 }
 

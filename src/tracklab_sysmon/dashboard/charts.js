@@ -20,13 +20,14 @@ function clock(seconds, withSeconds) {
 const yRange = (maxValue) => (u, min, max) => [0, maxValue ?? (max > 0 ? max * 1.1 : 1)];
 
 export class LineChart {
-  constructor(figure, labels, format, windowSeconds, maxValue = null) {
+  // `width`: read by the caller for all charts at once, so building ten charts forces one layout, not ten.
+  constructor(figure, labels, format, windowSeconds, maxValue = null, width = figure.clientWidth) {
     this.figure = figure;
     this.window = windowSeconds;
     this.lastT = 0;
     const axis = { stroke: cssColor("--muted"), grid: { stroke: cssColor("--line"), width: 1 }, ticks: { show: false } };
     const opts = {
-      width: Math.max(200, figure.clientWidth),
+      width: Math.max(200, width),
       height: HEIGHT,
       legend: { live: true },
       cursor: { drag: { x: false, y: false } },
