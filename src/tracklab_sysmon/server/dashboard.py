@@ -6,6 +6,7 @@ import hashlib
 import importlib.resources
 import mimetypes
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
@@ -45,7 +46,7 @@ def load_assets() -> dict[str, Asset]:
     """Every file under the `dashboard` package data, keyed by its path relative to that folder."""
     root = importlib.resources.files("tracklab_sysmon").joinpath("dashboard")
     assets: dict[str, Asset] = {}
-    pending = [(root, "")]
+    pending: list[tuple[Traversable, str]] = [(root, "")]
     while pending:
         folder, prefix = pending.pop()
         for entry in folder.iterdir():
