@@ -34,30 +34,9 @@ new PerformanceObserver((list) => { for (const e of list.getEntries()) window.__
 """
 
 
-async def serve_child(proc_root: str, sys_root: str, interval: float) -> None:
-    """Child: the real app on a free loopback port with the NVIDIA collector forced on; prints its port."""
-    from aiohttp import web
-
-    from tracklab_sysmon.collectors import default_collectors
-    from tracklab_sysmon.config import ServiceConfig
-    from tracklab_sysmon.server import create_app
-
-    config = ServiceConfig(proc_root=proc_root, sys_root=sys_root, interval=interval, node_id="bench-256")
-    collectors = default_collectors(proc_root, sys_root, statvfs=None, host_gpus=True)  # the stub is the host's NVML
-    runner = web.AppRunner(create_app(config, collectors=collectors), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    print(site._server.sockets[0].getsockname()[1], flush=True)  # noqa: SLF001 - the bound port
-    await asyncio.Event().wait()
-
-
 def start_service(tmp: pathlib.Path, interval: float):
     """The service child on a moving 256-core capture with the 8-GPU NVML stand-in; returns (process, url, stop)."""
-    import subprocess
-
-    from dashboard_support import many_cpu_tree, write_stat
-    from nvml_stub.build import build_stub, stub_env
+    from dashboard_support import gpu_service, many_cpu_tree, write_stat
 
     proc_root, sys_root = many_cpu_tree(tmp / "tree", CPUS)
     stop = threading.Event()
@@ -69,13 +48,8 @@ def start_service(tmp: pathlib.Path, interval: float):
             tick += 1
 
     threading.Thread(target=advance, daemon=True).start()
-    env = stub_env(build_stub(tmp / "nvml"), gpus=str(GPUS))
-    child = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(proc_root), str(sys_root), str(interval)],
-        stdout=subprocess.PIPE, env=env, text=True,
-    )
-    port = int(child.stdout.readline())
-    return child, f"http://127.0.0.1:{port}", stop
+    child, url = gpu_service(tmp, proc_root, sys_root, interval, GPUS)
+    return child, url, stop
 
 
 async def measure(url: str, minutes: float, control: bool) -> list[dict]:
@@ -159,11 +133,9 @@ def main() -> None:
             stop.set()
             child.kill()
             child.wait()
+            child.stdout.close()
     report(rows, args.minutes, args.interval)
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--serve"]:
-        asyncio.run(serve_child(sys.argv[2], sys.argv[3], float(sys.argv[4])))
-    else:
-        main()
+    main()

@@ -87,6 +87,44 @@ class ServiceProcess:
         self.start()
 
 
+def gpu_service(tmp: pathlib.Path, proc_root: pathlib.Path, sys_root: pathlib.Path, interval: float, gpus: int):
+    """The app in a child process whose NVML is the stand-in with `gpus` GPUs; returns (process, base URL).
+
+    The CLI reads GPUs only on the host (not on a captured tree), so the child builds the app itself
+    with the NVIDIA collector forced on; the stub is found through LD_LIBRARY_PATH as the real one is.
+    """
+    from nvml_stub.build import build_stub, stub_env
+
+    env = stub_env(build_stub(tmp / "nvml"), gpus=str(gpus))
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(proc_root), str(sys_root), str(interval)],
+        stdout=subprocess.PIPE, env=env, text=True,
+    )
+    assert child.stdout is not None
+    port = int(child.stdout.readline())
+    return child, f"http://127.0.0.1:{port}"
+
+
+async def _serve_with_gpus(proc_root: str, sys_root: str, interval: float) -> None:
+    """Child of `gpu_service`: the real app on a free loopback port; prints the port, serves until killed."""
+    import asyncio
+
+    from aiohttp import web
+
+    from tracklab_sysmon.collectors import default_collectors
+    from tracklab_sysmon.config import ServiceConfig
+    from tracklab_sysmon.server import create_app
+
+    config = ServiceConfig(proc_root=proc_root, sys_root=sys_root, interval=interval, node_id="gpu-node")
+    collectors = default_collectors(proc_root, sys_root, statvfs=None, host_gpus=True)
+    runner = web.AppRunner(create_app(config, collectors=collectors), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    print(runner.addresses[0][1], flush=True)
+    await asyncio.Event().wait()
+
+
 async def launch_chromium(playwright, args: Sequence[str] = ()):
     """The Debian Chromium driven by Playwright (no browser download)."""
     executable = shutil.which("chromium")
@@ -102,3 +140,9 @@ def watch_problems(page) -> list[str]:
     page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
     page.on("response", lambda r: problems.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None)
     return problems
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--serve"]:
+    import asyncio
+
+    asyncio.run(_serve_with_gpus(sys.argv[2], sys.argv[3], float(sys.argv[4])))

@@ -17,7 +17,9 @@ from tracklab_sysmon.server import create_app
 from tracklab_sysmon.server.security import COOKIE
 
 from conftest import require_command
-from dashboard_support import ServiceProcess, core_busy, launch_chromium, many_cpu_tree, watch_problems, write_stat
+from dashboard_support import (
+    ServiceProcess, core_busy, gpu_service, launch_chromium, many_cpu_tree, watch_problems, write_stat,
+)
 
 DEADLINE_MS = 20_000  # upper bound on waiting for the page; never a speed assertion
 DASHBOARD = pathlib.Path(__file__).parent.parent / "src/tracklab_sysmon/dashboard"
@@ -334,3 +336,34 @@ async def test_unknown_values_are_gaps_not_zeros(aiohttp_server, browser, tmp_pa
     }""")
     assert alphas == {"cores": "8", "opaque": 0}
     assert problems == []
+
+
+async def test_accelerators_show_utilisation_memory_temperature_and_power(browser, tmp_path):
+    """With 2 GPUs (the NVML stand-in), the table shows each one's %, MiB/GiB, °C and W, and their charts fill."""
+    require_command("cc")
+    proc_root, sys_root = many_cpu_tree(tmp_path / "tree", 8)
+    child, url = gpu_service(tmp_path, proc_root, sys_root, 0.2, gpus=2)
+    try:
+        page, problems = await _open(browser, f"{url}/")
+        await page.wait_for_function(
+            "() => document.getElementById('acc-rows').rows.length === 2 &&"
+            " Number(document.getElementById('chart-acc-power').dataset.points) >= 2", timeout=DEADLINE_MS,
+        )
+        rows = await page.evaluate(
+            "() => Array.from(document.getElementById('acc-rows').rows, r => Array.from(r.cells, c => c.textContent))"
+        )
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{url}/api/system/metrics") as response:
+                [snapshot] = await response.json()
+        gpu1 = snapshot["accelerators"][1]
+        assert (gpu1["utilization"], gpu1["temperature"], gpu1["power"]) == (11.0, 41.0, 101.0)  # the stub's values
+        assert [rows[1][0], *rows[1][2:]] == ["1", "11.0 %", "2.0 GiB / 40.0 GiB", "41 °C", "101.0 W"]
+        assert await page.locator("#accelerators").is_visible()
+        charts = {name: json.loads(await page.locator(f"#chart-acc-{name}").get_attribute("data-values"))
+                  for name in ("util", "mem", "temp", "power")}
+        assert charts == {"util": [10.0, 11.0], "mem": [2.5, 5.0], "temp": [40.0, 41.0], "power": [100.0, 101.0]}
+        assert problems == []
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()

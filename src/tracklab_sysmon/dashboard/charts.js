@@ -49,6 +49,7 @@ export class LineChart {
     this.plot.setData([t, ...columns]);
     this.figure.dataset.points = String(t.length);
     this.figure.dataset.last = String(Math.round(this.lastT * 1000));
+    this.figure.dataset.values = JSON.stringify(columns.map((c) => (c.length ? c[c.length - 1] : null))); // newest
   }
 
   resize() { this.plot.setSize({ width: Math.max(200, this.figure.clientWidth), height: HEIGHT }); }
