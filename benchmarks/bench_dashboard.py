@@ -53,9 +53,8 @@ def start_service(tmp: pathlib.Path, interval: float):
 
 
 async def measure(url: str, minutes: float, control: bool) -> list[dict]:
-    from playwright.async_api import async_playwright
-
     from dashboard_support import launch_chromium, watch_problems
+    from playwright.async_api import async_playwright
 
     rows = []
     async with async_playwright() as playwright:

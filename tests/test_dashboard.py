@@ -10,16 +10,21 @@ import re
 
 import aiohttp
 import pytest
+from conftest import require_command
+from dashboard_support import (
+    ServiceProcess,
+    core_busy,
+    gpu_service,
+    launch_chromium,
+    many_cpu_tree,
+    watch_problems,
+    write_stat,
+)
 from playwright.async_api import async_playwright
 
 from tracklab_sysmon.config import ServiceConfig
 from tracklab_sysmon.server import create_app
 from tracklab_sysmon.server.security import COOKIE
-
-from conftest import require_command
-from dashboard_support import (
-    ServiceProcess, core_busy, gpu_service, launch_chromium, many_cpu_tree, watch_problems, write_stat,
-)
 
 DEADLINE_MS = 20_000  # upper bound on waiting for the page; never a speed assertion
 DASHBOARD = pathlib.Path(__file__).parent.parent / "src/tracklab_sysmon/dashboard"
@@ -327,7 +332,7 @@ async def test_unknown_values_are_gaps_not_zeros(aiohttp_server, browser, tmp_pa
     first = await _next_tick(page, None)
     await _next_tick(page, first["ts"])
     shown = await _shown(page)
-    assert shown["cpu"] == "–"
+    assert shown["cpu"] == "\u2013"  # the en dash of a missing value
     alphas = await page.evaluate("""() => {
         const canvas = document.getElementById('cores-canvas');
         const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
@@ -352,9 +357,8 @@ async def test_accelerators_show_utilisation_memory_temperature_and_power(browse
         rows = await page.evaluate(
             "() => Array.from(document.getElementById('acc-rows').rows, r => Array.from(r.cells, c => c.textContent))"
         )
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"{url}/api/system/metrics") as response:
-                [snapshot] = await response.json()
+        async with aiohttp.ClientSession() as session, session.get(f"{url}/api/system/metrics") as response:
+            [snapshot] = await response.json()
         gpu1 = snapshot["accelerators"][1]
         assert (gpu1["utilization"], gpu1["temperature"], gpu1["power"]) == (11.0, 41.0, 101.0)  # the stub's values
         assert [rows[1][0], *rows[1][2:]] == ["1", "11.0 %", "2.0 GiB / 40.0 GiB", "41 °C", "101.0 W"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -17,8 +18,8 @@ import time
 import urllib.request
 
 import pytest
-
 from dashboard_support import ServiceProcess, core_busy, many_cpu_tree, write_stat
+
 from tracklab_sysmon.tui import percent_text, rate_text, size_text
 
 DEADLINE = 20.0  # upper bound on waiting for the screen; never a speed assertion
@@ -54,10 +55,8 @@ class Terminal:
                 pytest.fail(f"the terminal never showed what the test waits for; last output: {self.text[-1500:]!r}")
             ready, _, _ = select.select([self.master], [], [], min(remaining, 0.2))
             if ready:
-                try:
+                with contextlib.suppress(OSError):  # the child closed the terminal
                     self.raw += os.read(self.master, 65536)
-                except OSError:  # the child closed the terminal
-                    pass
         return self.text
 
     def press(self, key: str) -> None:
@@ -106,7 +105,7 @@ def test_units_follow_the_dashboard_rules():
     assert size_text(512) == "512 B"
     assert rate_text(12_340_000) == "12.3 MB/s"
     assert percent_text(35.0) == "35.0 %"
-    assert (size_text(None), rate_text(None), percent_text(None)) == ("–", "–", "–")
+    assert (size_text(None), rate_text(None), percent_text(None)) == ("\u2013",) * 3  # an en dash, never 0
 
 
 def test_top_shows_the_node_cpu_and_memory_the_api_gives_and_q_exits_0(moving_service, tmp_path):

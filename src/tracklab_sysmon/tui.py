@@ -25,7 +25,7 @@ FETCH_TIMEOUT = 2.0
 BLOCKS = " ▁▂▃▄▅▆▇█"  # one character per core: its height is the core's usage
 _BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 _DECIMAL = ("B/s", "kB/s", "MB/s", "GB/s", "TB/s")
-DASH = "–"
+DASH = "\u2013"  # an en dash: what the page shows for a missing value
 LABEL_WIDTH = 6  # "Cores " etc.; wrapped core lines are indented by as much
 
 Snapshot = dict[str, Any]
@@ -81,7 +81,7 @@ def fetch_nodes(base: str, token: str | None) -> list[Snapshot]:
     request = urllib.request.Request(base + "/api/system/metrics")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:  # noqa: S310 - the user's URL
+    with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:
         nodes = json.load(response)
     if not isinstance(nodes, list):
         raise ValueError("the service answered something other than a list of snapshots")
