@@ -218,11 +218,12 @@ function renderValues(n) {
   $("disk-value").textContent = `${fmt.rate(disk.ioRead)} / ${fmt.rate(disk.ioWrite)}`;
   $("iops-value").textContent = fmt.perSecond(disk.iops);
   $("net-value").textContent = `${fmt.rate(net.bytesIn)} / ${fmt.rate(net.bytesOut)}`;
-  renderAccelerators(s.accelerators || []);
+  renderAccelerators(s.accelerators || [], n.series.accIds.length);
 }
 
-function renderAccelerators(accelerators) {
-  $("accelerators").hidden = accelerators.length === 0;
+// A tick without accelerators (the collector missed its budget) keeps the section: its charts show the gap.
+function renderAccelerators(accelerators, known) {
+  $("accelerators").hidden = accelerators.length === 0 && known === 0;
   const body = $("acc-rows");
   while (body.rows.length > accelerators.length) body.deleteRow(-1);
   accelerators.forEach((a, i) => {
