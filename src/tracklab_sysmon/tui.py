@@ -13,12 +13,16 @@ import tty
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import TextIO
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
+
+from . import wire
+from .model import AcceleratorSample, CoreSample, Snapshot
+from .protocol import auth_headers
 
 REFRESH_SECONDS = 1.0
 FETCH_TIMEOUT = 2.0
@@ -27,8 +31,6 @@ _BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 _DECIMAL = ("B/s", "kB/s", "MB/s", "GB/s", "TB/s")
 DASH = "\u2013"  # an en dash: what the page shows for a missing value
 LABEL_WIDTH = 6  # "Cores " etc.; wrapped core lines are indented by as much
-
-Snapshot = dict[str, Any]
 
 
 # ---- numbers with units (the dashboard's format.js rules) --------------------------------------------
@@ -77,15 +79,13 @@ def service_url(url: str | None, portfile: str | None) -> str:
 
 
 def fetch_nodes(base: str, token: str | None) -> list[Snapshot]:
-    """GET /api/system/metrics: every node's latest snapshot, the local node first."""
-    request = urllib.request.Request(base + "/api/system/metrics")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
+    """GET /api/system/metrics: every node's latest snapshot, the local node first (WireError if malformed)."""
+    request = urllib.request.Request(base + "/api/system/metrics", headers=auth_headers(token))
     with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:
         nodes = json.load(response)
     if not isinstance(nodes, list):
         raise ValueError("the service answered something other than a list of snapshots")
-    return nodes
+    return [wire.snapshot_from_wire(node) for node in nodes]
 
 
 # ---- drawing ----------------------------------------------------------------------------------------------
@@ -100,12 +100,12 @@ def bar(value: float | None, width: int) -> Text:
     return Text("█" * filled, style=style) + Text("·" * (width - filled), style="dim")
 
 
-def core_strip(cores: list[dict[str, Any]], width: int, max_lines: int) -> Text:
+def core_strip(cores: tuple[CoreSample, ...], width: int, max_lines: int) -> Text:
     """One block character per core, wrapped to `width` columns and cut to `max_lines` lines."""
     cells = Text()
     shown = min(len(cores), width * max_lines)
     for i, core in enumerate(cores[:shown]):
-        usage = core.get("usage")
+        usage = core.usage
         if usage is None:
             cells.append("?", style="dim")
         else:
@@ -128,23 +128,27 @@ def _line(label: str, *parts: str | Text) -> Text:
 
 def node_view(node: Snapshot, width: int, height: int) -> RenderableType:
     """The selected node: CPU, per-core strip, load, memory, swap, disk, network, accelerators."""
-    cpu, mem = node.get("cpu") or {}, node.get("memory") or {}
-    disk, net = node.get("disk") or {}, node.get("network") or {}
-    swap, load = mem.get("swap") or {}, cpu.get("loadAverage") or [None, None, None]
-    accelerators = node.get("accelerators") or []
+    cpu, mem, disk, net = node.cpu, node.memory, node.disk, node.network
+    swap = mem.swap if mem else None
+    load: tuple[float | None, ...] = (cpu.load_average if cpu else None) or (None, None, None)
+    accelerators = node.accelerators
+    overall = cpu.overall if cpu else None
     bar_width = max(10, min(40, width - 40))
     rows: list[RenderableType] = [
-        _line("CPU", bar(cpu.get("overall"), bar_width), f" {percent_text(cpu.get('overall'))}"),
+        _line("CPU", bar(overall, bar_width), f" {percent_text(overall)}"),
         _line("Load", " / ".join(DASH if v is None else f"{v:.2f}" for v in load)),
-        _line("Mem", bar(mem.get("usage"), bar_width),
-              f" {size_text(mem.get('used'))} / {size_text(mem.get('total'))} ({percent_text(mem.get('usage'))})"),
-        _line("Swap", bar(swap.get("percentage"), bar_width),
-              f" {size_text(swap.get('used'))} / {size_text(swap.get('total'))}"),
-        _line("Disk", f"read {rate_text(disk.get('ioRead'))}  write {rate_text(disk.get('ioWrite'))}  "
-                      f"{unit_text(disk.get('iops'), 'IOPS')}  used {percent_text(disk.get('usage'))}"),
-        _line("Net", f"in {rate_text(net.get('bytesIn'))}  out {rate_text(net.get('bytesOut'))}"),
+        _line("Mem", bar(mem.usage if mem else None, bar_width),
+              f" {size_text(mem.used if mem else None)} / {size_text(mem.total if mem else None)}"
+              f" ({percent_text(mem.usage if mem else None)})"),
+        _line("Swap", bar(swap.percentage if swap else None, bar_width),
+              f" {size_text(swap.used if swap else None)} / {size_text(swap.total if swap else None)}"),
+        _line("Disk", f"read {rate_text(disk.io_read if disk else None)}  "
+                      f"write {rate_text(disk.io_write if disk else None)}  "
+                      f"{unit_text(disk.iops if disk else None, 'IOPS')}  "
+                      f"used {percent_text(disk.usage if disk else None)}"),
+        _line("Net", f"in {rate_text(net.bytes_in if net else None)}  out {rate_text(net.bytes_out if net else None)}"),
     ]
-    cores = cpu.get("cores") or []
+    cores = cpu.cores if cpu else ()
     spare = max(1, height - len(rows) - 4 - (len(accelerators) + 2 if accelerators else 0))
     if cores:
         rows.insert(1, _line("Cores", core_strip(cores, max(8, width - LABEL_WIDTH - 1), spare)))
@@ -153,16 +157,15 @@ def node_view(node: Snapshot, width: int, height: int) -> RenderableType:
     return Group(*rows)
 
 
-def accelerator_table(accelerators: list[dict[str, Any]]) -> Table:
+def accelerator_table(accelerators: tuple[AcceleratorSample, ...]) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold", expand=False)
     for name in ("#", "name", "util", "memory", "temp", "power"):
         table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=24 if name == "name" else None)
     for acc in accelerators:
-        memory = acc.get("memory") or {}
         table.add_row(
-            str(acc.get("id")), str(acc.get("name") or acc.get("type")), percent_text(acc.get("utilization")),
-            f"{size_text(memory.get('used'))} / {size_text(memory.get('total'))}",
-            unit_text(acc.get("temperature"), "°C"), unit_text(acc.get("power"), "W", 1),
+            str(acc.id), acc.name or acc.type, percent_text(acc.utilization),
+            f"{size_text(acc.memory.used)} / {size_text(acc.memory.total)}",
+            unit_text(acc.temperature, "°C"), unit_text(acc.power, "W", 1),
         )
     return table
 
@@ -177,13 +180,14 @@ def screen(
         return Group(title, problem, Text("q quits", style="dim"))
     tabs = Text()
     for i, node in enumerate(nodes):
-        cpu = (node.get("cpu") or {}).get("overall")
-        tabs.append(f" {node.get('node_id')} {percent_text(cpu)} ", style="reverse" if i == selected else "")
-    chosen = nodes[selected] if nodes else {}
-    stamp = chosen.get("timestamp")
-    when = time.strftime("%H:%M:%S", time.localtime(stamp / 1000)) if isinstance(stamp, (int, float)) else DASH
-    header = Text(f"node {chosen.get('node_id', DASH)}  at {when}", style="bold cyan")
+        overall = node.cpu.overall if node.cpu else None
+        tabs.append(f" {node.node_id} {percent_text(overall)} ", style="reverse" if i == selected else "")
     keys = Text("q quits" + ("  n/tab: next node" if len(nodes) > 1 else ""), style="dim")
+    if not nodes:
+        return Group(title, tabs, Text(f"node {DASH}", style="bold cyan"), keys)
+    chosen = nodes[selected]
+    when = time.strftime("%H:%M:%S", time.localtime(chosen.timestamp / 1000))
+    header = Text(f"node {chosen.node_id}  at {when}", style="bold cyan")
     return Group(title, tabs, header, node_view(chosen, width, height - 5), keys)
 
 
