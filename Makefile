@@ -32,7 +32,7 @@ $(VENV)/.installed-test: $(VENV)/.installed | system-deps
 	touch $@
 
 run: $(VENV)/.installed ## Install into .venv and serve on $(HOST):$(PORT) (make run PORT=9090 HOST=...)
-	@echo "tracklab-sysmon: serving on http://$(HOST):$(PORT)/api/system/metrics"
+	@echo "tracklab-sysmon: dashboard at http://$(HOST):$(PORT)/ (JSON at /api/system/metrics)"
 	$(VENV)/bin/tracklab-sysmon serve --host $(HOST) --rest-api-port $(PORT)
 
 system-deps: ## Install the Debian packages the tests use (when root)

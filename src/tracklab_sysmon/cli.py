@@ -220,6 +220,24 @@ def info(proc_root: str, sys_root: str, collectors: str) -> None:
     click.echo(wire.encode(body).decode())
 
 
+@main.command()
+@click.option("--url", help="Base URL of the service [default: http://127.0.0.1:8080].")
+@click.option("--portfile", type=click.Path(dir_okay=False), help="Read the URL from a service's --portfile.")
+@click.option("--token", envvar="TRACKLAB_SYSMON_TOKEN", show_envvar=True, help="The service's --token, if any.")
+def top(url: str | None, portfile: str | None, token: str | None) -> None:
+    """Watch a running service in the terminal, refreshed each second (q quits)."""
+    from .tui import run_top, service_url  # rich loads only for `top`
+
+    try:
+        base = service_url(url, portfile)
+    except ValueError as exc:
+        _fail(str(exc))
+    try:
+        sys.exit(run_top(base, token))
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
 def _sample_once(proc_root: str, sys_root: str, backend: str) -> tuple[Snapshot, Sampler]:
     """The first snapshot of the tree's default collectors (real rates: primed first), and its sampler."""
     from .collectors import default_collectors

@@ -20,6 +20,7 @@ from ..ring import SnapshotRing
 from ..sampler import Sampler
 from . import keys
 from .bus import SnapshotBus
+from .dashboard import setup_dashboard
 from .errors import error_middleware
 from .peers import setup_peers
 from .prometheus import setup_prometheus
@@ -58,6 +59,7 @@ def create_app(config: ServiceConfig, *, collectors: Sequence[Collector] | None 
     setup_websocket(app)  # /ws/system-metrics, subscribed to the bus; closes sockets on shutdown
     setup_peers(app)
     setup_prometheus(app)
+    setup_dashboard(app)  # GET / and /static/: the live page, no build step
     app.cleanup_ctx.append(_sampling)
     return app
 

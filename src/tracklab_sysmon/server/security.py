@@ -17,6 +17,8 @@ from ..protocol import is_address
 COOKIE = "tracklab_sysmon_token"
 QUERY = "token"
 OPEN_PATHS = frozenset({"/api/health"})  # liveness probes need no secret and reveal nothing
+# The dashboard's page, files and login form hold no data (the page itself asks for the cookie).
+OPEN_PAGES, OPEN_PREFIX = frozenset({"/", "/login"}), "/static/"
 
 
 def token_matches(expected: str, presented: str | None) -> bool:
@@ -40,6 +42,8 @@ def token_middleware(token: str) -> Middleware:
     @web.middleware
     async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in OPEN_PATHS or request.method == hdrs.METH_OPTIONS:
+            return await handler(request)
+        if request.path in OPEN_PAGES or request.path.startswith(OPEN_PREFIX):
             return await handler(request)
         if token_matches(token, bearer(request)) or token_matches(token, request.cookies.get(COOKIE)):
             return await handler(request)
