@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 from . import _procfs as procfs
 from ._sysfs import NOT_REGULAR
@@ -11,6 +13,7 @@ from ._sysmon_cffi import ffi, lib  # ImportError when the extension was not bui
 from .errors import ParseError
 from .model import CpuTimes, DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
 
+R = TypeVar("R", DiskCounters, NetCounters)
 _PATHS = {
     lib.SM_STAT: "stat",
     lib.SM_DISKSTATS: "diskstats",
@@ -76,38 +79,39 @@ class CffiHotReader:
     def stat(self) -> StatCounters:
         text, length = self._read(lib.SM_STAT)
         found = _stat(text, length, self._ticks, self._buffers)
-        return procfs.parse_stat(_decode(text, length), self._ticks) if found is DEFERRED else found
+        return procfs.parse_stat(_decode(text, length), self._ticks) if isinstance(found, Deferred) else found
 
     def diskstats(self) -> list[DiskCounters]:
         text, length = self._read(lib.SM_DISKSTATS)
         found = _rows(lib.sm_parse_diskstats, DiskCounters, text, length, self._buffers)
-        return procfs.parse_diskstats(_decode(text, length)) if found is DEFERRED else found
+        return procfs.parse_diskstats(_decode(text, length)) if isinstance(found, Deferred) else found
 
     def net_dev(self) -> list[NetCounters]:
         text, length = self._read(lib.SM_NET_DEV)
         found = _rows(lib.sm_parse_net_dev, NetCounters, text, length, self._buffers)
-        return procfs.require_interfaces(procfs.parse_net_dev(_decode(text, length)) if found is DEFERRED else found)
+        rows = procfs.parse_net_dev(_decode(text, length)) if isinstance(found, Deferred) else found
+        return procfs.require_interfaces(rows)
 
     def meminfo(self) -> MemInfo:
         text, length = self._read(lib.SM_MEMINFO)
         found = _meminfo(text, length, self._buffers)
-        return procfs.parse_meminfo(_decode(text, length)) if found is DEFERRED else found
+        return procfs.parse_meminfo(_decode(text, length)) if isinstance(found, Deferred) else found
 
     def loadavg(self) -> LoadAvg:
         text, length = self._read(lib.SM_LOADAVG)
         found = _loadavg(text, length, self._buffers)
-        return procfs.parse_loadavg(_decode(text, length)) if found is DEFERRED else found
+        return procfs.parse_loadavg(_decode(text, length)) if isinstance(found, Deferred) else found
 
     def tcp_established(self) -> int:
         text, length = self._read(lib.SM_SNMP)
         found = _tcp_established(text, length, self._buffers)
-        return procfs.parse_tcp_established(_decode(text, length)) if found is DEFERRED else found
+        return procfs.parse_tcp_established(_decode(text, length)) if isinstance(found, Deferred) else found
 
     def process_count(self) -> int:
         count = lib.sm_process_count(self._reader)
         if count < 0:
             raise OSError(-count, os.strerror(-count), self.proc_root)
-        return count
+        return int(count)
 
     def close(self) -> None:
         """Close the kept descriptors; a later read opens them again, as the Python twin does."""
@@ -129,7 +133,8 @@ def parse_native(kind: str, data: bytes, ticks_per_second: float = 100.0) -> obj
 
 
 def _decode(text: object, length: int) -> str:
-    return ffi.unpack(text, length).decode("utf-8", "replace")
+    data: bytes = ffi.unpack(text, length)
+    return data.decode("utf-8", "replace")
 
 
 def _stat(text: object, length: int, ticks: float, buf: _Buffers) -> StatCounters | Deferred:
@@ -145,11 +150,13 @@ def _stat(text: object, length: int, ticks: float, buf: _Buffers) -> StatCounter
     flat = ffi.unpack(buf.cpus, found * _CPU_ROW)
     # Column slices fed to map() build the records at C speed; a per-row loop costs twice as much.
     times = map(CpuTimes, *(flat[k::_CPU_ROW] for k in range(1, _CPU_ROW)))
-    cores = tuple(zip(map(int, flat[0::_CPU_ROW]), times))
+    cores = tuple(zip(map(int, flat[0::_CPU_ROW]), times, strict=True))
     return StatCounters(total=CpuTimes(*ffi.unpack(buf.total, 8)), cores=cores)
 
 
-def _rows(parse, record, text: object, length: int, buf: _Buffers) -> list | Deferred:
+def _rows(
+    parse: Callable[..., int], record: Callable[..., R], text: object, length: int, buf: _Buffers
+) -> list[R] | Deferred:
     while True:
         found = parse(text, length, buf.devs, buf.dev_rows)
         if found <= buf.dev_rows:
@@ -159,7 +166,7 @@ def _rows(parse, record, text: object, length: int, buf: _Buffers) -> list | Def
         return DEFERRED
     flat = ffi.unpack(buf.devs, found * _DEV_ROW)
     raw = ffi.unpack(text, length).decode("ascii")  # canonical text: byte offsets are str offsets
-    names = [raw[start : start + size] for start, size in zip(flat[0::_DEV_ROW], flat[1::_DEV_ROW])]
+    names = [raw[start : start + size] for start, size in zip(flat[0::_DEV_ROW], flat[1::_DEV_ROW], strict=True)]
     return list(map(record, names, *(flat[k::_DEV_ROW] for k in range(2, _DEV_ROW))))
 
 
@@ -186,4 +193,4 @@ def _tcp_established(text: object, length: int, buf: _Buffers) -> int | Deferred
         raise ParseError("/proc/net/snmp has no readable Tcp CurrEstab")
     if rc == lib.SM_ENOTABLE:
         raise ParseError("/proc/net/snmp has no Tcp table")
-    return buf.ints[0]
+    return int(buf.ints[0])

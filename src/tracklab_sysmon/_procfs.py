@@ -151,7 +151,7 @@ def parse_physical_cores(cpuinfo_text: str) -> int | None:
     """Count distinct (physical id, core id) pairs of /proc/cpuinfo, or None if absent."""
     pairs: set[tuple[str, str]] = set()
     physical = core = None
-    for line in cpuinfo_text.splitlines() + [""]:
+    for line in [*cpuinfo_text.splitlines(), ""]:
         key, _, value = line.partition(":")
         key = key.strip()
         if key == "physical id":

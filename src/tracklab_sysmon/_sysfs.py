@@ -6,6 +6,7 @@ under a root can neither hang a read nor be read as a counter.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -107,10 +108,8 @@ class KeptFile:
             self._fd = None
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown: os may already be gone
             self.close()
-        except Exception:  # interpreter shutdown: os may already be gone
-            pass
 
 
 def list_dir(path: str) -> list[str]:

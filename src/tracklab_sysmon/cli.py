@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -32,7 +31,9 @@ from .model import Snapshot
 if TYPE_CHECKING:  # loaded only by the commands that sample, to keep `--help` quick
     from .sampler import Sampler
 
-_ROOT_OPTIONS = [
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]  # a click option, applied to a command
+
+_ROOT_OPTIONS: list[Decorator] = [
     click.option("--proc-root", default="/proc", show_default=True, type=click.Path(file_okay=False),
                  help="Read procfs from this tree (a captured /proc) instead of /proc."),
     click.option("--sys-root", default="/sys", show_default=True, type=click.Path(file_okay=False),
@@ -41,7 +42,7 @@ _ROOT_OPTIONS = [
                  help="Collector backend: procfs (Linux /proc + C helper), psutil (any OS); auto: procfs on Linux."),
 ]
 
-_SERVE_OPTIONS = [
+_SERVE_OPTIONS: list[Decorator] = [
     click.option("--portfile", type=click.Path(dir_okay=False),
                  help="Write {host, port, pid, url} as JSON here once listening; removed on exit."),
     click.option("--rest-api-port", "port", default=8080, show_default=True, type=click.IntRange(0, 65535),
@@ -87,8 +88,8 @@ _SERVE_OPTIONS = [
 ]
 
 
-def _apply(options: list[Callable]) -> Callable:
-    def decorate(func: Callable) -> Callable:
+def _apply(options: list[Decorator]) -> Decorator:
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         for option in reversed(options):
             func = option(func)
         return func
@@ -96,7 +97,7 @@ def _apply(options: list[Callable]) -> Callable:
     return decorate
 
 
-def _run_service(**options) -> None:
+def _run_service(**options: Any) -> None:
     from .server.early_stop import catch_stop_signals
 
     catch_stop_signals()  # first, before the slow imports: SIGTERM during start-up must still exit 0
@@ -135,7 +136,7 @@ class _OneLineError(click.ClickException):
         super().__init__(message)
         self.prog = prog
 
-    def show(self, file=None) -> None:
+    def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"{self.prog}: error: {self.format_message()}", err=True)
 
 
@@ -143,7 +144,7 @@ _SHOWS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 
 
 @contextlib.contextmanager
-def _one_line_usage_errors():
+def _one_line_usage_errors() -> Iterator[None]:
     try:
         yield
     except click.UsageError as exc:
@@ -158,7 +159,7 @@ class _Command(click.Command):
         with _one_line_usage_errors():
             return super().parse_args(ctx, args)
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except BackendUnavailable as exc:  # raised when the hot path is first imported
@@ -172,7 +173,9 @@ class _Group(click.Group):
         with _one_line_usage_errors():
             return super().parse_args(ctx, args)
 
-    def resolve_command(self, ctx: click.Context, args: list[str]):
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
         with _one_line_usage_errors():
             return super().resolve_command(ctx, args)
 
@@ -185,7 +188,7 @@ def main() -> None:
 
 @main.command()
 @_apply(_SERVE_OPTIONS)
-def serve(**options) -> None:
+def serve(**options: Any) -> None:
     """Sample this machine and serve the metrics until SIGTERM/SIGINT."""
     _run_service(**options)
 
@@ -255,6 +258,6 @@ def _sample_once(proc_root: str, sys_root: str, backend: str) -> tuple[Snapshot,
 @click.command(cls=_Command, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="system_monitor")
 @_apply(_SERVE_OPTIONS)
-def system_monitor(**options) -> None:
+def system_monitor(**options: Any) -> None:
     """The seed's `system_monitor` command line: same as `tracklab-sysmon serve`."""
     _run_service(**options)

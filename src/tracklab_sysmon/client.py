@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -27,6 +27,7 @@ import orjson
 from .errors import ClientError, NotFound, ProtocolError, ResponseError, ServiceUnavailable
 from .protocol import TOKEN_ENV, WS_PATH, auth_headers, frame_node_id, subscribe_message
 
+J = TypeVar("J", dict[str, Any], list[Any])  # the JSON container a route answers with
 DEFAULT_URL = "http://127.0.0.1:8080"
 URL_ENV = "TRACKLAB_SYSMON_URL"  # default base URL for clients made without one
 DEFAULT_TIMEOUT = 10.0
@@ -205,7 +206,7 @@ class SystemMonitorClient:
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_retry_delay)
 
-    async def frames(self, node_id: str | None = None, *, every: int = 1) -> AsyncIterator[dict[str, Any]]:
+    async def frames(self, node_id: str | None = None, *, every: int = 1) -> AsyncGenerator[dict[str, Any]]:
         """Every frame of one WebSocket connection (info, metrics, pong) until the server closes it."""
         session = self._ensure_session()
         ws = await self._connect_ws(session)
@@ -290,7 +291,7 @@ def _response_error(status: int | None, code: str | None, message: str) -> Respo
     return ResponseError(message, status=status, code=code)
 
 
-def _expect(data: Any, kind: type, path: str) -> Any:
+def _expect(data: Any, kind: type[J], path: str) -> J:
     if not isinstance(data, kind):
         raise ProtocolError(f"{path}: expected a JSON {kind.__name__}, got {type(data).__name__}")
     return data

@@ -104,7 +104,7 @@ class NotFound(ResponseError):
 
 def describe(exc: BaseException) -> str:
     """One line for a collector's status; an OSError leads with its errno's name (EIO, EACCES...)."""
-    if isinstance(exc, OSError) and exc.errno in errno.errorcode:
+    if isinstance(exc, OSError) and exc.errno is not None and exc.errno in errno.errorcode:
         where = f" ({exc.filename})" if exc.filename else ""
         return f"{errno.errorcode[exc.errno]}: {exc.strerror}{where}"
     return f"{type(exc).__name__}: {exc}"

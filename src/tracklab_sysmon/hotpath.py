@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Protocol
 
 from ._hotpath_py import PyHotReader
@@ -36,13 +37,16 @@ class CounterReader(Protocol):
     def close(self) -> None: ...
 
 
-def select_backend(mode: str) -> tuple[type[CounterReader], str]:
+ReaderFactory = Callable[[str], CounterReader]  # a backend's reader class, called with proc_root
+
+
+def select_backend(mode: str) -> tuple[ReaderFactory, str]:
     """The reader class and backend name ("cffi" or "python") for one TRACKLAB_SYSMON_NATIVE value."""
     reader, name, _ = _select(mode)
     return reader, name
 
 
-def _select(mode: str) -> tuple[type[CounterReader], str, str | None]:
+def _select(mode: str) -> tuple[ReaderFactory, str, str | None]:
     """The reader, its name, and why it is the Python twin (None for the C helper)."""
     mode = mode.strip().lower() or "auto"
     if mode not in MODES:

@@ -15,10 +15,11 @@ import time
 import weakref
 from typing import IO
 
-from .client import TOKEN_ENV, SystemMonitorClient
+from .client import SystemMonitorClient
 from .config import ServiceConfig
 from .errors import MonitorStartError, SysmonError
 from .platforms import child_popen_options, child_stop_signal, select
+from .protocol import TOKEN_ENV
 
 _PLATFORM = select()  # how to start and stop the child on this OS
 
@@ -67,7 +68,7 @@ class SystemMonitor:
         self._tmpdir: str | None = None
         self._stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
         self._lock = threading.Lock()
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[[subprocess.Popen[bytes], str | None, int], SystemMonitor] | None = None
         self._drainer: threading.Thread | None = None
         if not self._attached:  # bad options fail here, in one line, not in the child
             ServiceConfig(host=host, port=rest_port, node_id=node_id, interval=interval,

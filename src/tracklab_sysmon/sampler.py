@@ -278,7 +278,7 @@ class Sampler:
     def _call(collector: Collector, now: float) -> _Outcome:
         """Run one collector; touches no sampler state, so it is safe on any thread."""
         started = time.perf_counter()
-        value: Section | Partial | None = None
+        value: Section | Partial[Section] | None = None
         state: CollectorState = "ok"
         error: str | None = None
         try:

@@ -641,7 +641,8 @@ def _read_resource(resource: _Obj) -> ResourcePressure:
 
 
 def _read_psi(psi: _Obj) -> PsiFigures:
-    avg10, avg60, avg300, total = (_required(psi.number(k, optional=False)) for k in ("avg10", "avg60", "avg300", "total"))
+    avg10, avg60, avg300, total = (_required(psi.number(k, optional=False))
+                                   for k in ("avg10", "avg60", "avg300", "total"))
     return PsiFigures(avg10=avg10, avg60=avg60, avg300=avg300, total=total)
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+_Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
 
 
 class CollectorThread:
@@ -18,13 +22,13 @@ class CollectorThread:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
-    def submit(self, func: Callable[..., Any], *args: Any) -> asyncio.Future:
+    def submit(self, func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Queue `func(*args)`; the returned future resolves on the caller's event loop."""
         loop = asyncio.get_running_loop()
-        future = loop.create_future()
+        future: asyncio.Future[T] = loop.create_future()
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name=f"sysmon-{self.name}", daemon=True)
             self._thread.start()
@@ -35,20 +39,24 @@ class CollectorThread:
         while True:
             loop, future, func, args = self._jobs.get()
             try:
-                outcome, value = _set_result, func(*args)
+                value = func(*args)
             except BaseException as exc:  # handed to the awaiting side, which decides
-                outcome, value = _set_exception, exc
-            try:
-                loop.call_soon_threadsafe(outcome, future, value)
-            except RuntimeError:  # the loop closed while we were stuck: nobody is waiting
-                pass
+                _hand_over(loop, _set_exception, future, exc)
+            else:
+                _hand_over(loop, _set_result, future, value)
 
 
-def _set_result(future: asyncio.Future, value: Any) -> None:
+def _hand_over(loop: asyncio.AbstractEventLoop, setter: Callable[[asyncio.Future[Any], Any], None],
+               future: asyncio.Future[Any], value: Any) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop closed while we were stuck: nobody is waiting
+        loop.call_soon_threadsafe(setter, future, value)
+
+
+def _set_result(future: asyncio.Future[Any], value: Any) -> None:
     if not future.done():
         future.set_result(value)
 
 
-def _set_exception(future: asyncio.Future, exc: BaseException) -> None:
+def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)

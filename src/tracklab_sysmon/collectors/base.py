@@ -1,9 +1,9 @@
-"""The collector interface: `Collector`, the `Section` records it returns, `Partial` and `reading_host` (imports only `model`)."""
+"""The collector interface: `Collector`, the `Section` records it returns, `Partial` and `reading_host`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from ..model import (
     AcceleratorSample,
@@ -28,20 +28,25 @@ class Collector(Protocol):
     absent raises `errors.Unavailable`; any other exception is reported as that collector's error.
     """
 
-    name: str
-    blocking: bool
+    @property
+    def name(self) -> str: ...
+    @property
+    def blocking(self) -> bool: ...
 
-    def collect(self, now: float) -> Section | Partial: ...
+    def collect(self, now: float) -> Section | Partial[Section]: ...
+
+
+S = TypeVar("S", bound=Section, covariant=True)
 
 
 @dataclass(frozen=True, slots=True)
-class Partial:
+class Partial(Generic[S]):
     """Returned by `collect` instead of the bare section when some values had to be nulled.
 
     The sampler publishes `value` and marks the collector `degraded` with `reason`.
     """
 
-    value: Section
+    value: S
     reason: str
 
 

@@ -43,7 +43,7 @@ class DiskCollector:
         self._whole_disks: frozenset[str] = frozenset()
         self._rates = CounterRates()
 
-    def collect(self, now: float) -> DiskSample | Partial:
+    def collect(self, now: float) -> DiskSample | Partial[DiskSample]:
         usage, used, total = self._usage(now)
         try:
             counters = self._reader.diskstats()
@@ -166,4 +166,4 @@ def whole_disks(names: frozenset[str], block_dir: str) -> frozenset[str]:
 
 def _is_partition(name: str, names: frozenset[str]) -> bool:
     match = _PARTITION_SUFFIX.search(name)
-    return bool(match) and match.start() > 0 and name[: match.start()] in names
+    return match is not None and match.start() > 0 and name[: match.start()] in names

@@ -16,7 +16,7 @@ class MemoryCollector:
     def __init__(self, reader: CounterReader) -> None:
         self._reader = reader
 
-    def collect(self, now: float) -> MemorySample | Partial:
+    def collect(self, now: float) -> MemorySample | Partial[MemorySample]:
         info = self._reader.meminfo()
         if info.total is None:  # every kernel has MemTotal: without it the file is not meminfo
             raise ParseError("/proc/meminfo has no readable MemTotal line")

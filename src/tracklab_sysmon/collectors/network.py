@@ -20,7 +20,7 @@ class NetworkCollector:
         self._reader = reader
         self._rates = CounterRates()
 
-    def collect(self, now: float) -> NetworkSample | Partial:
+    def collect(self, now: float) -> NetworkSample | Partial[NetworkSample]:
         connections = self._connections()
         try:
             rows = self._reader.net_dev()

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from .. import _nvml
 from .._dcgm import DcgmProfiler
-from ..errors import Unavailable
+from ..errors import GpuLost, NvmlUnavailable, Unavailable
 from ..model import (
     AcceleratorMemory,
     AcceleratorSample,
@@ -41,7 +41,7 @@ class NvidiaCollector:
     def collect(self, now: float) -> tuple[AcceleratorSample, ...]:
         try:
             devices = _nvml.devices()
-        except _nvml.NvmlUnavailable as exc:
+        except NvmlUnavailable as exc:
             self._reason = str(exc) if self.enable_dcgm else NOT_REQUESTED
             raise Unavailable(str(exc)) from None
         if not devices:
@@ -78,7 +78,7 @@ class NvidiaCollector:
             if slow_due or dev.index not in self._slow:
                 self._slow[dev.index] = _nvml.read_slow(dev)
             profiling = self._device_profile(dev, profiles)
-        except _nvml.GpuLost:
+        except GpuLost:
             self._lost_at[dev.index] = now
             return self._lost(dev)
         self._lost_at.pop(dev.index, None)

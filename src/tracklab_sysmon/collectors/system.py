@@ -7,6 +7,7 @@ import platform
 import socket
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .. import __version__
 from .. import _procfs as procfs
@@ -82,7 +83,7 @@ def physical_cores(sys_root: str) -> int | None:
     return len(pairs) or None
 
 
-def primary_ipv4(proc_root: str = "/proc", addresses: Callable[[], dict] | None = None) -> str | None:
+def primary_ipv4(proc_root: str = "/proc", addresses: Callable[[], dict[str, list[Any]]] | None = None) -> str | None:
     """IPv4 address of the default route's interface, else the first non-loopback IPv4."""
     import psutil  # not on the hot path: only asked once at start-up
 

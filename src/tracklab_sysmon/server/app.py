@@ -25,9 +25,9 @@ from .errors import error_middleware
 from .peers import setup_peers
 from .prometheus import setup_prometheus
 from .routes import ROUTES
-from .ws import setup as setup_websocket
 from .security import host_middleware, token_middleware
 from .writes import HISTORY_STREAMS, StreamSlots, write_deadline_middleware
+from .ws import setup as setup_websocket
 
 
 def create_app(config: ServiceConfig, *, collectors: Sequence[Collector] | None = None) -> web.Application:

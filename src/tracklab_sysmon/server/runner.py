@@ -89,7 +89,7 @@ async def _serve(config: ServiceConfig, stop: asyncio.Event, choice: PlatformCho
             await asyncio.wait_for(runner.cleanup(), SHUTDOWN_SECONDS)
         except TimeoutError:
             log.warning("shutdown took longer than %.0f s; exiting anyway", SHUTDOWN_SECONDS)
-        if wrote_portfile:
+        if wrote_portfile and config.portfile:
             remove_portfile(config.portfile, os.getpid())
 
 
@@ -105,7 +105,7 @@ def remove_portfile(path: str, pid: int) -> None:
             os.unlink(path)
 
 
-def write_portfile(path: str, data: dict) -> None:
+def write_portfile(path: str, data: dict[str, object]) -> None:
     """Write JSON atomically: a temp file in the same folder, then rename over the target."""
     folder = os.path.dirname(os.path.abspath(path))
     try:

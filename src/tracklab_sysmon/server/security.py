@@ -11,8 +11,8 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler, Middleware
 
 from ..config import ServiceConfig
-from .errors import json_error
 from ..protocol import is_address
+from .errors import json_error
 
 COOKIE = "tracklab_sysmon_token"
 QUERY = "token"

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from aiohttp import WSMessage, WSMsgType, web
 
 from ..config import DEFAULT_WS_CLIENTS
+from ..errors import BadMessage
 from ..protocol import (
     MAX_MESSAGE_BYTES,
     WS_PATH,
-    BadMessage,
     Ping,
     Subscribe,
     error_payload,

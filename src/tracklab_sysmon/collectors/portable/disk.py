@@ -12,6 +12,7 @@ import psutil
 
 from ...model import DiskSample
 from ...platforms import PlatformChoice
+from ..base import Partial
 from ..disk import MOUNT_REFRESH_SECONDS, DiskCollector, pooled_usage
 from .reader import PsutilCounterReader
 
@@ -35,10 +36,12 @@ class PortableDiskCollector:
         self._mounts: list[tuple[str, str, str]] = []
         self._mounts_read_at: float | None = None
 
-    def collect(self, now: float) -> DiskSample:
-        sample = self._io.collect(now)
+    def collect(self, now: float) -> DiskSample | Partial[DiskSample]:
+        found = self._io.collect(now)
         usage, used, total = self._usage(now)
-        return dataclasses.replace(sample, usage=usage, used=used, total=total)
+        if isinstance(found, Partial):  # some IO counters nulled: keep the reason, add the usage
+            return Partial(dataclasses.replace(found.value, usage=usage, used=used, total=total), found.reason)
+        return dataclasses.replace(found, usage=usage, used=used, total=total)
 
     def _usage(self, now: float) -> tuple[float | None, int | None, int | None]:
         if self._mounts_read_at is None or now - self._mounts_read_at >= MOUNT_REFRESH_SECONDS:
