@@ -13,7 +13,7 @@ from aiohttp import hdrs, web
 
 from . import keys
 from .errors import json_error
-from .security import COOKIE, token_matches
+from .security import COOKIE, signed_in_redirect, token_matches
 
 STATIC_PREFIX = "/static/"
 LOGIN_PATH = "/login"
@@ -112,9 +112,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     presented = form.get("token")
     if not isinstance(presented, str) or not token_matches(token, presented):
         raise web.HTTPSeeOther(LOGIN_PATH + "?failed=1")
-    response = web.Response(status=303, headers={hdrs.LOCATION: "/"})
-    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/", secure=request.secure)
-    return response
+    return signed_in_redirect(request, token, "/")
 
 
 def _same_origin(request: web.Request) -> bool:

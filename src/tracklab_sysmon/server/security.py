@@ -115,11 +115,13 @@ def _exchange_for_cookie(request: web.Request, token: str) -> web.StreamResponse
     query = request.url.query.copy()
     query.popall(QUERY)
     rest = request.rel_url.with_query(query).raw_query_string
-    location = local_path(request.rel_url.raw_path) + (f"?{rest}" if rest else "")
+    return signed_in_redirect(request, token, local_path(request.rel_url.raw_path) + (f"?{rest}" if rest else ""))
+
+
+def signed_in_redirect(request: web.Request, token: str, location: str) -> web.Response:
+    """A 303 to `location` (a path on this service) that sets the token's HttpOnly cookie."""
     response = web.Response(status=303, headers={hdrs.LOCATION: location})
-    response.set_cookie(
-        COOKIE, token, httponly=True, samesite="Strict", path="/", secure=request.secure
-    )
+    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/", secure=request.secure)
     return response
 
 
