@@ -24,37 +24,41 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 ROUNDS = int(os.environ.get("BENCH_GPU_ROUNDS", "2000"))
 
 
+def field_calls(pynvml, h) -> dict:
+    """Every field a simple poller reads for one GPU, each as a call; a function so each lambda keeps its own `h`."""
+    return {
+        "name": lambda: pynvml.nvmlDeviceGetName(h),
+        "uuid": lambda: pynvml.nvmlDeviceGetUUID(h),
+        "pci": lambda: pynvml.nvmlDeviceGetPciInfo(h).busId,
+        "util": lambda: pynvml.nvmlDeviceGetUtilizationRates(h).gpu,
+        "mem": lambda: pynvml.nvmlDeviceGetMemoryInfo(h).used,
+        "temp": lambda: pynvml.nvmlDeviceGetTemperature(h, 0),
+        "power": lambda: pynvml.nvmlDeviceGetPowerUsage(h),
+        "limit": lambda: pynvml.nvmlDeviceGetEnforcedPowerLimit(h),
+        "energy": lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(h),
+        "fan": lambda: pynvml.nvmlDeviceGetFanSpeed(h),
+        "sm": lambda: pynvml.nvmlDeviceGetClockInfo(h, 1),
+        "memclk": lambda: pynvml.nvmlDeviceGetClockInfo(h, 2),
+        "enc": lambda: pynvml.nvmlDeviceGetEncoderUtilization(h),
+        "dec": lambda: pynvml.nvmlDeviceGetDecoderUtilization(h),
+        "tx": lambda: pynvml.nvmlDeviceGetPcieThroughput(h, 0),
+        "rx": lambda: pynvml.nvmlDeviceGetPcieThroughput(h, 1),
+        "ecc": lambda: pynvml.nvmlDeviceGetTotalEccErrors(h, 0, 0),
+        "throttle": lambda: pynvml.nvmlDeviceGetCurrentClocksEventReasons(h),
+        "pstate": lambda: pynvml.nvmlDeviceGetPerformanceState(h),
+        "procs": lambda: [pynvml.nvmlSystemGetProcessName(p.pid)
+                          for p in pynvml.nvmlDeviceGetComputeRunningProcesses(h)],
+        "mig": lambda: pynvml.nvmlDeviceGetMigMode(h),
+    }
+
+
 def naive_tick(pynvml) -> list[dict]:
     """A poller without caching: handle, name, uuid and every field, each tick."""
     out = []
     for i in range(pynvml.nvmlDeviceGetCount()):
         h = pynvml.nvmlDeviceGetHandleByIndex(i)
         row = {}
-        calls = {
-            "name": lambda: pynvml.nvmlDeviceGetName(h),
-            "uuid": lambda: pynvml.nvmlDeviceGetUUID(h),
-            "pci": lambda: pynvml.nvmlDeviceGetPciInfo(h).busId,
-            "util": lambda: pynvml.nvmlDeviceGetUtilizationRates(h).gpu,
-            "mem": lambda: pynvml.nvmlDeviceGetMemoryInfo(h).used,
-            "temp": lambda: pynvml.nvmlDeviceGetTemperature(h, 0),
-            "power": lambda: pynvml.nvmlDeviceGetPowerUsage(h),
-            "limit": lambda: pynvml.nvmlDeviceGetEnforcedPowerLimit(h),
-            "energy": lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(h),
-            "fan": lambda: pynvml.nvmlDeviceGetFanSpeed(h),
-            "sm": lambda: pynvml.nvmlDeviceGetClockInfo(h, 1),
-            "memclk": lambda: pynvml.nvmlDeviceGetClockInfo(h, 2),
-            "enc": lambda: pynvml.nvmlDeviceGetEncoderUtilization(h),
-            "dec": lambda: pynvml.nvmlDeviceGetDecoderUtilization(h),
-            "tx": lambda: pynvml.nvmlDeviceGetPcieThroughput(h, 0),
-            "rx": lambda: pynvml.nvmlDeviceGetPcieThroughput(h, 1),
-            "ecc": lambda: pynvml.nvmlDeviceGetTotalEccErrors(h, 0, 0),
-            "throttle": lambda: pynvml.nvmlDeviceGetCurrentClocksEventReasons(h),
-            "pstate": lambda: pynvml.nvmlDeviceGetPerformanceState(h),
-            "procs": lambda: [pynvml.nvmlSystemGetProcessName(p.pid)
-                              for p in pynvml.nvmlDeviceGetComputeRunningProcesses(h)],
-            "mig": lambda: pynvml.nvmlDeviceGetMigMode(h),
-        }
-        for key, call in calls.items():
+        for key, call in field_calls(pynvml, h).items():
             try:
                 row[key] = call()
             except pynvml.NVMLError:

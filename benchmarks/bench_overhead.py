@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import pathlib
@@ -45,7 +46,8 @@ class Contender:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {' '.join(self.argv)}")
             if self.port is None and self.portfile and os.path.exists(self.portfile):
-                self.port = json.load(open(self.portfile))["port"]
+                with open(self.portfile) as handle:
+                    self.port = json.load(handle)["port"]
             if self.port is not None:
                 try:
                     urllib.request.urlopen(self.url, timeout=2).read()
@@ -67,10 +69,8 @@ class Contender:
     def run_ns(self) -> int:
         total = 0
         for task in pathlib.Path(f"/proc/{self.proc.pid}/task").iterdir():
-            try:
+            with contextlib.suppress(OSError, IndexError, ValueError):  # thread gone between listing and reading
                 total += int((task / "schedstat").read_text().split()[0])
-            except (OSError, IndexError, ValueError):
-                pass  # thread gone between listing and reading
         return total
 
     def rss_mib(self) -> float:
@@ -114,11 +114,11 @@ def start_all(tmp: str) -> list[Contender]:
         label = "polled 1/s" if polled else "idle"
         for backend in (["cffi", "python"] if polled else ["cffi"]):
             pf = os.path.join(tmp, f"sysmon-{polled}-{backend}.json")
-            found.append(Contender(f"tracklab-sysmon ({backend}) {label}", sysmon + ["--portfile", pf],
+            found.append(Contender(f"tracklab-sysmon ({backend}) {label}", [*sysmon, "--portfile", pf],
                                    url_path="/api/system/metrics", polled=polled, portfile=pf,
                                    env={"TRACKLAB_SYSMON_NATIVE": "require" if backend == "cffi" else "off"}))
         pf = os.path.join(tmp, f"naive-{polled}.json")
-        found.append(Contender(f"naive aiohttp+psutil {label}", naive + ["--portfile", pf],
+        found.append(Contender(f"naive aiohttp+psutil {label}", [*naive, "--portfile", pf],
                                url_path="/api/system/metrics", polled=polled, portfile=pf))
     exporter = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
     if exporter is None:

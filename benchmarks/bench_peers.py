@@ -197,7 +197,8 @@ def main() -> None:
         stale = r["stale"]
         cols = (f"{_pct(stale, .5):9.0f} {_pct(stale, .95):6.0f} {max(stale):6.0f}" if stale else
                 f"{'-':>9} {'-':>6} {'-':>6}")
-        print(f"{r['label']:<24} {r['nodes']:>5} {med:11.2f} {spread:>13} {med / base if base else float('nan'):7.1f} {cols}")
+        ratio = med / base if base else float("nan")
+        print(f"{r['label']:<24} {r['nodes']:>5} {med:11.2f} {spread:>13} {ratio:7.1f} {cols}")
 
 
 if __name__ == "__main__":

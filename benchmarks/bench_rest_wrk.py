@@ -29,14 +29,15 @@ UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 def start(name: str, argv: list[str], portfile: str, env: dict) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen(argv + ["--portfile", portfile],
+    proc = subprocess.Popen([*argv, "--portfile", portfile],
                             env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{name} exited with {proc.returncode}")
         if os.path.exists(portfile):
-            port = json.load(open(portfile))["port"]
+            with open(portfile) as handle:
+                port = json.load(handle)["port"]
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/api/system/metrics", timeout=2).read()
                 return proc, port

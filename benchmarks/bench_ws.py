@@ -97,7 +97,7 @@ class RawSubscriber(asyncio.Protocol):
 
 
 def _raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
@@ -130,7 +130,8 @@ def _start_service(folder: str, interval: float = 1.0) -> tuple[subprocess.Popen
         if proc.poll() is not None or time.monotonic() > end:
             raise SystemExit("bench_ws: the service did not start")
         time.sleep(0.05)
-    info = json.loads(open(portfile).read())
+    with open(portfile) as handle:
+        info = json.load(handle)
     return proc, info["host"], info["port"]
 
 
@@ -219,7 +220,8 @@ def _print_part1(results: list[dict]) -> None:
         cpu = sorted(r["cpu"])
         # below ~100 subscribers the difference from N=0 is inside the noise: no per-subscriber figure
         marginal = (r["mean"] - base) / 100 * 1e6 / r["n"] if r["n"] >= 100 else float("nan")
-        print(f"{r['n']:>6} {r['mean']:>9.3f} {statistics.median(cpu):>10.3f} {_pct(cpu, .1):>6.2f}-{_pct(cpu, .9):<6.2f}"
+        print(f"{r['n']:>6} {r['mean']:>9.3f} {statistics.median(cpu):>10.3f}"
+              f" {_pct(cpu, .1):>6.2f}-{_pct(cpu, .9):<6.2f}"
               f" {r['mean'] / base:>7.2f}x {_pct(r['lat'], .5):>7.1f}ms {_pct(r['lat'], .99):>7.1f}ms"
               f" {len(r['lat']):>7} {r['rss'] / 2**20:>8.1f} {marginal:>13.2f}")
 

@@ -13,7 +13,7 @@ const ws = new WebSocket('ws://localhost:8000/ws/system-metrics');
 
 ws.onmessage = (event) => {
     const data = JSON.parse(event.data);
-    
+
     if (data.type === 'metrics') {
         console.log(`CPU: ${data.data.cpu.overall.toFixed(1)}%`);
         console.log(`Memory: ${data.data.memory.usage.toFixed(1)}%`);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import time
 
@@ -78,7 +79,7 @@ async def test_stream_every_n_skips_ticks(aiohttp_server):
     # Up to two frames may precede the subscription (the latest on connect, one tick before the
     # service reads it) and the first one after it is sent at once; the last three are throttled.
     positions = [ticks.index(snap["timestamp"]) for snap in snaps[-3:]]
-    assert [later - earlier for earlier, later in zip(positions, positions[1:], strict=False)] == [3, 3]
+    assert [later - earlier for earlier, later in itertools.pairwise(positions)] == [3, 3]
 
 
 async def test_stream_reconnects_after_the_service_restarts():
@@ -161,7 +162,7 @@ async def test_stream_without_reconnect_raises_when_service_stops():
         stream = client.stream(reconnect=False)
         await asyncio.wait_for(anext(stream), 10)
         await server.close()
-        with pytest.raises(ServiceUnavailable, match="1001|closed"):
+        with pytest.raises(ServiceUnavailable, match=r"1001|closed"):
             while True:
                 await asyncio.wait_for(anext(stream), 10)
 

@@ -354,7 +354,8 @@ def test_network_rates_are_null_with_only_loopback(tmp_path: pathlib.Path) -> No
     (root / "proc/net/dev").write_text(
         "Inter-|   Receive                            |  Transmit\n"
         " face |bytes    packets errs drop fifo frame compressed multicast|bytes packets\n"
-        "    lo:    3193      29    0    0    0     0          0         0     3193      29    0    0    0     0       0          0\n"
+        "    lo:    3193      29    0    0    0     0          0         0"
+        "     3193      29    0    0    0     0       0          0\n"
     )
     net = collect(root)["network"]
     assert (net.bytes_in, net.bytes_out, net.packets_in, net.packets_out, net.interfaces) == (

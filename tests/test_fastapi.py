@@ -62,9 +62,12 @@ async def _frames(ws, count: int) -> list[dict]:
 
 async def test_relay_passes_info_then_metrics_with_seed_keys(service):
     """A client of the relay gets the service's info frame, then metrics frames with cpu.overall and memory.usage."""
-    async with serve(_relay_app(service.url)) as base, aiohttp.ClientSession() as session:
-        async with session.ws_connect(base.replace("http", "ws") + "/ws/system-metrics") as ws:
-            info, *metrics = await _frames(ws, 3)
+    async with (
+        serve(_relay_app(service.url)) as base,
+        aiohttp.ClientSession() as session,
+        session.ws_connect(base.replace("http", "ws") + "/ws/system-metrics") as ws,
+    ):
+        info, *metrics = await _frames(ws, 3)
     assert info["type"] == "info" and info["data"]["node_id"] == "relay-node"
     for frame in metrics:
         assert frame["type"] == "metrics" and frame["nodeId"] == "relay-node"
@@ -74,15 +77,18 @@ async def test_relay_passes_info_then_metrics_with_seed_keys(service):
 
 async def test_relay_forwards_client_messages(service):
     """ping and subscribe go up to the service; its pong and error frames come back through the relay."""
-    async with serve(_relay_app(service.url)) as base, aiohttp.ClientSession() as session:
-        async with session.ws_connect(base.replace("http", "ws") + "/ws/system-metrics") as ws:
-            await ws.send_str('{"type":"ping","id":7}')
-            await ws.send_str('{"type":"subscribe","nodeId":"nobody"}')
-            replies = []
-            while len(replies) < 2:
-                frame = (await _frames(ws, 1))[0]
-                if frame["type"] in ("pong", "error"):
-                    replies.append(frame)
+    async with (
+        serve(_relay_app(service.url)) as base,
+        aiohttp.ClientSession() as session,
+        session.ws_connect(base.replace("http", "ws") + "/ws/system-metrics") as ws,
+    ):
+        await ws.send_str('{"type":"ping","id":7}')
+        await ws.send_str('{"type":"subscribe","nodeId":"nobody"}')
+        replies = []
+        while len(replies) < 2:
+            frame = (await _frames(ws, 1))[0]
+            if frame["type"] in ("pong", "error"):
+                replies.append(frame)
     assert replies[0] == {"type": "pong", "id": 7}
     assert replies[1]["type"] == "error" and replies[1]["error"]["code"] == "unknown_node"
 
@@ -114,10 +120,13 @@ async def test_unreachable_service_gets_error_frame_and_close():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    async with serve(_relay_app(dead)) as base, aiohttp.ClientSession() as session:
-        async with session.ws_connect(base.replace("http", "ws") + "/ws/system-metrics") as ws:
-            (frame,) = await _frames(ws, 1)
-            closing = await asyncio.wait_for(ws.receive(), 10)
+    async with (
+        serve(_relay_app(dead)) as base,
+        aiohttp.ClientSession() as session,
+        session.ws_connect(base.replace("http", "ws") + "/ws/system-metrics") as ws,
+    ):
+        (frame,) = await _frames(ws, 1)
+        closing = await asyncio.wait_for(ws.receive(), 10)
     assert frame["type"] == "error" and frame["error"]["code"] == "unavailable"
     assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 1011
 
@@ -126,14 +135,17 @@ async def test_service_shutdown_reaches_the_browser_as_going_away():
     """When the service stops, the relay closes its browser sockets with the service's 1001."""
     monitor = SystemMonitor(rest_port=0, interval=0.1)
     try:
-        async with serve(_relay_app(monitor.url)) as base, aiohttp.ClientSession() as session:
-            async with session.ws_connect(base.replace("http", "ws") + "/ws/system-metrics") as ws:
-                await _frames(ws, 2)
-                await asyncio.to_thread(monitor.stop)
-                while True:
-                    msg = await asyncio.wait_for(ws.receive(), 10)
-                    if msg.type != aiohttp.WSMsgType.TEXT:
-                        break
+        async with (
+            serve(_relay_app(monitor.url)) as base,
+            aiohttp.ClientSession() as session,
+            session.ws_connect(base.replace("http", "ws") + "/ws/system-metrics") as ws,
+        ):
+            await _frames(ws, 2)
+            await asyncio.to_thread(monitor.stop)
+            while True:
+                msg = await asyncio.wait_for(ws.receive(), 10)
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
     finally:
         monitor.stop()
     assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1001

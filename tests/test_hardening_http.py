@@ -334,23 +334,22 @@ def test_a_service_leaves_a_portfile_another_service_wrote_over(tmp_path):
     """Two services, one portfile: the first to stop leaves the second's file; the second removes it on exit."""
     first = Service(tmp_path, "--node-id", "first")
     portfile = first.portfile
-    second_log = open(tmp_path / "second.log", "wb")
-    second = subprocess.Popen(
-        [sys.executable, "-m", "tracklab_sysmon", "serve", "--rest-api-port", "0", "--portfile", str(portfile)],
-        stdout=subprocess.DEVNULL, stderr=second_log,
-    )
-    try:
-        wait_until(lambda: json.loads(portfile.read_text())["pid"] == second.pid, "the second service's portfile")
-        assert first.stop() == 0
-        assert json.loads(portfile.read_text())["pid"] == second.pid
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(DEADLINE) == 0
-        assert not portfile.exists()
-    finally:
-        if second.poll() is None:
-            second.kill()
-            second.wait(DEADLINE)
-        second_log.close()
+    with open(tmp_path / "second.log", "wb") as second_log:
+        second = subprocess.Popen(
+            [sys.executable, "-m", "tracklab_sysmon", "serve", "--rest-api-port", "0", "--portfile", str(portfile)],
+            stdout=subprocess.DEVNULL, stderr=second_log,
+        )
+        try:
+            wait_until(lambda: json.loads(portfile.read_text())["pid"] == second.pid, "the second service's portfile")
+            assert first.stop() == 0
+            assert json.loads(portfile.read_text())["pid"] == second.pid
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(DEADLINE) == 0
+            assert not portfile.exists()
+        finally:
+            if second.poll() is None:
+                second.kill()
+                second.wait(DEADLINE)
         first.kill()
 
 

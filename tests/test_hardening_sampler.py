@@ -58,7 +58,9 @@ def net_dev(eth0_rx: int, eth0_tx: int) -> str:
 # --- defect 2: a value wider than 64 bits, a failing tick, a stalled loop ------------------------
 
 
-def test_a_counter_wider_than_64_bits_is_null_and_the_service_keeps_ticking(tree: pathlib.Path, tmp_path: pathlib.Path) -> None:
+def test_a_counter_wider_than_64_bits_is_null_and_the_service_keeps_ticking(
+    tree: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
     """2^55 sectors (2^64 bytes): readBytes is null, disk says why, ticks go on, SIGTERM exits 0."""
     diskstats = tree / "proc/diskstats"
     diskstats.write_text(diskstats.read_text().replace("sda 1000 0 20000", f"sda 1000 0 {SECTORS_2_55}"))
@@ -229,7 +231,9 @@ async def test_run_realigns_to_its_schedule_after_a_stall(tree: pathlib.Path) ->
 # --- own RSS: the right statm field -------------------------------------------------------------
 
 
-async def test_own_rss_is_the_second_statm_field_times_the_page_size(tree: pathlib.Path, tmp_path: pathlib.Path) -> None:
+async def test_own_rss_is_the_second_statm_field_times_the_page_size(
+    tree: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
     """statm `size resident shared ...`: rss is resident pages x page size, exactly."""
     statm = tmp_path / "statm"
     statm.write_text("9000 1234 300 10 0 500 0\n")
@@ -301,7 +305,9 @@ def test_garbage_net_dev_is_a_network_error_not_nulls(tmp_path: pathlib.Path) ->
 # --- defect 11: a FIFO under --proc-root ------------------------------------------------------
 
 
-def test_a_fifo_in_place_of_proc_stat_neither_hangs_nor_blocks_sigterm(tree: pathlib.Path, tmp_path: pathlib.Path) -> None:
+def test_a_fifo_in_place_of_proc_stat_neither_hangs_nor_blocks_sigterm(
+    tree: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
     """The service starts, cpu is `error` saying the file is not regular, others ok, SIGTERM exits 0."""
     stat = tree / "proc/stat"
     stat.unlink()

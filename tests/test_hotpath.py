@@ -82,13 +82,15 @@ def test_diskstats_reads_every_kernel_shape_in_bytes(tmp_path, reader_class):
     ]
 
 
-NET_DEV = """Inter-|   Receive                                                |  Transmit
- face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
-    lo: 1000 10 0 0 0 0 0 0 1000 10 0 0 0 0 0 0
-  eth0:123456 789 0 0 0 0 0 0 654321 987 0 0 0 0 0 0
-eth0:1: 5 6 0 0 0 0 0 0 7 8 0 0 0 0 0 0
-  bad0: 1 2 3
-"""
+NET_DEV = (
+    "Inter-|   Receive                                                |  Transmit\n"
+    " face |bytes    packets errs drop fifo frame compressed multicast"
+    "|bytes    packets errs drop fifo colls carrier compressed\n"
+    "    lo: 1000 10 0 0 0 0 0 0 1000 10 0 0 0 0 0 0\n"
+    "  eth0:123456 789 0 0 0 0 0 0 654321 987 0 0 0 0 0 0\n"
+    "eth0:1: 5 6 0 0 0 0 0 0 7 8 0 0 0 0 0 0\n"
+    "  bad0: 1 2 3\n"
+)
 
 
 def test_net_dev_keeps_alias_names_and_glued_counters(tmp_path, reader_class):

@@ -122,7 +122,8 @@ def test_attach_does_not_own_the_service():
 def test_stop_escalates_to_kill_for_a_child_ignoring_sigterm(monkeypatch):
     """A child that ignores SIGTERM is SIGKILLed after the stop timeout."""
     monkeypatch.setattr(monitor_module, "STOP_TIMEOUT", 0.3)
-    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+    code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(60)")
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
     assert child.stdout.readline() == b"ready\n"
     monitor_module._terminate(child, None)
@@ -165,7 +166,7 @@ def test_sigkilled_parent_takes_the_service_down():
 
 def test_global_instance_is_stopped_at_interpreter_exit():
     """A global monitor that the program never stops is stopped when the interpreter exits."""
-    parent, pid, url = _parent("start_system_monitor", "sys.exit(0)")
+    parent, pid, _url = _parent("start_system_monitor", "sys.exit(0)")
     parent.wait(30)
     parent.stdout.close()
     assert _gone(pid)  # the exit handler stopped it (and waited) before the interpreter ended

@@ -1,4 +1,4 @@
-"""Multi-node aggregation with real services on loopback ports: listing, filter, a peer killed and restarted, duplicate ids."""
+"""Multi-node aggregation, real services on loopback: listing, filter, a peer killed and restarted, duplicate ids."""
 
 from __future__ import annotations
 
@@ -145,7 +145,8 @@ async def test_websocket_streams_every_node(aiohttp_client, spawn):
 
 
 async def test_killed_peer_goes_down_and_returns(aiohttp_client, spawn):
-    """A killed peer turns `down` with its last-seen time, leaves the list (503 when asked for), and is back after a restart."""
+    """A killed peer turns `down` with its last-seen time, leaves the list (503 when asked for),
+    and is back after a restart."""
     b, c = await spawn(("node-b",), ("node-c",))
     client = await _aggregator(aiohttp_client, PeerSpec(b.url), PeerSpec(c.url))
     await _until(client, lambda n: n[b.url]["status"] == n[c.url]["status"] == "up", "both peers up")
@@ -187,7 +188,8 @@ async def test_peers_are_contacted_with_their_own_token(aiohttp_client, spawn):
 
 
 async def test_polling_fallback_takes_only_the_peers_own_node(aiohttp_client, aiohttp_server):
-    """A peer without a WebSocket endpoint is polled: a malformed list puts it in `error`, then only its own (first) node is served."""
+    """A peer without a WebSocket endpoint is polled: a malformed list puts it in `error`,
+    then only its own (first) node is served."""
     bad: list = [None]
     good = [{"node_id": "polled", "timestamp": 1, "cpu": None, "memory": None, "disk": None,
                "network": None, "accelerators": []},

@@ -19,7 +19,9 @@ _REEXPORTED = {
     monitor: set(),
     sdk: {"SystemMetrics", "aggregate", "flatten_snapshot"},
     # Raised and caught inside the service; users meet them only as log text or HTTP/WS errors.
-    errors: {"ParseError", "Unavailable", "NvmlUnavailable", "GpuLost", "BadMessage", "BindError", "WireError", "describe"},
+    errors: {
+        "ParseError", "Unavailable", "NvmlUnavailable", "GpuLost", "BadMessage", "BindError", "WireError", "describe",
+    },
 }
 
 
@@ -41,9 +43,9 @@ def test_all_is_complete():
         for name, value in vars(module).items():
             if name.startswith("_") or name in module_level:
                 continue
-            if (inspect.isclass(value) or inspect.isfunction(value)) and value.__module__ == module.__name__:
-                if name not in tracklab_sysmon.__all__:
-                    missing.append(f"{module.__name__}.{name}")
+            defined_here = (inspect.isclass(value) or inspect.isfunction(value)) and value.__module__ == module.__name__
+            if defined_here and name not in tracklab_sysmon.__all__:
+                missing.append(f"{module.__name__}.{name}")
     assert missing == []
 
 
@@ -64,9 +66,11 @@ def test_every_exception_is_in_the_one_error_tree():
             continue  # needs the fastapi extra
         module = importlib.import_module(info.name)
         for name, value in vars(module).items():
-            if inspect.isclass(value) and issubclass(value, BaseException) and value.__module__ == module.__name__:
-                if module is not errors and not name.startswith("_"):
-                    strays.append(f"{info.name}.{name}")
+            is_own_exception = (
+                inspect.isclass(value) and issubclass(value, BaseException) and value.__module__ == module.__name__
+            )
+            if is_own_exception and module is not errors and not name.startswith("_"):
+                strays.append(f"{info.name}.{name}")
     assert strays == []
     assert all(issubclass(v, errors.SysmonError) for v in vars(errors).values()
                if inspect.isclass(v) and issubclass(v, BaseException) and v.__module__ == errors.__name__)

@@ -129,7 +129,7 @@ class Tree:
 
     def write(self) -> None:
         # Rewrite in place (same inode), as the kernel's files change under a kept descriptor.
-        total = [sum(column) for column in zip(*self.cores.values())]
+        total = [sum(column) for column in zip(*self.cores.values(), strict=True)]
         stat = [f"cpu  {' '.join(map(str, total))} 0 0"]
         stat += [f"cpu{i} {' '.join(map(str, t))} 0 0" for i, t in sorted(self.cores.items())]
         (self.root / "proc/stat").write_text("\n".join(stat) + "\nbtime 1764300000\n")

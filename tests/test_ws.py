@@ -88,7 +88,8 @@ async def client(aiohttp_client):
 
 
 async def test_info_then_one_metrics_frame_per_tick_with_seed_keys(aiohttp_client):
-    """On connect: info with the seed's keys, then every tick's snapshot once, in order, with cpu.overall and memory.usage."""
+    """On connect: info with the seed's keys, then every tick's snapshot once, in order,
+    with cpu.overall and memory.usage."""
     app = _app(interval=0.05)
     ticks: list[int] = []
     app[keys.SAMPLER].add_listener(lambda snapshot, encoded: ticks.append(snapshot.timestamp))
@@ -259,13 +260,14 @@ async def test_client_cap_refuses_with_1013_and_frees_the_slot(aiohttp_client):
 
 
 async def test_never_reading_client_is_bounded_and_dropped_while_a_fast_one_keeps_every_frame(aiohttp_client):
-    """A subscriber that stops reading holds at most one frame in user space, costs no RSS growth and is reset; a reader next to it misses nothing."""
+    """A subscriber that stops reading holds at most one frame in user space, costs no RSS growth
+    and is reset; a reader next to it misses nothing."""
     app = _app()
     hub = app[ws.HUB]
     hub.settings = replace(hub.settings, stall_timeout=0.3)
     client = await aiohttp_client(app)
     fast = await _open(client)
-    reader, writer, status = await _raw_upgrade(client.server.port, rcvbuf=4096)
+    _reader, writer, status = await _raw_upgrade(client.server.port, rcvbuf=4096)
     assert "101" in status
     writer.transport.pause_reading()  # from now on this peer reads nothing
     await _until(lambda: len(hub.subscribers) == 2, "both subscribers")
