@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import subprocess
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from conftest import require_command
+from prometheus_client.parser import text_string_to_metric_families
 from test_container import expected_container_series
+
 from tracklab_sysmon import __version__
 from tracklab_sysmon.collectors import default_collectors
 from tracklab_sysmon.config import PeerSpec, ServiceConfig
