@@ -29,7 +29,6 @@ PENDING = frozenset({
     "sampler.py",  # collector status: lastSuccess, lastError, lastDurationMs
     "sdk.py",  # flattening paths: ioRead, ioWrite, bytesIn, bytesOut
     "server/peers.py",  # nodeId, lastSeen, duplicateOf
-    "server/prometheus.py",  # _dig paths: loadAverage, readBytes, bytesRecv, ...
     "server/routes.py",  # nodeId, lastTick, cpuPercent
 })
 
