@@ -27,7 +27,6 @@ FOREIGN = frozenset({
 PENDING = frozenset({
     "client.py",  # nodeId
     "sampler.py",  # collector status: lastSuccess, lastError, lastDurationMs
-    "sdk.py",  # flattening paths: ioRead, ioWrite, bytesIn, bytesOut
     "server/peers.py",  # nodeId, lastSeen, duplicateOf
     "server/routes.py",  # nodeId, lastTick, cpuPercent
 })
