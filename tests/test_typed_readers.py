@@ -33,7 +33,7 @@ from tracklab_sysmon.model import (
 )
 from tracklab_sysmon.sdk import SystemMetrics, SystemMetricsConfig, flatten_snapshot
 from tracklab_sysmon.server import create_app
-from tracklab_sysmon.server.peers import PEERS, PeerState
+from tracklab_sysmon.server.peers import PEERS, PeerState, node_snapshots, served_snapshots
 
 NODE = "typed-node"
 SLOW = 3600.0  # one snapshot for the whole test
@@ -301,3 +301,25 @@ async def test_a_degraded_collector_reports_success(aiohttp_client):
     assert samples[("tracklab_sysmon_collector_success", frozenset(local.items()))] == 1.0
     assert samples[("tracklab_sysmon_gpu_utilization_ratio",
                     frozenset({"node_id": NODE, "gpu": "0", "uuid": "GPU-nvidia-0"}.items()))] == 1.01
+
+
+async def test_served_snapshots_are_the_served_nodes_in_order(aiohttp_client):
+    """served_snapshots lists the nodes node_snapshots serves, local first, in order: down, error, duplicate and
+    not-yet-answered peers are left out alike, and each kept record is the one behind the served bytes."""
+    config = ServiceConfig(node_id=NODE, interval=SLOW, history=5)
+    client = await aiohttp_client(create_app(config))
+    app = client.server.app
+    for status in ("up", "down", "duplicate", "error", "up", "connecting"):
+        index = len(app[PEERS].peers)
+        peer = PeerState(PeerSpec(f"http://peer-{index}.example:8080"))
+        if status != "connecting":
+            snap = distinct_snapshot(f"{status}-{index}")
+            peer.node_id, peer.snapshot, peer.latest = snap.node_id, snap, _nodes(snap)[1:-1]
+        peer.status = status
+        app[PEERS].peers.append(peer)
+
+    typed = served_snapshots(app)
+    assert [snap.node_id for snap in typed] == [NODE, "up-0", "up-4"]
+    assert [snap.node_id for snap in typed] == [node for node, _ in node_snapshots(app)]
+    for snap, (_, body) in zip(typed, node_snapshots(app), strict=True):
+        assert wire.snapshot_to_wire(snap) == orjson.loads(body)
