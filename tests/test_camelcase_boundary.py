@@ -22,13 +22,6 @@ FOREIGN = frozenset({
     ("_procfs.py", "kB"),  # the unit /proc/meminfo writes
 })
 
-# Modules that still spell wire keys today. Each entry is pending removal (issue 11: the JSON names
-# move into wire / the protocol module); shrink this set as they move, never grow it.
-PENDING = frozenset({
-    "sdk.py",  # flattening paths: ioRead, ioWrite, bytesIn, bytesOut
-    "server/prometheus.py",  # _dig paths: loadAverage, readBytes, bytesRecv, ...
-})
-
 
 def camelcase_names(source: str) -> list[tuple[int, str]]:
     """(line, name) of every camelCase string constant and keyword-argument name in `source`."""
@@ -55,19 +48,17 @@ def _hits() -> dict[str, list[tuple[int, str]]]:
 
 
 def test_no_module_outside_wire_spells_a_camelcase_key():
-    """A camelCase literal in any module but wire (and the allowed-for-now list) fails, listing file:line."""
+    """A camelCase literal in any module but wire and protocol fails, listing file:line."""
     offenders = [
         f"src/tracklab_sysmon/{module}:{line}: {name!r}"
         for module, names in _hits().items()
-        if module not in PENDING
         for line, name in names
     ]
-    assert offenders == [], "camelCase JSON names belong in wire.py:\n" + "\n".join(offenders)
+    assert offenders == [], "camelCase JSON names belong in wire.py or protocol.py:\n" + "\n".join(offenders)
 
 
-def test_allow_lists_hold_no_stale_entry():
-    """Each pending module still spells a camelCase key and each foreign name still occurs: cleaned entries go."""
-    assert sorted(PENDING - set(_hits())) == []
+def test_foreign_list_holds_no_stale_entry():
+    """Each foreign name still occurs where it is listed: cleaned entries go."""
     seen = {
         (path.relative_to(PACKAGE).as_posix(), name)
         for path in PACKAGE.rglob("*.py")

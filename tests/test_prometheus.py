@@ -100,7 +100,7 @@ def _expected_series(snap: dict, health: dict) -> dict[tuple[str, frozenset], fl
 
     put("build_info", 1.0, version=__version__, backend=health["backend"])
     for name, status in health["collectors"].items():
-        put("collector_success", {"ok": 1.0, "error": 0.0}.get(status["status"]), collector=name)
+        put("collector_success", {"ok": 1.0, "degraded": 1.0, "error": 0.0}.get(status["status"]), collector=name)
         put("collector_duration_seconds", status["lastDurationMs"], 1000.0, collector=name)
     put("snapshot_timestamp_seconds", snap["timestamp"], 1000.0)
     put("cpu_usage_ratio", snap["cpu"]["overall"], 100.0)

@@ -22,17 +22,19 @@ from tracklab_sysmon.sdk import (
     wrap_log,
 )
 
-SNAPSHOT = {
+TIMES = dict.fromkeys(("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"), 0.0)
+SNAPSHOT = {  # a valid snapshot (flatten_snapshot validates a mapping through wire.snapshot_from_wire)
     "node_id": "n",
     "timestamp": 1,
-    "cpu": {"overall": 45.5, "temperature": None, "cores": [{"id": 0, "usage": 50.0}, {"id": 1, "usage": 41.0}]},
+    "cpu": {"overall": 45.5, "temperature": None, "cores": [{"id": 0, "usage": 50.0, "times": TIMES},
+                                                                {"id": 1, "usage": 41.0, "times": TIMES}]},
     "memory": {"usage": 65.0, "used": 10, "swap": {"percentage": None}},
     "disk": None,
     "network": {"bytesIn": 1024, "bytesOut": 512},
     "accelerators": [
         {"id": 0, "type": "gpu", "utilization": 80.0, "memory": {"used": 4, "percentage": 50.0},
          "temperature": 75.0, "power": None},
-        {"id": 3, "type": "npu", "utilization": 10.0, "memory": None},
+        {"id": 3, "type": "npu", "utilization": 10.0, "memory": {}},
     ],
 }
 
@@ -89,10 +91,10 @@ def test_flatten_puts_vendor_in_keys_only_where_type_and_id_collide():
     accelerators = [
         {"id": 0, "type": "gpu", "vendor": "amd", "utilization": 5.0, "memory": {"used": 1}},
         {"id": 0, "type": "gpu", "vendor": "nvidia", "utilization": 90.0, "memory": {"used": 8}},
-        {"id": 1, "type": "gpu", "vendor": "nvidia", "utilization": 70.0},
-        {"id": 0, "type": "npu", "vendor": "intel", "utilization": 3.0},
+        {"id": 1, "type": "gpu", "vendor": "nvidia", "utilization": 70.0, "memory": {}},
+        {"id": 0, "type": "npu", "vendor": "intel", "utilization": 3.0, "memory": {}},
     ]
-    flat = flatten_snapshot({"accelerators": accelerators})
+    flat = flatten_snapshot({"node_id": "n", "timestamp": 1, "accelerators": accelerators})
     assert flat == {
         "system/gpu.amd.0.utilization": 5.0,
         "system/gpu.amd.0.memory.used": 1,

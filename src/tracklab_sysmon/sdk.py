@@ -22,8 +22,10 @@ from typing import Any, TypeVar
 
 import orjson
 
+from . import wire
 from .client import auth_headers, default_token
-from .errors import ConfigError, SysmonError
+from .errors import ConfigError, SysmonError, WireError
+from .model import AcceleratorSample, Snapshot
 
 log = logging.getLogger(__name__)
 RUN_DIR_ENV = "TRACKLAB_SYSMON_DIR"
@@ -60,65 +62,67 @@ class SystemMetricsConfig:
 
 # -- flattening ---------------------------------------------------------------------------------
 
-_SCALARS = (
-    ("cpu", ("overall",), "cpu.overall"),
-    ("cpu", ("temperature",), "cpu.temperature"),
-    ("memory", ("usage",), "memory.usage"),
-    ("memory", ("used",), "memory.used"),
-    ("memory", ("swap", "percentage"), "memory.swap.percentage"),
-    ("disk", ("usage",), "disk.usage"),
-    ("disk", ("ioRead",), "disk.ioRead"),
-    ("disk", ("ioWrite",), "disk.ioWrite"),
-    ("disk", ("iops",), "disk.iops"),
-    ("network", ("bytesIn",), "network.bytesIn"),
-    ("network", ("bytesOut",), "network.bytesOut"),
+Value = int | float | None  # a reading as the record holds it; None: not available (left out)
+
+# (SDK key after the prefix, getter on the snapshot). The keys are the public contract: never renamed.
+_SCALARS: tuple[tuple[str, Callable[[Snapshot], Value]], ...] = (
+    ("cpu.overall", lambda s: s.cpu.overall if s.cpu else None),
+    ("cpu.temperature", lambda s: s.cpu.temperature if s.cpu else None),
+    ("memory.usage", lambda s: s.memory.usage if s.memory else None),
+    ("memory.used", lambda s: s.memory.used if s.memory else None),
+    ("memory.swap.percentage", lambda s: s.memory.swap.percentage if s.memory else None),
+    ("disk.usage", lambda s: s.disk.usage if s.disk else None),
+    ("disk.ioRead", lambda s: s.disk.io_read if s.disk else None),
+    ("disk.ioWrite", lambda s: s.disk.io_write if s.disk else None),
+    ("disk.iops", lambda s: s.disk.iops if s.disk else None),
+    ("network.bytesIn", lambda s: s.network.bytes_in if s.network else None),
+    ("network.bytesOut", lambda s: s.network.bytes_out if s.network else None),
 )
-_ACCELERATOR_FIELDS = (
-    (("utilization",), "utilization"),
-    (("memory", "percentage"), "memory.percentage"),
-    (("memory", "used"), "memory.used"),
-    (("temperature",), "temperature"),
-    (("power",), "power"),
+# (SDK key after `<type>.<id>.`, getter on one accelerator).
+_ACCELERATOR_FIELDS: tuple[tuple[str, Callable[[AcceleratorSample], Value]], ...] = (
+    ("utilization", lambda a: a.utilization),
+    ("memory.percentage", lambda a: a.memory.percentage),
+    ("memory.used", lambda a: a.memory.used),
+    ("temperature", lambda a: a.temperature),
+    ("power", lambda a: a.power),
 )
 
 
 def flatten_snapshot(
-    snapshot: Mapping[str, Any], *, prefix: str = "system/", include_gpu: bool = True, include_cores: bool = False
+    snapshot: Snapshot | Mapping[str, Any],
+    *,
+    prefix: str = "system/",
+    include_gpu: bool = True,
+    include_cores: bool = False,
 ) -> dict[str, float]:
     """Flat numeric keys (`system/cpu.overall`, `system/gpu.0.utilization`); nulls are left out.
 
-    Accelerators whose `(type, id)` pair repeats (two vendors both number from 0) get the vendor
-    in the key, `system/gpu.nvidia.0.utilization`, so their values never overwrite each other.
+    `snapshot` is a `Snapshot` or one node of `/api/system/metrics` as parsed JSON, which is validated
+    first (`WireError`, a `ValueError`, names the first bad field). Accelerators whose `(type, id)`
+    pair repeats (two vendors both number from 0) get the vendor in the key,
+    `system/gpu.nvidia.0.utilization`, so their values never overwrite each other.
     """
+    snap = snapshot if isinstance(snapshot, Snapshot) else wire.snapshot_from_wire(dict(snapshot))
     flat: dict[str, float] = {}
-    for section, path, key in _SCALARS:
-        _put(flat, prefix + key, _dig(snapshot.get(section), path))
-    if include_cores:
-        for core in (snapshot.get("cpu") or {}).get("cores") or ():
-            _put(flat, f"{prefix}cpu.core.{core.get('id')}.usage", core.get("usage"))
+    for key, get in _SCALARS:
+        _put(flat, prefix + key, get(snap))
+    if include_cores and snap.cpu:
+        for core in snap.cpu.cores:
+            _put(flat, f"{prefix}cpu.core.{core.id}.usage", core.usage)
     if include_gpu:
-        accelerators = [acc for acc in snapshot.get("accelerators") or () if isinstance(acc, Mapping)]
         # Each vendor numbers its devices from 0: where (type, id) repeats, the vendor joins the key.
-        seen = Counter((acc.get("type") or "gpu", acc.get("id")) for acc in accelerators)
-        for acc in accelerators:
-            kind, dev = acc.get("type") or "gpu", acc.get("id")
-            vendor = f"{acc.get('vendor') or 'unknown'}." if seen[kind, dev] > 1 else ""
-            base = f"{prefix}{kind}.{vendor}{dev}."
-            for path, key in _ACCELERATOR_FIELDS:
-                _put(flat, base + key, _dig(acc, path))
+        seen = Counter((acc.type or "gpu", acc.id) for acc in snap.accelerators)
+        for acc in snap.accelerators:
+            kind = acc.type or "gpu"
+            vendor = f"{acc.vendor or 'unknown'}." if seen[kind, acc.id] > 1 else ""
+            base = f"{prefix}{kind}.{vendor}{acc.id}."
+            for key, read in _ACCELERATOR_FIELDS:
+                _put(flat, base + key, read(acc))
     return flat
 
 
-def _dig(value: Any, path: tuple[str, ...]) -> Any:
-    for part in path:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-    return value
-
-
-def _put(flat: dict[str, float], key: str, value: Any) -> None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+def _put(flat: dict[str, float], key: str, value: Value) -> None:
+    if value is not None:
         flat[key] = value
 
 
@@ -147,13 +151,14 @@ class SystemMetrics:
         # Like aiohttp's default, ignore *_proxy variables: the service is local or on the LAN.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         self._latest: dict[str, float] = {}
-        self._latest_ts: Any = None
+        self._latest_ts: int | None = None
         self._latest_alone: dict[str, float] | None = None  # aggregate([latest]), cached
         self._window: deque[dict[str, float]] = deque(maxlen=_WINDOW)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._first = threading.Event()
-        self._warned = False
+        self._warned = False  # an outage was reported (cleared when metrics return)
+        self._refused = False  # an invalid snapshot was reported (cleared by the next valid one)
         self._monitor: Any = None  # a SystemMonitor we started (start_service=True)
         self._thread: threading.Thread | None = None
 
@@ -203,6 +208,12 @@ class SystemMetrics:
         """Fetch once now; True on success. Called by the thread; public for tests and tools."""
         try:
             snapshot = self._fetch()
+        except WireError as exc:  # the service answered, but not with a valid snapshot: keep the last good values
+            with self._lock:
+                first_refusal, self._refused = not self._refused, True
+            if first_refusal:
+                log.warning("refused a snapshot from %s (%s); keeping the last good values", self.service_url, exc)
+            return False
         except (OSError, ValueError, http.client.HTTPException, SysmonError) as exc:
             with self._lock:
                 self._latest, self._latest_ts, self._latest_alone = {}, None, None
@@ -215,11 +226,11 @@ class SystemMetrics:
             include_cores=self.config.include_cores,
         )
         with self._lock:
-            if snapshot.get("timestamp") != self._latest_ts:  # the same sample twice counts once
+            if snapshot.timestamp != self._latest_ts:  # the same sample twice counts once
                 self._window.append(flat)
-            self._latest, self._latest_ts = flat, snapshot.get("timestamp")
+            self._latest, self._latest_ts = flat, snapshot.timestamp
             self._latest_alone = None
-            recovered, self._warned = self._warned, False
+            recovered, self._warned, self._refused = self._warned, False, False
         if recovered:
             log.warning("system metrics from %s are back", self.service_url)
         return True
@@ -231,15 +242,16 @@ class SystemMetrics:
             if self._stop.wait(self.config.cache_duration):
                 return
 
-    def _fetch(self) -> Mapping[str, Any]:
+    def _fetch(self) -> Snapshot:
+        """The first listed node's snapshot, decoded and validated once (WireError if it is not one)."""
         url = self.service_url + "/api/system/metrics"
         if self.config.node_id is not None:
             url += "?" + urllib.parse.urlencode({"node_id": self.config.node_id})
         with self._open(url) as resp:
-            nodes = orjson.loads(resp.read())
-        if not isinstance(nodes, list) or not nodes or not isinstance(nodes[0], dict):
+            nodes = wire.decode(resp.read())
+        if not isinstance(nodes, list) or not nodes:
             raise SysmonError("the service returned no snapshot")
-        return nodes[0]
+        return wire.snapshot_from_wire(nodes[0])
 
     def _open(self, url: str) -> Any:
         request = urllib.request.Request(url, headers=self._headers)

@@ -320,6 +320,14 @@ def node_snapshots(app: web.Application) -> list[tuple[str, bytes]]:
     return [(sampler.node_id, sampler.latest_bytes), *((p.node_id or "", p.latest or b"null") for p in peers)]
 
 
+def served_snapshots(app: web.Application) -> list[Snapshot]:
+    """Every served node's latest typed snapshot, the local node first: the nodes of `node_snapshots`, in its order."""
+    latest = app[keys.SAMPLER].latest
+    peers = app[PEERS].live() if PEERS in app else []
+    # A live peer holds both forms (accept() sets them together); none before the first tick.
+    return [*([latest] if latest is not None else []), *(p.snapshot for p in peers if p.snapshot is not None)]
+
+
 def missing_node(app: web.Application, node_id: str) -> web.Response:
     """The error for a `?node_id=` that is not served: 503 for a peer that is down, else 404."""
     peer = app[PEERS].find(node_id) if PEERS in app else None

@@ -1,9 +1,9 @@
-"""GET /metrics: every served node's latest snapshot as Prometheus (or OpenMetrics) text; nothing is collected at scrape time."""
+"""GET /metrics: every served node's latest typed snapshot as Prometheus (or OpenMetrics) text; nothing collected."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -11,81 +11,99 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
-from .. import __version__, hotpath, wire
+from .. import __version__, hotpath
+from ..model import AcceleratorSample, CpuTimes, DiskDeviceSample, InterfaceSample, Snapshot
+from ..sampler import CollectorState
 from . import keys
-from .peers import PEERS, node_snapshots
+from .peers import PEERS, served_snapshots
 from .prometheus_container import container_metrics
 
 PREFIX = "tracklab_sysmon_"
-_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
-_SUCCESS = {"ok": 1.0, "error": 0.0}  # unavailable/pending collectors report no success sample
+# A degraded collector ran and published what it could read (some values null, its lastError says
+# why): as a run it succeeded, so 1, and its null values are omitted like any other. Only a run that
+# raised is 0; unavailable/pending collectors report no success sample.
+_SUCCESS: dict[CollectorState, float] = {"ok": 1.0, "degraded": 1.0, "error": 0.0}
 
-# Per-node scalars: (name, help, unit, wire path, divisor to base units; dividing rounds exactly once).
-_SCALARS: tuple[tuple[str, str, str, tuple[str, ...], float], ...] = (
-    ("snapshot_timestamp_seconds", "When the node took its latest snapshot.", "seconds", ("timestamp",), 1000.0),
-    ("cpu_usage_ratio", "Busy share of all CPUs over the last interval.", "ratio", ("cpu", "overall"), 100.0),
-    ("processes", "Live processes.", "", ("cpu", "processes"), 1.0),
-    ("threads", "Threads (kernel scheduling entities).", "", ("cpu", "threads"), 1.0),
-    ("cpu_temperature_celsius", "CPU package temperature.", "celsius", ("cpu", "temperature"), 1.0),
-    ("memory_total_bytes", "Physical memory.", "bytes", ("memory", "total"), 1.0),
-    ("memory_used_bytes", "Memory in use: total minus available.", "bytes", ("memory", "used"), 1.0),
-    ("memory_available_bytes", "Memory available without swapping.", "bytes", ("memory", "available"), 1.0),
-    ("swap_total_bytes", "Swap space.", "bytes", ("memory", "swap", "total"), 1.0),
-    ("swap_used_bytes", "Swap in use.", "bytes", ("memory", "swap", "used"), 1.0),
-    ("filesystem_size_bytes", "Size of the physical file systems, each device once.", "bytes", ("disk", "total"), 1.0),
-    ("filesystem_used_bytes", "Used space of the physical file systems.", "bytes", ("disk", "used"), 1.0),
-    ("tcp_connections_established", "Established TCP connections (v4 and v6).", "", ("network", "connections"), 1.0),
+Value = int | float | None  # a reading as the record holds it; None: not available (no sample)
+D = TypeVar("D", DiskDeviceSample, InterfaceSample)
+
+# Per-node scalars: (name, help, unit, getter on the snapshot, divisor to base units; dividing rounds exactly once).
+_SCALARS: tuple[tuple[str, str, str, Callable[[Snapshot], Value], float], ...] = (
+    ("snapshot_timestamp_seconds", "When the node took its latest snapshot.", "seconds",
+     lambda s: s.timestamp, 1000.0),
+    ("cpu_usage_ratio", "Busy share of all CPUs over the last interval.", "ratio",
+     lambda s: s.cpu.overall if s.cpu else None, 100.0),
+    ("processes", "Live processes.", "", lambda s: s.cpu.processes if s.cpu else None, 1.0),
+    ("threads", "Threads (kernel scheduling entities).", "", lambda s: s.cpu.threads if s.cpu else None, 1.0),
+    ("cpu_temperature_celsius", "CPU package temperature.", "celsius",
+     lambda s: s.cpu.temperature if s.cpu else None, 1.0),
+    ("memory_total_bytes", "Physical memory.", "bytes", lambda s: s.memory.total if s.memory else None, 1.0),
+    ("memory_used_bytes", "Memory in use: total minus available.", "bytes",
+     lambda s: s.memory.used if s.memory else None, 1.0),
+    ("memory_available_bytes", "Memory available without swapping.", "bytes",
+     lambda s: s.memory.available if s.memory else None, 1.0),
+    ("swap_total_bytes", "Swap space.", "bytes", lambda s: s.memory.swap.total if s.memory else None, 1.0),
+    ("swap_used_bytes", "Swap in use.", "bytes", lambda s: s.memory.swap.used if s.memory else None, 1.0),
+    ("filesystem_size_bytes", "Size of the physical file systems, each device once.", "bytes",
+     lambda s: s.disk.total if s.disk else None, 1.0),
+    ("filesystem_used_bytes", "Used space of the physical file systems.", "bytes",
+     lambda s: s.disk.used if s.disk else None, 1.0),
+    ("tcp_connections_established", "Established TCP connections (v4 and v6).", "",
+     lambda s: s.network.connections if s.network else None, 1.0),
 )
 
-# Per-device counters: (name, help, unit, wire section, list key, label, field).
-_DEVICE_COUNTERS: tuple[tuple[str, str, str, str, str, str, str], ...] = (
-    ("disk_read_bytes_total", "Bytes read from the whole disk.", "bytes", "disk", "devices", "device", "readBytes"),
-    ("disk_written_bytes_total", "Bytes written to the whole disk.", "bytes", "disk", "devices", "device", "writeBytes"),
-    ("disk_reads_completed_total", "Reads completed.", "", "disk", "devices", "device", "reads"),
-    ("disk_writes_completed_total", "Writes completed.", "", "disk", "devices", "device", "writes"),
-    ("network_receive_bytes_total", "Bytes received.", "bytes", "network", "interfaces", "interface", "bytesRecv"),
-    ("network_transmit_bytes_total", "Bytes sent.", "bytes", "network", "interfaces", "interface", "bytesSent"),
-    ("network_receive_packets_total", "Packets received.", "", "network", "interfaces", "interface", "packetsRecv"),
-    ("network_transmit_packets_total", "Packets sent.", "", "network", "interfaces", "interface", "packetsSent"),
+# CPU modes: (mode label, getter on the core's times).
+_MODES: tuple[tuple[str, Callable[[CpuTimes], float]], ...] = (
+    ("user", lambda t: t.user), ("nice", lambda t: t.nice), ("system", lambda t: t.system),
+    ("idle", lambda t: t.idle), ("iowait", lambda t: t.iowait), ("irq", lambda t: t.irq),
+    ("softirq", lambda t: t.softirq), ("steal", lambda t: t.steal),
 )
 
-# Per-accelerator gauges: (name, help, unit, wire path inside the device, divisor).
-_GPU_GAUGES: tuple[tuple[str, str, str, tuple[str, ...], float], ...] = (
-    ("gpu_utilization_ratio", "Busy share of the device.", "ratio", ("utilization",), 100.0),
-    ("gpu_memory_used_bytes", "Device memory in use.", "bytes", ("memory", "used"), 1.0),
-    ("gpu_memory_total_bytes", "Device memory.", "bytes", ("memory", "total"), 1.0),
-    ("gpu_power_watts", "Power draw.", "watts", ("power",), 1.0),
-    ("gpu_temperature_celsius", "Device temperature.", "celsius", ("temperature",), 1.0),
+# Per-device counters: (name, help, unit, getter on the device).
+_DISK_COUNTERS: tuple[tuple[str, str, str, Callable[[DiskDeviceSample], Value]], ...] = (
+    ("disk_read_bytes_total", "Bytes read from the whole disk.", "bytes", lambda d: d.read_bytes),
+    ("disk_written_bytes_total", "Bytes written to the whole disk.", "bytes", lambda d: d.write_bytes),
+    ("disk_reads_completed_total", "Reads completed.", "", lambda d: d.reads),
+    ("disk_writes_completed_total", "Writes completed.", "", lambda d: d.writes),
+)
+_INTERFACE_COUNTERS: tuple[tuple[str, str, str, Callable[[InterfaceSample], Value]], ...] = (
+    ("network_receive_bytes_total", "Bytes received.", "bytes", lambda i: i.bytes_recv),
+    ("network_transmit_bytes_total", "Bytes sent.", "bytes", lambda i: i.bytes_sent),
+    ("network_receive_packets_total", "Packets received.", "", lambda i: i.packets_recv),
+    ("network_transmit_packets_total", "Packets sent.", "", lambda i: i.packets_sent),
+)
+
+# Per-accelerator gauges: (name, help, unit, getter on the device, divisor).
+_GPU_GAUGES: tuple[tuple[str, str, str, Callable[[AcceleratorSample], Value], float], ...] = (
+    ("gpu_utilization_ratio", "Busy share of the device.", "ratio", lambda a: a.utilization, 100.0),
+    ("gpu_memory_used_bytes", "Device memory in use.", "bytes", lambda a: a.memory.used, 1.0),
+    ("gpu_memory_total_bytes", "Device memory.", "bytes", lambda a: a.memory.total, 1.0),
+    ("gpu_power_watts", "Power draw.", "watts", lambda a: a.power, 1.0),
+    ("gpu_temperature_celsius", "Device temperature.", "celsius", lambda a: a.temperature, 1.0),
 )
 
 
 class SnapshotCollector:
-    """A prometheus-client custom collector reading the app's cached snapshots."""
+    """A prometheus-client custom collector reading the served nodes' latest typed snapshots (nothing decoded)."""
 
     def __init__(self, app: web.Application) -> None:
         self._app = app
 
     def collect(self) -> Iterator[Metric]:
-        snapshots = [wire.decode(body) for _, body in node_snapshots(self._app)]
-        nodes = [s for s in snapshots if isinstance(s, dict)]
+        nodes = served_snapshots(self._app)
         yield from _local_metrics(self._app)
         yield from _scalars(nodes)
         yield _cpu_seconds(nodes)
         yield _load(nodes)
-        yield from _device_counters(nodes)
+        yield from _device_counters(nodes, _DISK_COUNTERS, "device", lambda s: s.disk.devices if s.disk else ())
+        yield from _device_counters(
+            nodes, _INTERFACE_COUNTERS, "interface", lambda s: s.network.interfaces if s.network else ()
+        )
         yield from _gpu_gauges(nodes)
         yield from _peer_metrics(self._app)
         # Typed, from this node's latest snapshot only: peers' container sections are not decoded here.
         latest = self._app[keys.SAMPLER].latest
         yield from container_metrics([latest] if latest is not None else [])
-
-
-def _dig(value: Any, path: tuple[str, ...]) -> float | None:
-    for key in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _scaled(value: float, divisor: float) -> float:
@@ -114,59 +132,60 @@ def _local_metrics(app: web.Application) -> Iterator[Metric]:
     yield duration
 
 
-def _scalars(nodes: list[dict[str, Any]]) -> Iterator[Metric]:
-    for name, doc, unit, path, divisor in _SCALARS:
+def _scalars(nodes: list[Snapshot]) -> Iterator[Metric]:
+    for name, doc, unit, get, divisor in _SCALARS:
         family = GaugeMetricFamily(PREFIX + name, doc, labels=["node_id"], unit=unit)
         for snap in nodes:
-            value = _dig(snap, path)
+            value = get(snap)
             if value is not None:
-                family.add_metric([snap["node_id"]], _scaled(value, divisor))
+                family.add_metric([snap.node_id], _scaled(float(value), divisor))
         yield family
 
 
-def _cpu_seconds(nodes: list[dict[str, Any]]) -> Metric:
+def _cpu_seconds(nodes: list[Snapshot]) -> Metric:
     family = CounterMetricFamily(PREFIX + "cpu_seconds_total", "Seconds each CPU spent in each mode.",
                                  labels=["node_id", "cpu", "mode"], unit="seconds")
     for snap in nodes:
-        for core in (snap.get("cpu") or {}).get("cores") or ():
-            for mode in _MODES:
-                value = _dig(core, ("times", mode))
-                if value is not None:
-                    family.add_metric([snap["node_id"], str(core.get("id")), mode], value)
+        for core in snap.cpu.cores if snap.cpu else ():
+            for mode, get in _MODES:
+                family.add_metric([snap.node_id, str(core.id), mode], float(get(core.times)))
     return family
 
 
-def _load(nodes: list[dict[str, Any]]) -> Metric:
+def _load(nodes: list[Snapshot]) -> Metric:
     family = GaugeMetricFamily(PREFIX + "load_average", "Run-queue load average over 1, 5 and 15 minutes.",
                                labels=["node_id", "window"])
     for snap in nodes:
-        loads = (snap.get("cpu") or {}).get("loadAverage") or ()
+        loads = (snap.cpu.load_average if snap.cpu else None) or ()
         for window, value in zip(("1m", "5m", "15m"), loads, strict=False):
-            if isinstance(value, int | float):
-                family.add_metric([snap["node_id"], window], float(value))
+            family.add_metric([snap.node_id, window], float(value))
     return family
 
 
-def _device_counters(nodes: list[dict[str, Any]]) -> Iterator[Metric]:
-    for name, doc, unit, section, key, label, field in _DEVICE_COUNTERS:
+def _device_counters(
+    nodes: list[Snapshot],
+    table: tuple[tuple[str, str, str, Callable[[D], Value]], ...],
+    label: str,
+    devices: Callable[[Snapshot], Iterable[D]],
+) -> Iterator[Metric]:
+    for name, doc, unit, get in table:
         family = CounterMetricFamily(PREFIX + name, doc, labels=["node_id", label], unit=unit)
         for snap in nodes:
-            for device in (snap.get(section) or {}).get(key) or ():
-                value = _dig(device, (field,))
+            for device in devices(snap):
+                value = get(device)
                 if value is not None:
-                    family.add_metric([snap["node_id"], str(device.get("name"))], value)
+                    family.add_metric([snap.node_id, device.name], float(value))
         yield family
 
 
-def _gpu_gauges(nodes: list[dict[str, Any]]) -> Iterator[Metric]:
-    for name, doc, unit, path, divisor in _GPU_GAUGES:
+def _gpu_gauges(nodes: list[Snapshot]) -> Iterator[Metric]:
+    for name, doc, unit, get, divisor in _GPU_GAUGES:
         family = GaugeMetricFamily(PREFIX + name, doc, labels=["node_id", "gpu", "uuid"], unit=unit)
         for snap in nodes:
-            for device in snap.get("accelerators") or ():
-                value = _dig(device, path)
+            for device in snap.accelerators:
+                value = get(device)
                 if value is not None:
-                    family.add_metric([snap["node_id"], str(device.get("id")), device.get("uuid") or ""],
-                                      _scaled(value, divisor))
+                    family.add_metric([snap.node_id, str(device.id), device.uuid or ""], _scaled(float(value), divisor))
         yield family
 
 
@@ -189,7 +208,7 @@ def _peer_metrics(app: web.Application) -> Iterator[Metric]:
 
 # ---------------------------------------------------------------- app wiring
 
-EXPOSE = web.AppKey("prometheus_handler", Handler)
+EXPOSE: web.AppKey[Handler] = web.AppKey("prometheus_handler")
 
 
 def setup_prometheus(app: web.Application) -> CollectorRegistry:
@@ -202,4 +221,5 @@ def setup_prometheus(app: web.Application) -> CollectorRegistry:
 
 async def metrics(request: web.Request) -> web.StreamResponse:
     """GET /metrics; prometheus-client picks text or OpenMetrics from the Accept header."""
-    return await request.app[EXPOSE](request)
+    response: web.StreamResponse = await request.app[EXPOSE](request)
+    return response
