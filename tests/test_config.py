@@ -79,3 +79,11 @@ def test_cli_malformed_peer_is_one_line_and_exit_2():
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(lines) == 1 and "peer" in lines[0] and "http://[::1" in lines[0]
+
+
+def test_peer_errors_never_echo_url_credentials():
+    """A bad --peer is a one-line error that names the peer without its `user:pass@` part."""
+    for text in ("http://admin:s3cret@gpu-01:8080,tokn=x", "ftp://admin:s3cret@gpu-01:8080", "http://admin:s3cret@gpu-01:99999"):
+        with pytest.raises(ConfigError) as caught:
+            parse_peer(text)
+        assert "s3cret" not in str(caught.value) and "gpu-01" in str(caught.value)

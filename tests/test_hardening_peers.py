@@ -12,10 +12,10 @@ import orjson
 import pytest
 from aiohttp import WSMsgType, web
 
-from tracklab_sysmon.config import PeerSpec, ServiceConfig
+from tracklab_sysmon.config import PeerSpec, ServiceConfig, redact
 from tracklab_sysmon.protocol import WS_PATH
 from tracklab_sysmon.server import create_app
-from tracklab_sysmon.server.peers import MAX_FRAME_BYTES, PEERS, public_url, redact
+from tracklab_sysmon.server.peers import MAX_FRAME_BYTES, PEERS, public_url
 
 AGG = "aggregator"
 DEADLINE = 20.0  # upper bound on waiting for an event; never a speed assertion

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urlsplit
 
@@ -39,7 +40,7 @@ def parse_peer(text: str) -> PeerSpec:
     url = url.strip().rstrip("/")
     parts = split_url(url, "peer")
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
-        raise ConfigError(f"peer must be an http(s)://host:port URL, got {url!r}")
+        raise ConfigError(f"peer must be an http(s)://host:port URL, got {redact(url)!r}")
     key, _, value = option.partition("=")
     if not option:
         return PeerSpec(url)
@@ -47,9 +48,17 @@ def parse_peer(text: str) -> PeerSpec:
         return PeerSpec(url, value)
     if key == "token-env" and value:
         if not os.environ.get(value):
-            raise ConfigError(f"peer {url}: environment variable {value} is not set")
+            raise ConfigError(f"peer {redact(url)}: environment variable {value} is not set")
         return PeerSpec(url, os.environ[value])
-    raise ConfigError(f"peer {url}: expected ',token=TOKEN' or ',token-env=VARIABLE' after the URL")
+    raise ConfigError(f"peer {redact(url)}: expected ',token=TOKEN' or ',token-env=VARIABLE' after the URL")
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")  # `user:pass@` after a scheme, wherever a URL is quoted
+
+
+def redact(text: str) -> str:
+    """Any URL credentials quoted in `text` (a URL, an exception's message) removed."""
+    return _USERINFO.sub("", text)
 
 
 def split_url(url: str, what: str) -> SplitResult:
@@ -58,7 +67,7 @@ def split_url(url: str, what: str) -> SplitResult:
         parts = urlsplit(url)
         _ = parts.port  # parsed lazily: raises for a port outside 0-65535 or not a number
     except ValueError as exc:
-        raise ConfigError(f"{what} {url!r} is not a valid URL: {exc}") from None
+        raise ConfigError(f"{what} {redact(url)!r} is not a valid URL: {exc}") from None
     return parts
 
 

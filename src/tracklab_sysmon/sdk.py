@@ -23,9 +23,10 @@ from typing import Any, TypeVar
 import orjson
 
 from . import wire
-from .client import auth_headers, default_token
+from .client import default_token
 from .errors import ConfigError, SysmonError, WireError
 from .model import AcceleratorSample, Snapshot
+from .protocol import auth_headers
 
 log = logging.getLogger(__name__)
 RUN_DIR_ENV = "TRACKLAB_SYSMON_DIR"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,12 +26,13 @@ import aiohttp
 from aiohttp import web
 
 from .. import wire
-from ..config import PeerSpec
+from ..config import PeerSpec, redact
+from ..errors import WireError
 from ..model import Snapshot
+from ..protocol import WS_PATH, NodeEntry, auth_headers, metrics_data, node_body, subscribe_message
 from . import keys
 from .bus import SnapshotBus
 from .errors import json_error
-from ..protocol import WS_PATH, NodeEntry, auth_headers, metrics_data, node_body, subscribe_message
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,6 @@ CONNECT_SECONDS = 2.0  # a peer that cannot answer this fast counts as down
 BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)  # between attempts while a peer stays down
 MAX_FRAME_BYTES = 4 << 20  # the cap on one peer answer, WebSocket frame or poll body alike
 _READ_CHUNK = 64 * 1024
-_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")  # `user:pass@` after a scheme, wherever a URL is quoted
 
 PeerStatus = Literal["connecting", "up", "down", "duplicate", "error"]
 
@@ -151,7 +150,7 @@ class PeerSet:
             except _NoWebSocket:
                 use_ws = False
                 continue
-            except wire.WireError as exc:
+            except WireError as exc:
                 self.mark_error(peer, str(exc))
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError, LookupError, TypeError) as exc:
                 self.mark_down(peer, _describe(exc))
@@ -183,7 +182,7 @@ class PeerSet:
                 async with asyncio.timeout(self.stale_after):
                     msg = await ws.receive()
                 if msg.type is aiohttp.WSMsgType.ERROR and getattr(msg.data, "code", None) == _TOO_BIG:
-                    raise wire.WireError(f"frame over the {MAX_FRAME_BYTES}-byte cap")
+                    raise WireError(f"frame over the {MAX_FRAME_BYTES}-byte cap")
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     raise ConnectionResetError(f"stream closed ({msg.type.name.lower()})")
                 raw = msg.data.encode()
@@ -232,12 +231,12 @@ _TOO_BIG = aiohttp.WSCloseCode.MESSAGE_TOO_BIG
 async def read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
     """The body, read chunk by chunk and refused (WireError) as soon as it passes `cap` bytes."""
     if response.content_length is not None and response.content_length > cap:
-        raise wire.WireError(f"answer of {response.content_length} bytes is over the {cap}-byte cap")
+        raise WireError(f"answer of {response.content_length} bytes is over the {cap}-byte cap")
     body = bytearray()
     async for chunk in response.content.iter_chunked(_READ_CHUNK):
         body += chunk
         if len(body) > cap:
-            raise wire.WireError(f"answer over the {cap}-byte cap")
+            raise WireError(f"answer over the {cap}-byte cap")
     return bytes(body)
 
 
@@ -245,9 +244,9 @@ def _object(raw: bytes, what: str) -> dict[str, Any]:
     try:
         value = wire.decode(raw)
     except ValueError:
-        raise wire.WireError(f"{what}: not JSON") from None
+        raise WireError(f"{what}: not JSON") from None
     if not isinstance(value, dict):
-        raise wire.WireError(f"{what}: expected object, got {type(value).__name__}")
+        raise WireError(f"{what}: expected object, got {type(value).__name__}")
     return value
 
 
@@ -256,9 +255,9 @@ def _own_node(body: bytes) -> tuple[Snapshot, bytes]:
     try:
         nodes = wire.decode(body)
     except ValueError:
-        raise wire.WireError("answer: not JSON") from None
+        raise WireError("answer: not JSON") from None
     if not isinstance(nodes, list) or not nodes:
-        raise wire.WireError("answer: expected a non-empty list of snapshots")
+        raise WireError("answer: expected a non-empty list of snapshots")
     snapshot = wire.snapshot_from_wire(nodes[0])
     stripped = body.strip()
     if len(nodes) == 1 and stripped.startswith(b"[") and stripped.endswith(b"]"):
@@ -270,11 +269,6 @@ def public_url(url: str) -> str:
     """`url` without `user:password@`: the form shown in /api/system/nodes, metrics and logs."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-
-
-def redact(text: str) -> str:
-    """Any URL credentials quoted in `text` (an exception's message, say) removed."""
-    return _USERINFO.sub("", text)
 
 
 def _describe(exc: BaseException) -> str:
