@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import inspect
+import pathlib
 import subprocess
 import sys
 
@@ -115,3 +116,11 @@ def test_unknown_attribute_is_attribute_error():
     """A misspelt name fails with AttributeError naming it, not with an import error."""
     with pytest.raises(AttributeError, match="SystemMonitr"):
         tracklab_sysmon.SystemMonitr  # noqa: B018
+
+
+def test_the_package_has_no_import_cycle():
+    """scripts/import_graph.py finds no cycle among the package's modules (late imports included)."""
+    script = pathlib.Path(__file__).parent.parent / "scripts" / "import_graph.py"
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
+    assert "0 import cycle(s)" in result.stdout
