@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import zipfile
 
 from conftest import require_command
@@ -61,3 +62,24 @@ def test_wheel_builds_without_a_c_compiler_and_falls_back_to_python(tmp_path):
     required = subprocess.run([sys.executable, "-S", "-c", probe],
                               env={**env, "TRACKLAB_SYSMON_NATIVE": "require"}, capture_output=True, text=True)
     assert required.returncode != 0 and "C helper is not built" in required.stderr
+
+
+def test_sdist_carries_what_its_tests_need(tmp_path):
+    """The sdist holds the suite with its fixtures and NVML stand-in, the examples, scripts and Makefile it runs."""
+    (tmp_path / "tree").mkdir()
+    tree = _clean_copy(tmp_path / "tree")
+    for folder in ("tests", "examples", "scripts", "benchmarks", "docs"):
+        shutil.copytree(ROOT / folder, tree / folder, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    for name in ("Makefile", "LICENSE", "CHANGELOG.md", "CONTRIBUTING.md"):
+        shutil.copy2(ROOT / name, tree / name)
+    code = "import sys; from setuptools import build_meta; print(build_meta.build_sdist(sys.argv[1]))"
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "dist")], cwd=tree, check=True,
+                   capture_output=True, timeout=300)
+    (sdist,) = (tmp_path / "dist").glob("*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    wanted = {"Makefile", "LICENSE", "tests/conftest.py", "tests/nvml_stub/nvml_stub.c",
+              "tests/fixtures/workstation/proc/stat", "examples", "scripts/import_graph.py",
+              "native/sysmon.c", "src/tracklab_sysmon/_sysmon_cffi.pyi", "src/tracklab_sysmon/dashboard/index.html"}
+    assert sorted(wanted - names) == []
+    assert not [n for n in names if n.endswith((".so", ".pyc"))]
