@@ -54,7 +54,7 @@ test-native-sanitize: system-deps ## Run the C helper's own tests under ASan and
 	build/test_sysmon-sanitize tests/fixtures/*/proc /proc
 
 $(VENV)/.installed-lint: $(VENV)/.installed
-	$(PY) -m pip install -q -e '.[lint]'
+	$(PY) -m pip install -q -e '.[lint,fastapi]'  # mypy reads the relay against FastAPI's own types
 	touch $@
 
 lint: $(VENV)/.installed-lint ## Ruff (style, imports, bug patterns) and mypy --strict on the package
