@@ -242,6 +242,16 @@ async def test_own_rss_is_the_second_statm_field_times_the_page_size(
     assert sampler.own_rss == 1234 * os.sysconf("SC_PAGE_SIZE")
 
 
+async def test_own_rss_without_proc_comes_from_psutil(tree: pathlib.Path) -> None:
+    """Without /proc/self/statm (macOS, Windows) own RSS is psutil's figure for this process, within a few pages."""
+    import psutil
+
+    sampler = tree_sampler(tree, statm_path=None)
+    await sampler.tick()
+    assert sampler.own_rss is not None
+    assert abs(sampler.own_rss - psutil.Process().memory_info().rss) <= 64 * os.sysconf("SC_PAGE_SIZE")
+
+
 # --- defect 9: a transient all-zero line in /proc/net/dev ------------------------------------
 
 

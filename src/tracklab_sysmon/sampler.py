@@ -29,6 +29,7 @@ from .workers import CollectorThread
 
 log = logging.getLogger(__name__)
 
+SELF_STATM = "/proc/self/statm"
 SECTIONS = frozenset({"cpu", "memory", "disk", "network", "accelerators", "container", "pressure"})
 CollectorState = Literal["pending", "ok", "degraded", "error", "unavailable"]
 Listener = Callable[[Snapshot, bytes], None]
@@ -101,7 +102,7 @@ class Sampler:
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        statm_path: str = "/proc/self/statm",
+        statm_path: str | None = SELF_STATM if os.path.exists(SELF_STATM) else None,
     ) -> None:
         self.collectors = tuple(collectors)
         self.node_id = node_id
@@ -121,7 +122,7 @@ class Sampler:
         self._failure_log = RateLimitedLog(log, LOG_EVERY_SECONDS, monotonic)
         self._cpu_mark: tuple[float, float] | None = None
         self.own_rss: int | None = None
-        self._statm = KeptFile(statm_path)  # read per tick so /api/health reads nothing
+        self._statm = KeptFile(statm_path) if statm_path else None  # read per tick: /api/health reads nothing
         self._threads: dict[str, CollectorThread] = {}  # made on first use: `blocking` may change
         self._in_flight: dict[str, asyncio.Future[_Outcome]] = {}
         self._unencodable_names: set[str] = set()  # collectors whose section failed to encode last tick
@@ -374,8 +375,13 @@ def _keep(snapshot: Snapshot, sections: frozenset[str] | set[str]) -> Snapshot:
     )
 
 
-def _rss_bytes(statm: KeptFile) -> int | None:
-    """This process's resident memory from /proc/self/statm (kept open: one pread per tick)."""
+def _rss_bytes(statm: KeptFile | None) -> int | None:
+    """This process's resident memory from /proc/self/statm (kept open: one pread per tick); without
+    /proc (macOS, Windows: `statm` is None), from psutil."""
+    if statm is None:
+        import psutil  # loaded only where there is no /proc
+
+        return int(psutil.Process().memory_info().rss)
     text = statm.read()
     try:
         return int(text.split()[1]) * _PAGE_SIZE if text else None
