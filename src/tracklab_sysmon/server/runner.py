@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -76,6 +77,7 @@ async def _serve(config: ServiceConfig, stop: asyncio.Event, choice: PlatformCho
         if config.portfile:
             write_portfile(config.portfile, {"host": host, "port": port, "pid": os.getpid(), "url": url})
             wrote_portfile = True
+        gc.freeze()  # what start-up built lives for good: full collections need not walk it again
         print(f"tracklab-sysmon: serving on {url}", file=sys.stderr, flush=True)
         if config.insecure and config.token is None:
             print("tracklab-sysmon: warning: --insecure: no token, anyone who can connect reads the metrics",
