@@ -88,11 +88,15 @@ def test_collector_process_records_carry_sm_utilisation(stub):
     assert [p["utilization"] for p in second["accelerators"][0]["processes"]] == [0.0, 0.0, 0.0]
 
 
-def test_pid_translator_on_a_host_keeps_pids():
-    """A service at proc_root's own level (no `self` one level down) keeps pids as they are."""
-    translator = PidTranslator(str(FIXTURES / "drm-fdinfo-amdgpu" / "proc"))
+def test_pid_translator_on_a_host_keeps_pids(tmp_path):
+    """A service at proc_root's own level keeps pids, even of a process whose NSpid goes deeper."""
+    root = tmp_path / "proc"
+    shutil.copytree(NSPID, root, symlinks=True)
+    (root / "self").unlink()
+    (root / "self").symlink_to("1")  # the host's init plays the service: one NSpid entry, depth 0
+    translator = PidTranslator(str(root))
     assert translator.depth == 0
-    assert (translator.to_service(100), translator.to_service(4242)) == (100, None)
+    assert [translator.to_service(pid) for pid in (4242, 5000, 4244)] == [4242, 5000, None]
 
 
 # ---------------------------------------------------------------- AMD and Intel through DRM fdinfo
@@ -136,13 +140,13 @@ def test_amdgpu_utilisation_memory_and_duplicate_clients(tmp_path):
     edits = [(f"100/fdinfo/{fd}", key, value) for fd in (5, 6)
              for key, value in (("drm-engine-gfx", "2000000000 ns"), ("drm-engine-compute", "900000000 ns"))]
     edits += [("200/fdinfo/4", "drm-engine-gfx", "2500000000 ns"),
-              ("200/fdinfo/4", "drm-engine-compute", "200000000 ns")]  # absent before: amdgpu omits unused engines
+              ("200/fdinfo/4", "drm-engine-compute", "1200000000 ns")]  # absent before: amdgpu omits unused engines
     first, second = two_readings(root, edits)
     assert first == {100: (GpuProcessUse(0, "amd", 262144 * KIB, None), GpuProcessUse(1, "amd", 1024 * KIB, None)),
                      200: (GpuProcessUse(0, "amd", 65536 * KIB, None),)}
-    # gfx +1 s of 2 s = 50 % (twice that if fd 6 counted again); 200: gfx 25 %, compute 10 %.
+    # gfx +1 s of 2 s = 50 % (twice that if fd 6 counted again); 200: gfx 25 %, compute 60 % (from zero).
     assert second == {100: (GpuProcessUse(0, "amd", 262144 * KIB, 50.0), GpuProcessUse(1, "amd", 1024 * KIB, 0.0)),
-                      200: (GpuProcessUse(0, "amd", 65536 * KIB, 25.0),)}
+                      200: (GpuProcessUse(0, "amd", 65536 * KIB, 60.0),)}
 
 
 def test_i915_capacity_and_pci_order(tmp_path):
