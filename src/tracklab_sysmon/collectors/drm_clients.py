@@ -14,6 +14,7 @@ from .drm_fdinfo import DrmClient, EngineTime, busy_percent, parse_fdinfo
 RESCAN_SECONDS = 60.0  # cards are looked for again this often (a driver loaded late)
 INTEL_DRIVERS = ("i915", "xe")
 _CARD = re.compile(r"card(\d+)$")
+_DIRECTORY = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)  # absent on Windows
 _DEVICE_REGIONS = ("vram", "local")  # memory on the card; integrated GPUs have none and count system memory
 
 
@@ -55,21 +56,36 @@ def scan_clients(proc_root: str) -> Iterator[tuple[int, DrmClient]]:
     """Every (pid, DRM client) under proc_root; fds that are not DRM devices, and unreadable ones, are skipped."""
     for entry in list_dir(proc_root):
         if entry.isdigit():
-            pid_dir = os.path.join(proc_root, entry)
-            for fd in list_dir(os.path.join(pid_dir, "fdinfo")):
-                client = _client(pid_dir, fd)
+            base = f"{proc_root}/{entry}/"
+            for fd in _drm_fds(base):
+                text = read_text(f"{base}fdinfo/{fd}")
+                client = parse_fdinfo(text) if text is not None else None
                 if client is not None:
                     yield int(entry), client
 
 
-def _client(pid_dir: str, fd: str) -> DrmClient | None:
-    try:  # one readlink spares reading the fdinfo of every socket and file (absent in captured trees)
-        if not os.readlink(os.path.join(pid_dir, "fd", fd)).startswith("/dev/dri/"):
-            return None
+def _drm_fds(base: str) -> list[str]:
+    """The fds of one process that are DRM devices: one readlink each spares reading every socket's fdinfo.
+
+    Without an `fd/` folder (a captured tree) every fdinfo is a candidate and the parser tells them apart.
+    """
+    try:
+        folder = os.open(base + "fd", _DIRECTORY)
     except OSError:
-        pass
-    text = read_text(os.path.join(pid_dir, "fdinfo", fd))
-    return parse_fdinfo(text) if text is not None else None
+        return list_dir(base + "fdinfo")
+    try:
+        return [fd for fd in os.listdir(folder) if _links_to_drm(fd, folder)]
+    except OSError:
+        return []
+    finally:
+        os.close(folder)
+
+
+def _links_to_drm(fd: str, folder: int) -> bool:
+    try:
+        return os.readlink(fd, dir_fd=folder).startswith("/dev/dri/")
+    except OSError:  # closed since the listing
+        return False
 
 
 _ClientKey = tuple[int, str, int]  # (pid, pdev, client id)
