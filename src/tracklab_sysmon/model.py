@@ -496,14 +496,14 @@ class ContainerSample:
     pressure: PressureSample | None  # None where the kernel keeps no PSI for cgroups
 
 
-# ---------------------------------------------------------------- GPU use per process
+# ---------------------------------------------------------------- processes (asked for, never in a snapshot)
 
 
 @dataclass(frozen=True, slots=True)
 class GpuProcessUse:
-    """One process's use of one accelerator: device is the accelerator's `id` in the snapshot."""
+    """One process's use of one accelerator; `device` is that accelerator's `id` in the snapshot."""
 
     device: int
     vendor: str
     memory: int | None  # bytes
-    utilization: float | None  # %
+    utilization: float | None  # % of the device
