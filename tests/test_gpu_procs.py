@@ -16,10 +16,12 @@ import sys
 
 import pytest
 from conftest import require_command
+from hypothesis import given
+from hypothesis import strategies as st
 from nvml_stub.build import build_stub, stub_env
 
 from tracklab_sysmon.collectors.gpu_procs import GpuProcessReader
-from tracklab_sysmon.collectors.pid_namespace import PidTranslator
+from tracklab_sysmon.collectors.pid_namespace import PidTranslator, parse_nspid
 from tracklab_sysmon.model import GpuProcessUse
 
 HERE = pathlib.Path(__file__).parent
@@ -218,3 +220,26 @@ def test_unreadable_fdinfo_is_skipped_without_error(tmp_path):
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
     assert json.loads(done.stdout) == {"100": [262144 * KIB, 1024 * KIB]}
     assert done.stderr == ""
+
+
+# ---------------------------------------------------------------- the NSpid parser
+
+
+def test_nspid_line_reads_outermost_first():
+    """`NSpid:\t4242\t17` is (4242, 17); a status without the line (kernels before 4.1) is None."""
+    assert parse_nspid("Name:\tpython3\nPid:\t4242\nNSpid:\t4242\t17\nNSpgid:\t4242\t17\n") == (4242, 17)
+    assert parse_nspid("Name:\tpython3\nPid:\t4242\n") is None
+    assert parse_nspid("NSpid:\t4242\tx\n") is None
+
+
+@given(st.lists(st.integers(1, 2**22), min_size=1, max_size=32))
+def test_nspid_round_trip(pids):
+    """Any list of pids written as the kernel writes it reads back unchanged."""
+    assert parse_nspid("Name:\tx\nNSpid:\t" + "\t".join(map(str, pids)) + "\n") == tuple(pids)
+
+
+@given(st.text(max_size=300))
+def test_nspid_never_raises(text):
+    """Any status text gives a tuple of non-negative pids or None."""
+    found = parse_nspid(text)
+    assert found is None or all(pid >= 0 for pid in found)

@@ -12,14 +12,17 @@ INIT_PID_NAMESPACE = "pid:[4026531836]"  # PROC_PID_INIT_INO: the host's (initia
 def nspids(proc_root: str, pid: int | str) -> tuple[int, ...] | None:
     """The `NSpid` entries of `proc_root/PID/status`, outermost first; None when the process is not visible."""
     text = read_text(os.path.join(proc_root, str(pid), "status"))
-    if text is None:
-        return None
-    for line in text.splitlines():
+    return parse_nspid(text) if text is not None else None
+
+
+def parse_nspid(status: str) -> tuple[int, ...] | None:
+    """The pids of the `NSpid:` line of a /proc/PID/status text; None without one (kernels before 4.1)."""
+    for line in status.splitlines():
         if line.startswith("NSpid:"):
-            try:
-                return tuple(int(field) for field in line.split()[1:]) or None
-            except ValueError:
+            fields = line.split()[1:]
+            if not fields or not all(f.isascii() and f.isdigit() for f in fields):
                 return None
+            return tuple(int(f) for f in fields)
     return None
 
 
