@@ -20,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from nvml_stub.build import build_stub, stub_env
 
+from tracklab_sysmon.collectors.drm_clients import FD_WALK_SECONDS
 from tracklab_sysmon.collectors.gpu_procs import GpuProcessReader
 from tracklab_sysmon.collectors.pid_namespace import PidTranslator, parse_nspid
 from tracklab_sysmon.model import GpuProcessUse
@@ -190,15 +191,35 @@ def test_fds_that_are_not_drm_devices_are_not_read(tmp_path):
     fd_dir = root / "proc/700/fd"
     fd_dir.mkdir()
     (fd_dir / "9").symlink_to("socket:[12345]")
-    reader = GpuProcessReader(str(root / "proc"), str(root / "sys"), nvidia=False, clock=Clock(1.0))
+    clock = Clock(1.0)
+    reader = GpuProcessReader(str(root / "proc"), str(root / "sys"), nvidia=False, clock=clock)
     assert reader.gpu_usage_by_pid() == {}
     (fd_dir / "9").unlink()
     (fd_dir / "9").symlink_to("/dev/dri/renderD128")
+    clock.now += FD_WALK_SECONDS  # the next walk of every fd
     assert list(reader.gpu_usage_by_pid()) == [700]
+
+
+def test_fds_are_walked_every_ten_seconds_and_known_clients_read_between(tmp_path):
+    """Between walks only the DRM fds found by the last walk are read: a new client waits for the next walk,
+    a closed one is gone at once."""
+    root = tree(tmp_path, "drm-fdinfo-amdgpu")
+    proc = root / "proc"
+    clock = Clock(0.0)
+    reader = GpuProcessReader(str(proc), str(root / "sys"), nvidia=False, clock=clock)
+    assert list(reader.gpu_usage_by_pid()) == [100, 200]
+    shutil.copytree(proc / "200", proc / "400")  # a new process with a client (another id on card 0)
+    set_value(proc / "400/fdinfo/4", "drm-client-id", "46")
+    (proc / "200/fdinfo/4").unlink()  # 200 closed its only client
+    clock.now = FD_WALK_SECONDS - 1
+    assert list(reader.gpu_usage_by_pid()) == [100]
+    clock.now = FD_WALK_SECONDS
+    assert list(reader.gpu_usage_by_pid()) == [100, 400]
 
 
 PRINT_USAGE = """
 import json, sys
+from tracklab_sysmon.collectors.drm_clients import FD_WALK_SECONDS
 from tracklab_sysmon.collectors.gpu_procs import GpuProcessReader
 usage = GpuProcessReader(sys.argv[1] + "/proc", sys.argv[1] + "/sys", nvidia=False).gpu_usage_by_pid()
 print(json.dumps({pid: [u.memory for u in uses] for pid, uses in usage.items()}))

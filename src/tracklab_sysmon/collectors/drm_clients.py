@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from .._sysfs import list_dir, read_text
@@ -12,6 +12,7 @@ from . import amd
 from .drm_fdinfo import DrmClient, EngineTime, busy_percent, parse_fdinfo
 
 RESCAN_SECONDS = 60.0  # cards are looked for again this often (a driver loaded late)
+FD_WALK_SECONDS = 10.0  # every process's fds are walked this often; between walks only known DRM fds are read
 INTEL_DRIVERS = ("i915", "xe")
 _CARD = re.compile(r"card(\d+)$")
 _DIRECTORY = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)  # absent on Windows
@@ -52,16 +53,20 @@ def discover_cards(sys_root: str) -> dict[str, DrmCard]:
     return cards
 
 
-def scan_clients(proc_root: str) -> Iterator[tuple[int, DrmClient]]:
-    """Every (pid, DRM client) under proc_root; fds that are not DRM devices, and unreadable ones, are skipped."""
+def scan_clients(proc_root: str) -> Iterator[tuple[int, str, DrmClient]]:
+    """Every (pid, fd, DRM client) under proc_root; fds that are not DRM devices, and unreadable ones, are skipped."""
     for entry in list_dir(proc_root):
         if entry.isdigit():
-            base = f"{proc_root}/{entry}/"
-            for fd in _drm_fds(base):
-                text = read_text(f"{base}fdinfo/{fd}")
-                client = parse_fdinfo(text) if text is not None else None
-                if client is not None:
-                    yield int(entry), client
+            yield from read_clients(proc_root, int(entry), _drm_fds(f"{proc_root}/{entry}/"))
+
+
+def read_clients(proc_root: str, pid: int, fds: Iterable[str]) -> Iterator[tuple[int, str, DrmClient]]:
+    """The DRM clients behind the given fds of one process; a closed, unreadable or non-DRM fd gives nothing."""
+    for fd in fds:
+        text = read_text(f"{proc_root}/{pid}/fdinfo/{fd}")
+        client = parse_fdinfo(text) if text is not None else None
+        if client is not None:
+            yield pid, fd, client
 
 
 def _drm_fds(base: str) -> list[str]:
@@ -94,10 +99,15 @@ _ClientKey = tuple[int, str, int]  # (pid, pdev, client id)
 class DrmUsageReader:
     """Per-process memory and engine use per card between this call and the previous one."""
 
-    def __init__(self, proc_root: str, sys_root: str, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, proc_root: str, sys_root: str, clock: Callable[[], float], fd_walk_seconds: float = FD_WALK_SECONDS
+    ) -> None:
         self.proc_root, self.sys_root, self._clock = proc_root, sys_root, clock
+        self.fd_walk_seconds = fd_walk_seconds
         self._cards: dict[str, DrmCard] = {}
         self._scanned_at: float | None = None
+        self._walked_at: float | None = None
+        self._drm_fds: dict[int, list[str]] = {}  # what the last walk found: pid -> its DRM fds
         self._previous: dict[_ClientKey, tuple[float, dict[str, EngineTime]]] = {}
 
     def read(self) -> list[ProcessCardUse]:
@@ -107,13 +117,23 @@ class DrmUsageReader:
         if not self._cards:
             return []
         current: dict[_ClientKey, tuple[DrmCard, DrmClient]] = {}
-        for pid, client in scan_clients(self.proc_root):
+        found: dict[int, list[str]] = {}
+        for pid, fd, client in self._clients(now):
             card = self._cards.get((client.pdev or "").lower())
             if card is not None:  # one client id seen through several fds of a process counts once
                 current.setdefault((pid, card.pdev, client.client_id), (card, client))
+                found.setdefault(pid, []).append(fd)
+        self._drm_fds = found
         uses = self._per_process(now, current)
         self._previous = {key: (now, {e.name: e for e in client.engines}) for key, (_, client) in current.items()}
         return uses
+
+    def _clients(self, now: float) -> Iterator[tuple[int, str, DrmClient]]:
+        """A walk of every process's fds when one is due, else a read of the DRM fds the last walk found."""
+        if self._walked_at is None or now - self._walked_at >= self.fd_walk_seconds:
+            self._walked_at = now
+            return scan_clients(self.proc_root)
+        return (use for pid, fds in self._drm_fds.items() for use in read_clients(self.proc_root, pid, fds))
 
     def _per_process(self, now: float, current: dict[_ClientKey, tuple[DrmCard, DrmClient]]) -> list[ProcessCardUse]:
         memory: dict[tuple[int, DrmCard], dict[str, int]] = {}

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from .. import _nvml
 from ..errors import GpuLost, NvmlUnavailable
 from ..model import GpuProcessUse
-from .drm_clients import DrmUsageReader
+from .drm_clients import FD_WALK_SECONDS, DrmUsageReader
 from .pid_namespace import PidTranslator
 
 
@@ -26,11 +26,12 @@ class GpuProcessReader:
         *,
         nvidia: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        fd_walk_seconds: float = FD_WALK_SECONDS,
     ) -> None:
         self.proc_root = proc_root
         self.nvidia = nvidia
         self._pids = PidTranslator(proc_root)
-        self._drm = DrmUsageReader(proc_root, sys_root, clock)
+        self._drm = DrmUsageReader(proc_root, sys_root, clock, fd_walk_seconds)
         self._window = _nvml.ProcessUtilizationWindow()
 
     def gpu_usage_by_pid(self) -> dict[int, tuple[GpuProcessUse, ...]]:
