@@ -3,7 +3,9 @@
 Builds PROCESSES x FDS fdinfo files in a temporary tree (DRM_PROCESSES of them hold one amdgpu client,
 the rest are regular files) and times calls in two layouts: with `fd/N` links (a live /proc: the
 reader readlinks each fd and reads only DRM fdinfo) and without (a captured tree: every fdinfo is read
-and parsed). Prints the median CPU and wall time per call over rounds, and the spread.
+and parsed), each for a call that walks every fd (once per FD_WALK_SECONDS) and a call between walks
+(only the DRM fds the last walk found are read). Prints the median CPU and wall time per call over
+rounds, and the spread.
 Usage: bench_gpu_procs.py [--processes 1000] [--fds 10] [--drm-processes 50] [--rounds 15]
 """
 
@@ -44,9 +46,11 @@ def build_tree(root: str, processes: int, fds: int, drm_processes: int, links: b
                 os.symlink(target, os.path.join(root, "proc", pid, "fd", str(fd)))
 
 
-def time_calls(root: str, rounds: int) -> tuple[list[float], list[float], int]:
-    reader = GpuProcessReader(os.path.join(root, "proc"), os.path.join(root, "sys"), nvidia=False)
-    reader.gpu_usage_by_pid()  # card discovery and first engine times
+def time_calls(root: str, rounds: int, walk: bool) -> tuple[list[float], list[float], int]:
+    clock = iter(range(1, 10**6))  # one second per call: calls between walks unless each call walks
+    reader = GpuProcessReader(os.path.join(root, "proc"), os.path.join(root, "sys"), nvidia=False,
+                              clock=lambda: float(next(clock)), fd_walk_seconds=0.0 if walk else 1e9)
+    reader.gpu_usage_by_pid()  # card discovery, the first walk and first engine times
     cpu, wall, found = [], [], 0
     for _ in range(rounds):
         c0, w0 = time.process_time(), time.perf_counter()
@@ -65,14 +69,16 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{args.processes} processes x {args.fds} fds, {args.drm_processes} with an amdgpu client; "
           f"median of {args.rounds} calls")
-    print(f"{'layout':<34}{'CPU ms':>10}{'wall ms':>10}{'spread ms':>11}{'pids':>6}")
+    print(f"{'layout, call':<44}{'CPU ms':>10}{'wall ms':>10}{'spread ms':>11}{'pids':>6}")
     for links, label in ((True, "fd links (live /proc)"), (False, "fdinfo only (captured tree)")):
         with tempfile.TemporaryDirectory() as root:
             build_tree(root, args.processes, args.fds, args.drm_processes, links)
-            cpu, wall, found = time_calls(root, args.rounds)
-        spread = (max(wall) - min(wall)) * 1e3
-        print(f"{label:<34}{statistics.median(cpu) * 1e3:>10.2f}{statistics.median(wall) * 1e3:>10.2f}"
-              f"{spread:>11.2f}{found:>6}")
+            for walk in (True, False):
+                cpu, wall, found = time_calls(root, args.rounds, walk)
+                spread = (max(wall) - min(wall)) * 1e3
+                name = f"{label}, {'walk' if walk else 'between walks'}"
+                print(f"{name:<44}{statistics.median(cpu) * 1e3:>10.2f}{statistics.median(wall) * 1e3:>10.2f}"
+                      f"{spread:>11.2f}{found:>6}")
 
 
 if __name__ == "__main__":
