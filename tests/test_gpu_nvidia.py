@@ -124,7 +124,7 @@ def test_processes_are_merged_named_and_unknown_memory_is_null(stub):
     (line,) = probe(stub, "1", gpus="1")
     procs = line["accelerators"][0]["processes"]
     assert [p["pid"] for p in procs] == [4242, 4243, 4244]
-    assert procs[0] == {"pid": 4242, "name": "stub-worker-4242", "usedMemory": 2**30}
+    assert procs[0] == {"pid": 4242, "name": "stub-worker-4242", "usedMemory": 2**30, "utilization": 0.0}
     assert procs[1]["usedMemory"] is None
 
 

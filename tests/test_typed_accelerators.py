@@ -86,7 +86,7 @@ def test_nested_records_use_their_wire_names():
     )
     body = wire.accelerator_to_wire(_sample(NvmlDetails(readings=readings)))
     assert body["throttleReasons"] == ["gpuIdle", "hwPowerBrakeSlowdown"]
-    assert body["processes"] == [{"pid": 7, "name": "train", "usedMemory": 5}]
+    assert body["processes"] == [{"pid": 7, "name": "train", "usedMemory": 5, "utilization": None}]
     assert body["mig"]["instances"] == [
         {"index": 0, "uuid": "MIG-1", "gpuInstanceId": 1, "computeInstanceId": 2, "memory": {"used": 3, "total": 4}}
     ]

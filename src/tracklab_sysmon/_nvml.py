@@ -238,8 +238,11 @@ class Slow:
     mig: MigState | None
 
 
-def read_slow(dev: Device) -> Slow:
-    """Fields that are costly to ask for (PCIe sampling, process tables, MIG) or rarely change."""
+def read_slow(dev: Device, window: ProcessUtilizationWindow | None = None) -> Slow:
+    """Fields that are costly to ask for (PCIe sampling, process tables, MIG) or rarely change.
+
+    With a `window` the process records carry each pid's SM utilisation since that window's last read.
+    """
     n = _nvml
     q = dev.query
     return Slow(
@@ -250,21 +253,64 @@ def read_slow(dev: Device) -> Slow:
         ecc_uncorrected=q(
             "ecc", n.nvmlDeviceGetTotalEccErrors, n.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, n.NVML_VOLATILE_ECC
         ),
-        processes=_processes(dev),
+        processes=_processes(dev, window.read(dev) if window is not None else None),
         mig=_mig(dev),
     )
 
 
-def _processes(dev: Device) -> tuple[GpuProcess, ...] | None:
+def read_process_memory(dev: Device) -> dict[int, int | None] | None:
+    """Bytes of device memory per host pid (None where the driver does not know); None if NVML cannot list them."""
     compute = dev.query("processes", _nvml.nvmlDeviceGetComputeRunningProcesses)
     graphics = dev.query("graphics_processes", _nvml.nvmlDeviceGetGraphicsRunningProcesses)
     if compute is None and graphics is None:
         return None
-    seen: dict[int, GpuProcess] = {}
+    memory: dict[int, int | None] = {}
     for proc in (compute or []) + (graphics or []):
-        if proc.pid not in seen:  # a process using compute and graphics is listed by both
-            seen[proc.pid] = GpuProcess(pid=proc.pid, name=_process_name(proc.pid), used_memory=proc.usedGpuMemory)
-    return tuple(seen.values())
+        memory.setdefault(proc.pid, proc.usedGpuMemory)  # a process using compute and graphics is listed by both
+    return memory
+
+
+def _processes(dev: Device, utilization: dict[int, float] | None) -> tuple[GpuProcess, ...] | None:
+    memory = read_process_memory(dev)
+    if memory is None:
+        return None
+    return tuple(
+        GpuProcess(pid=pid, name=_process_name(pid), used_memory=used,
+                   utilization=utilization.get(pid, 0.0) if utilization is not None else None)
+        for pid, used in memory.items()
+    )
+
+
+class ProcessUtilizationWindow:
+    """SM % per host pid since this window's previous read, one last-seen timestamp per device.
+
+    NVML keeps a short history of per-process samples and hands out those newer than the timestamp
+    asked with; each reader (the collector, the process endpoint) keeps its own window so neither
+    steals the other's samples. A process without a sample in the window was idle (NVML lists only
+    processes with non-zero use), so it reads 0.0; an unsupported call reads None and is not asked again.
+    """
+
+    def __init__(self) -> None:
+        self._last_seen: dict[int, int] = {}
+
+    def read(self, dev: Device) -> dict[int, float] | None:
+        samples = dev.query("process_utilization", _utilization_samples, self._last_seen.get(dev.index, 0))
+        if samples is None:
+            return None
+        by_pid: dict[int, list[int]] = {}
+        for sample in samples:
+            by_pid.setdefault(sample.pid, []).append(sample.smUtil)
+            self._last_seen[dev.index] = max(self._last_seen.get(dev.index, 0), sample.timeStamp)
+        return {pid: round(sum(sm) / len(sm), 1) for pid, sm in by_pid.items()}
+
+
+def _utilization_samples(handle: Any, last_seen: int) -> list[Any]:
+    try:
+        return list(_nvml.nvmlDeviceGetProcessUtilization(handle, last_seen))
+    except _nvml.NVMLError as exc:
+        if exc.value == _nvml.NVML_ERROR_NOT_FOUND:  # no sample newer than last_seen: every process idle
+            return []
+        raise
 
 
 def _process_name(pid: int) -> str | None:

@@ -218,6 +218,7 @@ class GpuProcess:
     pid: int
     name: str | None = None
     used_memory: int | None = None  # bytes; None where the driver does not know it
+    utilization: float | None = None  # % SM over the last slow read's window; None where NVML cannot say
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,3 +494,16 @@ class ContainerSample:
     io: tuple[ContainerIoDevice, ...]
     pids: ContainerPids
     pressure: PressureSample | None  # None where the kernel keeps no PSI for cgroups
+
+
+# ---------------------------------------------------------------- processes (asked for, never in a snapshot)
+
+
+@dataclass(frozen=True, slots=True)
+class GpuProcessUse:
+    """One process's use of one accelerator; `device` is that accelerator's `id` in the snapshot."""
+
+    device: int
+    vendor: str
+    memory: int | None  # bytes
+    utilization: float | None  # % of the device

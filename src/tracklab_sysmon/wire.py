@@ -258,7 +258,7 @@ def _memory_use(mem: MemoryUse) -> dict[str, Any]:
 
 
 def _process(proc: GpuProcess) -> dict[str, Any]:
-    return {"pid": proc.pid, "name": proc.name, "usedMemory": proc.used_memory}
+    return {"pid": proc.pid, "name": proc.name, "usedMemory": proc.used_memory, "utilization": proc.utilization}
 
 
 def _mig(mig: MigState) -> dict[str, Any]:
@@ -727,7 +727,8 @@ def _nvml_readings_from(acc: _Obj) -> NvmlReadings:
         throttle_reasons=_throttle_reasons_from(acc),
         performance_state=acc.integer("performanceState"),
         processes=tuple(
-            GpuProcess(_required(p.integer("pid", optional=False)), p.text("name"), p.integer("usedMemory"))
+            GpuProcess(_required(p.integer("pid", optional=False)), p.text("name"), p.integer("usedMemory"),
+                       p.number("utilization"))
             for p in acc.objects("processes")
         ) if acc.body.get("processes") is not None else None,
         mig=_mig_from(mig) if mig else None,

@@ -9,6 +9,10 @@
  *   NVML_STUB_RENAME_FLAG  while this file exists, process names read "stub-reused-<pid>" (pid reuse)
  *   NVML_STUB_MIG          comma list of GPU indices with MIG enabled (two instances each)
  *   NVML_STUB_GPM          1: GPM profiling metrics are supported
+ *   NVML_STUB_PROCESS_UTIL per-process utilisation samples "gpu:pid:sm:mem:timestamp_us,..." handed out
+ *                          by nvmlDeviceGetProcessUtilization when newer than the caller's last-seen
+ *                          timestamp (none newer: NOT_FOUND, as NVML answers); "processutil" in
+ *                          NVML_STUB_UNSUPPORTED makes the call NOT_SUPPORTED
  * Built with -DSTUB_NO_MEMORY_V2 it plays a driver without nvmlDeviceGetMemoryInfo_v2 at all.
  * nvmlStubCallCount(name) is a test-only export counting calls per entry point. */
 #include <stdio.h>
@@ -50,6 +54,11 @@ static const char *rename_flag = NULL;
 static char mig_list[128] = "";
 static int gpm = 0;
 static unsigned long long energy_tick = 0;
+
+#define MAX_UTIL_SAMPLES 64
+typedef struct util_entry { unsigned gpu, pid, sm, mem; unsigned long long stamp; } util_entry;
+static util_entry util_samples[MAX_UTIL_SAMPLES];
+static unsigned util_count = 0;
 
 /* ---- call counting (test-only export) */
 #define MAX_NAMES 64
@@ -127,6 +136,14 @@ int nvmlInitWithFlags(unsigned flags) {
     rename_flag = getenv("NVML_STUB_RENAME_FLAG");
     const char *g = getenv("NVML_STUB_GPM");
     gpm = g && strcmp(g, "1") == 0;
+    util_count = 0;
+    const char *samples = getenv("NVML_STUB_PROCESS_UTIL");
+    for (const char *p = samples; p && *p && util_count < MAX_UTIL_SAMPLES;) {
+        util_entry *e = &util_samples[util_count];
+        if (sscanf(p, "%u:%u:%u:%u:%llu", &e->gpu, &e->pid, &e->sm, &e->mem, &e->stamp) == 5) util_count++;
+        p = strchr(p, ',');
+        if (p) p++;
+    }
     for (unsigned i = 0; i < MAX_GPUS; i++) {
         gpus[i] = (device){i, -1, 0};
         for (unsigned s = 0; s < MIG_SLOTS; s++) migs[i][s] = (device){s, (int)i, s};
@@ -391,6 +408,29 @@ int nvmlSystemGetProcessName(unsigned pid, char *name, unsigned length) {
     if (!initialised) return ERR_UNINITIALIZED;
     int reused = rename_flag && access(rename_flag, F_OK) == 0;
     snprintf(name, length, reused ? "stub-reused-%u" : "stub-worker-%u", pid);
+    return SUCCESS;
+}
+
+typedef struct process_util {
+    unsigned pid;
+    unsigned long long stamp;
+    unsigned sm, mem, enc, dec;
+} process_util;
+
+int nvmlDeviceGetProcessUtilization(device *d, process_util *out, unsigned *n, unsigned long long last_seen) {
+    count("nvmlDeviceGetProcessUtilization");
+    CHECK(d, "processutil");
+    unsigned have = 0;
+    for (unsigned i = 0; i < util_count; i++)
+        if (util_samples[i].gpu == d->index && util_samples[i].stamp > last_seen) have++;
+    if (have == 0) return ERR_NOT_FOUND;
+    if (out == NULL || *n < have) { *n = have; return ERR_INSUFFICIENT_SIZE; }
+    unsigned k = 0;
+    for (unsigned i = 0; i < util_count; i++) {
+        const util_entry *e = &util_samples[i];
+        if (e->gpu == d->index && e->stamp > last_seen) out[k++] = (process_util){e->pid, e->stamp, e->sm, e->mem, 0, 0};
+    }
+    *n = have;
     return SUCCESS;
 }
 

@@ -34,6 +34,7 @@ class NvidiaCollector:
         self._static: dict[int, _nvml.Static] = {}
         self._slow: dict[int, _nvml.Slow] = {}
         self._slow_at: float | None = None
+        self._process_window = _nvml.ProcessUtilizationWindow()  # per-pid SM % between slow reads
         self._lost_at: dict[int, float] = {}
         self._source: str | None = None
         self._reason: str | None = NOT_REQUESTED if not enable_dcgm else "no sample taken yet"
@@ -76,7 +77,7 @@ class NvidiaCollector:
             static = self._static.get(dev.index) or self._static.setdefault(dev.index, _nvml.read_static(dev))
             fast = _nvml.read_fast(dev)
             if slow_due or dev.index not in self._slow:
-                self._slow[dev.index] = _nvml.read_slow(dev)
+                self._slow[dev.index] = _nvml.read_slow(dev, self._process_window)
             profiling = self._device_profile(dev, profiles)
         except GpuLost:
             self._lost_at[dev.index] = now

@@ -1,0 +1,192 @@
+"""AMD and Intel GPU use per process from /proc/PID/fdinfo (DRM usage stats), matched to cards by PCI address."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from .._sysfs import list_dir, read_text
+from . import amd
+from .drm_fdinfo import DrmClient, EngineTime, busy_percent, parse_fdinfo
+
+RESCAN_SECONDS = 60.0  # cards are looked for again this often (a driver loaded late)
+FD_WALK_SECONDS = 10.0  # every process's fds are walked this often; between walks only known DRM fds are read
+INTEL_DRIVERS = ("i915", "xe")
+_CARD = re.compile(r"card(\d+)$")
+_DIRECTORY = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)  # absent on Windows
+_DEVICE_REGIONS = ("vram", "local")  # memory on the card; integrated GPUs have none and count system memory
+
+
+@dataclass(frozen=True, slots=True)
+class DrmCard:
+    """A card fdinfo can name by its PCI address: vendor and the id its accelerator has in the snapshot."""
+
+    pdev: str
+    vendor: str
+    device: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessCardUse:
+    """One process's use of one card: summed over its distinct DRM clients."""
+
+    pid: int
+    card: DrmCard
+    memory: int | None  # bytes
+    utilization: float | None  # % of its busiest engine; None on the first sight of every client
+
+
+def discover_cards(sys_root: str) -> dict[str, DrmCard]:
+    """AMD cards indexed as the AMD collector does; Intel (i915, xe) cards indexed in PCI address order."""
+    cards = {c.bus_id.lower(): DrmCard(c.bus_id.lower(), "amd", c.index) for c in amd.discover(sys_root) if c.bus_id}
+    intel: set[str] = set()
+    drm = os.path.join(sys_root, "class/drm")
+    for entry in list_dir(drm):
+        if _CARD.match(entry):
+            uevent = dict(line.split("=", 1) for line in (read_text(os.path.join(drm, entry, "device/uevent")) or "")
+                          .splitlines() if "=" in line)
+            if uevent.get("DRIVER") in INTEL_DRIVERS and uevent.get("PCI_SLOT_NAME"):
+                intel.add(uevent["PCI_SLOT_NAME"].lower())
+    cards.update({pdev: DrmCard(pdev, "intel", index) for index, pdev in enumerate(sorted(intel))})
+    return cards
+
+
+def scan_clients(proc_root: str) -> Iterator[tuple[int, str, DrmClient]]:
+    """Every (pid, fd, DRM client) under proc_root; fds that are not DRM devices, and unreadable ones, are skipped."""
+    for entry in list_dir(proc_root):
+        if entry.isdigit():
+            yield from read_clients(proc_root, int(entry), _drm_fds(f"{proc_root}/{entry}/"))
+
+
+def read_clients(proc_root: str, pid: int, fds: Iterable[str]) -> Iterator[tuple[int, str, DrmClient]]:
+    """The DRM clients behind the given fds of one process; a closed, unreadable or non-DRM fd gives nothing."""
+    for fd in fds:
+        text = read_text(f"{proc_root}/{pid}/fdinfo/{fd}")
+        client = parse_fdinfo(text) if text is not None else None
+        if client is not None:
+            yield pid, fd, client
+
+
+def _drm_fds(base: str) -> list[str]:
+    """The fds of one process that are DRM devices: one readlink each spares reading every socket's fdinfo.
+
+    Without an `fd/` folder (a captured tree) every fdinfo is a candidate and the parser tells them apart.
+    """
+    try:
+        folder = os.open(base + "fd", _DIRECTORY)
+    except OSError:
+        return list_dir(base + "fdinfo")
+    try:
+        return [fd for fd in os.listdir(folder) if _links_to_drm(fd, folder)]
+    except OSError:
+        return []
+    finally:
+        os.close(folder)
+
+
+def _links_to_drm(fd: str, folder: int) -> bool:
+    try:
+        return os.readlink(fd, dir_fd=folder).startswith("/dev/dri/")
+    except OSError:  # closed since the listing
+        return False
+
+
+_ClientKey = tuple[int, str, int]  # (pid, pdev, client id)
+
+
+class DrmUsageReader:
+    """Per-process memory and engine use per card between this call and the previous one."""
+
+    def __init__(
+        self, proc_root: str, sys_root: str, clock: Callable[[], float], fd_walk_seconds: float = FD_WALK_SECONDS
+    ) -> None:
+        self.proc_root, self.sys_root, self._clock = proc_root, sys_root, clock
+        self.fd_walk_seconds = fd_walk_seconds
+        self._cards: dict[str, DrmCard] = {}
+        self._scanned_at: float | None = None
+        self._walked_at: float | None = None
+        self._drm_fds: dict[int, list[str]] = {}  # what the last walk found: pid -> its DRM fds
+        self._previous: dict[_ClientKey, tuple[float, dict[str, EngineTime]]] = {}
+
+    def read(self) -> list[ProcessCardUse]:
+        now = self._clock()
+        if self._scanned_at is None or now - self._scanned_at >= RESCAN_SECONDS:
+            self._cards, self._scanned_at = discover_cards(self.sys_root), now
+        if not self._cards:
+            return []
+        current: dict[_ClientKey, tuple[DrmCard, DrmClient]] = {}
+        found: dict[int, list[str]] = {}
+        for pid, fd, client in self._clients(now):
+            card = self._cards.get((client.pdev or "").lower())
+            if card is not None:  # one client id seen through several fds of a process counts once
+                current.setdefault((pid, card.pdev, client.client_id), (card, client))
+                found.setdefault(pid, []).append(fd)
+        self._drm_fds = found
+        uses = self._per_process(now, current)
+        self._previous = {key: (now, {e.name: e for e in client.engines}) for key, (_, client) in current.items()}
+        return uses
+
+    def _clients(self, now: float) -> Iterator[tuple[int, str, DrmClient]]:
+        """A walk of every process's fds when one is due, else a read of the DRM fds the last walk found."""
+        if self._walked_at is None or now - self._walked_at >= self.fd_walk_seconds:
+            self._walked_at = now
+            return scan_clients(self.proc_root)
+        return (use for pid, fds in self._drm_fds.items() for use in read_clients(self.proc_root, pid, fds))
+
+    def _per_process(self, now: float, current: dict[_ClientKey, tuple[DrmCard, DrmClient]]) -> list[ProcessCardUse]:
+        memory: dict[tuple[int, DrmCard], dict[str, int]] = {}
+        engines: dict[tuple[int, DrmCard], dict[str, float] | None] = {}
+        for key, (card, client) in current.items():
+            owner = (key[0], card)
+            regions = memory.setdefault(owner, {})
+            for region in client.regions:
+                regions[region.region] = regions.get(region.region, 0) + region.bytes
+            shares = _engine_shares(self._previous.get(key), now, client)
+            if shares is not None:
+                summed = engines.get(owner) or {}
+                for name, share in shares.items():
+                    summed[name] = summed.get(name, 0.0) + share
+                engines[owner] = summed
+            else:
+                engines.setdefault(owner, None)
+        return [
+            ProcessCardUse(pid=pid, card=card, memory=_card_memory(memory[(pid, card)]),
+                           utilization=_busiest(engines[(pid, card)]))
+            for pid, card in memory
+        ]
+
+
+def _engine_shares(
+    previous: tuple[float, dict[str, EngineTime]] | None, now: float, client: DrmClient
+) -> dict[str, float] | None:
+    """% busy per engine since the previous reading of this client; None for a client seen the first time."""
+    if previous is None or now <= previous[0]:
+        return None
+    then, before = previous
+    shares: dict[str, float] = {}
+    for engine in client.engines:
+        start = before.get(engine.name)
+        if start is None and engine.total is not None:
+            continue  # a cycle counter needs its clock's earlier value
+        # amdgpu leaves out engines never used: absent before means zero busy time then.
+        share = busy_percent(start or EngineTime(engine.name, 0), engine, now - then)
+        if share is not None:
+            shares[engine.name] = share
+    return shares
+
+
+def _busiest(shares: dict[str, float] | None) -> float | None:
+    if shares is None:
+        return None
+    return round(min(100.0, max(shares.values(), default=0.0)), 1)
+
+
+def _card_memory(regions: dict[str, int]) -> int | None:
+    if not regions:
+        return None
+    local = [size for name, size in regions.items() if name.startswith(_DEVICE_REGIONS)]
+    if local:
+        return sum(local)
+    return sum(size for name, size in regions.items() if not name.startswith("stolen"))
