@@ -498,6 +498,9 @@ class ContainerSample:
 # ---------------------------------------------------------------- processes (asked for, never in a snapshot)
 
 
+ProcessSort = Literal["cpu", "memory", "gpu_memory"]  # what the process list can be ordered by
+
+
 @dataclass(frozen=True, slots=True)
 class GpuProcessUse:
     """One process's use of one accelerator; `device` is that accelerator's `id` in the snapshot."""

@@ -12,14 +12,13 @@ import pwd
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 from .._procfs_pid import parse_btime, parse_cmdline, parse_pid_io, parse_pid_stat, parse_status_uid
 from ..errors import ParseError
-from ..model import GpuProcessUse, PidIo, PidStat, ProcessSample, ProcessTree
+from ..model import GpuProcessUse, PidIo, PidStat, ProcessSample, ProcessSort, ProcessTree
 from .cgroup_files import CgroupEntry, parse_identity, parse_proc_cgroup
 
-SortKey = Literal["cpu", "memory", "gpu_memory"]
 GpuUsage = Callable[[], Mapping[int, Sequence[GpuProcessUse]]]
 ProcessKey = tuple[int, int]  # (pid, start ticks)
 
@@ -181,7 +180,7 @@ class ProcessTable:
     def __len__(self) -> int:
         return len(self.stats)
 
-    def top(self, count: int, sort: SortKey = "cpu", user: str | None = None) -> tuple[ProcessSample, ...]:
+    def top(self, count: int, sort: ProcessSort = "cpu", user: str | None = None) -> tuple[ProcessSample, ...]:
         """The `count` first processes by `sort` (largest first, ties by pid), of `user` (name or uid) if given."""
         pids: Iterable[int] = self.stats
         if user is not None:
@@ -189,7 +188,7 @@ class ProcessTable:
         ranked = sorted(pids, key=self._sort_key(sort))
         return tuple(self.row(pid) for pid in ranked[:count])
 
-    def _sort_key(self, sort: SortKey) -> Callable[[int], tuple[float, int]]:
+    def _sort_key(self, sort: ProcessSort) -> Callable[[int], tuple[float, int]]:
         if sort == "memory":
             return lambda pid: (-self.stats[pid].rss_pages, pid)
         if sort == "gpu_memory":
