@@ -59,6 +59,14 @@ def parse_pid_io(text: str) -> PidIo:
     return PidIo(values["read_bytes"], values["write_bytes"])
 
 
+def parse_statm_resident(text: str) -> int:
+    """Resident pages, the second field of /proc/PID/statm (what top shows as RES; stat's rss lags it a little)."""
+    fields = text.split()
+    if len(fields) < 2 or not fields[1].isdigit():
+        raise ParseError(f"/proc/PID/statm: expected 'size resident ...', got {text[:40]!r}")
+    return int(fields[1])
+
+
 def parse_cmdline(data: bytes, limit: int = MAX_CMDLINE) -> str:
     """/proc/PID/cmdline's NUL-separated arguments joined by spaces, cut to `limit` characters."""
     text = data.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")

@@ -14,7 +14,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import TypeVar
 
-from .._procfs_pid import parse_btime, parse_cmdline, parse_pid_io, parse_pid_stat, parse_status_uid
+from .._procfs_pid import (
+    parse_btime,
+    parse_cmdline,
+    parse_pid_io,
+    parse_pid_stat,
+    parse_statm_resident,
+    parse_status_uid,
+)
 from ..errors import ParseError
 from ..model import GpuProcessUse, PidIo, PidStat, ProcessSample, ProcessSort, ProcessTree
 from .cgroup_files import CgroupEntry, parse_identity, parse_proc_cgroup
@@ -127,6 +134,14 @@ class ProcessesCollector:
         return (max(0, io.read_bytes - before[1].read_bytes) / elapsed,
                 max(0, io.write_bytes - before[1].write_bytes) / elapsed)
 
+    def rss(self, stat: PidStat) -> int:
+        """Resident bytes from statm, as top shows them; stat's own count (ranking only) where statm is gone."""
+        try:
+            pages = parse_statm_resident(_read(f"{self.proc_root}/{stat.pid}/statm").decode("ascii", "replace"))
+        except (OSError, ParseError):
+            pages = stat.rss_pages
+        return pages * self.page_size
+
     def fds(self, pid: int) -> int | None:
         try:
             return len(os.listdir(f"{self.proc_root}/{pid}/fd"))
@@ -219,7 +234,7 @@ class ProcessTable:
         return ProcessSample(
             pid=stat.pid, ppid=stat.ppid, name=stat.name, cmdline=source.cmdline(stat.pid),
             user=user_name(uid) if uid is not None else None, state=stat.state, cpu=self.cpu[stat.pid],
-            rss=stat.rss_pages * source.page_size, threads=stat.threads, fds=source.fds(stat.pid),
+            rss=source.rss(stat), threads=stat.threads, fds=source.fds(stat.pid),
             read_rate=read_rate, write_rate=write_rate, start_time=source.start_time_ms(stat.start_ticks),
             cgroup=cgroup, container_id=container_id, gpu=tuple(self.gpu.get(stat.pid, ())),
         )
