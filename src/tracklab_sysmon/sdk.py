@@ -22,8 +22,11 @@ from typing import Any, TypeVar
 
 import orjson
 
+from . import wire
 from .client import auth_headers, default_token
 from .errors import ConfigError, SysmonError
+from .model import ProcessTree
+from .scopes import SCOPES, container_values, run_values, visible_devices
 
 log = logging.getLogger(__name__)
 RUN_DIR_ENV = "TRACKLAB_SYSMON_DIR"
@@ -48,6 +51,7 @@ class SystemMetricsConfig:
     aggregate: bool = False  # log mean of the samples since the last log, plus .min and .max
     start_service: bool = False  # start a SystemMonitor when service_url does not answer
     token: str | None = field(default=None, repr=False)  # None: $TRACKLAB_SYSMON_TOKEN, if set
+    scope: str = "host"  # host: the machine; container: the cgroup's figures; run: this process tree (scopes.py)
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.cache_duration) or self.cache_duration <= 0:
@@ -56,6 +60,19 @@ class SystemMetricsConfig:
             raise ConfigError(f"timeout must be > 0 s, got {self.timeout}")
         if not self.service_url.startswith(("http://", "https://")):
             raise ConfigError(f"service_url must start with http:// or https://, got {self.service_url!r}")
+        if self.scope not in SCOPES:
+            raise ConfigError(f"scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
+
+
+def _visible_devices(accelerators: Any, environ: Mapping[str, str]) -> set[tuple[str, int]]:
+    """(vendor, id) of the snapshot's accelerators that the environment's *_VISIBLE_DEVICES leave to this run."""
+    typed = [wire.accelerator_from_wire(a) for a in accelerators or () if isinstance(a, dict)]
+    return visible_devices(environ, typed)
+
+
+def _visible_accelerators(accelerators: Any, environ: Mapping[str, str]) -> list[Any]:
+    visible = _visible_devices(accelerators, environ)
+    return [a for a in accelerators or () if isinstance(a, dict) and ((a.get("vendor") or ""), a.get("id")) in visible]
 
 
 # -- flattening ---------------------------------------------------------------------------------
@@ -203,6 +220,7 @@ class SystemMetrics:
         """Fetch once now; True on success. Called by the thread; public for tests and tools."""
         try:
             snapshot = self._fetch()
+            flat = self._scoped(snapshot)
         except (OSError, ValueError, http.client.HTTPException, SysmonError) as exc:
             with self._lock:
                 self._latest, self._latest_ts, self._latest_alone = {}, None, None
@@ -210,10 +228,6 @@ class SystemMetrics:
             if first_failure:  # one warning per outage, not one per step
                 log.warning("system metrics unavailable from %s (%s); logging without them", self.service_url, exc)
             return False
-        flat = flatten_snapshot(
-            snapshot, prefix=self.config.prefix, include_gpu=self.config.include_gpu,
-            include_cores=self.config.include_cores,
-        )
         with self._lock:
             if snapshot.get("timestamp") != self._latest_ts:  # the same sample twice counts once
                 self._window.append(flat)
@@ -223,6 +237,30 @@ class SystemMetrics:
         if recovered:
             log.warning("system metrics from %s are back", self.service_url)
         return True
+
+    def _scoped(self, snapshot: Mapping[str, Any]) -> dict[str, float]:
+        """The keys `config.scope` asks for; GPU keys only for the devices the environment leaves visible."""
+        config = self.config
+        accelerators = _visible_accelerators(snapshot.get("accelerators"), os.environ)
+        if config.scope == "host":
+            snapshot = {**snapshot, "accelerators": accelerators}
+            return flatten_snapshot(
+                snapshot, prefix=config.prefix, include_gpu=config.include_gpu, include_cores=config.include_cores,
+            )
+        flat = flatten_snapshot({"accelerators": accelerators}, prefix=config.prefix, include_gpu=config.include_gpu)
+        if config.scope == "container":
+            box = wire.snapshot_from_wire(dict(snapshot)).container
+            return flat | (container_values(box, config.prefix) if box is not None else {})
+        tree = self._fetch_tree()
+        visible = _visible_devices(snapshot.get("accelerators"), os.environ) if config.include_gpu else set()
+        return flat | run_values(tree, visible, config.prefix)
+
+    def _fetch_tree(self) -> ProcessTree:
+        with self._open(f"{self.service_url}/api/system/processes/{os.getpid()}?tree=1") as resp:
+            _, tree = wire.process_from_wire(orjson.loads(resp.read()))
+        if tree is None:
+            raise SysmonError("the service returned no process tree")
+        return tree
 
     def _run(self) -> None:
         while True:
