@@ -17,21 +17,14 @@ def parse_pid_stat(text: str) -> PidStat:
     open_paren, close_paren = text.find("("), text.rfind(")")
     if open_paren < 0 or close_paren < open_paren:
         raise ParseError(f"/proc/PID/stat: no '(comm)' in {text[:60]!r}")
-    rest = text[close_paren + 1 :].split()
+    rest = text[close_paren + 1 :].split(None, _STAT_FIELDS_AFTER_COMM)  # the ~28 fields after rss stay unsplit
     if len(rest) < _STAT_FIELDS_AFTER_COMM:
         raise ParseError(f"/proc/PID/stat: {len(rest)} fields after the name, expected >= {_STAT_FIELDS_AFTER_COMM}")
     try:
-        # proc(5) numbers fields from 1; field n is rest[n - 3] (pid and comm come before `rest`).
-        return PidStat(
-            pid=int(text[:open_paren]),
-            name=text[open_paren + 1 : close_paren],
-            state=rest[0],
-            ppid=int(rest[1]),
-            cpu_ticks=int(rest[11]) + int(rest[12]),  # utime (14) + stime (15)
-            threads=int(rest[17]),  # num_threads (20)
-            start_ticks=int(rest[19]),  # starttime (22)
-            rss_pages=int(rest[21]),  # rss (24)
-        )
+        # proc(5) numbers fields from 1; field n is rest[n - 3] (pid and comm come before `rest`). Positional
+        # arguments: pid, name, state, ppid, utime (14) + stime (15), num_threads (20), starttime (22), rss (24).
+        return PidStat(int(text[:open_paren]), text[open_paren + 1 : close_paren], rest[0], int(rest[1]),
+                       int(rest[11]) + int(rest[12]), int(rest[17]), int(rest[19]), int(rest[21]))
     except ValueError as exc:
         raise ParseError(f"/proc/PID/stat: a number field is not a number ({exc})") from None
 

@@ -30,6 +30,7 @@ GpuUsage = Callable[[], Mapping[int, Sequence[GpuProcessUse]]]
 ProcessKey = tuple[int, int]  # (pid, start ticks)
 
 N = TypeVar("N", int, float)
+_RERANK_MARGIN = 16
 _READ_BYTES = 16384  # status is ~1.5 KiB, stat ~ 300 B; a command line is cut to MAX_CMDLINE anyway
 
 
@@ -77,15 +78,13 @@ class ProcessesCollector:
     def collect(self, now: float) -> ProcessTable:
         """Read every /proc/PID/stat once; `now` is monotonic seconds (the cpu rates' clock)."""
         stats: dict[int, PidStat] = {}
-        for entry in os.listdir(self.proc_root):
-            if entry.isdigit():
-                stat = self._stat(entry)
-                if stat is not None:
-                    stats[stat.pid] = stat
-        previous, current = self._previous_cpu, {}
         cpu: dict[int, float | None] = {}
-        for pid, stat in stats.items():
-            key = (pid, stat.start_ticks)
+        previous, current = self._previous_cpu, {}
+        for entry in os.listdir(self.proc_root):
+            if not entry.isdigit() or (stat := self._stat(entry)) is None:
+                continue
+            pid, key = stat.pid, (stat.pid, stat.start_ticks)
+            stats[pid] = stat
             current[key] = (now, stat.cpu_ticks)
             before = previous.get(key)  # None for a new process, and for a reused pid (new start time)
             cpu[pid] = self._cpu_percent(before, now, stat.cpu_ticks)
@@ -190,6 +189,7 @@ class ProcessTable:
         self.gpu = gpu
         self._rows: dict[int, ProcessSample] = {}
         self._uids: dict[int, int | None] = {}
+        self._rss: dict[int, int] = {}  # statm's resident bytes, read once per table
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -201,7 +201,14 @@ class ProcessTable:
         if user is not None:
             pids = [pid for pid in pids if self._user_matches(pid, user)]
         ranked = sorted(pids, key=self._sort_key(sort))
+        if sort == "memory":  # ranked by stat's rss, which lags statm's a little: re-rank a margin by statm's
+            ranked = sorted(ranked[: 2 * count + _RERANK_MARGIN], key=lambda pid: (-self._resident(pid), pid))
         return tuple(self.row(pid) for pid in ranked[:count])
+
+    def _resident(self, pid: int) -> int:
+        if pid not in self._rss:
+            self._rss[pid] = self.source.rss(self.stats[pid])
+        return self._rss[pid]
 
     def _sort_key(self, sort: ProcessSort) -> Callable[[int], tuple[float, int]]:
         if sort == "memory":
@@ -234,7 +241,7 @@ class ProcessTable:
         return ProcessSample(
             pid=stat.pid, ppid=stat.ppid, name=stat.name, cmdline=source.cmdline(stat.pid),
             user=user_name(uid) if uid is not None else None, state=stat.state, cpu=self.cpu[stat.pid],
-            rss=source.rss(stat), threads=stat.threads, fds=source.fds(stat.pid),
+            rss=self._resident(stat.pid), threads=stat.threads, fds=source.fds(stat.pid),
             read_rate=read_rate, write_rate=write_rate, start_time=source.start_time_ms(stat.start_ticks),
             cgroup=cgroup, container_id=container_id, gpu=tuple(self.gpu.get(stat.pid, ())),
         )
