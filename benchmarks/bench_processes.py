@@ -1,4 +1,4 @@
-"""CPU time of one /api/system/processes call (the /proc walk plus the top rows), on this machine and on 1,000 processes.
+"""CPU time of one /api/system/processes call (the /proc walk, the top rows), on this machine and on 1,000 processes.
 
 A call is what the route does once per tick: `collect()` (every /proc/PID/stat) and `top(20)` (status, io,
 statm, cmdline, cgroup and fd/ of the 20 rows), and for `tree` the same walk plus a 1,000-member tree.
@@ -58,6 +58,7 @@ def main() -> None:
         rows = [
             (f"this machine ({len(host.collect(time.monotonic()))} processes), top {args.top}",
              lambda now: host.collect(now).top(args.top)),
+            (f"fixture ({args.processes} processes), the walk alone", fixture.collect),
             (f"fixture ({args.processes} processes), top {args.top}",
              lambda now: fixture.collect(now).top(args.top)),
             (f"fixture, sort=memory user=0, top {args.top}",
