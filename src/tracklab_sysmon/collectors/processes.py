@@ -7,6 +7,7 @@ A process is keyed by (pid, start time), so a rate is never computed across a re
 
 from __future__ import annotations
 
+import heapq
 import os
 import pwd
 import threading
@@ -201,22 +202,27 @@ class ProcessTable:
         pids: Iterable[int] = self.stats
         if user is not None:
             pids = [pid for pid in pids if self._user_matches(pid, user)]
-        ranked = sorted(pids, key=self._sort_key(sort))
+        first = [pid for _, pid in heapq.nsmallest(
+            2 * count + _RERANK_MARGIN if sort == "memory" else count, self._ranks(pids, sort))]
         if sort == "memory":  # ranked by stat's rss, which lags statm's a little: re-rank a margin by statm's
-            ranked = sorted(ranked[: 2 * count + _RERANK_MARGIN], key=lambda pid: (-self._resident(pid), pid))
-        return tuple(self.row(pid) for pid in ranked[:count])
+            first = sorted(first, key=lambda pid: (-self._resident(pid), pid))[:count]
+        return tuple(self.row(pid) for pid in first)
 
     def _resident(self, pid: int) -> int:
         if pid not in self._rss:
             self._rss[pid] = self.source.rss(self.stats[pid])
         return self._rss[pid]
 
-    def _sort_key(self, sort: ProcessSort) -> Callable[[int], tuple[float, int]]:
+    def _ranks(self, pids: Iterable[int], sort: ProcessSort) -> list[tuple[float, int]]:
+        """(negated figure, pid) per process: the smallest come first. Built in one pass, no key function."""
         if sort == "memory":
-            return lambda pid: (-self.stats[pid].rss_pages, pid)
+            stats = self.stats
+            return [(-stats[pid].rss_pages, pid) for pid in pids]
         if sort == "gpu_memory":
-            return lambda pid: (-sum(use.memory or 0 for use in self.gpu.get(pid, ())), pid)
-        return lambda pid: (-_or_minus_one(self.cpu[pid]), pid)  # a first read (no rate yet) ranks last
+            gpu = self.gpu
+            return [(-sum(use.memory or 0 for use in gpu.get(pid, ())), pid) for pid in pids]
+        cpu = self.cpu  # a first read (no rate yet) ranks last
+        return [(-(rate if (rate := cpu[pid]) is not None else -1.0), pid) for pid in pids]
 
     def _user_matches(self, pid: int, user: str) -> bool:
         uid = self._uid(pid)
@@ -265,10 +271,6 @@ class ProcessTable:
             fds=_known_sum(r.fds for r in rows), read_rate=_known_sum(r.read_rate for r in rows),
             write_rate=_known_sum(r.write_rate for r in rows), gpu=sum_gpu_use(u for r in rows for u in r.gpu),
         )
-
-
-def _or_minus_one(value: float | None) -> float:
-    return -1.0 if value is None else value
 
 
 def _known_sum(values: Iterable[N | None]) -> N | None:
