@@ -354,3 +354,15 @@ async def test_client_methods_decode_typed_records(service):
     assert len(rows) == 3 and rows[0].rss >= rows[1].rss >= rows[2].rss
     assert tree.root.pid == alone.pid == os.getpid() and tree.pids[0] == os.getpid()
     assert tree.rss >= alone.rss
+
+
+async def test_without_proc_the_routes_answer_503_json(aiohttp_client, tmp_path):
+    """Where there is no /proc (macOS, Windows), both routes say so as a JSON 503, not a 500."""
+    collector = ProcessesCollector(str(tmp_path / "no-proc"))
+    client = await aiohttp_client(create_app(ServiceConfig(node_id="p", interval=SLOW), collectors=(),
+                                             processes=collector))
+    for path in ("/api/system/processes", "/api/system/processes/1"):
+        response = await client.get(path)
+        assert response.status == 503
+        expected = f"no process list without {tmp_path / 'no-proc'} (Linux only)"
+        assert (await response.json())["error"] == {"code": "unavailable", "message": expected}

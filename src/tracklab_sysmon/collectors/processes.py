@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import heapq
 import os
-import pwd
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
@@ -23,7 +22,7 @@ from .._procfs_pid import (
     parse_statm_resident,
     parse_status_uid,
 )
-from ..errors import ParseError
+from ..errors import ParseError, Unavailable
 from ..model import GpuProcessUse, PidIo, PidStat, ProcessSample, ProcessSort, ProcessTree
 from .cgroup_files import CgroupEntry, parse_identity, parse_proc_cgroup
 
@@ -32,6 +31,7 @@ ProcessKey = tuple[int, int]  # (pid, start ticks)
 
 N = TypeVar("N", int, float)
 _RERANK_MARGIN = 16
+_USER_HZ, _PAGE_BYTES = 100, 4096  # Linux's USER_HZ and the usual page, where os.sysconf is missing
 _READ_BYTES = 16384  # status is ~1.5 KiB, stat ~ 300 B; a command line is cut to MAX_CMDLINE anyway
 
 
@@ -44,8 +44,10 @@ def no_gpu_usage() -> Mapping[int, Sequence[GpuProcessUse]]:
 def user_name(uid: int) -> str:
     """The account name of `uid`, or its number where the passwd database has none (a container's user)."""
     try:
+        import pwd  # POSIX only; imported here so the server still imports where it is absent (Windows)
+
         return pwd.getpwuid(uid).pw_name
-    except KeyError:
+    except (ImportError, KeyError):
         return str(uid)
 
 
@@ -69,8 +71,10 @@ class ProcessesCollector:
     ) -> None:
         self.proc_root = proc_root
         self.gpu_usage = gpu_usage
-        self.clock_ticks = clock_ticks or os.sysconf("SC_CLK_TCK")
-        self.page_size = page_size or os.sysconf("SC_PAGE_SIZE")
+        # Looked up here, not at import: os.sysconf is POSIX-only, and without /proc nothing is read anyway.
+        sysconf = getattr(os, "sysconf", None)
+        self.clock_ticks = clock_ticks or (sysconf("SC_CLK_TCK") if sysconf else _USER_HZ)
+        self.page_size = page_size or (sysconf("SC_PAGE_SIZE") if sysconf else _PAGE_BYTES)
         self._btime: int | None = None
         self._previous_time: float | None = None  # of the previous collection
         self._previous_cpu: dict[ProcessKey, int] = {}  # utime + stime ticks at the previous collection
@@ -89,7 +93,11 @@ class ProcessesCollector:
         cpu: dict[int, float | None] = {}
         previous, current = self._previous_cpu, {}
         root = self.proc_root
-        for entry in os.listdir(root):
+        try:
+            entries = os.listdir(root)
+        except FileNotFoundError:
+            raise Unavailable(f"no process list without {root} (Linux only)") from None
+        for entry in entries:
             if not entry.isdigit():
                 continue
             try:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from .. import wire
 from ..collectors.processes import ProcessesCollector, ProcessTable
+from ..errors import Unavailable
 from ..model import ProcessSort
 from . import keys
 from .errors import json_error
@@ -36,7 +37,7 @@ class ProcessCache:
         self._pending: asyncio.Task[tuple[ProcessTable, int]] | None = None
 
     async def table(self) -> tuple[ProcessTable, int]:
-        """This tick's collection and its wall-clock time (ms since the epoch)."""
+        """This tick's collection and its wall-clock time (ms since the epoch); `Unavailable` without /proc."""
         tick = self._tick()
         if self._pending is None or self._tick_of_pending != tick:
             self._tick_of_pending = tick
@@ -71,7 +72,7 @@ async def list_processes(request: web.Request) -> web.Response:
             raise ValueError("user must be a user name or a numeric uid, got an empty value")
     except ValueError as exc:
         return json_error(400, str(exc))
-    table, timestamp = await request.app[PROCESSES].table()
+    table, timestamp = await _collection(request)
     rows = await asyncio.to_thread(table.top, top, sort, user)
     body = wire.processes_body(timestamp, query.get("sort", "cpu"), rows, len(table))
     return web.Response(body=wire.encode(body), content_type="application/json")
@@ -84,7 +85,7 @@ async def one_process(request: web.Request) -> web.Response:
     except ValueError as exc:
         return json_error(400, str(exc))
     assert pid is not None  # the route's pattern always has one
-    table, timestamp = await request.app[PROCESSES].table()
+    table, timestamp = await _collection(request)
     if pid not in table.stats:
         return json_error(404, f"no process {pid} at the last collection")
     if with_tree:
@@ -93,6 +94,13 @@ async def one_process(request: web.Request) -> web.Response:
     else:
         body = wire.process_body(timestamp, None, await asyncio.to_thread(table.row, pid))
     return web.Response(body=wire.encode(body), content_type="application/json")
+
+
+async def _collection(request: web.Request) -> tuple[ProcessTable, int]:
+    try:
+        return await request.app[PROCESSES].table()
+    except Unavailable as exc:  # no /proc (macOS, Windows): the JSON 503 of the error middleware
+        raise web.HTTPServiceUnavailable(text=str(exc)) from None
 
 
 def _sort(value: str) -> ProcessSort:
