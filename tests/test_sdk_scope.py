@@ -19,13 +19,16 @@ from tracklab_sysmon.errors import ConfigError
 from tracklab_sysmon.model import (
     AcceleratorMemory,
     AcceleratorSample,
+    GpuProcessUse,
     MigInstance,
     MigState,
     NvmlDetails,
     NvmlReadings,
+    ProcessSample,
+    ProcessTree,
 )
 from tracklab_sysmon.monitor import SystemMonitor
-from tracklab_sysmon.scopes import visible_devices
+from tracklab_sysmon.scopes import visible_devices, without
 from tracklab_sysmon.sdk import SystemMetrics, SystemMetricsConfig
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -122,7 +125,8 @@ def _tree_rss(root: int) -> int:
 
 
 def test_run_scope_logs_the_process_tree_rss_within_five_percent_of_proc():
-    """scope="run" logs proc.* of the calling process and its children (two holding 48 MiB), not host keys."""
+    """scope="run" logs proc.* of the calling process and its children (two holding 48 MiB), less the service
+    it started, and no host keys."""
     code = "import time\nb = b'x' * (48 << 20)\nprint(1, flush=True)\ntime.sleep(60)"
     children = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True)
                 for _ in range(2)]
@@ -134,7 +138,8 @@ def test_run_scope_logs_the_process_tree_rss_within_five_percent_of_proc():
             metrics = SystemMetrics(SystemMetricsConfig(service_url=service.url, scope="run"))
             assert metrics.refresh()
             logged = metrics.latest()
-            expected = _tree_rss(os.getpid())
+            service_rss = _tree_rss(service.pid)  # the service is our child here, but not part of the run
+            expected = _tree_rss(os.getpid()) - service_rss
     finally:
         for child in children:
             os.killpg(child.pid, signal.SIGKILL)
@@ -142,8 +147,20 @@ def test_run_scope_logs_the_process_tree_rss_within_five_percent_of_proc():
             child.stdout.close()
     assert logged["system/proc.memory.rss"] == pytest.approx(expected, rel=0.05)
     assert logged["system/proc.memory.rss"] > 96 << 20
+    assert service_rss > 0.05 * expected  # the service's own share is big enough to fail the check if counted
     assert logged["system/proc.threads"] >= 3
     assert "system/cpu.overall" not in logged and "system/memory.used" not in logged
+
+
+def test_a_subtree_taken_off_a_tree_leaves_the_rest_exactly():
+    """without(): members removed, sums reduced, GPU use per device reduced, nothing below zero."""
+    root = ProcessSample(1, 0, "run", "", None, "S", 5.0, 10, 1, 3, None, None, 0, None, None, ())
+    whole = ProcessTree(root, (1, 2, 3), 50.0, 1000, 9, 12, 10.0, None,
+                        (GpuProcessUse(0, "nvidia", 300, 40.0), GpuProcessUse(1, "nvidia", 7, None)))
+    part = ProcessTree(root, (3,), 60.0, 400, 2, None, 4.0, 1.0, (GpuProcessUse(0, "nvidia", 100, None),))
+    assert without(whole, part) == ProcessTree(
+        root, (1, 2), 0.0, 600, 7, 12, 6.0, None,
+        (GpuProcessUse(0, "nvidia", 200, 40.0), GpuProcessUse(1, "nvidia", 7, None)))
 
 
 def test_container_scope_logs_the_cgroup_section_of_a_fixture_tree():

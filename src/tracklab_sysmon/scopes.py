@@ -11,11 +11,15 @@ same numbering (the same container, or both on the host).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
-from .model import AcceleratorSample, ContainerSample, NvmlDetails, ProcessTree
+from . import wire
+from .errors import SysmonError
+from .model import AcceleratorSample, ContainerSample, GpuProcessUse, NvmlDetails, ProcessTree
 
 Device = tuple[str, int]  # (vendor, id)
+N = TypeVar("N", int, float)
 
 _LAYERS = {"nvidia": ("NVIDIA_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES"),
            "amd": ("ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES")}
@@ -100,3 +104,44 @@ def run_values(tree: ProcessTree, visible: set[Device], prefix: str) -> dict[str
             values[f"proc.gpu.{use.device}.memory"] = use.memory
             values[f"proc.gpu.{use.device}.utilization"] = use.utilization
     return {prefix + key: value for key, value in values.items() if value is not None}
+
+
+def run_tree(get_json: Callable[[str], Any], pid: int) -> ProcessTree:
+    """The tree rooted at `pid`, less the service's own subtree when the run started it (start_service=True):
+    the service's cost is not the run's. `get_json(path)` asks the service."""
+    tree = _tree(get_json, pid)
+    health = get_json("/api/health")
+    process = health.get("process") if isinstance(health, dict) else None
+    service = process.get("pid") if isinstance(process, dict) else None
+    if isinstance(service, int) and service != pid and service in tree.pids:
+        tree = without(tree, _tree(get_json, service))
+    return tree
+
+
+def _tree(get_json: Callable[[str], Any], pid: int) -> ProcessTree:
+    _, tree = wire.process_from_wire(get_json(f"/api/system/processes/{pid}?tree=1"))
+    if tree is None:
+        raise SysmonError(f"the service returned no process tree for pid {pid}")
+    return tree
+
+
+def without(tree: ProcessTree, part: ProcessTree) -> ProcessTree:
+    """`tree` less `part`, one of its subtrees: its members go, and its sums are taken off (never below 0)."""
+    gone = set(part.pids)
+    parts = {(u.vendor, u.device): u for u in part.gpu}
+    gpu = tuple(
+        GpuProcessUse(u.device, u.vendor, _less(u.memory, p.memory), _less(u.utilization, p.utilization))
+        if (p := parts.get((u.vendor, u.device))) is not None else u
+        for u in tree.gpu
+    )
+    return ProcessTree(
+        root=tree.root, pids=tuple(pid for pid in tree.pids if pid not in gone), cpu=_less(tree.cpu, part.cpu),
+        rss=max(0, tree.rss - part.rss), threads=max(0, tree.threads - part.threads), fds=_less(tree.fds, part.fds),
+        read_rate=_less(tree.read_rate, part.read_rate), write_rate=_less(tree.write_rate, part.write_rate), gpu=gpu,
+    )
+
+
+def _less(whole: N | None, part: N | None) -> N | None:
+    if whole is None or part is None:
+        return whole
+    return max(whole - part, 0)

@@ -25,8 +25,7 @@ import orjson
 from . import wire
 from .client import auth_headers, default_token
 from .errors import ConfigError, SysmonError
-from .model import ProcessTree
-from .scopes import SCOPES, container_values, run_values, visible_devices
+from .scopes import SCOPES, container_values, run_tree, run_values, visible_devices
 
 log = logging.getLogger(__name__)
 RUN_DIR_ENV = "TRACKLAB_SYSMON_DIR"
@@ -251,16 +250,13 @@ class SystemMetrics:
         if config.scope == "container":
             box = wire.snapshot_from_wire(dict(snapshot)).container
             return flat | (container_values(box, config.prefix) if box is not None else {})
-        tree = self._fetch_tree()
+        tree = run_tree(self._get_json, os.getpid())
         visible = _visible_devices(snapshot.get("accelerators"), os.environ) if config.include_gpu else set()
         return flat | run_values(tree, visible, config.prefix)
 
-    def _fetch_tree(self) -> ProcessTree:
-        with self._open(f"{self.service_url}/api/system/processes/{os.getpid()}?tree=1") as resp:
-            _, tree = wire.process_from_wire(orjson.loads(resp.read()))
-        if tree is None:
-            raise SysmonError("the service returned no process tree")
-        return tree
+    def _get_json(self, path: str) -> Any:
+        with self._open(self.service_url + path) as resp:
+            return orjson.loads(resp.read())
 
     def _run(self) -> None:
         while True:
