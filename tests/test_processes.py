@@ -166,6 +166,16 @@ def test_top_sorts_and_filters_by_user(tmp_path):
     assert table.row(13).gpu == gpu[13]
 
 
+def test_a_failing_gpu_source_costs_only_the_gpu_columns(tmp_path, caplog):
+    """A GPU source that raises (a vendor library gone bad) leaves the list whole, with no GPU use."""
+    def broken():
+        raise RuntimeError("NVML_ERROR_GPU_IS_LOST")
+
+    table = _collector(write_tree(tmp_path, [FakeProcess(10), FakeProcess(11)]), gpu_usage=broken).collect(1.0)
+    assert [(r.pid, r.gpu) for r in table.top(5, "memory")] == [(10, ()), (11, ())]
+    assert "NVML_ERROR_GPU_IS_LOST" in caplog.text
+
+
 def test_cgroup_and_container_id_of_a_process(tmp_path):
     """The v1 memory hierarchy's path is reported on a hybrid host, with the container id written in it."""
     cgroup = f"12:memory:/docker/{CONTAINER}\n4:cpu,cpuacct:/docker/{CONTAINER}\n0::/system.slice/docker.service\n"

@@ -8,6 +8,7 @@ A process is keyed by (pid, start time), so a rate is never computed across a re
 from __future__ import annotations
 
 import heapq
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,6 +30,7 @@ from .cgroup_files import CgroupEntry, parse_identity, parse_proc_cgroup
 GpuUsage = Callable[[], Mapping[int, Sequence[GpuProcessUse]]]
 ProcessKey = tuple[int, int]  # (pid, start ticks)
 
+log = logging.getLogger(__name__)
 N = TypeVar("N", int, float)
 _RERANK_MARGIN = 16
 _USER_HZ, _PAGE_BYTES = 100, 4096  # Linux's USER_HZ and the usual page, where os.sysconf is missing
@@ -80,12 +82,27 @@ class ProcessesCollector:
         self._previous_cpu: dict[ProcessKey, int] = {}  # utime + stime ticks at the previous collection
         self._previous_io: dict[ProcessKey, tuple[float, PidIo]] = {}
         self._lock = threading.Lock()  # the io counters are touched by detail reads of concurrent requests
+        self._collecting = threading.Lock()
 
     def collect(self, now: float) -> ProcessTable:
         """Read every /proc/PID/stat once; `now` is monotonic seconds (the cpu rates' clock).
 
-        The loop is the whole cost of a call on a busy host (~1,000 processes), hence its inlined shape.
+        Collections never overlap (a slow one still running when the next tick asks): each rate needs
+        the one before it.
         """
+        with self._collecting:
+            stats, cpu = self._walk(now)
+        return ProcessTable(self, now, stats, cpu, self._gpu_use())
+
+    def _gpu_use(self) -> Mapping[int, Sequence[GpuProcessUse]]:
+        try:
+            return self.gpu_usage()
+        except Exception as exc:  # a vendor library's failure costs the GPU columns, not the process list
+            log.warning("per-process GPU use unavailable: %s", exc)
+            return {}
+
+    def _walk(self, now: float) -> tuple[dict[int, PidStat], dict[int, float | None]]:
+        """Every process's stat and cpu %; the loop is the whole cost of a call on a busy host, hence its shape."""
         before_time, self._previous_time = self._previous_time, now
         elapsed = now - before_time if before_time is not None else 0.0
         scale = 100.0 / self.clock_ticks / elapsed if elapsed > 0 else None  # % of one core per tick
@@ -112,7 +129,7 @@ class ProcessesCollector:
         self._previous_cpu = current
         with self._lock:  # forget the io counters of processes that are gone
             self._previous_io = {k: v for k, v in self._previous_io.items() if k in current}
-        return ProcessTable(self, now, stats, cpu, self.gpu_usage())
+        return stats, cpu
 
     def start_time_ms(self, start_ticks: int) -> int:
         if self._btime is None:
