@@ -9,6 +9,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -203,9 +204,11 @@ class CountingCollector(ProcessesCollector):
     """Counts collections (the /proc walks)."""
 
     calls = 0
+    on_loop_thread = False
 
     def collect(self, now):
         self.calls += 1
+        self.on_loop_thread |= threading.current_thread() is threading.main_thread()  # the tests' loop runs there
         return super().collect(now)
 
 
@@ -341,7 +344,7 @@ async def test_bad_parameters_and_unknown_pids_get_json_errors(service, path, pa
 
 
 async def test_twenty_concurrent_requests_in_one_tick_share_one_collection(service):
-    """20 requests in one tick walk /proc once; the next tick walks it once more."""
+    """20 requests in one tick walk /proc once, in a worker thread; the next tick walks it once more."""
     client, app = service
     collector = app[PROCESSES].collector
     responses = await asyncio.gather(*(client.get("/api/system/processes", params={"top": "3"}) for _ in range(20)))
@@ -350,6 +353,7 @@ async def test_twenty_concurrent_requests_in_one_tick_share_one_collection(servi
     await app[keys.SAMPLER].tick()
     await asyncio.gather(*(client.get(f"/api/system/processes/{os.getpid()}") for _ in range(20)))
     assert collector.calls == 2
+    assert not collector.on_loop_thread
 
 
 async def test_client_methods_decode_typed_records(service):
