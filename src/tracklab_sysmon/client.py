@@ -18,13 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any, Literal, TypeVar, overload
 
 import aiohttp
 import orjson
 
-from .errors import ClientError, NotFound, ProtocolError, ResponseError, ServiceUnavailable
+from . import wire
+from .errors import ClientError, NotFound, ProtocolError, ResponseError, ServiceUnavailable, WireError
+from .model import ProcessSample, ProcessSort, ProcessTree
 from .protocol import TOKEN_ENV, WS_PATH, auth_headers, frame_node_id, subscribe_message
 
 J = TypeVar("J", dict[str, Any], list[Any])  # the JSON container a route answers with
@@ -132,6 +134,31 @@ class SystemMonitorClient:
         }
         path = "/api/system/metrics/history"
         return _expect(await self._request(path, params or None), list, path)
+
+    async def get_processes(
+        self, *, top: int | None = None, sort: ProcessSort = "cpu", user: str | None = None
+    ) -> tuple[ProcessSample, ...]:
+        """`GET /api/system/processes`: the `top` processes by `sort` (cpu, memory or gpu_memory), of `user`."""
+        wire_sort = {name: key for key, name in wire.PROCESS_SORTS.items()}.get(sort)
+        if wire_sort is None:
+            raise ValueError(f"sort must be one of {', '.join(wire.PROCESS_SORTS.values())}, got {sort!r}")
+        params = {"sort": wire_sort} | {k: str(v) for k, v in (("top", top), ("user", user)) if v is not None}
+        path = "/api/system/processes"
+        return _decoded(wire.processes_from_wire, _expect(await self._request(path, params), dict, path), path)
+
+    @overload
+    async def get_process(self, pid: int, tree: Literal[True]) -> ProcessTree: ...
+    @overload
+    async def get_process(self, pid: int, tree: Literal[False] = False) -> ProcessSample: ...
+
+    async def get_process(self, pid: int, tree: bool = False) -> ProcessSample | ProcessTree:
+        """`GET /api/system/processes/{pid}`: one process, or with `tree` it and its descendants summed."""
+        path = f"/api/system/processes/{pid}"
+        body = _expect(await self._request(path, {"tree": "1" if tree else "0"}), dict, path)
+        proc, summed = _decoded(wire.process_from_wire, body, path)
+        if tree and summed is None:
+            raise ProtocolError(f"{path}: the answer has no tree")
+        return summed if tree and summed is not None else proc
 
     async def _request(self, path: str, params: dict[str, str] | None = None) -> Any:
         """GET `path` and decode JSON: the one place REST errors are translated."""
@@ -289,6 +316,16 @@ def _response_error(status: int | None, code: str | None, message: str) -> Respo
     if status == 404 or code in ("not_found", "unknown_node"):
         return NotFound(message, status=status, code=code)
     return ResponseError(message, status=status, code=code)
+
+
+D = TypeVar("D")
+
+
+def _decoded(decode: Callable[[Any], D], data: Any, path: str) -> D:
+    try:
+        return decode(data)
+    except WireError as exc:
+        raise ProtocolError(f"{path}: {exc}") from None
 
 
 def _expect(data: Any, kind: type[J], path: str) -> J:

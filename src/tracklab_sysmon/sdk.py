@@ -17,7 +17,7 @@ import urllib.parse
 import urllib.request
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import orjson
@@ -27,6 +27,7 @@ from .client import default_token
 from .errors import ConfigError, SysmonError, WireError
 from .model import AcceleratorSample, Snapshot
 from .protocol import auth_headers
+from .scopes import SCOPES, container_values, run_tree, run_values, visible_devices
 
 log = logging.getLogger(__name__)
 RUN_DIR_ENV = "TRACKLAB_SYSMON_DIR"
@@ -51,6 +52,7 @@ class SystemMetricsConfig:
     aggregate: bool = False  # log mean of the samples since the last log, plus .min and .max
     start_service: bool = False  # start a SystemMonitor when service_url does not answer
     token: str | None = field(default=None, repr=False)  # None: $TRACKLAB_SYSMON_TOKEN, if set
+    scope: str = "host"  # host: the machine; container: the cgroup's figures; run: this process tree (scopes.py)
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.cache_duration) or self.cache_duration <= 0:
@@ -59,6 +61,8 @@ class SystemMetricsConfig:
             raise ConfigError(f"timeout must be > 0 s, got {self.timeout}")
         if not self.service_url.startswith(("http://", "https://")):
             raise ConfigError(f"service_url must start with http:// or https://, got {self.service_url!r}")
+        if self.scope not in SCOPES:
+            raise ConfigError(f"scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
 
 
 # -- flattening ---------------------------------------------------------------------------------
@@ -209,6 +213,7 @@ class SystemMetrics:
         """Fetch once now; True on success. Called by the thread; public for tests and tools."""
         try:
             snapshot = self._fetch()
+            flat = self._scoped(snapshot)
         except WireError as exc:  # the service answered, but not with a valid snapshot: keep the last good values
             with self._lock:
                 first_refusal, self._refused = not self._refused, True
@@ -222,10 +227,6 @@ class SystemMetrics:
             if first_failure:  # one warning per outage, not one per step
                 log.warning("system metrics unavailable from %s (%s); logging without them", self.service_url, exc)
             return False
-        flat = flatten_snapshot(
-            snapshot, prefix=self.config.prefix, include_gpu=self.config.include_gpu,
-            include_cores=self.config.include_cores,
-        )
         with self._lock:
             if snapshot.timestamp != self._latest_ts:  # the same sample twice counts once
                 self._window.append(flat)
@@ -235,6 +236,25 @@ class SystemMetrics:
         if recovered:
             log.warning("system metrics from %s are back", self.service_url)
         return True
+
+    def _scoped(self, snapshot: Snapshot) -> dict[str, float]:
+        """The keys `config.scope` asks for; GPU keys only for the devices the environment leaves visible."""
+        config = self.config
+        visible = visible_devices(os.environ, snapshot.accelerators) if config.include_gpu else set()
+        mine = replace(snapshot, accelerators=tuple(
+            a for a in snapshot.accelerators if (a.vendor or "", a.id) in visible))
+        if config.scope == "host":
+            return flatten_snapshot(mine, prefix=config.prefix, include_gpu=config.include_gpu,
+                                    include_cores=config.include_cores)
+        devices_only = Snapshot(mine.node_id, mine.timestamp, accelerators=mine.accelerators)
+        flat = flatten_snapshot(devices_only, prefix=config.prefix, include_gpu=config.include_gpu)
+        if config.scope == "container":
+            return flat | (container_values(snapshot.container, config.prefix) if snapshot.container else {})
+        return flat | run_values(run_tree(self._get_json, os.getpid()), visible, config.prefix)
+
+    def _get_json(self, path: str) -> Any:
+        with self._open(self.service_url + path) as resp:
+            return orjson.loads(resp.read())
 
     def _run(self) -> None:
         while True:

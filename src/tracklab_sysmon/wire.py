@@ -34,6 +34,7 @@ from .model import (
     DiskSample,
     EccErrors,
     GpuProcess,
+    GpuProcessUse,
     InterfaceSample,
     IoregDetails,
     MemorySample,
@@ -45,6 +46,8 @@ from .model import (
     NvmlReadings,
     PcieThroughput,
     PressureSample,
+    ProcessSample,
+    ProcessTree,
     Profiling,
     PsiFigures,
     ResourcePressure,
@@ -797,3 +800,88 @@ def _flag(obj: _Obj, key: str) -> bool:
 
 def _any_key(obj: _Obj, keys: tuple[str, ...]) -> bool:
     return any(key in obj.body for key in keys)
+
+
+# ---------------------------------------------------------------- processes (GET /api/system/processes)
+
+# The `sort` query values and the collector's names for them.
+PROCESS_SORTS = {"cpu": "cpu", "memory": "memory", "gpuMemory": "gpu_memory"}
+
+
+def gpu_use_to_wire(use: GpuProcessUse) -> dict[str, Any]:
+    return {"device": use.device, "vendor": use.vendor, "memory": use.memory, "utilization": use.utilization}
+
+
+def process_to_wire(proc: ProcessSample) -> dict[str, Any]:
+    return {
+        "pid": proc.pid, "ppid": proc.ppid, "name": proc.name, "cmdline": proc.cmdline, "user": proc.user,
+        "state": proc.state, "cpu": proc.cpu, "rss": proc.rss, "threads": proc.threads, "fds": proc.fds,
+        "ioReadRate": proc.read_rate, "ioWriteRate": proc.write_rate, "startTime": proc.start_time,
+        "cgroup": proc.cgroup, "containerId": proc.container_id, "gpu": [gpu_use_to_wire(u) for u in proc.gpu],
+    }
+
+
+def process_tree_to_wire(tree: ProcessTree) -> dict[str, Any]:
+    return {
+        "pids": list(tree.pids), "cpu": tree.cpu, "rss": tree.rss, "threads": tree.threads, "fds": tree.fds,
+        "ioReadRate": tree.read_rate, "ioWriteRate": tree.write_rate, "gpu": [gpu_use_to_wire(u) for u in tree.gpu],
+    }
+
+
+def processes_body(timestamp: int, sort: str, rows: tuple[ProcessSample, ...], total: int) -> dict[str, Any]:
+    """The list response: `total` processes were read, `rows` are the first by `sort`."""
+    return {"timestamp": timestamp, "sort": sort, "total": total, "processes": [process_to_wire(p) for p in rows]}
+
+
+def process_body(timestamp: int, tree: ProcessTree | None, proc: ProcessSample) -> dict[str, Any]:
+    """One process, and its summed descendant tree when asked for (`tree` null otherwise)."""
+    return {
+        "timestamp": timestamp, "process": process_to_wire(proc),
+        "tree": process_tree_to_wire(tree) if tree is not None else None,
+    }
+
+
+def processes_from_wire(data: Any) -> tuple[ProcessSample, ...]:
+    """The rows of a `processes_body`; raises WireError naming the bad field."""
+    return tuple(_process_from(p) for p in _Obj(data, "processes").objects("processes"))
+
+
+def process_from_wire(data: Any) -> tuple[ProcessSample, ProcessTree | None]:
+    """The process of a `process_body`, and its tree when the body has one."""
+    body = _Obj(data, "body")
+    proc = _process_from(_required(body.obj("process", optional=False)))
+    tree = body.obj("tree")
+    return proc, _tree_from(tree, proc) if tree is not None else None
+
+
+def _process_from(p: _Obj) -> ProcessSample:
+    return ProcessSample(
+        pid=_required(p.integer("pid", optional=False)), ppid=_required(p.integer("ppid", optional=False)),
+        name=_required(p.text("name", optional=False)), cmdline=_required(p.text("cmdline", optional=False)),
+        user=p.text("user"), state=_required(p.text("state", optional=False)), cpu=p.number("cpu"),
+        rss=_required(p.integer("rss", optional=False)), threads=_required(p.integer("threads", optional=False)),
+        fds=p.integer("fds"), read_rate=p.number("ioReadRate"), write_rate=p.number("ioWriteRate"),
+        start_time=_required(p.integer("startTime", optional=False)), cgroup=p.text("cgroup"),
+        container_id=p.text("containerId"), gpu=_gpu_uses_from(p),
+    )
+
+
+def _tree_from(t: _Obj, root: ProcessSample) -> ProcessTree:
+    pids, where = t._get("pids", optional=False)
+    if not isinstance(pids, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in pids):
+        raise WireError(f"{where}: expected list of integers, got {_kind(pids)}")
+    return ProcessTree(
+        root=root, pids=tuple(pids), cpu=t.number("cpu"), rss=_required(t.integer("rss", optional=False)),
+        threads=_required(t.integer("threads", optional=False)), fds=t.integer("fds"),
+        read_rate=t.number("ioReadRate"), write_rate=t.number("ioWriteRate"), gpu=_gpu_uses_from(t),
+    )
+
+
+def _gpu_uses_from(owner: _Obj) -> tuple[GpuProcessUse, ...]:
+    return tuple(
+        GpuProcessUse(
+            device=_required(u.integer("device", optional=False)), vendor=_required(u.text("vendor", optional=False)),
+            memory=u.integer("memory"), utilization=u.number("utilization"),
+        )
+        for u in owner.objects("gpu")
+    )

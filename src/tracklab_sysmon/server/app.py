@@ -14,6 +14,7 @@ from .. import wire
 from ..collectors import default_collectors
 from ..collectors.base import Collector
 from ..collectors.portable.system import fill_from_psutil
+from ..collectors.processes import ProcessesCollector
 from ..collectors.system import host_name, system_info_for
 from ..config import ServiceConfig
 from ..ring import SnapshotRing
@@ -23,6 +24,7 @@ from .bus import SnapshotBus
 from .dashboard import setup_dashboard
 from .errors import error_middleware
 from .peers import setup_peers
+from .processes import setup_processes
 from .prometheus import setup_prometheus
 from .routes import ROUTES
 from .security import host_middleware, token_middleware
@@ -30,7 +32,10 @@ from .writes import HISTORY_STREAMS, StreamSlots, write_deadline_middleware
 from .ws import setup as setup_websocket
 
 
-def create_app(config: ServiceConfig, *, collectors: Sequence[Collector] | None = None) -> web.Application:
+def create_app(
+    config: ServiceConfig, *, collectors: Sequence[Collector] | None = None,
+    processes: ProcessesCollector | None = None,
+) -> web.Application:
     """Build the app; the sampler primes and publishes its first snapshot before serving."""
     # Outermost: writes every response under the stall deadline, errors included.
     app = web.Application(middlewares=[write_deadline_middleware(config.write_timeout), error_middleware])
@@ -58,6 +63,7 @@ def create_app(config: ServiceConfig, *, collectors: Sequence[Collector] | None 
     app.router.add_routes(ROUTES)
     setup_websocket(app)  # /ws/system-metrics, subscribed to the bus; closes sockets on shutdown
     setup_peers(app)
+    setup_processes(app, processes)  # /api/system/processes: collected only while asked for
     setup_prometheus(app)
     setup_dashboard(app)  # GET / and /static/: the live page, no build step
     app.cleanup_ctx.append(_sampling)
