@@ -69,7 +69,9 @@ def test_sdist_carries_what_its_tests_need(tmp_path):
     (tmp_path / "tree").mkdir()
     tree = _clean_copy(tmp_path / "tree")
     for folder in ("tests", "examples", "scripts", "benchmarks", "docs"):
-        shutil.copytree(ROOT / folder, tree / folder, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+        # symlinks kept as links: fixture trees hold dangling ones on purpose (/proc/PID/ns/pid)
+        ignore = shutil.ignore_patterns("__pycache__", "*.so")
+        shutil.copytree(ROOT / folder, tree / folder, symlinks=True, ignore=ignore)
     for name in ("Makefile", "LICENSE", "CHANGELOG.md", "CONTRIBUTING.md"):
         shutil.copy2(ROOT / name, tree / name)
     code = "import sys; from setuptools import build_meta; print(build_meta.build_sdist(sys.argv[1]))"
