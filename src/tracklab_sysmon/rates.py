@@ -59,12 +59,15 @@ class CounterRates:
         """The rate of counter `key` now; 0 at first sight or a drop, None when `value` is unknown."""
         if value is None:
             return None
-        baselines = self._baselines.setdefault(key, [])
-        if baselines and value >= baselines[0][0]:
+        baselines = self._baselines.get(key)
+        if baselines is None:
+            baselines = self._baselines[key] = []
+        elif value >= baselines[0][0]:  # the usual tick: no allocation beyond the new reading
             good, good_at = baselines[0]
-            baselines[:] = [(value, now)]
+            baselines[0] = (value, now)
+            del baselines[1:]
             return counter_rate(good, value, now - good_at)
-        for depth in range(1, len(baselines)):
+        for depth in range(1, len(baselines)):  # below the good reading: a dip, a reset or a wrap
             low, _ = baselines[depth]
             if value >= low:
                 if value == low:  # still flat after the drop: maybe a longer glitch, keep every baseline
@@ -75,6 +78,21 @@ class CounterRates:
         if len(baselines) < self.max_baselines:  # when full, skip the reading: later ones rate from older baselines
             baselines.append((value, now))  # below every baseline (or first sight): nothing to rate yet
         return 0.0
+
+    def device(
+        self, name: str, fields: tuple[str, ...], counters: tuple[int, ...], now: float, problems: list[str]
+    ) -> tuple[list[int | None], list[float | None]]:
+        """One device's counters (in `fields` order) checked to 64 bits, and their rates; a counter that does
+        not fit is None, with the reason added to `problems` (the text is built only then)."""
+        values: list[int | None] = []
+        rates: list[float | None] = []
+        for field, counter in zip(fields, counters, strict=True):
+            value = counter if 0 <= counter <= U64_MAX else None
+            if value is None:
+                problems.append(f"{name} {field} does not fit an unsigned 64-bit counter")
+            values.append(value)
+            rates.append(self.rate((name, field), value, now))
+        return values, rates
 
     def retain(self, keys: Iterable[Hashable]) -> None:
         """Forget counters not in `keys` (a device that went away starts afresh if it returns)."""

@@ -10,7 +10,7 @@ from .. import _procfs as procfs
 from .. import _sysfs as sysfs
 from ..hotpath import CounterReader
 from ..model import DiskCounters, DiskDeviceSample, DiskSample
-from ..rates import CounterRates, checked_counter, rounded, total_rate
+from ..rates import CounterRates, rounded, total_rate
 from .base import Partial
 
 _VIRTUAL_PREFIXES = ("loop", "ram", "zram")
@@ -70,18 +70,18 @@ class DiskCollector:
 
     def _device(self, cur: DiskCounters, now: float, problems: list[str]) -> DiskDeviceSample:
         # A counter too wide for 64 bits (e.g. 2^55 sectors in bytes) is null, never a crash.
-        values = {f: checked_counter(getattr(cur, f), f"{cur.name} {f}", problems) for f in _FIELDS}
-        rates = {f: self._rates.rate((cur.name, f), values[f], now) for f in _FIELDS}
-        reads, writes = rates["reads"], rates["writes"]
+        counters = (cur.reads, cur.read_bytes, cur.writes, cur.write_bytes)
+        (reads, read_bytes, writes, write_bytes), (rps, read_rate, wps, write_rate) = self._rates.device(
+            cur.name, _FIELDS, counters, now, problems)
         return DiskDeviceSample(
             name=cur.name,
-            read_bytes=values["read_bytes"],
-            write_bytes=values["write_bytes"],
-            reads=values["reads"],
-            writes=values["writes"],
-            read_rate=rounded(rates["read_bytes"]),
-            write_rate=rounded(rates["write_bytes"]),
-            iops=round(reads + writes, 2) if reads is not None and writes is not None else None,
+            read_bytes=read_bytes,
+            write_bytes=write_bytes,
+            reads=reads,
+            writes=writes,
+            read_rate=rounded(read_rate),
+            write_rate=rounded(write_rate),
+            iops=round(rps + wps, 2) if rps is not None and wps is not None else None,
         )
 
     def _usage(self, now: float) -> tuple[float | None, int | None, int | None]:

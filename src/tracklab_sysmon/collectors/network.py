@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..errors import describe
 from ..hotpath import CounterReader
 from ..model import InterfaceSample, NetCounters, NetworkSample
-from ..rates import CounterRates, checked_counter, rounded, total_rate
+from ..rates import CounterRates, rounded, total_rate
 from .base import Partial
 
 LOOPBACK = "lo"
@@ -54,16 +54,11 @@ class NetworkCollector:
             return None  # e.g. /proc/net/snmp hidden in a hardened container
 
     def _interface(self, cur: NetCounters, now: float, problems: list[str]) -> InterfaceSample:
-        values = {f: checked_counter(getattr(cur, f), f"{cur.name} {f}", problems) for f in _FIELDS}
-        rates = {f: self._rates.rate((cur.name, f), values[f], now) for f in _FIELDS}
+        counters = (cur.bytes_recv, cur.bytes_sent, cur.packets_recv, cur.packets_sent)
+        (bytes_recv, bytes_sent, packets_recv, packets_sent), (b_in, b_out, p_in, p_out) = self._rates.device(
+            cur.name, _FIELDS, counters, now, problems)
         return InterfaceSample(
-            name=cur.name,
-            bytes_recv=values["bytes_recv"],
-            bytes_sent=values["bytes_sent"],
-            packets_recv=values["packets_recv"],
-            packets_sent=values["packets_sent"],
-            bytes_in=rounded(rates["bytes_recv"]),
-            bytes_out=rounded(rates["bytes_sent"]),
-            packets_in=rounded(rates["packets_recv"]),
-            packets_out=rounded(rates["packets_sent"]),
+            name=cur.name, bytes_recv=bytes_recv, bytes_sent=bytes_sent, packets_recv=packets_recv,
+            packets_sent=packets_sent, bytes_in=rounded(b_in), bytes_out=rounded(b_out),
+            packets_in=rounded(p_in), packets_out=rounded(p_out),
         )
