@@ -50,7 +50,7 @@ test-slow: $(VENV)/.installed-test system-deps ## Run the slow tier only
 
 test-native-sanitize: system-deps ## Run the C helper's own tests under ASan and UBSan on every fixture tree
 	@mkdir -p build
-	$${CC:-cc} $(SANITIZE_FLAGS) -Wall -Wextra -Inative native/sysmon.c native/test_sysmon.c -o build/test_sysmon-sanitize
+	$${CC:-cc} $(SANITIZE_FLAGS) -Wall -Wextra -Inative native/sysmon.c native/test_sysmon.c -lm -o build/test_sysmon-sanitize
 	build/test_sysmon-sanitize tests/fixtures/*/proc /proc
 
 $(VENV)/.installed-lint: $(VENV)/.installed

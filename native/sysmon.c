@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -595,4 +596,261 @@ int sm_parse_tcp_established(const char *text, size_t len, int64_t *established)
         return rc == NUM_OK ? 0 : rc == NUM_DEFER ? SM_DEFER : SM_EPARSE;
     }
     return SM_ENOTABLE;
+}
+
+/* ------------------------------------------------------------------ CPU tick */
+
+enum { FREQ_UNKNOWN, FREQ_SCALING, FREQ_CPUINFO, FREQ_ABSENT }; /* which cpufreq file a CPU has */
+enum { FREQ_TEXT = 64 }; /* a kHz value and a newline; longer text is not canonical */
+
+struct sm_freq {
+    int state;
+    struct sm_file file; /* text unused: one pread into a stack buffer */
+};
+
+struct sm_prev {
+    double id;
+    double times[8];
+};
+
+struct sm_cpu {
+    char *cpu_dir;
+    struct sm_freq *freqs; /* indexed by CPU id, grown to the largest id seen (< SM_MAX_FREQ_ID) */
+    size_t nfreqs;
+    struct sm_prev *prev;
+    size_t nprev, prev_cap;
+    int prev_sorted; /* ids strictly increasing: a match by position is the only match */
+    int have_total;
+    double prev_total[8];
+    double *parsed, *out;
+    size_t parsed_cap, out_cap;
+    double overall;
+};
+
+sm_cpu *sm_cpu_open(const char *sys_root)
+{
+    sm_cpu *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    size_t n = strlen(sys_root) + sizeof "/devices/system/cpu";
+    c->cpu_dir = malloc(n);
+    if (c->cpu_dir == NULL) {
+        free(c);
+        return NULL;
+    }
+    /* os.path.join(sys_root, "devices/system/cpu"), as the Python collector builds it. */
+    if (sys_root[0] == '\0')
+        snprintf(c->cpu_dir, n, "devices/system/cpu");
+    else if (sys_root[strlen(sys_root) - 1] == '/')
+        snprintf(c->cpu_dir, n, "%sdevices/system/cpu", sys_root);
+    else
+        snprintf(c->cpu_dir, n, "%s/devices/system/cpu", sys_root);
+    c->overall = NAN;
+    return c;
+}
+
+void sm_cpu_close(sm_cpu *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < c->nfreqs; i++)
+        drop(&c->freqs[i].file);
+    free(c->freqs);
+    free(c->prev);
+    free(c->parsed);
+    free(c->out);
+    free(c->cpu_dir);
+    free(c);
+}
+
+const double *sm_cpu_rows(const sm_cpu *c)
+{
+    return c->out;
+}
+
+double sm_cpu_overall(const sm_cpu *c)
+{
+    return c->overall;
+}
+
+const double *sm_cpu_total(const sm_cpu *c)
+{
+    return c->prev_total;
+}
+
+static int reserve(double **buf, size_t *cap, size_t rows, size_t width)
+{
+    if (rows <= *cap)
+        return 0;
+    size_t want = rows > 2 * *cap ? rows : 2 * *cap;
+    double *grown = realloc(*buf, want * width * sizeof **buf);
+    if (grown == NULL)
+        return -ENOMEM;
+    *buf = grown;
+    *cap = want;
+    return 0;
+}
+
+/* Python's round(x, 2) for 0 <= x <= 100: the nearest k/100, ties to even on the exact value.
+ * Away from a tie the product's rounding error cannot change k; near one, printf decides on the
+ * exact binary value as Python's dtoa does. */
+static double round2(double x)
+{
+    double y = x * 100.0;
+    double frac = y - floor(y);
+    if (fabs(frac - 0.5) > 1e-6)
+        return nearbyint(y) / 100.0;
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.2f", x);
+    return strtod(buf, NULL);
+}
+
+/* rates.busy_percent, operation for operation (CpuTimes.total sums left to right). */
+static double busy_percent(const double *prev, const double *cur)
+{
+    double cur_total = cur[0] + cur[1] + cur[2] + cur[3] + cur[4] + cur[5] + cur[6] + cur[7];
+    double prev_total = prev[0] + prev[1] + prev[2] + prev[3] + prev[4] + prev[5] + prev[6] + prev[7];
+    double busy = (cur_total - cur[3] - cur[4]) - (prev_total - prev[3] - prev[4]);
+    double idle = (cur[3] + cur[4]) - (prev[3] + prev[4]);
+    busy = busy > 0.0 ? busy : 0.0;
+    idle = idle > 0.0 ? idle : 0.0;
+    double elapsed = busy + idle;
+    if (elapsed <= 0.0)
+        return NAN;
+    double share = 100.0 * busy / elapsed;
+    return round2(share < 100.0 ? share : 100.0);
+}
+
+/* The previous times of CPU `id` (row `at` of this tick), or NULL at first sight. Like the dict
+ * the Python collector builds, a repeated id means its last row. */
+static const double *previous_times(const sm_cpu *c, double id, size_t at)
+{
+    if (at < c->nprev && c->prev[at].id == id && c->prev_sorted)
+        return c->prev[at].times;
+    for (size_t k = c->nprev; k-- > 0;)
+        if (c->prev[k].id == id)
+            return c->prev[k].times;
+    return NULL;
+}
+
+static int path_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0; /* os.path.exists: follows links, any failure is "no" */
+}
+
+/* The kHz in one canonical cpufreq text (digits amid spaces, tabs, newlines), in MHz. */
+static int parse_khz(const char *text, size_t len, double *mhz)
+{
+    tok t[2];
+    if (!canonical(text, len) || split(text, text + len, t, 2) != 1 || !all_digits(t[0].s, t[0].n))
+        return NUM_DEFER;
+    int64_t khz;
+    if (parse_uint(t[0], NO_LIMIT, &khz) != NUM_OK)
+        return NUM_DEFER;
+    *mhz = (double)khz / 1000.0;
+    return NUM_OK;
+}
+
+static int freq_path(const sm_cpu *c, size_t cpu, int state, char *path, size_t size)
+{
+    const char *name = state == FREQ_SCALING ? "scaling_cur_freq" : "cpuinfo_cur_freq";
+    int n = snprintf(path, size, "%s/cpu%zu/cpufreq/%s", c->cpu_dir, cpu, name);
+    return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+/* Frequency of CPU `id`: SM_FREQ_* and the value (NaN when unreadable). */
+static int frequency(sm_cpu *c, double id, double *mhz)
+{
+    *mhz = NAN;
+    if (!(id >= 0 && id < SM_MAX_FREQ_ID))
+        return SM_FREQ_DEFER;
+    size_t at = (size_t)id;
+    if (at >= c->nfreqs) {
+        size_t want = at + 1 > 2 * c->nfreqs ? at + 1 : 2 * c->nfreqs;
+        struct sm_freq *grown = realloc(c->freqs, want * sizeof *grown);
+        if (grown == NULL)
+            return SM_FREQ_DEFER;
+        for (size_t k = c->nfreqs; k < want; k++)
+            grown[k] = (struct sm_freq){.state = FREQ_UNKNOWN, .file = {.fd = -1}};
+        c->freqs = grown;
+        c->nfreqs = want;
+    }
+    struct sm_freq *f = &c->freqs[at];
+    char path[PATH_MAX];
+    if (f->state == FREQ_UNKNOWN) { /* first sight: pick its file once, as the Python collector does */
+        f->state = FREQ_ABSENT;
+        for (int state = FREQ_SCALING; state <= FREQ_CPUINFO && f->state == FREQ_ABSENT; state++)
+            if (freq_path(c, at, state, path, sizeof path) == 0 && path_exists(path))
+                f->state = state;
+    }
+    if (f->state == FREQ_ABSENT)
+        return SM_FREQ_NONE;
+    if (freq_path(c, at, f->state, path, sizeof path) < 0)
+        return SM_FREQ_READ;
+    if (keep_current(&f->file, path) < 0)
+        return SM_FREQ_READ;
+    char text[FREQ_TEXT];
+    ssize_t n;
+    do
+        n = pread(f->file.fd, text, sizeof text, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        drop(&f->file); /* the next tick opens it again (an offlined CPU comes back) */
+        return SM_FREQ_READ;
+    }
+    if ((size_t)n == sizeof text) /* longer than any kHz value: let Python read it whole */
+        return SM_FREQ_DEFER;
+    return parse_khz(text, (size_t)n, mhz) == NUM_OK ? SM_FREQ_READ : SM_FREQ_DEFER;
+}
+
+long sm_cpu_update(sm_cpu *c, const double *total, const double *rows, size_t n)
+{
+    if (reserve(&c->out, &c->out_cap, n, SM_CORE_ROW) < 0)
+        return -ENOMEM;
+    c->overall = c->have_total ? busy_percent(c->prev_total, total) : NAN;
+    for (size_t i = 0; i < n; i++) {
+        const double *row = rows + i * SM_CPU_ROW;
+        double *out = c->out + i * SM_CORE_ROW;
+        const double *before = previous_times(c, row[0], i);
+        out[0] = row[0];
+        out[1] = before ? busy_percent(before, row + 1) : NAN;
+        out[3] = frequency(c, row[0], &out[2]);
+        memcpy(out + 4, row + 1, 8 * sizeof *row);
+    }
+    /* This tick becomes the previous one. */
+    if (n > c->prev_cap) {
+        struct sm_prev *grown = realloc(c->prev, n * sizeof *grown);
+        if (grown == NULL)
+            return -ENOMEM;
+        c->prev = grown;
+        c->prev_cap = n;
+    }
+    c->prev_sorted = 1;
+    for (size_t i = 0; i < n; i++) {
+        c->prev[i].id = rows[i * SM_CPU_ROW];
+        memcpy(c->prev[i].times, rows + i * SM_CPU_ROW + 1, 8 * sizeof(double));
+        if (i > 0 && !(c->prev[i].id > c->prev[i - 1].id))
+            c->prev_sorted = 0;
+    }
+    c->nprev = n;
+    memcpy(c->prev_total, total, sizeof c->prev_total);
+    c->have_total = 1;
+    return (long)n;
+}
+
+long sm_cpu_parse(sm_cpu *c, const char *text, size_t len, double ticks)
+{
+    double total[8];
+    long found;
+    for (;;) {
+        found = sm_parse_stat(text, len, ticks, total, c->parsed, c->parsed_cap);
+        if (found < 0 || (size_t)found <= c->parsed_cap)
+            break;
+        if (reserve(&c->parsed, &c->parsed_cap, (size_t)found, SM_CPU_ROW) < 0)
+            return -ENOMEM;
+    }
+    if (found < 0)
+        return found;
+    return sm_cpu_update(c, total, c->parsed, (size_t)found);
 }

@@ -24,6 +24,12 @@ enum { SM_DEFER = -4096, SM_EPARSE = -4097, SM_ENOTABLE = -4098, SM_ENOTREG = -4
  * interfaces: [name offset, name length, rx bytes, rx packets, tx bytes, tx packets];
  * meminfo: [total, available, swap total, swap free] in bytes, -1 when absent. */
 enum { SM_CPU_ROW = 9, SM_DEV_ROW = 6, SM_MEM_FIELDS = 4 };
+/* A CPU tick's rows: [id, usage %, frequency MHz, frequency source, user, ..., steal]; usage and
+ * frequency are NaN where unknown (Python's None). Frequency source: SM_FREQ_READ (the value, or
+ * NaN when the cpufreq file could not be read), SM_FREQ_NONE (no cpufreq file for this CPU: the
+ * caller asks /proc/cpuinfo) or SM_FREQ_DEFER (text outside the canonical subset, or an id too
+ * large to keep: the caller reads that CPU's file itself). */
+enum { SM_CORE_ROW = 12, SM_FREQ_READ = 0, SM_FREQ_NONE = 1, SM_FREQ_DEFER = 2, SM_MAX_FREQ_ID = 65536 };
 
 typedef struct sm_reader sm_reader;
 
@@ -40,6 +46,25 @@ long sm_read(sm_reader *reader, int file);
 const char *sm_text(const sm_reader *reader, int file);
 /* Entries of proc_root whose names are all ASCII digits, or -errno. */
 long sm_process_count(sm_reader *reader);
+
+/* Per-CPU tick state: the previous CPU times (for usage) and one kept cpufreq file per CPU under
+ * sys_root/devices/system/cpu. NULL only when memory is exhausted. */
+typedef struct sm_cpu sm_cpu;
+sm_cpu *sm_cpu_open(const char *sys_root);
+void sm_cpu_close(sm_cpu *cpu);
+/* One CPU tick from /proc/stat's text (as sm_read left it): parse, then as sm_cpu_update.
+ * Returns the number of CPUs, -ENOMEM, SM_EPARSE (no aggregate line) or SM_DEFER (text the caller
+ * must parse: it then hands the parsed rows to sm_cpu_update). */
+long sm_cpu_parse(sm_cpu *cpu, const char *text, size_t len, double ticks);
+/* Usage against the previous tick's times (matched by CPU id, rounded to 2 decimals exactly as
+ * Python's round) and frequency for `n` parsed rows (SM_CPU_ROW each); becomes the previous tick.
+ * Returns n, or -ENOMEM. */
+long sm_cpu_update(sm_cpu *cpu, const double *total, const double *rows, size_t n);
+/* The last tick's rows (SM_CORE_ROW each), and overall usage (NaN when unknown). */
+const double *sm_cpu_rows(const sm_cpu *cpu);
+double sm_cpu_overall(const sm_cpu *cpu);
+/* The last tick's aggregate times (8 doubles). */
+const double *sm_cpu_total(const sm_cpu *cpu);
 
 /* Returns the number of cpuN rows, SM_EPARSE without an aggregate `cpu` line, or SM_DEFER. */
 long sm_parse_stat(const char *text, size_t len, double ticks, double *total, double *cores,

@@ -8,9 +8,11 @@
  */
 #include "sysmon.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int passed, failed;
@@ -26,6 +28,22 @@ static int passed, failed;
             fputc('\n', stderr);                                   \
         }                                                          \
     } while (0)
+
+/* The CPU tick on one input, against whatever the inputs before it left as the previous tick:
+ * every row it reports is read whole (the sanitizer catches a short buffer). */
+static sm_cpu *fuzz_cpu;
+
+static void cpu_tick_all(const char *text, size_t len)
+{
+    long n = sm_cpu_parse(fuzz_cpu, text, len, 100.0);
+    CHECK(n >= 0 || n == SM_DEFER || n == SM_EPARSE, "cpu tick returned %ld", n);
+    const double *rows = sm_cpu_rows(fuzz_cpu);
+    for (long i = 0; i < n; i++) {
+        const double *row = rows + i * SM_CORE_ROW;
+        CHECK(isnan(row[1]) || (row[1] >= 0 && row[1] <= 100), "usage %f in 0-100", row[1]);
+        CHECK(row[3] == SM_FREQ_READ || row[3] == SM_FREQ_NONE || row[3] == SM_FREQ_DEFER, "source");
+    }
+}
 
 /* Every parser on one input; row parsers twice, to check the capacity protocol. */
 static void parse_all(const char *src, size_t len)
@@ -61,6 +79,7 @@ static void parse_all(const char *src, size_t len)
     CHECK(rc == 0 || rc == SM_DEFER || rc == SM_EPARSE, "loadavg rc %d", rc);
     rc = sm_parse_tcp_established(text, len, &established);
     CHECK(rc == 0 || rc <= SM_DEFER, "snmp rc %d", rc);
+    cpu_tick_all(text, len);
     free(text);
 }
 
@@ -294,8 +313,77 @@ static void huge_trees(void)
     free(text);
 }
 
+/* ------------------------------------------------------------------ CPU tick values */
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL, "create %s", path);
+    if (f != NULL) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+static void make_freq(const char *sys, int cpu, const char *name, const char *text)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/devices", sys);
+    mkdir(dir, 0700);
+    snprintf(dir, sizeof dir, "%s/devices/system", sys);
+    mkdir(dir, 0700);
+    snprintf(dir, sizeof dir, "%s/devices/system/cpu", sys);
+    mkdir(dir, 0700);
+    snprintf(dir, sizeof dir, "%s/devices/system/cpu/cpu%d", sys, cpu);
+    mkdir(dir, 0700);
+    snprintf(dir, sizeof dir, "%s/devices/system/cpu/cpu%d/cpufreq", sys, cpu);
+    mkdir(dir, 0700);
+    write_file(dir, name, text);
+}
+
+/* Two ticks with exact binary times: usage per core (a tie rounds half to even, as Python's round),
+ * a core seen first on the second tick, lines reordered, and each kind of cpufreq source. */
+static void cpu_tick_values(void)
+{
+    char sys[] = "/tmp/tracklab-sysmon-cputick-XXXXXX";
+    CHECK(mkdtemp(sys) != NULL, "mkdtemp");
+    make_freq(sys, 0, "scaling_cur_freq", "2400000\n");
+    make_freq(sys, 1, "cpuinfo_cur_freq", "1800500\n");
+    make_freq(sys, 2, "scaling_cur_freq", "+3000000\n"); /* Python's int() reads it; C defers */
+    sm_cpu *cpu = sm_cpu_open(sys);
+    const char *first = "cpu 0 0 0 0\ncpu0 0 0 0 0\ncpu1 0 0 0 0\ncpu2 0 0 0 0\n";
+    CHECK(sm_cpu_parse(cpu, first, strlen(first), 100.0) == 3, "first tick: 3 cpus");
+    CHECK(isnan(sm_cpu_overall(cpu)) && isnan(sm_cpu_rows(cpu)[1]), "no usage at first sight");
+    const char *second = "cpu 175 0 0 59825\ncpu2 25 0 0 19975\ncpu1 125 0 0 19875\ncpu0 25 0 0 75\n"
+                         "cpu3 1 0 0 1\n";
+    CHECK(sm_cpu_parse(cpu, second, strlen(second), 100.0) == 4, "second tick: 4 cpus");
+    const double *rows = sm_cpu_rows(cpu);
+    const double want_usage[4] = {0.12, 0.62, 25.0, NAN}; /* cpu2, cpu1, cpu0, cpu3 (new) */
+    const double want_id[4] = {2, 1, 0, 3};
+    const double want_source[4] = {SM_FREQ_DEFER, SM_FREQ_READ, SM_FREQ_READ, SM_FREQ_NONE};
+    for (int i = 0; i < 4; i++) {
+        const double *row = rows + i * SM_CORE_ROW;
+        CHECK(row[0] == want_id[i], "row %d id %f", i, row[0]);
+        CHECK(isnan(want_usage[i]) ? isnan(row[1]) : row[1] == want_usage[i], "row %d usage %.17g", i, row[1]);
+        CHECK(row[3] == want_source[i], "row %d source %f", i, row[3]);
+    }
+    CHECK(rows[1 * SM_CORE_ROW + 2] == 1800.5 && rows[2 * SM_CORE_ROW + 2] == 2400.0, "MHz from kHz");
+    CHECK(rows[2 * SM_CORE_ROW + 4] == 0.25 && rows[2 * SM_CORE_ROW + 7] == 0.75, "cpu0 times in seconds");
+    CHECK(sm_cpu_overall(cpu) == 0.29, "overall %.17g", sm_cpu_overall(cpu)); /* 1.75 of 600 s */
+    CHECK(sm_cpu_total(cpu)[3] == 598.25, "aggregate idle");
+    CHECK(sm_cpu_parse(cpu, "intr 1\n", 7, 100.0) == SM_EPARSE, "no aggregate line");
+    sm_cpu_close(cpu);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", sys);
+    CHECK(system(cmd) == 0, "remove %s", sys);
+}
+
 int main(int argc, char **argv)
 {
+    fuzz_cpu = sm_cpu_open("/nonexistent-tracklab-sys");
+    cpu_tick_values();
     huge_trees();
     for (int i = 1; i < argc; i++) {
         read_tree(argv[i]);
@@ -309,6 +397,7 @@ int main(int argc, char **argv)
     sm_reader *missing = sm_open("/nonexistent-tracklab-root");
     CHECK(sm_read(missing, SM_STAT) < 0 && sm_process_count(missing) < 0, "missing root errors");
     sm_close(missing);
+    sm_cpu_close(fuzz_cpu);
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }

@@ -23,7 +23,7 @@ def test_c_tests_pass_under_address_and_undefined_sanitizers(tmp_path):
     cc = require_command(os.environ.get("CC", "cc"))
     binary = tmp_path / "test_sysmon"
     subprocess.run([cc, *SANITIZE, "-I", str(ROOT / "native"), str(ROOT / "native/sysmon.c"),
-                    str(ROOT / "native/test_sysmon.c"), "-o", str(binary)], check=True)
+                    str(ROOT / "native/test_sysmon.c"), "-lm", "-o", str(binary)], check=True)
     trees = sorted(str(p) for p in (ROOT / "tests/fixtures").glob("*/proc"))
     result = subprocess.run([str(binary), *trees, "/proc"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -11,7 +11,7 @@ from . import _procfs as procfs
 from ._sysfs import NOT_REGULAR
 from ._sysmon_cffi import ffi, lib  # ImportError when the extension was not built
 from .errors import ParseError
-from .model import CpuTimes, DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
+from .model import CoreColumns, CpuTick, CpuTimes, DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
 
 R = TypeVar("R", DiskCounters, NetCounters)
 _PATHS = {
@@ -22,7 +22,7 @@ _PATHS = {
     lib.SM_LOADAVG: "loadavg",
     lib.SM_SNMP: "net/snmp",
 }
-_CPU_ROW, _DEV_ROW = lib.SM_CPU_ROW, lib.SM_DEV_ROW
+_CPU_ROW, _DEV_ROW, _CORE_ROW = lib.SM_CPU_ROW, lib.SM_DEV_ROW, lib.SM_CORE_ROW
 
 
 class Deferred:
@@ -76,6 +76,10 @@ class CffiHotReader:
             raise OSError(-length, os.strerror(-length), path)
         return lib.sm_text(self._reader, which), length
 
+
+    def cpu_ticker(self, sys_root: str) -> CffiCpuTicker:
+        return CffiCpuTicker(self, sys_root)
+
     def stat(self) -> StatCounters:
         text, length = self._read(lib.SM_STAT)
         found = _stat(text, length, self._ticks, self._buffers)
@@ -118,6 +122,54 @@ class CffiHotReader:
         lib.sm_reset(self._reader)
 
 
+class CffiCpuTicker:
+    """A CPU tick in two C calls (read /proc/stat; parse it, rate it against the last tick, read each
+    core's cpufreq): Python gets the rows as columns and builds no object per core."""
+
+    def __init__(self, reader: CffiHotReader, sys_root: str) -> None:
+        self._reader = reader
+        raw = lib.sm_cpu_open(os.fsencode(sys_root))
+        if raw == ffi.NULL:
+            raise MemoryError("cannot allocate the C CPU tick state")
+        self._cpu = ffi.gc(raw, lib.sm_cpu_close)
+        self._total = ffi.new("double[8]")
+
+    def tick(self) -> CpuTick:
+        text, length = self._reader._read(lib.SM_STAT)
+        count = lib.sm_cpu_parse(self._cpu, text, length, self._reader._ticks)
+        if count == lib.SM_DEFER:  # text outside the C parser's subset: Python parses, C does the rest
+            count = self._update(procfs.parse_stat(_decode(text, length), self._reader._ticks))
+        elif count == lib.SM_EPARSE:
+            raise ParseError("/proc/stat has no aggregate 'cpu' line")
+        elif count < 0:
+            raise MemoryError("cannot grow the C CPU tick state")
+        return self._columns(count)
+
+    def _update(self, stat: StatCounters) -> int:
+        self._total[0:8] = _times(stat.total)
+        rows = ffi.new("double[]", [v for cpu_id, times in stat.cores for v in (cpu_id, *_times(times))] or [0.0])
+        count = lib.sm_cpu_update(self._cpu, self._total, rows, len(stat.cores))
+        if count < 0:
+            raise MemoryError("cannot grow the C CPU tick state")
+        return int(count)
+
+    def _columns(self, count: int) -> CpuTick:
+        flat = ffi.unpack(lib.sm_cpu_rows(self._cpu), count * _CORE_ROW)
+        sources = list(map(int, flat[3::_CORE_ROW]))
+        return CpuTick(
+            total=CpuTimes(*ffi.unpack(lib.sm_cpu_total(self._cpu), 8)),
+            overall=_known(lib.sm_cpu_overall(self._cpu)),
+            cores=CoreColumns(
+                list(map(int, flat[0::_CORE_ROW])),
+                [None if v != v else v for v in flat[1::_CORE_ROW]],  # NaN: unknown (the C side's None)
+                [None if v != v else v for v in flat[2::_CORE_ROW]],
+                None,
+                tuple(flat[k::_CORE_ROW] for k in range(4, _CORE_ROW)),
+            ),
+            frequency_source=sources,
+        )
+
+
 def parse_native(kind: str, data: bytes, ticks_per_second: float = 100.0) -> object:
     """Run one C parser on `data` alone (no Python fallback): a record, DEFERRED, or ParseError."""
     buffers = _Buffers(rows=1)
@@ -130,6 +182,14 @@ def parse_native(kind: str, data: bytes, ticks_per_second: float = 100.0) -> obj
         return _rows(lib.sm_parse_net_dev, NetCounters, text, len(data), buffers)
     parsers = {"meminfo": _meminfo, "loadavg": _loadavg, "tcp_established": _tcp_established}
     return parsers[kind](text, len(data), buffers)
+
+
+def _known(value: float) -> float | None:
+    return None if value != value else value  # NaN: unknown
+
+
+def _times(t: CpuTimes) -> tuple[float, ...]:
+    return (t.user, t.nice, t.system, t.idle, t.iowait, t.irq, t.softirq, t.steal)
 
 
 def _decode(text: object, length: int) -> str:

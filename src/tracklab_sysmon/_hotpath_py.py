@@ -6,7 +6,21 @@ import os
 
 from . import _procfs as procfs
 from ._sysfs import KeptFile
-from .model import DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
+from .model import (
+    FREQ_NONE,
+    FREQ_READ,
+    CoreColumns,
+    CpuTick,
+    CpuTimes,
+    DiskCounters,
+    LoadAvg,
+    MemInfo,
+    NetCounters,
+    StatCounters,
+)
+from .rates import busy_percent
+
+_FREQ_NAMES = ("scaling_cur_freq", "cpuinfo_cur_freq")
 
 
 class PyHotReader:
@@ -46,7 +60,59 @@ class PyHotReader:
             # ASCII digits only: what the kernel names a PID directory, and what the C helper counts.
             return sum(1 for entry in entries if entry.name.isascii() and entry.name.isdigit())
 
+    def cpu_ticker(self, sys_root: str) -> PyCpuTicker:
+        return PyCpuTicker(self, sys_root)
+
     def close(self) -> None:
         for kept in self._files.values():
             kept.close()
         self._files.clear()
+
+
+class PyCpuTicker:
+    """The Python twin of the C helper's CPU tick: usage against the previous tick, cpufreq per core."""
+
+    def __init__(self, reader: PyHotReader, sys_root: str) -> None:
+        self._reader = reader
+        self._cpu_dir = os.path.join(sys_root, "devices/system/cpu")
+        self._freq_files: dict[int, KeptFile | None] = {}  # chosen at first sight of a core, kept open
+        self._previous: StatCounters | None = None
+
+    def tick(self) -> CpuTick:
+        stat = self._reader.stat()
+        previous, self._previous = self._previous, stat
+        before = dict(previous.cores) if previous else {}
+        ids = [cpu_id for cpu_id, _ in stat.cores]
+        usage = [_usage(before.get(cpu_id), times) for cpu_id, times in stat.cores]
+        frequency, sources = zip(*map(self._frequency, ids), strict=True) if ids else ((), ())
+        times = tuple(list(column) for column in zip(*(_fields(t) for _, t in stat.cores), strict=True))
+        return CpuTick(
+            total=stat.total,
+            overall=_usage(previous.total if previous else None, stat.total),
+            cores=CoreColumns(ids, usage, list(frequency), None, times or tuple([] for _ in range(8))),
+            frequency_source=list(sources),
+        )
+
+    def _frequency(self, cpu_id: int) -> tuple[float | None, int]:
+        if cpu_id not in self._freq_files:
+            base = os.path.join(self._cpu_dir, f"cpu{cpu_id}", "cpufreq")
+            path = next((p for p in (os.path.join(base, n) for n in _FREQ_NAMES) if os.path.exists(p)), None)
+            self._freq_files[cpu_id] = KeptFile(path) if path else None
+        kept = self._freq_files[cpu_id]
+        if kept is None:
+            return None, FREQ_NONE
+        return read_frequency(kept), FREQ_READ
+
+
+def read_frequency(kept: KeptFile) -> float | None:
+    """One cpufreq file's value in MHz; None while it cannot be read or parsed."""
+    text = kept.read()
+    return procfs.parse_khz_as_mhz(text) if text is not None else None
+
+
+def _usage(previous: CpuTimes | None, current: CpuTimes) -> float | None:
+    return busy_percent(previous, current) if previous is not None else None
+
+
+def _fields(times: CpuTimes) -> tuple[float, ...]:
+    return (times.user, times.nice, times.system, times.idle, times.iowait, times.irq, times.softirq, times.steal)

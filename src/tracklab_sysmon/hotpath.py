@@ -15,11 +15,17 @@ from typing import Protocol
 
 from ._hotpath_py import PyHotReader
 from .errors import BackendUnavailable
-from .model import DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
+from .model import CpuTick, DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
 
 ENV_VAR = "TRACKLAB_SYSMON_NATIVE"
 MODES = ("auto", "require", "off")
 _OFF_REASON = f"{ENV_VAR}=off"
+
+
+class CpuTicker(Protocol):
+    """A CPU tick in one call: usage against the previous call, and each core's cpufreq reading."""
+
+    def tick(self) -> CpuTick: ...
 
 
 class CounterReader(Protocol):
@@ -37,7 +43,13 @@ class CounterReader(Protocol):
     def close(self) -> None: ...
 
 
-ReaderFactory = Callable[[str], CounterReader]  # a backend's reader class, called with proc_root
+class ProcReader(CounterReader, Protocol):
+    """Both /proc backends (C helper and Python twin): the counters, and the CPU tick in one call."""
+
+    def cpu_ticker(self, sys_root: str) -> CpuTicker: ...
+
+
+ReaderFactory = Callable[[str], ProcReader]  # a backend's reader class, called with proc_root
 
 
 def select_backend(mode: str) -> tuple[ReaderFactory, str]:
@@ -78,10 +90,10 @@ def warn_if_fallback() -> None:
         )
 
 
-def open_reader(proc_root: str = "/proc") -> CounterReader:
+def open_reader(proc_root: str = "/proc") -> ProcReader:
     """A reader of the per-tick counters under `proc_root`, from the chosen backend."""
     return HotReader(proc_root)
 
 
-__all__ = ["BACKEND", "BACKEND_REASON", "ENV_VAR", "BackendUnavailable", "CounterReader", "HotReader", "open_reader",
-           "select_backend", "warn_if_fallback"]
+__all__ = ["BACKEND", "BACKEND_REASON", "ENV_VAR", "BackendUnavailable", "CounterReader", "CpuTicker", "HotReader",
+           "ProcReader", "open_reader", "select_backend", "warn_if_fallback"]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, overload
 
 # ---------------------------------------------------------------- raw counters (hot path output)
 
@@ -85,6 +86,23 @@ class MemInfo:
     swap_free: int | None
 
 
+# Where a CPU's frequency in a CpuTick came from (the C helper's SM_FREQ_* values).
+FREQ_READ, FREQ_NONE, FREQ_DEFER = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class CpuTick:
+    """One CPU tick from the hot path: overall and per-core usage against the previous tick, each
+    core's cpufreq reading, and the times. `frequency_source` per core: FREQ_READ (the value, or
+    None when the file could not be read), FREQ_NONE (no cpufreq file: ask /proc/cpuinfo) or
+    FREQ_DEFER (the C helper left that core's file to Python)."""
+
+    total: CpuTimes
+    overall: float | None
+    cores: CoreColumns
+    frequency_source: list[int]
+
+
 # ---------------------------------------------------------------- published samples
 
 
@@ -97,10 +115,58 @@ class CoreSample:
     times: CpuTimes
 
 
+class CoreColumns(Sequence[CoreSample]):
+    """Per-core values as columns (one list per field, as the hot path hands them over): the tick
+    builds no object per core; a `CoreSample` is made only when a reader indexes or iterates.
+    Compares equal to any sequence of the same CoreSamples (a tuple, or columns read back)."""
+
+    __slots__ = ("frequency", "ids", "temperature", "times", "usage")
+
+    def __init__(
+        self,
+        ids: list[int],
+        usage: list[float | None],
+        frequency: list[float | None],
+        temperature: list[float | None] | None,
+        times: tuple[list[float], ...],
+    ) -> None:
+        """`temperature` None: no core has one. `times`: eight columns, CpuTimes' fields in order."""
+        self.ids, self.usage, self.frequency, self.temperature, self.times = ids, usage, frequency, temperature, times
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, index: int) -> CoreSample: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[CoreSample, ...]: ...
+    def __getitem__(self, index: int | slice) -> CoreSample | tuple[CoreSample, ...]:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(len(self))))
+        return CoreSample(
+            id=self.ids[index],
+            usage=self.usage[index],
+            frequency=self.frequency[index],
+            temperature=self.temperature[index] if self.temperature is not None else None,
+            times=CpuTimes(*(column[index] for column in self.times)),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or len(self) != len(other):
+            return False
+        return all(a == b for a, b in zip(self, other, strict=True))
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"CoreColumns({tuple(self)!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class CpuSample:
     overall: float | None
-    cores: tuple[CoreSample, ...]
+    cores: Sequence[CoreSample]  # a tuple, or CoreColumns on the hot path
     load_average: tuple[float, float, float] | None
     processes: int | None
     threads: int | None

@@ -12,7 +12,7 @@ import time
 import tty
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TextIO
 
 from rich.console import Console, Group, RenderableType
@@ -100,7 +100,7 @@ def bar(value: float | None, width: int) -> Text:
     return Text("█" * filled, style=style) + Text("·" * (width - filled), style="dim")
 
 
-def core_strip(cores: tuple[CoreSample, ...], width: int, max_lines: int) -> Text:
+def core_strip(cores: Sequence[CoreSample], width: int, max_lines: int) -> Text:
     """One block character per core, wrapped to `width` columns and cut to `max_lines` lines."""
     cells = Text()
     shown = min(len(cores), width * max_lines)

@@ -27,6 +27,7 @@ from .model import (
     ContainerMemory,
     ContainerPids,
     ContainerSample,
+    CoreColumns,
     CoreSample,
     CpuSample,
     CpuTimes,
@@ -87,12 +88,28 @@ def snapshot_to_wire(snap: Snapshot) -> dict[str, Any]:
 def cpu_to_wire(cpu: CpuSample) -> dict[str, Any]:
     return {
         "overall": cpu.overall,
-        "cores": [_core(c) for c in cpu.cores],
+        "cores": _columns_to_wire(cpu.cores) if isinstance(cpu.cores, CoreColumns) else [_core(c) for c in cpu.cores],
         "loadAverage": list(cpu.load_average) if cpu.load_average else None,
         "processes": cpu.processes,
         "threads": cpu.threads,
         "temperature": cpu.temperature,
     }
+
+
+def _columns_to_wire(cores: CoreColumns) -> list[dict[str, Any]]:
+    """The same dicts as `_core`, straight from the hot path's columns (no CoreSample per core)."""
+    temperature = cores.temperature if cores.temperature is not None else [None] * len(cores)
+    return [
+        {
+            "id": cpu_id, "usage": usage, "frequency": frequency, "temperature": temp,
+            "times": {
+                "user": user, "nice": nice, "system": system, "idle": idle,
+                "iowait": iowait, "irq": irq, "softirq": softirq, "steal": steal,
+            },
+        }
+        for cpu_id, usage, frequency, temp, user, nice, system, idle, iowait, irq, softirq, steal in zip(
+            cores.ids, cores.usage, cores.frequency, temperature, *cores.times, strict=True)
+    ]
 
 
 def _core(core: CoreSample) -> dict[str, Any]:

@@ -4,68 +4,68 @@ from __future__ import annotations
 
 import os
 
-from .. import _procfs as procfs
 from .. import _sysfs as sysfs
-from ..hotpath import CounterReader
-from ..model import CoreSample, CpuSample, CpuTimes, StatCounters
-from ..rates import busy_percent
+from .._hotpath_py import read_frequency
+from ..hotpath import ProcReader
+from ..model import FREQ_DEFER, FREQ_NONE, CoreColumns, CpuSample
 from .cpuinfo import CpuinfoClock
 from .thermal import CpuThermal
+
+# Counting /proc's PID directories is one getdents pass over every process; the count moves
+# slowly and no reader needs it to the second, so it is refreshed at most this often.
+PROCESS_COUNT_SECONDS = 5.0
 
 
 class CpuCollector:
     name = "cpu"
     blocking = False
 
-    def __init__(self, reader: CounterReader, *, proc_root: str = "/proc", sys_root: str = "/sys") -> None:
+    def __init__(self, reader: ProcReader, *, proc_root: str = "/proc", sys_root: str = "/sys") -> None:
         self._reader = reader
+        self._ticker = reader.cpu_ticker(sys_root)  # usage and cpufreq per core, in one call
         self._cpu_dir = os.path.join(sys_root, "devices/system/cpu")
         self._thermal = CpuThermal(sys_root, proc_root=proc_root)
-        self._freq_files: dict[int, sysfs.KeptFile | None] = {}  # kept open: no re-open per tick
+        self._deferred: dict[int, sysfs.KeptFile] = {}  # cpufreq files the C helper left to Python
         self._cpuinfo_clock = CpuinfoClock(proc_root)  # for CPUs without cpufreq (most cloud VMs)
-        self._previous: StatCounters | None = None
+        self._processes: int | None = None
+        self._processes_at: float | None = None
 
     def collect(self, now: float) -> CpuSample:
-        stat = self._reader.stat()
-        previous = self._previous
-        self._previous = stat
-        before = dict(previous.cores) if previous else {}
+        tick = self._ticker.tick()
+        cores = tick.cores
+        if any(tick.frequency_source):  # only cores whose frequency the tick could not give
+            self._fill_frequencies(cores, tick.frequency_source, now)
         core_temps = self._thermal.core_temperatures()
-        cores = tuple(
-            CoreSample(
-                id=cpu_id,
-                usage=_usage(before.get(cpu_id), times),
-                frequency=self._frequency(cpu_id, now),
-                temperature=core_temps.get(cpu_id),
-                times=times,
-            )
-            for cpu_id, times in stat.cores
-        )
+        if core_temps:
+            cores.temperature = [core_temps.get(cpu_id) for cpu_id in cores.ids]
         load = self._reader.loadavg()
         return CpuSample(
-            overall=_usage(previous.total if previous else None, stat.total),
+            overall=tick.overall,
             cores=cores,
             load_average=(load.load1, load.load5, load.load15),
-            processes=self._reader.process_count(),
+            processes=self._process_count(now),
             threads=load.threads,
             temperature=self._thermal.package_temperature(),
         )
 
-    def _frequency(self, cpu_id: int, now: float) -> float | None:
-        if cpu_id not in self._freq_files:  # first sight of this core: find its cpufreq file once
-            base = os.path.join(self._cpu_dir, f"cpu{cpu_id}", "cpufreq")
-            path = next(
-                (p for p in (os.path.join(base, n) for n in ("scaling_cur_freq", "cpuinfo_cur_freq"))
-                 if os.path.exists(p)),
-                None,
-            )
-            self._freq_files[cpu_id] = sysfs.KeptFile(path) if path else None
-        kept = self._freq_files[cpu_id]
-        if kept is None:  # no cpufreq for this CPU: the kernel's `cpu MHz`, read at most every 10 s
-            return self._cpuinfo_clock.mhz(cpu_id, now)
-        text = kept.read()
-        return procfs.parse_khz_as_mhz(text) if text is not None else None
+    def _fill_frequencies(self, cores: CoreColumns, sources: list[int], now: float) -> None:
+        for index, source in enumerate(sources):
+            cpu_id = cores.ids[index]
+            if source == FREQ_NONE:  # no cpufreq for this CPU: the kernel's `cpu MHz`, read at most every 10 s
+                cores.frequency[index] = self._cpuinfo_clock.mhz(cpu_id, now)
+            elif source == FREQ_DEFER:
+                kept = self._deferred.get(cpu_id)
+                if kept is None:
+                    kept = self._deferred[cpu_id] = sysfs.KeptFile(self._freq_path(cpu_id))
+                cores.frequency[index] = read_frequency(kept)
 
+    def _freq_path(self, cpu_id: int) -> str:
+        base = os.path.join(self._cpu_dir, f"cpu{cpu_id}", "cpufreq")
+        scaling = os.path.join(base, "scaling_cur_freq")
+        return scaling if os.path.exists(scaling) else os.path.join(base, "cpuinfo_cur_freq")
 
-def _usage(previous: CpuTimes | None, current: CpuTimes) -> float | None:
-    return busy_percent(previous, current) if previous is not None else None
+    def _process_count(self, now: float) -> int:
+        at = self._processes_at
+        if self._processes is None or at is None or not 0 <= now - at < PROCESS_COUNT_SECONDS:
+            self._processes, self._processes_at = self._reader.process_count(), now
+        return self._processes
