@@ -605,6 +605,7 @@ enum { FREQ_TEXT = 64 }; /* a kHz value and a newline; longer text is not canoni
 
 struct sm_freq {
     int state;
+    int reads; /* since the path's identity was last checked */
     struct sm_file file; /* text unused: one pread into a stack buffer */
 };
 
@@ -788,8 +789,17 @@ static int frequency(sm_cpu *c, double id, double *mhz)
         return SM_FREQ_NONE;
     if (freq_path(c, at, f->state, path, sizeof path) < 0)
         return SM_FREQ_READ;
-    if (keep_current(&f->file, path) < 0)
-        return SM_FREQ_READ;
+    if (f->file.fd >= 0 && ++f->reads >= SM_FREQ_RECHECK) { /* KeptFile(recheck_every=...) */
+        f->reads = 0;
+        struct stat st;
+        if (stat(path, &st) < 0 || st.st_dev != f->file.dev || st.st_ino != f->file.ino)
+            drop(&f->file);
+    }
+    if (f->file.fd < 0) {
+        f->reads = 0;
+        if (open_regular(&f->file, path) < 0)
+            return SM_FREQ_READ;
+    }
     char text[FREQ_TEXT];
     ssize_t n;
     do

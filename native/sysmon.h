@@ -28,8 +28,10 @@ enum { SM_CPU_ROW = 9, SM_DEV_ROW = 6, SM_MEM_FIELDS = 4 };
  * frequency are NaN where unknown (Python's None). Frequency source: SM_FREQ_READ (the value, or
  * NaN when the cpufreq file could not be read), SM_FREQ_NONE (no cpufreq file for this CPU: the
  * caller asks /proc/cpuinfo) or SM_FREQ_DEFER (text outside the canonical subset, or an id too
- * large to keep: the caller reads that CPU's file itself). */
-enum { SM_CORE_ROW = 12, SM_FREQ_READ = 0, SM_FREQ_NONE = 1, SM_FREQ_DEFER = 2, SM_MAX_FREQ_ID = 65536 };
+ * large to keep: the caller reads that CPU's file itself). A kept cpufreq file's path is stat()ed
+ * for a replaced file only every SM_FREQ_RECHECK reads (a failed read reopens it at once). */
+enum { SM_CORE_ROW = 12, SM_FREQ_READ = 0, SM_FREQ_NONE = 1, SM_FREQ_DEFER = 2, SM_MAX_FREQ_ID = 65536,
+       SM_FREQ_RECHECK = 16 };
 
 typedef struct sm_reader sm_reader;
 

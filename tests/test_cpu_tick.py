@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from test_hotpath_parity import FIXTURE_TREES, _write_huge_tree
 
 from tracklab_sysmon import wire
-from tracklab_sysmon._hotpath_py import PyHotReader
+from tracklab_sysmon._hotpath_py import CPUFREQ_RECHECK, PyHotReader
 from tracklab_sysmon.collectors.cpu import PROCESS_COUNT_SECONDS, CpuCollector
 from tracklab_sysmon.model import FREQ_DEFER, FREQ_NONE, FREQ_READ, CoreColumns, CpuTick, CpuTimes
 from tracklab_sysmon.rates import busy_percent
@@ -170,3 +170,25 @@ def test_the_process_count_is_refreshed_every_few_seconds_not_every_tick(tmp_pat
     assert collector.collect(100.0 + PROCESS_COUNT_SECONDS).processes == counted + 1
     (proc / "999998").mkdir()
     assert collector.collect(50.0).processes == counted + 2  # the clock went back: count again
+
+
+def test_a_replaced_cpufreq_file_is_noticed_within_the_recheck_period(tmp_path: pathlib.Path) -> None:
+    """Both backends check a kept cpufreq path's identity every CPUFREQ_RECHECK reads (the C constant
+    is the same), so a file renamed over is read within that many ticks, on the same tick in both."""
+    assert native_module().lib.SM_FREQ_RECHECK == CPUFREQ_RECHECK
+    proc, sys_root = tmp_path / "proc", tmp_path / "sys"
+    proc.mkdir()
+    (proc / "stat").write_text("cpu 1 0 0 1\ncpu0 1 0 0 1\n")
+    freq = sys_root / "devices/system/cpu/cpu0/cpufreq"
+    freq.mkdir(parents=True)
+    (freq / "scaling_cur_freq").write_text("1000000\n")
+    native, python = tickers(str(proc), str(sys_root))
+    same(native.tick(), python.tick())
+    (freq / "new").write_text("2000000\n")
+    os.replace(freq / "new", freq / "scaling_cur_freq")
+    seen = []
+    for _ in range(CPUFREQ_RECHECK + 1):
+        tick = native.tick()
+        same(tick, python.tick())
+        seen.append(tick.cores.frequency[0])
+    assert seen == [1000.0] * (CPUFREQ_RECHECK - 1) + [2000.0] * 2

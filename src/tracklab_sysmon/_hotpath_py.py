@@ -21,6 +21,9 @@ from .model import (
 from .rates import busy_percent
 
 _FREQ_NAMES = ("scaling_cur_freq", "cpuinfo_cur_freq")
+# One cpufreq file per CPU is read every tick: its path is checked for a replaced file only every
+# this many reads (the C helper's SM_FREQ_RECHECK), which halves the syscalls of a 256-CPU tick.
+CPUFREQ_RECHECK = 16
 
 
 class PyHotReader:
@@ -97,7 +100,7 @@ class PyCpuTicker:
         if cpu_id not in self._freq_files:
             base = os.path.join(self._cpu_dir, f"cpu{cpu_id}", "cpufreq")
             path = next((p for p in (os.path.join(base, n) for n in _FREQ_NAMES) if os.path.exists(p)), None)
-            self._freq_files[cpu_id] = KeptFile(path) if path else None
+            self._freq_files[cpu_id] = KeptFile(path, recheck_every=CPUFREQ_RECHECK) if path else None
         kept = self._freq_files[cpu_id]
         if kept is None:
             return None, FREQ_NONE

@@ -58,20 +58,24 @@ def read_text(path: str) -> str | None:
 class KeptFile:
     """A file read every tick through one kept descriptor (pread from 0), reopened when it changes.
 
-    Before each read the path is stat()ed (about a microsecond): a file deleted, or renamed over
-    by a new one, is reopened, so a replaced file never keeps serving its old text. A failed read
-    also drops the descriptor, so the next read opens the path again (an offlined CPU's files come
+    Before a read the path is stat()ed (about a microsecond): a file deleted, or renamed over by a
+    new one, is reopened, so a replaced file never keeps serving its old text. `recheck_every` > 1
+    does that only every so many reads, for files read by the hundred per tick (one cpufreq file per
+    CPU): sysfs never renames over an attribute, and a removed one fails to read. A failed read
+    drops the descriptor, so the next read opens the path again (an offlined CPU's files come
     back). `read` gives None while the file cannot be opened or read; `read_or_raise` says why.
     """
 
-    __slots__ = ("_fd", "_identity", "_whole", "path")
+    __slots__ = ("_fd", "_identity", "_reads", "_recheck_every", "_whole", "path")
 
-    def __init__(self, path: str, *, whole: bool = False) -> None:
+    def __init__(self, path: str, *, whole: bool = False, recheck_every: int = 1) -> None:
         """`whole`: read until EOF (multi-record /proc files); else one pread (one-value files, 64 KiB)."""
         self.path = path
         self._fd: int | None = None
         self._identity: tuple[int, int] | None = None
         self._whole = whole
+        self._recheck_every = recheck_every
+        self._reads = 0
 
     def read(self) -> str | None:
         try:
@@ -89,10 +93,15 @@ class KeptFile:
             raise OSError(exc.errno, exc.strerror, self.path) from exc
 
     def _current(self) -> int:
-        if self._fd is not None and not self._same_file():
-            self.close()
+        if self._fd is not None:
+            self._reads += 1
+            if self._reads >= self._recheck_every:
+                self._reads = 0
+                if not self._same_file():
+                    self.close()
         if self._fd is None:
             self._fd, self._identity = open_regular(self.path)
+            self._reads = 0
         return self._fd
 
     def _same_file(self) -> bool:

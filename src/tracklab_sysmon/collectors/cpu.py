@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from .. import _sysfs as sysfs
-from .._hotpath_py import read_frequency
+from .._hotpath_py import CPUFREQ_RECHECK, read_frequency
 from ..hotpath import ProcReader
 from ..model import FREQ_DEFER, FREQ_NONE, CoreColumns, CpuSample
 from .cpuinfo import CpuinfoClock
@@ -56,7 +56,7 @@ class CpuCollector:
             elif source == FREQ_DEFER:
                 kept = self._deferred.get(cpu_id)
                 if kept is None:
-                    kept = self._deferred[cpu_id] = sysfs.KeptFile(self._freq_path(cpu_id))
+                    kept = self._deferred[cpu_id] = sysfs.KeptFile(self._freq_path(cpu_id), recheck_every=CPUFREQ_RECHECK)
                 cores.frequency[index] = read_frequency(kept)
 
     def _freq_path(self, cpu_id: int) -> str:
