@@ -56,7 +56,8 @@ class CpuCollector:
             elif source == FREQ_DEFER:
                 kept = self._deferred.get(cpu_id)
                 if kept is None:
-                    kept = self._deferred[cpu_id] = sysfs.KeptFile(self._freq_path(cpu_id), recheck_every=CPUFREQ_RECHECK)
+                    kept = sysfs.KeptFile(self._freq_path(cpu_id), recheck_every=CPUFREQ_RECHECK)
+                    self._deferred[cpu_id] = kept
                 cores.frequency[index] = read_frequency(kept)
 
     def _freq_path(self, cpu_id: int) -> str:
