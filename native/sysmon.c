@@ -624,8 +624,10 @@ struct sm_cpu {
     int have_total;
     double prev_total[8];
     double *parsed, *out;
-    size_t parsed_cap, out_cap;
+    size_t parsed_cap, out_cap, nout;
     double overall;
+    char *json;
+    size_t json_cap;
 };
 
 sm_cpu *sm_cpu_open(const char *sys_root)
@@ -660,6 +662,7 @@ void sm_cpu_close(sm_cpu *c)
     free(c->prev);
     free(c->parsed);
     free(c->out);
+    free(c->json);
     free(c->cpu_dir);
     free(c);
 }
@@ -843,7 +846,7 @@ long sm_cpu_update(sm_cpu *c, const double *total, const double *rows, size_t n)
         if (i > 0 && !(c->prev[i].id > c->prev[i - 1].id))
             c->prev_sorted = 0;
     }
-    c->nprev = n;
+    c->nprev = c->nout = n;
     memcpy(c->prev_total, total, sizeof c->prev_total);
     c->have_total = 1;
     return (long)n;
@@ -863,4 +866,104 @@ long sm_cpu_parse(sm_cpu *c, const char *text, size_t len, double ticks)
     if (found < 0)
         return found;
     return sm_cpu_update(c, total, c->parsed, (size_t)found);
+}
+
+/* ------------------------------------------------------------------ CPU tick as JSON */
+
+enum { CORE_JSON_MAX = 512 }; /* keys and 11 numbers of at most 24 characters each */
+
+/* `x` as orjson writes it, when x is a decimal of at most 3 places below 1e12 (every value of a
+ * core: ticks / 100, usage to 2 places, kHz / 1000, millidegrees / 1000): then orjson's shortest
+ * round-trip form is that decimal, trailing zeros dropped, ".0" when whole. NaN is null. Returns
+ * the length, or -1 for anything else (the caller lets orjson write the whole array). */
+static int put_number(char *p, double x)
+{
+    if (isnan(x)) {
+        memcpy(p, "null", 4);
+        return 4;
+    }
+    if (!(fabs(x) < 1e12))
+        return -1;
+    if (x == 0.0) {
+        const char *zero = signbit(x) ? "-0.0" : "0.0";
+        memcpy(p, zero, strlen(zero));
+        return (int)strlen(zero);
+    }
+    for (int places = 0; places <= 3; places++) {
+        double k = nearbyint(x * POW10[places]);
+        if (k / POW10[places] != x)
+            continue;
+        char *start = p;
+        if (k < 0) {
+            *p++ = '-';
+            k = -k;
+        }
+        /* k's decimal digits, then the point `places` digits from the right (zero-padded). The
+         * fewest places come first, so the fraction never ends in a zero. */
+        char digits[24];
+        int n = 0;
+        for (unsigned long long v = (unsigned long long)k; v > 0 || n <= places; v /= 10)
+            digits[n++] = (char)('0' + v % 10);
+        for (int i = n - 1; i >= places; i--)
+            *p++ = digits[i];
+        *p++ = '.';
+        if (places == 0)
+            *p++ = '0';
+        for (int i = places - 1; i >= 0; i--)
+            *p++ = digits[i];
+        return (int)(p - start);
+    }
+    return -1;
+}
+
+static char *put_key(char *p, const char *key, double x, int *ok)
+{
+    size_t n = strlen(key);
+    memcpy(p, key, n);
+    p += n;
+    int len = put_number(p, x);
+    if (len < 0) {
+        *ok = 0;
+        return p;
+    }
+    return p + len;
+}
+
+long sm_cpu_json(sm_cpu *c, const double *frequency, const double *temperature, const char **out)
+{
+    static const char *const MODES[8] = {",\"times\":{\"user\":", ",\"nice\":", ",\"system\":", ",\"idle\":",
+                                         ",\"iowait\":", ",\"irq\":", ",\"softirq\":", ",\"steal\":"};
+    size_t need = c->nout * CORE_JSON_MAX + 3;
+    if (need > c->json_cap) {
+        char *grown = realloc(c->json, need);
+        if (grown == NULL)
+            return -ENOMEM;
+        c->json = grown;
+        c->json_cap = need;
+    }
+    char *p = c->json;
+    int ok = 1;
+    *p++ = '[';
+    for (size_t i = 0; i < c->nout && ok; i++) {
+        const double *row = c->out + i * SM_CORE_ROW;
+        if (i > 0)
+            *p++ = ',';
+        if (!(row[0] >= 0 && row[0] < 1e12)) /* a CPU id put_number writes as a whole number */
+            return SM_DEFER;
+        memcpy(p, "{\"id\":", 6);
+        p += 6;
+        p += put_number(p, row[0]) - 2; /* a whole number: its digits, then drop the ".0" */
+        p = put_key(p, ",\"usage\":", row[1], &ok);
+        p = put_key(p, ",\"frequency\":", frequency ? frequency[i] : row[2], &ok);
+        p = put_key(p, ",\"temperature\":", temperature ? temperature[i] : NAN, &ok);
+        for (int m = 0; m < 8; m++)
+            p = put_key(p, MODES[m], row[4 + m], &ok);
+        *p++ = '}';
+        *p++ = '}';
+    }
+    if (!ok)
+        return SM_DEFER;
+    *p++ = ']';
+    *out = c->json;
+    return (long)(p - c->json);
 }

@@ -23,6 +23,7 @@ long sm_cpu_update(sm_cpu *cpu, const double *total, const double *rows, size_t 
 const double *sm_cpu_rows(const sm_cpu *cpu);
 double sm_cpu_overall(const sm_cpu *cpu);
 const double *sm_cpu_total(const sm_cpu *cpu);
+long sm_cpu_json(sm_cpu *cpu, const double *frequency, const double *temperature, const char **out);
 
 long sm_parse_stat(const char *text, size_t len, double ticks, double *total, double *cores,
                    size_t capacity);

@@ -67,6 +67,11 @@ const double *sm_cpu_rows(const sm_cpu *cpu);
 double sm_cpu_overall(const sm_cpu *cpu);
 /* The last tick's aggregate times (8 doubles). */
 const double *sm_cpu_total(const sm_cpu *cpu);
+/* The last tick's cores as the JSON array the wire writes (orjson's bytes exactly), with `frequency`
+ * and `temperature` (NULL: the tick's own frequency; no temperatures) as the caller completed them,
+ * NaN for null. Sets *out (valid until the next call) and returns the length, -ENOMEM, or SM_DEFER
+ * for a value outside the exact decimal forms (the caller encodes those cores itself). */
+long sm_cpu_json(sm_cpu *cpu, const double *frequency, const double *temperature, const char **out);
 
 /* Returns the number of cpuN rows, SM_EPARSE without an aggregate `cpu` line, or SM_DEFER. */
 long sm_parse_stat(const char *text, size_t len, double ticks, double *total, double *cores,

@@ -43,6 +43,9 @@ static void cpu_tick_all(const char *text, size_t len)
         CHECK(isnan(row[1]) || (row[1] >= 0 && row[1] <= 100), "usage %f in 0-100", row[1]);
         CHECK(row[3] == SM_FREQ_READ || row[3] == SM_FREQ_NONE || row[3] == SM_FREQ_DEFER, "source");
     }
+    const char *json = NULL;
+    long length = sm_cpu_json(fuzz_cpu, NULL, NULL, &json);
+    CHECK(length == SM_DEFER || (length >= 2 && json[0] == '[' && json[length - 1] == ']'), "cores json");
 }
 
 /* Every parser on one input; row parsers twice, to check the capacity protocol. */
@@ -373,6 +376,18 @@ static void cpu_tick_values(void)
     CHECK(rows[2 * SM_CORE_ROW + 4] == 0.25 && rows[2 * SM_CORE_ROW + 7] == 0.75, "cpu0 times in seconds");
     CHECK(sm_cpu_overall(cpu) == 0.29, "overall %.17g", sm_cpu_overall(cpu)); /* 1.75 of 600 s */
     CHECK(sm_cpu_total(cpu)[3] == 598.25, "aggregate idle");
+    const double temperature[4] = {41.5, NAN, -0.125, 0};
+    const char *json = NULL;
+    long length = sm_cpu_json(cpu, NULL, temperature, &json);
+    const char *want = "{\"id\":3,\"usage\":null,\"frequency\":null,\"temperature\":0.0,\"times\":{\"user\":0.01,"
+                       "\"nice\":0.0,\"system\":0.0,\"idle\":0.01,\"iowait\":0.0,\"irq\":0.0,\"softirq\":0.0,"
+                       "\"steal\":0.0}}]";
+    const char *head = "[{\"id\":2,\"usage\":0.12,\"frequency\":null,\"temperature\":41.5,";
+    CHECK(length > 0 && strncmp(json, head, strlen(head)) == 0
+              && (size_t)length > strlen(want) && memcmp(json + length - strlen(want), want, strlen(want)) == 0, /* not NUL-terminated */
+          "cores json: %.*s", (int)(length > 0 ? length : 0), json);
+    const double huge[4] = {1e15, 0, 0, 0};
+    CHECK(sm_cpu_json(cpu, NULL, huge, &json) == SM_DEFER, "a value beyond the exact forms defers");
     CHECK(sm_cpu_parse(cpu, "intr 1\n", 7, 100.0) == SM_EPARSE, "no aggregate line");
     sm_cpu_close(cpu);
     char cmd[600];

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+from typing import Any
 
 import orjson
 import pytest
@@ -16,7 +17,7 @@ from test_hotpath_parity import FIXTURE_TREES, _write_huge_tree
 from tracklab_sysmon import wire
 from tracklab_sysmon._hotpath_py import CPUFREQ_RECHECK, PyHotReader
 from tracklab_sysmon.collectors.cpu import PROCESS_COUNT_SECONDS, CpuCollector
-from tracklab_sysmon.model import FREQ_DEFER, FREQ_NONE, FREQ_READ, CoreColumns, CpuTick, CpuTimes
+from tracklab_sysmon.model import FREQ_DEFER, FREQ_NONE, FREQ_READ, CoreColumns, CpuSample, CpuTick, CpuTimes
 from tracklab_sysmon.rates import busy_percent
 
 
@@ -192,3 +193,91 @@ def test_a_replaced_cpufreq_file_is_noticed_within_the_recheck_period(tmp_path: 
         same(tick, python.tick())
         seen.append(tick.cores.frequency[0])
     assert seen == [1000.0] * (CPUFREQ_RECHECK - 1) + [2000.0] * 2
+
+
+def encoded_and_expected(cores: CoreColumns) -> tuple[bytes | None, bytes]:
+    return cores.encoded(), orjson.dumps([wire._core(c) for c in cores])
+
+
+def test_the_c_helper_writes_the_cores_json_byte_for_byte_as_orjson(tmp_path: pathlib.Path) -> None:
+    """On a 1,024-CPU tree, with frequencies filled in by Python and temperatures (some null), the C
+    helper's JSON array is orjson's, and the snapshot's bytes do not change with it."""
+    proc, sys_root = tmp_path / "proc", tmp_path / "sys"
+    _write_huge_tree(proc, 1024, 8)
+    for cpu in range(0, 1024, 3):
+        (sys_root / f"devices/system/cpu/cpu{cpu}/cpufreq").mkdir(parents=True)
+        (sys_root / f"devices/system/cpu/cpu{cpu}/cpufreq/scaling_cur_freq").write_text(f"{800000 + 7 * cpu}\n")
+    native = native_module().CffiHotReader(str(proc)).cpu_ticker(str(sys_root))
+    native.tick()
+    advance(proc / "stat", 1)
+    tick = native.tick()
+    cores = tick.cores
+    encoded, expected = encoded_and_expected(cores)
+    assert encoded == expected and encoded.count(b'"frequency":null') == 1024 - 342
+    cores.frequency = [None if f is None else f for f in cores.frequency]
+    for index, source in enumerate(tick.frequency_source):  # as the collector completes them
+        if source == FREQ_NONE:
+            cores.frequency[index] = 2999.999 if index % 2 else None
+    cores.temperature = [None if i % 5 == 0 else -12.5 + i / 8 for i in range(1024)]
+    encoded, expected = encoded_and_expected(cores)
+    assert encoded == expected and b'"frequency":2999.999' in encoded and b'"temperature":-12.5' not in encoded
+    assert b'"temperature":-12.375' in encoded
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    ticks=st.lists(st.integers(0, 10**15), min_size=16, max_size=16),
+    khz=st.one_of(st.none(), st.integers(0, 10**13)),
+    temperature=st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False), st.integers(-10**6, 10**9).map(
+        lambda m: m / 1000)),
+)
+def test_any_tick_encodes_like_orjson_or_is_left_to_it(
+    tmp_path: pathlib.Path, ticks: list[int], khz: int | None, temperature: float | None
+) -> None:
+    """Any counters, frequency and temperature: the C JSON equals orjson's, or C declines (None) and the
+    wire writes the cores itself, so the published bytes are orjson's either way."""
+    proc, sys_root = tmp_path / "p", tmp_path / "s"
+    proc.mkdir(exist_ok=True)
+    freq = sys_root / "devices/system/cpu/cpu0/cpufreq"
+    freq.mkdir(parents=True, exist_ok=True)
+    (freq / "scaling_cur_freq").write_text(f"{khz}\n" if khz is not None else "")
+    native = native_module().CffiHotReader(str(proc)).cpu_ticker(str(sys_root))
+    for values in (ticks[:8], ticks[8:]):
+        line = " ".join(map(str, values))
+        (proc / "stat").write_text(f"cpu {line}\ncpu0 {line}\n")
+        cores = native.tick().cores
+    cores.temperature = [temperature]
+    encoded, expected = encoded_and_expected(cores)
+    assert encoded in (None, expected)
+    snapshot_cpu = wire.cpu_to_wire(CpuSampleOf(cores), fragments=True)
+    assert orjson.dumps(snapshot_cpu) == orjson.dumps(wire.cpu_to_wire(CpuSampleOf(tuple(cores))))
+
+
+def test_ordinary_values_are_written_by_c_and_odd_ones_left_to_orjson(tmp_path: pathlib.Path) -> None:
+    """Temperatures of three decimals are C's; 1/3 °C or 1e15 s are not (None), and the wire still writes them."""
+    (tmp_path / "stat").write_text("cpu 1 2 3 4\ncpu0 1 2 3 4\n")
+    native = native_module().CffiHotReader(str(tmp_path)).cpu_ticker(str(tmp_path))
+    cores = native.tick().cores
+    cores.temperature = [41.125]
+    assert encoded_and_expected(cores)[0] is not None
+    for odd in (1 / 3, 1e15, -0.0005):
+        cores.temperature = [odd]
+        assert cores.encoded() is None
+        assert orjson.dumps(wire.cpu_to_wire(CpuSampleOf(cores), fragments=True)) == orjson.dumps(
+            wire.cpu_to_wire(CpuSampleOf(tuple(cores))))
+
+
+def test_an_older_ticks_cores_are_never_written_from_newer_c_rows(tmp_path: pathlib.Path) -> None:
+    """The C rows belong to the newest tick: columns kept from an earlier tick encode in Python, correctly."""
+    (tmp_path / "stat").write_text("cpu 1 2 3 4\ncpu0 1 2 3 4\n")
+    native = native_module().CffiHotReader(str(tmp_path)).cpu_ticker(str(tmp_path))
+    old = native.tick().cores
+    (tmp_path / "stat").write_text("cpu 9 9 9 9\ncpu0 9 9 9 9\n")
+    native.tick()
+    assert old.encoded() is None
+    assert orjson.loads(orjson.dumps(wire.cpu_to_wire(CpuSampleOf(old), fragments=True)))["cores"][0]["times"][
+        "user"] == 0.01
+
+
+def CpuSampleOf(cores: Any) -> CpuSample:
+    return CpuSample(overall=None, cores=cores, load_average=None, processes=None, threads=None, temperature=None)

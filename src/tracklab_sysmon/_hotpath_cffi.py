@@ -23,6 +23,7 @@ _PATHS = {
     lib.SM_SNMP: "net/snmp",
 }
 _CPU_ROW, _DEV_ROW, _CORE_ROW = lib.SM_CPU_ROW, lib.SM_DEV_ROW, lib.SM_CORE_ROW
+_NAN = float("nan")  # the C side's None
 
 
 class Deferred:
@@ -133,6 +134,8 @@ class CffiCpuTicker:
             raise MemoryError("cannot allocate the C CPU tick state")
         self._cpu = ffi.gc(raw, lib.sm_cpu_close)
         self._total = ffi.new("double[8]")
+        self._json = ffi.new("char **")
+        self._ticks = 0  # ticks so far: the C rows (and so the JSON) are those of the newest only
 
     def tick(self) -> CpuTick:
         text, length = self._reader._read(lib.SM_STAT)
@@ -156,7 +159,8 @@ class CffiCpuTicker:
     def _columns(self, count: int) -> CpuTick:
         flat = ffi.unpack(lib.sm_cpu_rows(self._cpu), count * _CORE_ROW)
         sources = list(map(int, flat[3::_CORE_ROW]))
-        return CpuTick(
+        self._ticks += 1
+        tick = CpuTick(
             total=CpuTimes(*ffi.unpack(lib.sm_cpu_total(self._cpu), 8)),
             overall=_known(lib.sm_cpu_overall(self._cpu)),
             cores=CoreColumns(
@@ -168,6 +172,26 @@ class CffiCpuTicker:
             ),
             frequency_source=sources,
         )
+        tick.cores.encoder = self._encoder(self._ticks, completed=any(sources))
+        return tick
+
+    def _encoder(self, tick: int, *, completed: bool) -> Callable[[CoreColumns], bytes | None]:
+        """Writes tick `tick`'s cores as JSON in C while they are still the newest; `completed`: the
+        collector filled in frequencies the C side left to it, so C must take Python's column."""
+
+        def encode(cores: CoreColumns) -> bytes | None:
+            if tick != self._ticks:
+                return None
+            frequency = _doubles(cores.frequency) if completed else ffi.NULL
+            temperature = _doubles(cores.temperature) if cores.temperature is not None else ffi.NULL
+            length = lib.sm_cpu_json(self._cpu, frequency, temperature, self._json)
+            return ffi.unpack(self._json[0], length) if length >= 0 else None
+
+        return encode
+
+
+def _doubles(column: list[float | None]) -> object:
+    return ffi.new("double[]", [_NAN if v is None else v for v in column])
 
 
 def parse_native(kind: str, data: bytes, ticks_per_second: float = 100.0) -> object:

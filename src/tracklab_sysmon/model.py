@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, overload
 
@@ -120,7 +120,7 @@ class CoreColumns(Sequence[CoreSample]):
     builds no object per core; a `CoreSample` is made only when a reader indexes or iterates.
     Compares equal to any sequence of the same CoreSamples (a tuple, or columns read back)."""
 
-    __slots__ = ("frequency", "ids", "temperature", "times", "usage")
+    __slots__ = ("encoder", "frequency", "ids", "temperature", "times", "usage")
 
     def __init__(
         self,
@@ -132,6 +132,13 @@ class CoreColumns(Sequence[CoreSample]):
     ) -> None:
         """`temperature` None: no core has one. `times`: eight columns, CpuTimes' fields in order."""
         self.ids, self.usage, self.frequency, self.temperature, self.times = ids, usage, frequency, temperature, times
+        # Set by the C helper: these cores as the wire's JSON array, or None when it cannot (then the
+        # wire writes them itself).
+        self.encoder: Callable[[CoreColumns], bytes | None] | None = None
+
+    def encoded(self) -> bytes | None:
+        """These cores as the wire's JSON array when the hot path can write it, else None."""
+        return self.encoder(self) if self.encoder is not None else None
 
     def __len__(self) -> int:
         return len(self.ids)

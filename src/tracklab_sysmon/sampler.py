@@ -159,16 +159,16 @@ class Sampler:
     def _encode(self, snapshot: Snapshot) -> tuple[Snapshot, bytes]:
         """The snapshot's JSON; a section that cannot be encoded is dropped and its collectors say why."""
         try:
-            encoded = wire.encode(wire.snapshot_to_wire(snapshot))
+            encoded = wire.encode_snapshot(snapshot)
         except (TypeError, ValueError) as whole:  # orjson: e.g. an int wider than 64 bits
             for section in sorted(SECTIONS):
                 try:
-                    wire.encode(wire.snapshot_to_wire(_keep(snapshot, {section})))
+                    wire.encode_snapshot(_keep(snapshot, {section}))
                 except (TypeError, ValueError) as exc:
                     snapshot = _keep(snapshot, SECTIONS - {section})
                     self._unencodable(section, exc)
             try:
-                return snapshot, wire.encode(wire.snapshot_to_wire(snapshot))
+                return snapshot, wire.encode_snapshot(snapshot)
             except (TypeError, ValueError):
                 raise whole from None
         for name in self._unencodable_names:  # their recovery was recorded quietly: say it once here

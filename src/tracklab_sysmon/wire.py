@@ -9,6 +9,7 @@ validate. Accelerator vendor details are read back into their typed records (`ac
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -71,11 +72,17 @@ def decode(data: bytes | str) -> Any:
     return orjson.loads(data)
 
 
-def snapshot_to_wire(snap: Snapshot) -> dict[str, Any]:
+def encode_snapshot(snap: Snapshot) -> bytes:
+    """The snapshot's JSON, the per-core array written by the C helper where it can (same bytes)."""
+    return encode(snapshot_to_wire(snap, fragments=True))
+
+
+def snapshot_to_wire(snap: Snapshot, *, fragments: bool = False) -> dict[str, Any]:
+    """The wire dict; `fragments`: the cores may be an orjson.Fragment (only for encoding at once)."""
     return {
         "node_id": snap.node_id,
         "timestamp": snap.timestamp,
-        "cpu": cpu_to_wire(snap.cpu) if snap.cpu else None,
+        "cpu": cpu_to_wire(snap.cpu, fragments) if snap.cpu else None,
         "memory": memory_to_wire(snap.memory) if snap.memory else None,
         "disk": disk_to_wire(snap.disk) if snap.disk else None,
         "network": network_to_wire(snap.network) if snap.network else None,
@@ -85,15 +92,23 @@ def snapshot_to_wire(snap: Snapshot) -> dict[str, Any]:
     }
 
 
-def cpu_to_wire(cpu: CpuSample) -> dict[str, Any]:
+def cpu_to_wire(cpu: CpuSample, fragments: bool = False) -> dict[str, Any]:
     return {
         "overall": cpu.overall,
-        "cores": _columns_to_wire(cpu.cores) if isinstance(cpu.cores, CoreColumns) else [_core(c) for c in cpu.cores],
+        "cores": _cores_to_wire(cpu.cores, fragments),
         "loadAverage": list(cpu.load_average) if cpu.load_average else None,
         "processes": cpu.processes,
         "threads": cpu.threads,
         "temperature": cpu.temperature,
     }
+
+
+def _cores_to_wire(cores: Sequence[CoreSample], fragments: bool) -> list[dict[str, Any]] | orjson.Fragment:
+    """The cores' list; with `fragments`, the JSON the C helper wrote for them where it could."""
+    if not isinstance(cores, CoreColumns):
+        return [_core(c) for c in cores]
+    encoded = cores.encoded() if fragments else None
+    return orjson.Fragment(encoded) if encoded is not None else _columns_to_wire(cores)
 
 
 def _columns_to_wire(cores: CoreColumns) -> list[dict[str, Any]]:
