@@ -240,6 +240,8 @@ async def test_own_rss_is_the_second_statm_field_times_the_page_size(
     sampler = tree_sampler(tree, statm_path=str(statm))
     await sampler.tick()
     assert sampler.own_rss == 1234 * os.sysconf("SC_PAGE_SIZE")
+    statm.write_text("9000 2000 300 10 0 500 0\n")  # rewritten in place: read when asked, not at the tick
+    assert sampler.own_rss == 2000 * os.sysconf("SC_PAGE_SIZE")
 
 
 async def test_own_rss_without_proc_comes_from_psutil(tree: pathlib.Path) -> None:

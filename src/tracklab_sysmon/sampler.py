@@ -121,8 +121,7 @@ class Sampler:
         self._sleep = sleep
         self._failure_log = RateLimitedLog(log, LOG_EVERY_SECONDS, monotonic)
         self._cpu_mark: tuple[float, float] | None = None
-        self.own_rss: int | None = None
-        self._statm = KeptFile(statm_path) if statm_path else None  # read per tick: /api/health reads nothing
+        self._statm = KeptFile(statm_path) if statm_path else None  # kept open, read only when asked
         self._threads: dict[str, CollectorThread] = {}  # made on first use: `blocking` may change
         self._in_flight: dict[str, asyncio.Future[_Outcome]] = {}
         self._unencodable_names: set[str] = set()  # collectors whose section failed to encode last tick
@@ -322,7 +321,11 @@ class Sampler:
             used = mark[1] - self._cpu_mark[1]
             self.own_cpu_percent = round(100.0 * used / (mark[0] - self._cpu_mark[0]), 3)
         self._cpu_mark = mark
-        self.own_rss = _rss_bytes(self._statm)
+
+    @property
+    def own_rss(self) -> int | None:
+        """This process's resident memory now: read when /api/health asks, not every tick."""
+        return _rss_bytes(self._statm)
 
 
 def _log_state(name: str, status: CollectorStatus) -> None:
