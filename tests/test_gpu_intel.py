@@ -77,7 +77,7 @@ def test_i915_engine_shares_power_and_busiest_class_after_two_seconds(tmp_path):
     set_value(root / "proc/500/fdinfo/8", "drm-engine-render", "10788864723 ns")  # +1.5 s of 2 s: 75 %
     set_value(root / "proc/500/fdinfo/8", "drm-engine-video", "3600000000 ns")  # 3.6 s / (2 x 2 s): 90 %
     set_value(root / "proc/501/fdinfo/4", "drm-engine-render", "300000000 ns")  # +0.2 s: 10 % (fd in 502 too)
-    (root / "sys/class/drm/card0/device/hwmon/hwmon3/energy1_input").write_text("1334567890\n")  # +100 J
+    (root / "sys/class/drm/card0/device/hwmon/hwmon9/energy1_input").write_text("1334567890\n")  # +100 J
     igpu, dg2 = as_wire(gpus.collect(12.0))
     assert igpu["engines"] == {"render": 75.0, "copy": 0.0, "video": 90.0, "videoEnhance": 0.0}
     assert igpu["utilization"] == 90.0
