@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 from conftest import FIXTURES
+from hypothesis import given
+from hypothesis import strategies as st
 
 SCRIPT = str(pathlib.Path(__file__).parent.parent / "scripts" / "gpu-check.sh")
 ENGINES = '"Render/3D/0": {"busy": 0.0, "sema": 0.0, "wait": 0.0, "unit": "%"}, "Blitter/0": {"busy": 0.0}, ' \
@@ -105,3 +107,34 @@ def test_rapl_check_without_zones_exits_2(tmp_path):
     (tmp_path / "sys").mkdir()
     done = _run(_bin(tmp_path / "bin", "true", "#!/bin/sh\n"), "rapl", tmp_path / "sys")
     assert done.returncode == 2 and "no RAPL zone under" in done.stderr
+
+
+def _script(name: str):
+    """A scripts/ module, imported from its file (scripts/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, pathlib.Path(SCRIPT).parent / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CHECK_INTEL, CHECK_RAPL = _script("check_intel"), _script("check_rapl")
+
+
+@given(st.text(max_size=300))
+def test_the_checks_parsers_never_raise(text):
+    """intel_gpu_top's stream and perf's CSV: any text (a stopped or failing tool) gives objects or figures."""
+    assert all(isinstance(o, dict) for o in CHECK_INTEL.json_objects(text))
+    assert all(isinstance(v, float) for v in CHECK_RAPL.perf_joules(text).values())
+
+
+def test_an_unterminated_intel_gpu_top_stream_gives_its_whole_samples():
+    """The stream stopped mid-object keeps the complete samples before it; perf's `<not counted>` is skipped."""
+    stream = '[\n{"engines": {"Video/0": {"busy": 10.0}, "Video/1": {"busy": 30.0}}},\n{"engines": {"Vid'
+    (sample,) = CHECK_INTEL.json_objects(stream)
+    assert CHECK_INTEL.top_classes(sample) == {"video": 20.0}  # the class share is the mean of its engines
+    perf = "<not counted>,Joules,power/energy-ram/,0,0.00,,\n3.50,Joules,power/energy-pkg/,1,100.00,,\n"
+    assert CHECK_RAPL.perf_joules(perf) == {"package": 3.5}
+
