@@ -6,7 +6,8 @@ LD_LIBRARY_PATH, exactly as pynvml finds the real library):
   slow-tick   NvidiaCollector.collect on a tick where the slow tier is due (PCIe, ECC, processes, MIG)
   naive       every field of every GPU through pynvml each tick, handles and names re-read,
               no caching (what a simple poller does)
-Prints median, p10-p90 spread and the ratio naive/collector. Run: .venv/bin/python benchmarks/bench_gpu.py
+Prints median, p10-p90 spread and the ratio naive/collector, then the Intel GPU, RAPL and energy ledger
+costs at 8 devices (bench_intel_energy.py). Run: .venv/bin/python benchmarks/bench_gpu.py
 """
 
 from __future__ import annotations
@@ -117,6 +118,10 @@ def main() -> None:
             for name, ns in times.items():
                 med, p10, p90 = summary(ns)
                 print(f"{gpus:>4}  {name:<10} {med:8.3f} {p10:8.3f} {p90:8.3f}  {med / base:5.2f}x")
+    print()
+    from bench_intel_energy import main as intel_and_energy  # Intel GPUs, RAPL and the ledger: no stub needed
+
+    intel_and_energy(rounds=ROUNDS)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,15 @@
 # Real-GPU check: compares every field the NVIDIA collector reports with nvidia-smi, then measures
 # the collector's cost per tick. Prints Markdown for docs/performance.md ("GPU collector").
 # Usage: scripts/gpu-check.sh [TICKS]      (PYTHON=... to pick the interpreter; default .venv/bin/python)
+#        scripts/gpu-check.sh intel [SECONDS]   Intel GPUs beside intel_gpu_top -J (scripts/check_intel.py)
+#        scripts/gpu-check.sh rapl [SECONDS]    RAPL energy beside perf stat power/energy-* (scripts/check_rapl.py)
 # Exit status: 0 all stable fields agree, 1 a field disagrees, 2 no NVIDIA GPU / nvidia-smi here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
+case "${1:-}" in
+  intel|rapl) exec "$PYTHON" "scripts/check_$1.py" "${@:2}" ;;
+esac
 TICKS=${1:-300}
 if ! command -v nvidia-smi >/dev/null 2>&1; then
   echo "gpu-check: nvidia-smi not found; run this on a machine with NVIDIA GPUs and their driver" >&2

@@ -277,6 +277,7 @@ TREE_SNAPSHOT = {
     "accelerators": [],
     "container": None,  # the tree has no /proc/self/cgroup
     "pressure": None,  # nor /proc/pressure
+    "energy": None,  # nor RAPL zones nor GPUs with an energy counter
 }
 
 TREE_INFO = {

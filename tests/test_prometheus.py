@@ -8,6 +8,7 @@ import subprocess
 from conftest import require_command
 from prometheus_client.parser import text_string_to_metric_families
 from test_container import expected_container_series
+from test_energy import expected_energy_series, node_tree
 
 from tracklab_sysmon import __version__
 from tracklab_sysmon.collectors import default_collectors
@@ -123,6 +124,7 @@ def _expected_series(snap: dict, health: dict) -> dict[tuple[str, frozenset], fl
         for name, path in GPU_GAUGES.items():
             put(name, dig(gpu, path), **labels)
     expected.update(expected_container_series(snap, NODE))  # container and PSI families: test_container.py
+    expected.update(expected_energy_series(snap, NODE))  # energy ledger and Intel engines: test_energy.py
     return expected
 
 
@@ -216,3 +218,12 @@ async def test_aggregator_exposes_every_node_promtool_clean(aiohttp_client, aioh
         assert ("tracklab_sysmon_memory_total_bytes", frozenset({"node_id": node}.items())) in samples
     for node, url in zip(("peer-one", "peer-two"), urls, strict=True):
         assert samples[("tracklab_sysmon_peer_up", frozenset({"node_id": node, "url": url}.items()))] == 1.0
+
+
+async def test_every_series_equals_the_rest_snapshot_with_energy_and_intel_gpus(aiohttp_client, tmp_path):
+    """On a tree with RAPL zones and xe cards, the joule counters and Intel gauges equal their REST fields too."""
+    root = node_tree(tmp_path)
+    roots = {"proc_root": str(root / "proc"), "sys_root": str(root / "sys")}
+    config = ServiceConfig(node_id=NODE, interval=SLOW, history=5, **roots)
+    snap = await _assert_every_series_equals_rest(await aiohttp_client(create_app(config)))
+    assert len(snap["energy"]["cpu"]) == 6 and [g["vendor"] for g in snap["energy"]["gpus"]] == ["intel"]

@@ -387,6 +387,7 @@ class AmdgpuReadings:
     temperatures: tuple[TemperatureSensor, ...] | None = None
     power_limit: float | None = None  # W
     clocks: Clocks = Clocks()
+    energy: float | None = None  # J, hwmon energy1_input where the card has one
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,8 +411,49 @@ class IoregDetails:
     core_count: int | None = None
 
 
+# Intel engine classes as i915 names them (xe's rcs, bcs, vcs, vecs, ccs are mapped onto these).
+EngineClass = Literal["render", "copy", "video", "video-enhance", "compute"]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineUse:
+    """% of one engine class busy over the last interval, summed over the card's DRM clients."""
+
+    engine: EngineClass
+    utilization: float | None  # None on the first reading (no interval yet)
+
+
+@dataclass(frozen=True, slots=True)
+class GtFrequency:
+    """The graphics clock in MHz: what the hardware runs at now, and the highest it may be asked for."""
+
+    actual: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IntelReadings:
+    """What the i915/xe sysfs files, the card's hwmon and its DRM clients say for an awake card."""
+
+    frequency: GtFrequency = GtFrequency()
+    energy: float | None = None  # J, hwmon energy1_input (card), else energy2_input (package)
+    temperatures: tuple[TemperatureSensor, ...] | None = None
+    engines: tuple[EngineUse, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IntelDetails:
+    """An Intel GPU under the i915 or xe driver; a runtime-suspended card has no readings (it is not woken)."""
+
+    card: str  # the DRM card folder, e.g. card0
+    driver: str  # i915 or xe
+    bus_id: str | None = None
+    runtime_status: str | None = None
+    readings: IntelReadings | None = None
+
+
 # The one source-specific record a device carries; readers match on its type.
-AcceleratorDetails = NvmlDetails | AmdgpuDetails | IoregDetails
+AcceleratorDetails = NvmlDetails | AmdgpuDetails | IoregDetails | IntelDetails
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,6 +486,7 @@ class Snapshot:
     accelerators: tuple[AcceleratorSample, ...] = ()
     container: ContainerSample | None = None  # None on a bare host (the service describes the root cgroup)
     pressure: PressureSample | None = None  # the host's PSI; None on kernels without it
+    energy: EnergySample | None = None  # None where no energy counter can be read
 
 
 @dataclass(frozen=True, slots=True)
@@ -645,3 +688,36 @@ class ProcessTree:
     read_rate: float | None
     write_rate: float | None
     gpu: tuple[GpuProcessUse, ...]  # one entry per device, summed over the members
+
+
+# ---------------------------------------------------------------- energy ledger
+
+
+@dataclass(frozen=True, slots=True)
+class RaplZone:
+    """One RAPL powercap zone: cumulative joules with the counter's wraps undone, average watts over the tick."""
+
+    zone: str  # the powercap folder: intel-rapl:0, intel-rapl:0:1
+    domain: str  # package, core, uncore, dram or psys (what the zone's `name` says)
+    package: int | None  # N of package-N (subzones: their package's); None for psys
+    joules: float
+    watts: float | None = None  # None on the first reading
+
+
+@dataclass(frozen=True, slots=True)
+class GpuEnergy:
+    """One accelerator's energy counter (NVML, amdgpu or Intel hwmon) and its average watts over the tick."""
+
+    id: int  # the accelerator's id in the snapshot
+    vendor: str | None
+    uuid: str | None
+    joules: float  # as the driver counts it (NVML: since the driver loaded)
+    watts: float | None = None  # None on the first reading, or when the counter went backwards
+
+
+@dataclass(frozen=True, slots=True)
+class EnergySample:
+    """Every energy counter the node has: RAPL zones (CPU packages, DRAM, ...) and accelerators."""
+
+    cpu: tuple[RaplZone, ...] = ()
+    gpus: tuple[GpuEnergy, ...] = ()

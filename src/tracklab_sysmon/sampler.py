@@ -13,12 +13,14 @@ from typing import Literal
 from . import wire
 from ._sysfs import KeptFile
 from .collectors.base import Collector, Partial, Section, section_of
+from .energy import EnergyLedger
 from .errors import Unavailable, describe
 from .model import (
     AcceleratorSample,
     ContainerSample,
     CpuSample,
     DiskSample,
+    EnergySample,
     MemorySample,
     NetworkSample,
     PressureSample,
@@ -30,7 +32,7 @@ from .workers import CollectorThread
 log = logging.getLogger(__name__)
 
 SELF_STATM = "/proc/self/statm"
-SECTIONS = frozenset({"cpu", "memory", "disk", "network", "accelerators", "container", "pressure"})
+SECTIONS = frozenset({"cpu", "memory", "disk", "network", "accelerators", "container", "pressure", "energy"})
 CollectorState = Literal["pending", "ok", "degraded", "error", "unavailable"]
 Listener = Callable[[Snapshot, bytes], None]
 PRIME_SECONDS = 0.2  # the first published rates cover at least this long
@@ -126,6 +128,7 @@ class Sampler:
         self._in_flight: dict[str, asyncio.Future[_Outcome]] = {}
         self._unencodable_names: set[str] = set()  # collectors whose section failed to encode last tick
         self._filled: dict[str, str] = {}  # collector name -> the Snapshot section its records fill
+        self._energy = EnergyLedger()  # joins GPU energy counters to the RAPL zones, with watts
         self.thread_wait = max(interval, MIN_THREAD_WAIT)
         # A tick may legitimately take one interval plus a blocking collector's wait.
         self.stall_after = max(STALL_INTERVALS * interval, interval + self.thread_wait)
@@ -136,12 +139,14 @@ class Sampler:
 
     async def prime(self) -> None:
         """Read every counter once, so the first published snapshot already has real rates."""
-        await self._collect_all(self._monotonic())
+        now = self._monotonic()
+        self._energy.complete(_assemble(self.node_id, 0, await self._collect_all(now)), now)
 
     async def tick(self) -> Snapshot:
         """Collect, build, encode once, store and publish one snapshot."""
-        values = await self._collect_all(self._monotonic())
-        snapshot = _assemble(self.node_id, int(self._wall() * 1000), values)
+        now = self._monotonic()
+        values = await self._collect_all(now)
+        snapshot = self._energy.complete(_assemble(self.node_id, int(self._wall() * 1000), values), now)
         snapshot, encoded = self._encode(snapshot)
         self.latest, self.latest_bytes = snapshot, encoded
         self.ring.append(snapshot.timestamp, encoded)
@@ -342,6 +347,7 @@ def _assemble(node_id: str, timestamp: int, values: list[Section]) -> Snapshot:
     network: NetworkSample | None = None
     container: ContainerSample | None = None
     pressure: PressureSample | None = None
+    energy: EnergySample | None = None
     accelerators: list[AcceleratorSample] = []
     for value in values:
         match value:
@@ -357,10 +363,12 @@ def _assemble(node_id: str, timestamp: int, values: list[Section]) -> Snapshot:
                 container = value
             case PressureSample():
                 pressure = value
+            case EnergySample():
+                energy = value
             case _:
                 accelerators.extend(value)
     return Snapshot(node_id=node_id, timestamp=timestamp, cpu=cpu, memory=memory, disk=disk, network=network,
-                    accelerators=tuple(accelerators), container=container, pressure=pressure)
+                    accelerators=tuple(accelerators), container=container, pressure=pressure, energy=energy)
 
 
 def _keep(snapshot: Snapshot, sections: frozenset[str] | set[str]) -> Snapshot:
@@ -375,6 +383,7 @@ def _keep(snapshot: Snapshot, sections: frozenset[str] | set[str]) -> Snapshot:
         accelerators=snapshot.accelerators if "accelerators" in sections else (),
         container=snapshot.container if "container" in sections else None,
         pressure=snapshot.pressure if "pressure" in sections else None,
+        energy=snapshot.energy if "energy" in sections else None,
     )
 
 

@@ -28,6 +28,7 @@ from .errors import ConfigError, SysmonError, WireError
 from .model import AcceleratorSample, Snapshot
 from .protocol import auth_headers
 from .scopes import SCOPES, container_values, run_tree, run_values, visible_devices
+from .sdk_energy import EnergyBetweenLogs, energy_totals
 
 log = logging.getLogger(__name__)
 RUN_DIR_ENV = "TRACKLAB_SYSMON_DIR"
@@ -165,6 +166,7 @@ class SystemMetrics:
         self._warned = False  # an outage was reported (cleared when metrics return)
         self._refused = False  # an invalid snapshot was reported (cleared by the next valid one)
         self._monitor: Any = None  # a SystemMonitor we started (start_service=True)
+        self._energy = EnergyBetweenLogs()  # joules used between two log calls (sdk_energy.py)
         self._thread: threading.Thread | None = None
 
     def start(self, *, wait: bool = True) -> SystemMetrics:
@@ -197,7 +199,11 @@ class SystemMetrics:
             return dict(self._latest)
 
     def for_log(self) -> dict[str, float]:
-        """What one log call records: the latest values, or the window's aggregate, then reset."""
+        """What one log call records: the latest values, or the window's aggregate, then reset; plus the
+        energy used since the previous log call (`energy.*.joules`, never aggregated)."""
+        return self._values_for_log() | self._energy.take()
+
+    def _values_for_log(self) -> dict[str, float]:
         if not self.config.aggregate:
             return self.latest()
         with self._lock:
@@ -214,6 +220,7 @@ class SystemMetrics:
         try:
             snapshot = self._fetch()
             flat = self._scoped(snapshot)
+            energy = self._energy_totals(snapshot)
         except WireError as exc:  # the service answered, but not with a valid snapshot: keep the last good values
             with self._lock:
                 first_refusal, self._refused = not self._refused, True
@@ -233,6 +240,7 @@ class SystemMetrics:
             self._latest, self._latest_ts = flat, snapshot.timestamp
             self._latest_alone = None
             recovered, self._warned, self._refused = self._warned, False, False
+        self._energy.see(snapshot.timestamp, energy)
         if recovered:
             log.warning("system metrics from %s are back", self.service_url)
         return True
@@ -251,6 +259,11 @@ class SystemMetrics:
         if config.scope == "container":
             return flat | (container_values(snapshot.container, config.prefix) if snapshot.container else {})
         return flat | run_values(run_tree(self._get_json, os.getpid()), visible, config.prefix)
+
+    def _energy_totals(self, snapshot: Snapshot) -> dict[str, float]:
+        """Cumulative joules per energy key, GPUs only where the environment leaves them visible."""
+        visible = visible_devices(os.environ, snapshot.accelerators) if self.config.include_gpu else set()
+        return energy_totals(snapshot, visible, self.config.prefix)
 
     def _get_json(self, path: str) -> Any:
         with self._open(self.service_url + path) as resp:

@@ -35,8 +35,15 @@ from .model import (
     DiskDeviceSample,
     DiskSample,
     EccErrors,
+    EnergySample,
+    EngineClass,
+    EngineUse,
+    GpuEnergy,
     GpuProcess,
     GpuProcessUse,
+    GtFrequency,
+    IntelDetails,
+    IntelReadings,
     InterfaceSample,
     IoregDetails,
     MemorySample,
@@ -52,6 +59,7 @@ from .model import (
     ProcessTree,
     Profiling,
     PsiFigures,
+    RaplZone,
     ResourcePressure,
     Snapshot,
     SwapSample,
@@ -89,6 +97,7 @@ def snapshot_to_wire(snap: Snapshot, *, fragments: bool = False) -> dict[str, An
         "accelerators": [accelerator_to_wire(a) for a in snap.accelerators],
         "container": container_to_wire(snap.container) if snap.container else None,
         "pressure": pressure_to_wire(snap.pressure) if snap.pressure else None,
+        "energy": energy_to_wire(snap.energy) if snap.energy else None,
     }
 
 
@@ -217,6 +226,11 @@ def accelerator_to_wire(acc: AcceleratorSample) -> dict[str, Any]:
         body.update(busId=details.bus_id, card=details.card, runtimeStatus=details.runtime_status)
         if details.readings is not None:
             body.update(_amdgpu_readings(details.readings))
+    elif isinstance(details, IntelDetails):
+        body.update(busId=details.bus_id, card=details.card, driver=details.driver,
+                    runtimeStatus=details.runtime_status)
+        if details.readings is not None:
+            body.update(_intel_readings(details.readings))
     elif isinstance(details, IoregDetails):
         body.update(
             rendererUtilization=details.renderer_utilization,
@@ -281,6 +295,22 @@ def _amdgpu_readings(r: AmdgpuReadings) -> dict[str, Any]:
         "temperatures": {t.label: t.celsius for t in r.temperatures} if r.temperatures is not None else None,
         "powerLimit": r.power_limit,
         "clocks": _clocks(r.clocks),
+        "energy": r.energy,
+    }
+
+
+# EngineClass -> its wire name.
+ENGINE_NAMES: dict[EngineClass, str] = {
+    "render": "render", "copy": "copy", "video": "video", "video-enhance": "videoEnhance", "compute": "compute",
+}
+
+
+def _intel_readings(r: IntelReadings) -> dict[str, Any]:
+    return {
+        "frequency": {"actual": r.frequency.actual, "max": r.frequency.max},
+        "energy": r.energy,
+        "temperatures": {t.label: t.celsius for t in r.temperatures} if r.temperatures is not None else None,
+        "engines": {ENGINE_NAMES[e.engine]: e.utilization for e in r.engines},
     }
 
 
@@ -366,6 +396,20 @@ def _psi(figures: PsiFigures) -> dict[str, Any]:
     return {"avg10": figures.avg10, "avg60": figures.avg60, "avg300": figures.avg300, "total": figures.total}
 
 
+def energy_to_wire(energy: EnergySample) -> dict[str, Any]:
+    """The energy ledger: RAPL zones and accelerators, cumulative joules and average watts over the tick."""
+    return {
+        "cpu": [
+            {"zone": z.zone, "domain": z.domain, "package": z.package, "joules": z.joules, "watts": z.watts}
+            for z in energy.cpu
+        ],
+        "gpus": [
+            {"id": g.id, "vendor": g.vendor, "uuid": g.uuid, "joules": g.joules, "watts": g.watts}
+            for g in energy.gpus
+        ],
+    }
+
+
 def system_info_to_wire(info: SystemInfo) -> dict[str, Any]:
     return {
         "platform": info.platform,
@@ -414,6 +458,7 @@ def snapshot_from_wire(data: bytes | bytearray | memoryview | str | dict[str, An
         accelerators=tuple(_accelerator_from_obj(a) for a in snap.objects("accelerators")),
         container=_read_container(section) if (section := snap.obj("container")) else None,
         pressure=_read_pressure(section) if (section := snap.obj("pressure")) else None,
+        energy=_read_energy(section) if (section := snap.obj("energy")) else None,
     )
 
 
@@ -681,6 +726,31 @@ def _read_psi(psi: _Obj) -> PsiFigures:
     return PsiFigures(avg10=avg10, avg60=avg60, avg300=avg300, total=total)
 
 
+def _read_energy(energy: _Obj) -> EnergySample:
+    return EnergySample(
+        cpu=tuple(
+            RaplZone(
+                zone=_required(z.text("zone", optional=False)),
+                domain=_required(z.text("domain", optional=False)),
+                package=z.integer("package"),
+                joules=_required(z.number("joules", optional=False)),
+                watts=z.number("watts"),
+            )
+            for z in energy.objects("cpu")
+        ),
+        gpus=tuple(
+            GpuEnergy(
+                id=_required(g.integer("id", optional=False)),
+                vendor=g.text("vendor"),
+                uuid=g.text("uuid"),
+                joules=_required(g.number("joules", optional=False)),
+                watts=g.number("watts"),
+            )
+            for g in energy.objects("gpus")
+        ),
+    )
+
+
 # -------------------------------- the accelerator itself
 
 _THROTTLE_REASONS_BY_NAME: dict[str, ThrottleReason] = {n: reason for reason, n in THROTTLE_REASON_NAMES.items()}
@@ -688,14 +758,17 @@ _NVML_READING_KEYS = (
     "memoryUtilization", "encoderUtilization", "decoderUtilization", "clocks", "powerLimit", "energy", "pcie",
     "eccErrors", "throttleReasons", "performanceState", "processes", "mig", "profiling",
 )
-_AMDGPU_READING_KEYS = ("memoryUtilization", "gtt", "temperatures", "powerLimit", "clocks")
+_AMDGPU_READING_KEYS = ("memoryUtilization", "gtt", "temperatures", "powerLimit", "clocks", "energy")
+_INTEL_READING_KEYS = ("frequency", "energy", "temperatures", "engines")
+_ENGINES_BY_NAME: dict[str, EngineClass] = {n: engine for engine, n in ENGINE_NAMES.items()}
 
 
 def accelerator_from_wire(data: dict[str, Any], path: str = "accelerator") -> AcceleratorSample:
     """The AcceleratorSample that `accelerator_to_wire` turns into `data`; WireError (a ValueError) names the bad field.
 
     Which details record a device carries follows from the keys its source always writes: `lost`
-    (NVML), `card` (amdgpu), `ioClass` (ioreg). Unknown keys are ignored (a newer peer).
+    (NVML), `card` (amdgpu), `ioClass` (ioreg), `driver` (Intel, which writes `card` too). Unknown keys
+    are ignored (a newer peer).
     """
     return _accelerator_from_obj(_Obj(data, path))
 
@@ -720,9 +793,19 @@ def _accelerator_from_obj(acc: _Obj) -> AcceleratorSample:
 
 
 def _details(acc: _Obj) -> AcceleratorDetails | None:
-    anchors = [key for key in ("lost", "card", "ioClass") if key in acc.body]
+    anchors = [key for key in ("lost", "card", "ioClass", "driver") if key in acc.body]
+    if "driver" in anchors and "card" in anchors:
+        anchors.remove("card")  # an Intel card names its card folder too
     if len(anchors) > 1:
         raise WireError(f"{acc.path}: {' and '.join(anchors)} belong to different sources")
+    if "driver" in acc.body:
+        return IntelDetails(
+            card=_required(acc.text("card", optional=False)),
+            driver=_required(acc.text("driver", optional=False)),
+            bus_id=acc.text("busId"),
+            runtime_status=acc.text("runtimeStatus"),
+            readings=_intel_readings_from(acc) if _any_key(acc, _INTEL_READING_KEYS) else None,
+        )
     if "lost" in acc.body:
         return NvmlDetails(
             bus_id=acc.text("busId"),
@@ -781,7 +864,26 @@ def _amdgpu_readings_from(acc: _Obj) -> AmdgpuReadings:
         ) if temps else None,
         power_limit=acc.number("powerLimit"),
         clocks=_clocks_from(acc.obj("clocks")),
+        energy=acc.number("energy"),
     )
+
+
+def _intel_readings_from(acc: _Obj) -> IntelReadings:
+    frequency, engines = acc.obj("frequency"), acc.obj("engines")
+    return IntelReadings(
+        frequency=GtFrequency(frequency.number("actual"), frequency.number("max")) if frequency else GtFrequency(),
+        energy=acc.number("energy"),
+        temperatures=_temperatures_from(acc.obj("temperatures")),
+        engines=tuple(
+            EngineUse(_ENGINES_BY_NAME[name], engines.number(name)) for name in engines.body if name in _ENGINES_BY_NAME
+        ) if engines else (),
+    )
+
+
+def _temperatures_from(temps: _Obj | None) -> tuple[TemperatureSensor, ...] | None:
+    if temps is None:
+        return None
+    return tuple(TemperatureSensor(label, _required(temps.number(label, optional=False))) for label in temps.body)
 
 
 def _clocks_from(clocks: _Obj | None) -> Clocks:

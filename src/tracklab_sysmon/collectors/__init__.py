@@ -14,6 +14,7 @@ from .base import Collector, reading_host
 from .container import ContainerCollector, HostPressureCollector
 from .cpu import CpuCollector
 from .disk import HOST_STATVFS, DiskCollector
+from .energy_sources import energy_collectors
 from .memory import MemoryCollector
 from .network import NetworkCollector
 from .nvidia import NvidiaCollector
@@ -57,6 +58,7 @@ def default_collectors(
         NetworkCollector(reader),
         *gpus,
         *_job_collectors(proc_root, sys_root, cgroup),
+        *energy_collectors(proc_root, sys_root, host=host),
     )
 
 

@@ -34,6 +34,7 @@ class AmdCard:
     bus_id: str | None
     name: str
     uuid: str | None
+    has_energy: bool = False  # hwmon energy1_input exists (looked for once: most amdgpu cards have none)
 
 
 def discover(sys_root: str) -> tuple[AmdCard, ...]:
@@ -46,15 +47,17 @@ def discover(sys_root: str) -> tuple[AmdCard, ...]:
         uevent = _uevent(read_text(os.path.join(device, "uevent")) or "")
         if uevent.get("DRIVER") != "amdgpu":
             continue
+        hwmon = _hwmon(device)
         found.append(
             AmdCard(
                 index=len(found),
                 card=card,
                 device=device,
-                hwmon=_hwmon(device),
+                hwmon=hwmon,
                 bus_id=uevent.get("PCI_SLOT_NAME"),
                 name=_line(device, "product_name") or f"AMD GPU {uevent.get('PCI_ID', 'unknown')}",
                 uuid=_line(device, "unique_id"),
+                has_energy=hwmon is not None and os.path.isfile(os.path.join(hwmon, "energy1_input")),
             )
         )
     return tuple(found)
@@ -85,6 +88,7 @@ def read_card(card: AmdCard) -> AcceleratorSample:
             temperatures=_temperatures(hw),
             power_limit=_scaled(hw, "power1_cap", 1e6),
             clocks=Clocks(sm=_dpm(dev, "pp_dpm_sclk"), memory=_dpm(dev, "pp_dpm_mclk")),
+            energy=_scaled(hw, "energy1_input", 1e6) if card.has_energy else None,  # µJ
         ),
     )
 

@@ -10,6 +10,7 @@ from ..model import (
     ContainerSample,
     CpuSample,
     DiskSample,
+    EnergySample,
     MemorySample,
     NetworkSample,
     PressureSample,
@@ -17,7 +18,10 @@ from ..model import (
 
 Accelerators = tuple[AcceleratorSample, ...]
 # What `collect` returns: the record of one Snapshot section; the sampler matches on its type.
-Section = CpuSample | MemorySample | DiskSample | NetworkSample | Accelerators | ContainerSample | PressureSample
+Section = (
+    CpuSample | MemorySample | DiskSample | NetworkSample | Accelerators | ContainerSample | PressureSample
+    | EnergySample
+)
 
 
 class Collector(Protocol):
@@ -71,5 +75,7 @@ def section_of(value: Section) -> str:
             return "container"
         case PressureSample():
             return "pressure"
+        case EnergySample():
+            return "energy"
         case _:
             return "accelerators"

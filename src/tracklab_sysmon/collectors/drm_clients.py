@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import os
-import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from .._sysfs import list_dir, read_text
 from . import amd
 from .drm_fdinfo import DrmClient, EngineTime, busy_percent, parse_fdinfo
+from .intel_cards import intel_slots
 
 RESCAN_SECONDS = 60.0  # cards are looked for again this often (a driver loaded late)
 FD_WALK_SECONDS = 10.0  # every process's fds are walked this often; between walks only known DRM fds are read
-INTEL_DRIVERS = ("i915", "xe")
-_CARD = re.compile(r"card(\d+)$")
 _DIRECTORY = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)  # absent on Windows
 _DEVICE_REGIONS = ("vram", "local")  # memory on the card; integrated GPUs have none and count system memory
 
@@ -41,15 +40,7 @@ class ProcessCardUse:
 def discover_cards(sys_root: str) -> dict[str, DrmCard]:
     """AMD cards indexed as the AMD collector does; Intel (i915, xe) cards indexed in PCI address order."""
     cards = {c.bus_id.lower(): DrmCard(c.bus_id.lower(), "amd", c.index) for c in amd.discover(sys_root) if c.bus_id}
-    intel: set[str] = set()
-    drm = os.path.join(sys_root, "class/drm")
-    for entry in list_dir(drm):
-        if _CARD.match(entry):
-            uevent = dict(line.split("=", 1) for line in (read_text(os.path.join(drm, entry, "device/uevent")) or "")
-                          .splitlines() if "=" in line)
-            if uevent.get("DRIVER") in INTEL_DRIVERS and uevent.get("PCI_SLOT_NAME"):
-                intel.add(uevent["PCI_SLOT_NAME"].lower())
-    cards.update({pdev: DrmCard(pdev, "intel", index) for index, pdev in enumerate(sorted(intel))})
+    cards.update({s.bus_id: DrmCard(s.bus_id, "intel", index) for index, s in enumerate(intel_slots(sys_root))})
     return cards
 
 
@@ -93,6 +84,43 @@ def _links_to_drm(fd: str, folder: int) -> bool:
         return False
 
 
+class ClientWalk:
+    """The DRM clients of the cards one cares for: every process's fds are walked every `walk_seconds`; between
+    walks only the fds the last walk found holding such a client are read again (a new client waits for the
+    next walk, a closed one is gone at once).
+
+    With `walk_share` (CPU seconds per second), a walk that costs more stretches the period until the next one
+    so that walks take at most that share of one core: on a host of many fds a new client is seen later,
+    but the cost stays bounded. `cpu_clock` measures the walk (this thread's CPU time).
+    """
+
+    def __init__(self, proc_root: str, walk_seconds: float = FD_WALK_SECONDS, *, walk_share: float | None = None,
+                 cpu_clock: Callable[[], float] = time.thread_time) -> None:
+        self.proc_root, self.walk_seconds, self.walk_share = proc_root, walk_seconds, walk_share
+        self.period = walk_seconds  # until the next walk; stretched by a costly walk
+        self._cpu_clock = cpu_clock
+        self._walked_at: float | None = None
+        self._drm_fds: dict[int, list[str]] = {}  # what the last walk found: pid -> its DRM fds
+
+    def read(self, now: float, wanted: Callable[[DrmClient], bool]) -> list[tuple[int, str, DrmClient]]:
+        """(pid, fd, client) of every wanted client found now."""
+        walk = self._walked_at is None or now - self._walked_at >= self.period
+        started = self._cpu_clock() if walk and self.walk_share else 0.0
+        if walk:
+            self._walked_at = now
+            clients: Iterable[tuple[int, str, DrmClient]] = scan_clients(self.proc_root)
+        else:
+            clients = (use for pid, fds in self._drm_fds.items() for use in read_clients(self.proc_root, pid, fds))
+        found = [use for use in clients if wanted(use[2])]
+        if walk and self.walk_share:
+            self.period = max(self.walk_seconds, (self._cpu_clock() - started) / self.walk_share)
+        fds: dict[int, list[str]] = {}
+        for pid, fd, _ in found:
+            fds.setdefault(pid, []).append(fd)
+        self._drm_fds = fds
+        return found
+
+
 _ClientKey = tuple[int, str, int]  # (pid, pdev, client id)
 
 
@@ -104,10 +132,9 @@ class DrmUsageReader:
     ) -> None:
         self.proc_root, self.sys_root, self._clock = proc_root, sys_root, clock
         self.fd_walk_seconds = fd_walk_seconds
+        self._walk = ClientWalk(proc_root, fd_walk_seconds)
         self._cards: dict[str, DrmCard] = {}
         self._scanned_at: float | None = None
-        self._walked_at: float | None = None
-        self._drm_fds: dict[int, list[str]] = {}  # what the last walk found: pid -> its DRM fds
         self._previous: dict[_ClientKey, tuple[float, dict[str, EngineTime]]] = {}
 
     def read(self) -> list[ProcessCardUse]:
@@ -117,23 +144,13 @@ class DrmUsageReader:
         if not self._cards:
             return []
         current: dict[_ClientKey, tuple[DrmCard, DrmClient]] = {}
-        found: dict[int, list[str]] = {}
-        for pid, fd, client in self._clients(now):
-            card = self._cards.get((client.pdev or "").lower())
-            if card is not None:  # one client id seen through several fds of a process counts once
-                current.setdefault((pid, card.pdev, client.client_id), (card, client))
-                found.setdefault(pid, []).append(fd)
-        self._drm_fds = found
+        for pid, _, client in self._walk.read(now, lambda c: (c.pdev or "").lower() in self._cards):
+            card = self._cards[(client.pdev or "").lower()]
+            # one client id seen through several fds of a process counts once
+            current.setdefault((pid, card.pdev, client.client_id), (card, client))
         uses = self._per_process(now, current)
         self._previous = {key: (now, {e.name: e for e in client.engines}) for key, (_, client) in current.items()}
         return uses
-
-    def _clients(self, now: float) -> Iterator[tuple[int, str, DrmClient]]:
-        """A walk of every process's fds when one is due, else a read of the DRM fds the last walk found."""
-        if self._walked_at is None or now - self._walked_at >= self.fd_walk_seconds:
-            self._walked_at = now
-            return scan_clients(self.proc_root)
-        return (use for pid, fds in self._drm_fds.items() for use in read_clients(self.proc_root, pid, fds))
 
     def _per_process(self, now: float, current: dict[_ClientKey, tuple[DrmCard, DrmClient]]) -> list[ProcessCardUse]:
         memory: dict[tuple[int, DrmCard], dict[str, int]] = {}

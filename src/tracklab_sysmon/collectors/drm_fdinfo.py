@@ -8,6 +8,7 @@ Follows the kernel's Documentation/gpu/drm-usage-stats.rst: `drm-driver`, `drm-p
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 _UNITS = {"": 1, "KiB": 1024, "MiB": 1024 * 1024, "GiB": 1024**3}
@@ -45,26 +46,31 @@ class DrmClient:
 
 def parse_fdinfo(text: str) -> DrmClient | None:
     """The DRM client an fdinfo file describes; None for a non-DRM fd or one without driver and client id."""
-    fields = _fields(text)
-    driver, client = fields.get("drm-driver"), _int(fields.get("drm-client-id"))
+    text = "\n" + text + "\n"  # every line between newlines: the patterns start with a literal, found fast
+    meta = dict(_META.findall(text))  # a key written twice counts with its last value
+    driver, client = meta.get("driver"), _int(meta.get("client-id"))
     if not driver or client is None:
         return None
+    counters: dict[tuple[str, str], tuple[int, str]] = {}
+    for kind, name, value, unit in _NUMBERS.findall(text):
+        counters[kind, name] = (int(value), unit)
     return DrmClient(
         driver=driver,
-        pdev=fields.get("drm-pdev") or None,
+        pdev=meta.get("pdev") or None,
         client_id=client,
-        engines=_engines(fields),
-        regions=_regions(fields),
+        engines=_engines(counters),
+        regions=_regions(counters),
     )
 
 
-def _fields(text: str) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.startswith("drm-"):
-            fields[key.strip()] = value.strip()
-    return fields
+# Two regular expressions find the lines a client is made of in C; the memory lines it does not use
+# (shared, active, purgeable) cost no Python at all. Every Intel client is parsed each tick
+# (benchmarks/bench_intel_energy.py). Alternatives are ordered so `engine-capacity` is not read as `engine`.
+_SEP, _END = r"[ \t]*:[ \t]*", r"[ \t\r]*(?=\n)"
+_META = re.compile(rf"\ndrm-(driver|client-id|pdev){_SEP}(\S*){_END}")
+_NUMBERS = re.compile(rf"\ndrm-(engine-capacity|total-cycles|engine|cycles|resident|memory|total)-([^:\s]+)"
+                      rf"{_SEP}(\d+)[ \t]*(ns|KiB|MiB|GiB)?{_END}")
+_Counters = dict[tuple[str, str], tuple[int, str]]  # (kind, name) -> (value, unit)
 
 
 def _int(value: str | None) -> int | None:
@@ -77,46 +83,34 @@ def _int(value: str | None) -> int | None:
     return number if number >= 0 else None
 
 
-def _engines(fields: dict[str, str]) -> tuple[EngineTime, ...]:
+def _engines(counters: _Counters) -> tuple[EngineTime, ...]:
     engines: list[EngineTime] = []
-    for key, value in fields.items():
-        if key.startswith("drm-engine-capacity-"):
-            continue
-        if key.startswith("drm-engine-"):
-            name, busy, total = key[len("drm-engine-"):], _int(value.removesuffix("ns").strip()), None
-        elif key.startswith("drm-cycles-"):
-            name, busy = key[len("drm-cycles-"):], _int(value)
-            total = _int(fields.get(f"drm-total-cycles-{name}"))
+    for (kind, name), (busy, unit) in counters.items():
+        if kind == "engine" and unit in ("", "ns"):
+            total = None
+        elif kind == "cycles" and not unit:
+            total = _plain(counters.get(("total-cycles", name)))
             if total is None:
                 continue  # cycles mean nothing without the clock they count against
         else:
             continue
-        if busy is not None:
-            capacity = _int(fields.get(f"drm-engine-capacity-{name}")) or 1
-            engines.append(EngineTime(name=name, busy=busy, total=total, capacity=capacity))
+        engines.append(EngineTime(name, busy, total, _plain(counters.get(("engine-capacity", name))) or 1))
     return tuple(engines)
 
 
-def _regions(fields: dict[str, str]) -> tuple[RegionMemory, ...]:
+def _regions(counters: _Counters) -> tuple[RegionMemory, ...]:
     found: dict[str, dict[str, int]] = {}
-    for key, value in fields.items():
-        kind, _, region = key[len("drm-"):].partition("-")
-        if kind in _REGION_KINDS and region and not region.startswith("cycles-"):
-            amount = _bytes(value)
-            if amount is not None:
-                found.setdefault(region, {})[kind] = amount
+    for (kind, region), (amount, unit) in counters.items():
+        if kind in _REGION_KINDS and unit != "ns":
+            found.setdefault(region, {})[kind] = amount * _UNITS[unit]
     return tuple(
         RegionMemory(region, next(kinds[k] for k in _REGION_KINDS if k in kinds)) for region, kinds in found.items()
     )
 
 
-def _bytes(value: str) -> int | None:
-    parts = value.split()
-    if not 1 <= len(parts) <= 2:
-        return None
-    scale = _UNITS.get(parts[1] if len(parts) == 2 else "")
-    amount = _int(parts[0])
-    return amount * scale if amount is not None and scale is not None else None
+def _plain(counter: tuple[int, str] | None) -> int | None:
+    """A count without a unit (capacity, total cycles); None where absent or written with one."""
+    return counter[0] if counter is not None and not counter[1] else None
 
 
 def busy_percent(before: EngineTime, after: EngineTime, wall_seconds: float) -> float | None:

@@ -1,0 +1,217 @@
+"""Intel GPUs (i915, xe) under `sys_root`: the cards and their files found once, and the files read each tick.
+
+Paths follow the kernel's documents: hwmon per Documentation/ABI/testing/sysfs-driver-intel-{i915,xe}-hwmon;
+i915 frequencies `cardN/gt_act_freq_mhz` and `gt_max_freq_mhz` (else `cardN/gt/gt0/rps_*_freq_mhz`,
+drivers/gpu/drm/i915/gt/intel_gt_sysfs_pm.c); xe frequencies `device/tile0/gt0/freq0/{act,max}_freq`
+(DOC: Xe GT Frequency Management, drivers/gpu/drm/xe/xe_gt_freq.c); engines `cardN/engine/<rcs0...>` (i915)
+and `device/tile*/gt*/engines/<rcs...>` (xe); `device/tile*/physical_vram_size_bytes` (xe in v6.8).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from .._sysfs import KeptFile, list_dir, read_text
+from ..model import EngineClass, GtFrequency, TemperatureSensor
+from .pci_ids import device_name, marketing_name
+
+INTEL_DRIVERS = ("i915", "xe")
+ENGINE_ORDER: tuple[EngineClass, ...] = ("render", "copy", "video", "video-enhance", "compute")
+_CARD = re.compile(r"card(\d+)$")  # card0-DP-1 and friends are connectors, not devices
+# i915 names engine classes in fdinfo (render, video-enhance) and its engine folders by instance (rcs0, vecs1);
+# xe names classes rcs, bcs, vcs, vecs, ccs in both.
+_ENGINE_NAMES: dict[str, EngineClass] = {
+    "render": "render", "copy": "copy", "video": "video", "video-enhance": "video-enhance", "compute": "compute",
+    "rcs": "render", "bcs": "copy", "vcs": "video", "vecs": "video-enhance", "ccs": "compute",
+}
+
+
+def engine_class(name: str) -> EngineClass | None:
+    """The class of an engine as i915 or xe name it (`render`, `rcs`, `rcs0`); None for others (xe's gsccs)."""
+    return _ENGINE_NAMES.get(name) or _ENGINE_NAMES.get(name.rstrip("0123456789"))
+
+
+@dataclass(frozen=True, slots=True)
+class IntelSlot:
+    """A DRM card bound to i915 or xe, with the PCI address fdinfo's `drm-pdev` names it by."""
+
+    card: str
+    bus_id: str  # lower case
+    driver: str
+    pci_id: str | None  # VVVV:DDDD
+
+
+def intel_slots(sys_root: str) -> list[IntelSlot]:
+    """Every i915/xe card under `sys_root/class/drm`, in PCI address order: the order their ids follow."""
+    drm = os.path.join(sys_root, "class/drm")
+    found: list[IntelSlot] = []
+    for entry in list_dir(drm):
+        if _CARD.match(entry):
+            uevent = _uevent(read_text(os.path.join(drm, entry, "device/uevent")) or "")
+            driver, slot = uevent.get("DRIVER"), uevent.get("PCI_SLOT_NAME")
+            if driver in INTEL_DRIVERS and slot:
+                found.append(IntelSlot(entry, slot.lower(), driver, uevent.get("PCI_ID")))
+    return sorted(found, key=lambda s: s.bus_id)
+
+
+@dataclass(frozen=True, slots=True)
+class IntelCard:
+    """One Intel GPU: where its files are and what it has, found once; the kept files are read each tick."""
+
+    index: int
+    card: str
+    driver: str
+    bus_id: str
+    name: str
+    engines: tuple[EngineClass, ...]  # classes its sysfs lists (fdinfo may name more)
+    vram_total: int | None  # bytes
+    discrete: bool  # memory of its own (a hwmon or a VRAM size says so; integrated GPUs have neither)
+    status: KeptFile  # device/power/runtime_status
+    act_freq: KeptFile | None
+    max_freq: KeptFile | None
+    energy: KeptFile | None  # hwmon energy1_input (card), else energy2_input (package); µJ
+    temps: tuple[tuple[str, KeptFile], ...]  # (label, temp*_input in m°C)
+
+
+def discover(sys_root: str, pci_ids: str | None = None) -> tuple[IntelCard, ...]:
+    """The Intel cards under `sys_root`, indexed from 0 in PCI address order; names from `pci_ids` when given."""
+    database = (read_text(pci_ids) or "") if pci_ids else ""
+    return tuple(_card(sys_root, index, slot, database) for index, slot in enumerate(intel_slots(sys_root)))
+
+
+def _card(sys_root: str, index: int, slot: IntelSlot, database: str) -> IntelCard:
+    card_dir = os.path.join(sys_root, "class/drm", slot.card)
+    device = os.path.join(card_dir, "device")
+    hwmon = _hwmon(device, slot.driver)
+    vram = _vram_total(device) if slot.driver == "xe" else None
+    act, top = _frequency_files(card_dir, device, slot.driver)
+    return IntelCard(
+        index=index,
+        card=slot.card,
+        driver=slot.driver,
+        bus_id=slot.bus_id,
+        name=_name(slot.pci_id, database),
+        engines=_engines(card_dir, device, slot.driver),
+        vram_total=vram,
+        discrete=hwmon is not None or vram is not None,
+        status=KeptFile(os.path.join(device, "power/runtime_status")),
+        act_freq=act,
+        max_freq=top,
+        energy=_kept(hwmon, "energy1_input") or _kept(hwmon, "energy2_input"),
+        temps=_temperature_files(hwmon),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CardFiles:
+    """One tick's sysfs readings of an awake card; a file that cannot be read is None."""
+
+    frequency: GtFrequency
+    energy_uj: int | None
+    temperatures: tuple[TemperatureSensor, ...] | None
+
+
+def read_status(card: IntelCard) -> str | None:
+    """power/runtime_status (active, suspended, ...); None where runtime PM is not there."""
+    text = card.status.read()
+    return text.strip() or None if text is not None else None
+
+
+def read_files(card: IntelCard) -> CardFiles:
+    """The card's per-tick files: only call this for an awake card (hwmon reads wake a suspended one)."""
+    temps = tuple(TemperatureSensor(label, value / 1000) for label, kept in card.temps
+                  if (value := _int(kept)) is not None)
+    return CardFiles(
+        frequency=GtFrequency(actual=_float(_int(card.act_freq)), max=_float(_int(card.max_freq))),
+        energy_uj=_int(card.energy),
+        temperatures=temps or None if card.temps else None,
+    )
+
+
+# ---------------------------------------------------------------- found once
+
+
+def _uevent(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def _name(pci_id: str | None, database: str) -> str:
+    vendor, _, device = (pci_id or "").partition(":")
+    entry = device_name(database, vendor, device) if database and device else None
+    return marketing_name("Intel", entry) if entry else f"Intel GPU {pci_id or 'unknown'}"
+
+
+def _hwmon(device: str, driver: str) -> str | None:
+    """The device-level hwmon (named i915 or xe); i915's per-GT ones (i915_gt0, ...) are left aside."""
+    base = os.path.join(device, "hwmon")
+    for entry in list_dir(base):
+        folder = os.path.join(base, entry)
+        if (read_text(os.path.join(folder, "name")) or "").strip() == driver:
+            return folder
+    return None
+
+
+def _kept(folder: str | None, name: str) -> KeptFile | None:
+    if folder is None or not os.path.isfile(os.path.join(folder, name)):
+        return None
+    return KeptFile(os.path.join(folder, name))
+
+
+def _frequency_files(card_dir: str, device: str, driver: str) -> tuple[KeptFile | None, KeptFile | None]:
+    if driver == "xe":
+        freq = os.path.join(device, "tile0/gt0/freq0")
+        return _kept(freq, "act_freq"), _kept(freq, "max_freq")
+    if os.path.isfile(os.path.join(card_dir, "gt_act_freq_mhz")):
+        return _kept(card_dir, "gt_act_freq_mhz"), _kept(card_dir, "gt_max_freq_mhz")
+    gt0 = os.path.join(card_dir, "gt/gt0")
+    return _kept(gt0, "rps_act_freq_mhz"), _kept(gt0, "rps_max_freq_mhz")
+
+
+def _engines(card_dir: str, device: str, driver: str) -> tuple[EngineClass, ...]:
+    if driver == "i915":
+        names = list_dir(os.path.join(card_dir, "engine"))
+    else:
+        names = [name for tile in list_dir(device) if tile.startswith("tile")
+                 for gt in list_dir(os.path.join(device, tile)) if gt.startswith("gt")
+                 for name in list_dir(os.path.join(device, tile, gt, "engines"))]
+    found = {engine_class(name) for name in names}
+    return tuple(e for e in ENGINE_ORDER if e in found)
+
+
+def _vram_total(device: str) -> int | None:
+    sizes = [_text_int(read_text(os.path.join(device, tile, "physical_vram_size_bytes")))
+             for tile in list_dir(device) if tile.startswith("tile")]
+    known = [size for size in sizes if size is not None]
+    return sum(known) if known else None
+
+
+def _temperature_files(hwmon: str | None) -> tuple[tuple[str, KeptFile], ...]:
+    if hwmon is None:
+        return ()
+    found = []
+    for n in range(1, 8):
+        kept = _kept(hwmon, f"temp{n}_input")
+        if kept is not None:
+            label = (read_text(os.path.join(hwmon, f"temp{n}_label")) or "").strip()
+            found.append((label or f"temp{n}", kept))
+    return tuple(found)
+
+
+# ---------------------------------------------------------------- read each tick
+
+
+def _int(kept: KeptFile | None) -> int | None:
+    return _text_int(kept.read()) if kept is not None else None
+
+
+def _text_int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _float(value: int | None) -> float | None:
+    return float(value) if value is not None else None

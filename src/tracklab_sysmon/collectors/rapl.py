@@ -1,0 +1,148 @@
+"""CPU package, core, uncore, DRAM and psys energy from the RAPL powercap zones under `sys_root`, wraps undone.
+
+Zones are `class/powercap/intel-rapl:N` (packages, psys) and `intel-rapl:N:M` (their core, uncore and
+dram subzones), as Documentation/power/powercap/powercap.rst lays them out; AMD CPUs use the same driver
+and names. `intel-rapl-mmio:*` zones repeat the package zone through another interface and are left out.
+`energy_uj` counts µJ up to `max_energy_range_uj` and starts again from 0: a reading below the previous
+one is a wrap, undone by adding the range. Since Linux 5.10 `energy_uj` is readable by root only.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from dataclasses import dataclass
+
+from .._sysfs import KeptFile, list_dir, read_text
+from ..errors import Unavailable, describe
+from ..model import EnergySample, RaplZone
+from .base import Partial
+
+RESCAN_SECONDS = 60.0  # with no zone found, look again this often (driver loaded late)
+_ZONE = re.compile(r"intel-rapl:(\d+)(?::(\d+))?$")
+_PACKAGE = re.compile(r"package-(\d+)(?:-die-\d+)?$")
+_DOMAINS = ("core", "uncore", "dram", "psys")
+ROOT_ONLY = ("energy_uj is readable by root only (Linux 5.10 and later, CVE-2020-8694): run the service as root "
+             "or give its user read access to class/powercap/intel-rapl:*/energy_uj")
+
+
+def zone_domain(name: str) -> tuple[str, int | None]:
+    """(domain, package) from a zone's `name`: `package-1` is (package, 1), `dram` is (dram, None)."""
+    text = name.strip()
+    match = _PACKAGE.match(text)
+    if match:
+        return "package", int(match.group(1))
+    return (text if text in _DOMAINS else "other"), None
+
+
+def unwrap(previous: int, current: int, max_range: int | None) -> int | None:
+    """µJ spent between two readings of a counter that starts again from 0 after `max_range`.
+
+    None when the step cannot be known: a reading outside 0..max_range, or a counter that fell without a
+    known range. A counter that wrapped more than once between the readings cannot be told apart.
+    """
+    if previous < 0 or current < 0 or (max_range is not None and (previous > max_range or current > max_range)):
+        return None
+    if current >= previous:
+        return current - previous
+    return current + max_range - previous if max_range else None
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneFiles:
+    """One zone, found once: its identity, range and the kept energy_uj file."""
+
+    zone: str
+    domain: str
+    package: int | None
+    max_range: int | None  # µJ
+    energy: KeptFile
+
+
+def discover(sys_root: str) -> tuple[ZoneFiles, ...]:
+    """Every `intel-rapl:*` zone under `sys_root/class/powercap`, packages before their subzones."""
+    base = os.path.join(sys_root, "class/powercap")
+    matches = [(m, entry) for entry in list_dir(base) if (m := _ZONE.match(entry))]
+    matches.sort(key=lambda pair: (int(pair[0].group(1)), -1 if pair[0].group(2) is None else int(pair[0].group(2))))
+    packages: dict[str, int | None] = {}
+    zones: list[ZoneFiles] = []
+    for match, entry in matches:
+        folder = os.path.join(base, entry)
+        domain, package = zone_domain(read_text(os.path.join(folder, "name")) or "")
+        if match.group(2) is None:
+            packages[match.group(1)] = package
+        else:  # a subzone belongs to its parent's package
+            package = packages.get(match.group(1))
+        zones.append(ZoneFiles(entry, domain, package, _int(read_text(os.path.join(folder, "max_energy_range_uj"))),
+                               KeptFile(os.path.join(folder, "energy_uj"))))
+    return tuple(zones)
+
+
+class RaplCollector:
+    """Cumulative joules per zone since the service started reading (the first reading is the origin)."""
+
+    name = "rapl"
+    blocking = False  # a few MSR reads through sysfs: microseconds
+
+    def __init__(self, sys_root: str = "/sys") -> None:
+        self.sys_root = sys_root
+        self._zones: tuple[ZoneFiles, ...] = ()
+        self._scanned_at: float | None = None
+        self._raw: dict[str, int] = {}  # zone -> last energy_uj read
+        self._total: dict[str, int] = {}  # zone -> µJ, unwrapped
+
+    def collect(self, now: float) -> EnergySample | Partial[EnergySample]:
+        if not self._zones and (self._scanned_at is None or now - self._scanned_at >= RESCAN_SECONDS):
+            self._zones, self._scanned_at = discover(self.sys_root), now
+        if not self._zones:
+            raise Unavailable(f"no RAPL zone under {os.path.join(self.sys_root, 'class/powercap')} "
+                              "(no intel_rapl driver, or a virtual machine)")
+        zones: list[RaplZone] = []
+        problems: list[Exception] = []
+        denied = 0
+        for files in self._zones:
+            try:
+                text = files.energy.read_or_raise()
+            except OSError as exc:
+                denied += exc.errno in (errno.EACCES, errno.EPERM)
+                problems.append(exc)
+                continue
+            zone = self._advance(files, _int(text))
+            if zone is None:
+                problems.append(ValueError(f"{files.zone}/energy_uj: {text.strip()[:40]!r} is not a reading "
+                                           f"within 0..{files.max_range}"))
+            else:
+                zones.append(zone)
+        return _outcome(EnergySample(cpu=tuple(zones)), problems, denied)
+
+    def _advance(self, files: ZoneFiles, raw: int | None) -> RaplZone | None:
+        """The zone's unwrapped total after reading `raw`; None (and the next reading starts afresh) for a bad one."""
+        previous = self._raw.get(files.zone)
+        if raw is None:
+            self._raw.pop(files.zone, None)
+            return None
+        step = unwrap(previous, raw, files.max_range) if previous is not None else 0
+        if step is None:
+            self._raw.pop(files.zone, None)
+            return None
+        self._raw[files.zone] = raw
+        total = self._total[files.zone] = self._total.get(files.zone, raw) + step
+        return RaplZone(zone=files.zone, domain=files.domain, package=files.package, joules=total / 1e6)
+
+
+def _outcome(sample: EnergySample, problems: list[Exception], denied: int) -> EnergySample | Partial[EnergySample]:
+    if not problems:
+        return sample
+    if not sample.cpu:
+        if denied == len(problems):
+            raise Unavailable(ROOT_ONLY)
+        raise problems[0]
+    return Partial(sample, "; ".join(describe(p) for p in problems))
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,73 @@
+"""The energy ledger: each tick, the accelerators' energy counters joined to the RAPL zones, with average watts.
+
+Pure arithmetic over records (no I/O): the sampler hands it every assembled snapshot. A counter's watts are
+its joules' change over the monotonic time between two ticks; the first reading, and a counter that went
+backwards (a driver reload), give None rather than a made-up or negative figure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .model import (
+    AcceleratorSample,
+    AmdgpuDetails,
+    EnergySample,
+    GpuEnergy,
+    IntelDetails,
+    NvmlDetails,
+    Snapshot,
+)
+
+
+class EnergyRate:
+    """Average watts of one cumulative joule counter between consecutive readings."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: tuple[float, float] | None = None  # (joules, monotonic seconds)
+
+    def update(self, joules: float | None, now: float) -> float | None:
+        """Watts since the previous reading; None first, after a missing reading, or when the counter fell."""
+        last = self._last
+        self._last = (joules, now) if joules is not None else None
+        if joules is None or last is None or now <= last[1] or joules < last[0]:
+            return None
+        return round((joules - last[0]) / (now - last[1]), 3)
+
+
+def gpu_joules(acc: AcceleratorSample) -> float | None:
+    """The device's cumulative energy counter in joules, from whichever source read it; None without one."""
+    details = acc.details
+    if isinstance(details, NvmlDetails | AmdgpuDetails | IntelDetails) and details.readings is not None:
+        return details.readings.energy
+    return None
+
+
+class EnergyLedger:
+    """Fills a snapshot's `energy` section: its RAPL zones get watts, and every accelerator with a counter joins."""
+
+    def __init__(self) -> None:
+        self._rates: dict[tuple[str, ...], EnergyRate] = {}
+
+    def complete(self, snapshot: Snapshot, now: float) -> Snapshot:
+        """`snapshot` with `energy` holding every counter and its watts; None when the node has no counter."""
+        zones = tuple(replace(z, watts=self._watts(("rapl", z.zone), z.joules, now))
+                      for z in (snapshot.energy.cpu if snapshot.energy else ()))
+        gpus = tuple(self._gpu(acc, joules, now) for acc in snapshot.accelerators
+                     if (joules := gpu_joules(acc)) is not None)
+        energy = EnergySample(cpu=zones, gpus=gpus) if zones or gpus else None
+        return replace(snapshot, energy=energy)
+
+    def _gpu(self, acc: AcceleratorSample, joules: float, now: float) -> GpuEnergy:
+        key = ("gpu", acc.uuid) if acc.uuid else ("gpu", acc.vendor or "", str(acc.id))
+        return GpuEnergy(id=acc.id, vendor=acc.vendor, uuid=acc.uuid, joules=joules,
+                         watts=self._watts(key, joules, now))
+
+    def _watts(self, key: tuple[str, ...], joules: float, now: float) -> float | None:
+        rate = self._rates.get(key)
+        if rate is None:
+            rate = self._rates[key] = EnergyRate()
+        return rate.update(joules, now)
+
