@@ -4,6 +4,7 @@ with each source failing and coming back while the others and the service carry 
 from __future__ import annotations
 
 import asyncio
+import os
 import pathlib
 import signal
 import time
@@ -179,8 +180,9 @@ def _pids(path: pathlib.Path) -> list[int]:
 
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL", "parent exit"])
 def test_the_real_service_leaves_no_child_behind(controls, tpu, tmp_path, how):
-    """`serve` with the stand-ins on PATH runs both tools as children; after SIGTERM, SIGKILL or its
-    --parent-pid exiting, neither is left running. --tpu-metrics-addr reaches the TPU service."""
+    """`serve` with the stand-ins on PATH runs both tools as children; after SIGTERM or its --parent-pid
+    exiting (children silent: killed by the service), or SIGKILL (children printing: their next write fails),
+    neither is left running. --tpu-metrics-addr reaches the TPU service."""
     parent = psutil.Popen(["sleep", "600"]) if how == "parent exit" else None
     flags = ["--tpu-metrics-addr", tpu.address, "--interval", "0.2"]
     if parent is not None:
@@ -197,6 +199,9 @@ def test_the_real_service_leaves_no_child_behind(controls, tpu, tmp_path, how):
         wait_for(all_ok, "the three collectors to be ok")
         children = _pids(controls["neuron-pids"]) + _pids(controls["gaudi-pids"])
         assert not any(gone(pid) for pid in children)
+        if how != "SIGKILL":  # silent children never hit a closed pipe: only the service's own kill ends them
+            controls["neuron"].write_text("hang")
+            controls["gaudi"].write_text("hang")
         if how == "parent exit":
             parent.kill()
             parent.wait(DEADLINE)
@@ -208,3 +213,6 @@ def test_the_real_service_leaves_no_child_behind(controls, tpu, tmp_path, how):
         service.kill()
         if parent is not None and parent.poll() is None:
             parent.kill()
+        for pid in _pids(controls["neuron-pids"]) + _pids(controls["gaudi-pids"]):  # none, unless this failed
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -171,3 +171,22 @@ def test_a_device_no_longer_listed_drops_out_after_the_stale_window(tmp_path, mo
         wait_for(lambda: [d.id for d in _devices(collector)] == [0, 1], "the unlisted devices to drop out")
     finally:
         collector.close()
+
+
+def test_a_silent_tool_is_an_error_once_its_output_is_stale(tmp_path, monkeypatch):
+    """hl-smi alive but printing nothing newer than the stale window: an error saying for how long, not []."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "hl-smi").write_text("#!/bin/sh\n" + "".join(f"echo '{r}'\n" for r in BLOCKS[0].splitlines())
+                                 + "exec sleep 60\n")
+    (fake / "hl-smi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{pathlib.os.environ['PATH']}")
+    clock = [100.0]
+    collector = GaudiCollector(clock=lambda: clock[0])
+    try:
+        wait_for(lambda: len(_devices(collector)) == 8, "eight rows")
+        clock[0] += collector._source.stale_after + 1
+        with pytest.raises(SourceError, match=r"^no output from hl-smi for 6\.0 s$"):
+            collector.collect(0.0)
+    finally:
+        collector.close()
