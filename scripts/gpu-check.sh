@@ -2,9 +2,13 @@
 # Real-GPU check: compares every field the NVIDIA collector reports with nvidia-smi, then measures
 # the collector's cost per tick. Prints Markdown for docs/performance.md ("GPU collector").
 # Usage: scripts/gpu-check.sh [TICKS]      (PYTHON=... to pick the interpreter; default .venv/bin/python)
+#        scripts/gpu-check.sh tpu|neuron|gaudi [SECONDS]   (scripts/accel-check.sh: Google TPU, AWS Neuron, Gaudi)
 # Exit status: 0 all stable fields agree, 1 a field disagrees, 2 no NVIDIA GPU / nvidia-smi here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case "${1:-}" in  # TPU, Neuron and Gaudi have their own checks
+  tpu|neuron|gaudi) exec scripts/accel-check.sh "$@" ;;
+esac
 PYTHON=${PYTHON:-.venv/bin/python}
 TICKS=${1:-300}
 if ! command -v nvidia-smi >/dev/null 2>&1; then

@@ -177,6 +177,10 @@ def test_the_collector_reads_the_stand_in_service(server):
         assert (devices[0].temperature, devices[0].power) == (None, None)
         assert collector.blocking is True
         assert sorted(set(server.service.calls)) == sorted([_tpu.MEMORY_USED, _tpu.MEMORY_TOTAL, _tpu.DUTY_CYCLE])
+        asked = len(server.service.calls)
+        collector.collect(1.0)
+        collector.collect(2.0)
+        assert server.service.calls[asked:] == [_tpu.MEMORY_USED, _tpu.DUTY_CYCLE] * 2  # total HBM is kept
     finally:
         collector.close()
 

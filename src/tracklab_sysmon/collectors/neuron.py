@@ -54,18 +54,16 @@ class NeuronCollector:
         self._interval = interval
         self._config_path: str | None = None
         self._source = ToolSource(
-            COMMAND, self._argv, parse_report, extra_dirs=[NEURON_BIN],
+            COMMAND, self._argv, _devices_or_why, extra_dirs=[NEURON_BIN],
             stale_after=max(5.0, 3 * period), stall_after=stall_after or max(10.0, 5 * period),
             backoff=backoff, clock=clock,
         )
 
     def collect(self, now: float) -> tuple[AcceleratorSample, ...]:
-        report = self._source.latest()
-        if report.hardware is None:
-            raise Unavailable(f"neuron-monitor sees no Neuron device: {report.hardware_error}")
-        if report.hardware.device_count == 0:
-            raise Unavailable("neuron-monitor reports 0 Neuron devices")
-        return neuron_devices(report, report.hardware)
+        devices = self._source.latest()
+        if isinstance(devices, str):
+            raise Unavailable(devices)
+        return devices
 
     def close(self) -> None:
         """Stop neuron-monitor (its whole process group) and remove its configuration file."""
@@ -81,6 +79,16 @@ class NeuronCollector:
                 handle.write(orjson.dumps(monitor_config(self._interval)))
             weakref.finalize(self, _remove, self._config_path)
         return [path, "-c", self._config_path]
+
+
+def _devices_or_why(line: str) -> tuple[AcceleratorSample, ...] | str:
+    """One report's devices, built on the reader thread (a tick only hands them over); or why there are none."""
+    report = parse_report(line)
+    if report.hardware is None:
+        return f"neuron-monitor sees no Neuron device: {report.hardware_error}"
+    if report.hardware.device_count == 0:
+        return "neuron-monitor reports 0 Neuron devices"
+    return neuron_devices(report, report.hardware)
 
 
 def _remove(path: str) -> None:
