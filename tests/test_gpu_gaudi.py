@@ -190,3 +190,20 @@ def test_a_silent_tool_is_an_error_once_its_output_is_stale(tmp_path, monkeypatc
             collector.collect(0.0)
     finally:
         collector.close()
+
+
+def test_the_tool_does_not_inherit_the_service_token(tmp_path, monkeypatch):
+    """The service's TRACKLAB_SYSMON_TOKEN is not in the child's environment (the row's name shows what it saw)."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "hl-smi").write_text('#!/bin/sh\nwhile :; do echo "0, 0, ${TRACKLAB_SYSMON_TOKEN:-no-token}, u, b, 1, 1, '
+                                 '2, 3, 4, 0, 0"; sleep 0.05; done\n')
+    (fake / "hl-smi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{pathlib.os.environ['PATH']}")
+    monkeypatch.setenv("TRACKLAB_SYSMON_TOKEN", "s3cret")
+    collector = GaudiCollector()
+    try:
+        wait_for(lambda: len(_devices(collector)) == 1, "the row")
+        assert collector.collect(0.0)[0].name == "no-token"
+    finally:
+        collector.close()

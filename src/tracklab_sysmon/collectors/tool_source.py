@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from ..errors import ParseError, SourceError, Unavailable
+from ..protocol import TOKEN_ENV
 from .supervise import DEFAULT_BACKOFF, Backoff, SupervisedChild
 
 RESCAN_SECONDS = 60.0  # a missing tool is looked for again this often (installed while we run)
@@ -85,7 +86,7 @@ class ToolSource(Generic[T]):
             raise Unavailable(self._missing())
         self._child = SupervisedChild(
             self._argv(path), self._take, name=self.command, stall_after=self._stall_after, backoff=self._backoff,
-            clock=self._clock,
+            clock=self._clock, env={k: v for k, v in os.environ.items() if k != TOKEN_ENV},  # no secret for the tool
         )
         self._child.start()
         return self._child
