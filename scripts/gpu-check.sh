@@ -4,9 +4,13 @@
 # Usage: scripts/gpu-check.sh [TICKS]      (PYTHON=... to pick the interpreter; default .venv/bin/python)
 #        scripts/gpu-check.sh intel [SECONDS]   Intel GPUs beside intel_gpu_top -J (scripts/check_intel.py)
 #        scripts/gpu-check.sh rapl [SECONDS]    RAPL energy beside perf stat power/energy-* (scripts/check_rapl.py)
+#        scripts/gpu-check.sh tpu|neuron|gaudi [SECONDS]   (scripts/accel-check.sh: Google TPU, AWS Neuron, Gaudi)
 # Exit status: 0 all stable fields agree, 1 a field disagrees, 2 no NVIDIA GPU / nvidia-smi here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case "${1:-}" in  # TPU, Neuron and Gaudi have their own checks
+  tpu|neuron|gaudi) exec scripts/accel-check.sh "$@" ;;
+esac
 PYTHON=${PYTHON:-.venv/bin/python}
 case "${1:-}" in
   intel|rapl) exec "$PYTHON" "scripts/check_$1.py" "${@:2}" ;;

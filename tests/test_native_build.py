@@ -82,6 +82,8 @@ def test_sdist_carries_what_its_tests_need(tmp_path):
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     wanted = {"Makefile", "LICENSE", "tests/conftest.py", "tests/nvml_stub/nvml_stub.c",
               "tests/fixtures/workstation/proc/stat", "examples", "scripts/import_graph.py",
-              "native/sysmon.c", "src/tracklab_sysmon/_sysmon_cffi.pyi", "src/tracklab_sysmon/dashboard/index.html"}
+              "native/sysmon.c", "src/tracklab_sysmon/_sysmon_cffi.pyi", "src/tracklab_sysmon/dashboard/index.html",
+              "src/tracklab_sysmon/_tpu_proto/tpu_metric_service.proto",
+              "src/tracklab_sysmon/_tpu_proto/tpu_metric_service_pb2.pyi", "tests/fixtures/hl-smi/hl-smi"}
     assert sorted(wanted - names) == []
     assert not [n for n in names if n.endswith((".so", ".pyc"))]

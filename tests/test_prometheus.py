@@ -119,7 +119,7 @@ def _expected_series(snap: dict, health: dict) -> dict[tuple[str, frozenset], fl
         for name, field in NETWORK_COUNTERS.items():
             put(name, interface[field], interface=interface["name"])
     for gpu in snap["accelerators"]:
-        labels = {"gpu": str(gpu["id"]), "uuid": gpu["uuid"] or ""}
+        labels = {"gpu": str(gpu["id"]), "uuid": gpu["uuid"] or "", "vendor": gpu["vendor"] or ""}
         put("gpu_utilization_ratio", gpu["utilization"], 100.0, **labels)
         for name, path in GPU_GAUGES.items():
             put(name, dig(gpu, path), **labels)

@@ -24,10 +24,16 @@ from tracklab_sysmon.model import (
     Clocks,
     EccErrors,
     GpuProcess,
+    HabanaDetails,
+    IntelDetails,
+    IntelReadings,
     IoregDetails,
     MemoryUse,
     MigInstance,
     MigState,
+    NeuronCoreUse,
+    NeuronDetails,
+    NeuronErrorCounts,
     NvmlDetails,
     NvmlReadings,
     PcieThroughput,
@@ -40,8 +46,13 @@ NVML_KEYS = [
     "busId", "memoryUtilization", "encoderUtilization", "decoderUtilization", "clocks", "powerLimit", "energy",
     "pcie", "eccErrors", "throttleReasons", "performanceState", "processes", "mig", "profiling", "lost",
 ]
-AMDGPU_KEYS = ["busId", "card", "runtimeStatus", "memoryUtilization", "gtt", "temperatures", "powerLimit", "clocks"]
+AMDGPU_KEYS = [
+    "busId", "card", "runtimeStatus", "memoryUtilization", "gtt", "temperatures", "powerLimit", "clocks", "energy",
+]
+INTEL_KEYS = ["busId", "card", "driver", "runtimeStatus", "frequency", "energy", "temperatures", "engines"]
 IOREG_KEYS = ["rendererUtilization", "tilerUtilization", "allocatedMemory", "coreCount", "ioClass"]
+NEURON_KEYS = ["deviceType", "coreVersion", "neuronCores", "eccErrors", "sramEccErrors", "executionErrors", "runtimes"]
+HABANA_KEYS = ["busId", "moduleId", "eccErrors"]
 
 
 def _sample(details: Any = None) -> AcceleratorSample:
@@ -69,6 +80,10 @@ def _round_trips(sample: AcceleratorSample) -> None:
         (AmdgpuDetails(card="card1", runtime_status="suspended"), ["busId", "card", "runtimeStatus"]),
         (AmdgpuDetails(card="card1", readings=AmdgpuReadings()), AMDGPU_KEYS),
         (IoregDetails(io_class="AGXAcceleratorG13X"), IOREG_KEYS),
+        (NeuronDetails(), NEURON_KEYS),
+        (HabanaDetails(), HABANA_KEYS),
+        (IntelDetails(card="card0", driver="xe"), INTEL_KEYS[:4]),
+        (IntelDetails(card="card0", driver="xe", readings=IntelReadings()), INTEL_KEYS),
     ],
 )
 def test_each_source_writes_its_keys_in_order_with_nulls_kept(details, keys):
@@ -202,6 +217,13 @@ _details = st.one_of(
         st.none() | st.builds(AmdgpuReadings, _opt_float, _memory_use, st.none() | _sensors, _opt_float, _clocks),
     ),
     st.builds(IoregDetails, st.text(max_size=12), _opt_float, _opt_float, _opt_int, _opt_int),
+    st.builds(
+        NeuronDetails, _opt_text, _opt_text,
+        st.lists(st.builds(NeuronCoreUse, _ints, _opt_float, _opt_int), max_size=3).map(tuple),
+        st.builds(EccErrors, _opt_int, _opt_int), st.builds(EccErrors, _opt_int, _opt_int),
+        st.none() | st.builds(NeuronErrorCounts, *[_ints] * 6), st.lists(_ints, max_size=3).map(tuple),
+    ),
+    st.builds(HabanaDetails, _opt_text, _opt_int, st.builds(EccErrors, _opt_int, _opt_int)),
 )
 _accelerators = st.builds(
     AcceleratorSample,
@@ -275,6 +297,12 @@ def test_wrong_types_are_refused_with_the_field_path(change, message):
         ({"ioClass": None}, "accelerator.ioClass: expected string, got null"),
         ({"ioClass": "AGX", "coreCount": 1.5}, "accelerator.coreCount: expected integer, got float"),
         ({"memory": None}, "accelerator.memory: expected object, got null"),
+        ({"neuronCores": [{"index": "0"}]}, "accelerator.neuronCores[0].index: expected integer, got string"),
+        ({"neuronCores": [], "executionErrors": {"generic": 1}}, "accelerator.executionErrors.numerical: missing"),
+        ({"neuronCores": [], "runtimes": [1, True]}, "accelerator.runtimes: expected list of 64-bit integers"),
+        ({"moduleId": "3"}, "accelerator.moduleId: expected integer, got string"),
+        ({"moduleId": 3, "eccErrors": {"corrected": 1.5}}, "accelerator.eccErrors.corrected: expected integer"),
+        ({"card": "card0", "moduleId": 1}, "accelerator: card and moduleId belong to different sources"),
     ],
 )
 def test_amdgpu_and_ioreg_fields_are_checked_too(body, message):

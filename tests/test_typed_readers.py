@@ -274,7 +274,7 @@ async def test_a_scrape_reads_kept_snapshots_and_never_decodes(aiohttp_client, m
     assert [value(n, **eth) for n in ("network_receive_bytes_total", "network_transmit_bytes_total",
                                       "network_receive_packets_total", "network_transmit_packets_total")] == [
         6_001, 6_002, 6_003, 6_004]
-    amd = {"gpu": "0", "uuid": "GPU-amd-0"}
+    amd = {"gpu": "0", "uuid": "GPU-amd-0", "vendor": "amd"}
     assert [value(n, **amd) for n in ("gpu_utilization_ratio", "gpu_memory_used_bytes", "gpu_memory_total_bytes",
                                       "gpu_power_watts", "gpu_temperature_celsius")] == [
         2.01, 202, 203, 206.0, 205.0]
@@ -300,7 +300,8 @@ async def test_a_degraded_collector_reports_success(aiohttp_client):
     local = {"node_id": NODE, "collector": "gpu-degraded"}
     assert samples[("tracklab_sysmon_collector_success", frozenset(local.items()))] == 1.0
     assert samples[("tracklab_sysmon_gpu_utilization_ratio",
-                    frozenset({"node_id": NODE, "gpu": "0", "uuid": "GPU-nvidia-0"}.items()))] == 1.01
+                    frozenset({"node_id": NODE, "gpu": "0", "uuid": "GPU-nvidia-0",
+                               "vendor": "nvidia"}.items()))] == 1.01
 
 
 async def test_served_snapshots_are_the_served_nodes_in_order(aiohttp_client):

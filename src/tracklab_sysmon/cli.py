@@ -85,6 +85,9 @@ _SERVE_OPTIONS: list[Decorator] = [
     click.option("--cgroup", default="auto", show_default=True, metavar="auto|self|PATH",
                  help="Cgroup the container section describes: auto (the service's own unless it is the root), "
                       "self, or a path relative to each hierarchy's root (docs/containers.md)."),
+    click.option("--tpu-metrics-addr", envvar="TRACKLAB_SYSMON_TPU_METRICS_ADDR", show_envvar=True, metavar="HOST:PORT",
+                 help="libtpu's runtime metrics service (docs/gpu.md) [default: localhost:8431 when a TPU is on "
+                      "the PCI bus]; given, it is asked even without one."),
 ]
 
 

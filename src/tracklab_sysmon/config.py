@@ -115,6 +115,7 @@ class ServiceConfig:
     max_history_streams: int = DEFAULT_HISTORY_STREAMS
     collectors: str = "auto"  # auto (procfs + C helper on Linux, psutil elsewhere), procfs or psutil
     cgroup: str = "auto"  # which cgroup the container section describes: auto, self or a path
+    tpu_metrics_addr: str | None = None  # libtpu's metrics service; None: localhost:8431 when a TPU is on the bus
 
     def __post_init__(self) -> None:
         if not (0 <= self.port <= 65535):
@@ -135,6 +136,8 @@ class ServiceConfig:
     def _check_collectors(self) -> None:
         select(collectors=self.collectors, on_host=self.on_host)  # ConfigError for a choice this OS cannot run
         check_cgroup_option(self.cgroup)
+        if self.tpu_metrics_addr is not None and not re.fullmatch(r"[\w.\-\[\]:]+:\d{1,5}", self.tpu_metrics_addr):
+            raise ConfigError(f"tpu metrics address must be HOST:PORT, got {self.tpu_metrics_addr!r}")
 
     def _check_access(self) -> None:
         if self.token is not None and not self.token.strip():

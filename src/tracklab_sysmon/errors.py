@@ -9,6 +9,8 @@
     ├── Unavailable                  a collector's hardware or library is absent: a normal state
     │   └── NvmlUnavailable          NVML cannot be used (no bindings, no library, no driver)
     ├── GpuLost                      a GPU answered NVML_ERROR_GPU_IS_LOST
+    ├── SourceError                  a vendor tool or service that was there failed (exited, hung, garbage)
+    │   └── RpcFailed                a call to a vendor's gRPC service failed; `.detail`
     ├── BadMessage                   an invalid WebSocket client message; `.code` (ValueError)
     ├── WireError                    JSON that is not a valid snapshot; starts with the field's path (ValueError)
     ├── BindError                    the listening socket could not be opened
@@ -51,6 +53,18 @@ class NvmlUnavailable(Unavailable):
 
 class GpuLost(SysmonError):
     """The device answered NVML_ERROR_GPU_IS_LOST: it needs a reset and its fields are gone."""
+
+
+class SourceError(SysmonError):
+    """A vendor tool or service the collector reads (neuron-monitor, hl-smi, libtpu's metrics service) failed."""
+
+
+class RpcFailed(SourceError):
+    """A call to a vendor's gRPC service failed; `detail` is the status and message (`UNAVAILABLE: ...`)."""
+
+    def __init__(self, service: str, detail: str) -> None:
+        super().__init__(f"{service}: {detail}")
+        self.detail = detail
 
 
 class BadMessage(SysmonError, ValueError):

@@ -452,8 +452,51 @@ class IntelDetails:
     readings: IntelReadings | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class NeuronCoreUse:
+    """One NeuronCore of an AWS Neuron device: busy share over neuron-monitor's period, device memory for it."""
+
+    index: int  # the NeuronCore's index on the instance, as neuron-monitor numbers it
+    utilization: float | None = None  # %; 0 for a core no application uses
+    memory_used: int | None = None  # bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NeuronErrorCounts:
+    """Execution errors neuron-monitor counted in its last period (`error_summary`), by kind."""
+
+    generic: int = 0
+    numerical: int = 0
+    transient: int = 0
+    model: int = 0
+    runtime: int = 0
+    hardware: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NeuronDetails:
+    """An AWS Trainium/Inferentia device as `neuron-monitor` reports it."""
+
+    device_type: str | None = None  # neuron_device_type, e.g. trainium2
+    core_version: str | None = None  # neuroncore_version, e.g. v3d
+    cores: tuple[NeuronCoreUse, ...] = ()
+    ecc_errors: EccErrors = EccErrors()  # device DRAM, as the driver counts them
+    sram_ecc_errors: EccErrors = EccErrors()
+    execution_errors: NeuronErrorCounts | None = None  # of the applications using the device; None: none runs
+    runtimes: tuple[int, ...] = ()  # pids of the Neuron applications using the device
+
+
+@dataclass(frozen=True, slots=True)
+class HabanaDetails:
+    """An Intel Gaudi (Habana) device as `hl-smi` reports it."""
+
+    bus_id: str | None = None
+    module_id: int | None = None  # the OAM module the device sits in (HABANA_VISIBLE_MODULES numbers these)
+    ecc_errors: EccErrors = EccErrors()  # volatile (since the driver loaded)
+
+
 # The one source-specific record a device carries; readers match on its type.
-AcceleratorDetails = NvmlDetails | AmdgpuDetails | IoregDetails | IntelDetails
+AcceleratorDetails = NvmlDetails | AmdgpuDetails | IoregDetails | IntelDetails | NeuronDetails | HabanaDetails
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from .model import (
     GpuProcess,
     GpuProcessUse,
     GtFrequency,
+    HabanaDetails,
     IntelDetails,
     IntelReadings,
     InterfaceSample,
@@ -51,6 +52,9 @@ from .model import (
     MigInstance,
     MigState,
     NetworkSample,
+    NeuronCoreUse,
+    NeuronDetails,
+    NeuronErrorCounts,
     NvmlDetails,
     NvmlReadings,
     PcieThroughput,
@@ -239,7 +243,31 @@ def accelerator_to_wire(acc: AcceleratorSample) -> dict[str, Any]:
             coreCount=details.core_count,
             ioClass=details.io_class,
         )
+    elif isinstance(details, NeuronDetails):
+        body.update(_neuron_details(details))
+    elif isinstance(details, HabanaDetails):
+        body.update(busId=details.bus_id, moduleId=details.module_id, eccErrors=_ecc(details.ecc_errors))
     return body
+
+
+NEURON_ERROR_KINDS = ("generic", "numerical", "transient", "model", "runtime", "hardware")  # JSON names = fields
+
+
+def _neuron_details(d: NeuronDetails) -> dict[str, Any]:
+    errors = d.execution_errors
+    return {
+        "deviceType": d.device_type,
+        "coreVersion": d.core_version,
+        "neuronCores": [{"index": c.index, "utilization": c.utilization, "memoryUsed": c.memory_used} for c in d.cores],
+        "eccErrors": _ecc(d.ecc_errors),
+        "sramEccErrors": _ecc(d.sram_ecc_errors),
+        "executionErrors": {k: getattr(errors, k) for k in NEURON_ERROR_KINDS} if errors is not None else None,
+        "runtimes": list(d.runtimes),
+    }
+
+
+def _ecc(ecc: EccErrors) -> dict[str, Any]:
+    return {"corrected": ecc.corrected, "uncorrected": ecc.uncorrected}
 
 
 # ThrottleReason -> its wire name, in NVML's bit order.
@@ -767,8 +795,8 @@ def accelerator_from_wire(data: dict[str, Any], path: str = "accelerator") -> Ac
     """The AcceleratorSample that `accelerator_to_wire` turns into `data`; WireError (a ValueError) names the bad field.
 
     Which details record a device carries follows from the keys its source always writes: `lost`
-    (NVML), `card` (amdgpu), `ioClass` (ioreg), `driver` (Intel, which writes `card` too). Unknown keys
-    are ignored (a newer peer).
+    (NVML), `card` (amdgpu), `ioClass` (ioreg), `driver` (Intel, which writes `card` too), `neuronCores`
+    (neuron-monitor), `moduleId` (hl-smi). Unknown keys are ignored (a newer peer).
     """
     return _accelerator_from_obj(_Obj(data, path))
 
@@ -793,7 +821,7 @@ def _accelerator_from_obj(acc: _Obj) -> AcceleratorSample:
 
 
 def _details(acc: _Obj) -> AcceleratorDetails | None:
-    anchors = [key for key in ("lost", "card", "ioClass", "driver") if key in acc.body]
+    anchors = [key for key in ("lost", "card", "ioClass", "driver", "neuronCores", "moduleId") if key in acc.body]
     if "driver" in anchors and "card" in anchors:
         anchors.remove("card")  # an Intel card names its card folder too
     if len(anchors) > 1:
@@ -827,7 +855,44 @@ def _details(acc: _Obj) -> AcceleratorDetails | None:
             allocated_memory=acc.integer("allocatedMemory"),
             core_count=acc.integer("coreCount"),
         )
+    if "neuronCores" in acc.body:
+        return _neuron_details_from(acc)
+    if "moduleId" in acc.body:
+        return HabanaDetails(bus_id=acc.text("busId"), module_id=acc.integer("moduleId"),
+                             ecc_errors=_ecc_from(acc.obj("eccErrors")))
     return None
+
+
+def _neuron_details_from(acc: _Obj) -> NeuronDetails:
+    errors = acc.obj("executionErrors")
+    return NeuronDetails(
+        device_type=acc.text("deviceType"),
+        core_version=acc.text("coreVersion"),
+        cores=tuple(
+            NeuronCoreUse(_required(c.integer("index", optional=False)), c.number("utilization"),
+                          c.integer("memoryUsed"))
+            for c in acc.objects("neuronCores")
+        ),
+        ecc_errors=_ecc_from(acc.obj("eccErrors")),
+        sram_ecc_errors=_ecc_from(acc.obj("sramEccErrors")),
+        execution_errors=NeuronErrorCounts(
+            **{k: _required(errors.integer(k, optional=False)) for k in NEURON_ERROR_KINDS}) if errors else None,
+        runtimes=_integers(acc, "runtimes"),
+    )
+
+
+def _ecc_from(ecc: _Obj | None) -> EccErrors:
+    return EccErrors(ecc.integer("corrected"), ecc.integer("uncorrected")) if ecc else EccErrors()
+
+
+def _integers(obj: _Obj, key: str) -> tuple[int, ...]:
+    value, where = obj._get(key, optional=True)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(
+            isinstance(x, int) and not isinstance(x, bool) and _INT_MIN <= x <= _INT_MAX for x in value):
+        raise WireError(f"{where}: expected list of 64-bit integers, got {_kind(value)}")
+    return tuple(value)
 
 
 def _nvml_readings_from(acc: _Obj) -> NvmlReadings:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..hotpath import open_reader
 from ..platforms import select
@@ -15,9 +15,12 @@ from .container import ContainerCollector, HostPressureCollector
 from .cpu import CpuCollector
 from .disk import HOST_STATVFS, DiskCollector
 from .energy_sources import energy_collectors
+from .gaudi import GaudiCollector
 from .memory import MemoryCollector
 from .network import NetworkCollector
+from .neuron import NeuronCollector
 from .nvidia import NvidiaCollector
+from .tpu import TpuCollector
 
 
 def default_collectors(
@@ -29,13 +32,17 @@ def default_collectors(
     host_gpus: bool | None = None,
     backend: str = "auto",
     cgroup: str = "auto",
+    interval: float = 1.0,
+    tpu_address: str | None = None,
 ) -> tuple[Collector, ...]:
     """The collectors for one machine (or one captured tree), sharing one hot-path reader.
 
     AMD GPUs are read under `sys_root` (on a captured tree only when it holds amdgpu cards);
     NVIDIA (NVML) and Apple (ioreg, macOS only) ask the host itself, so they run only when
     `host_gpus` (default: `reading_host`). `backend` is `--collectors`: auto, procfs or psutil;
-    `cgroup` picks what the container section describes.
+    `cgroup` picks what the container section describes. Google TPU, AWS Neuron and Intel Gaudi
+    (`accelerator_collectors`) run on the host too; `interval` paces their vendor tools and
+    `tpu_address` is `--tpu-metrics-addr`.
     """
     choice = select(sys.platform, backend, on_host=reading_host(proc_root, sys_root))
     if choice.collectors == "psutil":
@@ -51,6 +58,8 @@ def default_collectors(
         gpus += (NvidiaCollector(enable_dcgm=enable_dcgm),)
     if host and sys.platform == "darwin":
         gpus += (AppleCollector(),)
+    if host and sys.platform.startswith("linux"):
+        gpus += accelerator_collectors(sys_root, interval=interval, tpu_address=tpu_address)
     return (
         CpuCollector(reader, proc_root=proc_root, sys_root=sys_root),
         MemoryCollector(reader),
@@ -60,6 +69,23 @@ def default_collectors(
         *_job_collectors(proc_root, sys_root, cgroup),
         *energy_collectors(proc_root, sys_root, host=host),
     )
+
+
+def accelerator_collectors(
+    sys_root: str = "/sys", *, interval: float = 1.0, tpu_address: str | None = None
+) -> tuple[Collector, ...]:
+    """Google TPU (libtpu's metrics service), AWS Neuron (neuron-monitor) and Intel Gaudi (hl-smi): each finds
+    its source on first use and is `unavailable` without it; the two tools run as supervised children."""
+    return (TpuCollector(sys_root, address=tpu_address), NeuronCollector(interval=interval),
+            GaudiCollector(interval=interval))
+
+
+def close_collectors(collectors: Sequence[Collector]) -> None:
+    """Release what collectors hold open (child processes, channels): each that has a `close` is closed."""
+    for collector in collectors:
+        close = getattr(collector, "close", None)
+        if callable(close):
+            close()
 
 
 def _job_collectors(proc_root: str, sys_root: str, cgroup: str) -> tuple[Collector, ...]:
@@ -74,4 +100,4 @@ def _job_collectors(proc_root: str, sys_root: str, cgroup: str) -> tuple[Collect
     return found
 
 
-__all__ = ["default_collectors"]
+__all__ = ["accelerator_collectors", "close_collectors", "default_collectors"]

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from aiohttp import web
 
 from .. import wire
-from ..collectors import default_collectors
+from ..collectors import close_collectors, default_collectors
 from ..collectors.base import Collector
 from ..collectors.portable.system import fill_from_psutil
 from ..collectors.processes import ProcessesCollector
@@ -48,6 +48,7 @@ def create_app(
             # A captured tree holds no file systems to stat, so its disk usage is unknown.
             config.proc_root, config.sys_root, statvfs=getattr(os, "statvfs", None) if config.on_host else None,
             enable_dcgm=config.enable_dcgm, host_gpus=config.on_host, backend=config.collectors, cgroup=config.cgroup,
+            interval=config.interval, tpu_address=config.tpu_metrics_addr,
         )
     app[keys.CONFIG] = config
     app[HISTORY_STREAMS] = StreamSlots(config.max_history_streams)
@@ -82,3 +83,5 @@ async def _sampling(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    # Child processes (neuron-monitor, hl-smi) and channels go with the service; closing may wait ~1 s.
+    await asyncio.to_thread(close_collectors, sampler.collectors)

@@ -16,6 +16,7 @@ from ..model import AcceleratorSample, CpuTimes, DiskDeviceSample, InterfaceSamp
 from ..sampler import CollectorState
 from . import keys
 from .peers import PEERS, served_snapshots
+from .prometheus_accel import accelerator_extras
 from .prometheus_container import container_metrics
 from .prometheus_energy import energy_metrics
 
@@ -101,6 +102,7 @@ class SnapshotCollector:
             nodes, _INTERFACE_COUNTERS, "interface", lambda s: s.network.interfaces if s.network else ()
         )
         yield from _gpu_gauges(nodes)
+        yield from accelerator_extras(nodes)  # NeuronCore use, Neuron and Gaudi ECC counters
         yield from _peer_metrics(self._app)
         # Typed, from this node's latest snapshot only: peers' container sections are not decoded here.
         latest = self._app[keys.SAMPLER].latest
@@ -182,12 +184,14 @@ def _device_counters(
 
 def _gpu_gauges(nodes: list[Snapshot]) -> Iterator[Metric]:
     for name, doc, unit, get, divisor in _GPU_GAUGES:
-        family = GaugeMetricFamily(PREFIX + name, doc, labels=["node_id", "gpu", "uuid"], unit=unit)
+        # `vendor` tells apart devices that share an index (NVIDIA 0, TPU 0, Gaudi 0 on one node).
+        family = GaugeMetricFamily(PREFIX + name, doc, labels=["node_id", "gpu", "uuid", "vendor"], unit=unit)
         for snap in nodes:
             for device in snap.accelerators:
                 value = get(device)
                 if value is not None:
-                    family.add_metric([snap.node_id, str(device.id), device.uuid or ""], _scaled(float(value), divisor))
+                    family.add_metric([snap.node_id, str(device.id), device.uuid or "", device.vendor or ""],
+                                      _scaled(float(value), divisor))
         yield family
 
 

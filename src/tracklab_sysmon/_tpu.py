@@ -1,0 +1,163 @@
+"""The one module that asks libtpu's runtime metrics service (gRPC, what `tpu-info` reads); needs the `tpu` extra.
+
+Importing it imports grpcio and protobuf: `collectors/tpu.py` imports it only once a TPU is there,
+so that a machine without the extra (or without a TPU) never loads them. Every call carries a
+deadline; the channel reconnects on its own, with a short back-off, when the service comes back.
+(No `channel_ready_future`: its polling thread races `close` and dies with "Channel closed!".)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from ._tpu_proto.tpu_metric_service_pb2 import Metric, MetricRequest, MetricResponse
+from ._tpu_proto.tpu_metric_service_pb2_grpc import RuntimeMetricServiceStub
+from .errors import RpcFailed
+
+DEFAULT_ADDRESS = "localhost:8431"  # libtpu's default (TPU_RUNTIME_METRICS_PORTS), as tpu-info asks it
+MEMORY_USED = "tpu.runtime.hbm.memory.usage.bytes"
+MEMORY_TOTAL = "tpu.runtime.hbm.memory.total.bytes"
+DUTY_CYCLE = "tpu.runtime.tensorcore.dutycycle.percent"
+TOTAL_SECONDS = 60.0  # total HBM is asked again this often (and after any failed call)
+# Reconnect quickly once the runtime is back (gRPC's default back-off grows to 120 s); ms.
+_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.min_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 5000),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TpuReading:
+    """One TPU device (a TensorCore's HBM and its chip's duty cycle); None where the service gave no value."""
+
+    device: int
+    memory_used: int | None  # bytes
+    memory_total: int | None  # bytes
+    duty_cycle: float | None  # % of the period the TensorCores were busy
+
+
+class MetricsClient:
+    """A channel to the service, opened once (it connects on the first call); `read` waits at most its deadline."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        # tpu-info connects the same way: local credentials, which libtpu's server expects (loopback only).
+        self._channel = grpc.secure_channel(address, grpc.local_channel_credentials(), options=_CHANNEL_OPTIONS)
+        self._stub = RuntimeMetricServiceStub(self._channel)
+        self._total: MetricResponse | None = None  # HBM per device does not change while the runtime lives
+        self._total_at = 0.0
+
+    def read(self, deadline: float) -> tuple[TpuReading, ...]:
+        """Used HBM and duty cycle (and total HBM, asked again only every TOTAL_SECONDS), one call after
+        another within `deadline` seconds in all; RpcFailed says which status ended it. Plain blocking
+        calls: a call future costs about twice the CPU (benchmarks/bench_children.py)."""
+        end = time.monotonic() + deadline
+        total_due = self._total is None or end - self._total_at >= TOTAL_SECONDS
+        try:
+            used, duty = self._ask(MEMORY_USED, end), self._ask(DUTY_CYCLE, end)
+            if total_due:
+                self._total, self._total_at = self._ask(MEMORY_TOTAL, end), end
+        except grpc.RpcError as exc:
+            self._total = None  # the runtime may come back on other chips
+            raise RpcFailed(f"TPU runtime metrics service at {self.address}", _describe(exc)) from None
+        assert self._total is not None
+        return readings_from(used, self._total, duty)
+
+    def _ask(self, metric: str, end: float) -> MetricResponse:
+        return self._stub.GetRuntimeMetric(MetricRequest(metric_name=metric), timeout=max(0.0, end - time.monotonic()))
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def readings_from(used: MetricResponse, total: MetricResponse, duty: MetricResponse) -> tuple[TpuReading, ...]:
+    """One reading per device that reports HBM, in device order (pure: messages in, records out).
+
+    Duty cycle is per chip on TPUs with two TensorCores per chip (v2, v3) and per core elsewhere, as
+    in tpu-info: when the service gives fewer duty-cycle points than memory points, each chip's
+    value is repeated for its cores.
+    """
+    used_by, total_by, duty_by = _by_device(used.metric.metrics), _by_device(total.metric.metrics), \
+        _by_device(duty.metric.metrics)
+    devices = sorted(used_by.keys() | total_by.keys())
+    duty_of = _duty_per_device(devices, duty_by)
+    return tuple(
+        TpuReading(device=d, memory_used=_bytes(used_by.get(d)), memory_total=_bytes(total_by.get(d)),
+                   duty_cycle=_percent(duty_of.get(d)))
+        for d in devices
+    )
+
+
+def _duty_per_device(devices: list[int], duty_by: dict[int, float | None]) -> dict[int, float | None]:
+    if set(devices) <= duty_by.keys() or not duty_by:
+        return duty_by
+    chips = [duty_by[c] for c in sorted(duty_by)]
+    if len(devices) % len(chips):
+        return {}  # no way to tell which chip a core is on: unknown rather than guessed
+    per_chip = len(devices) // len(chips)
+    return {d: chips[rank // per_chip] for rank, d in enumerate(devices)}
+
+
+def _by_device(metrics: Sequence[Metric]) -> dict[int, float | None]:
+    found: dict[int, float | None] = {}
+    for metric in metrics:
+        device = _device_id(metric)
+        if device is not None:
+            found[device] = _value(metric)
+    return found
+
+
+def _device_id(metric: Metric) -> int | None:
+    """The device a point is for: an integer attribute (older libtpu), a digit string, or `device_ordinal`
+    inside a key-value list (newer libtpu)."""
+    value = metric.attribute.value
+    kind = value.WhichOneof("attr")
+    if kind == "int_attr":
+        return value.int_attr if 0 <= value.int_attr < 1 << 20 else None
+    if kind == "string_attr":
+        return _ordinal(value.string_attr)
+    if kind == "kvlist_attr":
+        for attribute in value.kvlist_attr.attributes:
+            if attribute.key == "device_ordinal":
+                inner = attribute.value
+                if inner.WhichOneof("attr") == "int_attr" and 0 <= inner.int_attr < 1 << 20:
+                    return inner.int_attr
+                if inner.WhichOneof("attr") == "string_attr":
+                    return _ordinal(inner.string_attr)
+    return None
+
+
+def _ordinal(text: str) -> int | None:
+    """A device number written as ASCII digits ("²" is a digit to str.isdigit, not to int)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 7 else None
+
+
+def _value(metric: Metric) -> float | None:
+    if metric.WhichOneof("measure") == "gauge":
+        gauge = metric.gauge
+        kind = gauge.WhichOneof("value")
+        if kind == "as_int":
+            return float(gauge.as_int)
+        if kind == "as_double":
+            return gauge.as_double
+    return None
+
+
+def _bytes(value: float | None) -> int | None:
+    return int(value) if value is not None and 0 <= value < 2**63 else None
+
+
+def _percent(value: float | None) -> float | None:
+    return round(value, 2) if value is not None and 0.0 <= value <= 100.0 else None
+
+
+def _describe(exc: grpc.RpcError) -> str:
+    """`UNAVAILABLE: failed to connect...`: the error a call future raises is also its grpc.Call."""
+    code, details = getattr(exc, "code", None), getattr(exc, "details", None)
+    name = code().name if callable(code) else "error"
+    return f"{name}: {(details() if callable(details) else None) or exc}"
