@@ -1,4 +1,4 @@
-"""Picks the hot-path backend once (C helper or Python twin) and exports `BACKEND`.
+"""Picks the hot-path backend once (C helper or Python twin) and exports `BACKEND`; the process walk follows it.
 
 `TRACKLAB_SYSMON_NATIVE` chooses: `auto` (default: the C helper when it was built, else Python),
 `require` (the C helper or an ImportError, so a broken build cannot pass silently) or `off`.
@@ -14,8 +14,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ._hotpath_py import PyHotReader
+from ._procwalk_py import PyProcWalker
 from .errors import BackendUnavailable
-from .model import DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
+from .model import DiskCounters, LoadAvg, MemInfo, NetCounters, PidStat, StatCounters
 
 ENV_VAR = "TRACKLAB_SYSMON_NATIVE"
 MODES = ("auto", "require", "off")
@@ -38,6 +39,18 @@ class CounterReader(Protocol):
 
 
 ReaderFactory = Callable[[str], CounterReader]  # a backend's reader class, called with proc_root
+
+
+class ProcessWalker(Protocol):
+    """What both process walks offer: every process's stat, in the order of the listing."""
+
+    proc_root: str
+
+    def stats(self) -> list[PidStat]: ...
+    def close(self) -> None: ...
+
+
+WalkerFactory = Callable[[str], ProcessWalker]  # a backend's walker class, called with proc_root
 
 
 def select_backend(mode: str) -> tuple[ReaderFactory, str]:
@@ -65,7 +78,22 @@ def _select(mode: str) -> tuple[ReaderFactory, str, str | None]:
     return CffiHotReader, "cffi", None
 
 
+def select_walker(mode: str) -> tuple[WalkerFactory, str]:
+    """The process walker and its backend name for one TRACKLAB_SYSMON_NATIVE value (the reader's choice)."""
+    _, name, _ = _select(mode)
+    if name == "python":
+        return PyProcWalker, "python"
+    try:
+        from ._procwalk_cffi import CffiProcWalker
+    except (ImportError, AttributeError) as exc:  # AttributeError: an extension built before the walk
+        if mode.strip().lower() == "require":
+            raise BackendUnavailable(f"{ENV_VAR}=require but the C process walk is not built ({exc})") from exc
+        return PyProcWalker, "python"
+    return CffiProcWalker, "cffi"
+
+
 HotReader, BACKEND, BACKEND_REASON = _select(os.environ.get(ENV_VAR, "auto"))
+ProcWalker, WALKER_BACKEND = select_walker(os.environ.get(ENV_VAR, "auto"))
 
 
 def warn_if_fallback() -> None:
@@ -83,5 +111,11 @@ def open_reader(proc_root: str = "/proc") -> CounterReader:
     return HotReader(proc_root)
 
 
-__all__ = ["BACKEND", "BACKEND_REASON", "ENV_VAR", "BackendUnavailable", "CounterReader", "HotReader", "open_reader",
-           "select_backend", "warn_if_fallback"]
+def open_walker(proc_root: str = "/proc") -> ProcessWalker:
+    """A walker of the processes under `proc_root`, from the chosen backend."""
+    return ProcWalker(proc_root)
+
+
+__all__ = ["BACKEND", "BACKEND_REASON", "ENV_VAR", "WALKER_BACKEND", "BackendUnavailable", "CounterReader",
+           "HotReader", "ProcWalker", "ProcessWalker", "open_reader", "open_walker", "select_backend", "select_walker",
+           "warn_if_fallback"]

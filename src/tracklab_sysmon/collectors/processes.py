@@ -15,15 +15,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import TypeVar
 
-from .._procfs_pid import (
-    parse_btime,
-    parse_cmdline,
-    parse_pid_io,
-    parse_pid_stat,
-    parse_statm_resident,
-    parse_status_uid,
-)
-from ..errors import ParseError, Unavailable
+from .. import hotpath
+from .._procfs_pid import parse_btime, parse_cmdline, parse_pid_io, parse_statm_resident, parse_status_uid
+from .._procwalk_py import read_head as _read
+from ..errors import ParseError
 from ..model import GpuProcessUse, PidIo, PidStat, ProcessSample, ProcessSort, ProcessTree
 from .cgroup_files import CgroupEntry, parse_identity, parse_proc_cgroup
 
@@ -34,7 +29,6 @@ log = logging.getLogger(__name__)
 N = TypeVar("N", int, float)
 _RERANK_MARGIN = 16
 _USER_HZ, _PAGE_BYTES = 100, 4096  # Linux's USER_HZ and the usual page, where os.sysconf is missing
-_READ_BYTES = 16384  # status is ~1.5 KiB, stat ~ 300 B; a command line is cut to MAX_CMDLINE anyway
 
 
 def no_gpu_usage() -> Mapping[int, Sequence[GpuProcessUse]]:
@@ -53,14 +47,6 @@ def user_name(uid: int) -> str:
         return str(uid)
 
 
-def _read(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return os.read(fd, _READ_BYTES)
-    finally:
-        os.close(fd)
-
-
 class ProcessesCollector:
     """Walks `proc_root`; keeps the previous cpu and io counters per (pid, start time) for the rates."""
 
@@ -69,9 +55,11 @@ class ProcessesCollector:
 
     def __init__(
         self, proc_root: str = "/proc", *, gpu_usage: GpuUsage = no_gpu_usage,
-        clock_ticks: int | None = None, page_size: int | None = None,
+        clock_ticks: int | None = None, page_size: int | None = None, walker: hotpath.ProcessWalker | None = None,
     ) -> None:
         self.proc_root = proc_root
+        # The stat of every process: one C call where the helper is built (hotpath's choice), else Python.
+        self.walker = walker if walker is not None else hotpath.open_walker(proc_root)
         self.gpu_usage = gpu_usage
         # Looked up here, not at import: os.sysconf is POSIX-only, and without /proc nothing is read anyway.
         sysconf = getattr(os, "sysconf", None)
@@ -109,18 +97,7 @@ class ProcessesCollector:
         stats: dict[int, PidStat] = {}
         cpu: dict[int, float | None] = {}
         previous, current = self._previous_cpu, {}
-        root = self.proc_root
-        try:
-            entries = os.listdir(root)
-        except FileNotFoundError:
-            raise Unavailable(f"no process list without {root} (Linux only)") from None
-        for entry in entries:
-            if not entry.isdigit():
-                continue
-            try:
-                stat = parse_pid_stat(_read(f"{root}/{entry}/stat").decode("utf-8", "replace"))
-            except (OSError, ParseError):  # exited between the listing and the read
-                continue
+        for stat in self.walker.stats():  # `Unavailable` without proc_root; exited processes are left out
             key = (stat.pid, stat.start_ticks)
             stats[stat.pid] = stat
             current[key] = stat.cpu_ticks
