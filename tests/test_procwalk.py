@@ -160,10 +160,11 @@ def test_the_collector_builds_the_same_table_through_either_walk(walk):
 
 
 def test_rates_and_rows_agree_through_either_walk(walk, tmp_path):
-    """Busy, idle and reused pids between two collections: the same cpu rates and the same top rows."""
-    first = [FakeProcess(pid, name=f"p{pid}", utime=100, start=500) for pid in range(1, 6)]
+    """Busy, reused and backwards-counting pids between two collections: the same cpu rates and top rows."""
+    first = [FakeProcess(pid, name=f"p{pid}", utime=100, start=500) for pid in range(1, 7)]
     later = [FakeProcess(pid, name=f"p{pid}", utime=100 + 40 * pid, start=500) for pid in range(1, 5)]
     later.append(FakeProcess(5, name="reused", utime=7, start=900))
+    later.append(FakeProcess(6, name="p6", utime=60, start=500))  # a counter that went back: 0, never negative
     tables = []
     for backend in ("c", "python"):
         root = write_tree(tmp_path / backend, first)
@@ -173,7 +174,7 @@ def test_rates_and_rows_agree_through_either_walk(walk, tmp_path):
         write_tree(root, later)
         tables.append(collector.collect(3.0))
     c_table, py_table = tables
-    assert c_table.cpu == py_table.cpu == {1: 20.0, 2: 40.0, 3: 60.0, 4: 80.0, 5: None}
+    assert c_table.cpu == py_table.cpu == {1: 20.0, 2: 40.0, 3: 60.0, 4: 80.0, 5: None, 6: 0.0}
     assert c_table.top(3) == py_table.top(3) and [row.pid for row in c_table.top(3)] == [4, 3, 2]
 
 

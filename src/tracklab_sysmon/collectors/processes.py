@@ -96,13 +96,17 @@ class ProcessesCollector:
         scale = 100.0 / self.clock_ticks / elapsed if elapsed > 0 else None  # % of one core per tick
         stats: dict[int, PidStat] = {}
         cpu: dict[int, float | None] = {}
-        previous, current = self._previous_cpu, {}
+        previous_ticks, current = self._previous_cpu.get, {}
         for stat in self.walker.stats():  # `Unavailable` without proc_root; exited processes are left out
-            key = (stat.pid, stat.start_ticks)
-            stats[stat.pid] = stat
-            current[key] = stat.cpu_ticks
-            ticks = previous.get(key)  # None for a new process, and for a reused pid (new start time)
-            cpu[stat.pid] = max(0, stat.cpu_ticks - ticks) * scale if ticks is not None and scale is not None else None
+            pid, _, _, _, cpu_ticks, _, start_ticks, _ = stat  # one unpacking: cheaper than three attribute reads
+            key = (pid, start_ticks)
+            stats[pid] = stat
+            current[key] = cpu_ticks
+            ticks = previous_ticks(key)  # None for a new process, and for a reused pid (new start time)
+            if ticks is None or scale is None:
+                cpu[pid] = None
+            else:
+                cpu[pid] = (cpu_ticks - ticks) * scale if cpu_ticks > ticks else 0.0
         self._previous_cpu = current
         with self._lock:  # forget the io counters of processes that are gone
             self._previous_io = {k: v for k, v in self._previous_io.items() if k in current}
