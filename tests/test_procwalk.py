@@ -254,3 +254,17 @@ def test_the_walker_follows_the_native_variable(walk):
 def test_a_bad_variable_is_refused_for_the_walker_too():
     with pytest.raises(hotpath.BackendUnavailable, match="must be one of"):
         hotpath.select_walker("yes")
+
+
+def test_an_extension_without_the_walk_falls_back_to_python_with_a_warning(walk, monkeypatch, caplog):
+    """An extension built before the walk (its module cannot import): `auto` walks in Python and says so once at
+    start-up; `require` refuses."""
+    monkeypatch.setitem(sys.modules, "tracklab_sysmon._procwalk_cffi", None)  # importing it raises ImportError
+    walker, name, reason = hotpath._select_walker("auto")
+    assert (walker, name) == (PyProcWalker, "python") and reason.startswith("the C process walk is not built")
+    with pytest.raises(hotpath.BackendUnavailable, match="require but the C process walk is not built"):
+        hotpath.select_walker("require")
+    monkeypatch.setattr(hotpath, "_WALKER_REASON", reason)
+    hotpath.warn_if_fallback()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"using the Python process walk: {reason}; reinstall tracklab-sysmon to rebuild the C helper"]

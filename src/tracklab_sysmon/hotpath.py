@@ -80,30 +80,40 @@ def _select(mode: str) -> tuple[ReaderFactory, str, str | None]:
 
 def select_walker(mode: str) -> tuple[WalkerFactory, str]:
     """The process walker and its backend name for one TRACKLAB_SYSMON_NATIVE value (the reader's choice)."""
+    walker, name, _ = _select_walker(mode)
+    return walker, name
+
+
+def _select_walker(mode: str) -> tuple[WalkerFactory, str, str | None]:
+    """The walker, its name, and why it is the Python walk although the C helper serves (else None)."""
     _, name, _ = _select(mode)
     if name == "python":
-        return PyProcWalker, "python"
+        return PyProcWalker, "python", None
     try:
         from ._procwalk_cffi import CffiProcWalker
-    except (ImportError, AttributeError) as exc:  # AttributeError: an extension built before the walk
+    except (ImportError, AttributeError) as exc:  # AttributeError: an extension built before the walk existed
         if mode.strip().lower() == "require":
             raise BackendUnavailable(f"{ENV_VAR}=require but the C process walk is not built ({exc})") from exc
-        return PyProcWalker, "python"
-    return CffiProcWalker, "cffi"
+        return PyProcWalker, "python", f"the C process walk is not built ({exc})"
+    return CffiProcWalker, "cffi", None
 
 
 HotReader, BACKEND, BACKEND_REASON = _select(os.environ.get(ENV_VAR, "auto"))
-ProcWalker, WALKER_BACKEND = select_walker(os.environ.get(ENV_VAR, "auto"))
+ProcWalker, WALKER_BACKEND, _WALKER_REASON = _select_walker(os.environ.get(ENV_VAR, "auto"))
 
 
 def warn_if_fallback() -> None:
     """Log one warning when `auto` fell back to the Python twin (the service works, at a higher cost
-    per tick); the service calls it once at start-up, so importing this module stays silent."""
+    per tick), and one when the C helper serves without its process walk (an extension built before
+    it); the service calls it once at start-up, so importing this module stays silent."""
     if BACKEND == "python" and BACKEND_REASON != _OFF_REASON:
         logging.getLogger(__name__).warning(
             "using the Python hot path: %s; install a C compiler and reinstall tracklab-sysmon for the C helper",
             BACKEND_REASON,
         )
+    if _WALKER_REASON is not None:
+        logging.getLogger(__name__).warning(
+            "using the Python process walk: %s; reinstall tracklab-sysmon to rebuild the C helper", _WALKER_REASON)
 
 
 def open_reader(proc_root: str = "/proc") -> CounterReader:
