@@ -55,7 +55,9 @@ class _Buffers:
 
 
 class CffiProcWalker:
-    """Walks `proc_root` in one C call per collection; rows C declined are finished by the Python parser."""
+    """Walks `proc_root` in one C call per collection; rows C declined are finished by the Python parser.
+
+    One walk at a time (its buffers are reused): `ProcessesCollector` never overlaps its collections."""
 
     def __init__(self, proc_root: str = "/proc") -> None:
         self.proc_root = proc_root
