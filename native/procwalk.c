@@ -73,9 +73,10 @@ int pw_parse_stat(const char *text, size_t len, int64_t *fields)
     const char *close = len ? memrchr(text, ')', len) : NULL;
     if (open == NULL || close == NULL || close < open)
         return PW_EPARSE;
+    /* str.split(None, 22) after the ')': only the bytes up to the end of the 22nd token matter (the rest
+     * stays one unsplit string), so only those must be canonical. A byte that is not ends a run of
+     * spaces and starts a token, so it is always met inside a token. */
     const char *p = close + 1, *end = text + len;
-    if (!canonical(p, (size_t)(end - p)))
-        return PW_DEFER;
     const char *tok[STAT_TOKENS];
     size_t tok_len[STAT_TOKENS], count = 0;
     while (count < STAT_TOKENS) {
@@ -84,8 +85,9 @@ int pw_parse_stat(const char *text, size_t len, int64_t *fields)
         if (p == end)
             break;
         tok[count] = p;
-        while (p < end && !is_space(*p))
-            p++;
+        for (; p < end && !is_space(*p); p++)
+            if (!canonical(p, 1))
+                return PW_DEFER;
         tok_len[count] = (size_t)(p - tok[count]);
         count++;
     }

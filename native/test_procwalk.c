@@ -59,6 +59,9 @@ static const struct stat_case CASES[] = {
     {"10 (x) S 1 10 10 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 4 0 500 123456789 42", 0, 10, 1, 10, 4, 500, 42,
      "x", 'S'},
     {"999999999999999999 (x) S 1 10 10" TAIL, 0, 999999999999999999LL, 1, 10, 4, 500, 42, "x", 'S'},
+    /* past the 22nd field nothing is split or read: any bytes there */
+    {"10 (x) S 1 10 10 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 4 0 500 123456789 42 \xff\r\x1c\xc2\xa0 (",
+     0, 10, 1, 10, 4, 500, 42, "x", 'S'},
     /* Python raises ParseError */
     {"", PW_EPARSE, 0, 0, 0, 0, 0, 0, NULL, 0},
     {"10 bash S 1" TAIL, PW_EPARSE, 0, 0, 0, 0, 0, 0, NULL, 0},       /* no '(' */
@@ -80,6 +83,11 @@ static const struct stat_case CASES[] = {
     {"10 (x) S\x1c" "1 10 10" TAIL, PW_DEFER, 0, 0, 0, 0, 0, 0, NULL, 0},
     {"10 (x) S\xc2\xa0" "1 10 10" TAIL, PW_DEFER, 0, 0, 0, 0, 0, 0, NULL, 0},
     {"\xd9\xa1 (x) S 1 10 10" TAIL, PW_DEFER, 0, 0, 0, 0, 0, 0, NULL, 0},
+    /* ... but the byte that ends the 22nd field is Python's to judge when it is other whitespace */
+    {"10 (x) S 1 10 10 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 4 0 500 123456789 42\xc2\xa0" "0", PW_DEFER, 0, 0, 0, 0,
+     0, 0, NULL, 0},
+    {"10 (x) S 1 10 10 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 4 0 500 123456789 42\x1c" "0", PW_DEFER, 0, 0, 0, 0, 0, 0,
+     NULL, 0},
 };
 
 static int parse_copy(const char *text, size_t len, int64_t *fields)

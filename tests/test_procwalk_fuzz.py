@@ -187,3 +187,13 @@ def test_every_python_whitespace_between_fields_and_around_the_pid(walk, space):
     assert check(walk, between) == expected
     around = f"{space}7{space}(x) S 1{' 5' * 50}".encode()
     assert check(walk, around) == expected
+
+
+@pytest.mark.parametrize("space", PY_SPACES, ids=lambda c: f"U+{ord(c):04X}")
+def test_whitespace_after_the_last_field_read(walk, space):
+    """Past the 22nd field (rss) the line is never split: any bytes there leave both parsers' values alone, but the
+    character that ends that field is one Python splits at, so C hands it back unless it is its own."""
+    fields = " ".join(["S", "1"] + [str(n) for n in range(2, 22)])
+    own = space in " \t\n"
+    assert check(walk, f"7 (x) {fields}{space}9 9\n".encode()) == ("value" if own else "deferred")
+    assert check(walk, f"7 (x) {fields} {space}9 \xff\n".encode()) == "value"
