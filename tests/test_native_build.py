@@ -11,6 +11,7 @@ import sysconfig
 import tarfile
 import zipfile
 
+import pytest
 from conftest import require_command
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -18,12 +19,15 @@ SANITIZE = ["-std=gnu11", "-g", "-O1", "-fno-omit-frame-pointer", "-fsanitize=ad
             "-fno-sanitize-recover=all"]
 
 
-def test_c_tests_pass_under_address_and_undefined_sanitizers(tmp_path):
-    """native/test_sysmon.c checks every fixture tree's values and fuzzes every parser with no sanitizer report."""
+@pytest.mark.parametrize("part", ["sysmon", "procwalk"])
+def test_c_tests_pass_under_address_and_undefined_sanitizers(tmp_path, part):
+    """native/test_sysmon.c (the counters) and native/test_procwalk.c (the process walk) check every fixture tree's
+    values and fuzz every parser with no sanitizer report."""
     cc = require_command(os.environ.get("CC", "cc"))
-    binary = tmp_path / "test_sysmon"
-    subprocess.run([cc, *SANITIZE, "-I", str(ROOT / "native"), str(ROOT / "native/sysmon.c"),
-                    str(ROOT / "native/test_sysmon.c"), "-lm", "-o", str(binary)], check=True)
+    binary = tmp_path / f"test_{part}"
+    subprocess.run([cc, *SANITIZE, "-Wall", "-Wextra", "-I", str(ROOT / "native"),
+                    str(ROOT / f"native/{part}.c"), str(ROOT / f"native/test_{part}.c"), "-lm", "-o", str(binary)],
+                   check=True)
     trees = sorted(str(p) for p in (ROOT / "tests/fixtures").glob("*/proc"))
     result = subprocess.run([str(binary), *trees, "/proc"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

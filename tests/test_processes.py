@@ -184,6 +184,18 @@ def test_cgroup_and_container_id_of_a_process(tmp_path):
     assert (row.cgroup, row.container_id) == (f"/docker/{CONTAINER}", CONTAINER)
 
 
+def test_processes_sharing_or_not_a_cgroup_text_each_get_their_own(tmp_path):
+    """The parse is cached by text: processes with the same text agree, one moved elsewhere gets its new group."""
+    docker = f"12:memory:/docker/{CONTAINER}\n0::/system.slice/docker.service\n"
+    procs = [FakeProcess(10, cgroup=docker), FakeProcess(11, cgroup=docker), FakeProcess(12, cgroup="0::/user.slice\n")]
+    collector = _collector(write_tree(tmp_path, procs))
+    table = collector.collect(1.0)
+    assert [(table.row(pid).cgroup, table.row(pid).container_id) for pid in (10, 11, 12)] == [
+        (f"/docker/{CONTAINER}", CONTAINER), (f"/docker/{CONTAINER}", CONTAINER), ("/user.slice", None)]
+    write_process(tmp_path, FakeProcess(11, cgroup="0::/user.slice\n"))  # moved between two collections
+    assert collector.collect(2.0).row(11).cgroup == "/user.slice"
+
+
 def test_tree_sums_every_descendant_on_a_fixture(tmp_path):
     """pids, rss, threads, fds and per-device GPU memory are the exact sums over the root and its descendants."""
     procs = [FakeProcess(1, ppid=0), FakeProcess(20, ppid=1, rss_pages=10, threads=2, fds=4),

@@ -1,4 +1,4 @@
-"""Picks the hot-path backend once (C helper or Python twin) and exports `BACKEND`.
+"""Picks the hot-path backend once (C helper or Python twin) and exports `BACKEND`; the process walk follows it.
 
 `TRACKLAB_SYSMON_NATIVE` chooses: `auto` (default: the C helper when it was built, else Python),
 `require` (the C helper or an ImportError, so a broken build cannot pass silently) or `off`.
@@ -14,8 +14,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ._hotpath_py import PyHotReader
+from ._procwalk_py import PyProcWalker
 from .errors import BackendUnavailable
-from .model import CpuTick, DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
+from .model import CpuTick, DiskCounters, LoadAvg, MemInfo, NetCounters, PidStat, StatCounters
 
 ENV_VAR = "TRACKLAB_SYSMON_NATIVE"
 MODES = ("auto", "require", "off")
@@ -52,6 +53,18 @@ class ProcReader(CounterReader, Protocol):
 ReaderFactory = Callable[[str], ProcReader]  # a backend's reader class, called with proc_root
 
 
+class ProcessWalker(Protocol):
+    """What both process walks offer: every process's stat, in the order of the listing."""
+
+    proc_root: str
+
+    def stats(self) -> list[PidStat]: ...
+    def close(self) -> None: ...
+
+
+WalkerFactory = Callable[[str], ProcessWalker]  # a backend's walker class, called with proc_root
+
+
 def select_backend(mode: str) -> tuple[ReaderFactory, str]:
     """The reader class and backend name ("cffi" or "python") for one TRACKLAB_SYSMON_NATIVE value."""
     reader, name, _ = _select(mode)
@@ -77,17 +90,42 @@ def _select(mode: str) -> tuple[ReaderFactory, str, str | None]:
     return CffiHotReader, "cffi", None
 
 
+def select_walker(mode: str) -> tuple[WalkerFactory, str]:
+    """The process walker and its backend name for one TRACKLAB_SYSMON_NATIVE value (the reader's choice)."""
+    walker, name, _ = _select_walker(mode)
+    return walker, name
+
+
+def _select_walker(mode: str) -> tuple[WalkerFactory, str, str | None]:
+    """The walker, its name, and why it is the Python walk although the C helper serves (else None)."""
+    _, name, _ = _select(mode)
+    if name == "python":
+        return PyProcWalker, "python", None
+    try:
+        from ._procwalk_cffi import CffiProcWalker
+    except (ImportError, AttributeError) as exc:  # AttributeError: an extension built before the walk existed
+        if mode.strip().lower() == "require":
+            raise BackendUnavailable(f"{ENV_VAR}=require but the C process walk is not built ({exc})") from exc
+        return PyProcWalker, "python", f"the C process walk is not built ({exc})"
+    return CffiProcWalker, "cffi", None
+
+
 HotReader, BACKEND, BACKEND_REASON = _select(os.environ.get(ENV_VAR, "auto"))
+ProcWalker, WALKER_BACKEND, _WALKER_REASON = _select_walker(os.environ.get(ENV_VAR, "auto"))
 
 
 def warn_if_fallback() -> None:
     """Log one warning when `auto` fell back to the Python twin (the service works, at a higher cost
-    per tick); the service calls it once at start-up, so importing this module stays silent."""
+    per tick), and one when the C helper serves without its process walk (an extension built before
+    it); the service calls it once at start-up, so importing this module stays silent."""
     if BACKEND == "python" and BACKEND_REASON != _OFF_REASON:
         logging.getLogger(__name__).warning(
             "using the Python hot path: %s; install a C compiler and reinstall tracklab-sysmon for the C helper",
             BACKEND_REASON,
         )
+    if _WALKER_REASON is not None:
+        logging.getLogger(__name__).warning(
+            "using the Python process walk: %s; reinstall tracklab-sysmon to rebuild the C helper", _WALKER_REASON)
 
 
 def open_reader(proc_root: str = "/proc") -> ProcReader:
@@ -95,5 +133,11 @@ def open_reader(proc_root: str = "/proc") -> ProcReader:
     return HotReader(proc_root)
 
 
-__all__ = ["BACKEND", "BACKEND_REASON", "ENV_VAR", "BackendUnavailable", "CounterReader", "CpuTicker", "HotReader",
-           "ProcReader", "open_reader", "select_backend", "warn_if_fallback"]
+def open_walker(proc_root: str = "/proc") -> ProcessWalker:
+    """A walker of the processes under `proc_root`, from the chosen backend."""
+    return ProcWalker(proc_root)
+
+
+__all__ = ["BACKEND", "BACKEND_REASON", "ENV_VAR", "WALKER_BACKEND", "BackendUnavailable", "CounterReader",
+           "CpuTicker", "HotReader", "ProcReader", "ProcWalker", "ProcessWalker", "open_reader", "open_walker",
+           "select_backend", "select_walker", "warn_if_fallback"]
