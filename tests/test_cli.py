@@ -277,6 +277,7 @@ TREE_SNAPSHOT = {
     "accelerators": [],
     "container": None,  # the tree has no /proc/self/cgroup
     "pressure": None,  # nor /proc/pressure
+    "fabric": None,  # nor class/infiniband (and NVLink is asked of host GPUs only)
 }
 
 TREE_INFO = {

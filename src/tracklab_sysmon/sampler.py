@@ -19,8 +19,11 @@ from .model import (
     ContainerSample,
     CpuSample,
     DiskSample,
+    FabricSample,
+    InfinibandSample,
     MemorySample,
     NetworkSample,
+    NvlinkSample,
     PressureSample,
     Snapshot,
 )
@@ -30,7 +33,7 @@ from .workers import CollectorThread
 log = logging.getLogger(__name__)
 
 SELF_STATM = "/proc/self/statm"
-SECTIONS = frozenset({"cpu", "memory", "disk", "network", "accelerators", "container", "pressure"})
+SECTIONS = frozenset({"cpu", "memory", "disk", "network", "accelerators", "container", "pressure", "fabric"})
 CollectorState = Literal["pending", "ok", "degraded", "error", "unavailable"]
 Listener = Callable[[Snapshot, bytes], None]
 PRIME_SECONDS = 0.2  # the first published rates cover at least this long
@@ -340,6 +343,8 @@ def _assemble(node_id: str, timestamp: int, values: list[Section]) -> Snapshot:
     container: ContainerSample | None = None
     pressure: PressureSample | None = None
     accelerators: list[AcceleratorSample] = []
+    nvlink: NvlinkSample | None = None
+    infiniband: InfinibandSample | None = None
     for value in values:
         match value:
             case CpuSample():
@@ -354,10 +359,15 @@ def _assemble(node_id: str, timestamp: int, values: list[Section]) -> Snapshot:
                 container = value
             case PressureSample():
                 pressure = value
+            case NvlinkSample():
+                nvlink = value
+            case InfinibandSample():
+                infiniband = value
             case _:
                 accelerators.extend(value)
+    fabric = FabricSample(nvlink, infiniband) if nvlink is not None or infiniband is not None else None
     return Snapshot(node_id=node_id, timestamp=timestamp, cpu=cpu, memory=memory, disk=disk, network=network,
-                    accelerators=tuple(accelerators), container=container, pressure=pressure)
+                    accelerators=tuple(accelerators), container=container, pressure=pressure, fabric=fabric)
 
 
 def _keep(snapshot: Snapshot, sections: frozenset[str] | set[str]) -> Snapshot:
@@ -372,6 +382,7 @@ def _keep(snapshot: Snapshot, sections: frozenset[str] | set[str]) -> Snapshot:
         accelerators=snapshot.accelerators if "accelerators" in sections else (),
         container=snapshot.container if "container" in sections else None,
         pressure=snapshot.pressure if "pressure" in sections else None,
+        fabric=snapshot.fabric if "fabric" in sections else None,
     )
 
 

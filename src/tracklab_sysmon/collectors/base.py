@@ -10,14 +10,20 @@ from ..model import (
     ContainerSample,
     CpuSample,
     DiskSample,
+    InfinibandSample,
     MemorySample,
     NetworkSample,
+    NvlinkSample,
     PressureSample,
 )
 
 Accelerators = tuple[AcceleratorSample, ...]
 # What `collect` returns: the record of one Snapshot section; the sampler matches on its type.
-Section = CpuSample | MemorySample | DiskSample | NetworkSample | Accelerators | ContainerSample | PressureSample
+# NvlinkSample and InfinibandSample both fill the `fabric` section.
+Section = (
+    CpuSample | MemorySample | DiskSample | NetworkSample | Accelerators | ContainerSample | PressureSample
+    | NvlinkSample | InfinibandSample
+)
 
 
 class Collector(Protocol):
@@ -71,5 +77,7 @@ def section_of(value: Section) -> str:
             return "container"
         case PressureSample():
             return "pressure"
+        case NvlinkSample() | InfinibandSample():
+            return "fabric"
         case _:
             return "accelerators"

@@ -17,6 +17,7 @@ from ..sampler import CollectorState
 from . import keys
 from .peers import PEERS, served_snapshots
 from .prometheus_container import container_metrics
+from .prometheus_fabric import fabric_metrics
 
 PREFIX = "tracklab_sysmon_"
 # A degraded collector ran and published what it could read (some values null, its lastError says
@@ -104,6 +105,7 @@ class SnapshotCollector:
         # Typed, from this node's latest snapshot only: peers' container sections are not decoded here.
         latest = self._app[keys.SAMPLER].latest
         yield from container_metrics([latest] if latest is not None else [])
+        yield from fabric_metrics(nodes)  # every served node: the fabric section round-trips from peers
 
 
 def _scaled(value: float, divisor: float) -> float:
