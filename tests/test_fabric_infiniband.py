@@ -7,6 +7,7 @@ import contextlib
 import pathlib
 import shutil
 import subprocess
+from dataclasses import fields
 
 import orjson
 import pytest
@@ -19,12 +20,18 @@ from tracklab_sysmon import wire
 from tracklab_sysmon.collectors import default_collectors
 from tracklab_sysmon.collectors import infiniband_files as ib
 from tracklab_sysmon.collectors.base import Partial
-from tracklab_sysmon.collectors.infiniband import RESCAN_SECONDS, SLOW_SECONDS, InfinibandCollector
+from tracklab_sysmon.collectors.infiniband import (
+    ERROR_FILES,
+    HW_SECONDS,
+    RESCAN_SECONDS,
+    SLOW_SECONDS,
+    InfinibandCollector,
+)
 from tracklab_sysmon.collectors.memory import MemoryCollector
 from tracklab_sysmon.config import ServiceConfig
 from tracklab_sysmon.errors import ParseError, Unavailable
 from tracklab_sysmon.hotpath import open_reader
-from tracklab_sysmon.model import FabricSample
+from tracklab_sysmon.model import FabricSample, InfinibandErrors
 from tracklab_sysmon.server import create_app, keys, ws
 
 TREE = FIXTURES / "infiniband-hca" / "sys"
@@ -48,6 +55,11 @@ def _ports(value: object) -> list[dict]:
 
 
 # ---------------------------------------------------------------- parsers
+
+
+def test_error_files_follow_the_record_fields_order():
+    """ERROR_FILES lists InfinibandErrors' fields in order (the slow read fills the record positionally)."""
+    assert [name for name, _ in ERROR_FILES] == [f.name for f in fields(InfinibandErrors)]
 
 
 def test_parsers_read_the_kernel_formats():
@@ -213,6 +225,29 @@ def test_error_counters_are_read_on_the_slow_tier_and_when_the_state_changes(tmp
     _write(root, "mlx5_1", "rate", "100 Gb/sec (4X EDR)")
     down = _ports(collector.collect(101.0 + SLOW_SECONDS))[1]
     assert (down["state"], down["rate"], down["errors"]["linkDowned"]) == ("active", 100e9, 4)
+
+
+def test_hw_counters_are_read_on_their_own_slower_tier(tmp_path):
+    """The driver's hw_counters (dozens per mlx5 port) are read again only after HW_SECONDS."""
+    root = _copy(tmp_path)
+    collector = InfinibandCollector(str(root))
+    collector.collect(100.0)
+    _write(root, "mlx5_0", "hw_counters/out_of_buffer", 18)
+    assert _ports(collector.collect(100.0 + SLOW_SECONDS))[0]["hwCounters"]["out_of_buffer"] == 17
+    assert _ports(collector.collect(100.0 + HW_SECONDS))[0]["hwCounters"]["out_of_buffer"] == 18
+
+
+def test_slow_reads_of_many_ports_are_spread_over_the_period(tmp_path):
+    """Five ports do not all read their error counters on one tick: port i's next slow read is i seconds early."""
+    root = tmp_path / "sys"
+    for i in range(5):
+        shutil.copytree(TREE / "class/infiniband/mlx5_0", root / f"class/infiniband/mlx5_{i}")
+    collector = InfinibandCollector(str(root))
+    collector.collect(100.0)
+    for i in range(5):
+        _write(root, f"mlx5_{i}", "counters/symbol_error", 9)
+    seen = [[p["errors"]["symbolErrors"] for p in _ports(collector.collect(100.0 + t))] for t in range(1, 6)]
+    assert seen == [[2, 2, 2, 2, 9], [2, 2, 2, 9, 9], [2, 2, 9, 9, 9], [2, 9, 9, 9, 9], [9, 9, 9, 9, 9]]
 
 
 def test_ports_are_looked_for_again_after_the_rescan_period(tmp_path):

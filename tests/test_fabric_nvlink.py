@@ -67,7 +67,7 @@ def test_field_ids_are_nvml_headers():
              "replay": "REPLAY_ERROR_COUNT", "recovery": "RECOVERY_ERROR_COUNT"}
     for kind, name in names.items():
         expected = [getattr(pynvml, f"NVML_FI_DEV_NVLINK_{name}_L{link}") for link in range(12)]
-        assert [fid for fid, scope, slot in _nvlink.counter_slots(12) if slot.kind == kind] == expected
+        assert [fid for fid, scope, slot in _nvlink.status_slots(12) if slot.kind == kind] == expected
 
 
 def test_record_layout_is_pynvmls_struct():
@@ -147,9 +147,12 @@ def test_links_report_bytes_rates_errors_state_and_speed(stub):
 
 
 def test_one_field_values_call_per_gpu_per_tick_and_status_only_on_the_slow_tier(stub):
-    """Per GPU: one link-count call at start, one counter call per tick, one state/speed call every 5 s."""
+    """Per GPU: one link-count call at start, one counter call per tick, one state/speed/errors call every 5 s,
+    the GPUs' slow calls spread over the period (GPU i's second one comes i % 5 seconds early)."""
     lines = probe(stub, "6", "--counts", "nvmlDeviceGetFieldValues", NVLINK="4", GPUS="8")
-    assert lines[-1]["counts"]["nvmlDeviceGetFieldValues"] == 8 * (1 + 6 + 2)  # ticks at 0 s and 5 s are slow
+    assert lines[-1]["counts"]["nvmlDeviceGetFieldValues"] == 8 * (1 + 6 + 2)
+    few = probe(stub, "5", "--counts", "nvmlDeviceGetFieldValues", NVLINK="4", GPUS="8")
+    assert few[-1]["counts"]["nvmlDeviceGetFieldValues"] == 8 * (1 + 5 + 1) + 6  # all but GPUs 0 and 5 came round
 
 
 def test_public_bindings_call_reads_the_same_values(stub):

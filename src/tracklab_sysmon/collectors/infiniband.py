@@ -1,12 +1,14 @@
 """InfiniBand and RoCE ports from /sys/class/infiniband under `sys_root`: data and packet rates, state, errors.
 
-Data counters and state are read every tick through kept descriptors; the rate, link layer, error
-counters and the driver's hw_counters every SLOW_SECONDS (and whenever the state changed), since each
-PMA counter read may cost the HCA a management datagram. Ports are found again every RESCAN_SECONDS.
+Data counters and the port state are read every tick through kept descriptors; the physical state,
+rate, link layer and error counters every SLOW_SECONDS (and whenever the state changed), since each
+PMA counter read may cost the HCA a management datagram; the driver's hw_counters (dozens per mlx5
+port) every HW_SECONDS. Ports take these reads in turn, and are found again every RESCAN_SECONDS.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +22,8 @@ from . import infiniband_files as ib
 from .base import Partial
 
 SLOW_SECONDS = 5.0
+HW_SECONDS = 30.0
+SPREAD = 5  # the ports' slow reads are spread over this many parts of the period
 RESCAN_SECONDS = 30.0
 CLASS_DIR = "class/infiniband"
 _DATA = ("port_xmit_data", "port_rcv_data", "port_xmit_packets", "port_rcv_packets")
@@ -49,9 +53,9 @@ class _Slow:
     """What a port reports on the slow tier."""
 
     link_layer: str | None = None
+    physical_state: str | None = None
     rate: float | None = None
     errors: InfinibandErrors = field(default_factory=InfinibandErrors)
-    hw_counters: tuple[HwCounter, ...] = ()
 
 
 @dataclass(slots=True)
@@ -63,10 +67,12 @@ class PortFiles:
     path: str
     data: tuple[KeptFile, ...]
     state: KeptFile
-    phys_state: KeptFile
-    hw_counters: tuple[str, ...]
+    hw_counters: tuple[tuple[str, str], ...]  # (driver's name, path)
     slow: _Slow = field(default_factory=_Slow)
     slow_at: float | None = None
+    hw_at: float | None = None
+    hw_values: tuple[HwCounter, ...] = ()
+    slot: int = 0  # discovery order, which spreads the ports' slow reads over the period
     last_state: str | None = None
 
     @property
@@ -79,24 +85,26 @@ def discover(sys_root: str) -> tuple[PortFiles, ...] | None:
     root = os.path.join(sys_root, CLASS_DIR)
     if not os.path.isdir(root):
         return None
-    found = []
+    found: list[PortFiles] = []
     for device in list_dir(root):
         ports = os.path.join(root, device, "ports")
         for port in sorted((int(p) for p in list_dir(ports) if p.isdigit()), key=int):
             path = os.path.join(ports, str(port))
             found.append(PortFiles(
-                device=device, port=port, path=path,
+                device=device, port=port, path=path, slot=len(found),
                 data=tuple(KeptFile(os.path.join(path, "counters", name)) for name in _DATA),
                 state=KeptFile(os.path.join(path, "state")),
-                phys_state=KeptFile(os.path.join(path, "phys_state")),
-                hw_counters=tuple(n for n in list_dir(os.path.join(path, "hw_counters")) if n not in NOT_COUNTERS),
+                hw_counters=tuple((n, os.path.join(path, "hw_counters", n))
+                                  for n in list_dir(os.path.join(path, "hw_counters")) if n not in NOT_COUNTERS),
             ))
     return tuple(found)
 
 
 class InfinibandCollector:
     name = "infiniband"
-    blocking = False  # sysfs reads of a few ports: microseconds, like the network collector
+    # Each counters/ read is a management datagram the driver sends to the HCA's firmware and waits
+    # for (tens of microseconds or more on real hardware): kept off the event loop like NVML calls.
+    blocking = True
 
     def __init__(self, sys_root: str = "/sys") -> None:
         self.sys_root = sys_root
@@ -131,9 +139,14 @@ class InfinibandCollector:
 
     def _port(self, files: PortFiles, now: float, problems: list[str], unreadable: list[str]) -> InfinibandPort:
         counters = [_read(f, ib.parse_counter, unreadable) for f in files.data]
-        state = _read(files.state, ib.parse_state, None)
+        state = _read(files.state, _state, None)
         if files.slow_at is None or now - files.slow_at >= SLOW_SECONDS or state != files.last_state:
-            files.slow, files.slow_at = _read_slow(files), now
+            # Ports take their slow reads in turn, a fifth of the period apart, not all on one tick.
+            stagger = files.slot % SPREAD * SLOW_SECONDS / SPREAD if files.slow_at is None else 0.0
+            files.slow, files.slow_at = _read_slow(files), now - stagger
+        if files.hw_at is None or now - files.hw_at >= HW_SECONDS:
+            stagger = files.slot % SPREAD * HW_SECONDS / SPREAD if files.hw_at is None else 0.0
+            files.hw_values, files.hw_at = _read_hw(files), now - stagger
         files.last_state = state
         words_tx, words_rx, packets_tx, packets_rx = counters
         values = (_bytes(words_tx), _bytes(words_rx), packets_tx, packets_rx)
@@ -147,11 +160,11 @@ class InfinibandCollector:
         slow = files.slow
         return InfinibandPort(
             device=files.device, port=files.port, link_layer=slow.link_layer, state=state,
-            physical_state=_read(files.phys_state, ib.parse_state, None), rate=slow.rate,
+            physical_state=slow.physical_state, rate=slow.rate,
             tx_bytes=values[0], rx_bytes=values[1], tx_packets=values[2], rx_packets=values[3],
             tx_rate=rounded(rates[0]), rx_rate=rounded(rates[1]),
             tx_packets_rate=rounded(rates[2]), rx_packets_rate=rounded(rates[3]),
-            errors=slow.errors, hw_counters=slow.hw_counters,
+            errors=slow.errors, hw_counters=files.hw_values,
         )
 
     def _rate(self, key: str, name: str, value: int | None, now: float) -> float | None:
@@ -160,18 +173,21 @@ class InfinibandCollector:
 
 def _read_slow(files: PortFiles) -> _Slow:
     """The port's slow-tier files, read once each (no descriptor kept: every few seconds at most)."""
+    path = files.path + os.sep
+    counters = path + "counters" + os.sep
     return _Slow(
-        link_layer=_parsed(read_text(os.path.join(files.path, "link_layer")), ib.parse_link_layer),
-        rate=_parsed(read_text(os.path.join(files.path, "rate")), ib.parse_rate),
-        errors=InfinibandErrors(**{
-            name: _parsed(read_text(os.path.join(files.path, "counters", file)), ib.parse_counter)
-            for name, file in ERROR_FILES
-        }),
-        hw_counters=tuple(
-            HwCounter(name, value) for name in files.hw_counters
-            if (value := _parsed(read_text(os.path.join(files.path, "hw_counters", name)), ib.parse_counter))
-            is not None
-        ),
+        link_layer=_parsed(read_text(path + "link_layer"), ib.parse_link_layer),
+        physical_state=_parsed(read_text(path + "phys_state"), ib.parse_state),
+        rate=_parsed(read_text(path + "rate"), ib.parse_rate),
+        errors=InfinibandErrors(*(_parsed(read_text(counters + file), ib.parse_counter) for _, file in ERROR_FILES)),
+    )
+
+
+def _read_hw(files: PortFiles) -> tuple[HwCounter, ...]:
+    """The port's hw_counters, each under the driver's name; one that cannot be read is left out."""
+    return tuple(
+        HwCounter(name, value) for name, path in files.hw_counters
+        if (value := _parsed(read_text(path), ib.parse_counter)) is not None
     )
 
 
@@ -185,6 +201,12 @@ def _read(kept: KeptFile, parse: Callable[[str], T], problems: list[str] | None)
         if problems is not None:
             problems.append(f"{kept.path}: {exc}")
         return None
+
+
+@functools.lru_cache(maxsize=64)
+def _state(text: str) -> str:
+    """parse_state, remembered: a port's state file reads the same text tick after tick."""
+    return ib.parse_state(text)
 
 
 def _parsed(text: str | None, parse: Callable[[str], T]) -> T | None:
