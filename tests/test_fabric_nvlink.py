@@ -108,6 +108,22 @@ def test_decoder_reads_back_what_pynvml_structs_hold(entries):
     assert decoded == expected
 
 
+@given(st.lists(_entries(), max_size=8))
+def test_fast_counter_decoder_agrees_with_the_full_decoder(entries):
+    """The per-tick decoder gives each entry's unsigned value (None otherwise), exactly as the full decoder reads it."""
+    array = (pynvml.c_nvmlFieldValue_t * len(entries))()
+    for item, (field_id, scope, kind, ret, value) in zip(array, entries, strict=True):
+        item.fieldId, item.scopeId, item.valueType, item.nvmlReturn = field_id, scope, kind, ret
+        setattr(item.value, _UNION[kind], value)
+    raw = bytes(memoryview(array).cast("B"))
+    full = _nvlink.parse_field_values(raw)
+    unsigned = {1, 2, 3, 6}
+    assert _nvlink.counters(raw) == [
+        v.value if v.nvml_return == 0 and kind in unsigned else None
+        for v, (_, _, kind, _, _) in zip(full, entries, strict=True)
+    ]
+
+
 @given(st.binary(max_size=200))
 def test_decoder_takes_any_bytes_without_crashing(raw):
     """Arbitrary bytes decode (whole records) or raise ValueError (a partial record), never anything else."""
