@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .._sysfs import KeptFile, list_dir, read_text
+from .._sysfs import KeptFile, list_dir, open_regular
 from ..errors import ParseError, Unavailable
 from ..model import HwCounter, InfinibandErrors, InfinibandPort, InfinibandSample
 from ..rates import CounterRates, rounded
@@ -43,6 +43,7 @@ ERROR_FILES = (
     ("excessive_buffer_overrun_errors", "excessive_buffer_overrun_errors"),
     ("vl15_dropped", "VL15_dropped"),
 )
+SYSFS_PAGE = 4096  # a sysfs attribute never holds more (one pread reads it whole)
 NOT_COUNTERS = frozenset({"lifespan"})  # hw_counters/lifespan is the cache period (ms), not a count
 
 T = TypeVar("T")
@@ -176,10 +177,10 @@ def _read_slow(files: PortFiles) -> _Slow:
     path = files.path + os.sep
     counters = path + "counters" + os.sep
     return _Slow(
-        link_layer=_parsed(read_text(path + "link_layer"), ib.parse_link_layer),
-        physical_state=_parsed(read_text(path + "phys_state"), ib.parse_state),
-        rate=_parsed(read_text(path + "rate"), ib.parse_rate),
-        errors=InfinibandErrors(*(_parsed(read_text(counters + file), ib.parse_counter) for _, file in ERROR_FILES)),
+        link_layer=_parsed(_read_small(path + "link_layer"), ib.parse_link_layer),
+        physical_state=_parsed(_read_small(path + "phys_state"), ib.parse_state),
+        rate=_parsed(_read_small(path + "rate"), ib.parse_rate),
+        errors=InfinibandErrors(*(_parsed(_read_small(counters + file), ib.parse_counter) for _, file in ERROR_FILES)),
     )
 
 
@@ -187,7 +188,7 @@ def _read_hw(files: PortFiles) -> tuple[HwCounter, ...]:
     """The port's hw_counters, each under the driver's name; one that cannot be read is left out."""
     return tuple(
         HwCounter(name, value) for name, path in files.hw_counters
-        if (value := _parsed(read_text(path), ib.parse_counter)) is not None
+        if (value := _parsed(_read_small(path), ib.parse_counter)) is not None
     )
 
 
@@ -201,6 +202,20 @@ def _read(kept: KeptFile, parse: Callable[[str], T], problems: list[str] | None)
         if problems is not None:
             problems.append(f"{kept.path}: {exc}")
         return None
+
+
+def _read_small(path: str) -> str | None:
+    """A sysfs attribute's text (at most a page, so one pread), or None when it cannot be read."""
+    try:
+        fd, _ = open_regular(path)
+    except OSError:
+        return None
+    try:
+        return os.pread(fd, SYSFS_PAGE, 0).decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 @functools.lru_cache(maxsize=64)
