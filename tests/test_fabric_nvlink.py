@@ -14,6 +14,7 @@ import pathlib
 import struct
 import subprocess
 import sys
+import time
 import urllib.request
 
 import aiohttp
@@ -285,6 +286,39 @@ def test_service_without_nvlink_says_why_in_health(stub, tmp_path):
                                                                "(NVML_FI_DEV_NVLINK_LINK_COUNT)"}
         (node,) = _get(url + "/api/system/metrics")
         assert node["fabric"] is None or node["fabric"]["nvlink"] is None
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _wait_for(url: str, predicate, what: str) -> dict:
+    """Poll /api/health until `predicate(health)` holds; fails after DEADLINE seconds (never a speed check)."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        health = _get(url + "/api/health")
+        if predicate(health):
+            return health
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {DEADLINE} s: {health['collectors']}")
+        time.sleep(0.05)
+
+
+def test_service_marks_only_nvlink_error_while_its_calls_fail_and_recovers(stub, tmp_path):
+    """Field-value calls failing mid-run make `nvlink` error (fabric.nvlink null) while `nvidia` stays ok; then back."""
+    flag = tmp_path / "fail"
+    proc, url = _serve(stub, tmp_path, gpus="2", nvlink="2", fields_fail_flag=str(flag))
+    try:
+        _wait_for(url, lambda h: h["collectors"]["nvlink"]["status"] == "ok", "nvlink ok")
+        flag.touch()
+        health = _wait_for(url, lambda h: h["collectors"]["nvlink"]["status"] == "error", "nvlink error")
+        assert "nvmlDeviceGetFieldValues failed: Unknown Error" in health["collectors"]["nvlink"]["lastError"]
+        assert health["collectors"]["nvidia"]["status"] == "ok" and health["status"] == "degraded"
+        (node,) = _get(url + "/api/system/metrics")
+        assert (node["fabric"] or {}).get("nvlink") is None and len(node["accelerators"]) >= 2
+        flag.unlink()
+        _wait_for(url, lambda h: h["collectors"]["nvlink"]["status"] == "ok", "nvlink recovery")
+        (node,) = _get(url + "/api/system/metrics")
+        assert [x["link"] for x in node["fabric"]["nvlink"]] == [0, 1, 0, 1]
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -45,7 +45,7 @@ SUCCESS = 0
 # Word 3 of a record (valueType, then nvmlReturn) when the entry succeeded with an unsigned integer type.
 _UINT, _UL, _ULL, _USHORT = (struct.unpack("=Q", struct.pack("=II", kind, SUCCESS))[0] for kind in (1, 2, 3, 6))
 NOT_SUPPORTED = 3
-_PERMANENT = frozenset({NOT_SUPPORTED, 2, 13})  # not supported, invalid argument (no such link), not found
+_PERMANENT = frozenset({NOT_SUPPORTED, 2, 13})  # not supported, invalid argument (no such link), function not found
 
 
 class FieldValue(NamedTuple):
