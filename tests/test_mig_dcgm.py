@@ -13,11 +13,13 @@ import aiohttp
 import orjson
 import pytest
 from conftest import require_command
+from hypothesis import given
+from hypothesis import strategies as st
 from nvml_stub.build import build_stub, stub_env
 from prometheus_client.parser import text_string_to_metric_families
 from test_gpu_nvidia import _serve
 
-from tracklab_sysmon._dcgm import HIERARCHY_SECONDS, RETRY_SECONDS, DcgmProfiler
+from tracklab_sysmon._dcgm import BLANK, HIERARCHY_SECONDS, RETRY_SECONDS, DcgmProfiler, _mig_profiling
 from tracklab_sysmon.model import MigProfiling
 
 STANDIN = pathlib.Path(__file__).parent / "dcgm_standin"
@@ -86,6 +88,19 @@ def test_not_requested_means_no_dcgm_and_says_so(stub):
     (line,) = probe(stub, MIG, "1", gpus="2", mig="1")
     assert [i["profiling"] for i in line["accelerators"][1]["mig"]["instances"]] == [None, None]
     assert "--enable-dcgm-profiling" in line["profiling"]["mig"]["reason"]
+
+
+@given(st.dictionaries(st.sampled_from([1001, 1002, 1005, 1003, "1001"]),
+                       st.none() | st.booleans() | st.text(max_size=3) | st.integers() | st.floats(), max_size=5))
+def test_gpu_instance_values_become_percent_or_null(values):
+    """Any value DCGM's reader may hand over is a percent (ratio x 100) when it is a real number under the
+    blank sentinels, else null; nothing else is ever taken from the dict."""
+    def expected(field_id):
+        value = values.get(field_id)
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < BLANK
+        return round(float(value) * 100, 3) if ok else None
+
+    assert _mig_profiling(values) == MigProfiling(expected(1001), expected(1002), expected(1005))
 
 
 # ---------------------------------------------------------------- the profiler itself, on a fake clock
