@@ -8,6 +8,14 @@ LD_LIBRARY_PATH, exactly as pynvml finds the real library):
               no caching (what a simple poller does)
 Prints median, p10-p90 spread and the ratio naive/collector, then the Intel GPU, RAPL and energy ledger
 costs at 8 devices (bench_intel_energy.py). Run: .venv/bin/python benchmarks/bench_gpu.py
+
+Then the fabric sources at 8 devices (BENCH_GPU_ONLY=fabric runs only these):
+  nvlink         NvlinkCollector.collect, 8 GPUs x 18 links (an HGX H100 board), clock +1 s per tick
+  nvlink-public  the same through pynvml's public nvmlDeviceGetFieldValues (ctypes records built per call)
+  nvlink-naive   one public field-values call per link per counter, decoded field by field
+  infiniband     InfinibandCollector.collect on 8 ports (the fixture's HDR port copied), clock +1 s per tick
+The target is all new sources together <= 1 ms per tick at 8 devices. The fabric contenders are timed in
+CPU time of the calling thread (time.thread_time_ns), so other jobs on a shared machine do not count.
 """
 
 from __future__ import annotations
@@ -95,6 +103,95 @@ def child() -> None:
     print(json.dumps(times))
 
 
+LINKS = 18
+
+
+def nvlink_naive_tick(pynvml, handles: list) -> list:
+    """A poller without the prepared request: per link, one call per counter, each value read off its ctypes record."""
+    from tracklab_sysmon import _nvlink
+
+    out = []
+    for h in handles:
+        for field_id, scope, _ in _nvlink.counter_slots(LINKS):
+            (value,) = pynvml.nvmlDeviceGetFieldValues(h, [(field_id, scope)])
+            out.append(value.value.ullVal if value.nvmlReturn == 0 else None)
+    return out
+
+
+def fabric_child() -> None:
+    """Runs with the stub on LD_LIBRARY_PATH (8 GPUs, 18 links each); prints nanoseconds per contender as JSON."""
+    import pynvml
+
+    from tracklab_sysmon import _nvlink
+    from tracklab_sysmon.collectors.nvlink import NvlinkCollector
+
+    fast, public = NvlinkCollector(), NvlinkCollector()
+    fast.collect(0.0)
+    real_function = _nvlink._function
+    _nvlink._function = lambda module: None
+    public.collect(0.0)
+    _nvlink._function = real_function
+    pynvml.nvmlInit()
+    handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+    times: dict[str, list[int]] = {"nvlink": [], "nvlink-public": [], "nvlink-naive": []}
+    perf = time.thread_time_ns
+    # One contender after the other, not interleaved: the naive poller's garbage would be collected
+    # on the collector's ticks and charged to it.
+    for n in range(1, ROUNDS + 1):
+        t0 = perf()
+        fast.collect(float(n))
+        times["nvlink"].append(perf() - t0)
+    _nvlink._function = lambda module: None
+    for n in range(1, ROUNDS + 1):
+        t0 = perf()
+        public.collect(float(n))
+        times["nvlink-public"].append(perf() - t0)
+    _nvlink._function = real_function
+    for _ in range(ROUNDS):
+        t0 = perf()
+        nvlink_naive_tick(pynvml, handles)
+        times["nvlink-naive"].append(perf() - t0)
+    print(json.dumps(times))
+
+
+def infiniband_times(ports: int = 8) -> list[int]:
+    """Per-tick nanoseconds of the InfiniBand collector on `ports` copies of the fixture's active HDR port."""
+    import shutil
+
+    from tracklab_sysmon.collectors.infiniband import InfinibandCollector
+
+    source = ROOT / "tests/fixtures/infiniband-hca/sys/class/infiniband/mlx5_0"
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(ports):
+            shutil.copytree(source, pathlib.Path(tmp) / f"class/infiniband/mlx5_{i}")
+        collector = InfinibandCollector(tmp)
+        collector.collect(0.0)
+        ns = []
+        for n in range(1, ROUNDS + 1):
+            t0 = time.thread_time_ns()
+            collector.collect(float(n))
+            ns.append(time.thread_time_ns() - t0)
+    return ns
+
+
+def fabric(lib: pathlib.Path, stub_env) -> None:
+    done = subprocess.run(
+        [sys.executable, __file__, "--fabric-child"], env=stub_env(lib, gpus="8", nvlink=str(LINKS)),
+        capture_output=True, text=True, check=True,
+    )
+    times = {**json.loads(done.stdout), "infiniband": infiniband_times()}
+    print(f"\nFabric sources per tick at 8 devices ({LINKS} NVLinks per GPU; 8 InfiniBand ports), {ROUNDS} ticks,"
+          " ms of thread CPU time")
+    print(f"{'contender':<14} {'median':>8} {'p10':>8} {'p90':>8}")
+    for name, ns in times.items():
+        med, p10, p90 = summary(ns)
+        print(f"{name:<14} {med:8.3f} {p10:8.3f} {p90:8.3f}")
+    together = [a + b for a, b in zip(times["nvlink"], times["infiniband"], strict=True)]
+    med, p10, p90 = summary(together)
+    mean = statistics.fmean(together) / 1e6
+    print(f"{'nvlink+ib':<14} {med:8.3f} {p10:8.3f} {p90:8.3f}  mean {mean:.3f} (target <= 1 ms)")
+
+
 def summary(ns: list[int]) -> tuple[float, float, float]:
     deciles = statistics.quantiles(ns, n=10)
     return statistics.median(ns) / 1e6, deciles[0] / 1e6, deciles[-1] / 1e6
@@ -106,6 +203,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         lib = build_stub(pathlib.Path(tmp))
+        if os.environ.get("BENCH_GPU_ONLY") == "fabric":
+            fabric(lib, stub_env)
+            return
         print(f"NVIDIA collector per tick through the stand-in NVML, {ROUNDS} ticks each, ms")
         print(f"{'GPUs':>4}  {'contender':<10} {'median':>8} {'p10':>8} {'p90':>8}  ratio")
         for gpus in (1, 8):
@@ -118,6 +218,7 @@ def main() -> None:
             for name, ns in times.items():
                 med, p10, p90 = summary(ns)
                 print(f"{gpus:>4}  {name:<10} {med:8.3f} {p10:8.3f} {p90:8.3f}  {med / base:5.2f}x")
+        fabric(lib, stub_env)
     print()
     from bench_intel_energy import main as intel_and_energy  # Intel GPUs, RAPL and the ledger: no stub needed
 
@@ -125,4 +226,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    child() if sys.argv[1:] == ["--child"] else main()
+    if sys.argv[1:] == ["--child"]:
+        child()
+    elif sys.argv[1:] == ["--fabric-child"]:
+        fabric_child()
+    else:
+        main()

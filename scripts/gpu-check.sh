@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Real-GPU check: compares every field the NVIDIA collector reports with nvidia-smi, then measures
 # the collector's cost per tick. Prints Markdown for docs/performance.md ("GPU collector").
+# Then the fabric: each NVLink's data counters against `nvidia-smi nvlink -gt d`, each InfiniBand/RoCE
+# port's data counters against `perfquery -x` (when infiniband-diags is installed), and their cost.
 # Usage: scripts/gpu-check.sh [TICKS]      (PYTHON=... to pick the interpreter; default .venv/bin/python)
 #        scripts/gpu-check.sh intel [SECONDS]   Intel GPUs beside intel_gpu_top -J (scripts/check_intel.py)
 #        scripts/gpu-check.sh rapl [SECONDS]    RAPL energy beside perf stat power/energy-* (scripts/check_rapl.py)
 #        scripts/gpu-check.sh tpu|neuron|gaudi [SECONDS]   (scripts/accel-check.sh: Google TPU, AWS Neuron, Gaudi)
+#        SYSMON_SYS_ROOT=... reads RDMA ports under another sysfs root
 # Exit status: 0 all stable fields agree, 1 a field disagrees, 2 no NVIDIA GPU / nvidia-smi here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -114,6 +117,80 @@ def cost(c, ticks):
     q = statistics.quantiles(ns, n=10)
     return statistics.median(ns) / 1e6, q[0] / 1e6, q[-1] / 1e6
 
+def fabric_checks(ticks, cost):
+    """NVLink and InfiniBand data counters against the vendor tools; each counter only grows, so the tool's
+    reading must lie between ours just before and just after it. Returns how many disagree."""
+    import re, shutil, subprocess
+    from tracklab_sysmon.collectors.base import Partial
+    from tracklab_sysmon.collectors.infiniband import InfinibandCollector
+    from tracklab_sysmon.collectors.nvlink import NvlinkCollector
+
+    def section(collector, attr):
+        try:
+            value = collector.collect(time.monotonic())
+        except Exception as exc:  # Unavailable says why; anything else is reported as it is
+            return None, f"{type(exc).__name__}: {exc}"
+        value = value.value if isinstance(value, Partial) else value
+        return getattr(value, attr), None
+
+    failures = 0
+    print("\n#### NVLink against `nvidia-smi nvlink -gt d` (KiB)\n")
+    nvlink = NvlinkCollector()
+    before, why = section(nvlink, "links")
+    if before is None:
+        print(f"NVLink not checked: {why}")
+    else:
+        smi = subprocess.run(["nvidia-smi", "nvlink", "-gt", "d"], capture_output=True, text=True).stdout
+        after, _ = section(nvlink, "links")
+        seen, gpu = {}, None
+        for line in smi.splitlines():
+            if m := re.match(r"GPU (\d+):", line.strip()):
+                gpu = int(m.group(1))
+            elif gpu is not None and (m := re.search(r"Link (\d+): Data (Tx|Rx): (\d+) KiB", line)):
+                seen[(gpu, int(m.group(1)), m.group(2).lower())] = int(m.group(3))
+        if not seen:  # a layout this parser does not know: show it, so the parser can be fixed
+            print("nvidia-smi printed no `Link N: Data Tx/Rx: K KiB` lines; its first lines:\n```\n"
+                  + "\n".join(smi.splitlines()[:8]) + "\n```\n")
+        print("| GPU | link | state | direction | collector before | nvidia-smi | collector after | agree |")
+        print("|---|---|---|---|---|---|---|---|")
+        for old, new in zip(before or [], after or [], strict=False):
+            for d in ("tx", "rx"):
+                lo, hi = getattr(old, f"{d}_bytes"), getattr(new, f"{d}_bytes")
+                theirs = seen.get((old.gpu, old.link, d))
+                ok = None not in (lo, hi, theirs) and lo // 1024 <= theirs <= hi // 1024
+                failures += not ok
+                print(f"| {old.gpu} | {old.link} | {old.state} | {d} | {lo} B | {theirs} KiB | {hi} B | "
+                      f"{'yes' if ok else '**NO**'} |")
+        print(f"\nErrors of link 0: {before[0].errors if before else '-'}; "
+              f"cost per tick: median {cost(NvlinkCollector(), ticks)[0]:.3f} ms")
+    print("\n#### InfiniBand / RoCE against `perfquery -x` (4-byte words)\n")
+    ib = InfinibandCollector(os.environ.get("SYSMON_SYS_ROOT", "/sys"))
+    ports, why = section(ib, "ports")
+    if ports is None:
+        print(f"InfiniBand not checked: {why}")
+        return failures
+    tool = shutil.which("perfquery")
+    print("| port | layer | state | rate b/s | counter | collector before | perfquery | collector after | agree |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for port in ports:
+        out = subprocess.run([tool, "-x", "-C", port.device, "-P", str(port.port)], capture_output=True,
+                             text=True).stdout if tool else ""
+        later = {(p.device, p.port): p for p in (section(ib, "ports")[0] or [])}.get((port.device, port.port))
+        for name, attr, words in (("PortXmitData", "tx_bytes", 4), ("PortRcvData", "rx_bytes", 4),
+                                  ("PortXmitPkts", "tx_packets", 1), ("PortRcvPkts", "rx_packets", 1)):
+            m = re.search(rf"^{name}:\.*(\d+)", out, re.M)
+            theirs = int(m.group(1)) if m else None
+            lo, hi = getattr(port, attr), getattr(later, attr) if later else None
+            ok = None not in (lo, hi, theirs) and lo // words <= theirs <= hi // words
+            failures += bool(tool) and not ok
+            verdict = ("yes" if ok else "**NO**") if tool else "perfquery not installed"
+            print(f"| {port.device}/{port.port} | {port.link_layer} | {port.state} | {port.rate} | {name} | {lo} | "
+                  f"{theirs} | {hi} | {verdict} |")
+    print(f"\nCost per tick: median {cost(InfinibandCollector(os.environ.get('SYSMON_SYS_ROOT', '/sys')), ticks)[0]:.3f}"
+          " ms")
+    return failures
+
+
 ticks = int(os.environ["TICKS"])
 plain = cost(NvidiaCollector(), ticks)
 prof_collector = NvidiaCollector(enable_dcgm=True)
@@ -132,6 +209,8 @@ print(f"\nExtra fields of GPU 0 (not in nvidia-smi's CSV): " + json.dumps(
 print(f"\nCost per tick over {ticks} ticks (ms): profiling off median {plain[0]:.3f} (p10 {plain[1]:.3f}, p90 {plain[2]:.3f}); "
       f"profiling on median {prof[0]:.3f} (p10 {prof[1]:.3f}, p90 {prof[2]:.3f}); profiling source {status['source']}"
       f"{'' if status['source'] else ' (' + str(status['reason']) + ')'}")
+bad += fabric_checks(ticks, cost)
+print(f"\nMIG instances with DCGM figures: {status.get('mig')}")
 print(f"\n{bad} stable field(s) disagree")
 sys.exit(1 if bad else 0)
 EOF

@@ -17,6 +17,8 @@ FOREIGN = frozenset({
     ("_nvml.py", "nvmlDeviceGetCurrentClocksEventReasons"),  # nvidia-ml-py's function name (getattr)
     ("_dcgm.py", "fieldIds"),  # DcgmReader's keyword arguments
     ("_dcgm.py", "updateFrequency"),
+    ("_dcgm.py", "gpuIds"),
+    ("_nvlink.py", "nvmlDeviceGetFieldValues"),  # the NVML entry point looked up by name
     ("collectors/apple.py", "vramUsedBytes"),  # ioreg's PerformanceStatistics property names
     ("collectors/apple.py", "vramFreeBytes"),
     ("_procfs.py", "kB"),  # the unit /proc/meminfo writes

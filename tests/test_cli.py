@@ -278,6 +278,7 @@ TREE_SNAPSHOT = {
     "container": None,  # the tree has no /proc/self/cgroup
     "pressure": None,  # nor /proc/pressure
     "energy": None,  # nor RAPL zones nor GPUs with an energy counter
+    "fabric": None,  # nor class/infiniband (and NVLink is asked of host GPUs only)
 }
 
 TREE_INFO = {

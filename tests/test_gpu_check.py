@@ -77,3 +77,76 @@ def test_without_nvidia_smi_the_check_says_so_and_exits_2(stub, tmp_path):
     """On a machine without nvidia-smi the check prints one reason and exits 2."""
     done = _run(stub, _tools(tmp_path / "bin"))
     assert done.returncode == 2 and "nvidia-smi not found" in done.stderr
+
+
+# ---------------------------------------------------------------- the fabric: NVLink and InfiniBand
+
+NVLINK_SMI = """GPU 0: NVIDIA Stub A100-SXM4-40GB (UUID: GPU-00000000-0000-0000-0000-000000000000)
+\t Link 0: Data Tx: {tx0} KiB
+\t Link 0: Data Rx: 2000200 KiB
+\t Link 1: Data Tx: 1000200 KiB
+\t Link 1: Data Rx: 2000400 KiB"""
+PERFQUERY = r"""#!/bin/sh
+# Stand-in perfquery -x -C DEVICE -P PORT: prints the port's extended counters from the fixture tree,
+# in infiniband-diags' "Name:.....value" layout.
+while [ $# -gt 0 ]; do case "$1" in -C) dev=$2; shift ;; -P) port=$2; shift ;; esac; shift; done
+c="$SYSMON_SYS_ROOT/class/infiniband/$dev/ports/$port/counters"
+echo "# Port extended counters: Lid 1 port $port (CapMask: 0x5A00)"
+echo "PortXmitData:....................$(cat $c/port_xmit_data)"
+echo "PortRcvData:.....................$(cat $c/port_rcv_data)"
+echo "PortXmitPkts:....................$(cat $c/port_xmit_packets)"
+echo "PortRcvPkts:.....................$(cat $c/port_rcv_packets)"
+"""
+
+
+def _fabric_tools(folder: pathlib.Path, tx0: int, perfquery: bool) -> pathlib.Path:
+    """nvidia-smi answering the GPU CSV and `nvlink -gt d`; perfquery reading the fixture, if asked for."""
+    rows = [ROW.format(i=0, used=1024, p=0)]
+    _fake_smi(folder, rows)
+    smi = folder / "nvidia-smi"
+    nvlink = "\n".join(f"  echo '{line}'" for line in NVLINK_SMI.format(tx0=tx0).splitlines())
+    smi.write_text(smi.read_text().replace('case "$*" in\n', f'case "$*" in\n *nvlink*)\n{nvlink}\n ;;\n', 1))
+    (folder / "cat").symlink_to(shutil.which("cat"))
+    if perfquery:
+        (folder / "perfquery").write_text(PERFQUERY)
+        (folder / "perfquery").chmod(0o755)
+    return folder
+
+
+def _run_fabric(stub, bin_dir, sys_root: pathlib.Path, **scenario: str) -> subprocess.CompletedProcess:
+    env = stub_env(stub, **scenario)
+    env.update(PYTHON=sys.executable, PATH=str(bin_dir), SYSMON_SYS_ROOT=str(sys_root))
+    return subprocess.run([shutil.which("bash"), SCRIPT, "5"], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_nvlink_and_infiniband_counters_agree_with_the_vendor_tools(stub, tmp_path):
+    """Each NVLink counter lies between our reads around nvidia-smi's; each port's words equal perfquery's."""
+    from conftest import FIXTURES
+
+    done = _run_fabric(stub, _fabric_tools(tmp_path / "bin", 1000100, perfquery=True),
+                       FIXTURES / "infiniband-hca" / "sys", gpus="1", nvlink="2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "| 0 | 0 | active | tx | 1024102400 B | 1000100 KiB | 1024204800 B | yes |" in done.stdout
+    row = "| mlx5_0/1 | InfiniBand | active | 200000000000.0 | PortXmitData | 10000000000 | 2500000000 |"
+    assert row in done.stdout
+    assert "| mlx5_1/1 | InfiniBand | down |" in done.stdout and "**NO**" not in done.stdout
+
+
+def test_an_nvlink_counter_outside_our_reads_fails_the_check(stub, tmp_path):
+    """nvidia-smi reporting a Tx count our reads around it cannot contain is flagged and exits 1."""
+    done = _run_fabric(stub, _fabric_tools(tmp_path / "bin", 5, perfquery=False), tmp_path / "no-rdma",
+                       gpus="1", nvlink="2")
+    assert done.returncode == 1
+    assert "| 0 | 0 | active | tx | 1024102400 B | 5 KiB | 1024204800 B | **NO** |" in done.stdout
+    assert "InfiniBand not checked: Unavailable: no RDMA driver loaded" in done.stdout
+
+
+def test_without_nvlink_or_perfquery_the_check_says_why(stub, tmp_path):
+    """GPUs without NVLink and a host without perfquery are reported, not failed."""
+    from conftest import FIXTURES
+
+    done = _run_fabric(stub, _fabric_tools(tmp_path / "bin", 0, perfquery=False),
+                       FIXTURES / "infiniband-hca" / "sys", gpus="1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "NVLink not checked: Unavailable: no NVIDIA GPU here reports NVLink links" in done.stdout
+    assert "| PortXmitData | 10000000000 | None | 10000000000 | perfquery not installed |" in done.stdout

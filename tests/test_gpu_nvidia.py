@@ -244,7 +244,11 @@ def test_gpm_fills_profiling_without_dcgm(stub, tmp_path):
         "pcieTxBytes": 2.0 * 2**20, "pcieRxBytes": 4.0 * 2**20,
         "nvlinkTxBytes": 16.0 * 2**20, "nvlinkRxBytes": 8.0 * 2**20,
     }
-    assert lines[1]["profiling"] == {"requested": True, "available": True, "source": "gpm", "reason": None}
+    assert lines[1]["profiling"] == {
+        "requested": True, "available": True, "source": "gpm", "reason": None,
+        "mig": {"instances": 0, "reason": "DCGM Python bindings not found (install DCGM or set "
+                                          "TRACKLAB_SYSMON_DCGM_BINDINGS): No module named 'DcgmReader'"},
+    }  # GPM has no per-MIG-instance figures here: only DCGM gives them
 
 
 def test_no_profiling_source_explains_why(stub):
@@ -256,28 +260,12 @@ def test_no_profiling_source_explains_why(stub):
     assert lines[-1]["accelerators"][0]["profiling"] is None
 
 
-FAKE_DCGM = '''
-"""A stand-in for DCGM's DcgmReader module, at the bindings' own import boundary."""
-import os
-
-
-class DcgmReader:
-    def __init__(self, fieldIds, updateFrequency, hostname):
-        if os.environ.get("FAKE_DCGM_DOWN"):
-            raise ConnectionError("connection refused")
-        self.fields = fieldIds
-
-    def GetLatestGpuValuesAsFieldIdDict(self):
-        values = {1002: 0.5, 1003: 0.25, 1004: 0.125, 1005: 140737488355328.0,
-                  1009: 1000, 1010: 2000, 1011: 3000, 1012: 4000}
-        return {0: {f: values[f] for f in self.fields}}
-'''
+STANDIN = pathlib.Path(__file__).parent / "dcgm_standin"  # DCGM's bindings, faked at their import boundary
 
 
 def test_dcgm_fills_profiling_when_bindings_and_engine_are_there(stub, tmp_path):
     """With DCGM's bindings and a host engine, profiling comes from DCGM in percent and bytes/s, blanks null."""
-    (tmp_path / "DcgmReader.py").write_text(FAKE_DCGM)
-    env_extra = {"TRACKLAB_SYSMON_DCGM_BINDINGS": str(tmp_path)}
+    env_extra = {"TRACKLAB_SYSMON_DCGM_BINDINGS": str(STANDIN)}
     lines = _probe_with(stub, env_extra, "1", "--dcgm", gpus="1")
     assert lines[0]["accelerators"][0]["profiling"] == {
         "smActive": 50.0, "smOccupancy": 25.0, "tensorActive": 12.5, "dramActive": None,
@@ -288,8 +276,7 @@ def test_dcgm_fills_profiling_when_bindings_and_engine_are_there(stub, tmp_path)
 
 def test_unreachable_dcgm_engine_is_explained(stub, tmp_path):
     """Bindings present but no host engine: the reason says the engine is not reachable."""
-    (tmp_path / "DcgmReader.py").write_text(FAKE_DCGM)
-    env_extra = {"TRACKLAB_SYSMON_DCGM_BINDINGS": str(tmp_path), "FAKE_DCGM_DOWN": "1"}
+    env_extra = {"TRACKLAB_SYSMON_DCGM_BINDINGS": str(STANDIN), "FAKE_DCGM_DOWN": "1"}
     (line,) = _probe_with(stub, env_extra, "1", "--dcgm", gpus="1")
     assert "DCGM host engine not reachable at 127.0.0.1" in line["profiling"]["reason"]
 

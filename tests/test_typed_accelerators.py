@@ -30,6 +30,7 @@ from tracklab_sysmon.model import (
     IoregDetails,
     MemoryUse,
     MigInstance,
+    MigProfiling,
     MigState,
     NeuronCoreUse,
     NeuronDetails,
@@ -96,14 +97,15 @@ def test_nested_records_use_their_wire_names():
     readings = NvmlReadings(
         throttle_reasons=("gpu_idle", "hw_power_brake_slowdown"),
         processes=(GpuProcess(pid=7, name="train", used_memory=5),),
-        mig=MigState(True, False, (MigInstance(0, "MIG-1", 1, 2, MemoryUse(3, 4)),)),
+        mig=MigState(True, False, (MigInstance(0, "MIG-1", 1, 2, MemoryUse(3, 4), MigProfiling(sm_active=9.5)),)),
         profiling=Profiling(sm_active=1.0, nvlink_rx_bytes=2.0),
     )
     body = wire.accelerator_to_wire(_sample(NvmlDetails(readings=readings)))
     assert body["throttleReasons"] == ["gpuIdle", "hwPowerBrakeSlowdown"]
     assert body["processes"] == [{"pid": 7, "name": "train", "usedMemory": 5, "utilization": None}]
     assert body["mig"]["instances"] == [
-        {"index": 0, "uuid": "MIG-1", "gpuInstanceId": 1, "computeInstanceId": 2, "memory": {"used": 3, "total": 4}}
+        {"index": 0, "uuid": "MIG-1", "gpuInstanceId": 1, "computeInstanceId": 2, "memory": {"used": 3, "total": 4},
+         "profiling": {"graphicsActive": None, "smActive": 9.5, "dramActive": None}}
     ]
     assert list(body["profiling"]) == [
         "smActive", "smOccupancy", "tensorActive", "dramActive",

@@ -303,6 +303,7 @@ class MigInstance:
     gpu_instance_id: int | None = None
     compute_instance_id: int | None = None
     memory: MemoryUse | None = None
+    profiling: MigProfiling | None = None  # DCGM's figures for the GPU instance; None without DCGM
 
 
 @dataclass(frozen=True, slots=True)
@@ -530,6 +531,7 @@ class Snapshot:
     container: ContainerSample | None = None  # None on a bare host (the service describes the root cgroup)
     pressure: PressureSample | None = None  # the host's PSI; None on kernels without it
     energy: EnergySample | None = None  # None where no energy counter can be read
+    fabric: FabricSample | None = None  # NVLink and InfiniBand/RoCE; None where neither source runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -764,3 +766,114 @@ class EnergySample:
 
     cpu: tuple[RaplZone, ...] = ()
     gpus: tuple[GpuEnergy, ...] = ()
+
+
+# ---------------------------------------------------------------- MIG utilisation and the fabric (NVLink, InfiniBand)
+
+
+@dataclass(frozen=True, slots=True)
+class MigProfiling:
+    """DCGM profiling of one MIG GPU instance, in % of the instance's own time and bandwidth."""
+
+    graphics_active: float | None = None  # DCGM_FI_PROF_GR_ENGINE_ACTIVE
+    sm_active: float | None = None  # DCGM_FI_PROF_SM_ACTIVE
+    dram_active: float | None = None  # DCGM_FI_PROF_DRAM_ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class NvlinkErrors:
+    """Cumulative error counts of one NVLink since the driver loaded (None where NVML cannot say)."""
+
+    crc_flit: int | None = None
+    crc_data: int | None = None
+    replay: int | None = None
+    recovery: int | None = None
+
+
+class NvlinkLink(NamedTuple):
+    """One NVLink of one GPU: data counters in bytes, their rates in bytes/s, state and speed.
+
+    A NamedTuple rather than a frozen dataclass: an HGX board has 144 links, each built every tick,
+    and a tuple is built 3x faster (benchmarks/bench_gpu.py).
+    """
+
+    gpu: int  # the accelerator's `id`
+    uuid: str | None  # the GPU's UUID
+    link: int
+    state: str | None  # active, inactive or sleep
+    speed: float | None  # bits/s per direction
+    tx_bytes: int | None  # cumulative payload bytes sent
+    rx_bytes: int | None
+    tx_rate: float | None  # bytes/s over the last interval
+    rx_rate: float | None
+    errors: NvlinkErrors = NvlinkErrors()
+
+
+@dataclass(frozen=True, slots=True)
+class NvlinkSample:
+    """Every NVLink of every GPU that has them (the `nvlink` collector's section)."""
+
+    links: tuple[NvlinkLink, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class InfinibandErrors:
+    """The port's cumulative error counters (counters/ files; None where the file is absent or unreadable)."""
+
+    symbol_errors: int | None = None
+    link_error_recovery: int | None = None
+    link_downed: int | None = None
+    rcv_errors: int | None = None
+    rcv_remote_physical_errors: int | None = None
+    rcv_switch_relay_errors: int | None = None
+    xmit_discards: int | None = None
+    xmit_constraint_errors: int | None = None
+    rcv_constraint_errors: int | None = None
+    local_link_integrity_errors: int | None = None
+    excessive_buffer_overrun_errors: int | None = None
+    vl15_dropped: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HwCounter:
+    """One driver-specific counter of a port's hw_counters folder, under the driver's own name."""
+
+    name: str
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class InfinibandPort:
+    """One port of an RDMA device (InfiniBand or RoCE): bytes (the kernel counts 4-byte words), packets, rates."""
+
+    device: str  # e.g. mlx5_0
+    port: int
+    link_layer: str | None  # InfiniBand or Ethernet (RoCE)
+    state: str | None  # down, init, armed, active, active_defer
+    physical_state: str | None  # e.g. link_up, polling, disabled
+    rate: float | None  # bits/s (active width x active speed)
+    tx_bytes: int | None  # cumulative
+    rx_bytes: int | None
+    tx_packets: int | None
+    rx_packets: int | None
+    tx_rate: float | None  # bytes/s
+    rx_rate: float | None
+    tx_packets_rate: float | None  # packets/s
+    rx_packets_rate: float | None
+    errors: InfinibandErrors = InfinibandErrors()
+    hw_counters: tuple[HwCounter, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InfinibandSample:
+    """Every port of every RDMA device (the `infiniband` collector's section)."""
+
+    ports: tuple[InfinibandPort, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FabricSample:
+    """The links between devices and nodes; a source is None when its collector did not run or failed."""
+
+    nvlink: NvlinkSample | None = None
+    infiniband: InfinibandSample | None = None

@@ -21,8 +21,11 @@ from .model import (
     CpuSample,
     DiskSample,
     EnergySample,
+    FabricSample,
+    InfinibandSample,
     MemorySample,
     NetworkSample,
+    NvlinkSample,
     PressureSample,
     Snapshot,
 )
@@ -32,7 +35,8 @@ from .workers import CollectorThread
 log = logging.getLogger(__name__)
 
 SELF_STATM = "/proc/self/statm"
-SECTIONS = frozenset({"cpu", "memory", "disk", "network", "accelerators", "container", "pressure", "energy"})
+SECTIONS = frozenset({"cpu", "memory", "disk", "network", "accelerators", "container", "pressure", "energy",
+                      "fabric"})
 CollectorState = Literal["pending", "ok", "degraded", "error", "unavailable"]
 Listener = Callable[[Snapshot, bytes], None]
 PRIME_SECONDS = 0.2  # the first published rates cover at least this long
@@ -349,6 +353,8 @@ def _assemble(node_id: str, timestamp: int, values: list[Section]) -> Snapshot:
     pressure: PressureSample | None = None
     energy: EnergySample | None = None
     accelerators: list[AcceleratorSample] = []
+    nvlink: NvlinkSample | None = None
+    infiniband: InfinibandSample | None = None
     for value in values:
         match value:
             case CpuSample():
@@ -365,10 +371,16 @@ def _assemble(node_id: str, timestamp: int, values: list[Section]) -> Snapshot:
                 pressure = value
             case EnergySample():
                 energy = value
+            case NvlinkSample():
+                nvlink = value
+            case InfinibandSample():
+                infiniband = value
             case _:
                 accelerators.extend(value)
+    fabric = FabricSample(nvlink, infiniband) if nvlink is not None or infiniband is not None else None
     return Snapshot(node_id=node_id, timestamp=timestamp, cpu=cpu, memory=memory, disk=disk, network=network,
-                    accelerators=tuple(accelerators), container=container, pressure=pressure, energy=energy)
+                    accelerators=tuple(accelerators), container=container, pressure=pressure, energy=energy,
+                    fabric=fabric)
 
 
 def _keep(snapshot: Snapshot, sections: frozenset[str] | set[str]) -> Snapshot:
@@ -384,6 +396,7 @@ def _keep(snapshot: Snapshot, sections: frozenset[str] | set[str]) -> Snapshot:
         container=snapshot.container if "container" in sections else None,
         pressure=snapshot.pressure if "pressure" in sections else None,
         energy=snapshot.energy if "energy" in sections else None,
+        fabric=snapshot.fabric if "fabric" in sections else None,
     )
 
 

@@ -38,11 +38,16 @@ from .model import (
     EnergySample,
     EngineClass,
     EngineUse,
+    FabricSample,
     GpuEnergy,
     GpuProcess,
     GpuProcessUse,
     GtFrequency,
     HabanaDetails,
+    HwCounter,
+    InfinibandErrors,
+    InfinibandPort,
+    InfinibandSample,
     IntelDetails,
     IntelReadings,
     InterfaceSample,
@@ -50,11 +55,15 @@ from .model import (
     MemorySample,
     MemoryUse,
     MigInstance,
+    MigProfiling,
     MigState,
     NetworkSample,
     NeuronCoreUse,
     NeuronDetails,
     NeuronErrorCounts,
+    NvlinkErrors,
+    NvlinkLink,
+    NvlinkSample,
     NvmlDetails,
     NvmlReadings,
     PcieThroughput,
@@ -102,6 +111,7 @@ def snapshot_to_wire(snap: Snapshot, *, fragments: bool = False) -> dict[str, An
         "container": container_to_wire(snap.container) if snap.container else None,
         "pressure": pressure_to_wire(snap.pressure) if snap.pressure else None,
         "energy": energy_to_wire(snap.energy) if snap.energy else None,
+        "fabric": fabric_to_wire(snap.fabric) if snap.fabric else None,
     }
 
 
@@ -365,6 +375,7 @@ def _mig(mig: MigState) -> dict[str, Any]:
                 "gpuInstanceId": i.gpu_instance_id,
                 "computeInstanceId": i.compute_instance_id,
                 "memory": _memory_use(i.memory) if i.memory is not None else None,
+                "profiling": _mig_profiling(i.profiling) if i.profiling is not None else None,
             }
             for i in mig.instances
         ],
@@ -487,6 +498,7 @@ def snapshot_from_wire(data: bytes | bytearray | memoryview | str | dict[str, An
         container=_read_container(section) if (section := snap.obj("container")) else None,
         pressure=_read_pressure(section) if (section := snap.obj("pressure")) else None,
         energy=_read_energy(section) if (section := snap.obj("energy")) else None,
+        fabric=_read_fabric(section) if (section := snap.obj("fabric")) else None,
     )
 
 
@@ -970,6 +982,7 @@ def _mig_from(mig: _Obj) -> MigState:
                 gpu_instance_id=i.integer("gpuInstanceId"),
                 compute_instance_id=i.integer("computeInstanceId"),
                 memory=_memory_use_from(i.obj("memory")),
+                profiling=_mig_profiling_from(section) if (section := i.obj("profiling")) else None,
             )
             for i in mig.objects("instances")
         ),
@@ -1083,4 +1096,104 @@ def _gpu_uses_from(owner: _Obj) -> tuple[GpuProcessUse, ...]:
             memory=u.integer("memory"), utilization=u.number("utilization"),
         )
         for u in owner.objects("gpu")
+    )
+
+
+# ---------------------------------------------------------------- MIG profiling and the fabric section
+
+# MigProfiling field -> its wire name.
+MIG_PROFILING_NAMES = {"graphics_active": "graphicsActive", "sm_active": "smActive", "dram_active": "dramActive"}
+# NvlinkErrors field -> its wire name.
+NVLINK_ERROR_NAMES = {"crc_flit": "crcFlit", "crc_data": "crcData", "replay": "replay", "recovery": "recovery"}
+# InfinibandErrors field -> its wire name.
+INFINIBAND_ERROR_NAMES = {
+    "symbol_errors": "symbolErrors",
+    "link_error_recovery": "linkErrorRecovery",
+    "link_downed": "linkDowned",
+    "rcv_errors": "rcvErrors",
+    "rcv_remote_physical_errors": "rcvRemotePhysicalErrors",
+    "rcv_switch_relay_errors": "rcvSwitchRelayErrors",
+    "xmit_discards": "xmitDiscards",
+    "xmit_constraint_errors": "xmitConstraintErrors",
+    "rcv_constraint_errors": "rcvConstraintErrors",
+    "local_link_integrity_errors": "localLinkIntegrityErrors",
+    "excessive_buffer_overrun_errors": "excessiveBufferOverrunErrors",
+    "vl15_dropped": "vl15Dropped",
+}
+
+
+def _mig_profiling(p: MigProfiling) -> dict[str, Any]:
+    return {name: getattr(p, f) for f, name in MIG_PROFILING_NAMES.items()}
+
+
+def fabric_to_wire(fabric: FabricSample) -> dict[str, Any]:
+    """NVLink links and InfiniBand/RoCE ports: bytes and packets cumulative, rates per second, link rates in bits/s;
+    a source is null when its collector did not run or failed this tick."""
+    return {
+        "nvlink": [_nvlink(link) for link in fabric.nvlink.links] if fabric.nvlink is not None else None,
+        "infiniband": [_ib_port(p) for p in fabric.infiniband.ports] if fabric.infiniband is not None else None,
+    }
+
+
+def _nvlink(link: NvlinkLink) -> dict[str, Any]:
+    return {
+        "gpu": link.gpu, "uuid": link.uuid, "link": link.link, "state": link.state, "speed": link.speed,
+        "txBytes": link.tx_bytes, "rxBytes": link.rx_bytes, "txRate": link.tx_rate, "rxRate": link.rx_rate,
+        "errors": {name: getattr(link.errors, f) for f, name in NVLINK_ERROR_NAMES.items()},
+    }
+
+
+def _ib_port(port: InfinibandPort) -> dict[str, Any]:
+    return {
+        "device": port.device, "port": port.port, "linkLayer": port.link_layer, "state": port.state,
+        "physicalState": port.physical_state, "rate": port.rate,
+        "txBytes": port.tx_bytes, "rxBytes": port.rx_bytes, "txPackets": port.tx_packets, "rxPackets": port.rx_packets,
+        "txRate": port.tx_rate, "rxRate": port.rx_rate,
+        "txPacketsRate": port.tx_packets_rate, "rxPacketsRate": port.rx_packets_rate,
+        "errors": {name: getattr(port.errors, f) for f, name in INFINIBAND_ERROR_NAMES.items()},
+        # The driver's own counter names (mlx5: out_of_buffer, np_cnp_sent, ...): data, not schema keys.
+        "hwCounters": {c.name: c.value for c in port.hw_counters},
+    }
+
+
+def _mig_profiling_from(p: _Obj) -> MigProfiling:
+    return MigProfiling(**{f: p.number(name) for f, name in MIG_PROFILING_NAMES.items()})
+
+
+def _read_fabric(fabric: _Obj) -> FabricSample:
+    nvlink = fabric.body.get("nvlink") is not None
+    infiniband = fabric.body.get("infiniband") is not None
+    return FabricSample(
+        nvlink=NvlinkSample(tuple(_nvlink_from(o) for o in fabric.objects("nvlink"))) if nvlink else None,
+        infiniband=InfinibandSample(tuple(_ib_port_from(o) for o in fabric.objects("infiniband")))
+        if infiniband else None,
+    )
+
+
+def _nvlink_from(link: _Obj) -> NvlinkLink:
+    errors = link.obj("errors")
+    return NvlinkLink(
+        gpu=_required(link.integer("gpu", optional=False)), uuid=link.text("uuid"),
+        link=_required(link.integer("link", optional=False)), state=link.text("state"), speed=link.number("speed"),
+        tx_bytes=link.integer("txBytes"), rx_bytes=link.integer("rxBytes"),
+        tx_rate=link.number("txRate"), rx_rate=link.number("rxRate"),
+        errors=NvlinkErrors(**{f: errors.integer(name) for f, name in NVLINK_ERROR_NAMES.items()})
+        if errors else NvlinkErrors(),
+    )
+
+
+def _ib_port_from(port: _Obj) -> InfinibandPort:
+    errors, hw = port.obj("errors"), port.obj("hwCounters")
+    return InfinibandPort(
+        device=_required(port.text("device", optional=False, empty=False)),
+        port=_required(port.integer("port", optional=False)),
+        link_layer=port.text("linkLayer"), state=port.text("state"), physical_state=port.text("physicalState"),
+        rate=port.number("rate"), tx_bytes=port.integer("txBytes"), rx_bytes=port.integer("rxBytes"),
+        tx_packets=port.integer("txPackets"), rx_packets=port.integer("rxPackets"),
+        tx_rate=port.number("txRate"), rx_rate=port.number("rxRate"),
+        tx_packets_rate=port.number("txPacketsRate"), rx_packets_rate=port.number("rxPacketsRate"),
+        errors=InfinibandErrors(**{f: errors.integer(name) for f, name in INFINIBAND_ERROR_NAMES.items()})
+        if errors else InfinibandErrors(),
+        hw_counters=tuple(HwCounter(name, _required(hw.integer(name, optional=False))) for name in hw.body)
+        if hw else (),
     )

@@ -539,3 +539,111 @@ int nvmlGpmMetricsGet(gpm_metrics_get *get) {
     }
     return SUCCESS;
 }
+
+/* ---- NVLink through field values (nvml.h: nvmlFieldValue_t, NVML_FI_DEV_NVLINK_*), scenarios read per call:
+ *   NVML_STUB_NVLINK             links per GPU (unset: NVML_FI_DEV_NVLINK_LINK_COUNT answers NOT_SUPPORTED)
+ *   NVML_STUB_NVLINK_DOWN        "gpu:link,..." links that are inactive (their counters do not move)
+ *   NVML_STUB_FIELDS_FAIL_FLAG   while this file exists the whole call answers NVML_ERROR_UNKNOWN
+ *   NVML_STUB_UNSUPPORTED        also: nvlinkerrors (error counters), nvlinkstatus (state and speed)
+ * Data counters grow by 100 KiB (tx) and 200 KiB (rx) times (link + 1) per call that asks for them. */
+#define ERR_UNKNOWN 999
+#define FI_LINK_COUNT 91
+#define FI_DATA_TX 138
+#define FI_DATA_RX 139
+#define FI_GET_SPEED 164
+#define FI_GET_STATE 165
+#define VALUE_UINT 1
+#define VALUE_ULL 3
+#define ALL_LINKS 0xFFFFFFFFU
+
+typedef union field_value_u {
+    double d; unsigned ui; unsigned long ul; unsigned long long ull; long long sll; int si; unsigned short us;
+} field_value_u;
+
+typedef struct field_value { /* nvmlFieldValue_t */
+    unsigned field_id, scope_id;
+    long long timestamp, latency_us;
+    int value_type; /* nvmlValueType_t */
+    int ret;        /* nvmlReturn_t */
+    field_value_u value;
+} field_value;
+
+static unsigned long long nvlink_reads[MAX_GPUS];
+
+static int nvlink_links(void) {
+    const char *n = getenv("NVML_STUB_NVLINK");
+    return n ? atoi(n) : -1;
+}
+
+static int nvlink_down(unsigned gpu, unsigned link) {
+    char item[32];
+    const char *down = getenv("NVML_STUB_NVLINK_DOWN");
+    snprintf(item, sizeof item, "%u:%u", gpu, link);
+    return down && listed(down, item);
+}
+
+/* The legacy per-link error ids: 32-37/96-101 CRC flit, 39-44/102-107 CRC data, 46-51/108-113 replay,
+ * 53-58/114-119 recovery, for links 0-5 and 6-11. Returns the counter kind 0-3 and sets *link, or -1. */
+static int error_field(unsigned id, unsigned *link) {
+    for (int kind = 0; kind < 4; kind++) {
+        unsigned low = 32 + 7 * (unsigned)kind, high = 96 + 6 * (unsigned)kind;
+        if (id >= low && id < low + 6) { *link = id - low; return kind; }
+        if (id >= high && id < high + 6) { *link = id - high + 6; return kind; }
+    }
+    return -1;
+}
+
+static unsigned long long data_kib(unsigned gpu, unsigned link, int rx) {
+    unsigned long long reads = nvlink_down(gpu, link) ? 0 : nvlink_reads[gpu];
+    return (rx ? 2000000ULL : 1000000ULL) * (gpu + 1) + reads * (rx ? 200ULL : 100ULL) * (link + 1);
+}
+
+static void answer(field_value *v, unsigned gpu, int links) {
+    unsigned link = v->scope_id;
+    v->timestamp = 1700000000000000LL + (long long)nvlink_reads[gpu];
+    v->latency_us = 5;
+    v->value.ull = 0;
+    v->value_type = VALUE_ULL;
+    v->ret = SUCCESS;
+    if (links < 0) { v->ret = ERR_NOT_SUPPORTED; return; }
+    if (v->field_id == FI_LINK_COUNT) { v->value_type = VALUE_UINT; v->value.ui = (unsigned)links; return; }
+    if (v->field_id == FI_DATA_TX || v->field_id == FI_DATA_RX) {
+        int rx = v->field_id == FI_DATA_RX;
+        if (link == ALL_LINKS) {
+            for (unsigned l = 0; l < (unsigned)links; l++) v->value.ull += data_kib(gpu, l, rx);
+        } else if (link < (unsigned)links) {
+            v->value.ull = data_kib(gpu, link, rx);
+        } else {
+            v->ret = ERR_INVALID_ARGUMENT;
+        }
+        return;
+    }
+    if (v->field_id == FI_GET_STATE || v->field_id == FI_GET_SPEED) {
+        if (listed(unsupported, "nvlinkstatus")) { v->ret = ERR_NOT_SUPPORTED; return; }
+        if (link >= (unsigned)links) { v->ret = ERR_INVALID_ARGUMENT; return; }
+        v->value_type = VALUE_UINT;
+        v->value.ui = v->field_id == FI_GET_SPEED ? 26562 : (nvlink_down(gpu, link) ? 0 : 1);
+        return;
+    }
+    int kind = error_field(v->field_id, &link);
+    if (kind >= 0) count("nvlinkErrorEntry"); /* test-only: how often error counters were asked for */
+    if (kind < 0 || listed(unsupported, "nvlinkerrors")) { v->ret = ERR_NOT_SUPPORTED; return; }
+    if (link >= (unsigned)links) { v->ret = ERR_INVALID_ARGUMENT; return; }
+    v->value.ull = 1000ULL * gpu + 100ULL * (unsigned)kind + link;
+}
+
+int nvmlDeviceGetFieldValues(device *d, int n, field_value *values) {
+    count("nvmlDeviceGetFieldValues");
+    CHECK(d, NULL);
+    if (n < 0 || (n > 0 && values == NULL)) return ERR_INVALID_ARGUMENT;
+    const char *fail = getenv("NVML_STUB_FIELDS_FAIL_FLAG");
+    if (fail && access(fail, F_OK) == 0) return ERR_UNKNOWN;
+    unsigned gpu = d->mig_parent >= 0 ? (unsigned)d->mig_parent : d->index;
+    int links = nvlink_links(), moved = 0;
+    for (int i = 0; i < n; i++) {
+        if (values[i].field_id == FI_DATA_TX || values[i].field_id == FI_DATA_RX) moved = 1;
+    }
+    if (moved) nvlink_reads[gpu]++;
+    for (int i = 0; i < n; i++) answer(&values[i], gpu, links);
+    return SUCCESS;
+}

@@ -16,10 +16,12 @@ from .cpu import CpuCollector
 from .disk import HOST_STATVFS, DiskCollector
 from .energy_sources import energy_collectors
 from .gaudi import GaudiCollector
+from .infiniband import InfinibandCollector
 from .memory import MemoryCollector
 from .network import NetworkCollector
 from .neuron import NeuronCollector
 from .nvidia import NvidiaCollector
+from .nvlink import NvlinkCollector
 from .tpu import TpuCollector
 
 
@@ -68,6 +70,7 @@ def default_collectors(
         *gpus,
         *_job_collectors(proc_root, sys_root, cgroup),
         *energy_collectors(proc_root, sys_root, host=host),
+        *_fabric_collectors(sys_root, gpus=host, on_host=reading_host(proc_root, sys_root)),
     )
 
 
@@ -97,6 +100,15 @@ def _job_collectors(proc_root: str, sys_root: str, cgroup: str) -> tuple[Collect
         found += (ContainerCollector(proc_root, sys_root, cgroup),)
     if host or os.path.isdir(os.path.join(proc_root, "pressure")):
         found += (HostPressureCollector(proc_root),)
+    return found
+
+
+def _fabric_collectors(sys_root: str, *, gpus: bool, on_host: bool) -> tuple[Collector, ...]:
+    """NVLink (NVML: only where GPUs are asked) and InfiniBand/RoCE: always on the host (health says
+    why one is unavailable); on a captured tree only when it holds class/infiniband."""
+    found: tuple[Collector, ...] = (NvlinkCollector(),) if gpus else ()
+    if on_host or os.path.isdir(os.path.join(sys_root, "class", "infiniband")):
+        found += (InfinibandCollector(sys_root),)
     return found
 
 

@@ -11,16 +11,19 @@ from ..model import (
     CpuSample,
     DiskSample,
     EnergySample,
+    InfinibandSample,
     MemorySample,
     NetworkSample,
+    NvlinkSample,
     PressureSample,
 )
 
 Accelerators = tuple[AcceleratorSample, ...]
 # What `collect` returns: the record of one Snapshot section; the sampler matches on its type.
+# NvlinkSample and InfinibandSample both fill the `fabric` section.
 Section = (
     CpuSample | MemorySample | DiskSample | NetworkSample | Accelerators | ContainerSample | PressureSample
-    | EnergySample
+    | EnergySample | NvlinkSample | InfinibandSample
 )
 
 
@@ -77,5 +80,7 @@ def section_of(value: Section) -> str:
             return "pressure"
         case EnergySample():
             return "energy"
+        case NvlinkSample() | InfinibandSample():
+            return "fabric"
         case _:
             return "accelerators"

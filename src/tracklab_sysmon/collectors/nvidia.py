@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from .. import _nvml
 from .._dcgm import DcgmProfiler
@@ -12,6 +13,8 @@ from ..model import (
     AcceleratorSample,
     Clocks,
     EccErrors,
+    MigProfiling,
+    MigState,
     NvmlDetails,
     NvmlReadings,
     PcieThroughput,
@@ -60,7 +63,15 @@ class NvidiaCollector:
             "available": self._source is not None,
             "source": self._source,
             "reason": None if self._source is not None else self._reason,
+            "mig": self._mig_status(),
         }
+
+    def _mig_status(self) -> dict[str, object]:
+        """How many MIG GPU instances DCGM reports figures for, and why none when none."""
+        if not self.enable_dcgm or self._dcgm is None:
+            return {"instances": 0, "reason": NOT_REQUESTED if not self.enable_dcgm else "DCGM is not configured"}
+        count = len(self._dcgm.mig)
+        return {"instances": count, "reason": None if count else self._dcgm.mig_reason}
 
     # ------------------------------------------------------------ one device
 
@@ -83,7 +94,10 @@ class NvidiaCollector:
             self._lost_at[dev.index] = now
             return self._lost(dev)
         self._lost_at.pop(dev.index, None)
-        return _build(dev.index, static, fast, self._slow[dev.index], profiling)
+        slow = self._slow[dev.index]
+        if slow.mig is not None and slow.mig.instances and profiles is not None and self._dcgm is not None:
+            slow = replace(slow, mig=_mig_profiled(slow.mig, dev.index, self._dcgm.mig))
+        return _build(dev.index, static, fast, slow, profiling)
 
     def _lost(self, dev: _nvml.Device) -> AcceleratorSample:
         static = self._static.get(dev.index)
@@ -137,6 +151,16 @@ def profiling_health(collectors: Sequence[object], requested: bool) -> dict[str,
         "source": None,
         "reason": "no NVIDIA collector runs here (a captured tree, or custom collectors)",
     }
+
+
+def _mig_profiled(mig: MigState, gpu: int, figures: Mapping[tuple[int, int], MigProfiling]) -> MigState:
+    """The MIG state with each instance's DCGM figures, matched on (GPU index, GPU instance id): the
+    instance keeps its MIG UUID from NVML; one DCGM has no figures for stays without."""
+    instances = tuple(
+        replace(i, profiling=figures.get((gpu, i.gpu_instance_id))) if i.gpu_instance_id is not None else i
+        for i in mig.instances
+    )
+    return replace(mig, instances=instances)
 
 
 def _build(

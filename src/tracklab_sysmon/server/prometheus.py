@@ -19,6 +19,7 @@ from .peers import PEERS, served_snapshots
 from .prometheus_accel import accelerator_extras
 from .prometheus_container import container_metrics
 from .prometheus_energy import energy_metrics
+from .prometheus_fabric import fabric_metrics
 
 PREFIX = "tracklab_sysmon_"
 # A degraded collector ran and published what it could read (some values null, its lastError says
@@ -108,6 +109,7 @@ class SnapshotCollector:
         latest = self._app[keys.SAMPLER].latest
         yield from container_metrics([latest] if latest is not None else [])
         yield from energy_metrics(nodes)  # every served node: its energy ledger and Intel engines
+        yield from fabric_metrics(nodes)  # every served node: the fabric section round-trips from peers
 
 
 def _scaled(value: float, divisor: float) -> float:

@@ -1,0 +1,173 @@
+"""NVLink of NVIDIA GPUs through NVML field values: per-link data rates, error counters, state and speed.
+
+One NVML call per GPU per tick for the data counters; state, speed and the error counters take a
+second call every SLOW_SECONDS (the GPUs in turn). A GPU's link count and UUID are asked once. Entries a GPU answers
+NOT_SUPPORTED (or a link it does not have) are dropped from its requests for good.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import _nvlink, _nvml
+from ..errors import GpuLost, NvmlUnavailable, Unavailable
+from ..model import NvlinkErrors, NvlinkLink, NvlinkSample
+from ..rates import U64_MAX, CounterRates
+from .base import Partial
+
+SLOW_SECONDS = 5.0
+SPREAD = 5  # the GPUs' slow reads are spread over this many parts of the period
+LOST_RETRY_SECONDS = 30.0
+
+
+class _StillLost(GpuLost):
+    """A GPU lost earlier, not asked again before its retry period is over."""
+
+
+@dataclass(slots=True)
+class _Gpu:
+    """What is known of one GPU's NVLink: link count, UUID, prepared requests, last slow-tier answers."""
+
+    index: int
+    links: int
+    uuid: str | None
+    counters: _nvlink.Request
+    status: _nvlink.Request
+    status_at: float | None = None  # when state, speed and errors were last asked (staggered per GPU)
+    keys: list[tuple[tuple[int, int, str], tuple[int, int, str]]] = field(default_factory=list)  # rate keys per link
+    # per link: (state, speed, errors) from the last slow read
+    last_status: dict[int, tuple[str | None, float | None, NvlinkErrors]] = field(default_factory=dict)
+
+
+class NvlinkCollector:
+    name = "nvlink"
+    blocking = True  # NVML calls block in the driver: the sampler runs this in a worker thread
+
+    def __init__(self) -> None:
+        self._gpus: dict[int, _Gpu | None] = {}  # None: the GPU has no NVLink NVML can see
+        self._rates = CounterRates()
+        self._slow_at: float | None = None
+        self._lost_at: dict[int, float] = {}
+
+    def collect(self, now: float) -> NvlinkSample | Partial[NvlinkSample]:
+        try:
+            devices = _nvml.devices()
+        except NvmlUnavailable as exc:
+            raise Unavailable(str(exc)) from None
+        import pynvml  # already loaded by _nvml.devices()
+
+        slow = self._slow_at is None or now - self._slow_at >= SLOW_SECONDS
+        if slow:
+            self._slow_at = now
+        links: list[NvlinkLink] = []
+        problems: list[str] = []
+        failed = 0
+        for dev in devices:
+            try:
+                gpu = self._gpu(pynvml, dev, now)
+                if gpu is not None:
+                    links += self._read(pynvml, dev, gpu, now)
+            except GpuLost as exc:
+                if not isinstance(exc, _StillLost):  # a fresh loss: the retry period starts now
+                    self._lost_at[dev.index] = now
+                problems.append(f"GPU {dev.index} is lost")
+            except pynvml.NVMLError as exc:
+                failed += 1
+                problems.append(f"GPU {dev.index}: nvmlDeviceGetFieldValues failed: {exc}")
+        with_links = [g for g in self._gpus.values() if g is not None]
+        if not with_links and not problems:
+            raise Unavailable("no NVIDIA GPU here reports NVLink links (NVML_FI_DEV_NVLINK_LINK_COUNT)")
+        if with_links and failed >= len(with_links):
+            raise RuntimeError("; ".join(problems))  # no GPU answered: this source is broken, the others go on
+        if slow:  # links come and go with GPUs only: forgetting stale counters can wait for the slow tier
+            self._rates.retain((link.gpu, link.link, d) for link in links for d in ("tx", "rx"))
+        sample = NvlinkSample(tuple(links))
+        return Partial(sample, "; ".join(problems)) if problems else sample
+
+    def _gpu(self, pynvml: object, dev: _nvml.Device, now: float) -> _Gpu | None:
+        """The GPU's NVLink plan, asked for on first sight; a lost GPU is left alone for its retry period."""
+        lost_at = self._lost_at.get(dev.index)
+        if lost_at is not None and now - lost_at < LOST_RETRY_SECONDS:
+            raise _StillLost(f"GPU {dev.index} is lost")
+        if dev.index in self._gpus:
+            return self._gpus[dev.index]
+        if not _nvml.reopen(dev):
+            raise GpuLost(f"GPU {dev.index} has no handle")
+        count = _nvlink.link_count(pynvml, dev.handle)
+        if not count:
+            self._gpus[dev.index] = None
+            return None
+        uuid = _nvml.read_static(dev).uuid
+        gpu = _Gpu(dev.index, count, uuid, _nvlink.Request(_nvlink.counter_slots(count)),
+                   _nvlink.Request(_nvlink.status_slots(count)),
+                   keys=[((dev.index, link, "tx"), (dev.index, link, "rx")) for link in range(count)])
+        self._gpus[dev.index] = gpu
+        return gpu
+
+    def _read(self, pynvml: object, dev: _nvml.Device, gpu: _Gpu, now: float) -> list[NvlinkLink]:
+        if gpu.status_at is None or now - gpu.status_at >= SLOW_SECONDS:
+            # GPUs take their slow reads in turn, a fifth of the period apart, not all on one tick.
+            stagger = gpu.index % SPREAD * SLOW_SECONDS / SPREAD if gpu.status_at is None else 0.0
+            self._read_status(pynvml, dev, gpu)
+            gpu.status_at = now - stagger
+        raw = _nvlink.read_raw(pynvml, dev.handle, gpu.counters)
+        tx: list[int | None] = [None] * gpu.links
+        rx: list[int | None] = [None] * gpu.links
+        for slot, value in zip(gpu.counters.slots, _nvlink.counters(raw), strict=True):
+            if value is not None and value <= _MAX_KIB:  # in bytes it still fits 64 bits
+                (tx if slot.kind == "tx_kib" else rx)[slot.link] = value * _nvlink.KIB
+        if not gpu.counters.checked:  # after reading: the answers follow the entries as they were
+            gpu.counters = _pruned(gpu.counters, raw)
+        self._lost_at.pop(dev.index, None)
+        return self._links(gpu, tx, rx, now)
+
+    def _read_status(self, pynvml: object, dev: _nvml.Device, gpu: _Gpu) -> None:
+        """State, speed and error counters of every link, kept for the ticks until the next slow one."""
+        raw = _nvlink.read_raw(pynvml, dev.handle, gpu.status)
+        answers: list[dict[str, int | None]] = [{} for _ in range(gpu.links)]
+        for slot, value in zip(gpu.status.slots, _nvlink.counters(raw), strict=True):
+            answers[slot.link][slot.kind] = value
+        for link, got in enumerate(answers):
+            counts = tuple(got.get(kind) for kind in _nvlink.ERROR_KINDS)
+            old = gpu.last_status.get(link)
+            same = old is not None and (old[2].crc_flit, old[2].crc_data, old[2].replay, old[2].recovery) == counts
+            errors = old[2] if old is not None and same else NvlinkErrors(*counts)
+            gpu.last_status[link] = (_state(got.get("state")), _speed(got.get("speed_mbps")), errors)
+        if not gpu.status.checked:
+            gpu.status = _pruned(gpu.status, raw)
+
+    def _links(self, gpu: _Gpu, tx: list[int | None], rx: list[int | None], now: float) -> list[NvlinkLink]:
+        # One loop with local names: an HGX board builds 144 of these a tick (benchmarks/bench_gpu.py).
+        rate, status, index, uuid = self._rates.rate, gpu.last_status, gpu.index, gpu.uuid
+        links = []
+        for link, (tx_key, rx_key) in enumerate(gpu.keys):
+            state, speed, errors = status.get(link, _NO_STATUS)
+            sent, received = tx[link], rx[link]
+            links.append(NvlinkLink(index, uuid, link, state, speed, sent, received,
+                                    _cents(rate(tx_key, sent, now)), _cents(rate(rx_key, received, now)), errors))
+        return links
+
+
+_MAX_KIB = U64_MAX // _nvlink.KIB
+_NO_STATUS: tuple[str | None, float | None, NvlinkErrors] = (None, None, NvlinkErrors())
+
+
+def _pruned(request: _nvlink.Request, raw: bytes) -> _nvlink.Request:
+    """`request` less what its first answer says the GPU does not have; never looked at again."""
+    failed = _nvlink.permanently_failed(_nvlink.parse_field_values(raw))
+    pruned = request.without(failed) if failed else request
+    pruned.checked = True
+    return pruned
+
+
+def _cents(rate: float | None) -> float | None:
+    """A rate to 2 decimals (rates.rounded's precision) at a quarter of round()'s cost: 144 links x 2 a tick."""
+    return int(rate * 100 + 0.5) / 100 if rate is not None else None
+
+
+def _state(value: int | float | None) -> str | None:
+    return _nvlink.STATES.get(value) if isinstance(value, int) else None
+
+
+def _speed(value: int | float | None) -> float | None:
+    return float(value) * _nvlink.MBPS_TO_BITS if isinstance(value, int | float) and value > 0 else None
