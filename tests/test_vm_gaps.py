@@ -206,7 +206,8 @@ def test_snapshot_of_the_sandbox_tree() -> None:
 
 
 def test_info_snapshot_and_rest_agree_on_gpus(tmp_path: pathlib.Path) -> None:
-    """On an AMD tree, `info`, `snapshot` and a served /api/system/info all count the one RX 6800 XT."""
+    """On an AMD tree, `info`, `snapshot` and a served /api/system/info all count the RX 6800 XT and the Intel
+    iGPU beside it (named by its PCI id: a captured tree never reads the host's pci.ids)."""
     tree = FIXTURES / "amd-discrete"
     run = [_script("tracklab-sysmon")]
     info = json.loads(subprocess.run([*run, "info", *_tree_args(tree)], capture_output=True, text=True,
@@ -218,7 +219,7 @@ def test_info_snapshot_and_rest_agree_on_gpus(tmp_path: pathlib.Path) -> None:
         served = service.get("/api/system/info")
     finally:
         service.kill()
-    expected = {"gpu_count": 1, "gpu_info": ["AMD Radeon RX 6800 XT"]}
+    expected = {"gpu_count": 2, "gpu_info": ["AMD Radeon RX 6800 XT", "Intel GPU 8086:4680"]}
     assert [a["name"] for a in snapshot["accelerators"]] == expected["gpu_info"]
     assert {k: info[k] for k in expected} == expected
     assert {k: served[k] for k in expected} == expected
