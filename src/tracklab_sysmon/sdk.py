@@ -29,6 +29,7 @@ from .model import AcceleratorSample, Snapshot
 from .protocol import auth_headers
 from .scopes import SCOPES, container_values, run_tree, run_values, visible_devices
 from .sdk_energy import EnergyBetweenLogs, energy_totals
+from .sdk_fabric import fabric_keys, mig_keys
 
 log = logging.getLogger(__name__)
 RUN_DIR_ENV = "TRACKLAB_SYSMON_DIR"
@@ -124,6 +125,10 @@ def flatten_snapshot(
             base = f"{prefix}{kind}.{vendor}{acc.id}."
             for key, read in _ACCELERATOR_FIELDS:
                 _put(flat, base + key, read(acc))
+            flat.update(mig_keys(acc, base))
+    # NVLink only for the NVIDIA GPUs listed (visible to the run, when the caller filtered them).
+    nvidia = {acc.id for acc in snap.accelerators if acc.vendor == "nvidia"} if include_gpu else set()
+    flat.update(fabric_keys(snap.fabric, prefix, nvidia))
     return flat
 
 
