@@ -58,6 +58,8 @@ class EnergyLedger:
         gpus = tuple(self._gpu(acc, joules, now) for acc in snapshot.accelerators
                      if (joules := gpu_joules(acc)) is not None)
         energy = EnergySample(cpu=zones, gpus=gpus) if zones or gpus else None
+        if energy is None and snapshot.energy is None:
+            return snapshot  # no counter on this node: no copy of the snapshot every tick
         return replace(snapshot, energy=energy)
 
     def _gpu(self, acc: AcceleratorSample, joules: float, now: float) -> GpuEnergy:
