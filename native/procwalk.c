@@ -1,6 +1,7 @@
 /* tracklab-sysmon C helper, process walk: getdents64 on a kept descriptor, openat per PID (see procwalk.h). */
 #define _GNU_SOURCE
 #include "procwalk.h"
+#include "canonical.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,24 +24,6 @@ struct pw_walker {
 };
 
 /* ------------------------------------------------------------------ the stat parser */
-
-enum { NUM_OK, NUM_BAD, NUM_DEFER };
-
-/* Bytes whose meaning for str.split and int() is plain: printable ASCII, tab and newline. */
-static int canonical(const char *t, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)t[i];
-        if ((c < 0x20 || c > 0x7e) && c != '\n' && c != '\t')
-            return 0;
-    }
-    return 1;
-}
-
-static int is_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n';
-}
 
 /* Python's int() on [s, s + n) of canonical text, which has no surrounding space: plain digits are
  * ours, signs and underscores are Python's, anything else is its ValueError. */

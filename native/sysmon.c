@@ -1,6 +1,7 @@
 /* tracklab-sysmon C helper: kept descriptors, pread at offset 0, pure parsers (see sysmon.h). */
 #define _GNU_SOURCE
 #include "sysmon.h"
+#include "canonical.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -230,25 +231,6 @@ typedef struct {
     const char *s;
     size_t n;
 } tok;
-
-enum { NUM_OK, NUM_BAD, NUM_DEFER };
-
-/* Only printable ASCII, tabs and newlines: then lines, whitespace and digits mean what Python's
- * str.splitlines, str.split and int mean. Anything else goes to the Python parser. */
-static int canonical(const char *t, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)t[i];
-        if ((c < 0x20 || c > 0x7e) && c != '\n' && c != '\t')
-            return 0;
-    }
-    return 1;
-}
-
-static int is_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n';
-}
 
 /* Splits [p, end) at whitespace; stores up to max tokens and returns how many there are. */
 static size_t split(const char *p, const char *end, tok *out, size_t max)
