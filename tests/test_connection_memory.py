@@ -1,5 +1,5 @@
-"""What a held connection keeps: no aiohttp handler until its first request head is complete; and it is served as
-before."""
+"""What a held connection keeps: no aiohttp handler until its first request head is complete, no response body
+once its answer is written; and it is served as before."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from aiohttp import web
 from service_process import DEADLINE, parse_response
 
 from tracklab_sysmon.server.connections import HANDOFF_BYTES, ConnectionLimits, GuardedRunner, GuardedServer, head_ends
+from tracklab_sysmon.server.writes import write_deadline_middleware
 
 HALF_HEAD = b"GET /api/system/metrics HTTP/1.1\r\nHost: 127."
 # One request, cut inside the request line, inside a header, between the blank line's CR and LF, and in the body.
@@ -34,11 +35,23 @@ async def _echo(request: web.Request) -> web.Response:
                               "body": (await request.read()).decode()})
 
 
-class Served:
-    """A GuardedRunner on loopback port 0 serving `_echo`, and raw connections to it."""
+class Answered:
+    """A handler that remembers the responses it returned."""
 
-    def __init__(self, runner: GuardedRunner, port: int) -> None:
-        self.runner, self.port = runner, port
+    def __init__(self) -> None:
+        self.responses: list[web.Response] = []
+
+    async def answer(self, request: web.Request) -> web.Response:
+        response = web.Response(body=b"x" * 3000, content_type="application/json")
+        self.responses.append(response)
+        return response
+
+
+class Served:
+    """A GuardedRunner on loopback port 0 serving `_echo` and an `Answered`, and raw connections to it."""
+
+    def __init__(self, runner: GuardedRunner, port: int, answered: Answered) -> None:
+        self.runner, self.port, self.answered = runner, port, answered
         self.writers: list[asyncio.StreamWriter] = []  # closed at teardown, even when a test fails
 
     @property
@@ -58,14 +71,16 @@ class Served:
 
 
 async def _serve(header_timeout: float) -> AsyncIterator[Served]:
-    app = web.Application()
+    app = web.Application(middlewares=[write_deadline_middleware(DEADLINE)])  # the service's outermost middleware
     app.router.add_route("*", "/echo", _echo)
+    answered = Answered()
+    app.router.add_get("/answered", answered.answer)
     runner = GuardedRunner(app, limits=ConnectionLimits(max_connections=100, header_timeout=header_timeout),
                            handle_signals=False, access_log=None, keepalive_timeout=600)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    served = Served(runner, runner.addresses[0][1])
+    served = Served(runner, runner.addresses[0][1], answered)
     try:
         yield served
     finally:
@@ -170,6 +185,20 @@ async def test_a_url_too_long_sent_slowly_gets_aiohttp_json_400(served):
     status, headers, body = parse_response(await _read_to_close(reader))
     assert status == 400 and headers["content-type"].startswith("application/json")
     assert json.loads(body)["error"]["code"] == "bad_request"
+
+
+async def test_an_idle_kept_alive_connection_keeps_no_response_body(served):
+    """aiohttp holds a kept-alive connection's last response until the next request; once written, its body is
+    dropped, and the connection still serves the next request."""
+    reader, writer = await served.connect()
+    for turn in (1, 2):
+        writer.write(b"GET /answered HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), DEADLINE)
+        status, headers, _ = parse_response(head)
+        assert status == 200 and await reader.readexactly(int(headers["content-length"])) == b"x" * 3000
+        response = served.answered.responses[-1]
+        await _until(lambda: response.body is None, f"response {turn} to let go of its body")  # noqa: B023
+    assert len(served.server.connections) == 1  # one connection, kept alive throughout
 
 
 @pytest.mark.parametrize(("buffer", "seen", "ends"), [
