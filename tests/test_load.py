@@ -18,9 +18,7 @@ KEEPALIVE_CLIENTS = 2000
 IDLE_CONNECTIONS = 5000
 SECONDS = 30.0
 P99_CEILING = 0.250  # seconds, the issue's bound for a normal client's /api/health
-# Each held connection costs the service about 10 KiB (aiohttp's handler, its task and parser, the transport):
-# RSS may grow by that much per connection and no more. The issue's 2x-baseline target is not met (~2.5x).
-PER_CONNECTION_BYTES = 12 * 1024
+RSS_CEILING = 2.0  # the issue's bound: RSS while the crowd is held stays under twice the baseline
 
 # The crowd runs in its own process so its event loop does not delay the normal client's timing.
 CROWD = textwrap.dedent("""
@@ -152,8 +150,7 @@ def _percentile(values: list[float], share: float) -> float:
 @pytest.mark.timeout(300)
 def test_health_stays_fast_beside_2000_keepalive_clients_and_5000_idle_connections(tmp_path):
     """For 30 s of 2,000 kept-alive clients and 5,000 slowloris connections, a normal client's /api/health p99 stays
-    under 250 ms and the service's RSS grows by at most 12 KiB per held connection; every socket and the process are
-    gone after."""
+    under 250 ms and the service's RSS stays under twice its baseline; the process exits cleanly after."""
     _raise_own_nofile(1024)
     service = Service(tmp_path)
     client = KeptAliveClient(service)
@@ -187,10 +184,12 @@ def test_health_stays_fast_beside_2000_keepalive_clients_and_5000_idle_connectio
               f"p50 {_percentile(latencies, 0.5) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
               f"max {max(latencies) * 1000:.1f} ms; new-connection client {len(fresh)} requests, "
               f"p50 {_percentile(fresh, 0.5) * 1000:.1f} ms, p99 {_percentile(fresh, 0.99) * 1000:.1f} ms; "
-              f"RSS baseline {baseline / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB; service CPU {cpu_share:.0%} of a "
-              f"core, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; crowd {counts}")
+              f"RSS baseline {baseline / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB ({peak / baseline:.2f}x, "
+              f"{(peak - baseline) / (KEEPALIVE_CLIENTS + IDLE_CONNECTIONS) / 1024:.1f} KiB a connection); "
+              f"service CPU {cpu_share:.0%} of a core, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
+              f"crowd {counts}")
         assert p99 < P99_CEILING
-        assert peak < baseline + PER_CONNECTION_BYTES * (KEEPALIVE_CLIENTS + IDLE_CONNECTIONS)
+        assert peak < RSS_CEILING * baseline
     finally:
         if crowd is not None and crowd.poll() is None:
             crowd.kill()

@@ -51,6 +51,11 @@ def write_deadline_middleware(timeout: float) -> Middleware:
             async with asyncio.timeout(timeout):
                 await response.prepare(request)
                 await response.write_eof()
+            if isinstance(response, web.Response):
+                # aiohttp's connection loop keeps its last response (a local of RequestHandler.start) until the
+                # next request, up to the keep-alive timeout. Its body is written: let it go. orjson's buffers are
+                # 4 KiB or more and never shrunk, so this halves an idle kept-alive connection (16.0 -> 8.1 KiB).
+                response.body = None
         except TimeoutError:
             log.debug("reset a client that read nothing for %.1f s", timeout)
             reset(request)
