@@ -8,6 +8,10 @@ allocates). Every minute: Rss, Pss and Anonymous from /proc/PID/smaps_rollup, an
 At the end, per contender: top-level packages imported and the cumulative import time of its main module
 (from the -X importtime log), and the GET /api/system/processes route exercised once a minute so that
 its worker threads exist. Writes out/bench_memory.json.
+
+`--startup N [--src DIR]`: instead, start the service N times one after another, each alone (so imports
+are not slowed by the others), and report its import time and memory 8 s after start; --src puts another
+checkout's `src` first on PYTHONPATH (an older commit, for a before/after figure).
 """
 
 from __future__ import annotations
@@ -30,14 +34,14 @@ SCRAPE_EVERY = 15
 
 
 class Service:
-    def __init__(self, name: str, folder: str, *, scraped: bool, env: dict[str, str]) -> None:
+    def __init__(self, name: str, folder: str, *, scraped: bool = False, env: dict[str, str] | None = None) -> None:
         self.name, self.scraped = name, scraped
         self.portfile = os.path.join(folder, f"{len(name)}-{time.monotonic_ns()}.json")
         self.log = os.path.join(folder, f"{time.monotonic_ns()}.log")
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-X", "importtime", "-m", "tracklab_sysmon", "serve", "--rest-api-port", "0",
-                 "--portfile", self.portfile], env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=log)
+                 "--portfile", self.portfile], env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=log)
         self.rows: list[dict] = []
 
     def url(self) -> str:
@@ -91,10 +95,37 @@ async def drive(services: list[Service], minutes: float) -> None:
             await asyncio.sleep(max(0.0, start + beat - time.monotonic()))
 
 
+def startup(runs: int, src: str | None) -> None:
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))} if src else {}
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for _ in range(runs):
+            service = Service("alone", folder, env=env)
+            try:
+                service.url()
+                time.sleep(8.0)
+                service.record(0)
+            finally:
+                service.proc.terminate()
+                service.proc.wait(10)
+            rows.append({**service.rows[0], **service.imports()})
+    print(f"service start-up, {runs} runs one at a time, {'src ' + src if src else 'this checkout'}, commit {commit()}")
+    print(f"uptime: {uptime()}")
+    for row in rows:
+        optional = [p for p in row["packages"] if p in ("click", "rich", "psutil", "pynvml", "prometheus_client")]
+        print(f"imports {row['import_ms']:6.0f} ms, {len(row['packages'])} top-level packages, optional {optional};"
+              f" Rss {row['rss']:.1f} Pss {row['pss']:.1f} Anon {row['anonymous']:.1f} MiB, {row['threads']} threads")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--startup", type=int, help="start-up runs, one at a time (see the module docstring)")
+    parser.add_argument("--src", help="with --startup: another checkout's src folder, first on PYTHONPATH")
     args = parser.parse_args()
+    if args.startup:
+        startup(args.startup, args.src)
+        return
     before = uptime()
     with tempfile.TemporaryDirectory() as folder:
         services = [
