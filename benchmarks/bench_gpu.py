@@ -6,8 +6,12 @@ LD_LIBRARY_PATH, exactly as pynvml finds the real library):
   slow-tick   NvidiaCollector.collect on a tick where the slow tier is due (PCIe, ECC, processes, MIG)
   naive       every field of every GPU through pynvml each tick, handles and names re-read,
               no caching (what a simple poller does)
-Prints median, p10-p90 spread and the ratio naive/collector, then the Intel GPU, RAPL and energy ledger
-costs at 8 devices (bench_intel_energy.py). Run: .venv/bin/python benchmarks/bench_gpu.py
+Each contender's cost per tick is the calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID, ns; the
+machine's other load does not count) and its wall time. ROUNDS is a multiple of 5, so the `collector`
+rows hold every fifth, slow-tier tick: their mean is the real average per tick, the median hides the
+slow tick and the p99 shows it. Prints mean, median and p99 (CPU) and the mean wall time, with ratios of
+means to `collector`; then the Intel GPU, RAPL and energy ledger costs at 8 devices
+(bench_intel_energy.py). Run: .venv/bin/python benchmarks/bench_gpu.py
 
 Then the fabric sources at 8 devices (BENCH_GPU_ONLY=fabric runs only these):
   nvlink         NvlinkCollector.collect, 8 GPUs x 18 links (an HGX H100 board), clock +1 s per tick
@@ -29,8 +33,10 @@ import sys
 import tempfile
 import time
 
+from proc_usage import commit, summary, uptime
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-ROUNDS = int(os.environ.get("BENCH_GPU_ROUNDS", "2000"))
+ROUNDS = int(os.environ.get("BENCH_GPU_ROUNDS", "2000")) // 5 * 5  # whole slow-tier periods
 
 
 def field_calls(pynvml, h) -> dict:
@@ -87,20 +93,19 @@ def child() -> None:
     slow.collect(0.0)
     pynvml.nvmlInit()
     naive_tick(pynvml)
-    times: dict[str, list[int]] = {"collector": [], "slow-tick": [], "naive": []}
-    perf = time.perf_counter_ns
+    cpu: dict[str, list[int]] = {"collector": [], "slow-tick": [], "naive": []}
+    wall: dict[str, list[int]] = {name: [] for name in cpu}
+    calls = {"collector": lambda n: collector.collect(float(n)), "slow-tick": lambda n: slow.collect(n * SLOW_SECONDS),
+             "naive": lambda n: naive_tick(pynvml)}
+    clock, perf = time.thread_time_ns, time.perf_counter_ns
     for n in range(1, ROUNDS + 1):
-        t0 = perf()
-        collector.collect(float(n))
-        t1 = perf()
-        slow.collect(n * SLOW_SECONDS)
-        t2 = perf()
-        naive_tick(pynvml)
-        t3 = perf()
-        times["collector"].append(t1 - t0)
-        times["slow-tick"].append(t2 - t1)
-        times["naive"].append(t3 - t2)
-    print(json.dumps(times))
+        for name, call in calls.items():
+            c0, w0 = clock(), perf()
+            call(n)
+            w1, c1 = perf(), clock()
+            cpu[name].append(c1 - c0)
+            wall[name].append(w1 - w0)
+    print(json.dumps({"cpu": cpu, "wall": wall}))
 
 
 LINKS = 18
@@ -184,15 +189,16 @@ def fabric(lib: pathlib.Path, stub_env) -> None:
           " ms of thread CPU time")
     print(f"{'contender':<14} {'median':>8} {'p10':>8} {'p90':>8}")
     for name, ns in times.items():
-        med, p10, p90 = summary(ns)
+        med, p10, p90 = deciles_ms(ns)
         print(f"{name:<14} {med:8.3f} {p10:8.3f} {p90:8.3f}")
     together = [a + b for a, b in zip(times["nvlink"], times["infiniband"], strict=True)]
-    med, p10, p90 = summary(together)
+    med, p10, p90 = deciles_ms(together)
     mean = statistics.fmean(together) / 1e6
     print(f"{'nvlink+ib':<14} {med:8.3f} {p10:8.3f} {p90:8.3f}  mean {mean:.3f} (target <= 1 ms)")
 
 
-def summary(ns: list[int]) -> tuple[float, float, float]:
+def deciles_ms(ns: list[int]) -> tuple[float, float, float]:
+    """Median, p10 and p90 of nanosecond samples, in ms (the fabric table)."""
     deciles = statistics.quantiles(ns, n=10)
     return statistics.median(ns) / 1e6, deciles[0] / 1e6, deciles[-1] / 1e6
 
@@ -206,18 +212,22 @@ def main() -> None:
         if os.environ.get("BENCH_GPU_ONLY") == "fabric":
             fabric(lib, stub_env)
             return
-        print(f"NVIDIA collector per tick through the stand-in NVML, {ROUNDS} ticks each, ms")
-        print(f"{'GPUs':>4}  {'contender':<10} {'median':>8} {'p10':>8} {'p90':>8}  ratio")
+        print(f"NVIDIA collector per tick through the stand-in NVML, {ROUNDS} ticks each, ms; commit {commit()}")
+        print(f"uptime before: {uptime()}")
+        print(f"{'GPUs':>4}  {'contender':<10} {'CPU mean':>8} {'median':>8} {'p99':>8} {'wall mean':>9}  ratio")
         for gpus in (1, 8):
             done = subprocess.run(
                 [sys.executable, __file__, "--child"], env=stub_env(lib, gpus=str(gpus)),
                 capture_output=True, text=True, check=True,
             )
             times = json.loads(done.stdout)
-            base = summary(times["collector"])[0]
-            for name, ns in times.items():
-                med, p10, p90 = summary(ns)
-                print(f"{gpus:>4}  {name:<10} {med:8.3f} {p10:8.3f} {p90:8.3f}  {med / base:5.2f}x")
+            base = summary(times["cpu"]["collector"])["mean"]
+            for name, ns in times["cpu"].items():
+                t = summary([v / 1e6 for v in ns])
+                w = summary([v / 1e6 for v in times["wall"][name]])
+                print(f"{gpus:>4}  {name:<10} {t['mean']:8.3f} {t['median']:8.3f} {t['p99']:8.3f} {w['mean']:9.3f}"
+                      f"  {t['mean'] * 1e6 / base:5.2f}x")
+        print(f"uptime after: {uptime()}")
         fabric(lib, stub_env)
     print()
     from bench_intel_energy import main as intel_and_energy  # Intel GPUs, RAPL and the ledger: no stub needed

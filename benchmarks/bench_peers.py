@@ -1,10 +1,19 @@
 """Aggregating 50 peers at 1 Hz: the aggregator's CPU % of one core and the staleness of its view.
 
-Contenders, run one after another against the same stand-ins: no peers (baseline), 50 peers
-followed over WebSocket, 50 peers polled (stand-ins without a WebSocket endpoint). The stand-in
-peers live in one separate process and speak the service's protocol (info + metrics frames on
-/ws/system-metrics, the list on /api/system/metrics) with a real snapshot's shape, stamped when
-each peer "samples" (its own 1 Hz timer, random phase). Usage: bench_peers.py [--peers 50] [--seconds 20]
+Contenders, all running at once: no peers (baseline), 50 peers followed over WebSocket, 50 peers
+polled (stand-ins without a WebSocket endpoint). The stand-in peers live in two separate processes
+(one per kind) and speak the service's protocol (info + metrics frames on /ws/system-metrics, the
+list on /api/system/metrics) with a real snapshot's shape, stamped when each peer "samples" (its own
+1 Hz timer, random phase).
+
+Two phases, so that the bench's own requests are never counted as the aggregator's cost:
+  CPU        --seconds (default 60, rounded up to whole PERIOD s: every periodic cost, the
+             aggregator's 5 s pings to its peers and the peers' 10 s pings to it, is inside) with
+             no request from the bench; schedstat run time of every aggregator thread, sampled each
+             second: window mean, 1 s median and p99.
+  staleness  afterwards, --stale-seconds of reading each aggregator's view READ_HZ times a second:
+             now - timestamp of every peer entry (those reads' CPU is not reported).
+Usage: bench_peers.py [--peers 50] [--seconds 60] [--stale-seconds 20]
 """
 
 from __future__ import annotations
@@ -15,17 +24,16 @@ import contextlib
 import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 import aiohttp
-import psutil
 from aiohttp import web
+from proc_usage import CpuSeries, commit, memory_mib, summary, uptime
 
-WINDOW = 5.0  # seconds per CPU window; the median over windows is reported
+PERIOD = 10  # s: the longest periodic cost (the stand-ins ping the aggregator every 10 s; it pings them every 5)
 READ_HZ = 4  # the bench reads the aggregated view this often to measure staleness
 
 
@@ -62,7 +70,7 @@ def _stand_in(template: dict, node_id: str, websocket: bool) -> web.Application:
         return web.Response(body=b"[" + state["snapshot"] + b"]", content_type="application/json")
 
     async def stream(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(heartbeat=10)
+        ws = web.WebSocketResponse(heartbeat=PERIOD)
         await ws.prepare(request)
         await ws.send_str(json.dumps({"type": "info", "data": {"node_id": node_id}}))
         state["sockets"].add(ws)
@@ -116,32 +124,11 @@ def _start_aggregator(peers: list[str], folder: str) -> tuple[subprocess.Popen, 
         return process, json.load(handle)["url"]
 
 
-async def _measure(pid: int, url: str, expected: int, seconds: float) -> tuple[list[float], list[float], int]:
-    """CPU % of one core per window, staleness (ms) of every peer entry read, and nodes in view."""
-    proc = psutil.Process(pid)
-    staleness: list[float] = []
-    cpu: list[float] = []
-    async with aiohttp.ClientSession() as session:
-        deadline = time.monotonic() + 30
-        while await _count(session, url) < expected + 1:  # warm up: every peer in view
-            if time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.2)
-        await asyncio.sleep(2.0)
-        windows = max(1, int(seconds // WINDOW))
-        nodes = 0
-        for _ in range(windows):
-            start_t, start_cpu = time.monotonic(), sum(proc.cpu_times()[:2])
-            while time.monotonic() - start_t < WINDOW:
-                async with session.get(url + "/api/system/metrics") as response:
-                    body = await response.json()
-                now = time.time() * 1000
-                staleness += [now - snap["timestamp"] for snap in body[1:]]
-                nodes = len(body)
-                await asyncio.sleep(1 / READ_HZ)
-            used = sum(proc.cpu_times()[:2]) - start_cpu
-            cpu.append(100 * used / (time.monotonic() - start_t))
-    return cpu, staleness, nodes
+async def _wait_in_view(session: aiohttp.ClientSession, url: str, expected: int) -> int:
+    deadline = time.monotonic() + 30
+    while (nodes := await _count(session, url)) < expected + 1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    return nodes
 
 
 async def _count(session: aiohttp.ClientSession, url: str) -> int:
@@ -152,53 +139,92 @@ async def _count(session: aiohttp.ClientSession, url: str) -> int:
         return 0
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+async def _cpu_window(pids: list[int], seconds: int) -> list[CpuSeries]:
+    """Sample every aggregator's CPU once a second for `seconds`; the bench sends them nothing meanwhile."""
+    series = [CpuSeries(pid) for pid in pids]
+    start = time.monotonic()
+    for beat in range(1, seconds + 1):
+        await asyncio.sleep(max(0.0, start + beat - time.monotonic()))
+        for s in series:
+            s.sample()
+    return series
 
 
-def _run(label: str, peers: int, websocket: bool, seconds: float, folder: str) -> dict:
-    stand_ins, urls = _start_stand_ins(peers, websocket) if peers else (None, [])
-    aggregator, url = _start_aggregator(urls, folder)
-    try:
-        cpu, stale, nodes = asyncio.run(_measure(aggregator.pid, url, peers, seconds))
-    finally:
-        for process in (aggregator, stand_ins):
-            if process:
-                process.terminate()
-                process.wait(10)
-    return {"label": label, "cpu": cpu, "stale": stale, "nodes": nodes}
+async def _staleness(session: aiohttp.ClientSession, url: str, seconds: float) -> list[float]:
+    """now - timestamp (ms) of every peer entry in the aggregator's view, read READ_HZ times a second."""
+    stale: list[float] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        async with session.get(url + "/api/system/metrics") as response:
+            body = await response.json()
+        now = time.time() * 1000
+        stale += [now - snap["timestamp"] for snap in body[1:]]
+        await asyncio.sleep(1 / READ_HZ)
+    return stale
+
+
+async def _measure(contenders: list[dict], seconds: int, stale_seconds: float) -> None:
+    async with aiohttp.ClientSession() as session:
+        for c in contenders:  # warm up: every peer in view
+            await _wait_in_view(session, c["url"], c["peers"])
+        await asyncio.sleep(2.0)
+        series = await _cpu_window([c["process"].pid for c in contenders], seconds)
+        for c, s in zip(contenders, series, strict=True):
+            c.update(cpu=summary(s.percents), window=s.window_percent(), memory=memory_mib(c["process"].pid))
+        stale = await asyncio.gather(*(_staleness(session, c["url"], stale_seconds) for c in contenders))
+        for c, values in zip(contenders, stale, strict=True):
+            c.update(stale=summary(values) if c["peers"] else None, nodes=await _count(session, c["url"]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peers", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--stale-seconds", type=float, default=20.0)
     parser.add_argument("--stand-ins", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--no-ws", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stand_ins:
         asyncio.run(_serve_stand_ins(args.stand_ins, not args.no_ws))
         return
+    seconds = -(-args.seconds // PERIOD) * PERIOD
+    before = uptime()
+    processes: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory() as folder:
-        results = [
-            _run("no peers (baseline)", 0, True, args.seconds, folder),
-            _run(f"{args.peers} peers, WebSocket", args.peers, True, args.seconds, folder),
-            _run(f"{args.peers} peers, polling", args.peers, False, args.seconds, folder),
-        ]
-    base = statistics.median(results[0]["cpu"])
-    print(f"aggregator at 1 Hz, {args.seconds:.0f} s per contender in {WINDOW:.0f} s windows; "
-          f"view read at {READ_HZ} Hz; stand-in snapshots age 0-1000 ms at the source")
-    print(f"{'contender':<24} {'nodes':>5} {'CPU% median':>11} {'min-max':>13} {'x base':>7} "
-          f"{'stale p50':>9} {'p95':>6} {'max':>6} (ms)")
-    for r in results:
-        med = statistics.median(r["cpu"])
-        spread = f"{min(r['cpu']):.1f}-{max(r['cpu']):.1f}"
-        stale = r["stale"]
-        cols = (f"{_pct(stale, .5):9.0f} {_pct(stale, .95):6.0f} {max(stale):6.0f}" if stale else
-                f"{'-':>9} {'-':>6} {'-':>6}")
-        ratio = med / base if base else float("nan")
-        print(f"{r['label']:<24} {r['nodes']:>5} {med:11.2f} {spread:>13} {ratio:7.1f} {cols}")
+        try:
+            contenders = []
+            for label, peers, websocket in (("no peers (baseline)", 0, True),
+                                            (f"{args.peers} peers, WebSocket", args.peers, True),
+                                            (f"{args.peers} peers, polling", args.peers, False)):
+                urls: list[str] = []
+                if peers:
+                    stand_ins, urls = _start_stand_ins(peers, websocket)
+                    processes.append(stand_ins)
+                aggregator, url = _start_aggregator(urls, folder)
+                processes.append(aggregator)
+                contenders.append({"label": label, "peers": peers, "process": aggregator, "url": url})
+            asyncio.run(_measure(contenders, seconds, args.stale_seconds))
+        finally:
+            for process in processes:
+                process.terminate()
+                process.wait(10)
+    _report(contenders, seconds, args.stale_seconds, before)
+
+
+def _report(contenders: list[dict], seconds: int, stale_seconds: float, before: str) -> None:
+    base = contenders[0]["window"]
+    print(f"aggregators at 1 Hz, all at once, commit {commit()}: CPU over {seconds} s with no request from the bench"
+          f" (schedstat; window mean, 1 s median and p99), then staleness over {stale_seconds:.0f} s of reads at"
+          f" {READ_HZ} Hz; stand-in snapshots age 0-1000 ms at the source")
+    print(f"uptime before: {before}\nuptime after:  {uptime()}")
+    print(f"{'contender':<24} {'nodes':>5} {'CPU mean':>8} {'median':>7} {'p99':>7} {'x base':>7} {'- base':>7}"
+          f" {'Rss MiB':>7} {'stale mean':>10} {'p50':>6} {'p99':>6} (ms)")
+    for c in contenders:
+        stale = c["stale"]
+        cols = (f"{stale['mean']:10.0f} {stale['median']:6.0f} {stale['p99']:6.0f}" if stale else
+                f"{'-':>10} {'-':>6} {'-':>6}")
+        print(f"{c['label']:<24} {c['nodes']:>5} {c['window']:8.3f} {c['cpu']['median']:7.3f} {c['cpu']['p99']:7.3f}"
+              f" {c['window'] / base:7.2f} {c['window'] - base:7.3f} {c['memory']['rss']:7.1f} {cols}")
 
 
 if __name__ == "__main__":

@@ -1,17 +1,20 @@
 """WebSocket fan-out: service CPU and frame latency with 0/1/100/1,000 subscribers at 1 Hz, plus fan-out contenders.
 
-Part 1 runs `tracklab-sysmon serve` as its own process at 1 Hz and connects N lightweight raw-socket
-subscribers from two client processes (a minimal RFC 6455 reader: no JSON parsing, it answers pings). For
-each N it samples the service's CPU time from /proc/<pid>/stat once a second and records, for every
-metrics frame, receive time minus the snapshot's `timestamp` (ms, wall clock; both on this host).
-Marginal cost per subscriber per frame = (median CPU at N - median CPU at 0) / N, per 1 Hz frame.
+Part 1 runs `tracklab-sysmon serve` as its own process at 1 Hz and connects N real aiohttp WebSocket
+clients from two client processes (each decodes every frame with orjson; aiohttp answers the server's
+pings). For each N it samples the service's CPU (schedstat run time of every thread, ns) once a second
+over a window of whole heartbeat periods (20 s; default 60 s), so every client's ping round is in it,
+and records, for every metrics frame, receive time minus the snapshot's `timestamp` (ms, wall clock;
+both on this host). CPU: window mean, 1 s median and p99; latency: mean, p50, p99. Marginal cost per
+subscriber per frame = (window CPU at N - window CPU at 0) / N, per 1 Hz frame.
 
 Part 2 times one fan-out of a real snapshot to 1,000 connected sockets inside one process, three ways:
 `shared-preframed` (this service: frame built once, the same bytes written to every transport),
 `shared-send_str` (payload encoded once, aiohttp's send_str per client) and `naive-per-client`
 (snapshot dict encoded per client, then send_str). Part 3 holds 200 never-reading subscribers on a
 20 Hz service and watches its RSS until they are dropped (stall limit 10 s), and the latency of one
-reading subscriber before and beside them. Run: `python benchmarks/bench_ws.py [--seconds S]`.
+reading subscriber before and beside them (parts 2 and 3 use a minimal raw-socket RFC 6455 client, which
+can stop reading). Run: `python benchmarks/bench_ws.py [--seconds S]`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import argparse
 import asyncio
 import base64
 import json
+import math
 import os
 import resource
 import socket
@@ -30,9 +34,14 @@ import sys
 import tempfile
 import time
 
+import aiohttp
 import orjson
+from proc_usage import CpuSeries, commit, memory_mib, summary, uptime
+
+from tracklab_sysmon.server.ws import WsSettings
 
 WS_PATH = "/ws/system-metrics"
+HEARTBEAT = WsSettings().heartbeat  # the server pings every client this often: a window holds whole periods
 LEVELS = (0, 1, 100, 1000)
 ESTABLISHED = 1  # tcpi_state in struct tcp_info
 
@@ -101,18 +110,6 @@ def _raise_fd_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _cpu_seconds(pid: int) -> float:
-    """CPU time of every thread of `pid`, in ns resolution (schedstat), unlike /proc/pid/stat's 10 ms ticks."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
-                total += int(stat.read().split()[0])
-        except FileNotFoundError:  # a worker thread that just ended
-            pass
-    return total / 1e9
-
-
 def _rss(pid: int) -> int:
     with open(f"/proc/{pid}/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -139,22 +136,32 @@ CLIENT_PROCESSES = 2  # readers of 100+ subscribers are split, so one Python loo
 
 
 def _client_worker(host: str, port: int, count: int, seconds: float, pipe) -> None:
-    """In its own process: connect `count` subscribers, report ready, then latencies after `seconds`."""
+    """In its own process: connect `count` aiohttp clients, report ready, then latencies after `seconds`."""
     _raise_fd_limit()
 
+    async def read(ws: aiohttp.ClientWebSocketResponse, latencies: list[float]) -> None:
+        async for message in ws:
+            if message.type is not aiohttp.WSMsgType.TEXT:
+                continue
+            now_ms = time.time() * 1000
+            frame = orjson.loads(message.data)
+            if frame["type"] == "metrics":
+                latencies.append(now_ms - frame["data"]["timestamp"])
+
     async def run() -> list[float]:
-        loop = asyncio.get_running_loop()
         latencies: list[float] = []
-        subs = [(await loop.create_connection(lambda: RawSubscriber(host, port, latencies), host, port))[1]
-                for _ in range(count)]
-        await asyncio.gather(*(s.ready for s in subs))
-        pipe.send("ready")
-        await loop.run_in_executor(None, pipe.recv)  # "go": every worker is connected and settled
-        latencies.clear()
-        await asyncio.sleep(seconds)
-        result = list(latencies)
-        for sub in subs:
-            sub.transport.close()
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            sockets = [await session.ws_connect(f"http://{host}:{port}{WS_PATH}") for _ in range(count)]
+            readers = [asyncio.create_task(read(ws, latencies)) for ws in sockets]
+            pipe.send("ready")
+            await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # "go": all connected, settled
+            latencies.clear()
+            await asyncio.sleep(seconds)
+            result = list(latencies)
+            for task in readers:
+                task.cancel()
+            await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
         return result
 
     pipe.send(asyncio.run(run()))
@@ -177,21 +184,19 @@ async def _measure_level(pid: int, host: str, port: int, count: int, seconds: in
     await asyncio.sleep(2.0)  # settle: connection set-up work is not the steady state
     for _proc, pipe in workers:
         pipe.send("go")
-    samples, mark = [], (time.monotonic(), _cpu_seconds(pid))
-    start = mark
-    for _ in range(seconds):
-        await asyncio.sleep(1.0)
-        now = (time.monotonic(), _cpu_seconds(pid))
-        samples.append(100.0 * (now[1] - mark[1]) / (now[0] - mark[0]))
-        mark = now
-    mean = 100.0 * (mark[1] - start[1]) / (mark[0] - start[0])
-    rss = _rss(pid)
+    series = CpuSeries(pid)
+    started = time.monotonic()
+    for beat in range(1, seconds + 1):
+        await asyncio.sleep(max(0.0, started + beat - time.monotonic()))
+        series.sample()
+    memory = memory_mib(pid)
     latencies: list[float] = []
     for proc, pipe in workers:
         latencies += await loop.run_in_executor(None, pipe.recv)
         proc.join(10)
     await asyncio.sleep(1.0)
-    return {"n": count, "cpu": samples, "mean": mean, "lat": sorted(latencies), "rss": rss}
+    return {"n": count, "cpu": summary(series.percents), "window": series.window_percent(),
+            "seconds": series.seconds(), "lat": summary(latencies), "frames": len(latencies), "memory": memory}
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -211,19 +216,19 @@ async def _part1(seconds: int) -> list[dict]:
             proc.wait(10)
 
 
-def _print_part1(results: list[dict]) -> None:
-    base = results[0]["mean"]
-    print("\nPart 1: service process at 1 Hz, N subscribers (CPU % of one core: window mean, 1 s samples)")
-    print(f"{'N':>6} {'CPU mean':>9} {'1s median':>10} {'1s p10-p90':>13} {'vs N=0':>8} {'lat p50':>9}"
-          f" {'lat p99':>9} {'frames':>7} {'RSS MiB':>8} {'us/sub/frame':>13}")
+def _print_part1(results: list[dict], seconds: int) -> None:
+    base = results[0]["window"]
+    print(f"\nPart 1: service process at 1 Hz, N aiohttp clients, {seconds} s windows ({seconds / HEARTBEAT:.0f} "
+          f"heartbeat rounds); CPU % of one core (schedstat): window mean, 1 s median and p99")
+    print(f"{'N':>6} {'CPU mean':>9} {'median':>7} {'p99':>7} {'vs N=0':>7} {'lat mean':>9} {'p50':>8} {'p99':>8}"
+          f" {'frames':>7} {'Rss MiB':>8} {'us/sub/frame':>13}")
     for r in results:
-        cpu = sorted(r["cpu"])
+        cpu, lat = r["cpu"], r["lat"]
         # below ~100 subscribers the difference from N=0 is inside the noise: no per-subscriber figure
-        marginal = (r["mean"] - base) / 100 * 1e6 / r["n"] if r["n"] >= 100 else float("nan")
-        print(f"{r['n']:>6} {r['mean']:>9.3f} {statistics.median(cpu):>10.3f}"
-              f" {_pct(cpu, .1):>6.2f}-{_pct(cpu, .9):<6.2f}"
-              f" {r['mean'] / base:>7.2f}x {_pct(r['lat'], .5):>7.1f}ms {_pct(r['lat'], .99):>7.1f}ms"
-              f" {len(r['lat']):>7} {r['rss'] / 2**20:>8.1f} {marginal:>13.2f}")
+        marginal = (r["window"] - base) / 100 * 1e6 / r["n"] if r["n"] >= 100 else float("nan")
+        print(f"{r['n']:>6} {r['window']:>9.3f} {cpu['median']:>7.3f} {cpu['p99']:>7.3f} {r['window'] / base:>6.2f}x"
+              f" {lat['mean']:>7.1f}ms {lat['median']:>6.1f}ms {lat['p99']:>6.1f}ms {r['frames']:>7}"
+              f" {r['memory']['rss']:>8.1f} {marginal:>13.2f}")
 
 
 async def _part2(count: int, repeats: int) -> dict[str, list[float]]:
@@ -283,13 +288,12 @@ async def _part2(count: int, repeats: int) -> dict[str, list[float]]:
 
 def _print_part2(times: dict[str, list[float]], count: int) -> None:
     print(f"\nPart 2: one fan-out of a real snapshot to {count} sockets, in-process (wall time of the send loop)")
-    print(f"{'contender':>18} {'median ms':>10} {'p10-p90 ms':>16} {'us/sub':>8} {'vs preframed':>13}")
+    print(f"{'contender':>18} {'mean ms':>8} {'median':>7} {'p99':>7} {'us/sub':>7} {'vs preframed':>13}")
     base = statistics.median(times["shared-preframed"])
     for name, values in times.items():
-        values = sorted(values)
-        med = statistics.median(values)
-        print(f"{name:>18} {med * 1e3:>10.2f} {_pct(values, .1) * 1e3:>7.2f}-{_pct(values, .9) * 1e3:<8.2f}"
-              f" {med * 1e6 / count:>8.2f} {med / base:>12.1f}x")
+        t = summary([v * 1e3 for v in values])
+        print(f"{name:>18} {t['mean']:>8.2f} {t['median']:>7.2f} {t['p99']:>7.2f} {t['median'] * 1e3 / count:>7.2f}"
+              f" {t['median'] / 1e3 / base:>12.1f}x")
 
 
 async def _part3(count: int, seconds: int) -> dict:
@@ -352,22 +356,29 @@ def _print_part3(r: dict, seconds: int) -> None:
     when = f"all dropped after {r['dropped_at']:.1f} s" if r["dropped_at"] is not None else "not all dropped"
     print(f"  dropped by the server: {r['dropped']} of {r['n']} ({when})")
     for label, lat in (("alone", r["alone"]), (f"beside {r['n']} stalled", r["beside"])):
-        print(f"  a reading subscriber, {label}: latency p50 {_pct(lat, .5):.1f} ms, p99 {_pct(lat, .99):.1f} ms,"
+        t = summary(lat)
+        print(f"  a reading subscriber, {label}: latency mean {t['mean']:.1f} ms, p50 {t['median']:.1f} ms,"
+              f" p99 {t['p99']:.1f} ms,"
               f" {len(lat)} frames")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=15, help="measured seconds per subscriber count")
+    parser.add_argument("--seconds", type=int, default=60,
+                        help=f"measured seconds per subscriber count, rounded up to whole {HEARTBEAT:.0f} s heartbeat "
+                             "periods so that every client's ping round is inside the window")
     parser.add_argument("--repeats", type=int, default=30, help="fan-outs per contender in part 2")
     parser.add_argument("--stall-seconds", type=int, default=40, help="how long part 3 watches stalled peers")
     args = parser.parse_args()
+    seconds = int(math.ceil(args.seconds / HEARTBEAT) * HEARTBEAT)
     _raise_fd_limit()
-    print(f"bench_ws: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, {args.seconds} s per level,"
-          f" load average {os.getloadavg()[0]:.2f} at start")
-    _print_part1(asyncio.run(_part1(args.seconds)))
+    print(f"bench_ws: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, {seconds} s per level, commit {commit()}")
+    print(f"uptime before: {uptime()}")
+    _print_part1(asyncio.run(_part1(seconds)), seconds)
+    print(f"uptime: {uptime()}")
     _print_part2(asyncio.run(_part2(1000, args.repeats)), 1000)
     _print_part3(asyncio.run(_part3(200, args.stall_seconds)), args.stall_seconds)
+    print(f"uptime after: {uptime()}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 class Service:
     """One service process; its stderr goes to a file so a flood can be measured, not block the pipe."""
 
-    def __init__(self, tmp: pathlib.Path, *flags: str, nofile: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self, tmp: pathlib.Path, *flags: str, nofile: tuple[int, int] | None = None, python_flags: tuple[str, ...] = ()
+    ) -> None:
         self.portfile = tmp / f"port-{time.monotonic_ns()}.json"
         self.log_path = tmp / f"stderr-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
@@ -28,7 +30,7 @@ class Service:
         if nofile is not None:
             preexec = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile)  # noqa: E731
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tracklab_sysmon", "serve", "--rest-api-port", "0",
+            [sys.executable, *python_flags, "-m", "tracklab_sysmon", "serve", "--rest-api-port", "0",
              "--portfile", str(self.portfile), *flags],
             stdout=subprocess.DEVNULL, stderr=self._log, preexec_fn=preexec,
         )

@@ -45,9 +45,18 @@ def test_nvml_is_loaded_lazily_and_off_the_event_loop():
 
 
 def test_no_library_is_unavailable_with_reason():
-    """Without libnvidia-ml.so.1 the collector reports unavailable and says the library is missing."""
-    (line,) = probe(None, "1")
+    """Without libnvidia-ml.so.1 the collector reports unavailable, says the library is missing, and never
+    imported pynvml (a machine without the driver does not carry its bindings for the service's life)."""
+    line, modules = probe(None, "1", "--modules")
     assert "libnvidia-ml.so.1 not found" in line["unavailable"]
+    assert modules == {"pynvmlLoaded": False}
+
+
+def test_with_the_library_pynvml_is_loaded(stub):
+    """The other side of the check above: with the library found, the first tick imports pynvml."""
+    line, modules = probe(stub, "1", "--modules")
+    assert line["accelerators"]
+    assert modules == {"pynvmlLoaded": True}
 
 
 def test_driver_not_loaded_is_unavailable_with_reason(stub):

@@ -106,3 +106,18 @@ def test_root_alone_matches_df_of_root_when_it_is_the_only_device() -> None:
     line = run(require_command("df"), "-B1", "--output=size", "/").splitlines()[1]
     collector = DiskCollector(open_reader("/proc"), proc_root="/proc", sys_root="/sys")
     assert collector.collect(0.0).total == int(line)
+
+
+def test_interface_addresses_agree_with_psutil() -> None:
+    """The ioctl reader (no psutil in the service) gives each interface's primary IPv4 address: the
+    first one psutil's getifaddrs lists for it; interfaces without IPv4 are left out."""
+    import socket
+
+    import psutil
+
+    from tracklab_sysmon.collectors.system import ipv4_by_interface
+
+    listed = {
+        name: [a.address for a in addrs if a.family == socket.AF_INET] for name, addrs in psutil.net_if_addrs().items()
+    }
+    assert ipv4_by_interface() == {name: found[:1] for name, found in listed.items() if found}

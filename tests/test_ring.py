@@ -48,3 +48,24 @@ def test_empty_ring_selects_nothing() -> None:
     """A fresh ring is empty whatever is asked."""
     ring = SnapshotRing(4)
     assert (len(ring), ring.select(), ring.select(since=0, limit=1)) == (0, [], [])
+
+
+def test_entries_are_kept_at_their_own_size() -> None:
+    """orjson's output keeps its buffer's spare capacity (this 2.3 KB body holds 16 KiB): the ring stores
+    an exact-size copy, so 100 entries cost their bytes plus a fixed overhead each, not the encoder's slack."""
+    import tracemalloc
+
+    import orjson
+
+    payload = {"cpu": {"cores": [{"usage": 12.5, "frequency": 2400}] * 60}, "note": "x" * 400}
+    size = len(orjson.dumps(payload))
+    ring = SnapshotRing(100)
+    tracemalloc.start()
+    try:
+        for i in range(100):
+            ring.append(i, orjson.dumps(payload))  # as the sampler does: the encoder's bytes, then dropped
+        grown = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert ring.select() == [orjson.dumps(payload)] * 100
+    assert grown < 100 * (size + 256)  # bytes header, the (timestamp, bytes) tuple, the int, deque blocks

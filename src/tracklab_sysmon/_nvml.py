@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -94,8 +95,28 @@ def devices(monotonic: Callable[[], float] = time.monotonic) -> tuple[Device, ..
         return _State.devices
 
 
+_LIBRARY = "libnvidia-ml.so.1"  # the name pynvml loads on every platform but Windows
+_NO_LIBRARY = f"NVML library {_LIBRARY} not found (no NVIDIA driver)"
+
+
+def _library_loads() -> bool:
+    """Whether the dynamic loader finds NVML, asked before pynvml is imported: a machine without an
+    NVIDIA driver then never loads pynvml (about 4 MiB resident, kept for the life of the service)."""
+    if sys.platform.startswith("win"):
+        return True  # pynvml looks in two folders of its own there: let it
+    import ctypes
+
+    try:
+        ctypes.CDLL(_LIBRARY)  # loaded for good if found, as pynvml would load it next anyway
+    except OSError:
+        return False
+    return True
+
+
 def _start() -> tuple[Device, ...]:
     global _nvml, _PERMANENT, _MISMATCH
+    if not _library_loads():
+        raise NvmlUnavailable(_NO_LIBRARY)
     try:
         import pynvml  # nvidia-ml-py: imported only when GPUs are first asked for
     except ImportError:
@@ -103,7 +124,7 @@ def _start() -> tuple[Device, ...]:
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError_LibraryNotFound:
-        raise NvmlUnavailable("NVML library libnvidia-ml.so.1 not found (no NVIDIA driver)") from None
+        raise NvmlUnavailable(_NO_LIBRARY) from None
     except pynvml.NVMLError as exc:
         raise NvmlUnavailable(f"NVML could not start: {exc}") from None
     _nvml = pynvml

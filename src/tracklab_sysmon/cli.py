@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import sys
@@ -11,7 +10,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from . import __version__, wire
+from . import __version__
 from .config import (
     DEFAULT_HEADER_TIMEOUT,
     DEFAULT_HISTORY_STREAMS,
@@ -26,9 +25,9 @@ from .config import (
     parse_peer,
 )
 from .errors import BackendUnavailable, SysmonError
-from .model import Snapshot
 
 if TYPE_CHECKING:  # loaded only by the commands that sample, to keep `--help` quick
+    from .model import Snapshot
     from .sampler import Sampler
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]  # a click option, applied to a command
@@ -104,6 +103,8 @@ def _run_service(**options: Any) -> None:
     from .server.early_stop import catch_stop_signals
 
     catch_stop_signals()  # first, before the slow imports: SIGTERM during start-up must still exit 0
+    import asyncio
+
     from . import hotpath
     from .server.runner import serve
 
@@ -210,7 +211,7 @@ def snapshot(proc_root: str, sys_root: str, collectors: str) -> None:
 @_apply(_ROOT_OPTIONS)
 def info(proc_root: str, sys_root: str, collectors: str) -> None:
     """Print the static system information as JSON, with the hot-path backend in use."""
-    from . import hotpath
+    from . import hotpath, wire
     from .collectors.portable.system import fill_from_psutil
     from .collectors.system import system_info_for
 
@@ -246,6 +247,8 @@ def top(url: str | None, portfile: str | None, token: str | None) -> None:
 
 def _sample_once(proc_root: str, sys_root: str, backend: str) -> tuple[Snapshot, Sampler]:
     """The first snapshot of the tree's default collectors (real rates: primed first), and its sampler."""
+    import asyncio
+
     from .collectors import default_collectors
     from .collectors.base import reading_host
     from .collectors.disk import HOST_STATVFS

@@ -1,9 +1,10 @@
 """Run in a subprocess with the stub on LD_LIBRARY_PATH: collect ticks, print one JSON line per tick.
 
 Usage: probe.py TICKS [--dcgm] [--lose-after N FLAGFILE [--recover-after M]] [--touch-at N FILE]
-                [--step S] [--counts NAME,...]
+                [--step S] [--counts NAME,...] [--modules]
 Each line: {"tick", "accelerators": [...wire...], "profiling": {...}} or {"tick", "unavailable": reason};
-with --counts a final line {"counts": {name: calls}} read from the stub's test-only export.
+with --counts a final line {"counts": {name: calls}} read from the stub's test-only export; with
+--modules a final line {"pynvmlLoaded": bool}: whether the ticks imported pynvml.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import ctypes
 import json
 import pathlib
+import sys
 
 from tracklab_sysmon import wire
 from tracklab_sysmon.collectors.nvidia import NvidiaCollector
@@ -27,6 +29,7 @@ def main() -> None:
     parser.add_argument("--touch-at", nargs=2, metavar=("N", "FILE"), help="create FILE before tick N")
     parser.add_argument("--step", type=float, default=1.0, help="seconds between ticks (fake clock)")
     parser.add_argument("--counts", default="")
+    parser.add_argument("--modules", action="store_true")
     args = parser.parse_args()
     collector = NvidiaCollector(enable_dcgm=args.dcgm)
     for tick in range(args.ticks):
@@ -48,6 +51,8 @@ def main() -> None:
         lib.nvmlStubCallCount.restype = ctypes.c_ulonglong
         names = args.counts.split(",")
         print(json.dumps({"counts": {n: lib.nvmlStubCallCount(n.encode()) for n in names}}), flush=True)
+    if args.modules:
+        print(json.dumps({"pynvmlLoaded": "pynvml" in sys.modules}), flush=True)
 
 
 if __name__ == "__main__":

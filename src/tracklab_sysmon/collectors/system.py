@@ -7,7 +7,6 @@ import platform
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from .. import __version__
 from .. import _procfs as procfs
@@ -83,19 +82,53 @@ def physical_cores(sys_root: str) -> int | None:
     return len(pairs) or None
 
 
-def primary_ipv4(proc_root: str = "/proc", addresses: Callable[[], dict[str, list[Any]]] | None = None) -> str | None:
+def primary_ipv4(proc_root: str = "/proc", addresses: Callable[[], dict[str, list[str]]] | None = None) -> str | None:
     """IPv4 address of the default route's interface, else the first non-loopback IPv4."""
-    import psutil  # not on the hot path: only asked once at start-up
-
-    by_iface = (addresses or psutil.net_if_addrs)()
-    ipv4 = {
-        name: [a.address for a in addrs if a.family == socket.AF_INET and not a.address.startswith("127.")]
-        for name, addrs in by_iface.items()
-    }
+    by_iface = (addresses or ipv4_by_interface)()
+    ipv4 = {name: [a for a in found if not a.startswith("127.")] for name, found in by_iface.items()}
     default_iface = _default_route_interface(proc_root)
     if default_iface and ipv4.get(default_iface):
         return ipv4[default_iface][0]
     return next((found[0] for found in ipv4.values() if found), None)
+
+
+def ipv4_by_interface() -> dict[str, list[str]]:
+    """Each interface's IPv4 addresses, its primary one first: on Linux by ioctl (the service loads no
+    psutil for one question at start-up), elsewhere from psutil."""
+    if sys.platform.startswith("linux"):
+        found = _linux_primary_ipv4()
+    else:
+        import psutil
+
+        found = {
+            name: [a.address for a in addrs if a.family == socket.AF_INET]
+            for name, addrs in psutil.net_if_addrs().items()
+        }
+    return found
+
+
+_SIOCGIFADDR = 0x8915  # linux/sockios.h: an interface's primary IPv4 address
+
+
+def _linux_primary_ipv4() -> dict[str, list[str]]:
+    """{interface: [primary IPv4]} for the interfaces that have one, in interface index order."""
+    import fcntl
+    import struct
+
+    found: dict[str, list[str]] = {}
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    except OSError:  # no IPv4 in this namespace (or a sandbox refuses sockets): no address to tell
+        return found
+    with sock:
+        for _, name in socket.if_nameindex():
+            request = struct.pack("256s", name.encode()[:15])  # struct ifreq: the name, then the answer
+            try:
+                reply = fcntl.ioctl(sock.fileno(), _SIOCGIFADDR, request)
+            except OSError:  # EADDRNOTAVAIL: no IPv4 on it; ENODEV: gone since the listing
+                continue
+            found[name] = [socket.inet_ntoa(reply[20:24])]  # ifr_addr: sockaddr_in, address at offset 4
+    return found
 
 
 def _default_route_interface(proc_root: str) -> str | None:

@@ -12,8 +12,8 @@ from aiohttp import web
 
 from .. import wire
 from ..collectors import close_collectors, default_collectors
+from ..collectors.backend import portable_choice
 from ..collectors.base import Collector
-from ..collectors.portable.system import fill_from_psutil
 from ..collectors.processes import ProcessesCollector
 from ..collectors.system import host_name, system_info_for
 from ..config import ServiceConfig
@@ -25,7 +25,7 @@ from .dashboard import setup_dashboard
 from .errors import error_middleware
 from .peers import setup_peers
 from .processes import setup_processes
-from .prometheus import setup_prometheus
+from .prometheus_route import setup_prometheus
 from .routes import ROUTES
 from .security import host_middleware, token_middleware
 from .writes import HISTORY_STREAMS, StreamSlots, write_deadline_middleware
@@ -76,7 +76,10 @@ async def _sampling(app: web.Application) -> AsyncIterator[None]:
     first = await sampler.start()
     # Read once the first snapshot exists: GPUs and the disk total come from it.
     info = system_info_for(first, proc_root=app[keys.CONFIG].proc_root, sys_root=app[keys.CONFIG].sys_root)
-    info = fill_from_psutil(sampler.collectors, info)  # macOS/Windows: no /proc to read it from
+    if portable_choice(sampler.collectors) is not None:  # macOS/Windows: no /proc to read it from
+        from ..collectors.portable.system import fill_from_psutil
+
+        info = fill_from_psutil(sampler.collectors, info)
     app[keys.SYSTEM_INFO_BYTES] = wire.encode(wire.system_info_to_wire(info))
     task = asyncio.create_task(sampler.run(), name="tracklab-sysmon-sampler")
     yield

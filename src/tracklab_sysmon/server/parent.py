@@ -9,8 +9,6 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import psutil
-
 from ..platforms import PlatformChoice
 
 log = logging.getLogger(__name__)
@@ -34,6 +32,8 @@ async def _watch(pid: int, stop: asyncio.Event, kind: str) -> None:
 
 async def wait_by_polling(pid: int) -> None:
     """Ask every POLL_SECONDS whether `pid` exists (psutil: os.kill(pid, 0) would kill on Windows)."""
+    import psutil  # only where there is no pidfd or kqueue: the service does not load it otherwise
+
     while psutil.pid_exists(pid):
         await asyncio.sleep(POLL_SECONDS)
 
@@ -76,6 +76,8 @@ async def wait_by_kqueue(pid: int) -> None:
 async def wait_by_handle(pid: int) -> None:
     """Windows: psutil waits on the process handle (WaitForSingleObject) in a thread, POLL_SECONDS at a time
     so that cancelling the watch ends the thread too (on POSIX psutil polls, which tests use)."""
+    import psutil
+
     try:
         process = psutil.Process(pid)
     except psutil.NoSuchProcess:

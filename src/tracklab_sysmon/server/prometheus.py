@@ -216,18 +216,9 @@ def _peer_metrics(app: web.Application) -> Iterator[Metric]:
 
 # ---------------------------------------------------------------- app wiring
 
-EXPOSE: web.AppKey[Handler] = web.AppKey("prometheus_handler")
 
-
-def setup_prometheus(app: web.Application) -> CollectorRegistry:
-    """A private registry (no process/GC globals) holding one SnapshotCollector for this app."""
+def exposition_handler(app: web.Application) -> Handler:
+    """The /metrics handler over a private registry (no process/GC globals) holding one SnapshotCollector."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(app))
-    app[EXPOSE] = make_aiohttp_handler(registry)
-    return registry
-
-
-async def metrics(request: web.Request) -> web.StreamResponse:
-    """GET /metrics; prometheus-client picks text or OpenMetrics from the Accept header."""
-    response: web.StreamResponse = await request.app[EXPOSE](request)
-    return response
+    return make_aiohttp_handler(registry)

@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from .. import __version__, hotpath, protocol, wire
+from ..collectors.backend import backend_health
 from ..collectors.nvidia import profiling_health
-from ..collectors.portable import backend_health
-from . import keys, peers, prometheus
+from . import keys, peers, prometheus_route
 from .errors import json_error
 from .writes import HISTORY_STREAMS, stream_json_list
 
@@ -112,5 +112,5 @@ ROUTES = [
     web.get("/api/system/metrics", metrics),
     web.get("/api/system/metrics/history", history),
     web.get("/api/system/nodes", peers.nodes),
-    web.get("/metrics", prometheus.metrics),
+    web.get("/metrics", prometheus_route.metrics),
 ]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from types import ModuleType
 from typing import Any
 
 import psutil
 
 from ...platforms import PlatformChoice
+from ..backend import backend_health
 from ..base import Collector
 from ..memory import MemoryCollector
 from ..network import NetworkCollector
@@ -39,15 +39,6 @@ def portable_collectors(
         NetworkCollector(reader),
         *gpus,
     )
-
-
-def backend_health(collectors: tuple[Collector, ...] | list[Collector]) -> dict[str, object]:
-    """What /api/health shows as `collectorsBackend`: which backend runs and, for psutil, what it leaves null."""
-    cpu = next((c for c in collectors if isinstance(c, PortableCpuCollector)), None)
-    if cpu is None:
-        return {"name": "procfs", "platform": sys.platform, "nulls": {}}
-    choice = cpu.choice
-    return {"name": "psutil", "platform": choice.platform, "nulls": dict(choice.null_fields)}
 
 
 __all__ = ["PsutilCounterReader", "backend_health", "portable_collectors"]
