@@ -129,6 +129,7 @@ class _Files:
     """
 
     RETRY_MISSING = 30
+    RECHECK = 16
 
     def __init__(self) -> None:
         self._kept: dict[tuple[str, str], KeptFile] = {}
@@ -146,7 +147,9 @@ class _Files:
             del self._missing[key]
         kept = self._kept.get(key)
         if kept is None:
-            kept = self._kept[key] = KeptFile(os.path.join(directory, name))
+            # Identity checked every RECHECK reads, not every read: cgroupfs never renames over an
+            # interface file, and a removed group's files fail to read, which reopens them at once.
+            kept = self._kept[key] = KeptFile(os.path.join(directory, name), recheck_every=self.RECHECK)
         text = kept.read()
         if text is None:
             self._missing[key] = self.RETRY_MISSING
