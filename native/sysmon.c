@@ -30,6 +30,7 @@ struct sm_file {
     int fd;
     dev_t dev; /* identity of the open file: a path that now names another is reopened */
     ino_t ino;
+    int reads; /* since the path's identity was last checked */
     char *text;
     size_t cap;
     size_t len;
@@ -117,15 +118,20 @@ static int open_regular(struct sm_file *f, const char *path)
     f->fd = fd;
     f->dev = st.st_dev;
     f->ino = st.st_ino;
+    f->reads = 0;
     return 0;
 }
 
-/* The kept descriptor of `path`, reopened when the path is gone or names another file now. */
-static int keep_current(struct sm_file *f, const char *path)
+/* The kept descriptor of `path`, reopened when the path is gone or names another file now; the
+ * identity is checked every `recheck_every` reads (1: every read), as KeptFile does. */
+static int keep_current(struct sm_file *f, const char *path, int recheck_every)
 {
     struct stat st;
-    if (f->fd >= 0 && (stat(path, &st) < 0 || st.st_dev != f->dev || st.st_ino != f->ino))
-        drop(f);
+    if (f->fd >= 0 && ++f->reads >= recheck_every) {
+        f->reads = 0;
+        if (stat(path, &st) < 0 || st.st_dev != f->dev || st.st_ino != f->ino)
+            drop(f);
+    }
     return f->fd >= 0 ? 0 : open_regular(f, path);
 }
 
@@ -148,7 +154,7 @@ long sm_read(sm_reader *r, int file)
     char path[PATH_MAX];
     int rc = path_under(r, FILE_NAMES[file], path, sizeof path);
     if (rc == 0)
-        rc = keep_current(f, path);
+        rc = keep_current(f, path, 1);
     if (rc < 0)
         return rc;
     size_t len = 0;
@@ -587,7 +593,6 @@ enum { FREQ_TEXT = 64 }; /* a kHz value and a newline; longer text is not canoni
 
 struct sm_freq {
     int state;
-    int reads; /* since the path's identity was last checked */
     struct sm_file file; /* text unused: one pread into a stack buffer */
 };
 
@@ -774,17 +779,8 @@ static int frequency(sm_cpu *c, double id, double *mhz)
         return SM_FREQ_NONE;
     if (freq_path(c, at, f->state, path, sizeof path) < 0)
         return SM_FREQ_READ;
-    if (f->file.fd >= 0 && ++f->reads >= SM_FREQ_RECHECK) { /* KeptFile(recheck_every=...) */
-        f->reads = 0;
-        struct stat st;
-        if (stat(path, &st) < 0 || st.st_dev != f->file.dev || st.st_ino != f->file.ino)
-            drop(&f->file);
-    }
-    if (f->file.fd < 0) {
-        f->reads = 0;
-        if (open_regular(&f->file, path) < 0)
-            return SM_FREQ_READ;
-    }
+    if (keep_current(&f->file, path, SM_FREQ_RECHECK) < 0)
+        return SM_FREQ_READ;
     char text[FREQ_TEXT];
     ssize_t n;
     do

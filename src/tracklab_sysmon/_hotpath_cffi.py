@@ -77,7 +77,6 @@ class CffiHotReader:
             raise OSError(-length, os.strerror(-length), path)
         return lib.sm_text(self._reader, which), length
 
-
     def cpu_ticker(self, sys_root: str) -> CffiCpuTicker:
         return CffiCpuTicker(self, sys_root)
 
@@ -149,8 +148,8 @@ class CffiCpuTicker:
         return self._columns(count)
 
     def _update(self, stat: StatCounters) -> int:
-        self._total[0:8] = _times(stat.total)
-        rows = ffi.new("double[]", [v for cpu_id, times in stat.cores for v in (cpu_id, *_times(times))] or [0.0])
+        self._total[0:8] = stat.total.as_tuple()
+        rows = ffi.new("double[]", [v for cpu_id, times in stat.cores for v in (cpu_id, *times.as_tuple())] or [0.0])
         count = lib.sm_cpu_update(self._cpu, self._total, rows, len(stat.cores))
         if count < 0:
             raise MemoryError("cannot grow the C CPU tick state")
@@ -210,10 +209,6 @@ def parse_native(kind: str, data: bytes, ticks_per_second: float = 100.0) -> obj
 
 def _known(value: float) -> float | None:
     return None if value != value else value  # NaN: unknown
-
-
-def _times(t: CpuTimes) -> tuple[float, ...]:
-    return (t.user, t.nice, t.system, t.idle, t.iowait, t.irq, t.softirq, t.steal)
 
 
 def _decode(text: object, length: int) -> str:

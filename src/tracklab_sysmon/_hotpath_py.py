@@ -88,7 +88,7 @@ class PyCpuTicker:
         ids = [cpu_id for cpu_id, _ in stat.cores]
         usage = [_usage(before.get(cpu_id), times) for cpu_id, times in stat.cores]
         frequency, sources = zip(*map(self._frequency, ids), strict=True) if ids else ((), ())
-        times = tuple(list(column) for column in zip(*(_fields(t) for _, t in stat.cores), strict=True))
+        times = tuple(list(column) for column in zip(*(t.as_tuple() for _, t in stat.cores), strict=True))
         return CpuTick(
             total=stat.total,
             overall=_usage(previous.total if previous else None, stat.total),
@@ -98,13 +98,18 @@ class PyCpuTicker:
 
     def _frequency(self, cpu_id: int) -> tuple[float | None, int]:
         if cpu_id not in self._freq_files:
-            base = os.path.join(self._cpu_dir, f"cpu{cpu_id}", "cpufreq")
-            path = next((p for p in (os.path.join(base, n) for n in _FREQ_NAMES) if os.path.exists(p)), None)
+            path = cpufreq_path(self._cpu_dir, cpu_id)
             self._freq_files[cpu_id] = KeptFile(path, recheck_every=CPUFREQ_RECHECK) if path else None
         kept = self._freq_files[cpu_id]
         if kept is None:
             return None, FREQ_NONE
         return read_frequency(kept), FREQ_READ
+
+
+def cpufreq_path(cpu_dir: str, cpu_id: int) -> str | None:
+    """The CPU's cpufreq file (`scaling_cur_freq`, else `cpuinfo_cur_freq`), None without cpufreq."""
+    base = os.path.join(cpu_dir, f"cpu{cpu_id}", "cpufreq")
+    return next((p for p in (os.path.join(base, n) for n in _FREQ_NAMES) if os.path.exists(p)), None)
 
 
 def read_frequency(kept: KeptFile) -> float | None:
@@ -115,7 +120,3 @@ def read_frequency(kept: KeptFile) -> float | None:
 
 def _usage(previous: CpuTimes | None, current: CpuTimes) -> float | None:
     return busy_percent(previous, current) if previous is not None else None
-
-
-def _fields(times: CpuTimes) -> tuple[float, ...]:
-    return (times.user, times.nice, times.system, times.idle, times.iowait, times.irq, times.softirq, times.steal)

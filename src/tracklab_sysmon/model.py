@@ -34,6 +34,10 @@ class CpuTimes:
     def busy(self) -> float:
         return self.total - self.idle - self.iowait
 
+    def as_tuple(self) -> tuple[float, float, float, float, float, float, float, float]:
+        """The eight modes in field order (the C helper's row layout)."""
+        return (self.user, self.nice, self.system, self.idle, self.iowait, self.irq, self.softirq, self.steal)
+
 
 @dataclass(frozen=True, slots=True)
 class StatCounters:

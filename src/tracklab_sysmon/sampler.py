@@ -401,7 +401,7 @@ def _keep(snapshot: Snapshot, sections: frozenset[str] | set[str]) -> Snapshot:
 
 
 def _rss_bytes(statm: KeptFile | None) -> int | None:
-    """This process's resident memory from /proc/self/statm (kept open: one pread per tick); without
+    """This process's resident memory from /proc/self/statm (kept open: one pread per ask); without
     /proc (macOS, Windows: `statm` is None), from psutil."""
     if statm is None:
         import psutil  # loaded only where there is no /proc

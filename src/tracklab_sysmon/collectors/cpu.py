@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from .. import _sysfs as sysfs
-from .._hotpath_py import CPUFREQ_RECHECK, read_frequency
+from .._hotpath_py import CPUFREQ_RECHECK, cpufreq_path, read_frequency
 from ..hotpath import ProcReader
 from ..model import FREQ_DEFER, FREQ_NONE, CoreColumns, CpuSample
 from .cpuinfo import CpuinfoClock
@@ -25,7 +25,7 @@ class CpuCollector:
         self._ticker = reader.cpu_ticker(sys_root)  # usage and cpufreq per core, in one call
         self._cpu_dir = os.path.join(sys_root, "devices/system/cpu")
         self._thermal = CpuThermal(sys_root, proc_root=proc_root)
-        self._deferred: dict[int, sysfs.KeptFile] = {}  # cpufreq files the C helper left to Python
+        self._deferred: dict[int, sysfs.KeptFile | None] = {}  # cpufreq files the C helper left to Python
         self._cpuinfo_clock = CpuinfoClock(proc_root)  # for CPUs without cpufreq (most cloud VMs)
         self._processes: int | None = None
         self._processes_at: float | None = None
@@ -54,16 +54,11 @@ class CpuCollector:
             if source == FREQ_NONE:  # no cpufreq for this CPU: the kernel's `cpu MHz`, read at most every 10 s
                 cores.frequency[index] = self._cpuinfo_clock.mhz(cpu_id, now)
             elif source == FREQ_DEFER:
-                kept = self._deferred.get(cpu_id)
-                if kept is None:
-                    kept = sysfs.KeptFile(self._freq_path(cpu_id), recheck_every=CPUFREQ_RECHECK)
-                    self._deferred[cpu_id] = kept
-                cores.frequency[index] = read_frequency(kept)
-
-    def _freq_path(self, cpu_id: int) -> str:
-        base = os.path.join(self._cpu_dir, f"cpu{cpu_id}", "cpufreq")
-        scaling = os.path.join(base, "scaling_cur_freq")
-        return scaling if os.path.exists(scaling) else os.path.join(base, "cpuinfo_cur_freq")
+                if cpu_id not in self._deferred:
+                    path = cpufreq_path(self._cpu_dir, cpu_id)
+                    self._deferred[cpu_id] = sysfs.KeptFile(path, recheck_every=CPUFREQ_RECHECK) if path else None
+                kept = self._deferred[cpu_id]
+                cores.frequency[index] = read_frequency(kept) if kept is not None else None
 
     def _process_count(self, now: float) -> int:
         at = self._processes_at
