@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "sysmon.h"
 #include "canonical.h"
+#include "numbers.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -298,9 +299,6 @@ static int parse_uint(tok t, unsigned long long limit, int64_t *out)
     *out = (int64_t)v;
     return NUM_OK;
 }
-
-static const double POW10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
-                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 /* Python's float() on one token. `d+(.d+)?` with at most 15 digits is exact (both operands of
  * the division are exact doubles, so it rounds once, as float() does); the rest is Python's. */
@@ -682,20 +680,6 @@ static int reserve(double **buf, size_t *cap, size_t rows, size_t width)
     return 0;
 }
 
-/* Python's round(x, 2) for 0 <= x <= 100: the nearest k/100, ties to even on the exact value.
- * Away from a tie the product's rounding error cannot change k; near one, printf decides on the
- * exact binary value as Python's dtoa does. */
-static double round2(double x)
-{
-    double y = x * 100.0;
-    double frac = y - floor(y);
-    if (fabs(frac - 0.5) > 1e-6)
-        return nearbyint(y) / 100.0;
-    char buf[32];
-    snprintf(buf, sizeof buf, "%.2f", x);
-    return strtod(buf, NULL);
-}
-
 /* rates.busy_percent, operation for operation (CpuTimes.total sums left to right). */
 static double busy_percent(const double *prev, const double *cur)
 {
@@ -849,50 +833,6 @@ long sm_cpu_parse(sm_cpu *c, const char *text, size_t len, double ticks)
 /* ------------------------------------------------------------------ CPU tick as JSON */
 
 enum { CORE_JSON_MAX = 512 }; /* keys and 11 numbers of at most 24 characters each */
-
-/* `x` as orjson writes it, when x is a decimal of at most 3 places below 1e12 (every value of a
- * core: ticks / 100, usage to 2 places, kHz / 1000, millidegrees / 1000): then orjson's shortest
- * round-trip form is that decimal, trailing zeros dropped, ".0" when whole. NaN is null. Returns
- * the length, or -1 for anything else (the caller lets orjson write the whole array). */
-static int put_number(char *p, double x)
-{
-    if (isnan(x)) {
-        memcpy(p, "null", 4);
-        return 4;
-    }
-    if (!(fabs(x) < 1e12))
-        return -1;
-    if (x == 0.0) {
-        const char *zero = signbit(x) ? "-0.0" : "0.0";
-        memcpy(p, zero, strlen(zero));
-        return (int)strlen(zero);
-    }
-    for (int places = 0; places <= 3; places++) {
-        double k = nearbyint(x * POW10[places]);
-        if (k / POW10[places] != x)
-            continue;
-        char *start = p;
-        if (k < 0) {
-            *p++ = '-';
-            k = -k;
-        }
-        /* k's decimal digits, then the point `places` digits from the right (zero-padded). The
-         * fewest places come first, so the fraction never ends in a zero. */
-        char digits[24];
-        int n = 0;
-        for (unsigned long long v = (unsigned long long)k; v > 0 || n <= places; v /= 10)
-            digits[n++] = (char)('0' + v % 10);
-        for (int i = n - 1; i >= places; i--)
-            *p++ = digits[i];
-        *p++ = '.';
-        if (places == 0)
-            *p++ = '0';
-        for (int i = places - 1; i >= 0; i--)
-            *p++ = digits[i];
-        return (int)(p - start);
-    }
-    return -1;
-}
 
 static char *put_key(char *p, const char *key, double x, int *ok)
 {

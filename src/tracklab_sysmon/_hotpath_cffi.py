@@ -5,13 +5,29 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from . import _procfs as procfs
+from ._devices_cffi import CffiDeviceTicker
+from ._devices_py import Select
 from ._sysfs import NOT_REGULAR
 from ._sysmon_cffi import ffi, lib  # ImportError when the extension was not built
 from .errors import ParseError
-from .model import CoreColumns, CpuTick, CpuTimes, DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
+from .model import (
+    CoreColumns,
+    CpuTick,
+    CpuTimes,
+    DiskColumns,
+    DiskCounters,
+    InterfaceColumns,
+    LoadAvg,
+    MemInfo,
+    NetCounters,
+    StatCounters,
+)
+
+if TYPE_CHECKING:
+    from .hotpath import DeviceTicker
 
 R = TypeVar("R", DiskCounters, NetCounters)
 _PATHS = {
@@ -79,6 +95,13 @@ class CffiHotReader:
 
     def cpu_ticker(self, sys_root: str) -> CffiCpuTicker:
         return CffiCpuTicker(self, sys_root)
+
+    def disk_ticker(self, select: Select) -> DeviceTicker[DiskColumns]:
+        return CffiDeviceTicker(self, DiskColumns, select, procfs.parse_diskstats)
+
+    def net_ticker(self, select: Select) -> DeviceTicker[InterfaceColumns]:
+        return CffiDeviceTicker(self, InterfaceColumns, select,
+                                lambda text: procfs.require_interfaces(procfs.parse_net_dev(text)))
 
     def stat(self) -> StatCounters:
         text, length = self._read(lib.SM_STAT)

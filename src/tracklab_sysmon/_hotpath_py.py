@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from . import _procfs as procfs
+from ._devices_py import PyDeviceTicker, Select
 from ._sysfs import KeptFile
 from .model import (
     FREQ_NONE,
@@ -12,7 +13,9 @@ from .model import (
     CoreColumns,
     CpuTick,
     CpuTimes,
+    DiskColumns,
     DiskCounters,
+    InterfaceColumns,
     LoadAvg,
     MemInfo,
     NetCounters,
@@ -65,6 +68,12 @@ class PyHotReader:
 
     def cpu_ticker(self, sys_root: str) -> PyCpuTicker:
         return PyCpuTicker(self, sys_root)
+
+    def disk_ticker(self, select: Select) -> PyDeviceTicker[DiskColumns]:
+        return PyDeviceTicker(self.diskstats, DiskColumns, select)
+
+    def net_ticker(self, select: Select) -> PyDeviceTicker[InterfaceColumns]:
+        return PyDeviceTicker(self.net_dev, InterfaceColumns, select)
 
     def close(self) -> None:
         for kept in self._files.values():

@@ -13,10 +13,23 @@ import os
 from collections.abc import Callable
 from typing import Protocol
 
+from ._devices_py import Select
 from ._hotpath_py import PyHotReader
 from ._procwalk_py import PyProcWalker
 from .errors import BackendUnavailable
-from .model import CpuTick, DiskCounters, LoadAvg, MemInfo, NetCounters, PidStat, StatCounters
+from .model import (
+    ColumnsT,
+    CpuTick,
+    DeviceTick,
+    DiskColumns,
+    DiskCounters,
+    InterfaceColumns,
+    LoadAvg,
+    MemInfo,
+    NetCounters,
+    PidStat,
+    StatCounters,
+)
 
 ENV_VAR = "TRACKLAB_SYSMON_NATIVE"
 MODES = ("auto", "require", "off")
@@ -27,6 +40,12 @@ class CpuTicker(Protocol):
     """A CPU tick in one call: usage against the previous call, and each core's cpufreq reading."""
 
     def tick(self) -> CpuTick: ...
+
+
+class DeviceTicker(Protocol[ColumnsT]):
+    """Whole disks or interfaces in one tick: counters rated against the previous tick, as columns."""
+
+    def tick(self, now: float) -> DeviceTick[ColumnsT]: ...
 
 
 class CounterReader(Protocol):
@@ -41,6 +60,8 @@ class CounterReader(Protocol):
     def loadavg(self) -> LoadAvg: ...
     def tcp_established(self) -> int: ...
     def process_count(self) -> int: ...
+    def disk_ticker(self, select: Select) -> DeviceTicker[DiskColumns]: ...
+    def net_ticker(self, select: Select) -> DeviceTicker[InterfaceColumns]: ...
     def close(self) -> None: ...
 
 
@@ -139,5 +160,5 @@ def open_walker(proc_root: str = "/proc") -> ProcessWalker:
 
 
 __all__ = ["BACKEND", "BACKEND_REASON", "ENV_VAR", "WALKER_BACKEND", "BackendUnavailable", "CounterReader",
-           "CpuTicker", "HotReader", "ProcReader", "ProcWalker", "ProcessWalker", "open_reader", "open_walker",
-           "select_backend", "select_walker", "warn_if_fallback"]
+           "CpuTicker", "DeviceTicker", "HotReader", "ProcReader", "ProcWalker", "ProcessWalker", "open_reader",
+           "open_walker", "select_backend", "select_walker", "warn_if_fallback"]

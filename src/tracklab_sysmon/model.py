@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, overload
+from typing import Generic, Literal, NamedTuple, TypeVar, overload
 
 # ---------------------------------------------------------------- raw counters (hot path output)
 
@@ -220,7 +220,7 @@ class DiskSample:
     io_read: float | None
     io_write: float | None
     iops: float | None
-    devices: tuple[DiskDeviceSample, ...]
+    devices: Sequence[DiskDeviceSample]  # a tuple, or DiskColumns on the hot path
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +243,115 @@ class NetworkSample:
     packets_in: float | None
     packets_out: float | None
     connections: int | None
-    interfaces: tuple[InterfaceSample, ...]
+    interfaces: Sequence[InterfaceSample]  # a tuple, or InterfaceColumns on the hot path
+
+
+DEVICE_COUNTERS = DEVICE_RATES = 4  # per device in DeviceColumns (the C helper's SM_DEVS_*)
+DeviceRecord = TypeVar("DeviceRecord", DiskDeviceSample, InterfaceSample)
+
+
+class DeviceColumns(Sequence[DeviceRecord], Generic[DeviceRecord]):
+    """Per-device counters and rates as flat columns (as the hot path hands them over): a record is
+    made only when a reader indexes or iterates. `counters` holds DEVICE_COUNTERS per device in the
+    wire's order, `rates` DEVICE_RATES per device (NaN for null), `invalid` one byte per counter
+    (non-zero: it did not fit 64 bits, so null) or None when every counter fits. Compares equal to
+    any sequence of the same records."""
+
+    __slots__ = ("counters", "encoder", "invalid", "names", "rates")
+    # Counter names in the order CounterRates rates them (the overflow messages' order), as indexes
+    # into the wire's order.
+    overflow_order: tuple[tuple[int, str], ...] = ()
+
+    def __init__(self, names: Sequence[str], counters: Sequence[int], rates: Sequence[float],
+                 invalid: bytes | None = None) -> None:
+        self.names, self.counters, self.rates, self.invalid = names, counters, rates, invalid
+        # Set by the C helper: these devices as the wire's JSON array, or None when it cannot.
+        self.encoder: Callable[[], bytes | None] | None = None
+
+    def encoded(self) -> bytes | None:
+        """These devices as the wire's JSON array when the hot path can write it, else None."""
+        return self.encoder() if self.encoder is not None else None
+
+    def _counter(self, at: int) -> int | None:
+        return None if self.invalid is not None and self.invalid[at] else self.counters[at]
+
+    def _rate(self, at: int) -> float | None:
+        value = self.rates[at]
+        return None if value != value else value  # NaN: null
+
+    def _record(self, index: int) -> DeviceRecord:
+        raise NotImplementedError
+
+    def overflow_problems(self) -> list[str]:
+        """What CounterRates says of each counter that did not fit 64 bits, in its order."""
+        if self.invalid is None:
+            return []
+        return [f"{name} {field} does not fit an unsigned 64-bit counter"
+                for i, name in enumerate(self.names) for k, field in self.overflow_order
+                if self.invalid[i * DEVICE_COUNTERS + k]]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @overload
+    def __getitem__(self, index: int) -> DeviceRecord: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[DeviceRecord, ...]: ...
+    def __getitem__(self, index: int | slice) -> DeviceRecord | tuple[DeviceRecord, ...]:
+        if isinstance(index, slice):
+            return tuple(self._record(i) for i in range(*index.indices(len(self))))
+        return self._record(range(len(self))[index])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or len(self) != len(other):
+            return False
+        return all(a == b for a, b in zip(self, other, strict=True))
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({tuple(self)!r})"
+
+
+class DiskColumns(DeviceColumns[DiskDeviceSample]):
+    """Whole disks as columns: counters read bytes, write bytes, reads, writes; rates read, write, iops."""
+
+    __slots__ = ()
+    overflow_order = ((2, "reads"), (0, "read_bytes"), (3, "writes"), (1, "write_bytes"))
+
+    def _record(self, index: int) -> DiskDeviceSample:
+        c, r = index * DEVICE_COUNTERS, index * DEVICE_RATES
+        return DiskDeviceSample(
+            name=self.names[index], read_bytes=self._counter(c), write_bytes=self._counter(c + 1),
+            reads=self._counter(c + 2), writes=self._counter(c + 3), read_rate=self._rate(r),
+            write_rate=self._rate(r + 1), iops=self._rate(r + 2))
+
+
+class InterfaceColumns(DeviceColumns[InterfaceSample]):
+    """Interfaces as columns: counters bytes received, sent, packets received, sent; rates likewise."""
+
+    __slots__ = ()
+    overflow_order = ((0, "bytes_recv"), (1, "bytes_sent"), (2, "packets_recv"), (3, "packets_sent"))
+
+    def _record(self, index: int) -> InterfaceSample:
+        c, r = index * DEVICE_COUNTERS, index * DEVICE_RATES
+        return InterfaceSample(
+            name=self.names[index], bytes_recv=self._counter(c), bytes_sent=self._counter(c + 1),
+            packets_recv=self._counter(c + 2), packets_sent=self._counter(c + 3), bytes_in=self._rate(r),
+            bytes_out=self._rate(r + 1), packets_in=self._rate(r + 2), packets_out=self._rate(r + 3))
+
+
+ColumnsT = TypeVar("ColumnsT", DiskColumns, InterfaceColumns)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTick(Generic[ColumnsT]):
+    """One tick of whole disks or interfaces from the hot path: the selected devices as columns, and
+    the totals of each published rate over them (None when any is null, or none is selected)."""
+
+    devices: ColumnsT
+    totals: tuple[float | None, ...]
 
 
 @dataclass(frozen=True, slots=True)

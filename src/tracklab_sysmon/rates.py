@@ -24,8 +24,12 @@ def rounded(rate: float | None) -> float | None:
 
 def total_rate(rates: list[float | None]) -> float | None:
     """Sum of per-device rates to 2 decimals; unknown if any device's rate is unknown."""
-    known = [r for r in rates if r is not None]
-    return round(sum(known), 2) if len(known) == len(rates) else None
+    total = 0.0
+    for rate in rates:  # left to right, as the C helper adds (sum() compensates on Python >= 3.12)
+        if rate is None:
+            return None
+        total += rate
+    return round(total, 2)
 
 
 def checked_counter(value: int, label: str, problems: list[str]) -> int | None:

@@ -9,8 +9,8 @@ validate. Accelerator vendor details are read back into their typed records (`ac
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import orjson
 
@@ -32,6 +32,7 @@ from .model import (
     CoreSample,
     CpuSample,
     CpuTimes,
+    DeviceColumns,
     DiskDeviceSample,
     DiskSample,
     EccErrors,
@@ -81,6 +82,7 @@ from .model import (
     ThrottleReason,
 )
 
+R = TypeVar("R", DiskDeviceSample, InterfaceSample)
 MAX_DEPTH = 32  # a snapshot nests 5 levels; vendor extras a few more. Deeper is refused unread.
 
 
@@ -94,19 +96,21 @@ def decode(data: bytes | str) -> Any:
 
 
 def encode_snapshot(snap: Snapshot) -> bytes:
-    """The snapshot's JSON, the per-core array written by the C helper where it can (same bytes)."""
+    """The snapshot's JSON, the per-core, disk and interface arrays written by the C helper where it can
+    (the same bytes)."""
     return encode(snapshot_to_wire(snap, fragments=True))
 
 
 def snapshot_to_wire(snap: Snapshot, *, fragments: bool = False) -> dict[str, Any]:
-    """The wire dict; `fragments`: the cores may be an orjson.Fragment (only for encoding at once)."""
+    """The wire dict; `fragments`: the cores, disks and interfaces may be orjson.Fragments (only for
+    encoding at once)."""
     return {
         "node_id": snap.node_id,
         "timestamp": snap.timestamp,
         "cpu": cpu_to_wire(snap.cpu, fragments) if snap.cpu else None,
         "memory": memory_to_wire(snap.memory) if snap.memory else None,
-        "disk": disk_to_wire(snap.disk) if snap.disk else None,
-        "network": network_to_wire(snap.network) if snap.network else None,
+        "disk": disk_to_wire(snap.disk, fragments) if snap.disk else None,
+        "network": network_to_wire(snap.network, fragments) if snap.network else None,
         "accelerators": [accelerator_to_wire(a) for a in snap.accelerators],
         "container": container_to_wire(snap.container) if snap.container else None,
         "pressure": pressure_to_wire(snap.pressure) if snap.pressure else None,
@@ -175,7 +179,30 @@ def memory_to_wire(mem: MemorySample) -> dict[str, Any]:
     }
 
 
-def disk_to_wire(disk: DiskSample) -> dict[str, Any]:
+def _devices_to_wire(
+    devices: Sequence[R], fragments: bool, to_wire: Callable[[R], dict[str, Any]]
+) -> list[dict[str, Any]] | orjson.Fragment:
+    """The devices' list; with `fragments`, the JSON the C helper wrote for their columns where it could."""
+    encoded = devices.encoded() if fragments and isinstance(devices, DeviceColumns) else None
+    return orjson.Fragment(encoded) if encoded is not None else [to_wire(d) for d in devices]
+
+
+def _disk_device(d: DiskDeviceSample) -> dict[str, Any]:
+    return {
+        "name": d.name, "readBytes": d.read_bytes, "writeBytes": d.write_bytes, "reads": d.reads,
+        "writes": d.writes, "readRate": d.read_rate, "writeRate": d.write_rate, "iops": d.iops,
+    }
+
+
+def _interface(i: InterfaceSample) -> dict[str, Any]:
+    return {
+        "name": i.name, "bytesRecv": i.bytes_recv, "bytesSent": i.bytes_sent, "packetsRecv": i.packets_recv,
+        "packetsSent": i.packets_sent, "bytesIn": i.bytes_in, "bytesOut": i.bytes_out,
+        "packetsIn": i.packets_in, "packetsOut": i.packets_out,
+    }
+
+
+def disk_to_wire(disk: DiskSample, fragments: bool = False) -> dict[str, Any]:
     return {
         "usage": disk.usage,
         "used": disk.used,
@@ -183,33 +210,18 @@ def disk_to_wire(disk: DiskSample) -> dict[str, Any]:
         "ioRead": disk.io_read,
         "ioWrite": disk.io_write,
         "iops": disk.iops,
-        "devices": [
-            {
-                "name": d.name, "readBytes": d.read_bytes, "writeBytes": d.write_bytes,
-                "reads": d.reads, "writes": d.writes, "readRate": d.read_rate,
-                "writeRate": d.write_rate, "iops": d.iops,
-            }
-            for d in disk.devices
-        ],
+        "devices": _devices_to_wire(disk.devices, fragments, _disk_device),
     }
 
 
-def network_to_wire(net: NetworkSample) -> dict[str, Any]:
+def network_to_wire(net: NetworkSample, fragments: bool = False) -> dict[str, Any]:
     return {
         "bytesIn": net.bytes_in,
         "bytesOut": net.bytes_out,
         "packetsIn": net.packets_in,
         "packetsOut": net.packets_out,
         "connections": net.connections,
-        "interfaces": [
-            {
-                "name": i.name, "bytesRecv": i.bytes_recv, "bytesSent": i.bytes_sent,
-                "packetsRecv": i.packets_recv, "packetsSent": i.packets_sent,
-                "bytesIn": i.bytes_in, "bytesOut": i.bytes_out,
-                "packetsIn": i.packets_in, "packetsOut": i.packets_out,
-            }
-            for i in net.interfaces
-        ],
+        "interfaces": _devices_to_wire(net.interfaces, fragments, _interface),
     }
 
 

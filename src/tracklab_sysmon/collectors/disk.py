@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from .. import _procfs as procfs
 from .. import _sysfs as sysfs
 from ..hotpath import CounterReader
-from ..model import DiskCounters, DiskDeviceSample, DiskSample
-from ..rates import CounterRates, rounded, total_rate
+from ..model import DiskColumns, DiskDeviceSample, DiskSample
 from .base import Partial
 
 _VIRTUAL_PREFIXES = ("loop", "ram", "zram")
@@ -18,7 +17,6 @@ _STACKED_PREFIXES = ("dm-", "md")
 _PARTITION_SUFFIX = re.compile(r"p?\d+$")
 HOST_STATVFS = getattr(os, "statvfs", None)  # Windows has none (the psutil backend runs there)
 MOUNT_REFRESH_SECONDS = 30.0  # mounts change rarely; re-reading them every tick is waste
-_FIELDS = ("reads", "read_bytes", "writes", "write_bytes")
 
 
 class DiskCollector:
@@ -39,50 +37,31 @@ class DiskCollector:
         self._statvfs = statvfs
         self._mounts: list[tuple[str, str]] = []  # (pool, mount point)
         self._mounts_read_at: float | None = None
-        self._disk_names: frozenset[str] = frozenset()
+        self._disk_names: frozenset[str] | None = None
         self._whole_disks: frozenset[str] = frozenset()
-        self._rates = CounterRates()
+        self._ticker = reader.disk_ticker(self._select)
 
     def collect(self, now: float) -> DiskSample | Partial[DiskSample]:
         usage, used, total = self._usage(now)
         try:
-            counters = self._reader.diskstats()
+            tick = self._ticker.tick(now)
         except FileNotFoundError:  # no /proc/diskstats (some containers): usage stands, IO is unknown
-            counters = []
-        names = frozenset(c.name for c in counters)
-        if names != self._disk_names:  # hot-plug: re-decide which devices are whole disks
-            self._disk_names = names
-            self._whole_disks = whole_disks(names, self._block_dir)
-        problems: list[str] = []
-        devices = tuple(self._device(c, now, problems) for c in counters if c.name in self._whole_disks)
-        self._rates.retain((d.name, field) for d in devices for field in _FIELDS)
-        sample = DiskSample(
-            usage=usage,
-            used=used,
-            total=total,
-            # No whole disk counted means unknown IO, not zero IO.
-            io_read=total_rate([d.read_rate for d in devices]) if devices else None,
-            io_write=total_rate([d.write_rate for d in devices]) if devices else None,
-            iops=total_rate([d.iops for d in devices]) if devices else None,
-            devices=devices,
-        )
+            devices: Sequence[DiskDeviceSample] = ()
+            io_read = io_write = iops = None
+        else:
+            devices = tick.devices
+            io_read, io_write, iops = tick.totals[:3]  # None when no whole disk is counted: unknown, not zero
+        sample = DiskSample(usage=usage, used=used, total=total, io_read=io_read, io_write=io_write, iops=iops,
+                            devices=devices)
+        problems = devices.overflow_problems() if isinstance(devices, DiskColumns) else []
         return Partial(sample, "; ".join(problems)) if problems else sample
 
-    def _device(self, cur: DiskCounters, now: float, problems: list[str]) -> DiskDeviceSample:
-        # A counter too wide for 64 bits (e.g. 2^55 sectors in bytes) is null, never a crash.
-        counters = (cur.reads, cur.read_bytes, cur.writes, cur.write_bytes)
-        (reads, read_bytes, writes, write_bytes), (rps, read_rate, wps, write_rate) = self._rates.device(
-            cur.name, _FIELDS, counters, now, problems)
-        return DiskDeviceSample(
-            name=cur.name,
-            read_bytes=read_bytes,
-            write_bytes=write_bytes,
-            reads=reads,
-            writes=writes,
-            read_rate=rounded(read_rate),
-            write_rate=rounded(write_rate),
-            iops=round(rps + wps, 2) if rps is not None and wps is not None else None,
-        )
+    def _select(self, names: list[str]) -> list[bool]:
+        """Which rows count: whole disks, re-decided when the set of devices changes (hot-plug)."""
+        if (distinct := frozenset(names)) != self._disk_names:
+            self._disk_names = distinct
+            self._whole_disks = whole_disks(distinct, self._block_dir)
+        return [name in self._whole_disks for name in names]
 
     def _usage(self, now: float) -> tuple[float | None, int | None, int | None]:
         if self._statvfs is None:

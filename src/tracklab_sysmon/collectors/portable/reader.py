@@ -10,8 +10,9 @@ from typing import Any
 import psutil
 
 from ... import _procfs as procfs
+from ..._devices_py import PyDeviceTicker, Select
 from ..._sysfs import KeptFile
-from ...model import CpuTimes, DiskCounters, LoadAvg, MemInfo, NetCounters, StatCounters
+from ...model import CpuTimes, DiskColumns, DiskCounters, InterfaceColumns, LoadAvg, MemInfo, NetCounters, StatCounters
 from ...platforms import PlatformChoice
 from .wintcp import TcpEstablished
 
@@ -71,6 +72,12 @@ class PsutilCounterReader:
             for name, n in found.items()
             if not self.is_loopback(name)
         ]
+
+    def disk_ticker(self, select: Select) -> PyDeviceTicker[DiskColumns]:
+        return PyDeviceTicker(self.diskstats, DiskColumns, select)
+
+    def net_ticker(self, select: Select) -> PyDeviceTicker[InterfaceColumns]:
+        return PyDeviceTicker(self.net_dev, InterfaceColumns, select)
 
     def is_loopback(self, name: str) -> bool:
         return name.startswith(self.choice.loopback)
