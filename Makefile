@@ -50,7 +50,7 @@ test-slow: $(VENV)/.installed-test system-deps ## Run the slow tier only
 
 test-native-sanitize: system-deps ## Run the C helper's own tests (counters, process walk) under ASan and UBSan on every fixture tree
 	@mkdir -p build
-	$${CC:-cc} $(SANITIZE_FLAGS) -Wall -Wextra -Inative native/sysmon.c native/test_sysmon.c -lm -o build/test_sysmon-sanitize
+	$${CC:-cc} $(SANITIZE_FLAGS) -Wall -Wextra -Inative native/sysmon.c native/devices.c native/test_sysmon.c -lm -o build/test_sysmon-sanitize
 	build/test_sysmon-sanitize tests/fixtures/*/proc /proc
 	$${CC:-cc} $(SANITIZE_FLAGS) -Wall -Wextra -Inative native/procwalk.c native/test_procwalk.c -o build/test_procwalk-sanitize
 	build/test_procwalk-sanitize tests/fixtures/*/proc /proc

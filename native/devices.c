@@ -107,8 +107,10 @@ static int names_copy(struct names *to, const struct names *from)
 
 static int names_equal(const struct names *a, const struct names *b)
 {
-    return a->n == b->n && a->len == b->len && memcmp(a->text, b->text, a->len) == 0 &&
-           memcmp(a->spans, b->spans, 2 * a->n * sizeof *a->spans) == 0;
+    if (a->n != b->n || a->len != b->len)
+        return 0;
+    return a->n == 0 || ((a->len == 0 || memcmp(a->text, b->text, a->len) == 0) &&
+                         memcmp(a->spans, b->spans, 2 * a->n * sizeof *a->spans) == 0);
 }
 
 static void names_free(struct names *s)

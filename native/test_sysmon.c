@@ -6,6 +6,7 @@
  * Each fixture tree (a root under a `fixtures/` folder) with every hot-path file must also have an
  * entry in TREES, whose values are checked exactly; every entry must be checked once.
  */
+#include "devices.h"
 #include "sysmon.h"
 
 #include <math.h>
@@ -48,6 +49,91 @@ static void cpu_tick_all(const char *text, size_t len)
     CHECK(length == SM_DEFER || (length >= 2 && json[0] == '[' && json[length - 1] == ']'), "cores json");
 }
 
+/* Both device tables on one input, against whatever the inputs before left as the last tick:
+ * every other row selected when the names change, each rated row and the JSON read whole. */
+static sm_devs *fuzz_devs[2];
+static double fuzz_now;
+
+static void devs_tick_all(const char *text, size_t len)
+{
+    for (int k = 0; k < 2; k++) {
+        long n = sm_devs_parse(fuzz_devs[k], text, len);
+        CHECK(n >= 0 || n == SM_DEFER, "device parse returned %ld", n);
+        if (n < 0)
+            continue;
+        if (sm_devs_changed(fuzz_devs[k])) {
+            uint8_t *wanted = malloc((size_t)n + 1);
+            const int64_t *spans;
+            const char *names = sm_devs_names(fuzz_devs[k], &spans);
+            for (long i = 0; i < n; i++) {
+                wanted[i] = (uint8_t)(i % 2 == 0);
+                CHECK(memchr(names + spans[2 * i], '\n', (size_t)spans[2 * i + 1]) == NULL, "name span");
+            }
+            CHECK(sm_devs_select(fuzz_devs[k], wanted) == (n + 1) / 2, "selected every other row");
+            free(wanted);
+        }
+        fuzz_now += 0.5;
+        long m = sm_devs_rate(fuzz_devs[k], fuzz_now);
+        CHECK(m >= 0 && m <= n, "rated %ld of %ld rows", m, n);
+        const double *rates = sm_devs_rates(fuzz_devs[k]);
+        for (long i = 0; i < m * SM_DEVS_RATES; i++)
+            CHECK(isnan(rates[i]) || rates[i] >= 0, "rate %f", rates[i]);
+        const char *json = NULL;
+        long length = sm_devs_json(fuzz_devs[k], &json);
+        CHECK(length == SM_DEFER || (length >= 2 && json[0] == '[' && json[length - 1] == ']'), "devices json");
+    }
+}
+
+/* Exact values: a disk whose counters advance, a dip, a 64-bit wrap, hot-plug and a repeated name. */
+static void device_values(void)
+{
+    sm_devs *disks = sm_devs_open(SM_DISKSTATS);
+    const char *first = "8 0 sda 100 0 8 0 50 0 16 0 0 0 0\n8 1 sda1 1 0 1 0 1 0 1 0 0 0 0\n";
+    const char *json;
+    CHECK(sm_devs_parse(disks, first, strlen(first)) == 2 && sm_devs_changed(disks), "first parse");
+    CHECK(sm_devs_select(disks, (const uint8_t *)"\1\0") == 1, "whole disk only");
+    CHECK(sm_devs_rate(disks, 10.0) == 1 && sm_devs_rates(disks)[0] == 0.0, "first sight rates 0");
+    const char *second = "8 0 sda 110 0 24 0 70 0 16 0 0 0 0\n8 1 sda1 1 0 1 0 1 0 1 0 0 0 0\n";
+    CHECK(sm_devs_parse(disks, second, strlen(second)) == 2 && !sm_devs_changed(disks), "same names");
+    CHECK(sm_devs_rate(disks, 12.0) == 1, "rated");
+    const double *r = sm_devs_rates(disks);
+    /* 16 sectors (8 KiB) read and 30 IOs over 2 s */
+    CHECK(r[0] == 4096.0 && r[1] == 0.0 && r[2] == 15.0 && isnan(r[3]), "rates %f %f %f", r[0], r[1], r[2]);
+    CHECK(sm_devs_counters(disks)[0] == 24 * 512 && sm_devs_counters(disks)[2] == 110, "wire order");
+    CHECK(sm_devs_totals(disks)[0] == 4096.0 && sm_devs_totals(disks)[2] == 15.0, "totals");
+    long length = sm_devs_json(disks, &json);
+    const char *want = "[{\"name\":\"sda\",\"readBytes\":12288,\"writeBytes\":8192,\"reads\":110,"
+                       "\"writes\":70,\"readRate\":4096.0,\"writeRate\":0.0,\"iops\":15.0}]";
+    CHECK(length == (long)strlen(want) && memcmp(json, want, strlen(want)) == 0, "json %.*s", (int)length, json);
+    /* Hot-plug with a repeated name: sdb twice shares its counters, sda keeps its baselines. */
+    const char *third = "8 16 sdb 5 0 0 0 0 0 0 0 0 0 0\n8 0 sda 120 0 24 0 70 0 16 0 0 0 0\n"
+                        "8 16 sdb 9 0 0 0 0 0 0 0 0 0 0\n";
+    CHECK(sm_devs_parse(disks, third, strlen(third)) == 3 && sm_devs_changed(disks), "changed");
+    CHECK(sm_devs_select(disks, (const uint8_t *)"\1\1\1") == 3, "three rows");
+    CHECK(sm_devs_rate(disks, 13.0) == 3, "rated three");
+    r = sm_devs_rates(disks);
+    /* sdb at first sight 0; sda 10 reads over 1 s; sdb again: its counters already read at 13.0, so
+     * no time has passed (0, as CounterRates gives for one key rated twice in a tick) */
+    CHECK(r[2] == 0.0 && r[SM_DEVS_RATES + 2] == 10.0 && r[2 * SM_DEVS_RATES + 2] == 0.0,
+          "iops %f %f %f", r[2], r[SM_DEVS_RATES + 2], r[2 * SM_DEVS_RATES + 2]);
+    sm_devs_close(disks);
+
+    /* A 64-bit wrap on an interface loaded from Python-parsed rows: rated from the low baseline. */
+    sm_devs *nets = sm_devs_open(SM_NET_DEV);
+    const int64_t spans[2] = {0, 4};
+    uint64_t before[4] = {UINT64_MAX - 10, 1, 2, 3}, after[4] = {40, 1, 2, 3}, later[4] = {100, 1, 2, 3};
+    const uint8_t valid[4] = {1, 1, 1, 1};
+    CHECK(sm_devs_load(nets, "eth0", spans, before, valid, 1) == 1, "load");
+    CHECK(sm_devs_select(nets, (const uint8_t *)"\1") == 1 && sm_devs_rate(nets, 1.0) == 1, "first");
+    sm_devs_load(nets, "eth0", spans, after, valid, 1);
+    CHECK(sm_devs_rate(nets, 2.0) == 1 && sm_devs_rates(nets)[0] == 0.0, "the drop rates 0");
+    sm_devs_load(nets, "eth0", spans, later, valid, 1);
+    CHECK(sm_devs_rate(nets, 3.0) == 1 && sm_devs_rates(nets)[0] == 30.0, "from 40 over 2 s: %f",
+          sm_devs_rates(nets)[0]);
+    sm_devs_close(nets);
+    CHECK(sm_devs_open(SM_STAT) == NULL, "only diskstats and net/dev");
+}
+
 /* Every parser on one input; row parsers twice, to check the capacity protocol. */
 static void parse_all(const char *src, size_t len)
 {
@@ -83,6 +169,7 @@ static void parse_all(const char *src, size_t len)
     rc = sm_parse_tcp_established(text, len, &established);
     CHECK(rc == 0 || rc <= SM_DEFER, "snmp rc %d", rc);
     cpu_tick_all(text, len);
+    devs_tick_all(text, len);
     free(text);
 }
 
@@ -398,7 +485,10 @@ static void cpu_tick_values(void)
 int main(int argc, char **argv)
 {
     fuzz_cpu = sm_cpu_open("/nonexistent-tracklab-sys");
+    fuzz_devs[0] = sm_devs_open(SM_DISKSTATS);
+    fuzz_devs[1] = sm_devs_open(SM_NET_DEV);
     cpu_tick_values();
+    device_values();
     huge_trees();
     for (int i = 1; i < argc; i++) {
         read_tree(argv[i]);
@@ -413,6 +503,8 @@ int main(int argc, char **argv)
     CHECK(sm_read(missing, SM_STAT) < 0 && sm_process_count(missing) < 0, "missing root errors");
     sm_close(missing);
     sm_cpu_close(fuzz_cpu);
+    sm_devs_close(fuzz_devs[0]);
+    sm_devs_close(fuzz_devs[1]);
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }

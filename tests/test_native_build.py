@@ -21,12 +21,13 @@ SANITIZE = ["-std=gnu11", "-g", "-O1", "-fno-omit-frame-pointer", "-fsanitize=ad
 
 @pytest.mark.parametrize("part", ["sysmon", "procwalk"])
 def test_c_tests_pass_under_address_and_undefined_sanitizers(tmp_path, part):
-    """native/test_sysmon.c (the counters) and native/test_procwalk.c (the process walk) check every fixture tree's
-    values and fuzz every parser with no sanitizer report."""
+    """native/test_sysmon.c (the counters and device rates) and native/test_procwalk.c (the process walk) check
+    every fixture tree's values and fuzz every parser with no sanitizer report."""
     cc = require_command(os.environ.get("CC", "cc"))
     binary = tmp_path / f"test_{part}"
+    sources = [str(ROOT / f"native/{part}.c")] + ([str(ROOT / "native/devices.c")] if part == "sysmon" else [])
     subprocess.run([cc, *SANITIZE, "-Wall", "-Wextra", "-I", str(ROOT / "native"),
-                    str(ROOT / f"native/{part}.c"), str(ROOT / f"native/test_{part}.c"), "-lm", "-o", str(binary)],
+                    *sources, str(ROOT / f"native/test_{part}.c"), "-lm", "-o", str(binary)],
                    check=True)
     trees = sorted(str(p) for p in (ROOT / "tests/fixtures").glob("*/proc"))
     result = subprocess.run([str(binary), *trees, "/proc"], capture_output=True, text=True, timeout=120)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Generic
+from typing import Generic, Protocol
 
 from ._devices_py import Select
 from ._sysmon_cffi import ffi, lib  # ImportError when the extension was not built
 from .model import DEVICE_COUNTERS, DEVICE_RATES, ColumnsT, DeviceTick, DiskColumns, DiskCounters, NetCounters
 from .rates import U64_MAX
 
-if TYPE_CHECKING:
-    from ._hotpath_cffi import CffiHotReader
+
+class KernelText(Protocol):
+    """What the ticker needs of the C hot-path reader: one kernel file's text as the C side read it."""
+
+    def _read(self, which: int) -> tuple[object, int]: ...
 
 _DISK_ORDER = ("reads", "read_bytes", "writes", "write_bytes")  # the C parser's counter order
 _NET_ORDER = ("bytes_recv", "packets_recv", "bytes_sent", "packets_sent")
@@ -21,7 +24,7 @@ class CffiDeviceTicker(Generic[ColumnsT]):
     """One file read, parsed and rated in C per tick; Python builds no object per device, and asks
     `select` which rows count only when their names change."""
 
-    def __init__(self, reader: CffiHotReader, columns: type[ColumnsT], select: Select,
+    def __init__(self, reader: KernelText, columns: type[ColumnsT], select: Select,
                  parse: Callable[[str], Sequence[DiskCounters | NetCounters]]) -> None:
         """`parse`: the Python parser, for text outside the C parser's subset."""
         self._reader, self._select, self._parse = reader, select, parse

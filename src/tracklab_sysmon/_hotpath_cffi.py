@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from . import _procfs as procfs
 from ._devices_cffi import CffiDeviceTicker
@@ -25,9 +25,6 @@ from .model import (
     NetCounters,
     StatCounters,
 )
-
-if TYPE_CHECKING:
-    from .hotpath import DeviceTicker
 
 R = TypeVar("R", DiskCounters, NetCounters)
 _PATHS = {
@@ -96,10 +93,10 @@ class CffiHotReader:
     def cpu_ticker(self, sys_root: str) -> CffiCpuTicker:
         return CffiCpuTicker(self, sys_root)
 
-    def disk_ticker(self, select: Select) -> DeviceTicker[DiskColumns]:
+    def disk_ticker(self, select: Select) -> CffiDeviceTicker[DiskColumns]:
         return CffiDeviceTicker(self, DiskColumns, select, procfs.parse_diskstats)
 
-    def net_ticker(self, select: Select) -> DeviceTicker[InterfaceColumns]:
+    def net_ticker(self, select: Select) -> CffiDeviceTicker[InterfaceColumns]:
         return CffiDeviceTicker(self, InterfaceColumns, select,
                                 lambda text: procfs.require_interfaces(procfs.parse_net_dev(text)))
 
