@@ -9,6 +9,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import struct
 import subprocess
 import sys
@@ -18,9 +19,10 @@ import time
 import urllib.request
 
 import pytest
-from dashboard_support import ServiceProcess, core_busy, many_cpu_tree, write_stat
+from dashboard_support import FIXTURES, ServiceProcess, core_busy, many_cpu_tree, write_stat
 
-from tracklab_sysmon.tui import percent_text, rate_text, size_text
+from tracklab_sysmon.model import FabricSample, InfinibandSample, NvlinkLink, NvlinkSample
+from tracklab_sysmon.tui import fabric_lines, percent_text, rate_text, size_text
 
 DEADLINE = 20.0  # upper bound on waiting for the screen; never a speed assertion
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][0-9A-B]|\x1b[=>78]")
@@ -155,3 +157,34 @@ def test_the_service_does_not_import_rich():
             " create_app(ServiceConfig()); print('rich' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=DEADLINE, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_top_shows_each_infiniband_port_state_link_rate_and_data_rates(tmp_path):
+    """On a capture holding the InfiniBand fixture, `top` shows one IB line per port: state, link rate, TX/RX."""
+    proc_root, sys_root = many_cpu_tree(tmp_path / "tree", CPUS)
+    shutil.copytree(FIXTURES / "infiniband-hca/sys/class/infiniband", sys_root / "class" / "infiniband")
+    service = ServiceProcess(tmp_path, "--proc-root", str(proc_root), "--sys-root", str(sys_root),
+                             "--interval", "0.2", "--node-id", "ib-node")
+    terminal = Terminal("top", "--url", service.url)
+    try:
+        wanted = ("IB    mlx5_0/1 active 200 Gb/s  tx 0 B/s rx 0 B/s",
+                  "IB    mlx5_1/1 down 10.0 Gb/s  tx 0 B/s rx 0 B/s",
+                  "IB    mlx5_2/1 active 25.0 Gb/s  tx 0 B/s rx 0 B/s", "q quits")
+        screen = terminal.read_until(lambda text: all(part in text for part in wanted))
+        assert "NVLink" not in screen  # no NVLink collector ran: no line for it
+        terminal.press("q")
+        assert terminal.proc.wait(DEADLINE) == 0
+    finally:
+        terminal.close()
+        service.kill()
+
+
+def test_fabric_lines_sum_nvlink_per_gpu_and_leave_none_without_links():
+    """NVLink TX/RX are summed per GPU (a dash while a link's rate is unknown); no fabric or no links: no line."""
+    links = (NvlinkLink(0, None, 0, "active", None, None, None, 12.5e9, 1.0e9),
+             NvlinkLink(0, None, 1, "active", None, None, None, 12.5e9, 0.5e9),
+             NvlinkLink(1, None, 0, "inactive", None, None, None, None, 4.0e6))
+    [line] = fabric_lines(FabricSample(nvlink=NvlinkSample(links)))
+    assert line.plain == "NVLink #0 tx 25.0 GB/s rx 1.5 GB/s  #1 tx \u2013 rx 4.0 MB/s"
+    assert fabric_lines(None) == []
+    assert fabric_lines(FabricSample(nvlink=NvlinkSample(()), infiniband=InfinibandSample(()))) == []

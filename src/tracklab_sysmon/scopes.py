@@ -5,6 +5,7 @@ runtime's choice) first, then `CUDA_VISIBLE_DEVICES` indexes into what that left
 indices, GPU UUIDs (`GPU-...`) or MIG UUIDs (`MIG-...`, which select their parent GPU); as in CUDA, the
 list stops at the first entry that names no device. AMD: `ROCR_VISIBLE_DEVICES`, then
 `HIP_VISIBLE_DEVICES` likewise. Unset or `all`: every device; empty, `none` or `void`: none.
+Habana, TPU, AWS Neuron and Intel lists are read by `device_lists`.
 Indices are the service's device ids (the snapshot's `id`), so the run and the service must see the
 same numbering (the same container, or both on the host).
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from . import wire
+from . import device_lists, wire
 from .errors import SysmonError
 from .model import AcceleratorSample, ContainerSample, GpuProcessUse, NvmlDetails, ProcessTree
 
@@ -28,13 +29,15 @@ SCOPES = ("host", "container", "run")
 
 
 def visible_devices(environ: Mapping[str, str], accelerators: Sequence[AcceleratorSample]) -> set[Device]:
-    """(vendor, id) of every accelerator the environment lets a process use; other vendors are never hidden."""
+    """(vendor, id) of every accelerator the environment lets a process use; vendors without a rule are never hidden."""
     visible: set[Device] = set()
     for vendor in {acc.vendor or "" for acc in accelerators}:
         devices = sorted((acc for acc in accelerators if (acc.vendor or "") == vendor), key=lambda a: a.id)
         for variable in _LAYERS.get(vendor, ()):
             if variable in environ:
                 devices = _select(environ[variable], devices)
+        if (rule := device_lists.RULES.get(vendor)) is not None:
+            devices = list(rule(environ, devices))
         visible.update((vendor, acc.id) for acc in devices)
     return visible
 

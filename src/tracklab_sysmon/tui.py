@@ -12,7 +12,7 @@ import time
 import tty
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TextIO
 
 from rich.console import Console, Group, RenderableType
@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import wire
-from .model import AcceleratorSample, CoreSample, Snapshot
+from .model import AcceleratorSample, CoreSample, FabricSample, Snapshot
 from .protocol import auth_headers
 
 REFRESH_SECONDS = 1.0
@@ -29,6 +29,7 @@ FETCH_TIMEOUT = 2.0
 BLOCKS = " ▁▂▃▄▅▆▇█"  # one character per core: its height is the core's usage
 _BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 _DECIMAL = ("B/s", "kB/s", "MB/s", "GB/s", "TB/s")
+_BITS = ("b/s", "kb/s", "Mb/s", "Gb/s", "Tb/s")
 DASH = "\u2013"  # an en dash: what the page shows for a missing value
 LABEL_WIDTH = 6  # "Cores " etc.; wrapped core lines are indented by as much
 
@@ -52,6 +53,11 @@ def size_text(value: float | None) -> str:
 def rate_text(value: float | None) -> str:
     """Bytes per second in decimal units: `12.3 MB/s`."""
     return DASH if value is None else _scaled(value, 1000, _DECIMAL)
+
+
+def bits_text(value: float | None) -> str:
+    """A link rate in bits per second, decimal: `200 Gb/s`."""
+    return DASH if value is None else _scaled(value, 1000, _BITS)
 
 
 def percent_text(value: float | None) -> str:
@@ -127,7 +133,7 @@ def _line(label: str, *parts: str | Text) -> Text:
 
 
 def node_view(node: Snapshot, width: int, height: int) -> RenderableType:
-    """The selected node: CPU, per-core strip, load, memory, swap, disk, network, accelerators."""
+    """The selected node: CPU, per-core strip, load, memory, swap, disk, network, fabric, accelerators."""
     cpu, mem, disk, net = node.cpu, node.memory, node.disk, node.network
     swap = mem.swap if mem else None
     load: tuple[float | None, ...] = (cpu.load_average if cpu else None) or (None, None, None)
@@ -148,6 +154,7 @@ def node_view(node: Snapshot, width: int, height: int) -> RenderableType:
                       f"used {percent_text(disk.usage if disk else None)}"),
         _line("Net", f"in {rate_text(net.bytes_in if net else None)}  out {rate_text(net.bytes_out if net else None)}"),
     ]
+    rows += fabric_lines(node.fabric)
     cores = cpu.cores if cpu else ()
     spare = max(1, height - len(rows) - 4 - (len(accelerators) + 2 if accelerators else 0))
     if cores:
@@ -155,6 +162,32 @@ def node_view(node: Snapshot, width: int, height: int) -> RenderableType:
     if accelerators:
         rows.append(accelerator_table(accelerators))
     return Group(*rows)
+
+
+def fabric_lines(fabric: FabricSample | None) -> list[Text]:
+    """`NVLink` (TX/RX summed per GPU) and `IB` (state, link rate, TX/RX per port) lines; none without either."""
+    lines: list[Text] = []
+    gpus: dict[int, list[tuple[float | None, float | None]]] = {}
+    for link in fabric.nvlink.links if fabric and fabric.nvlink else ():
+        gpus.setdefault(link.gpu, []).append((link.tx_rate, link.rx_rate))
+    if gpus:
+        lines.append(_line("NVLink", " " + "  ".join(
+            f"#{gpu} tx {rate_text(_total(r[0] for r in rates))} rx {rate_text(_total(r[1] for r in rates))}"
+            for gpu, rates in sorted(gpus.items()))))
+    for port in fabric.infiniband.ports if fabric and fabric.infiniband else ():
+        lines.append(_line("IB", f"{port.device}/{port.port} {port.state or DASH} {bits_text(port.rate)}  "
+                                 f"tx {rate_text(port.tx_rate)} rx {rate_text(port.rx_rate)}"))
+    return lines
+
+
+def _total(values: Iterable[float | None]) -> float | None:
+    """The sum, or None while any value is unknown (as the dashboard and the SDK keys do)."""
+    total = 0.0
+    for value in values:
+        if value is None:
+            return None
+        total += value
+    return total
 
 
 def accelerator_table(accelerators: tuple[AcceleratorSample, ...]) -> Table:

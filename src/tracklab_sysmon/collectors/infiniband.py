@@ -20,6 +20,7 @@ from ..model import HwCounter, InfinibandErrors, InfinibandPort, InfinibandSampl
 from ..rates import CounterRates, rounded
 from . import infiniband_files as ib
 from .base import Partial
+from .infiniband_efa import hw_data_files
 
 SLOW_SECONDS = 5.0
 HW_SECONDS = 30.0
@@ -75,6 +76,7 @@ class PortFiles:
     hw_values: tuple[HwCounter, ...] = ()
     slot: int = 0  # discovery order, which spreads the ports' slow reads over the period
     last_state: str | None = None
+    words: bool = True  # counters/ count data in 4-byte words; EFA's hw_counters (infiniband_efa) in bytes
 
     @property
     def key(self) -> str:
@@ -91,9 +93,10 @@ def discover(sys_root: str) -> tuple[PortFiles, ...] | None:
         ports = os.path.join(root, device, "ports")
         for port in sorted((int(p) for p in list_dir(ports) if p.isdigit()), key=int):
             path = os.path.join(ports, str(port))
+            efa = hw_data_files(path)
             found.append(PortFiles(
-                device=device, port=port, path=path, slot=len(found),
-                data=tuple(KeptFile(os.path.join(path, "counters", name)) for name in _DATA),
+                device=device, port=port, path=path, slot=len(found), words=efa is None,
+                data=efa or tuple(KeptFile(os.path.join(path, "counters", name)) for name in _DATA),
                 state=KeptFile(os.path.join(path, "state")),
                 hw_counters=tuple((n, os.path.join(path, "hw_counters", n))
                                   for n in list_dir(os.path.join(path, "hw_counters")) if n not in NOT_COUNTERS),
@@ -150,10 +153,10 @@ class InfinibandCollector:
             files.hw_values, files.hw_at = _read_hw(files), now - stagger
         files.last_state = state
         words_tx, words_rx, packets_tx, packets_rx = counters
-        values = (_bytes(words_tx), _bytes(words_rx), packets_tx, packets_rx)
+        values = (_bytes(words_tx), _bytes(words_rx), packets_tx, packets_rx) if files.words else tuple(counters)
         rates = [self._rate(files.key, name, value, now) for name, value in zip(_RATE_FIELDS, values, strict=True)]
         for name, raw, value in zip(_DATA, counters, values, strict=True):
-            if raw == ib.SATURATED_32:  # a 32-bit counter stuck at its top: no rate can be told from it
+            if raw == ib.SATURATED_32 and files.words:  # a 32-bit counter stuck at its top: no rate can be told from it
                 rates[_DATA.index(name)] = None
                 problems.append(f"{files.key} {name} is saturated at 2^32-1 (no 64-bit PortCountersExtended)")
             elif raw is not None and value is None:

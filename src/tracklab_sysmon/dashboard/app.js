@@ -2,6 +2,7 @@
 import * as fmt from "./format.js";
 import { Series } from "./series.js";
 import { LineChart, drawCores } from "./charts.js";
+import { renderFabric } from "./fabric.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 120; // history snapshots per request: a 256-core snapshot is ~50 KB of JSON
@@ -219,6 +220,7 @@ function renderValues(n) {
   $("iops-value").textContent = fmt.perSecond(disk.iops);
   $("net-value").textContent = `${fmt.rate(net.bytesIn)} / ${fmt.rate(net.bytesOut)}`;
   renderAccelerators(s.accelerators || [], n.series.accIds.length);
+  renderFabric(s.fabric);
 }
 
 // A tick without accelerators (the collector missed its budget) keeps the section: its charts show the gap.
