@@ -90,8 +90,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_all(tmp: str, only: set[str] | None) -> list[Contender]:
+def start_all(tmp: str, only: set[str] | None, tree: tuple[str, str] | None = None) -> list[Contender]:
     sysmon = [sys.executable, "-m", "tracklab_sysmon", "serve", "--rest-api-port", "0"]
+    if tree is not None:  # a generated big machine: only the two backends read it, so only they run
+        sysmon += ["--proc-root", tree[0], "--sys-root", tree[1]]
+        only = {"tracklab-sysmon"}
     python_apps = {
         "tracklab-sysmon (C helper)": (sysmon, {"TRACKLAB_SYSMON_NATIVE": "require"}),
         "tracklab-sysmon (Python twin)": (sysmon, {"TRACKLAB_SYSMON_NATIVE": "off"}),
@@ -150,11 +153,20 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--only", help="comma-separated first words of the contenders to run (tracklab-sysmon, "
                                        "naive, floor, node_exporter): for trying the script out")
+    parser.add_argument("--tree", metavar="CPUS,DISKS",
+                        help="serve a generated tree of this many CPUs and whole disks (bench_scaling's) instead "
+                             "of this host: the C helper against its Python twin on a big machine")
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else None
     before = uptime()
     with tempfile.TemporaryDirectory() as tmp:
-        contenders = start_all(tmp, only)
+        tree = None
+        if args.tree:
+            from bench_scaling import write_tree  # the scaling bench's trees: cpufreq per CPU, 2 partitions per disk
+
+            cpus, disks = (int(n) for n in args.tree.split(","))
+            tree = write_tree(pathlib.Path(tmp, "tree"), cpus, disks)
+        contenders = start_all(tmp, only, tree)
         try:
             for c in contenders:
                 c.wait_ready()
@@ -175,8 +187,9 @@ def result(c: Contender) -> dict:
 
 
 def report(results: dict[str, dict], args: argparse.Namespace, before: str, after: str) -> None:
+    served = f"a generated tree of {args.tree} CPUs,disks" if args.tree else "this host"
     print(f"service overhead, {args.seconds:.0f} s at 1 Hz after {args.warmup:.0f} s warm-up, {os.cpu_count()} CPUs, "
-          f"commit {commit()}")
+          f"serving {served}, commit {commit()}")
     print(f"uptime before: {before}\nuptime after:  {after}")
     print("CPU: % of one core, schedstat, 1 s samples; ratios of means to the floor and the naive service, same mode")
     head = (f"{'contender':44} {'mean':>6} {'median':>6} {'p99':>6} {'Rss':>6} {'Pss':>6} {'Anon':>6}"
