@@ -183,6 +183,7 @@ def test_serves_a_captured_tree(spawn):
         (["--interval", "0"], "interval"),
         (["--interval", "soon"], "--interval"),
         (["--history", "0"], "history"),
+        (["--history-mib", "0"], "history MiB"),
         (["--rest-api-port", "70000"], "--rest-api-port"),
         (["--parent-pid", "0"], "parent pid"),
         (["--node-id", " "], "node id"),

@@ -47,6 +47,8 @@ def test_captured_tree_is_not_host():
         ({"interval": float("inf")}, "interval"),
         ({"history": 0}, "history"),
         ({"history": 10_000_000}, "history"),
+        ({"history_mib": 0}, "history MiB"),
+        ({"history_mib": 70_000}, "history MiB"),
         ({"node_id": "  "}, "node id"),
         ({"parent_pid": 0}, "parent pid"),
     ],

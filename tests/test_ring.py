@@ -69,3 +69,38 @@ def test_entries_are_kept_at_their_own_size() -> None:
         tracemalloc.stop()
     assert ring.select() == [orjson.dumps(payload)] * 100
     assert grown < 100 * (size + 256)  # bytes header, the (timestamp, bytes) tuple, the int, deque blocks
+
+
+def test_the_byte_limit_drops_the_oldest_until_the_rest_fit() -> None:
+    """Snapshots of 100 bytes under a 350-byte limit: the newest three stay, and the count is the bytes'."""
+    ring = SnapshotRing(100, max_bytes=350)
+    for i in range(1, 8):
+        ring.append(i, bytes([48 + i]) * 100)
+    assert [s[:1] for s in ring.select()] == [b"5", b"6", b"7"]
+    assert (len(ring), ring.bytes) == (3, 300)
+
+
+def test_a_snapshot_bigger_than_the_limit_is_still_kept_alone() -> None:
+    """The newest snapshot always stays (the latest is what every reader needs), even past the limit."""
+    ring = SnapshotRing(10, max_bytes=50)
+    ring.append(1, b"a" * 40)
+    ring.append(2, b"b" * 80)
+    assert ring.select() == [b"b" * 80] and ring.bytes == 80
+
+
+def test_the_count_limit_still_holds_and_bytes_follow_what_is_kept() -> None:
+    ring = SnapshotRing(2, max_bytes=10_000)
+    for i in range(5):
+        ring.append(i, b"x" * (i + 1))
+    assert (len(ring), ring.bytes) == (2, 4 + 5)
+
+
+async def test_the_service_bounds_its_history_by_the_configured_mib() -> None:
+    """--history-mib reaches the sampler's ring."""
+    from tracklab_sysmon.config import ServiceConfig
+    from tracklab_sysmon.server import keys
+    from tracklab_sysmon.server.app import create_app
+
+    app = create_app(ServiceConfig(history=50, history_mib=3), collectors=())
+    ring = app[keys.SAMPLER].ring
+    assert (ring.capacity, ring.max_bytes) == (50, 3 * 2**20)

@@ -13,6 +13,7 @@ import click
 from . import __version__
 from .config import (
     DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_HISTORY_MIB,
     DEFAULT_HISTORY_STREAMS,
     DEFAULT_KEEPALIVE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
@@ -53,6 +54,8 @@ _SERVE_OPTIONS: list[Decorator] = [
     click.option("--node-id", help="Name of this node in snapshots [default: the hostname]."),
     click.option("--interval", default=1.0, show_default=True, type=float, help="Seconds between samples."),
     click.option("--history", default=3600, show_default=True, type=int, help="Snapshots kept in memory."),
+    click.option("--history-mib", default=DEFAULT_HISTORY_MIB, show_default=True, type=int,
+                 help="Most MiB of snapshots kept in memory; the oldest go first when either limit is reached."),
     click.option("--parent-pid", type=int, help="Exit when this process exits."),
     click.option("--peer", "peers", multiple=True, metavar="URL[,token=T|,token-env=VAR]",
                  help="Aggregate this node's snapshots too (repeatable), with its own token if it needs one."),

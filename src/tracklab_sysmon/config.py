@@ -22,6 +22,8 @@ MAX_CONNECTIONS = 1_000_000
 DEFAULT_KEEPALIVE_TIMEOUT = 5.0  # seconds an idle kept-alive connection stays open
 DEFAULT_HEADER_TIMEOUT = 5.0  # seconds a new connection has to send a complete request head
 DEFAULT_WRITE_TIMEOUT = 10.0  # seconds a response write may stall before the connection is reset
+DEFAULT_HISTORY_MIB = 32  # an hour of a 2-CPU host is ~9 MiB; of 256 CPUs and disks ~5 minutes
+MAX_HISTORY_MIB = 65536
 DEFAULT_HISTORY_STREAMS = 32  # history responses written at once; more get 503
 MAX_TIMEOUT = 3600.0
 
@@ -97,6 +99,7 @@ class ServiceConfig:
     node_id: str | None = None  # None: the hostname
     interval: float = 1.0
     history: int = 3600
+    history_mib: int = DEFAULT_HISTORY_MIB  # the history's JSON together, at most; the oldest go first
     proc_root: str = "/proc"
     sys_root: str = "/sys"
     enable_dcgm: bool = False
@@ -124,6 +127,8 @@ class ServiceConfig:
             raise ConfigError(f"interval must be at least {MIN_INTERVAL} s, got {self.interval}")
         if not (1 <= self.history <= MAX_HISTORY):
             raise ConfigError(f"history must be 1-{MAX_HISTORY} snapshots, got {self.history}")
+        if not (1 <= self.history_mib <= MAX_HISTORY_MIB):
+            raise ConfigError(f"history MiB must be 1-{MAX_HISTORY_MIB}, got {self.history_mib}")
         if self.node_id is not None and not self.node_id.strip():
             raise ConfigError("node id must not be empty")
         if self.parent_pid is not None and self.parent_pid <= 0:

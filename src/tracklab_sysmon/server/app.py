@@ -56,7 +56,7 @@ def create_app(
         collectors,
         node_id=config.node_id or host_name(config.proc_root, config.sys_root),
         interval=config.interval,
-        ring=SnapshotRing(config.history),
+        ring=SnapshotRing(config.history, config.history_mib * 2**20),
     )
     bus = app[keys.BUS] = SnapshotBus()
     app[keys.SAMPLER].add_listener(lambda snapshot, encoded: bus.publish(snapshot.node_id, encoded))
