@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from .. import _nvlink, _nvml
 from ..errors import GpuLost, NvmlUnavailable, Unavailable
 from ..model import NvlinkErrors, NvlinkLink, NvlinkSample
-from ..rates import U64_MAX, CounterRates
+from ..rates import U64_MAX, CounterColumn
 from .base import Partial
 
 SLOW_SECONDS = 5.0
@@ -34,9 +34,10 @@ class _Gpu:
     counters: _nvlink.Request
     status: _nvlink.Request
     status_at: float | None = None  # when state, speed and errors were last asked (staggered per GPU)
-    keys: list[tuple[tuple[int, int, str], tuple[int, int, str]]] = field(default_factory=list)  # rate keys per link
     # per link: (state, speed, errors) from the last slow read
     last_status: dict[int, tuple[str | None, float | None, NvlinkErrors]] = field(default_factory=dict)
+    statuses: list[tuple[str | None, float | None, NvlinkErrors]] = field(default_factory=list)  # by link
+    rates: CounterColumn = field(default_factory=lambda: CounterColumn(0))  # tx, rx of link 0, then link 1, ...
 
 
 class NvlinkCollector:
@@ -45,7 +46,6 @@ class NvlinkCollector:
 
     def __init__(self) -> None:
         self._gpus: dict[int, _Gpu | None] = {}  # None: the GPU has no NVLink NVML can see
-        self._rates = CounterRates()
         self._slow_at: float | None = None
         self._lost_at: dict[int, float] = {}
 
@@ -62,11 +62,13 @@ class NvlinkCollector:
         links: list[NvlinkLink] = []
         problems: list[str] = []
         failed = 0
+        read: set[int] = set()
         for dev in devices:
             try:
                 gpu = self._gpu(pynvml, dev, now)
                 if gpu is not None:
                     links += self._read(pynvml, dev, gpu, now)
+                    read.add(dev.index)
             except GpuLost as exc:
                 if not isinstance(exc, _StillLost):  # a fresh loss: the retry period starts now
                     self._lost_at[dev.index] = now
@@ -80,7 +82,9 @@ class NvlinkCollector:
         if with_links and failed >= len(with_links):
             raise RuntimeError("; ".join(problems))  # no GPU answered: this source is broken, the others go on
         if slow:  # links come and go with GPUs only: forgetting stale counters can wait for the slow tier
-            self._rates.retain((link.gpu, link.link, d) for link in links for d in ("tx", "rx"))
+            for gpu in with_links:
+                if gpu.index not in read:  # its counters start afresh when it answers again
+                    gpu.rates = CounterColumn(2 * gpu.links)
         sample = NvlinkSample(tuple(links))
         return Partial(sample, "; ".join(problems)) if problems else sample
 
@@ -99,8 +103,8 @@ class NvlinkCollector:
             return None
         uuid = _nvml.read_static(dev).uuid
         gpu = _Gpu(dev.index, count, uuid, _nvlink.Request(_nvlink.counter_slots(count)),
-                   _nvlink.Request(_nvlink.status_slots(count)),
-                   keys=[((dev.index, link, "tx"), (dev.index, link, "rx")) for link in range(count)])
+                   _nvlink.Request(_nvlink.status_slots(count)), statuses=[_NO_STATUS] * count,
+                   rates=CounterColumn(2 * count))
         self._gpus[dev.index] = gpu
         return gpu
 
@@ -111,15 +115,16 @@ class NvlinkCollector:
             self._read_status(pynvml, dev, gpu)
             gpu.status_at = now - stagger
         raw = _nvlink.read_raw(pynvml, dev.handle, gpu.counters)
-        tx: list[int | None] = [None] * gpu.links
-        rx: list[int | None] = [None] * gpu.links
-        for slot, value in zip(gpu.counters.slots, _nvlink.counters(raw), strict=True):
-            if value is not None and value <= _MAX_KIB:  # in bytes it still fits 64 bits
-                (tx if slot.kind == "tx_kib" else rx)[slot.link] = value * _nvlink.KIB
+        values = _bytes(_nvlink.counters(raw))  # in bytes; a value that would not fit 64 bits is None
+        if len(values) != 2 * gpu.links:  # entries were pruned: put each answer at its link's place
+            placed: list[int | None] = [None] * (2 * gpu.links)
+            for slot, value in zip(gpu.counters.slots, values, strict=True):
+                placed[2 * slot.link + (slot.kind == "rx_kib")] = value
+            values = placed
         if not gpu.counters.checked:  # after reading: the answers follow the entries as they were
             gpu.counters = _pruned(gpu.counters, raw)
         self._lost_at.pop(dev.index, None)
-        return self._links(gpu, tx, rx, now)
+        return _links(gpu, values, gpu.rates.rates(values, now))
 
     def _read_status(self, pynvml: object, dev: _nvml.Device, gpu: _Gpu) -> None:
         """State, speed and error counters of every link, kept for the ticks until the next slow one."""
@@ -133,19 +138,23 @@ class NvlinkCollector:
             same = old is not None and (old[2].crc_flit, old[2].crc_data, old[2].replay, old[2].recovery) == counts
             errors = old[2] if old is not None and same else NvlinkErrors(*counts)
             gpu.last_status[link] = (_state(got.get("state")), _speed(got.get("speed_mbps")), errors)
+        gpu.statuses = [gpu.last_status.get(link, _NO_STATUS) for link in range(gpu.links)]
         if not gpu.status.checked:
             gpu.status = _pruned(gpu.status, raw)
 
-    def _links(self, gpu: _Gpu, tx: list[int | None], rx: list[int | None], now: float) -> list[NvlinkLink]:
-        # One loop with local names: an HGX board builds 144 of these a tick (benchmarks/bench_gpu.py).
-        rate, status, index, uuid = self._rates.rate, gpu.last_status, gpu.index, gpu.uuid
-        links = []
-        for link, (tx_key, rx_key) in enumerate(gpu.keys):
-            state, speed, errors = status.get(link, _NO_STATUS)
-            sent, received = tx[link], rx[link]
-            links.append(NvlinkLink(index, uuid, link, state, speed, sent, received,
-                                    _cents(rate(tx_key, sent, now)), _cents(rate(rx_key, received, now)), errors))
-        return links
+
+def _links(gpu: _Gpu, values: list[int | None], rates: list[float | None]) -> list[NvlinkLink]:
+    """The GPU's links from its counters and rates (tx, rx of link 0, then link 1, ...): an HGX board builds 144
+    a tick, so each is made by tuple.__new__ (a NamedTuple's own constructor costs 3x; bench_accel_all.py)."""
+    index, uuid, new = gpu.index, gpu.uuid, tuple.__new__
+    return [new(NvlinkLink, (index, uuid, link, status[0], status[1], sent, received, sent_rate, received_rate,
+                             status[2]))
+            for link, status, sent, received, sent_rate, received_rate
+            in zip(range(gpu.links), gpu.statuses, values[0::2], values[1::2], rates[0::2], rates[1::2], strict=True)]
+
+
+def _bytes(kib: list[int | None]) -> list[int | None]:
+    return [value * _nvlink.KIB if value is not None and value <= _MAX_KIB else None for value in kib]
 
 
 _MAX_KIB = U64_MAX // _nvlink.KIB
@@ -158,11 +167,6 @@ def _pruned(request: _nvlink.Request, raw: bytes) -> _nvlink.Request:
     pruned = request.without(failed) if failed else request
     pruned.checked = True
     return pruned
-
-
-def _cents(rate: float | None) -> float | None:
-    """A rate to 2 decimals (rates.rounded's precision) at a quarter of round()'s cost: 144 links x 2 a tick."""
-    return int(rate * 100 + 0.5) / 100 if rate is not None else None
 
 
 def _state(value: int | float | None) -> str | None:
