@@ -19,10 +19,10 @@ SANITIZE = ["-std=gnu11", "-g", "-O1", "-fno-omit-frame-pointer", "-fsanitize=ad
             "-fno-sanitize-recover=all"]
 
 
-@pytest.mark.parametrize("part", ["sysmon", "procwalk"])
+@pytest.mark.parametrize("part", ["sysmon", "procwalk", "fabric"])
 def test_c_tests_pass_under_address_and_undefined_sanitizers(tmp_path, part):
     """native/test_sysmon.c (the counters) and native/test_procwalk.c (the process walk) check every fixture tree's
-    values and fuzz every parser with no sanitizer report."""
+    values and fuzz every parser, native/test_fabric.c the NVLink decoding and rates, with no sanitizer report."""
     cc = require_command(os.environ.get("CC", "cc"))
     binary = tmp_path / f"test_{part}"
     subprocess.run([cc, *SANITIZE, "-Wall", "-Wextra", "-I", str(ROOT / "native"),

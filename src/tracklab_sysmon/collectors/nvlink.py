@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import _nvlink, _nvml
+from .._fabric import NvlinkCounters, NvlinkCountersImpl
 from ..errors import GpuLost, NvmlUnavailable, Unavailable
 from ..model import NvlinkErrors, NvlinkLink, NvlinkSample
-from ..rates import U64_MAX, CounterColumn
 from .base import Partial
 
 SLOW_SECONDS = 5.0
@@ -37,7 +37,8 @@ class _Gpu:
     # per link: (state, speed, errors) from the last slow read
     last_status: dict[int, tuple[str | None, float | None, NvlinkErrors]] = field(default_factory=dict)
     statuses: list[tuple[str | None, float | None, NvlinkErrors]] = field(default_factory=list)  # by link
-    rates: CounterColumn = field(default_factory=lambda: CounterColumn(0))  # tx, rx of link 0, then link 1, ...
+    meter: NvlinkCounters | None = None  # tx, rx counters of link 0, then link 1, ... and their rates
+    positions: tuple[int, ...] | None = None  # each counter entry's place in the meter once entries were pruned
 
 
 class NvlinkCollector:
@@ -84,7 +85,7 @@ class NvlinkCollector:
         if slow:  # links come and go with GPUs only: forgetting stale counters can wait for the slow tier
             for gpu in with_links:
                 if gpu.index not in read:  # its counters start afresh when it answers again
-                    gpu.rates = CounterColumn(2 * gpu.links)
+                    gpu.meter = NvlinkCountersImpl(gpu.links)
         sample = NvlinkSample(tuple(links))
         return Partial(sample, "; ".join(problems)) if problems else sample
 
@@ -104,7 +105,7 @@ class NvlinkCollector:
         uuid = _nvml.read_static(dev).uuid
         gpu = _Gpu(dev.index, count, uuid, _nvlink.Request(_nvlink.counter_slots(count)),
                    _nvlink.Request(_nvlink.status_slots(count)), statuses=[_NO_STATUS] * count,
-                   rates=CounterColumn(2 * count))
+                   meter=NvlinkCountersImpl(count))
         self._gpus[dev.index] = gpu
         return gpu
 
@@ -115,16 +116,15 @@ class NvlinkCollector:
             self._read_status(pynvml, dev, gpu)
             gpu.status_at = now - stagger
         raw = _nvlink.read_raw(pynvml, dev.handle, gpu.counters)
-        values = _bytes(_nvlink.counters(raw))  # in bytes; a value that would not fit 64 bits is None
-        if len(values) != 2 * gpu.links:  # entries were pruned: put each answer at its link's place
-            placed: list[int | None] = [None] * (2 * gpu.links)
-            for slot, value in zip(gpu.counters.slots, values, strict=True):
-                placed[2 * slot.link + (slot.kind == "rx_kib")] = value
-            values = placed
+        assert gpu.meter is not None
+        # In bytes (a value that would not fit 64 bits is None), with rates: one C call (or its Python twin).
+        values, rates = gpu.meter.read(raw, gpu.positions, now)
         if not gpu.counters.checked:  # after reading: the answers follow the entries as they were
             gpu.counters = _pruned(gpu.counters, raw)
+            if len(gpu.counters.entries) != 2 * gpu.links:  # each remaining entry's place among the counters
+                gpu.positions = tuple(2 * s.link + (s.kind == "rx_kib") for s in gpu.counters.slots)
         self._lost_at.pop(dev.index, None)
-        return _links(gpu, values, gpu.rates.rates(values, now))
+        return _links(gpu, values, rates)
 
     def _read_status(self, pynvml: object, dev: _nvml.Device, gpu: _Gpu) -> None:
         """State, speed and error counters of every link, kept for the ticks until the next slow one."""
@@ -153,11 +153,6 @@ def _links(gpu: _Gpu, values: list[int | None], rates: list[float | None]) -> li
             in zip(range(gpu.links), gpu.statuses, values[0::2], values[1::2], rates[0::2], rates[1::2], strict=True)]
 
 
-def _bytes(kib: list[int | None]) -> list[int | None]:
-    return [value * _nvlink.KIB if value is not None and value <= _MAX_KIB else None for value in kib]
-
-
-_MAX_KIB = U64_MAX // _nvlink.KIB
 _NO_STATUS: tuple[str | None, float | None, NvlinkErrors] = (None, None, NvlinkErrors())
 
 
