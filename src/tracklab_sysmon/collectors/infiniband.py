@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .._sysfs import KeptFile, list_dir, open_regular
+from .._sysfs import KeptAttribute, KeptFile, list_dir, open_regular
 from ..errors import ParseError, Unavailable
 from ..model import HwCounter, InfinibandErrors, InfinibandPort, InfinibandSample
 from ..rates import CounterRates, rounded
@@ -95,8 +95,8 @@ def discover(sys_root: str) -> tuple[PortFiles, ...] | None:
             path = os.path.join(ports, str(port))
             found.append(PortFiles(
                 device=device, port=port, path=path, slot=len(found),
-                data=tuple(KeptFile(os.path.join(path, "counters", name)) for name in _DATA),
-                state=KeptFile(os.path.join(path, "state")),
+                data=tuple(KeptAttribute(os.path.join(path, "counters", name)) for name in _DATA),
+                state=KeptAttribute(os.path.join(path, "state")),
                 hw_counters=tuple((n, os.path.join(path, "hw_counters", n))
                                   for n in list_dir(os.path.join(path, "hw_counters")) if n not in NOT_COUNTERS),
             ))
