@@ -7,7 +7,7 @@ advancing 1 s per tick:
   rapl        RaplCollector.collect (6 zones)
   ledger      EnergyLedger.complete on that tick's 8 Intel GPUs and 6 zones
   tpu         TpuCollector.collect against the stand-in metrics service (8 devices) in a process of its own:
-              2 gRPC calls a tick, total HBM once a minute
+              one gRPC call a tick (duty cycle), used HBM every 5 s, total HBM every 60 s
   nvlink      NvlinkCollector.collect, 8 GPUs x 18 links (state, speed and errors on their 5 s tier)
   infiniband  InfinibandCollector.collect on 8 copies of the fixture's HDR port (5 s and 30 s tiers)
   together    the sum of the parts on the same tick
