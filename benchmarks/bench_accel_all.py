@@ -15,7 +15,8 @@ Each part is timed by the calling thread's CPU clock (CLOCK_THREAD_CPUTIME_ID, n
 60 s, so every slow tier runs a whole number of periods and the mean is what a tick costs on average.
 `process` is the child's CPU over all the ticks, per tick: gRPC's own threads included (the TPU's calls
 wake its poller thread), which the thread clock leaves out. The target: together <= 1 ms at 8 devices.
-Usage: bench_accel_all.py [--processes 300] [--rounds 1200]; bench_gpu.py runs it at its end.
+Usage: bench_accel_all.py [--processes 300] [--rounds 1200] [--profile]; bench_gpu.py runs it at its end.
+--profile runs the ticks once more under cProfile and prints the functions that took the most time.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def build_tree(root: pathlib.Path, processes: int) -> None:
         shutil.copytree(source, root / f"sys/class/infiniband/mlx5_{i}")
 
 
-def child(root: str, address: str, rounds: int) -> None:
+def child(root: str, address: str, rounds: int, profile: bool = False) -> None:
     """Runs on the stand-in NVML; prints each part's per-tick thread-CPU ns and the process's CPU as JSON."""
     from tracklab_sysmon.collectors.infiniband import InfinibandCollector
     from tracklab_sysmon.collectors.intel import IntelCollector
@@ -88,11 +89,20 @@ def child(root: str, address: str, rounds: int) -> None:
             out[name] = call(float(n))
             times[name].append(clock() - t0)
     process = (time.process_time_ns() - process0) / rounds
+    if profile:  # the same ticks again, under the profiler (its overhead inflates small calls): on stderr
+        import cProfile
+        import pstats
+
+        with cProfile.Profile(time.thread_time) as profiler:  # CPU of this thread, as the table
+            for n in range(rounds + 1, 2 * rounds + 1):
+                for call in calls.values():
+                    call(float(n))
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(20)
     tpu.close()
     print(json.dumps({"times": times, "process": process}))
 
 
-def run(processes: int = 300, rounds: int = 1200) -> None:
+def run(processes: int = 300, rounds: int = 1200, profile: bool = False) -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     from nvml_stub.build import build_stub, stub_env
 
@@ -108,13 +118,15 @@ def run(processes: int = 300, rounds: int = 1200) -> None:
             address = server.stdout.readline().strip()
             before = uptime()
             done = subprocess.run(
-                [sys.executable, __file__, "--child", str(root), address, str(rounds)],
+                [sys.executable, __file__, "--child", str(root), address, str(rounds), *(["--profile"] * profile)],
                 env=stub_env(lib, gpus=str(DEVICES), nvlink=str(LINKS)), capture_output=True, text=True, check=True,
             )
         finally:
             server.kill()
             server.wait()
     result = json.loads(done.stdout)
+    if profile:
+        print(done.stderr)
     report(result["times"], result["process"], rounds, processes, before)
 
 
@@ -136,10 +148,11 @@ def report(times: dict[str, list[int]], process: float, rounds: int, processes: 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
-        child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        child(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:] == ["--profile"])
     else:
         parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
         parser.add_argument("--processes", type=int, default=300)
         parser.add_argument("--rounds", type=int, default=1200)
+        parser.add_argument("--profile", action="store_true")
         args = parser.parse_args()
-        run(args.processes, args.rounds)
+        run(args.processes, args.rounds, args.profile)

@@ -129,16 +129,18 @@ class NvlinkCollector:
     def _read_status(self, pynvml: object, dev: _nvml.Device, gpu: _Gpu) -> None:
         """State, speed and error counters of every link, kept for the ticks until the next slow one."""
         raw = _nvlink.read_raw(pynvml, dev.handle, gpu.status)
-        answers: list[dict[str, int | None]] = [{} for _ in range(gpu.links)]
-        for slot, value in zip(gpu.status.slots, _nvlink.counters(raw), strict=True):
-            answers[slot.link][slot.kind] = value
-        for link, got in enumerate(answers):
-            counts = tuple(got.get(kind) for kind in _nvlink.ERROR_KINDS)
-            old = gpu.last_status.get(link)
+        # One row per link: state, speed, then the error counters in ERROR_KINDS order; None where not answered.
+        rows: list[list[int | None]] = [[None] * _COLUMNS for _ in range(gpu.links)]
+        for (link, column), value in zip(_places(gpu.status), _nvlink.counters(raw), strict=True):
+            rows[link][column] = value
+        last = gpu.last_status
+        for link, row in enumerate(rows):
+            counts = tuple(row[2:])
+            old = last.get(link)
             same = old is not None and (old[2].crc_flit, old[2].crc_data, old[2].replay, old[2].recovery) == counts
             errors = old[2] if old is not None and same else NvlinkErrors(*counts)
-            gpu.last_status[link] = (_state(got.get("state")), _speed(got.get("speed_mbps")), errors)
-        gpu.statuses = [gpu.last_status.get(link, _NO_STATUS) for link in range(gpu.links)]
+            last[link] = (_state(row[0]), _speed(row[1]), errors)
+        gpu.statuses = [last.get(link, _NO_STATUS) for link in range(gpu.links)]
         if not gpu.status.checked:
             gpu.status = _pruned(gpu.status, raw)
 
@@ -154,6 +156,15 @@ def _links(gpu: _Gpu, values: list[int | None], rates: list[float | None]) -> li
 
 
 _NO_STATUS: tuple[str | None, float | None, NvlinkErrors] = (None, None, NvlinkErrors())
+_COLUMN = {"state": 0, "speed_mbps": 1, **{kind: 2 + i for i, kind in enumerate(_nvlink.ERROR_KINDS)}}
+_COLUMNS = len(_COLUMN)
+
+
+def _places(request: _nvlink.Request) -> list[tuple[int, int]]:
+    """(link, column) of each entry of a status request, worked out once per request (it changes when pruned)."""
+    if len(request.places) != len(request.slots):
+        request.places = [(slot.link, _COLUMN[slot.kind]) for slot in request.slots]
+    return request.places
 
 
 def _pruned(request: _nvlink.Request, raw: bytes) -> _nvlink.Request:
