@@ -15,7 +15,9 @@ Each part is timed by the calling thread's CPU clock (CLOCK_THREAD_CPUTIME_ID, n
 60 s, so every slow tier runs a whole number of periods and the mean is what a tick costs on average.
 `process` is the child's CPU over all the ticks, per tick: gRPC's own threads included (the TPU's calls
 wake its poller thread), which the thread clock leaves out. The target: together <= 1 ms at 8 devices.
-Usage: bench_accel_all.py [--processes 300] [--rounds 1200] [--profile]; bench_gpu.py runs it at its end.
+Usage: bench_accel_all.py [--processes 300] [--rounds 1200] [--walk-share S] [--profile]; bench_gpu.py runs
+it at its end. --walk-share sets IntelCollector's walk share (CPU seconds of fd walks per second; 0.0005 by
+default), which bounds what the walks add to the mean on a host of many fds.
 --profile runs the ticks once more under cProfile and prints the functions that took the most time.
 """
 
@@ -49,7 +51,7 @@ def build_tree(root: pathlib.Path, processes: int) -> None:
         shutil.copytree(source, root / f"sys/class/infiniband/mlx5_{i}")
 
 
-def child(root: str, address: str, rounds: int, profile: bool = False) -> None:
+def child(root: str, address: str, rounds: int, walk_share: float, profile: bool = False) -> None:
     """Runs on the stand-in NVML; prints each part's per-tick thread-CPU ns and the process's CPU as JSON."""
     from tracklab_sysmon.collectors.infiniband import InfinibandCollector
     from tracklab_sysmon.collectors.intel import IntelCollector
@@ -60,7 +62,8 @@ def child(root: str, address: str, rounds: int, profile: bool = False) -> None:
     from tracklab_sysmon.model import EnergySample, Snapshot
 
     sys_root, proc_root = f"{root}/sys", f"{root}/proc"
-    intel, rapl, ledger = IntelCollector(sys_root, proc_root), RaplCollector(sys_root), EnergyLedger()
+    intel = IntelCollector(sys_root, proc_root, walk_share=walk_share)
+    rapl, ledger = RaplCollector(sys_root), EnergyLedger()
     tpu, nvlink, infiniband = TpuCollector("/nonexistent", address=address), NvlinkCollector(), \
         InfinibandCollector(sys_root)
     out: dict[str, object] = {}
@@ -102,7 +105,10 @@ def child(root: str, address: str, rounds: int, profile: bool = False) -> None:
     print(json.dumps({"times": times, "process": process}))
 
 
-def run(processes: int = 300, rounds: int = 1200, profile: bool = False) -> None:
+def run(processes: int = 300, rounds: int = 1200, walk_share: float | None = None, profile: bool = False) -> None:
+    from tracklab_sysmon.collectors.intel_engines import WALK_SHARE
+
+    walk_share = WALK_SHARE if walk_share is None else walk_share
     sys.path.insert(0, str(ROOT / "tests"))
     from nvml_stub.build import build_stub, stub_env
 
@@ -118,7 +124,8 @@ def run(processes: int = 300, rounds: int = 1200, profile: bool = False) -> None
             address = server.stdout.readline().strip()
             before = uptime()
             done = subprocess.run(
-                [sys.executable, __file__, "--child", str(root), address, str(rounds), *(["--profile"] * profile)],
+                [sys.executable, __file__, "--child", str(root), address, str(rounds), str(walk_share),
+                 *(["--profile"] * profile)],
                 env=stub_env(lib, gpus=str(DEVICES), nvlink=str(LINKS)), capture_output=True, text=True, check=True,
             )
         finally:
@@ -127,12 +134,13 @@ def run(processes: int = 300, rounds: int = 1200, profile: bool = False) -> None
     result = json.loads(done.stdout)
     if profile:
         print(done.stderr)
-    report(result["times"], result["process"], rounds, processes, before)
+    report(result["times"], result["process"], rounds, f"{processes} processes x 10 fds, walk share {walk_share}",
+           before)
 
 
-def report(times: dict[str, list[int]], process: float, rounds: int, processes: int, before: str) -> None:
+def report(times: dict[str, list[int]], process: float, rounds: int, host: str, before: str) -> None:
     print(f"All new sources at {DEVICES} devices, {rounds} ticks (1 s apart), ms of thread CPU per tick; "
-          f"/proc of {processes} processes x 10 fds; commit {commit()}")
+          f"/proc of {host}; commit {commit()}")
     print(f"uptime before: {before}")
     print(f"{'part':<11} {'mean':>7} {'median':>7} {'p99':>7}")
     together = [sum(tick) for tick in zip(*times.values(), strict=True)]
@@ -148,11 +156,12 @@ def report(times: dict[str, list[int]], process: float, rounds: int, processes: 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
-        child(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:] == ["--profile"])
+        child(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), sys.argv[6:] == ["--profile"])
     else:
         parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
         parser.add_argument("--processes", type=int, default=300)
         parser.add_argument("--rounds", type=int, default=1200)
+        parser.add_argument("--walk-share", type=float, default=None)
         parser.add_argument("--profile", action="store_true")
         args = parser.parse_args()
-        run(args.processes, args.rounds, args.profile)
+        run(args.processes, args.rounds, args.walk_share, args.profile)
