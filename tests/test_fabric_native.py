@@ -11,7 +11,7 @@ from conftest import native_module, outcome
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracklab_sysmon import _fabric, _nvlink
+from tracklab_sysmon import _accel_native, _nvlink
 from tracklab_sysmon._fabric_py import MAX_KIB, PyNvlinkCounters
 from tracklab_sysmon.rates import CounterColumn
 
@@ -94,5 +94,5 @@ def test_the_c_column_keeps_as_many_baselines_as_the_python_one(cffi):
 
 def test_backend_follows_the_native_setting(cffi):
     """`off` picks the Python twin, `require` the C helper (which this run has)."""
-    assert _fabric.select_counters("off") == (PyNvlinkCounters, "python")
-    assert _fabric.select_counters("require") == (cffi.CffiNvlinkCounters, "cffi")
+    assert _accel_native.select_counters("off") == (PyNvlinkCounters, "python")
+    assert _accel_native.select_counters("require") == (cffi.CffiNvlinkCounters, "cffi")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import _nvlink, _nvml
-from .._fabric import NvlinkCounters, NvlinkCountersImpl
+from .._accel_native import NvlinkCounters, NvlinkCountersImpl
 from ..errors import GpuLost, NvmlUnavailable, Unavailable
 from ..model import NvlinkErrors, NvlinkLink, NvlinkSample
 from .base import Partial
