@@ -8,7 +8,7 @@ from conftest import FIXTURES, native_module
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracklab_sysmon import _accel_native
+from tracklab_sysmon.collectors import drm_clients
 from tracklab_sysmon.collectors.drm_fdinfo import DrmClient, EngineTime, RegionMemory, parse_fdinfo
 
 KIB = 1024
@@ -18,9 +18,9 @@ KIB = 1024
 def parse():
     """A C parser; skip locally, fail under TRACKLAB_SYSMON_NATIVE=require, where it was not built."""
     native_module()
-    from tracklab_sysmon import _fdinfo_cffi
+    from tracklab_sysmon.collectors import drm_fdinfo_cffi
 
-    return _fdinfo_cffi.CffiFdinfoParser()
+    return drm_fdinfo_cffi.CffiFdinfoParser()
 
 
 @pytest.mark.parametrize("path", sorted(FIXTURES.glob("*/proc/*/fdinfo/*")), ids=str)
@@ -113,7 +113,7 @@ def test_arbitrary_text_parses_as_in_python(parse, text):
 
 def test_backend_follows_the_native_setting(parse):
     """`off` picks the Python parser, `require` the C one (which this run has)."""
-    factory, name = _accel_native.select_fdinfo_parser("off")
+    factory, name = drm_clients.select_fdinfo_parser("off")
     assert (factory(), name) == (parse_fdinfo, "python")
-    factory, name = _accel_native.select_fdinfo_parser("require")
+    factory, name = drm_clients.select_fdinfo_parser("require")
     assert (type(factory()), name) == (type(parse), "cffi")

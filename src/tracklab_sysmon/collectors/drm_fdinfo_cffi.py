@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ._sysmon_cffi import ffi, lib  # ImportError when the extension was not built
-from .collectors.drm_fdinfo import DrmClient, EngineTime, RegionMemory
-from .collectors.drm_fdinfo import parse_fdinfo as parse_in_python
+from .._sysmon_cffi import ffi, lib  # ImportError when the extension was not built
+from .drm_fdinfo import DrmClient, EngineTime, RegionMemory
+from .drm_fdinfo import parse_fdinfo as parse_in_python
 
 _CLIENT, _NONE = lib.FI_CLIENT, lib.FI_NONE  # AttributeError from an extension built before the parser existed
 _new = tuple.__new__
