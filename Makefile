@@ -48,12 +48,16 @@ test: $(VENV)/.installed-test system-deps ## Install everything and run the fast
 test-slow: $(VENV)/.installed-test system-deps ## Run the slow tier only
 	TRACKLAB_SYSMON_NATIVE=$(NATIVE_MODE) $(PY) -m pytest -m slow $(PYTEST_ARGS)
 
-test-native-sanitize: system-deps ## Run the C helper's own tests (counters, process walk) under ASan and UBSan on every fixture tree
+test-native-sanitize: system-deps ## Run the C helper's own tests (counters, process walk, fabric counters, fdinfo) under ASan and UBSan on every fixture tree
 	@mkdir -p build
 	$${CC:-cc} $(SANITIZE_FLAGS) -Wall -Wextra -Inative native/sysmon.c native/devices.c native/test_sysmon.c -lm -o build/test_sysmon-sanitize
 	build/test_sysmon-sanitize tests/fixtures/*/proc /proc
 	$${CC:-cc} $(SANITIZE_FLAGS) -Wall -Wextra -Inative native/procwalk.c native/test_procwalk.c -o build/test_procwalk-sanitize
 	build/test_procwalk-sanitize tests/fixtures/*/proc /proc
+	$${CC:-cc} $(SANITIZE_FLAGS) -Wall -Wextra -Inative native/fabric.c native/test_fabric.c -lm -o build/test_fabric-sanitize
+	build/test_fabric-sanitize
+	$${CC:-cc} $(SANITIZE_FLAGS) -Wall -Wextra -Inative native/fdinfo.c native/test_fdinfo.c -o build/test_fdinfo-sanitize
+	build/test_fdinfo-sanitize tests/fixtures/*/proc/*/fdinfo/*
 
 $(VENV)/.installed-lint: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[lint,fastapi]'  # mypy reads the relay against FastAPI's own types

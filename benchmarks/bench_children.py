@@ -106,7 +106,7 @@ def tick_costs() -> dict[str, tuple[float, float]]:
             [sys.executable, "-c", SERVE_TPU, str(ROOT / "tests")], stdout=subprocess.PIPE, text=True)
         assert server.stdout is not None
         address = server.stdout.readline().strip()
-        sources = {"tpu (gRPC, 2 calls)": TpuCollector("/nonexistent", address=address),
+        sources = {"tpu (gRPC, 1 call)": TpuCollector("/nonexistent", address=address),
                    "neuron": NeuronCollector(), "gaudi": GaudiCollector()}
         costs = {}
         try:

@@ -20,6 +20,8 @@ Then the fabric sources at 8 devices (BENCH_GPU_ONLY=fabric runs only these):
   infiniband     InfinibandCollector.collect on 8 ports (the fixture's HDR port copied), clock +1 s per tick
 The target is all new sources together <= 1 ms per tick at 8 devices. The fabric contenders are timed in
 CPU time of the calling thread (time.thread_time_ns), so other jobs on a shared machine do not count.
+Last, bench_accel_all.py ticks every new source together at 8 devices (Intel, RAPL, the ledger, TPU, NVLink,
+InfiniBand) and prints the parts' and the sum's mean, median and p99 against that target.
 """
 
 from __future__ import annotations
@@ -233,6 +235,10 @@ def main() -> None:
     from bench_intel_energy import main as intel_and_energy  # Intel GPUs, RAPL and the ledger: no stub needed
 
     intel_and_energy(rounds=ROUNDS)
+    print()
+    from bench_accel_all import run as all_together  # every new source at 8 devices, side by side with the parts
+
+    all_together()
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pathlib
 
+import drm_fdinfo_reference as reference
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tracklab_sysmon.collectors.drm_fdinfo import (
@@ -134,3 +135,34 @@ def test_busy_percent_stays_within_0_and_100(before, delta, wall, capacity):
     """Forward-moving counters give a share between 0 and 100 whatever the interval."""
     share = busy_percent(EngineTime("e", before), EngineTime("e", before + delta, capacity=capacity), wall)
     assert share is not None and 0.0 <= share <= 100.0
+
+
+def _plain(client: object) -> object:
+    """A client as nested plain tuples, whichever record types hold it (the reference's are dataclasses)."""
+    if client is None:
+        return None
+    return (client.driver, client.pdev, client.client_id,  # type: ignore[attr-defined]
+            tuple((e.name, e.busy, e.total, e.capacity) for e in client.engines),  # type: ignore[attr-defined]
+            tuple((r.region, r.bytes) for r in client.regions))  # type: ignore[attr-defined]
+
+
+# Mostly well-formed numbers, so regions written as several kinds (memory and total without resident) occur.
+PARITY_KEYS = st.one_of(KEYS, st.sampled_from(["drm-memory-gtt", "drm-total-gtt", "drm-resident-gtt",
+                                               "drm-engine-capacity-rcs", "drm-engine-rcs"]))
+PARITY_VALUES = st.one_of(st.integers(0, 2**20).map(str), st.integers(0, 2**20).map(lambda n: f"{n} KiB"), VALUES)
+
+
+@settings(max_examples=300)
+@given(st.booleans(), st.lists(st.tuples(PARITY_KEYS, PARITY_VALUES), max_size=24))
+def test_parser_agrees_with_the_reference_parser(header, pairs):
+    """The faster parser gives what the one before it gave (drm_fdinfo_reference.py), on any mix of lines
+    (half of them after a valid driver and client id, so most of those are clients)."""
+    text = ("drm-driver:\txe\ndrm-client-id:\t3\n" if header else "") + "".join(f"{k}:\t{v}\n" for k, v in pairs)
+    assert _plain(parse_fdinfo(text)) == _plain(reference.parse_fdinfo(text))
+
+
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*/proc/*/fdinfo/*")), ids=str)
+def test_parser_agrees_with_the_reference_parser_on_every_fixture(path):
+    """Every captured fdinfo file parses as the reference parser parses it."""
+    text = path.read_text()
+    assert _plain(parse_fdinfo(text)) == _plain(reference.parse_fdinfo(text))

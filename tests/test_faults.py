@@ -13,7 +13,7 @@ from conftest import FIXTURES, outcome
 from test_hotpath import backend_class
 
 from tracklab_sysmon import _procfs as procfs
-from tracklab_sysmon._sysfs import KeptFile, read_text
+from tracklab_sysmon._sysfs import KeptAttribute, KeptFile, read_text
 from tracklab_sysmon.collectors.cpu import CpuCollector
 from tracklab_sysmon.collectors.disk import DiskCollector
 from tracklab_sysmon.collectors.memory import MemoryCollector
@@ -112,6 +112,21 @@ def test_kept_file_rereads_a_file_renamed_over_and_reports_a_deleted_one(tmp_pat
     path = tmp_path / "temp1_input"
     path.write_text("41000\n")
     kept = KeptFile(str(path))
+    assert kept.read() == "41000\n"
+    replace(path, "52000\n")
+    assert kept.read() == "52000\n"
+    path.unlink()
+    assert kept.read() is None
+    path.write_text("63000\n")
+    assert kept.read() == "63000\n"
+
+
+def test_kept_attribute_rereads_a_file_renamed_over_and_reports_a_deleted_one(tmp_path: pathlib.Path) -> None:
+    """A KeptAttribute (checked by fstat, not by path) also sees the new file after a rename over its path,
+    None once deleted, and the file again once it is back."""
+    path = tmp_path / "port_xmit_data"
+    path.write_text("41000\n")
+    kept = KeptAttribute(str(path))
     assert kept.read() == "41000\n"
     replace(path, "52000\n")
     assert kept.read() == "52000\n"

@@ -180,7 +180,42 @@ def test_the_collector_reads_the_stand_in_service(server):
         asked = len(server.service.calls)
         collector.collect(1.0)
         collector.collect(2.0)
-        assert server.service.calls[asked:] == [_tpu.MEMORY_USED, _tpu.DUTY_CYCLE] * 2  # total HBM is kept
+        assert server.service.calls[asked:] == [_tpu.DUTY_CYCLE] * 2  # used and total HBM are kept
+    finally:
+        collector.close()
+
+
+def test_total_hbm_is_asked_again_once_a_minute_of_the_sampler_clock(server):
+    """Total HBM is asked on the first read, kept for TOTAL_SECONDS of the clock `collect` is given, then asked
+    again; a changed total shows from then on."""
+    collector = TpuCollector("/nonexistent", address=server.address)
+    try:
+        _first(collector)  # at 0.0
+        server.service.metrics[_tpu.MEMORY_TOTAL] = dict.fromkeys(range(4), 32 * GIB)
+        asked = len(server.service.calls)
+        assert collector.collect(_tpu.TOTAL_SECONDS - 1)[0].memory.total == 16 * GIB
+        assert server.service.calls[asked:] == [_tpu.DUTY_CYCLE, _tpu.MEMORY_USED]
+        assert collector.collect(_tpu.TOTAL_SECONDS)[0].memory.total == 32 * GIB
+        assert server.service.calls[asked + 2:] == [_tpu.DUTY_CYCLE, _tpu.MEMORY_TOTAL]
+    finally:
+        collector.close()
+
+
+def test_used_hbm_is_asked_every_few_seconds_and_the_duty_cycle_every_tick(server):
+    """One call a tick (the duty cycle); used HBM is kept for USED_SECONDS of the sampler clock, then asked
+    again, and a new value shows from then on."""
+    collector = TpuCollector("/nonexistent", address=server.address)
+    try:
+        _first(collector)  # at 0.0
+        server.service.metrics[_tpu.MEMORY_USED] = dict.fromkeys(range(4), 4 * GIB)
+        server.service.metrics[_tpu.DUTY_CYCLE] = dict.fromkeys(range(4), 25.0)
+        asked = len(server.service.calls)
+        devices = collector.collect(_tpu.USED_SECONDS - 1)
+        assert (devices[0].memory.used, devices[0].utilization) == (2 * GIB, 25.0)
+        assert server.service.calls[asked:] == [_tpu.DUTY_CYCLE]
+        devices = collector.collect(_tpu.USED_SECONDS)
+        assert (devices[3].memory.used, devices[3].memory.percentage) == (4 * GIB, 25.0)
+        assert server.service.calls[asked + 1:] == [_tpu.DUTY_CYCLE, _tpu.MEMORY_USED]
     finally:
         collector.close()
 

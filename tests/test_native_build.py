@@ -19,18 +19,22 @@ SANITIZE = ["-std=gnu11", "-g", "-O1", "-fno-omit-frame-pointer", "-fsanitize=ad
             "-fno-sanitize-recover=all"]
 
 
-@pytest.mark.parametrize("part", ["sysmon", "procwalk"])
+@pytest.mark.parametrize("part", ["sysmon", "procwalk", "fabric", "fdinfo"])
 def test_c_tests_pass_under_address_and_undefined_sanitizers(tmp_path, part):
     """native/test_sysmon.c (the counters and device rates) and native/test_procwalk.c (the process walk) check
-    every fixture tree's values and fuzz every parser with no sanitizer report."""
+    every fixture tree's values and fuzz every parser, native/test_fabric.c the NVLink decoding and rates,
+    native/test_fdinfo.c the DRM fdinfo parser on every fixture fdinfo file, with no sanitizer report."""
     cc = require_command(os.environ.get("CC", "cc"))
     binary = tmp_path / f"test_{part}"
     sources = [str(ROOT / f"native/{part}.c")] + ([str(ROOT / "native/devices.c")] if part == "sysmon" else [])
     subprocess.run([cc, *SANITIZE, "-Wall", "-Wextra", "-I", str(ROOT / "native"),
                     *sources, str(ROOT / f"native/test_{part}.c"), "-lm", "-o", str(binary)],
                    check=True)
-    trees = sorted(str(p) for p in (ROOT / "tests/fixtures").glob("*/proc"))
-    result = subprocess.run([str(binary), *trees, "/proc"], capture_output=True, text=True, timeout=120)
+    if part == "fdinfo":
+        inputs = sorted(str(p) for p in (ROOT / "tests/fixtures").glob("*/proc/*/fdinfo/*"))
+    else:
+        inputs = [*sorted(str(p) for p in (ROOT / "tests/fixtures").glob("*/proc")), "/proc"]
+    result = subprocess.run([str(binary), *inputs], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith(" 0 failed") and "ERROR: AddressSanitizer" not in result.stderr
 

@@ -78,3 +78,22 @@ class StandInServer:
             self.service.release.set()
             self._server.stop(grace=None).wait(5)
             self._server = None
+
+
+def serve_forever(devices: int) -> None:
+    """The service with `devices` devices (1 GiB of 16 used, 50 % duty), its address on stdout; for benchmarks."""
+    import time
+
+    metrics = {_tpu.MEMORY_USED: dict.fromkeys(range(devices), GIB),
+               _tpu.MEMORY_TOTAL: dict.fromkeys(range(devices), 16 * GIB),
+               _tpu.DUTY_CYCLE: dict.fromkeys(range(devices), 50.0)}
+    server = StandInServer(StandInService(metrics)).start()  # kept: a server nothing refers to is stopped
+    print(server.address, flush=True)
+    time.sleep(3600)
+    server.stop()
+
+
+if __name__ == "__main__":
+    import sys
+
+    serve_forever(int(sys.argv[1]) if len(sys.argv) > 1 else 8)

@@ -131,6 +131,7 @@ class Request:
     array: Any = field(default=None, repr=False)
     slots: list[Slot] = field(init=False, repr=False)
     checked: bool = False  # pruned after its first answer of what the GPU does not have
+    places: list[tuple[int, int]] = field(default_factory=list, repr=False)  # the reader's own index of the slots
 
     def __post_init__(self) -> None:
         self.slots = [slot for _, _, slot in self.entries]

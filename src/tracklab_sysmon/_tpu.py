@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import grpc
 
 from ._tpu_proto.tpu_metric_service_pb2 import Metric, MetricRequest, MetricResponse
-from ._tpu_proto.tpu_metric_service_pb2_grpc import RuntimeMetricServiceStub
 from .errors import RpcFailed
 
 DEFAULT_ADDRESS = "localhost:8431"  # libtpu's default (TPU_RUNTIME_METRICS_PORTS), as tpu-info asks it
@@ -23,6 +22,14 @@ MEMORY_USED = "tpu.runtime.hbm.memory.usage.bytes"
 MEMORY_TOTAL = "tpu.runtime.hbm.memory.total.bytes"
 DUTY_CYCLE = "tpu.runtime.tensorcore.dutycycle.percent"
 TOTAL_SECONDS = 60.0  # total HBM is asked again this often (and after any failed call)
+# Used HBM is asked this often, the duty cycle every tick: one gRPC call a tick instead of two (each costs about
+# 0.15 ms of CPU; benchmarks/bench_accel_all.py). HBM is allocated by the framework in large, long-lived
+# buffers (JAX preallocates most of it), so a reading up to 5 s old is what NVIDIA's process memory gets too.
+USED_SECONDS = 5.0
+_METHOD = "/tpu.monitoring.runtime.RuntimeMetricService/GetRuntimeMetric"  # the proto's one method
+# Each request serialized once: the calls send these bytes (request_serializer None), not a message built per call.
+_REQUESTS = {name: MetricRequest(metric_name=name).SerializeToString()
+             for name in (MEMORY_USED, MEMORY_TOTAL, DUTY_CYCLE)}
 # Reconnect quickly once the runtime is back (gRPC's default back-off grows to 120 s); ms.
 _CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 500),
@@ -48,28 +55,36 @@ class MetricsClient:
         self.address = address
         # tpu-info connects the same way: local credentials, which libtpu's server expects (loopback only).
         self._channel = grpc.secure_channel(address, grpc.local_channel_credentials(), options=_CHANNEL_OPTIONS)
-        self._stub = RuntimeMetricServiceStub(self._channel)
-        self._total: MetricResponse | None = None  # HBM per device does not change while the runtime lives
+        # The stub's method, but fed the request's bytes (serialized once) instead of a message built per call.
+        self._call: grpc.UnaryUnaryMultiCallable[bytes, MetricResponse] = self._channel.unary_unary(
+            _METHOD, request_serializer=None, response_deserializer=MetricResponse.FromString)
+        self._total: dict[int, float | None] | None = None  # HBM per device does not change while the runtime lives
         self._total_at = 0.0
+        self._used: dict[int, float | None] | None = None
+        self._used_at = 0.0
 
-    def read(self, deadline: float) -> tuple[TpuReading, ...]:
-        """Used HBM and duty cycle (and total HBM, asked again only every TOTAL_SECONDS), one call after
-        another within `deadline` seconds in all; RpcFailed says which status ended it. Plain blocking
-        calls: a call future costs about twice the CPU (benchmarks/bench_children.py)."""
+    def read(self, deadline: float, now: float | None = None) -> tuple[TpuReading, ...]:
+        """The duty cycle, used HBM (asked again every USED_SECONDS of `now`, the monotonic clock by default)
+        and total HBM (every TOTAL_SECONDS), one call after another within `deadline` seconds in all; RpcFailed
+        says which status ended it. Plain blocking calls: a call future costs about twice the CPU
+        (benchmarks/bench_children.py)."""
         end = time.monotonic() + deadline
-        total_due = self._total is None or end - self._total_at >= TOTAL_SECONDS
+        now = end if now is None else now
         try:
-            used, duty = self._ask(MEMORY_USED, end), self._ask(DUTY_CYCLE, end)
-            if total_due:
-                self._total, self._total_at = self._ask(MEMORY_TOTAL, end), end
+            duty = by_device(self._ask(DUTY_CYCLE, end))
+            if self._used is None or now - self._used_at >= USED_SECONDS:
+                self._used, self._used_at = by_device(self._ask(MEMORY_USED, end)), now
+            if self._total is None or now - self._total_at >= TOTAL_SECONDS:
+                self._total, self._total_at = by_device(self._ask(MEMORY_TOTAL, end)), now
         except grpc.RpcError as exc:
-            self._total = None  # the runtime may come back on other chips
+            self._total = self._used = None  # the runtime may come back on other chips: all asked afresh
             raise RpcFailed(f"TPU runtime metrics service at {self.address}", _describe(exc)) from None
-        assert self._total is not None
-        return readings_from(used, self._total, duty)
+        assert self._used is not None and self._total is not None
+        return readings_of(self._used, self._total, duty)
 
     def _ask(self, metric: str, end: float) -> MetricResponse:
-        return self._stub.GetRuntimeMetric(MetricRequest(metric_name=metric), timeout=max(0.0, end - time.monotonic()))
+        response: MetricResponse = self._call(_REQUESTS[metric], timeout=max(0.0, end - time.monotonic()))
+        return response
 
     def close(self) -> None:
         self._channel.close()
@@ -82,8 +97,17 @@ def readings_from(used: MetricResponse, total: MetricResponse, duty: MetricRespo
     in tpu-info: when the service gives fewer duty-cycle points than memory points, each chip's
     value is repeated for its cores.
     """
-    used_by, total_by, duty_by = _by_device(used.metric.metrics), _by_device(total.metric.metrics), \
-        _by_device(duty.metric.metrics)
+    return readings_of(by_device(used), by_device(total), by_device(duty))
+
+
+def by_device(response: MetricResponse) -> dict[int, float | None]:
+    """One metric's value per device (None where the point holds no number)."""
+    return _by_device(response.metric.metrics)
+
+
+def readings_of(used_by: dict[int, float | None], total_by: dict[int, float | None],
+                duty_by: dict[int, float | None]) -> tuple[TpuReading, ...]:
+    """`readings_from` on the metrics already read per device."""
     devices = sorted(used_by.keys() | total_by.keys())
     duty_of = _duty_per_device(devices, duty_by)
     return tuple(

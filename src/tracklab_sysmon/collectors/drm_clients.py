@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from .._sysfs import list_dir, read_text
+from ..errors import BackendUnavailable
+from ..hotpath import ENV_VAR, select_backend
 from . import amd
 from .drm_fdinfo import DrmClient, EngineTime, busy_percent, parse_fdinfo
 from .intel_cards import intel_slots
@@ -44,18 +46,48 @@ def discover_cards(sys_root: str) -> dict[str, DrmCard]:
     return cards
 
 
-def scan_clients(proc_root: str) -> Iterator[tuple[int, str, DrmClient]]:
+_Parser = Callable[[str], "DrmClient | None"]
+
+
+def select_fdinfo_parser(mode: str) -> tuple[Callable[[], _Parser], str]:
+    """A factory of fdinfo parsers (one per walk) and its backend name for one TRACKLAB_SYSMON_NATIVE value:
+    the C parser where the helper was built (`hotpath`'s choice), else `parse_fdinfo`."""
+    _, name = select_backend(mode)
+    if name == "python":
+        return lambda: parse_fdinfo, "python"
+    try:
+        from .drm_fdinfo_cffi import CffiFdinfoParser
+    except (ImportError, AttributeError) as exc:  # AttributeError: an extension built before the parser existed
+        if mode.strip().lower() == "require":
+            raise BackendUnavailable(f"{ENV_VAR}=require but the C fdinfo parser is not built ({exc})") from exc
+        return lambda: parse_fdinfo, "python"
+    return CffiFdinfoParser, "cffi"
+
+
+_new_parser: Callable[[], _Parser] | None = None
+
+
+def new_fdinfo_parser() -> _Parser:
+    """An fdinfo parser of the chosen backend (chosen on the first call)."""
+    global _new_parser
+    if _new_parser is None:
+        _new_parser = select_fdinfo_parser(os.environ.get(ENV_VAR, "auto"))[0]
+    return _new_parser()
+
+
+def scan_clients(proc_root: str, parse: _Parser = parse_fdinfo) -> Iterator[tuple[int, str, DrmClient]]:
     """Every (pid, fd, DRM client) under proc_root; fds that are not DRM devices, and unreadable ones, are skipped."""
     for entry in list_dir(proc_root):
         if entry.isdigit():
-            yield from read_clients(proc_root, int(entry), _drm_fds(f"{proc_root}/{entry}/"))
+            yield from read_clients(proc_root, int(entry), _drm_fds(f"{proc_root}/{entry}/"), parse)
 
 
-def read_clients(proc_root: str, pid: int, fds: Iterable[str]) -> Iterator[tuple[int, str, DrmClient]]:
+def read_clients(proc_root: str, pid: int, fds: Iterable[str],
+                 parse: _Parser = parse_fdinfo) -> Iterator[tuple[int, str, DrmClient]]:
     """The DRM clients behind the given fds of one process; a closed, unreadable or non-DRM fd gives nothing."""
     for fd in fds:
         text = read_text(f"{proc_root}/{pid}/fdinfo/{fd}")
-        client = parse_fdinfo(text) if text is not None else None
+        client = parse(text) if text is not None else None
         if client is not None:
             yield pid, fd, client
 
@@ -99,6 +131,7 @@ class ClientWalk:
         self.proc_root, self.walk_seconds, self.walk_share = proc_root, walk_seconds, walk_share
         self.period = walk_seconds  # until the next walk; stretched by a costly walk
         self._cpu_clock = cpu_clock
+        self._parse = new_fdinfo_parser()  # every known client is parsed each tick: in C where built
         self._walked_at: float | None = None
         self._drm_fds: dict[int, list[str]] = {}  # what the last walk found: pid -> its DRM fds
 
@@ -108,9 +141,10 @@ class ClientWalk:
         started = self._cpu_clock() if walk and self.walk_share else 0.0
         if walk:
             self._walked_at = now
-            clients: Iterable[tuple[int, str, DrmClient]] = scan_clients(self.proc_root)
+            clients: Iterable[tuple[int, str, DrmClient]] = scan_clients(self.proc_root, self._parse)
         else:
-            clients = (use for pid, fds in self._drm_fds.items() for use in read_clients(self.proc_root, pid, fds))
+            clients = (use for pid, fds in self._drm_fds.items()
+                       for use in read_clients(self.proc_root, pid, fds, self._parse))
         found = [use for use in clients if wanted(use[2])]
         if walk and self.walk_share:
             self.period = max(self.walk_seconds, (self._cpu_clock() - started) / self.walk_share)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .._sysfs import KeptFile, list_dir, open_regular
+from .._sysfs import KeptAttribute, KeptFile, list_dir, open_regular
 from ..errors import ParseError, Unavailable
 from ..model import HwCounter, InfinibandErrors, InfinibandPort, InfinibandSample
 from ..rates import CounterRates, rounded
@@ -77,10 +77,12 @@ class PortFiles:
     slot: int = 0  # discovery order, which spreads the ports' slow reads over the period
     last_state: str | None = None
     words: bool = True  # counters/ count data in 4-byte words; EFA's hw_counters (infiniband_efa) in bytes
+    key: str = field(init=False)
+    rate_keys: tuple[tuple[str, str], ...] = field(init=False)  # the data counters' CounterRates keys, built once
 
-    @property
-    def key(self) -> str:
-        return f"{self.device}/{self.port}"
+    def __post_init__(self) -> None:
+        self.key = f"{self.device}/{self.port}"
+        self.rate_keys = tuple((self.key, name) for name in _RATE_FIELDS)
 
 
 def discover(sys_root: str) -> tuple[PortFiles, ...] | None:
@@ -96,8 +98,8 @@ def discover(sys_root: str) -> tuple[PortFiles, ...] | None:
             efa = hw_data_files(path)
             found.append(PortFiles(
                 device=device, port=port, path=path, slot=len(found), words=efa is None,
-                data=efa or tuple(KeptFile(os.path.join(path, "counters", name)) for name in _DATA),
-                state=KeptFile(os.path.join(path, "state")),
+                data=efa or tuple(KeptAttribute(os.path.join(path, "counters", name)) for name in _DATA),
+                state=KeptAttribute(os.path.join(path, "state")),
                 hw_counters=tuple((n, os.path.join(path, "hw_counters", n))
                                   for n in list_dir(os.path.join(path, "hw_counters")) if n not in NOT_COUNTERS),
             ))
@@ -126,7 +128,6 @@ class InfinibandCollector:
         problems: list[str] = []
         unreadable: list[str] = []
         sample = InfinibandSample(tuple(self._port(p, now, problems, unreadable) for p in ports))
-        self._rates.retain((p.key, f) for p in ports for f in _RATE_FIELDS)
         if len(unreadable) == len(ports) * len(_DATA):  # nothing of the source works: the collector failed
             raise OSError(f"no data counter of any port could be read: {unreadable[0]}")
         problems = unreadable + problems
@@ -139,6 +140,8 @@ class InfinibandCollector:
             # A port seen before keeps its kept files' slow tier: only new ones start afresh.
             self._ports = None if found is None else tuple(old.get(p.key, p) for p in found)
             self._found_at = now
+            # Ports change only here: the counters of ports gone are forgotten (one that returns starts afresh).
+            self._rates.retain(k for p in self._ports or () for k in p.rate_keys)
         return self._ports
 
     def _port(self, files: PortFiles, now: float, problems: list[str], unreadable: list[str]) -> InfinibandPort:
@@ -154,7 +157,8 @@ class InfinibandCollector:
         files.last_state = state
         words_tx, words_rx, packets_tx, packets_rx = counters
         values = (_bytes(words_tx), _bytes(words_rx), packets_tx, packets_rx) if files.words else tuple(counters)
-        rates = [self._rate(files.key, name, value, now) for name, value in zip(_RATE_FIELDS, values, strict=True)]
+        rate = self._rates.rate
+        rates = [rate(key, value, now) for key, value in zip(files.rate_keys, values, strict=True)]
         for name, raw, value in zip(_DATA, counters, values, strict=True):
             if raw == ib.SATURATED_32 and files.words:  # a 32-bit counter stuck at its top: no rate can be told from it
                 rates[_DATA.index(name)] = None
@@ -170,9 +174,6 @@ class InfinibandCollector:
             tx_packets_rate=rounded(rates[2]), rx_packets_rate=rounded(rates[3]),
             errors=slow.errors, hw_counters=files.hw_values,
         )
-
-    def _rate(self, key: str, name: str, value: int | None, now: float) -> float | None:
-        return self._rates.rate((key, name), value, now)
 
 
 def _read_slow(files: PortFiles) -> _Slow:

@@ -19,6 +19,9 @@ from .pci_ids import device_name, marketing_name
 
 INTEL_DRIVERS = ("i915", "xe")
 ENGINE_ORDER: tuple[EngineClass, ...] = ("render", "copy", "video", "video-enhance", "compute")
+# Frequency, energy and temperature files are checked for a replaced file every RECHECK reads, not every read
+# (sysfs never renames over an attribute; a card unbound is caught by its runtime_status, checked every read).
+RECHECK = 16
 _CARD = re.compile(r"card(\d+)$")  # card0-DP-1 and friends are connectors, not devices
 # i915 names engine classes in fdinfo (render, video-enhance) and its engine folders by instance (rcs0, vecs1);
 # xe names classes rcs, bcs, vcs, vecs, ccs in both.
@@ -156,7 +159,7 @@ def _hwmon(device: str, driver: str) -> str | None:
 def _kept(folder: str | None, name: str) -> KeptFile | None:
     if folder is None or not os.path.isfile(os.path.join(folder, name)):
         return None
-    return KeptFile(os.path.join(folder, name))
+    return KeptFile(os.path.join(folder, name), recheck_every=RECHECK)
 
 
 def _frequency_files(card_dir: str, device: str, driver: str) -> tuple[KeptFile | None, KeptFile | None]:

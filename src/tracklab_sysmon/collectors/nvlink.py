@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import _nvlink, _nvml
+from .._accel_native import NvlinkCounters, NvlinkCountersImpl
 from ..errors import GpuLost, NvmlUnavailable, Unavailable
 from ..model import NvlinkErrors, NvlinkLink, NvlinkSample
-from ..rates import U64_MAX, CounterRates
 from .base import Partial
 
 SLOW_SECONDS = 5.0
@@ -34,9 +34,11 @@ class _Gpu:
     counters: _nvlink.Request
     status: _nvlink.Request
     status_at: float | None = None  # when state, speed and errors were last asked (staggered per GPU)
-    keys: list[tuple[tuple[int, int, str], tuple[int, int, str]]] = field(default_factory=list)  # rate keys per link
     # per link: (state, speed, errors) from the last slow read
     last_status: dict[int, tuple[str | None, float | None, NvlinkErrors]] = field(default_factory=dict)
+    statuses: list[tuple[str | None, float | None, NvlinkErrors]] = field(default_factory=list)  # by link
+    meter: NvlinkCounters | None = None  # tx, rx counters of link 0, then link 1, ... and their rates
+    positions: tuple[int, ...] | None = None  # each counter entry's place in the meter once entries were pruned
 
 
 class NvlinkCollector:
@@ -45,7 +47,6 @@ class NvlinkCollector:
 
     def __init__(self) -> None:
         self._gpus: dict[int, _Gpu | None] = {}  # None: the GPU has no NVLink NVML can see
-        self._rates = CounterRates()
         self._slow_at: float | None = None
         self._lost_at: dict[int, float] = {}
 
@@ -62,11 +63,13 @@ class NvlinkCollector:
         links: list[NvlinkLink] = []
         problems: list[str] = []
         failed = 0
+        read: set[int] = set()
         for dev in devices:
             try:
                 gpu = self._gpu(pynvml, dev, now)
                 if gpu is not None:
                     links += self._read(pynvml, dev, gpu, now)
+                    read.add(dev.index)
             except GpuLost as exc:
                 if not isinstance(exc, _StillLost):  # a fresh loss: the retry period starts now
                     self._lost_at[dev.index] = now
@@ -80,7 +83,9 @@ class NvlinkCollector:
         if with_links and failed >= len(with_links):
             raise RuntimeError("; ".join(problems))  # no GPU answered: this source is broken, the others go on
         if slow:  # links come and go with GPUs only: forgetting stale counters can wait for the slow tier
-            self._rates.retain((link.gpu, link.link, d) for link in links for d in ("tx", "rx"))
+            for gpu in with_links:
+                if gpu.index not in read:  # its counters start afresh when it answers again
+                    gpu.meter = NvlinkCountersImpl(gpu.links)
         sample = NvlinkSample(tuple(links))
         return Partial(sample, "; ".join(problems)) if problems else sample
 
@@ -99,8 +104,8 @@ class NvlinkCollector:
             return None
         uuid = _nvml.read_static(dev).uuid
         gpu = _Gpu(dev.index, count, uuid, _nvlink.Request(_nvlink.counter_slots(count)),
-                   _nvlink.Request(_nvlink.status_slots(count)),
-                   keys=[((dev.index, link, "tx"), (dev.index, link, "rx")) for link in range(count)])
+                   _nvlink.Request(_nvlink.status_slots(count)), statuses=[_NO_STATUS] * count,
+                   meter=NvlinkCountersImpl(count))
         self._gpus[dev.index] = gpu
         return gpu
 
@@ -111,45 +116,55 @@ class NvlinkCollector:
             self._read_status(pynvml, dev, gpu)
             gpu.status_at = now - stagger
         raw = _nvlink.read_raw(pynvml, dev.handle, gpu.counters)
-        tx: list[int | None] = [None] * gpu.links
-        rx: list[int | None] = [None] * gpu.links
-        for slot, value in zip(gpu.counters.slots, _nvlink.counters(raw), strict=True):
-            if value is not None and value <= _MAX_KIB:  # in bytes it still fits 64 bits
-                (tx if slot.kind == "tx_kib" else rx)[slot.link] = value * _nvlink.KIB
+        assert gpu.meter is not None
+        # In bytes (a value that would not fit 64 bits is None), with rates: one C call (or its Python twin).
+        values, rates = gpu.meter.read(raw, gpu.positions, now)
         if not gpu.counters.checked:  # after reading: the answers follow the entries as they were
             gpu.counters = _pruned(gpu.counters, raw)
+            if len(gpu.counters.entries) != 2 * gpu.links:  # each remaining entry's place among the counters
+                gpu.positions = tuple(2 * s.link + (s.kind == "rx_kib") for s in gpu.counters.slots)
         self._lost_at.pop(dev.index, None)
-        return self._links(gpu, tx, rx, now)
+        return _links(gpu, values, rates)
 
     def _read_status(self, pynvml: object, dev: _nvml.Device, gpu: _Gpu) -> None:
         """State, speed and error counters of every link, kept for the ticks until the next slow one."""
         raw = _nvlink.read_raw(pynvml, dev.handle, gpu.status)
-        answers: list[dict[str, int | None]] = [{} for _ in range(gpu.links)]
-        for slot, value in zip(gpu.status.slots, _nvlink.counters(raw), strict=True):
-            answers[slot.link][slot.kind] = value
-        for link, got in enumerate(answers):
-            counts = tuple(got.get(kind) for kind in _nvlink.ERROR_KINDS)
-            old = gpu.last_status.get(link)
+        # One row per link: state, speed, then the error counters in ERROR_KINDS order; None where not answered.
+        rows: list[list[int | None]] = [[None] * _COLUMNS for _ in range(gpu.links)]
+        for (link, column), value in zip(_places(gpu.status), _nvlink.counters(raw), strict=True):
+            rows[link][column] = value
+        last = gpu.last_status
+        for link, row in enumerate(rows):
+            counts = tuple(row[2:])
+            old = last.get(link)
             same = old is not None and (old[2].crc_flit, old[2].crc_data, old[2].replay, old[2].recovery) == counts
             errors = old[2] if old is not None and same else NvlinkErrors(*counts)
-            gpu.last_status[link] = (_state(got.get("state")), _speed(got.get("speed_mbps")), errors)
+            last[link] = (_state(row[0]), _speed(row[1]), errors)
+        gpu.statuses = [last.get(link, _NO_STATUS) for link in range(gpu.links)]
         if not gpu.status.checked:
             gpu.status = _pruned(gpu.status, raw)
 
-    def _links(self, gpu: _Gpu, tx: list[int | None], rx: list[int | None], now: float) -> list[NvlinkLink]:
-        # One loop with local names: an HGX board builds 144 of these a tick (benchmarks/bench_gpu.py).
-        rate, status, index, uuid = self._rates.rate, gpu.last_status, gpu.index, gpu.uuid
-        links = []
-        for link, (tx_key, rx_key) in enumerate(gpu.keys):
-            state, speed, errors = status.get(link, _NO_STATUS)
-            sent, received = tx[link], rx[link]
-            links.append(NvlinkLink(index, uuid, link, state, speed, sent, received,
-                                    _cents(rate(tx_key, sent, now)), _cents(rate(rx_key, received, now)), errors))
-        return links
+
+def _links(gpu: _Gpu, values: list[int | None], rates: list[float | None]) -> list[NvlinkLink]:
+    """The GPU's links from its counters and rates (tx, rx of link 0, then link 1, ...): an HGX board builds 144
+    a tick, so each is made by tuple.__new__ (a NamedTuple's own constructor costs 3x; bench_accel_all.py)."""
+    index, uuid, new = gpu.index, gpu.uuid, tuple.__new__
+    return [new(NvlinkLink, (index, uuid, link, status[0], status[1], sent, received, sent_rate, received_rate,
+                             status[2]))
+            for link, status, sent, received, sent_rate, received_rate
+            in zip(range(gpu.links), gpu.statuses, values[0::2], values[1::2], rates[0::2], rates[1::2], strict=True)]
 
 
-_MAX_KIB = U64_MAX // _nvlink.KIB
 _NO_STATUS: tuple[str | None, float | None, NvlinkErrors] = (None, None, NvlinkErrors())
+_COLUMN = {"state": 0, "speed_mbps": 1, **{kind: 2 + i for i, kind in enumerate(_nvlink.ERROR_KINDS)}}
+_COLUMNS = len(_COLUMN)
+
+
+def _places(request: _nvlink.Request) -> list[tuple[int, int]]:
+    """(link, column) of each entry of a status request, worked out once per request (it changes when pruned)."""
+    if len(request.places) != len(request.slots):
+        request.places = [(slot.link, _COLUMN[slot.kind]) for slot in request.slots]
+    return request.places
 
 
 def _pruned(request: _nvlink.Request, raw: bytes) -> _nvlink.Request:
@@ -158,11 +173,6 @@ def _pruned(request: _nvlink.Request, raw: bytes) -> _nvlink.Request:
     pruned = request.without(failed) if failed else request
     pruned.checked = True
     return pruned
-
-
-def _cents(rate: float | None) -> float | None:
-    """A rate to 2 decimals (rates.rounded's precision) at a quarter of round()'s cost: 144 links x 2 a tick."""
-    return int(rate * 100 + 0.5) / 100 if rate is not None else None
 
 
 def _state(value: int | float | None) -> str | None:

@@ -67,7 +67,7 @@ class TpuCollector:
                               f"{os.path.join(self.sys_root, 'bus/pci/devices')}")
         client = self._client or self._connect()
         try:
-            readings = client.read(self.call_seconds if self._reached else PROBE_SECONDS)
+            readings = client.read(self.call_seconds if self._reached else PROBE_SECONDS, now)
         except RpcFailed as exc:
             if not self._reached:  # never answered yet: absent (no framework holds the TPU), not broken
                 raise Unavailable(f"no TPU runtime metrics service answers at {client.address} ({_ADDRESS_HINT}): "
