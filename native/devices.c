@@ -1,6 +1,7 @@
 /* Per-device counter rates (see devices.h): rates.py's CounterRates over flat rows. */
 #define _GNU_SOURCE
 #include "devices.h"
+#include "counter_rates.h"
 #include "numbers.h"
 
 #include <errno.h>
@@ -10,16 +11,12 @@
 
 enum { FIELDS = SM_DEVS_COUNTERS, JSON_ROW_MAX = 400 }; /* keys and 8 values of at most 24 characters */
 
-struct baseline {
-    uint64_t value;
-    double at;
-};
-
-/* One counter's baselines: the last good reading first, then the readings of a run that dropped
- * (strictly decreasing). n == 0: never seen (or only as null), as a key CounterRates lacks. */
+/* One counter's baselines (counter_rates.h); n == 0: never seen (or only as null), as a key
+ * CounterRates lacks. */
 struct counter {
-    struct baseline b[SM_DEVS_BASELINES];
-    int n;
+    uint64_t value[COUNTER_BASELINES];
+    double at[COUNTER_BASELINES];
+    uint32_t n;
 };
 
 struct state {
@@ -336,40 +333,6 @@ nomem:
 
 /* ---------------------------------------------------------------- rates */
 
-/* rates.counter_rate: 0 when no time passed or the counter did not advance. */
-static double counter_rate(uint64_t previous, uint64_t current, double elapsed)
-{
-    if (elapsed <= 0)
-        return 0.0;
-    return current > previous ? (double)(current - previous) / elapsed : 0.0;
-}
-
-/* CounterRates.rate, step for step. */
-static double rate(struct counter *k, uint64_t value, double now)
-{
-    struct baseline *b = k->b;
-    if (k->n > 0 && value >= b[0].value) { /* the usual tick */
-        struct baseline good = b[0];
-        b[0] = (struct baseline){value, now};
-        k->n = 1;
-        return counter_rate(good.value, value, now - good.at);
-    }
-    for (int depth = 1; depth < k->n; depth++) { /* below the good reading: a dip, a reset or a wrap */
-        uint64_t low = b[depth].value;
-        if (value >= low) {
-            if (value == low) /* still flat after the drop: keep every baseline */
-                return 0.0;
-            double since = b[depth - 1].at;
-            b[0] = (struct baseline){value, now};
-            k->n = 1;
-            return counter_rate(low, value, now - since);
-        }
-    }
-    if (k->n < SM_DEVS_BASELINES) /* below every baseline, or first sight */
-        b[k->n++] = (struct baseline){value, now};
-    return 0.0;
-}
-
 static double total(const double *rates, size_t n, int column)
 {
     if (n == 0)
@@ -409,7 +372,7 @@ long sm_devs_rate(sm_devs *d, double now)
         struct state *s = &d->states[d->state_of[i]];
         double raw[FIELDS];
         for (int k = 0; k < FIELDS; k++)
-            raw[k] = ok[k] ? rate(&s->c[k], in[k], now) : NAN;
+            raw[k] = ok[k] ? counter_rates_step(s->c[k].value, s->c[k].at, &s->c[k].n, in[k], now) : NAN;
         for (int k = 0; k < FIELDS; k++) {
             d->out_counters[i * FIELDS + k] = in[order[k]];
             d->out_valid[i * FIELDS + k] = ok[order[k]];

@@ -1,6 +1,6 @@
 /* The device-rates interface as cffi reads it (no preprocessor here): kept in step with devices.h. */
 
-enum { SM_DEVS_COUNTERS = 4, SM_DEVS_RATES = 4, SM_DEVS_BASELINES = 8 };
+enum { SM_DEVS_COUNTERS = 4, SM_DEVS_RATES = 4 };
 
 typedef struct sm_devs sm_devs;
 

@@ -23,7 +23,7 @@
  * (disk: read rate, write rate, iops, NaN; interface: bytes in, out, packets in, out), NaN for
  * null. Totals: the sums of each published rate over the selected rows (NaN when any is null, or
  * no row is selected). A counter a Python-parsed row could not fit in 64 bits is invalid (null). */
-enum { SM_DEVS_COUNTERS = 4, SM_DEVS_RATES = 4, SM_DEVS_BASELINES = 8 };
+enum { SM_DEVS_COUNTERS = 4, SM_DEVS_RATES = 4 };
 
 typedef struct sm_devs sm_devs;
 

@@ -1,5 +1,8 @@
 /* tracklab-sysmon C helper, fabric counters: NVLink field values decoded and rated (see fabric.h). */
 #include "fabric.h"
+#include "counter_rates.h"
+
+_Static_assert(FB_BASELINES == COUNTER_BASELINES, "one baseline bound for every counter");
 
 #include <math.h>
 #include <string.h>
@@ -43,41 +46,10 @@ size_t fb_field_counters(const unsigned char *raw, size_t records, const uint32_
     return unknown;
 }
 
-/* rates.counter_rate: 0 over no time or when the counter did not rise. */
-static double counter_rate(uint64_t previous, uint64_t current, double elapsed)
-{
-    if (elapsed <= 0 || current <= previous)
-        return 0.0;
-    return (double)(current - previous) / elapsed;
-}
-
 /* rates.cents: int(rate * 100 + 0.5) / 100 for a rate >= 0 (int() truncates, which is floor here). */
 static double cents(double rate)
 {
     return floor(rate * 100.0 + 0.5) / 100.0;
-}
-
-/* rates._below_good: a reading below the good one (or the first): a dip, a reset or a wrap. */
-static double below_good(fb_counter *c, uint64_t value, double now)
-{
-    for (uint32_t depth = 1; depth < c->count; depth++) {
-        uint64_t low = c->value[depth];
-        if (value >= low) {
-            if (value == low)
-                return 0.0; /* still flat after the drop: keep every baseline */
-            double since = c->at[depth - 1];
-            c->value[0] = value;
-            c->at[0] = now;
-            c->count = 1;
-            return cents(counter_rate(low, value, now - since));
-        }
-    }
-    if (c->count < FB_BASELINES) {
-        c->value[c->count] = value;
-        c->at[c->count] = now;
-        c->count++;
-    }
-    return 0.0;
 }
 
 size_t fb_column_rates(fb_counter *column, size_t n, const uint64_t *values, const uint8_t *known, double now,
@@ -86,19 +58,11 @@ size_t fb_column_rates(fb_counter *column, size_t n, const uint64_t *values, con
     size_t unknown = 0;
     for (size_t i = 0; i < n; i++) {
         fb_counter *c = &column[i];
-        uint64_t value = values[i];
         if (!known[i]) {
             rates[i] = NAN;
             unknown++;
-        } else if (c->count > 0 && value >= c->value[0]) {
-            uint64_t good = c->value[0];
-            double good_at = c->at[0];
-            c->value[0] = value;
-            c->at[0] = now;
-            c->count = 1;
-            rates[i] = cents(counter_rate(good, value, now - good_at));
         } else {
-            rates[i] = below_good(c, value, now);
+            rates[i] = cents(counter_rates_step(c->value, c->at, &c->count, values[i], now));
         }
     }
     return unknown;
