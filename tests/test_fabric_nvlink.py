@@ -69,6 +69,12 @@ def test_field_ids_are_nvml_headers():
     for kind, name in names.items():
         expected = [getattr(pynvml, f"NVML_FI_DEV_NVLINK_{name}_L{link}") for link in range(12)]
         assert [fid for fid, scope, slot in _nvlink.status_slots(12) if slot.kind == kind] == expected
+    scoped = {"crc_flit": pynvml.NVML_FI_DEV_NVLINK_ERROR_DL_CRC, "replay": pynvml.NVML_FI_DEV_NVLINK_ERROR_DL_REPLAY,
+              "recovery": pynvml.NVML_FI_DEV_NVLINK_ERROR_DL_RECOVERY}
+    for kind, field_id in scoped.items():  # links 12+: the scoped DL counters, link in scopeId
+        assert [(fid, scope) for fid, scope, slot in _nvlink.status_slots(18) if slot.kind == kind][12:] == [
+            (field_id, link) for link in range(12, 18)]
+    assert [slot.link for _, _, slot in _nvlink.status_slots(18) if slot.kind == "crc_data"] == list(range(12))
 
 
 def test_record_layout_is_pynvmls_struct():
@@ -179,13 +185,16 @@ def test_public_bindings_call_reads_the_same_values(stub):
     assert public == fast and public[1]["nvlink"][5]["txRate"] == 300 * KIB
 
 
-def test_links_past_eleven_have_data_but_null_error_counters(stub):
-    """NVML names per-link error ids only for links 0-11: an 18-link GPU's links 12-17 report null errors."""
+def test_links_past_eleven_read_the_scoped_error_counters(stub):
+    """NVML names per-link error ids only for links 0-11: an 18-link GPU's links 12-17 read replay, recovery and
+    flit CRC through the scoped DL fields (the stand-in answers 1000 x gpu + 100 x kind + link); no data-CRC
+    counter exists for them, so it is null."""
     (line,) = probe(stub, "1", NVLINK="18", GPUS="1")
     links = line["nvlink"]
     assert [link["link"] for link in links] == list(range(18))
     assert links[11]["errors"]["replay"] == 211 and links[17]["txBytes"] == _tx_kib(0, 17, 1) * KIB
-    assert links[12]["errors"] == {"crcFlit": None, "crcData": None, "replay": None, "recovery": None}
+    assert links[12]["errors"] == {"crcFlit": 12, "crcData": None, "replay": 212, "recovery": 312}
+    assert links[17]["errors"] == {"crcFlit": 17, "crcData": None, "replay": 217, "recovery": 317}
 
 
 def test_unsupported_counters_are_null_and_never_asked_again(stub):

@@ -23,7 +23,9 @@ FI_THROUGHPUT_DATA_RX = 139
 FI_GET_SPEED = 164  # NVML_FI_DEV_NVLINK_GET_SPEED: MBps
 FI_GET_STATE = 165  # NVML_FI_DEV_NVLINK_GET_STATE: NVML_NVLINK_STATE_*
 # Error counters have one field id per link, for links 0-5 and 6-11 (nvml.h's ..._L0 .. _L11);
-# the link id also goes in scopeId, which newer headers ask for. NVML names no ids for links 12+.
+# the link id also goes in scopeId, which newer headers ask for. Links 12+ (Hopper's 18) have only the
+# scoped DL counters (NVML_FI_DEV_NVLINK_ERROR_DL_REPLAY, _RECOVERY, _CRC, link in scopeId): replay,
+# recovery and flit CRC; no data-CRC counter exists for them, so that one stays null.
 _ERROR_IDS = {
     "crc_flit": tuple(range(32, 38)) + tuple(range(96, 102)),
     "crc_data": tuple(range(39, 45)) + tuple(range(102, 108)),
@@ -31,6 +33,7 @@ _ERROR_IDS = {
     "recovery": tuple(range(53, 59)) + tuple(range(114, 120)),
 }
 ERROR_KINDS = tuple(_ERROR_IDS)
+_SCOPED_ERROR_IDS = {"crc_flit": 163, "replay": 161, "recovery": 162}  # for links 12 and up
 STATES = {0: "inactive", 1: "active", 2: "sleep"}  # NVML_NVLINK_STATE_INACTIVE, _ACTIVE, _SLEEP
 KIB = 1024
 MBPS_TO_BITS = 8e6  # NVLink speed is in MB/s (10^6 bytes) per direction
@@ -99,6 +102,8 @@ def status_slots(links: int) -> list[tuple[int, int, Slot]]:
         for kind, ids in _ERROR_IDS.items():
             if link < len(ids):
                 entries.append((ids[link], link, Slot(link, kind)))
+            elif kind in _SCOPED_ERROR_IDS:
+                entries.append((_SCOPED_ERROR_IDS[kind], link, Slot(link, kind)))
     return entries
 
 

@@ -583,8 +583,13 @@ static int nvlink_down(unsigned gpu, unsigned link) {
 }
 
 /* The legacy per-link error ids: 32-37/96-101 CRC flit, 39-44/102-107 CRC data, 46-51/108-113 replay,
- * 53-58/114-119 recovery, for links 0-5 and 6-11. Returns the counter kind 0-3 and sets *link, or -1. */
+ * 53-58/114-119 recovery, for links 0-5 and 6-11; and the scoped ones of newer drivers, for any link
+ * (link in scopeId): 161 NVML_FI_DEV_NVLINK_ERROR_DL_REPLAY, 162 _RECOVERY, 163 _CRC (flit).
+ * Returns the counter kind 0-3 and sets *link, or -1. */
 static int error_field(unsigned id, unsigned *link) {
+    if (id == 161) return 2;
+    if (id == 162) return 3;
+    if (id == 163) return 0;
     for (int kind = 0; kind < 4; kind++) {
         unsigned low = 32 + 7 * (unsigned)kind, high = 96 + 6 * (unsigned)kind;
         if (id >= low && id < low + 6) { *link = id - low; return kind; }
