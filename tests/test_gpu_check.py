@@ -127,6 +127,9 @@ def test_nvlink_and_infiniband_counters_agree_with_the_vendor_tools(stub, tmp_pa
                        FIXTURES / "infiniband-hca" / "sys", gpus="1", nvlink="2")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "| 0 | 0 | active | tx | 1024102400 B | 1000100 KiB | 1024204800 B | yes |" in done.stdout
+    # error counters: the field values and NVML's per-link call agree (the stand-in: 100 x kind + link)
+    assert "| 0 | 1 | replay | 201 | 201 | 201 | yes |" in done.stdout
+    assert "| 0 | 0 | crc_data | 100 | 100 | 100 | yes |" in done.stdout
     row = "| mlx5_0/1 | InfiniBand | active | 200000000000.0 | PortXmitData | 10000000000 | 2500000000 |"
     assert row in done.stdout
     assert "| mlx5_1/1 | InfiniBand | down |" in done.stdout and "**NO**" not in done.stdout

@@ -637,6 +637,19 @@ static void answer(field_value *v, unsigned gpu, int links) {
     v->value.ull = 1000ULL * gpu + 100ULL * (unsigned)kind + link;
 }
 
+/* nvmlDeviceGetNvLinkErrorCounter: the same counts as the field values (nvmlNvLinkErrorCounter_t: 0 replay,
+ * 1 recovery, 2 CRC flit, 3 CRC data), for any link, as the per-link call answers on every generation. */
+int nvmlDeviceGetNvLinkErrorCounter(device *d, unsigned link, int counter, unsigned long long *value) {
+    static const int kind_of[4] = {2, 3, 0, 1};
+    CHECK(d, "nvlinkerrors");
+    int links = nvlink_links();
+    if (links < 0) return ERR_NOT_SUPPORTED;
+    if (value == NULL || counter < 0 || counter > 3 || link >= (unsigned)links) return ERR_INVALID_ARGUMENT;
+    unsigned gpu = d->mig_parent >= 0 ? (unsigned)d->mig_parent : d->index;
+    *value = 1000ULL * gpu + 100ULL * (unsigned)kind_of[counter] + link;
+    return SUCCESS;
+}
+
 int nvmlDeviceGetFieldValues(device *d, int n, field_value *values) {
     count("nvmlDeviceGetFieldValues");
     CHECK(d, NULL);
