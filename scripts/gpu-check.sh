@@ -2,7 +2,8 @@
 # Real-GPU check: compares every field the NVIDIA collector reports with nvidia-smi, then measures
 # the collector's cost per tick. Prints Markdown for docs/performance.md ("GPU collector").
 # Then the fabric: each NVLink's data counters against `nvidia-smi nvlink -gt d`, each InfiniBand/RoCE
-# port's data counters against `perfquery -x` (when infiniband-diags is installed), and their cost.
+# port's data counters against `perfquery -x` (when infiniband-diags is installed), each AWS EFA port's
+# against `rdma -j statistic show link` (iproute2; EFA has no PMA), and their cost.
 # Usage: scripts/gpu-check.sh [TICKS]      (PYTHON=... to pick the interpreter; default .venv/bin/python)
 #        scripts/gpu-check.sh intel [SECONDS]   Intel GPUs beside intel_gpu_top -J (scripts/check_intel.py)
 #        scripts/gpu-check.sh rapl [SECONDS]    RAPL energy beside perf stat power/energy-* (scripts/check_rapl.py)
@@ -148,6 +149,34 @@ def nvlink_error_check(before, after):
             print(f"| {old.gpu} | {old.link} | {kind} | {lo} | {theirs} | {hi} | {verdict} |")
     return failures
 
+def perfquery_counters(tool, port):
+    """PortXmitData etc. of one port from `perfquery -x` (the PMA: data in 4-byte words); {} without the tool."""
+    import re, subprocess
+    if not tool:
+        return {}
+    out = subprocess.run([tool, "-x", "-C", port.device, "-P", str(port.port)], capture_output=True, text=True).stdout
+    return {name: int(m.group(1)) for name in ("PortXmitData", "PortRcvData", "PortXmitPkts", "PortRcvPkts")
+            if (m := re.search(rf"^{name}:\.*(\d+)", out, re.M))}
+
+
+def efa_counters(tool, port):
+    """The same four counters of an EFA port from `rdma -j statistic show link DEV/PORT` (the efa driver's
+    port statistics through netlink: tx_bytes, rx_bytes, tx_pkts, rx_pkts, in bytes and packets)."""
+    import subprocess
+    if not tool:
+        return {}
+    out = subprocess.run([tool, "-j", "statistic", "show", "link", f"{port.device}/{port.port}"],
+                         capture_output=True, text=True).stdout
+    try:
+        rows = json.loads(out or "[]")
+    except ValueError:
+        print(f"`rdma -j statistic` printed no JSON for {port.device}/{port.port}: {out[:200]!r}")
+        return {}
+    row = next((r for r in rows if r.get("ifname") == port.device and int(r.get("port", -1)) == port.port), {})
+    names = {"tx_bytes": "PortXmitData", "rx_bytes": "PortRcvData", "tx_pkts": "PortXmitPkts", "rx_pkts": "PortRcvPkts"}
+    return {ours: int(row[theirs]) for theirs, ours in names.items() if theirs in row}
+
+
 def fabric_checks(ticks, cost):
     """NVLink and InfiniBand data counters against the vendor tools; each counter only grows, so the tool's
     reading must lie between ours just before and just after it. Returns how many disagree."""
@@ -200,21 +229,26 @@ def fabric_checks(ticks, cost):
     if ports is None:
         print(f"InfiniBand not checked: {why}")
         return failures
-    tool = shutil.which("perfquery")
-    print("| port | layer | state | rate b/s | counter | collector before | perfquery | collector after | agree |")
+    sys_root = os.environ.get("SYSMON_SYS_ROOT", "/sys")
+    tools = {"perfquery": shutil.which("perfquery"), "rdma": shutil.which("rdma")}
+    print("EFA ports (no `counters/`, no PMA for perfquery) are checked against iproute2's "
+          "`rdma -j statistic show link` (netlink, not sysfs), in bytes.\n")
+    print("| port | layer | state | rate b/s | counter | collector before | tool | collector after | agree |")
     print("|---|---|---|---|---|---|---|---|---|")
     for port in ports:
-        out = subprocess.run([tool, "-x", "-C", port.device, "-P", str(port.port)], capture_output=True,
-                             text=True).stdout if tool else ""
+        efa = not os.path.isdir(f"{sys_root}/class/infiniband/{port.device}/ports/{port.port}/counters")
+        tool_name = "rdma" if efa else "perfquery"
+        tool = tools[tool_name]
+        theirs_of = efa_counters(tool, port) if efa else perfquery_counters(tool, port)
         later = {(p.device, p.port): p for p in (section(ib, "ports")[0] or [])}.get((port.device, port.port))
-        for name, attr, words in (("PortXmitData", "tx_bytes", 4), ("PortRcvData", "rx_bytes", 4),
+        data_words = 1 if efa else 4  # EFA's hw_counters count bytes; the PMA's data counters 4-byte words
+        for name, attr, words in (("PortXmitData", "tx_bytes", data_words), ("PortRcvData", "rx_bytes", data_words),
                                   ("PortXmitPkts", "tx_packets", 1), ("PortRcvPkts", "rx_packets", 1)):
-            m = re.search(rf"^{name}:\.*(\d+)", out, re.M)
-            theirs = int(m.group(1)) if m else None
+            theirs = theirs_of.get(name)
             lo, hi = getattr(port, attr), getattr(later, attr) if later else None
             ok = None not in (lo, hi, theirs) and lo // words <= theirs <= hi // words
             failures += bool(tool) and not ok
-            verdict = ("yes" if ok else "**NO**") if tool else "perfquery not installed"
+            verdict = ("yes" if ok else "**NO**") if tool else f"{tool_name} not installed"
             print(f"| {port.device}/{port.port} | {port.link_layer} | {port.state} | {port.rate} | {name} | {lo} | "
                   f"{theirs} | {hi} | {verdict} |")
     print(f"\nCost per tick: median {cost(InfinibandCollector(os.environ.get('SYSMON_SYS_ROOT', '/sys')), ticks)[0]:.3f}"

@@ -99,8 +99,24 @@ echo "PortRcvPkts:.....................$(cat $c/port_rcv_packets)"
 """
 
 
-def _fabric_tools(folder: pathlib.Path, tx0: int, perfquery: bool) -> pathlib.Path:
-    """nvidia-smi answering the GPU CSV and `nvlink -gt d`; perfquery reading the fixture, if asked for."""
+RDMA = r"""#!/bin/sh
+# Stand-in `rdma -j statistic show link DEV/PORT` (iproute2): the port's hw counters from the fixture tree,
+# in the tool's JSON layout (an array of one object per link: ifname, port, then each counter by name).
+# RDMA_SKEW is added to tx_bytes, to plant a disagreement.
+link=$5; dev=${link%/*}; port=${link#*/}
+h="$SYSMON_SYS_ROOT/class/infiniband/$dev/ports/$port/hw_counters"
+printf '[{"ifname":"%s","port":%s' "$dev" "$port"
+for name in tx_bytes rx_bytes tx_pkts rx_pkts rx_drops; do
+  value=$(cat "$h/$name")
+  [ "$name" = tx_bytes ] && value=$((value + ${RDMA_SKEW:-0}))
+  printf ',"%s":%s' "$name" "$value"
+done
+echo '}]'
+"""
+
+
+def _fabric_tools(folder: pathlib.Path, tx0: int, perfquery: bool, rdma: bool = False) -> pathlib.Path:
+    """nvidia-smi answering the GPU CSV and `nvlink -gt d`; perfquery and rdma reading the fixture, if asked for."""
     rows = [ROW.format(i=0, used=1024, p=0)]
     _fake_smi(folder, rows)
     smi = folder / "nvidia-smi"
@@ -110,12 +126,16 @@ def _fabric_tools(folder: pathlib.Path, tx0: int, perfquery: bool) -> pathlib.Pa
     if perfquery:
         (folder / "perfquery").write_text(PERFQUERY)
         (folder / "perfquery").chmod(0o755)
+    if rdma:
+        (folder / "rdma").write_text(RDMA)
+        (folder / "rdma").chmod(0o755)
     return folder
 
 
-def _run_fabric(stub, bin_dir, sys_root: pathlib.Path, **scenario: str) -> subprocess.CompletedProcess:
+def _run_fabric(stub, bin_dir, sys_root: pathlib.Path, rdma_skew: int = 0,
+                **scenario: str) -> subprocess.CompletedProcess:
     env = stub_env(stub, **scenario)
-    env.update(PYTHON=sys.executable, PATH=str(bin_dir), SYSMON_SYS_ROOT=str(sys_root))
+    env.update(PYTHON=sys.executable, PATH=str(bin_dir), SYSMON_SYS_ROOT=str(sys_root), RDMA_SKEW=str(rdma_skew))
     return subprocess.run([shutil.which("bash"), SCRIPT, "5"], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -153,3 +173,19 @@ def test_without_nvlink_or_perfquery_the_check_says_why(stub, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "NVLink not checked: Unavailable: no NVIDIA GPU here reports NVLink links" in done.stdout
     assert "| PortXmitData | 10000000000 | None | 10000000000 | perfquery not installed |" in done.stdout
+
+
+@pytest.mark.parametrize(("skew", "verdict", "status"), [(0, "yes", 0), (1_000_000, "**NO**", 1)])
+def test_efa_ports_are_checked_against_rdma_statistic_in_bytes(stub, tmp_path, skew, verdict, status):
+    """An EFA port (no counters/: no PMA for perfquery) is compared with `rdma -j statistic show link` in bytes;
+    a tool count outside our reads around it fails the check."""
+    from conftest import FIXTURES
+
+    done = _run_fabric(stub, _fabric_tools(tmp_path / "bin", 0, perfquery=True, rdma=True),
+                       FIXTURES / "efa-p5" / "sys", rdma_skew=skew, gpus="1")
+    assert done.returncode == status, done.stdout + done.stderr
+    tx = 123456789012 + skew
+    assert (f"| rdmap79s0/1 | Unknown | active | 100000000000.0 | PortXmitData | 123456789012 | {tx} | "
+            f"123456789012 | {verdict} |") in done.stdout
+    assert ("| rdmap79s0/1 | Unknown | active | 100000000000.0 | PortRcvPkts | 18000000 | 18000000 | "
+            "18000000 | yes |") in done.stdout
