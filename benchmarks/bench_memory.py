@@ -58,12 +58,17 @@ class Service:
         self.rows.append({"minute": minute, "threads": threads, **memory_mib(self.proc.pid)})
 
     def imports(self) -> dict:
-        """Top-level packages in the -X importtime log, and the time of all imports (the sum of the
-        outermost ones' cumulative times: start-up and lazy imports alike)."""
+        """Top-level packages in the -X importtime log of the serving image, and the time of all imports of
+        both images (the sum of the outermost ones' cumulative times: start-up and lazy imports alike).
+        `serve` parses its flags in one image and re-executes itself to serve: each image's log starts
+        with the header line, so the packages are those after the last header."""
         packages, total_us = set(), 0
         with open(self.log, errors="replace") as handle:
             for line in handle:
-                if not line.startswith("import time:") or line.rstrip().endswith("imported package"):
+                if line.rstrip().endswith("imported package"):
+                    packages = set()  # a new image: what the one before loaded is gone
+                    continue
+                if not line.startswith("import time:"):
                     continue
                 _self_us, cumulative, raw = line.rstrip("\n").split("|")
                 name = raw.strip()

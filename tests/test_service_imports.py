@@ -4,6 +4,7 @@ of a real `serve` process, exercised on every route but /metrics, then on /metri
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 
 import aiohttp
@@ -28,13 +29,24 @@ def nvml_present() -> bool:
     return True
 
 
+IMPORTTIME_HEADER = "import time: self [us] | cumulative | imported package"
+
+
+def images(log: str) -> list[list[str]]:
+    """The -X importtime log split per interpreter image: each one starts with the header line."""
+    found: list[list[str]] = []
+    for line in log.splitlines():
+        if line == IMPORTTIME_HEADER:
+            found.append([])
+        elif line.startswith("import time:") and found:
+            found[-1].append(line)
+    return found
+
+
 def imported(log: str) -> set[str]:
-    """Top-level packages in the -X importtime log (`import time: self | cumulative | name`)."""
-    return {
-        line.rsplit("|", 1)[1].strip().split(".")[0]
-        for line in log.splitlines()
-        if line.startswith("import time:") and not line.endswith("| imported package")
-    }
+    """Top-level packages the serving image (the last one: the command line re-executes itself once its
+    flags are parsed) imported, from its -X importtime lines (`import time: self | cumulative | name`)."""
+    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in images(log)[-1]}
 
 
 async def use_every_route_but_metrics(base: str, ticks: int) -> None:
@@ -51,16 +63,21 @@ async def use_every_route_but_metrics(base: str, ticks: int) -> None:
 
 
 async def test_the_service_imports_only_what_its_path_needs(tmp_path):
-    """After start-up and a use of every route but /metrics, of the optional packages only click (the
-    command line that parsed the flags) is loaded, pynvml only where NVML exists; prometheus_client
-    first loads on the first /metrics. `--parent-pid` is set, as SystemMonitor and the SDK set it."""
+    """After start-up and a use of every route but /metrics, none of the optional packages is loaded in the
+    serving image (click parsed the flags in the image before it: two images, the same pid), pynvml only
+    where NVML exists; prometheus_client first loads on the first /metrics. `--parent-pid` is set, as
+    SystemMonitor and the SDK set it."""
     service = Service(tmp_path, "--interval", "0.1", "--parent-pid", str(os.getpid()),
                       python_flags=("-X", "importtime"))
     try:
         base = f"http://127.0.0.1:{service.port}"
         await use_every_route_but_metrics(base, ticks=6)
-        expected = {"click", "pynvml"} if nvml_present() else {"click"}
-        assert imported(service.log()) & set(OPTIONAL) == expected
+        log = service.log()
+        assert len(images(log)) == 2, log[-3000:]
+        assert "click" in {line.rsplit("|", 1)[1].strip().split(".")[0] for line in images(log)[0]}
+        assert int(json.loads(service.portfile.read_text())["pid"]) == service.proc.pid
+        expected = {"pynvml"} if nvml_present() else set()
+        assert imported(log) & set(OPTIONAL) == expected
         async with aiohttp.ClientSession(base) as session, session.get("/metrics") as response:
             assert response.status == 200
             assert b"tracklab_sysmon_cpu_usage_ratio" in await response.read()

@@ -1,6 +1,6 @@
 """`python -m tracklab_sysmon` runs the same CLI as `tracklab-sysmon`."""
 
-from .cli import main
+from .launch import main
 
 if __name__ == "__main__":
     main(prog_name="tracklab-sysmon")

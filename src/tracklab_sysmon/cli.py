@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import sys
 from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any
@@ -102,26 +101,34 @@ def _apply(options: list[Decorator]) -> Decorator:
     return decorate
 
 
+_hand_over = False  # set by `launch`: this process was started for the command line alone
+
+
+def allow_hand_over() -> None:
+    """Let `serve` re-execute this command line once its flags are valid, so the service runs without click.
+
+    Only the entry points in `launch` allow it: a test or program that calls `main` in its own process keeps
+    serving from that process.
+    """
+    global _hand_over
+    _hand_over = True
+
+
 def _run_service(**options: Any) -> None:
     from .server.early_stop import catch_stop_signals
 
     catch_stop_signals()  # first, before the slow imports: SIGTERM during start-up must still exit 0
-    import asyncio
+    from . import service_main
 
-    from . import hotpath
-    from .server.runner import serve
-
-    logging.basicConfig(
-        level=logging.DEBUG if options["verbose"] else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    hotpath.warn_if_fallback()  # once, at start-up, now that logging writes to stderr
     try:
         options["peers"] = tuple(parse_peer(peer) for peer in options["peers"])
         config = ServiceConfig(**options)
-        asyncio.run(serve(config))
     except SysmonError as exc:
         _fail(str(exc))
+        return
+    if _hand_over:
+        service_main.hand_over(config, _prog())  # returns only where the exec cannot be done
+    service_main.run_service(config, _prog())
 
 
 def _fail(message: str) -> None:

@@ -27,6 +27,7 @@ MAX_HISTORY_MIB = 65536
 DEFAULT_HISTORY_STREAMS = 32  # history responses written at once; more get 503
 MAX_TIMEOUT = 3600.0
 
+HANDOFF_VAR = "TRACKLAB_SYSMON_HANDOFF_FD"  # set only by `service_main.hand_over`, for the image it executes
 
 @dataclass(frozen=True, slots=True)
 class PeerSpec:
