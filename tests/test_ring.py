@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tracklab_sysmon.ring import SnapshotRing
 
@@ -104,3 +106,103 @@ async def test_the_service_bounds_its_history_by_the_configured_mib() -> None:
     app = create_app(ServiceConfig(history=50, history_mib=3), collectors=())
     ring = app[keys.SAMPLER].ring
     assert (ring.capacity, ring.max_bytes) == (50, 3 * 2**20)
+
+
+# --- Full blocks kept compressed ------------------------------------------------------------------------------
+
+def snapshot(i: int) -> bytes:
+    """A small snapshot-like body: the same keys every time, a few numbers changing."""
+    return b'{"timestamp":%d,"cpu":{"usage":%d.5,"cores":[1.0,2.0,3.0,4.0]},"memory":{"used":%d}}' % (
+        i, i % 97, 1000 + i)
+
+
+def test_a_full_block_is_held_compressed_and_reads_back_the_same() -> None:
+    """64 similar snapshots (the default block) are held as one zlib blob: `bytes` is its size, far under
+    their raw size, and every selection returns the original bytes."""
+    import zlib
+
+    ring = SnapshotRing(1000)
+    raw = [snapshot(i) for i in range(64)]
+    for i, body in enumerate(raw):
+        ring.append(i, body)
+    assert ring.bytes == len(zlib.compress(b"".join(raw), 6))
+    assert ring.bytes * 5 < sum(map(len, raw))
+    assert ring.select() == raw
+    assert ring.select(limit=3) == raw[-3:]
+    assert ring.select(since=60) == raw[61:]
+    ring.append(64, snapshot(64))  # the next block starts raw
+    assert ring.bytes == len(zlib.compress(b"".join(raw), 6)) + len(snapshot(64))
+    assert ring.select(limit=2) == [raw[-1], snapshot(64)]
+
+
+def test_a_block_too_big_to_compress_cheaply_stays_raw() -> None:
+    """Blocks over COMPRESS_UP_TO raw bytes (a big machine's snapshots) are not compressed."""
+    from tracklab_sysmon import ring as ring_module
+
+    body = b"x" * (ring_module.COMPRESS_UP_TO // 4 + 1)
+    ring = SnapshotRing(10, block=4)
+    for i in range(4):
+        ring.append(i, body)
+    assert ring.bytes == 4 * len(body)
+    assert ring.select() == [body] * 4
+
+
+def test_a_compressed_block_frees_its_blob_when_its_last_snapshot_is_dropped() -> None:
+    """With blocks of 4 and room for 6: the first block is dropped one snapshot at a time from reads, and
+    its blob leaves `bytes` with the last of them."""
+    import zlib
+
+    ring = SnapshotRing(6, block=4)
+    for i in range(8):
+        ring.append(i, snapshot(i))
+    blocks = [len(zlib.compress(b"".join(snapshot(i) for i in range(k, k + 4)), 6)) for k in (0, 4)]
+    assert (len(ring), ring.select()) == (6, [snapshot(i) for i in range(2, 8)])
+    assert ring.bytes == blocks[0] + blocks[1]
+    ring.append(8, snapshot(8))
+    ring.append(9, snapshot(9))
+    assert (len(ring), ring.select()) == (6, [snapshot(i) for i in range(4, 10)])
+    assert ring.bytes == blocks[1] + len(snapshot(8)) + len(snapshot(9))
+
+
+def test_since_finds_newer_snapshots_in_any_block_after_the_clock_stepped_back() -> None:
+    """Timestamps need not grow (the wall clock can be set back): since= looks into every block."""
+    ring = SnapshotRing(100, block=4)
+    stamps = [100, 200, 400, 50, 60, 70, 80, 90, 500]  # the first block's newest snapshot is in its middle
+    for ts in stamps:
+        ring.append(ts, snapshot(ts))
+    assert ring.select(since=250) == [snapshot(400), snapshot(500)]
+    assert ring.select(since=55, limit=4) == [snapshot(100), snapshot(200), snapshot(400), snapshot(60)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    capacity=st.integers(1, 40),
+    block=st.integers(1, 9),
+    max_bytes=st.none() | st.integers(1, 3000),
+    stamps=st.lists(st.integers(0, 60), max_size=120),
+    since=st.none() | st.integers(-1, 61),
+    limit=st.none() | st.integers(0, 50),
+)
+def test_the_blocked_ring_keeps_a_suffix_and_selects_as_a_plain_list_would(
+    capacity: int, block: int, max_bytes: int | None, stamps: list[int], since: int | None, limit: int | None
+) -> None:
+    """Whatever the block size and limits: what is kept is the newest snapshots (never none once one came),
+    at most `capacity`, all of them when no byte limit applies; `bytes` is what the units hold; and
+    `select` answers exactly as a plain list of the kept pairs would."""
+    ring = SnapshotRing(capacity, max_bytes, block=block)
+    appended = [(ts, snapshot(i)) for i, ts in enumerate(stamps)]
+    for ts, body in appended:
+        ring.append(ts, body)
+    kept = appended[len(appended) - len(ring):]
+    assert len(ring) <= capacity and (len(ring) >= 1 or not appended)
+    if max_bytes is None:
+        assert len(ring) == min(capacity, len(appended))
+    assert ring.select(limit=len(ring) or None) == [body for _, body in kept]
+    held = sum(len(u.blob) if u.blob is not None else sum(map(len, u.entries or [])) for u in ring._units)
+    assert ring.bytes == held
+    effective = capacity if limit is None else limit
+    if since is None:
+        expected = [body for _, body in kept][max(0, len(kept) - effective):]
+    else:
+        expected = [body for ts, body in kept if ts > since][:effective]
+    assert ring.select(since, limit) == expected
