@@ -11,6 +11,7 @@ from conftest import FIXTURES, native_module
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tracklab_sysmon._sysfs import KeptAttribute
 from tracklab_sysmon.collectors import drm_clients
 from tracklab_sysmon.collectors.drm_fdwalk import canonical, drm_fds
 
@@ -118,13 +119,13 @@ def test_the_walk_backend_follows_the_native_setting(walk):
     assert drm_clients.select_fd_walker("require")[1] == "cffi"
 
 
-# ---------------------------------------------------------------- fdinfo read through kept descriptors
+# ---------------------------------------------------------------- fdinfo read through kept descriptors (ClientWalk)
 
 
 def test_a_kept_fdinfo_of_a_live_process_reads_its_fd_until_it_is_closed(tmp_path):
     """On a live /proc the kept descriptor follows the fd: its position now, then None once the fd is closed."""
     fd = os.open(tmp_path / "file", os.O_RDWR | os.O_CREAT)
-    kept = drm_clients.KeptFdinfo(f"/proc/{os.getpid()}/fdinfo/{fd}")
+    kept = KeptAttribute(f"/proc/{os.getpid()}/fdinfo/{fd}")
     try:
         assert (kept.read() or "").startswith("pos:\t0\n")
         os.write(fd, b"abc")
@@ -138,7 +139,7 @@ def test_a_kept_fdinfo_of_a_captured_tree_follows_rewrites_renames_and_deletion(
     """Rewritten in place or renamed over: the new text; deleted: None (the client is gone)."""
     path = tmp_path / "9"
     path.write_text("one")
-    kept = drm_clients.KeptFdinfo(str(path))
+    kept = KeptAttribute(str(path))
     assert kept.read() == "one"
     path.write_text("two")
     assert kept.read() == "two"

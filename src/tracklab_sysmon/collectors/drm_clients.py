@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .._sysfs import open_regular, read_text
+from .._sysfs import KeptAttribute, read_text
 from ..errors import BackendUnavailable
 from ..hotpath import ENV_VAR, select_backend
 from . import amd
@@ -19,7 +18,6 @@ from .intel_cards import intel_slots
 
 RESCAN_SECONDS = 60.0  # cards are looked for again this often (a driver loaded late)
 FD_WALK_SECONDS = 10.0  # every process's fds are walked this often; between walks only known DRM fds are read
-_FDINFO_BYTES = 65536  # an fdinfo is a few KiB; a seq_file hands out one whole record per read
 _DEVICE_REGIONS = ("vram", "local")  # memory on the card; integrated GPUs have none and count system memory
 
 
@@ -117,46 +115,11 @@ def scan_clients(proc_root: str, parse: _Parser = parse_fdinfo,
             yield pid, fd, client
 
 
-class KeptFdinfo:
-    """One process's fdinfo file read through a kept descriptor: one pread a tick instead of open, read, close.
-
-    A live /proc answers a read of a closed fd (or of an exited process) with an error: the client is gone.
-    A captured tree's file deleted or renamed over (no link left) is opened again by its path, as `KeptFile`
-    does; one that cannot be is gone too.
-    """
-
-    __slots__ = ("_fd", "path")
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def read(self) -> str | None:
-        """The file's text (one pread from 0: an fdinfo is a few KiB); None once it cannot be read."""
-        fd = self._fd
-        try:
-            if fd is None or os.fstat(fd).st_nlink == 0:
-                self.close()
-                fd = self._fd = open_regular(self.path)[0]
-            return os.pread(fd, _FDINFO_BYTES, 0).decode("utf-8", "replace")
-        except OSError:
-            self.close()
-            return None
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # interpreter shutdown: os may already be gone
-            self.close()
-
-
 class ClientWalk:
     """The DRM clients of the cards one cares for: every process's fds are walked every `walk_seconds`; between
     walks only the fds the last walk found holding such a client are read again, through kept descriptors (a
-    new client waits for the next walk, a closed one is gone at once).
+    new client waits for the next walk, a closed one is gone at once: on a live /proc a kept fdinfo of a
+    closed fd fails its read; a captured tree's file deleted has no link left).
 
     With `walk_share` (CPU seconds per second), a walk that costs more stretches the period until the next one
     so that walks take at most that share of one core: on a host of many fds a new client is seen later,
@@ -171,7 +134,7 @@ class ClientWalk:
         self._parse = new_fdinfo_parser()  # every known client is parsed each tick: in C where built
         self._walk_fds = new_fd_walker()
         self._walked_at: float | None = None
-        self._kept: dict[tuple[int, str], KeptFdinfo] = {}  # what the last walk found: (pid, fd) -> its fdinfo
+        self._kept: dict[tuple[int, str], KeptAttribute] = {}  # what the last walk found: (pid, fd) -> its fdinfo
 
     def read(self, now: float, wanted: Callable[[DrmClient], bool]) -> list[tuple[int, str, DrmClient]]:
         """(pid, fd, client) of every wanted client found now."""
@@ -185,7 +148,7 @@ class ClientWalk:
             old, self._kept = self._kept, {}
             for pid, fd, _ in found:  # descriptors of clients still there are kept on
                 key = (pid, fd)
-                self._kept[key] = old.pop(key) if key in old else KeptFdinfo(f"{self.proc_root}/{pid}/fdinfo/{fd}")
+                self._kept[key] = old.pop(key) if key in old else KeptAttribute(f"{self.proc_root}/{pid}/fdinfo/{fd}")
             for gone in old.values():
                 gone.close()
             return found
