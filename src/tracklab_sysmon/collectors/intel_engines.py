@@ -1,9 +1,9 @@
 """Intel GPU use per engine class and device memory, summed over each card's DRM clients (drm-usage-stats fdinfo).
 
 The clients come from `drm_clients.ClientWalk`: every process's fds are walked every `walk_seconds` (10 s by
-default, stretched so that walks cost at most `walk_share` of one core), and between walks only the fds found
-holding an Intel client are read again. A client is keyed by (card, `drm-client-id`), so one shared through
-several fds or processes counts once.
+default, stretched so that walks cost at most `walk_share` of one core, `WALK_SHARE` by default), and between
+walks only the fds found holding an Intel client are read again. A client is keyed by (card, `drm-client-id`),
+so one shared through several fds or processes counts once.
 """
 
 from __future__ import annotations
@@ -16,7 +16,11 @@ from .drm_clients import FD_WALK_SECONDS, ClientWalk
 from .drm_fdinfo import DrmClient, EngineTime, busy_percent
 from .intel_cards import ENGINE_ORDER, IntelCard, engine_class
 
-WALK_SHARE = 0.0005  # walks take at most 0.05 % of one core: 0.5 ms a second, however many fds the host has
+# Walks take at most 0.04 % of one core (0.4 ms a second), however many fds the host has. The walk in C costs
+# about three quarters of the Python walk's CPU on a cold host (about 8 ms for 3,000 fds, 11 ms before), so a
+# 3,000-fd host is still walked about every 20 s: a new client is seen as soon as with the Python walk at
+# 0.05 %, for 0.1 ms a second less (docs/performance.md, "Intel GPUs, RAPL and the energy ledger").
+WALK_SHARE = 0.0004
 _DEVICE_REGIONS = ("vram", "local")  # memory on the card (xe: vram0, i915: local0)
 _ClientKey = tuple[str, int]  # (pdev, client id)
 
