@@ -16,8 +16,9 @@ Each part is timed by the calling thread's CPU clock (CLOCK_THREAD_CPUTIME_ID, n
 `process` is the child's CPU over all the ticks, per tick: gRPC's own threads included (the TPU's calls
 wake its poller thread), which the thread clock leaves out. The target: together <= 1 ms at 8 devices.
 Usage: bench_accel_all.py [--processes 300] [--rounds 1200] [--walk-share S] [--profile]; bench_gpu.py runs
-it at its end. --walk-share sets IntelCollector's walk share (CPU seconds of fd walks per second; 0.0005 by
-default), which bounds what the walks add to the mean on a host of many fds.
+it at its end. --walk-share sets IntelCollector's walk share (CPU seconds of fd walks per second;
+intel_engines.WALK_SHARE by default), which bounds what the walks add to the mean on a host of many fds; the walk
+period it led to (how late a new GPU client may be seen) is printed.
 --profile runs the ticks once more under cProfile and prints the functions that took the most time.
 """
 
@@ -86,12 +87,16 @@ def child(root: str, address: str, rounds: int, walk_share: float, profile: bool
     times: dict[str, list[int]] = {name: [] for name in calls}
     clock = time.thread_time_ns
     process0 = time.process_time_ns()
+    walks: list[int] = []  # the Intel ticks that walked every process's fds
     for n in range(1, rounds + 1):
         for name, call in calls.items():
             t0 = clock()
             out[name] = call(float(n))
             times[name].append(clock() - t0)
+        if intel._meter.walk._walked_at == float(n):
+            walks.append(times["intel"][-1])
     process = (time.process_time_ns() - process0) / rounds
+    period = intel._meter.walk.period  # after the last walk: its CPU cost / the walk share (10 s at least)
     if profile:  # the same ticks again, under the profiler (its overhead inflates small calls): on stderr
         import cProfile
         import pstats
@@ -102,7 +107,7 @@ def child(root: str, address: str, rounds: int, walk_share: float, profile: bool
                     call(float(n))
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(20)
     tpu.close()
-    print(json.dumps({"times": times, "process": process}))
+    print(json.dumps({"times": times, "process": process, "period": period, "walks": walks}))
 
 
 def run(processes: int = 300, rounds: int = 1200, walk_share: float | None = None, profile: bool = False) -> None:
@@ -136,6 +141,9 @@ def run(processes: int = 300, rounds: int = 1200, walk_share: float | None = Non
         print(done.stderr)
     report(result["times"], result["process"], rounds, f"{processes} processes x 10 fds, walk share {walk_share}",
            before)
+    walks = result["walks"]
+    print(f"Intel fd walks: {len(walks)}, {summary(walks)['mean'] / 1e6 if walks else 0:.3f} ms per walking tick "
+          f"(mean); period after the last walk {result['period']:.1f} s")
 
 
 def report(times: dict[str, list[int]], process: float, rounds: int, host: str, before: str) -> None:

@@ -121,6 +121,26 @@ def test_kept_file_rereads_a_file_renamed_over_and_reports_a_deleted_one(tmp_pat
     assert kept.read() == "63000\n"
 
 
+def test_kept_file_reads_an_integer_as_int_does_and_none_for_anything_else(tmp_path: pathlib.Path) -> None:
+    """read_int: the value with int()'s spaces, None for text that is not one integer, a deleted file, a FIFO;
+    a file renamed over is read anew (the same descriptor rules as read)."""
+    path = tmp_path / "energy1_input"
+    path.write_text(" 123456789012\n")
+    kept = KeptFile(str(path))
+    assert kept.read_int() == 123456789012
+    path.write_text("-7\n")
+    assert kept.read_int() == -7
+    for text in ("", "12 34\n", "0x10\n", "1.5\n", "active\n"):
+        path.write_text(text)
+        assert kept.read_int() is None, text
+    replace(path, "52000\n")
+    assert kept.read_int() == 52000
+    path.unlink()
+    assert kept.read_int() is None
+    os.mkfifo(path)
+    assert kept.read_int() is None
+
+
 def test_kept_attribute_rereads_a_file_renamed_over_and_reports_a_deleted_one(tmp_path: pathlib.Path) -> None:
     """A KeptAttribute (checked by fstat, not by path) also sees the new file after a rename over its path,
     None once deleted, and the file again once it is back."""

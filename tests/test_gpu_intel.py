@@ -124,6 +124,27 @@ def test_xe_card_vram_temperatures_and_cycle_shares(tmp_path):
     assert awake["utilization"] == 50.0 and awake["power"] == round(10 / 7, 3)
 
 
+def test_clocks_temperatures_and_memory_follow_their_files_from_tick_to_tick(tmp_path):
+    """Records reused while their files say the same are rebuilt as soon as one value changes."""
+    root = tree(tmp_path, "intel-xe")
+    gpus = collector(root, fd_walk_seconds=FD_WALK_SECONDS)
+    hwmon, freq = root / "sys/class/drm/card0/device/hwmon/hwmon2", root / "sys/class/drm/card0/device/tile0/gt0/freq0"
+    assert as_wire(gpus.collect(0.0))[0]["temperature"] == 58.0
+    (hwmon / "temp2_input").write_text("61500\n")  # pkg
+    (freq / "act_freq").write_text("1200\n")
+    set_value(root / "proc/701/fdinfo/5", "drm-resident-vram0", "524288 KiB")  # client 12: 256 -> 512 MiB
+    second = as_wire(gpus.collect(1.0))[0]
+    assert second["temperatures"] == {"pkg": 61.5, "vram": 64.0} and second["temperature"] == 61.5
+    assert second["frequency"] == {"actual": 1200.0, "max": 2850.0}
+    assert second["memory"] == {"used": 1024 * MIB, "total": 12 * 1024 * MIB, "percentage": 8.33}
+    (hwmon / "temp3_input").write_text("70000\n")  # vram only
+    (freq / "max_freq").write_text("2400\n")
+    third = as_wire(gpus.collect(2.0))[0]
+    assert third["temperatures"] == {"pkg": 61.5, "vram": 70.0} and third["temperature"] == 61.5
+    assert third["frequency"] == {"actual": 1200.0, "max": 2400.0}
+    assert third["memory"]["used"] == 1024 * MIB
+
+
 def test_a_suspended_card_keeps_its_place_with_null_readings(tmp_path):
     """A runtime-suspended xe card is listed (id, name, VRAM size) with null readings, and read once awake."""
     root = tree(tmp_path, "intel-xe")

@@ -12,6 +12,7 @@ import os
 import stat
 
 _CHUNK = 65536
+_PAGE = 4096  # a sysfs attribute's whole text fits one page
 NOT_REGULAR = "not a regular file"  # the reason both hot-path backends give for a FIFO, socket or device
 
 # Windows has neither O_CLOEXEC nor O_NONBLOCK (nor the kernel files read here): their absence must not crash imports.
@@ -91,6 +92,19 @@ class KeptFile:
         except OSError as exc:  # the next read opens the path again; say which file failed, as open does
             self.close()
             raise OSError(exc.errno, exc.strerror, self.path) from exc
+
+    def read_int(self) -> int | None:
+        """The file as an integer (a sysfs attribute: one value, at most a page); None when it cannot be read or
+        is not one. The same descriptor rules as `read`, without the text's decoding (`int` reads bytes)."""
+        try:
+            data = os.pread(self._current(), _PAGE, 0)
+        except OSError:
+            self.close()
+            return None
+        try:
+            return int(data)
+        except ValueError:
+            return None
 
     def _current(self) -> int:
         if self._fd is not None:

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
-from .._sysfs import list_dir, read_text
+from .._sysfs import KeptAttribute, read_text
 from ..errors import BackendUnavailable
 from ..hotpath import ENV_VAR, select_backend
 from . import amd
 from .drm_fdinfo import DrmClient, EngineTime, busy_percent, parse_fdinfo
+from .drm_fdwalk import drm_fds
 from .intel_cards import intel_slots
 
 RESCAN_SECONDS = 60.0  # cards are looked for again this often (a driver loaded late)
 FD_WALK_SECONDS = 10.0  # every process's fds are walked this often; between walks only known DRM fds are read
-_DIRECTORY = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)  # absent on Windows
 _DEVICE_REGIONS = ("vram", "local")  # memory on the card; integrated GPUs have none and count system memory
 
 
@@ -47,24 +48,45 @@ def discover_cards(sys_root: str) -> dict[str, DrmCard]:
 
 
 _Parser = Callable[[str], "DrmClient | None"]
+_FdWalker = Callable[[str], list[tuple[int, str]]]  # proc_root -> (pid, fd) of every DRM fd
+_T = TypeVar("_T")
+
+
+def _native_or_python(mode: str, what: str, load: Callable[[], _T], python: _T) -> tuple[_T, str]:
+    """The C helper's piece `load` gives where the helper was built (`hotpath`'s choice), else `python`."""
+    _, name = select_backend(mode)
+    if name == "python":
+        return python, "python"
+    try:
+        return load(), "cffi"
+    except (ImportError, AttributeError) as exc:  # AttributeError: an extension built before the piece existed
+        if mode.strip().lower() == "require":
+            raise BackendUnavailable(f"{ENV_VAR}=require but the C {what} is not built ({exc})") from exc
+        return python, "python"
 
 
 def select_fdinfo_parser(mode: str) -> tuple[Callable[[], _Parser], str]:
     """A factory of fdinfo parsers (one per walk) and its backend name for one TRACKLAB_SYSMON_NATIVE value:
     the C parser where the helper was built (`hotpath`'s choice), else `parse_fdinfo`."""
-    _, name = select_backend(mode)
-    if name == "python":
-        return lambda: parse_fdinfo, "python"
-    try:
+    def load() -> Callable[[], _Parser]:
         from .drm_fdinfo_cffi import CffiFdinfoParser
-    except (ImportError, AttributeError) as exc:  # AttributeError: an extension built before the parser existed
-        if mode.strip().lower() == "require":
-            raise BackendUnavailable(f"{ENV_VAR}=require but the C fdinfo parser is not built ({exc})") from exc
-        return lambda: parse_fdinfo, "python"
-    return CffiFdinfoParser, "cffi"
+        return CffiFdinfoParser
+
+    return _native_or_python(mode, "fdinfo parser", load, lambda: parse_fdinfo)
+
+
+def select_fd_walker(mode: str) -> tuple[Callable[[], _FdWalker], str]:
+    """A factory of DRM fd walkers and its backend name for one TRACKLAB_SYSMON_NATIVE value: the C walk
+    (native/drmfds.c) where the helper was built, else `drm_fdwalk.drm_fds`."""
+    def load() -> Callable[[], _FdWalker]:
+        from .drm_fdwalk_cffi import CffiFdWalker
+        return CffiFdWalker
+
+    return _native_or_python(mode, "DRM fd walk", load, lambda: drm_fds)
 
 
 _new_parser: Callable[[], _Parser] | None = None
+_new_walker: Callable[[], _FdWalker] | None = None
 
 
 def new_fdinfo_parser() -> _Parser:
@@ -75,51 +97,29 @@ def new_fdinfo_parser() -> _Parser:
     return _new_parser()
 
 
-def scan_clients(proc_root: str, parse: _Parser = parse_fdinfo) -> Iterator[tuple[int, str, DrmClient]]:
+def new_fd_walker() -> _FdWalker:
+    """A DRM fd walker of the chosen backend (chosen on the first call)."""
+    global _new_walker
+    if _new_walker is None:
+        _new_walker = select_fd_walker(os.environ.get(ENV_VAR, "auto"))[0]
+    return _new_walker()
+
+
+def scan_clients(proc_root: str, parse: _Parser = parse_fdinfo,
+                 walk: _FdWalker = drm_fds) -> Iterator[tuple[int, str, DrmClient]]:
     """Every (pid, fd, DRM client) under proc_root; fds that are not DRM devices, and unreadable ones, are skipped."""
-    for entry in list_dir(proc_root):
-        if entry.isdigit():
-            yield from read_clients(proc_root, int(entry), _drm_fds(f"{proc_root}/{entry}/"), parse)
-
-
-def read_clients(proc_root: str, pid: int, fds: Iterable[str],
-                 parse: _Parser = parse_fdinfo) -> Iterator[tuple[int, str, DrmClient]]:
-    """The DRM clients behind the given fds of one process; a closed, unreadable or non-DRM fd gives nothing."""
-    for fd in fds:
+    for pid, fd in walk(proc_root):
         text = read_text(f"{proc_root}/{pid}/fdinfo/{fd}")
         client = parse(text) if text is not None else None
         if client is not None:
             yield pid, fd, client
 
 
-def _drm_fds(base: str) -> list[str]:
-    """The fds of one process that are DRM devices: one readlink each spares reading every socket's fdinfo.
-
-    Without an `fd/` folder (a captured tree) every fdinfo is a candidate and the parser tells them apart.
-    """
-    try:
-        folder = os.open(base + "fd", _DIRECTORY)
-    except OSError:
-        return list_dir(base + "fdinfo")
-    try:
-        return [fd for fd in os.listdir(folder) if _links_to_drm(fd, folder)]
-    except OSError:
-        return []
-    finally:
-        os.close(folder)
-
-
-def _links_to_drm(fd: str, folder: int) -> bool:
-    try:
-        return os.readlink(fd, dir_fd=folder).startswith("/dev/dri/")
-    except OSError:  # closed since the listing
-        return False
-
-
 class ClientWalk:
     """The DRM clients of the cards one cares for: every process's fds are walked every `walk_seconds`; between
-    walks only the fds the last walk found holding such a client are read again (a new client waits for the
-    next walk, a closed one is gone at once).
+    walks only the fds the last walk found holding such a client are read again, through kept descriptors (a
+    new client waits for the next walk, a closed one is gone at once: on a live /proc a kept fdinfo of a
+    closed fd fails its read; a captured tree's file deleted has no link left).
 
     With `walk_share` (CPU seconds per second), a walk that costs more stretches the period until the next one
     so that walks take at most that share of one core: on a host of many fds a new client is seen later,
@@ -132,8 +132,9 @@ class ClientWalk:
         self.period = walk_seconds  # until the next walk; stretched by a costly walk
         self._cpu_clock = cpu_clock
         self._parse = new_fdinfo_parser()  # every known client is parsed each tick: in C where built
+        self._walk_fds = new_fd_walker()
         self._walked_at: float | None = None
-        self._drm_fds: dict[int, list[str]] = {}  # what the last walk found: pid -> its DRM fds
+        self._kept: dict[tuple[int, str], KeptAttribute] = {}  # what the last walk found: (pid, fd) -> its fdinfo
 
     def read(self, now: float, wanted: Callable[[DrmClient], bool]) -> list[tuple[int, str, DrmClient]]:
         """(pid, fd, client) of every wanted client found now."""
@@ -141,17 +142,25 @@ class ClientWalk:
         started = self._cpu_clock() if walk and self.walk_share else 0.0
         if walk:
             self._walked_at = now
-            clients: Iterable[tuple[int, str, DrmClient]] = scan_clients(self.proc_root, self._parse)
-        else:
-            clients = (use for pid, fds in self._drm_fds.items()
-                       for use in read_clients(self.proc_root, pid, fds, self._parse))
-        found = [use for use in clients if wanted(use[2])]
-        if walk and self.walk_share:
-            self.period = max(self.walk_seconds, (self._cpu_clock() - started) / self.walk_share)
-        fds: dict[int, list[str]] = {}
-        for pid, fd, _ in found:
-            fds.setdefault(pid, []).append(fd)
-        self._drm_fds = fds
+            found = [use for use in scan_clients(self.proc_root, self._parse, self._walk_fds) if wanted(use[2])]
+            self.period = max(self.walk_seconds, (self._cpu_clock() - started) / self.walk_share) \
+                if self.walk_share else self.walk_seconds
+            old, self._kept = self._kept, {}
+            for pid, fd, _ in found:  # descriptors of clients still there are kept on
+                key = (pid, fd)
+                self._kept[key] = old.pop(key) if key in old else KeptAttribute(f"{self.proc_root}/{pid}/fdinfo/{fd}")
+            for gone in old.values():
+                gone.close()
+            return found
+        found = []
+        for key, kept in list(self._kept.items()):
+            text = kept.read()
+            client = self._parse(text) if text is not None else None
+            if client is not None and wanted(client):
+                found.append((key[0], key[1], client))
+            else:  # closed, or the fd now names another file: gone until a walk finds it again
+                kept.close()
+                del self._kept[key]
         return found
 
 

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 from ..energy import EnergyRate
 from ..errors import Unavailable
 from ..model import (
     AcceleratorMemory,
     AcceleratorSample,
+    EngineClass,
     EngineUse,
+    GtFrequency,
     IntelDetails,
     IntelReadings,
     TemperatureSensor,
 )
 from ..rates import percent
 from .drm_clients import FD_WALK_SECONDS
-from .intel_cards import IntelCard, discover, read_files, read_status
+from .intel_cards import CardFiles, IntelCard, discover, frequency, read_files, read_status, temperatures
 from .intel_engines import WALK_SHARE, CardUse, EngineMeter
 
 RESCAN_SECONDS = 60.0  # with no card found, look again this often (driver loaded late)
@@ -40,6 +43,7 @@ class IntelCollector:
         self._by_pdev: dict[str, IntelCard] = {}
         self._scanned_at: float | None = None
         self._power: dict[str, EnergyRate] = {}
+        self._last: dict[str, _Last] = {}
 
     @property
     def blocking(self) -> bool:
@@ -51,6 +55,7 @@ class IntelCollector:
             self._cards, self._scanned_at = discover(self.sys_root, self.pci_ids), now
             self._by_pdev = {card.bus_id: card for card in self._cards}
             self._power = {card.bus_id: EnergyRate() for card in self._cards}
+            self._last = {}  # a card found again may have other sensors behind the same address
         if not self._cards:
             raise Unavailable(f"no i915 or xe device under {os.path.join(self.sys_root, 'class/drm')}")
         statuses = [self._status(card) for card in self._cards]
@@ -70,29 +75,59 @@ class IntelCollector:
     def _sample(self, card: IntelCard, status: str | None, use: CardUse, now: float) -> AcceleratorSample:
         if status == "suspended":
             self._power[card.bus_id].update(None, now)  # its energy was not read: no rate across the sleep
-            return _sample(card, status, None, None, None)
+            return _sample(card, status, None, _memory(card, None), None, None, None)
         files = read_files(card)
         joules = files.energy_uj / 1e6 if files.energy_uj is not None else None
-        readings = IntelReadings(
-            frequency=files.frequency,
-            energy=joules,
-            temperatures=files.temperatures,
-            engines=tuple(EngineUse(engine, share) for engine, share in use.engines),
-        )
-        return _sample(card, status, readings, use.memory, self._power[card.bus_id].update(joules, now))
+        # Records are immutable: last tick's are reused while what they were built from is the same.
+        last = self._last.get(card.bus_id)
+        freq = last.frequency if last is not None and last.files[:2] == files[:2] else frequency(files)
+        if last is not None and last.files.temps == files.temps:
+            temps, package = last.temperatures, last.package
+        else:
+            temps = temperatures(card, files)
+            package = _package_temperature(temps)
+        memory = last.memory if last is not None and last.memory.used == use.memory else _memory(card, use.memory)
+        self._last[card.bus_id] = _Last(files, freq, temps, package, memory)
+        readings = IntelReadings(freq, joules, temps, tuple(_engine_use(cls, share) for cls, share in use.engines))
+        shares = [share for _, share in use.engines if share is not None]
+        return _sample(card, status, readings, memory, package, max(shares) if shares else None,
+                       self._power[card.bus_id].update(joules, now))
 
 
-def _sample(card: IntelCard, status: str | None, readings: IntelReadings | None, used: int | None,
-            power: float | None) -> AcceleratorSample:
-    shares = [e.utilization for e in readings.engines if e.utilization is not None] if readings else []
-    temps = readings.temperatures if readings else None
+class _Last(NamedTuple):
+    """A card's files of the previous tick and the records built from them."""
+
+    files: CardFiles
+    frequency: GtFrequency
+    temperatures: tuple[TemperatureSensor, ...] | None
+    package: float | None  # °C
+    memory: AcceleratorMemory
+
+
+_ENGINE_USES: dict[tuple[EngineClass, float | None], EngineUse] = {}  # at most 5 classes x 1,002 shares
+
+
+def _engine_use(engine: EngineClass, share: float | None) -> EngineUse:
+    """One `EngineUse` per (class, share): shares are rounded to 0.1 %, so the records are few and reused."""
+    use = _ENGINE_USES.get((engine, share))
+    if use is None:
+        use = _ENGINE_USES[(engine, share)] = EngineUse(engine, share)
+    return use
+
+
+def _memory(card: IntelCard, used: int | None) -> AcceleratorMemory:
+    return AcceleratorMemory(used=used, total=card.vram_total, percentage=percent(used, card.vram_total))
+
+
+def _sample(card: IntelCard, status: str | None, readings: IntelReadings | None, memory: AcceleratorMemory,
+            temperature: float | None, utilization: float | None, power: float | None) -> AcceleratorSample:
     return AcceleratorSample(
         id=card.index,
         type="gpu",
         name=card.name,
-        utilization=max(shares) if shares else None,
-        memory=AcceleratorMemory(used=used, total=card.vram_total, percentage=percent(used, card.vram_total)),
-        temperature=_package_temperature(temps),
+        utilization=utilization,  # the busiest engine class
+        memory=memory,
+        temperature=temperature,
         power=power,
         fan_speed=None,  # xe reports fans in RPM (fan*_input), not the duty % this field means
         vendor="intel",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .._sysfs import KeptFile, list_dir, read_text
 from ..model import EngineClass, GtFrequency, TemperatureSensor
@@ -107,13 +108,16 @@ def _card(sys_root: str, index: int, slot: IntelSlot, database: str) -> IntelCar
     )
 
 
-@dataclass(frozen=True, slots=True)
-class CardFiles:
-    """One tick's sysfs readings of an awake card; a file that cannot be read is None."""
+class CardFiles(NamedTuple):
+    """One tick's sysfs readings of an awake card, as the files write them; a file that cannot be read is None.
 
-    frequency: GtFrequency
+    Raw integers, not records: the collector builds the snapshot's records, and reuses last tick's where
+    the values did not change."""
+
+    act_freq: int | None  # MHz
+    max_freq: int | None  # MHz
     energy_uj: int | None
-    temperatures: tuple[TemperatureSensor, ...] | None
+    temps: tuple[int | None, ...]  # m°C, one per `IntelCard.temps` entry
 
 
 def read_status(card: IntelCard) -> str | None:
@@ -124,13 +128,19 @@ def read_status(card: IntelCard) -> str | None:
 
 def read_files(card: IntelCard) -> CardFiles:
     """The card's per-tick files: only call this for an awake card (hwmon reads wake a suspended one)."""
-    temps = tuple(TemperatureSensor(label, value / 1000) for label, kept in card.temps
-                  if (value := _int(kept)) is not None)
-    return CardFiles(
-        frequency=GtFrequency(actual=_float(_int(card.act_freq)), max=_float(_int(card.max_freq))),
-        energy_uj=_int(card.energy),
-        temperatures=temps or None if card.temps else None,
-    )
+    return CardFiles(_int(card.act_freq), _int(card.max_freq), _int(card.energy),
+                     tuple(kept.read_int() for _, kept in card.temps))
+
+
+def frequency(files: CardFiles) -> GtFrequency:
+    return GtFrequency(actual=_float(files.act_freq), max=_float(files.max_freq))
+
+
+def temperatures(card: IntelCard, files: CardFiles) -> tuple[TemperatureSensor, ...] | None:
+    """The sensors that could be read, in °C; None for a card without any (or none readable)."""
+    temps = tuple(TemperatureSensor(label, value / 1000)
+                  for (label, _), value in zip(card.temps, files.temps, strict=True) if value is not None)
+    return temps or None
 
 
 # ---------------------------------------------------------------- found once
@@ -206,7 +216,7 @@ def _temperature_files(hwmon: str | None) -> tuple[tuple[str, KeptFile], ...]:
 
 
 def _int(kept: KeptFile | None) -> int | None:
-    return _text_int(kept.read()) if kept is not None else None
+    return kept.read_int() if kept is not None else None
 
 
 def _text_int(text: str | None) -> int | None:

@@ -1,32 +1,38 @@
 """Intel GPU use per engine class and device memory, summed over each card's DRM clients (drm-usage-stats fdinfo).
 
 The clients come from `drm_clients.ClientWalk`: every process's fds are walked every `walk_seconds` (10 s by
-default, stretched so that walks cost at most `walk_share` of one core), and between walks only the fds found
-holding an Intel client are read again. A client is keyed by (card, `drm-client-id`), so one shared through
-several fds or processes counts once.
+default, stretched so that walks cost at most `walk_share` of one core, `WALK_SHARE` by default), and between
+walks only the fds found holding an Intel client are read again. A client is keyed by (card, `drm-client-id`),
+so one shared through several fds or processes counts once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..model import EngineClass
 from .drm_clients import FD_WALK_SECONDS, ClientWalk
 from .drm_fdinfo import DrmClient, EngineTime, busy_percent
 from .intel_cards import ENGINE_ORDER, IntelCard, engine_class
 
-WALK_SHARE = 0.0005  # walks take at most 0.05 % of one core: 0.5 ms a second, however many fds the host has
+# Walks take at most 0.04 % of one core (0.4 ms a second), however many fds the host has. The walk in C costs
+# about three quarters of the Python walk's CPU on a cold host (about 8 ms for 3,000 fds, 11 ms before), so a
+# 3,000-fd host is still walked about every 20 s: a new client is seen as soon as with the Python walk at
+# 0.05 %, for 0.1 ms a second less (docs/performance.md, "Intel GPUs, RAPL and the energy ledger").
+WALK_SHARE = 0.0004
 _DEVICE_REGIONS = ("vram", "local")  # memory on the card (xe: vram0, i915: local0)
 _ClientKey = tuple[str, int]  # (pdev, client id)
 
 
-@dataclass(frozen=True, slots=True)
-class CardUse:
+class CardUse(NamedTuple):
     """One card's engine classes (% busy over the interval; None on the first reading) and device memory held."""
 
     engines: tuple[tuple[EngineClass, float | None], ...]
     memory: int | None  # bytes in the card's own memory; None for an integrated GPU
+
+
+_Times = dict[EngineClass, EngineTime]
 
 
 class EngineMeter:
@@ -35,43 +41,44 @@ class EngineMeter:
     def __init__(self, proc_root: str, walk_seconds: float = FD_WALK_SECONDS,
                  walk_share: float | None = WALK_SHARE) -> None:
         self.walk = ClientWalk(proc_root, walk_seconds, walk_share=walk_share)
-        self._previous: dict[_ClientKey, dict[EngineClass, EngineTime]] = {}
+        self._previous: dict[_ClientKey, _Times] = {}
         self._then: float | None = None
 
     def read(self, now: float, cards: Mapping[str, IntelCard]) -> dict[str, CardUse]:
         """Use per card, keyed by PCI address (as `cards` is); every card gets an entry, clients or not."""
-        clients: dict[_ClientKey, dict[EngineClass, EngineTime]] = {}
-        memory: dict[str, int] = dict.fromkeys(cards, 0)
-        for _, _, client in self.walk.read(now, lambda c: (c.pdev or "").lower() in cards):
-            key = ((client.pdev or "").lower(), client.client_id)
-            if key not in clients:
-                clients[key] = _by_class(client)
-                memory[key[0]] += sum(r.bytes for r in client.regions if r.region.startswith(_DEVICE_REGIONS))
         interval = None if self._then is None or now <= self._then else now - self._then
+        memory: dict[str, int] = dict.fromkeys(cards, 0)
         shares: dict[str, dict[EngineClass, float]] = {pdev: {} for pdev in cards}
         seen: dict[str, set[EngineClass]] = {pdev: set(card.engines) for pdev, card in cards.items()}
-        current: dict[_ClientKey, dict[EngineClass, EngineTime]] = {}
-        for key, engines in clients.items():
-            seen[key[0]].update(engines)
-            before = self._previous.get(key)
-            current[key] = _kept_larger(before or {}, engines)
-            if interval is not None and before is not None:
-                _add_shares(shares[key[0]], before, engines, interval)
+        previous, current = self._previous, {}
+        # One loop a client, every step inline: each card's client is read on every tick.
+        for _, _, client in self.walk.read(now, lambda c: (c.pdev or "").lower() in cards):
+            pdev = (client.pdev or "").lower()
+            key = (pdev, client.client_id)
+            if key in current:
+                continue  # one client shared through several fds or processes counts once
+            memory[pdev] += sum(r.bytes for r in client.regions if r.region.startswith(_DEVICE_REGIONS))
+            engines = _by_class(client)
+            seen[pdev].update(engines)
+            before = previous.get(key)
+            if before is None:
+                current[key] = engines
+                continue
+            if interval is not None:
+                _add_shares(shares[pdev], before, engines, interval)
+            current[key] = _kept_larger(before, engines)
         self._previous, self._then = current, now
         return {pdev: _card_use(card, seen[pdev], shares[pdev], memory[pdev], interval is not None)
                 for pdev, card in cards.items()}
 
 
-def _by_class(client: DrmClient) -> dict[EngineClass, EngineTime]:
-    found: dict[EngineClass, EngineTime] = {}
+def _by_class(client: DrmClient) -> _Times:
+    found: _Times = {}
     for engine in client.engines:
-        cls = engine_class(engine.name)
+        cls = _CLASSES.get(engine.name) or engine_class(engine.name)
         if cls is not None:
             found[cls] = engine
     return found
-
-
-_Times = dict[EngineClass, EngineTime]
 
 
 def _kept_larger(before: _Times, now: _Times) -> _Times:
@@ -80,8 +87,7 @@ def _kept_larger(before: _Times, now: _Times) -> _Times:
             for cls, engine in now.items()}
 
 
-def _add_shares(shares: dict[EngineClass, float], before: dict[EngineClass, EngineTime],
-                now: dict[EngineClass, EngineTime], interval: float) -> None:
+def _add_shares(shares: dict[EngineClass, float], before: _Times, now: _Times, interval: float) -> None:
     for cls, engine in now.items():
         start = before.get(cls)
         if start is None:
@@ -95,4 +101,10 @@ def _card_use(card: IntelCard, seen: set[EngineClass], shares: dict[EngineClass,
     engines = tuple(
         (cls, round(min(100.0, shares.get(cls, 0.0)), 1) if measured else None) for cls in ENGINE_ORDER if cls in seen
     )
-    return CardUse(engines=engines, memory=memory if card.discrete else None)
+    return CardUse(engines, memory if card.discrete else None)
+
+
+# The engine names xe and i915 write (rcs, render, ccs, ...) looked up without a call; others by engine_class.
+_CLASSES: dict[str, EngineClass] = {name: cls for name in ("rcs", "bcs", "vcs", "vecs", "ccs", "render", "copy",
+                                                           "video", "video-enhance", "compute")
+                                    if (cls := engine_class(name)) is not None}
