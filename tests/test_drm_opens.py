@@ -260,6 +260,25 @@ def test_the_intel_collector_counts_a_new_client_the_tick_after_its_open(tmp_pat
     assert used(2.0) == 1024 * MIB
 
 
+def test_a_card_found_again_watches_its_node_made_again_at_once(tmp_path):
+    """A card unbound (its node deleted) and bound again (a new node): the rescan that finds it watches the node,
+    so an open one tick later walks (not the timed walk 10 s after the last)."""
+    root = tree(tmp_path)
+    gpus = IntelCollector(str(root / "sys"), str(root / "proc"), walk_share=None, dev_root=str(root / "dev"))
+    used = lambda now: wire.accelerator_to_wire(gpus.collect(now)[0])["memory"]["used"]  # noqa: E731
+    assert used(0.0) == 768 * MIB
+    (root / "sys/class/drm/card0").rename(root / "unbound")
+    (root / "dev/dri/renderD128").unlink()
+    with pytest.raises(OSError, match=r"card0 .* is gone"):
+        gpus.collect(1.0)
+    (root / "unbound").rename(root / "sys/class/drm/card0")
+    (root / "dev/dri/renderD128").write_bytes(b"")
+    assert used(2.0) == 768 * MIB
+    new_client(root)
+    open_node(root / "dev/dri/renderD128")
+    assert used(3.0) == 1024 * MIB
+
+
 def test_the_process_list_finds_a_new_client_the_call_after_its_open(tmp_path):
     """The DRM reader behind the process list watches the nodes when it scans the cards."""
     root = tree(tmp_path, "drm-fdinfo-xe")

@@ -159,8 +159,8 @@ class ClientWalk:
         return self._opens is not None and self._opens.watching and not self._blind
 
     def watch(self) -> None:
-        """Watches the DRM nodes under dev_root again (a card rescan, and every timed walk): a node watched only
-        now may have been opened before, so the next tick walks."""
+        """Watches the DRM nodes under dev_root again (done by every timed walk; a card rescan may ask sooner): a
+        node watched only now may have been opened before, so the next tick walks."""
         if self._opens is not None and self._opens.watch():
             self._opened = True
 
@@ -233,7 +233,6 @@ class DrmUsageReader:
         now = self._clock()
         if self._scanned_at is None or now - self._scanned_at >= RESCAN_SECONDS:
             self._cards, self._scanned_at = discover_cards(self.sys_root), now
-            self._walk.watch()  # a card's nodes made since are watched
         if not self._cards:
             return []
         current: dict[_ClientKey, tuple[DrmCard, DrmClient]] = {}

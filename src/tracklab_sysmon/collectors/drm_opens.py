@@ -60,16 +60,17 @@ class DrmOpens:
 
     def watch(self) -> bool:
         """Watches every node now under dri/ (again: a watch already there is kept); True when a node not watched
-        before now is, so that opens made before its watch are looked for by a walk."""
+        before now is (opens made before its watch are to be looked for by a walk), or an open was pending."""
+        told = self.opened()  # first: a deleted node's IGNORED still queued must not drop the watches made here
         libc = _inotify()
         names = [name for name in list_dir(self.dri) if _NODE.match(name)]
         if libc is None or not names:
             self.close()
-            return False
+            return told
         if self._fd < 0:
             self._fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
             if self._fd < 0:
-                return False
+                return told
             self._closer = weakref.finalize(self, os.close, self._fd)
         nodes = set()
         for name in names:
@@ -81,10 +82,10 @@ class DrmOpens:
                 wd = -1
             if wd < 0:  # no permission, or gone since the listing: an open of it would go unseen
                 self.close()
-                return False
+                return told
             nodes.add((info.st_dev, info.st_ino))
         new, self._nodes = nodes - self._nodes, frozenset(nodes)
-        return bool(new)
+        return told or bool(new)
 
     def opened(self) -> bool:
         """True when a watched node was opened since the last call (every pending event is drained); a node
