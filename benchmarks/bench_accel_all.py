@@ -2,8 +2,10 @@
 
 One child process, on the stand-in libnvidia-ml.so (8 GPUs x 18 NVLinks), ticks in turn, with the clock
 advancing 1 s per tick:
-  intel       IntelCollector.collect on 8 xe cards (bench_intel_energy's tree: /proc of PROCESSES x 10 fds),
-              fd walks at their real period (10 s, stretched by the walk share), so walks are in the mean
+  intel       IntelCollector.collect on 8 xe cards (bench_intel_energy's tree: /proc of PROCESSES x 10 fds,
+              and dev/dri/card0-7 and renderD128-135 as plain files, its dev_root where the collector takes
+              one), fd walks when they really come (after an open of a node, and timed: 10 s stretched by the
+              walk or safety share), so walks are in the mean; nothing opens a node during these ticks
   rapl        RaplCollector.collect (6 zones)
   ledger      EnergyLedger.complete on that tick's 8 Intel GPUs and 6 zones
   tpu         TpuCollector.collect against the stand-in metrics service (8 devices) in a process of its own:
@@ -15,6 +17,9 @@ Each part is timed by the calling thread's CPU clock (CLOCK_THREAD_CPUTIME_ID, n
 60 s, so every slow tier runs a whole number of periods and the mean is what a tick costs on average.
 `process` is the child's CPU over all the ticks, per tick: gRPC's own threads included (the TPU's calls
 wake its poller thread), which the thread clock leaves out. The target: together <= 1 ms at 8 devices.
+Then `latency`: the Intel collector alone, on the same tree, over ROUNDS ticks in which a new client comes
+every ARRIVAL_TICKS (a process with a DRM fd and its fdinfo, then an open of its card's render node, between
+two ticks): how many ticks after its open each client is first counted in its card's memory (1: the next).
 Usage: bench_accel_all.py [--processes 300] [--rounds 1200] [--walk-share S] [--profile]; bench_gpu.py runs
 it at its end. --walk-share sets IntelCollector's walk share (CPU seconds of fd walks per second;
 intel_engines.WALK_SHARE by default), which bounds what the walks add to the mean on a host of many fds; the walk
@@ -25,14 +30,18 @@ period it led to (how late a new GPU client may be seen) is printed.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import os
 import pathlib
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 
 from proc_usage import commit, summary, uptime
 
@@ -40,6 +49,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEVICES = 8
 LINKS = 18
 PARTS = ("intel", "rapl", "ledger", "tpu", "nvlink", "infiniband")
+ARRIVAL_TICKS = 37  # prime: the arrivals fall at every phase of a timed walk's period
 
 
 def build_tree(root: pathlib.Path, processes: int) -> None:
@@ -47,6 +57,10 @@ def build_tree(root: pathlib.Path, processes: int) -> None:
     from bench_intel_energy import build_tree as intel_tree
 
     intel_tree(root, processes, 10)
+    (root / "dev/dri").mkdir(parents=True)
+    for n in range(DEVICES):  # plain files: opens of them are told by inotify as those of device nodes
+        (root / f"dev/dri/card{n}").write_bytes(b"")
+        (root / f"dev/dri/renderD{128 + n}").write_bytes(b"")
     source = ROOT / "tests/fixtures/infiniband-hca/sys/class/infiniband/mlx5_0"
     for i in range(DEVICES):
         shutil.copytree(source, root / f"sys/class/infiniband/mlx5_{i}")
@@ -55,15 +69,14 @@ def build_tree(root: pathlib.Path, processes: int) -> None:
 def child(root: str, address: str, rounds: int, walk_share: float, profile: bool = False) -> None:
     """Runs on the stand-in NVML; prints each part's per-tick thread-CPU ns and the process's CPU as JSON."""
     from tracklab_sysmon.collectors.infiniband import InfinibandCollector
-    from tracklab_sysmon.collectors.intel import IntelCollector
     from tracklab_sysmon.collectors.nvlink import NvlinkCollector
     from tracklab_sysmon.collectors.rapl import RaplCollector
     from tracklab_sysmon.collectors.tpu import TpuCollector
     from tracklab_sysmon.energy import EnergyLedger
     from tracklab_sysmon.model import EnergySample, Snapshot
 
-    sys_root, proc_root = f"{root}/sys", f"{root}/proc"
-    intel = IntelCollector(sys_root, proc_root, walk_share=walk_share)
+    sys_root = f"{root}/sys"
+    intel = intel_collector(root, walk_share)
     rapl, ledger = RaplCollector(sys_root), EnergyLedger()
     tpu, nvlink, infiniband = TpuCollector("/nonexistent", address=address), NvlinkCollector(), \
         InfinibandCollector(sys_root)
@@ -110,6 +123,44 @@ def child(root: str, address: str, rounds: int, walk_share: float, profile: bool
     print(json.dumps({"times": times, "process": process, "period": period, "walks": walks}))
 
 
+def intel_collector(root: str, walk_share: float) -> Any:
+    """The Intel collector on the tree, watching its dev/dri where this version of it takes a dev_root."""
+    from tracklab_sysmon.collectors.intel import IntelCollector
+
+    watched = {"dev_root": f"{root}/dev"} if "dev_root" in inspect.signature(IntelCollector).parameters else {}
+    return IntelCollector(f"{root}/sys", f"{root}/proc", walk_share=walk_share, **watched)
+
+
+def latency_child(root: str, rounds: int, walk_share: float) -> None:
+    """Prints, as JSON, the ticks from each new client's open to its first count, and the walks made."""
+    from bench_intel_energy import FIXTURES
+
+    intel = intel_collector(root, walk_share)
+    client = (FIXTURES / "intel-xe/proc/700/fdinfo/9").read_text()
+
+    def used(samples: Any) -> int:
+        return sum(a.memory.used or 0 for a in samples)
+
+    counted, opened, latencies, walks = used(intel.collect(0.0)), None, [], 0
+    for n in range(1, rounds + 1):
+        if n % ARRIVAL_TICKS == 0 and opened is None:  # a process opens card k's node and holds a client
+            k = n // ARRIVAL_TICKS % DEVICES
+            process = pathlib.Path(root, f"proc/{90000 + n}")
+            (process / "fdinfo").mkdir(parents=True)
+            (process / "fd").mkdir()
+            text = client.replace("0000:03:00.0", f"0000:{0x10 + k:02x}:00.0")
+            (process / "fdinfo/3").write_text(text.replace("drm-client-id:\t11", f"drm-client-id:\t{n}"))
+            (process / "fd/3").symlink_to(f"/dev/dri/renderD{128 + k}")
+            os.close(os.open(f"{root}/dev/dri/renderD{128 + k}", os.O_RDONLY))
+            opened = n
+        now = used(intel.collect(float(n)))
+        walks += intel._meter.walk._walked_at == float(n)
+        if opened is not None and now > counted:
+            latencies.append(n - opened + 1)  # opened between ticks n - 1 and n: counted at n is the next tick
+            counted, opened = now, None
+    print(json.dumps({"latencies": latencies, "walks": walks}))
+
+
 def run(processes: int = 300, rounds: int = 1200, walk_share: float | None = None, profile: bool = False) -> None:
     from tracklab_sysmon.collectors.intel_engines import WALK_SHARE
 
@@ -136,6 +187,9 @@ def run(processes: int = 300, rounds: int = 1200, walk_share: float | None = Non
         finally:
             server.kill()
             server.wait()
+        arrivals = json.loads(subprocess.run(
+            [sys.executable, __file__, "--latency", str(root), str(rounds), str(walk_share)],
+            capture_output=True, text=True, check=True).stdout)
     result = json.loads(done.stdout)
     if profile:
         print(done.stderr)
@@ -144,6 +198,11 @@ def run(processes: int = 300, rounds: int = 1200, walk_share: float | None = Non
     walks = result["walks"]
     print(f"Intel fd walks: {len(walks)}, {summary(walks)['mean'] / 1e6 if walks else 0:.3f} ms per walking tick "
           f"(mean); period after the last walk {result['period']:.1f} s")
+    ticks = arrivals["latencies"]
+    print(f"discovery: {len(ticks)} new clients (one every {ARRIVAL_TICKS} ticks), ticks from the open to the first "
+          f"count (1: the next tick): mean {statistics.mean(ticks):.1f}, median {statistics.median(ticks):g}, max "
+          f"{max(ticks)}; {arrivals['walks']} walks in {rounds} ticks")
+    print(f"measured: {pathlib.Path(sys.modules['tracklab_sysmon'].__file__ or '').parent}")
 
 
 def report(times: dict[str, list[int]], process: float, rounds: int, host: str, before: str) -> None:
@@ -165,6 +224,8 @@ def report(times: dict[str, list[int]], process: float, rounds: int, host: str, 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         child(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), sys.argv[6:] == ["--profile"])
+    elif sys.argv[1:2] == ["--latency"]:
+        latency_child(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
     else:
         parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
         parser.add_argument("--processes", type=int, default=300)

@@ -37,9 +37,10 @@ def set_value(path: pathlib.Path, key: str, value: str) -> None:
 
 
 def collector(root: pathlib.Path, **options: object) -> IntelCollector:
-    """The collector on a copied tree; fd walks never stretched by their cost (a loaded machine must not matter)."""
+    """The collector on a copied tree; fd walks never stretched by their cost (a loaded machine must not matter),
+    timed alone (opens of the test host's own DRM nodes must not matter either)."""
     return IntelCollector(str(root / "sys"), str(root / "proc"), pci_ids=PCI_IDS,
-                          **{"walk_share": None, **options})  # type: ignore[arg-type]
+                          **{"walk_share": None, "dev_root": None, **options})  # type: ignore[arg-type]
 
 
 def as_wire(samples: tuple) -> list[dict]:

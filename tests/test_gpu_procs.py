@@ -192,7 +192,7 @@ def test_fds_that_are_not_drm_devices_are_not_read(tmp_path):
     fd_dir.mkdir()
     (fd_dir / "9").symlink_to("socket:[12345]")
     clock = Clock(1.0)
-    reader = GpuProcessReader(str(root / "proc"), str(root / "sys"), nvidia=False, clock=clock)
+    reader = GpuProcessReader(str(root / "proc"), str(root / "sys"), nvidia=False, clock=clock, dev_root=None)
     assert reader.gpu_usage_by_pid() == {}
     (fd_dir / "9").unlink()
     (fd_dir / "9").symlink_to("/dev/dri/renderD128")
@@ -206,7 +206,7 @@ def test_fds_are_walked_every_ten_seconds_and_known_clients_read_between(tmp_pat
     root = tree(tmp_path, "drm-fdinfo-amdgpu")
     proc = root / "proc"
     clock = Clock(0.0)
-    reader = GpuProcessReader(str(proc), str(root / "sys"), nvidia=False, clock=clock)
+    reader = GpuProcessReader(str(proc), str(root / "sys"), nvidia=False, clock=clock, dev_root=None)  # timed alone
     assert list(reader.gpu_usage_by_pid()) == [100, 200]
     shutil.copytree(proc / "200", proc / "400")  # a new process with a client (another id on card 0)
     set_value(proc / "400/fdinfo/4", "drm-client-id", "46")

@@ -14,10 +14,13 @@ from ..hotpath import ENV_VAR, select_backend
 from . import amd
 from .drm_fdinfo import DrmClient, EngineTime, busy_percent, parse_fdinfo
 from .drm_fdwalk import drm_fds
+from .drm_opens import DrmOpens
 from .intel_cards import intel_slots
 
 RESCAN_SECONDS = 60.0  # cards are looked for again this often (a driver loaded late)
 FD_WALK_SECONDS = 10.0  # every process's fds are walked this often; between walks only known DRM fds are read
+# Walks after opens may spend what a quiet host saved of its walk share over this long (a few walks in a row).
+BURST_SECONDS = 600.0
 _DEVICE_REGIONS = ("vram", "local")  # memory on the card; integrated GPUs have none and count system memory
 
 
@@ -116,42 +119,55 @@ def scan_clients(proc_root: str, parse: _Parser = parse_fdinfo,
 
 
 class ClientWalk:
-    """The DRM clients of the cards one cares for: every process's fds are walked every `walk_seconds`; between
-    walks only the fds the last walk found holding such a client are read again, through kept descriptors (a
-    new client waits for the next walk, a closed one is gone at once: on a live /proc a kept fdinfo of a
-    closed fd fails its read; a captured tree's file deleted has no link left).
+    """The DRM clients of the cards one cares for: every process's fds are walked now and then; between walks only
+    the fds the last walk found holding such a client are read again, through kept descriptors (a closed client
+    is gone at once: on a live /proc a kept fdinfo of a closed fd fails its read; a captured tree's file deleted
+    has no link left).
 
-    With `walk_share` (CPU seconds per second), a walk that costs more stretches the period until the next one
-    so that walks take at most that share of one core: on a host of many fds a new client is seen later,
-    but the cost stays bounded. `cpu_clock` measures the walk (this thread's CPU time).
+    When a walk comes: with `dev_root` and every DRM node under it watched (`drm_opens`), on the tick after a node
+    was opened (a process becomes a client by opening one), and every `walk_seconds` stretched so that these
+    timed walks take at most `safety_share` of one core: they find fds that came without an open (inherited
+    through fork, passed over a socket) and the clients of nodes not watched (a container's own /dev). Walks
+    after opens spend from a budget earned at `walk_share` a second, saved up for `BURST_SECONDS` on a quiet
+    host, so a process that opens a node every tick costs no more than timed walks at `walk_share`. Without
+    watches (no dev_root, no dri folder, a node that cannot be watched, no inotify), or after a walk found a
+    client on a node not watched, walks are timed alone: every `walk_seconds` stretched by `walk_share`.
+    `walk_share` None: never stretched, no budget. `cpu_clock` measures a walk (this thread's CPU time).
     """
 
     def __init__(self, proc_root: str, walk_seconds: float = FD_WALK_SECONDS, *, walk_share: float | None = None,
-                 cpu_clock: Callable[[], float] = time.thread_time) -> None:
+                 safety_share: float | None = None, dev_root: str | None = None,
+                 cpu_clock: Callable[[], float] = time.thread_time, fd_walker: _FdWalker | None = None) -> None:
         self.proc_root, self.walk_seconds, self.walk_share = proc_root, walk_seconds, walk_share
-        self.period = walk_seconds  # until the next walk; stretched by a costly walk
+        self.safety_share = safety_share if safety_share is not None else walk_share
+        self.period = walk_seconds  # until the next timed walk; stretched by a costly walk
+        self.walks = 0
         self._cpu_clock = cpu_clock
         self._parse = new_fdinfo_parser()  # every known client is parsed each tick: in C where built
-        self._walk_fds = new_fd_walker()
+        self._walk_fds = fd_walker or new_fd_walker()
+        self._opens = DrmOpens(dev_root) if dev_root is not None else None
+        self._opened = False  # a node was opened since the last walk
+        self._blind = False  # the last walk found a client on a node not watched
+        self._credit = walk_share * BURST_SECONDS if walk_share else 0.0  # CPU seconds walks after opens may spend
         self._walked_at: float | None = None
+        self._ticked_at: float | None = None  # when credit was last earned
         self._kept: dict[tuple[int, str], KeptAttribute] = {}  # what the last walk found: (pid, fd) -> its fdinfo
+
+    @property
+    def watching(self) -> bool:
+        """Walks come after opens, and timed ones at the safety share."""
+        return self._opens is not None and self._opens.watching and not self._blind
+
+    def watch(self) -> None:
+        """Watches the DRM nodes under dev_root again (done by every timed walk; a card rescan may ask sooner): a
+        node watched only now may have been opened before, so the next tick walks."""
+        if self._opens is not None and self._opens.watch():
+            self._opened = True
 
     def read(self, now: float, wanted: Callable[[DrmClient], bool]) -> list[tuple[int, str, DrmClient]]:
         """(pid, fd, client) of every wanted client found now."""
-        walk = self._walked_at is None or now - self._walked_at >= self.period
-        started = self._cpu_clock() if walk and self.walk_share else 0.0
-        if walk:
-            self._walked_at = now
-            found = [use for use in scan_clients(self.proc_root, self._parse, self._walk_fds) if wanted(use[2])]
-            self.period = max(self.walk_seconds, (self._cpu_clock() - started) / self.walk_share) \
-                if self.walk_share else self.walk_seconds
-            old, self._kept = self._kept, {}
-            for pid, fd, _ in found:  # descriptors of clients still there are kept on
-                key = (pid, fd)
-                self._kept[key] = old.pop(key) if key in old else KeptAttribute(f"{self.proc_root}/{pid}/fdinfo/{fd}")
-            for gone in old.values():
-                gone.close()
-            return found
+        if self._due(now):
+            return self._walk(now, wanted)
         found = []
         for key, kept in list(self._kept.items()):
             text = kept.read()
@@ -163,6 +179,39 @@ class ClientWalk:
                 del self._kept[key]
         return found
 
+    def _due(self, now: float) -> bool:
+        if self._opens is not None and self._opens.opened():  # drained every tick: opens since walk once
+            self._opened = True
+        if self.walk_share and self._ticked_at is not None:
+            earned = (now - self._ticked_at) * self.walk_share
+            self._credit = min(self._credit + earned, self.walk_share * BURST_SECONDS)
+        self._ticked_at = now
+        if self._walked_at is None or now - self._walked_at >= self.period:
+            self.watch()  # nodes made since are watched, watches lost come back
+            return True
+        return self._opened and (not self.walk_share or self._credit > 0)
+
+    def _walk(self, now: float, wanted: Callable[[DrmClient], bool]) -> list[tuple[int, str, DrmClient]]:
+        started = self._cpu_clock() if self.walk_share else 0.0
+        self._walked_at = now
+        self._opened, self.walks = False, self.walks + 1
+        found = [use for use in scan_clients(self.proc_root, self._parse, self._walk_fds) if wanted(use[2])]
+        opens = self._opens
+        self._blind = opens is not None and opens.watching and not all(
+            opens.sees(f"{self.proc_root}/{pid}/fd/{fd}") for pid, fd, _ in found)
+        if self.walk_share:
+            cost = self._cpu_clock() - started
+            self._credit -= cost
+            share = self.safety_share if self.watching else self.walk_share
+            self.period = max(self.walk_seconds, cost / share) if share else self.walk_seconds
+        old, self._kept = self._kept, {}
+        for pid, fd, _ in found:  # descriptors of clients still there are kept on
+            key = (pid, fd)
+            self._kept[key] = old.pop(key) if key in old else KeptAttribute(f"{self.proc_root}/{pid}/fdinfo/{fd}")
+        for gone in old.values():
+            gone.close()
+        return found
+
 
 _ClientKey = tuple[int, str, int]  # (pid, pdev, client id)
 
@@ -170,12 +219,12 @@ _ClientKey = tuple[int, str, int]  # (pid, pdev, client id)
 class DrmUsageReader:
     """Per-process memory and engine use per card between this call and the previous one."""
 
-    def __init__(
-        self, proc_root: str, sys_root: str, clock: Callable[[], float], fd_walk_seconds: float = FD_WALK_SECONDS
-    ) -> None:
+    def __init__(self, proc_root: str, sys_root: str, clock: Callable[[], float],
+                 fd_walk_seconds: float = FD_WALK_SECONDS, dev_root: str | None = None) -> None:
+        """`dev_root`: where the DRM nodes are watched for opens (`ClientWalk`); None: timed walks alone."""
         self.proc_root, self.sys_root, self._clock = proc_root, sys_root, clock
         self.fd_walk_seconds = fd_walk_seconds
-        self._walk = ClientWalk(proc_root, fd_walk_seconds)
+        self._walk = ClientWalk(proc_root, fd_walk_seconds, dev_root=dev_root)
         self._cards: dict[str, DrmCard] = {}
         self._scanned_at: float | None = None
         self._previous: dict[_ClientKey, tuple[float, dict[str, EngineTime]]] = {}

@@ -27,11 +27,14 @@ class GpuProcessReader:
         nvidia: bool = True,
         clock: Callable[[], float] = time.monotonic,
         fd_walk_seconds: float = FD_WALK_SECONDS,
+        dev_root: str | None = "/dev",
     ) -> None:
+        """`dev_root`: where opens of DRM nodes are watched, so fds are walked after them (None: every
+        `fd_walk_seconds` alone, as for a captured tree)."""
         self.proc_root = proc_root
         self.nvidia = nvidia
         self._pids = PidTranslator(proc_root)
-        self._drm = DrmUsageReader(proc_root, sys_root, clock, fd_walk_seconds)
+        self._drm = DrmUsageReader(proc_root, sys_root, clock, fd_walk_seconds, dev_root)
         self._window = _nvml.ProcessUtilizationWindow()
 
     def gpu_usage_by_pid(self) -> dict[int, tuple[GpuProcessUse, ...]]:

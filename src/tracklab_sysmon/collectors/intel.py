@@ -29,16 +29,19 @@ class IntelCollector:
     """One `AcceleratorSample` per i915/xe card, `id` in PCI address order (as the process list numbers them).
 
     Per tick: runtime status, GT frequency, hwmon energy and temperatures (kept files), and the engine
-    time of the DRM clients found by the last fd walk (every `fd_walk_seconds`, stretched so walks cost at
-    most `walk_share` of one core; None: never stretched). `power` is the hwmon energy's rate between ticks.
+    time of the DRM clients found by the last fd walk: on the tick after a DRM node under `dev_root` was opened,
+    and every `fd_walk_seconds` stretched so timed walks cost at most `SAFETY_SHARE` of one core; where the nodes
+    cannot be watched (None: never), every `fd_walk_seconds` stretched by `walk_share` (None: never stretched;
+    `drm_clients.ClientWalk`). `power` is the hwmon energy's rate between ticks.
     """
 
     name = "intel"
 
     def __init__(self, sys_root: str = "/sys", proc_root: str = "/proc", *, pci_ids: str | None = None,
-                 fd_walk_seconds: float = FD_WALK_SECONDS, walk_share: float | None = WALK_SHARE) -> None:
+                 fd_walk_seconds: float = FD_WALK_SECONDS, walk_share: float | None = WALK_SHARE,
+                 dev_root: str | None = "/dev") -> None:
         self.sys_root, self.pci_ids = sys_root, pci_ids
-        self._meter = EngineMeter(proc_root, fd_walk_seconds, walk_share)
+        self._meter = EngineMeter(proc_root, fd_walk_seconds, walk_share, dev_root=dev_root)
         self._cards: tuple[IntelCard, ...] = ()
         self._by_pdev: dict[str, IntelCard] = {}
         self._scanned_at: float | None = None
@@ -56,6 +59,7 @@ class IntelCollector:
             self._by_pdev = {card.bus_id: card for card in self._cards}
             self._power = {card.bus_id: EnergyRate() for card in self._cards}
             self._last = {}  # a card found again may have other sensors behind the same address
+            self._meter.walk.watch()  # its DRM nodes may be new too
         if not self._cards:
             raise Unavailable(f"no i915 or xe device under {os.path.join(self.sys_root, 'class/drm')}")
         statuses = [self._status(card) for card in self._cards]

@@ -1,8 +1,10 @@
 """Intel GPU use per engine class and device memory, summed over each card's DRM clients (drm-usage-stats fdinfo).
 
-The clients come from `drm_clients.ClientWalk`: every process's fds are walked every `walk_seconds` (10 s by
-default, stretched so that walks cost at most `walk_share` of one core, `WALK_SHARE` by default), and between
-walks only the fds found holding an Intel client are read again. A client is keyed by (card, `drm-client-id`),
+The clients come from `drm_clients.ClientWalk`: every process's fds are walked after a DRM node under `dev_root`
+was opened and every `walk_seconds` (10 s by default) stretched so that these timed walks cost at most
+`SAFETY_SHARE` of one core; without watches every `walk_seconds` stretched by `walk_share` (`WALK_SHARE` by
+default), which also bounds walks after opens. Between walks only the fds found holding an Intel client are
+read again. A client is keyed by (card, `drm-client-id`),
 so one shared through several fds or processes counts once.
 """
 
@@ -21,6 +23,11 @@ from .intel_cards import ENGINE_ORDER, IntelCard, engine_class
 # 3,000-fd host is still walked about every 20 s: a new client is seen as soon as with the Python walk at
 # 0.05 %, for 0.1 ms a second less (docs/performance.md, "Intel GPUs, RAPL and the energy ledger").
 WALK_SHARE = 0.0004
+# With the DRM nodes watched, timed walks only find fds that came without an open (inherited through fork, passed
+# over a socket: rare for GPU jobs, whose processes open their render node themselves) and clients of nodes not
+# watched (a walk that finds one returns to WALK_SHARE): a quarter of the share, 0.1 ms a second, for a new client
+# of that kind seen within about 80 s on a 3,000-fd host (10 s on a small one).
+SAFETY_SHARE = 0.0001
 _DEVICE_REGIONS = ("vram", "local")  # memory on the card (xe: vram0, i915: local0)
 _ClientKey = tuple[str, int]  # (pdev, client id)
 
@@ -39,8 +46,9 @@ class EngineMeter:
     """Keeps each client's engine times between calls, to turn them into shares of the interval."""
 
     def __init__(self, proc_root: str, walk_seconds: float = FD_WALK_SECONDS,
-                 walk_share: float | None = WALK_SHARE) -> None:
-        self.walk = ClientWalk(proc_root, walk_seconds, walk_share=walk_share)
+                 walk_share: float | None = WALK_SHARE, *, dev_root: str | None = None) -> None:
+        self.walk = ClientWalk(proc_root, walk_seconds, walk_share=walk_share, safety_share=SAFETY_SHARE,
+                               dev_root=dev_root)
         self._previous: dict[_ClientKey, _Times] = {}
         self._then: float | None = None
 

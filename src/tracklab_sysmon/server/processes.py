@@ -59,7 +59,8 @@ def setup_processes(app: web.Application, collector: ProcessesCollector | None =
     sampler = app[keys.SAMPLER]
     config = app[keys.CONFIG]
     if collector is None:  # GPU use per process: NVML only on the host, DRM fdinfo under the roots
-        gpus = GpuProcessReader(config.proc_root, config.sys_root, nvidia=config.on_host)
+        gpus = GpuProcessReader(config.proc_root, config.sys_root, nvidia=config.on_host,
+                                dev_root="/dev" if config.on_host else None)
         collector = ProcessesCollector(config.proc_root, gpu_usage=gpus.gpu_usage_by_pid)
     app[PROCESSES] = ProcessCache(collector, lambda: sampler.ticks)
     app.router.add_get("/api/system/processes", list_processes)
