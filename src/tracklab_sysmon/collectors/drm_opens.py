@@ -22,7 +22,7 @@ from .._sysfs import list_dir
 
 IN_OPEN = 0x20
 IN_IGNORED = 0x8000  # the watch is gone (the node was deleted)
-_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len (name bytes follow; none for a watched file)
+_EVENT = struct.Struct("@iIII")  # wd, mask, cookie, len (name bytes follow; none for a watched file)
 _READ_BYTES = 4096  # 256 events without names; a full read is followed by another
 _NODE = re.compile(r"(card|renderD)\d+$")  # card0-DP-1 connectors live in sysfs, not here; by-path/ is skipped
 
