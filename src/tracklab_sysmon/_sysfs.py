@@ -93,13 +93,20 @@ class KeptFile:
             self.close()
             raise OSError(exc.errno, exc.strerror, self.path) from exc
 
+    def read_page(self) -> bytes | None:
+        """The file's first page (a sysfs attribute whole: one pread) as bytes; None when it cannot be opened or
+        read. The same descriptor rules as `read`."""
+        try:
+            return os.pread(self._current(), _PAGE, 0)
+        except OSError:
+            self.close()
+            return None
+
     def read_int(self) -> int | None:
         """The file as an integer (a sysfs attribute: one value, at most a page); None when it cannot be read or
         is not one. The same descriptor rules as `read`, without the text's decoding (`int` reads bytes)."""
-        try:
-            data = os.pread(self._current(), _PAGE, 0)
-        except OSError:
-            self.close()
+        data = self.read_page()
+        if data is None:
             return None
         try:
             return int(data)

@@ -4,6 +4,7 @@ Data counters and the port state are read every tick through kept descriptors; t
 rate, link layer and error counters every SLOW_SECONDS (and whenever the state changed), since each
 PMA counter read may cost the HCA a management datagram; the driver's hw_counters (dozens per mlx5
 port) every HW_SECONDS. Ports take these reads in turn, and are found again every RESCAN_SECONDS.
+Every file is kept open once read (the slow tiers' too: an open and close cost more than the read).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .._sysfs import KeptAttribute, KeptFile, list_dir, open_regular
+from .._sysfs import KeptAttribute, KeptFile, list_dir
 from ..errors import ParseError, Unavailable
 from ..model import HwCounter, InfinibandErrors, InfinibandPort, InfinibandSample
 from ..rates import CounterRates, rounded
@@ -44,7 +45,6 @@ ERROR_FILES = (
     ("excessive_buffer_overrun_errors", "excessive_buffer_overrun_errors"),
     ("vl15_dropped", "VL15_dropped"),
 )
-SYSFS_PAGE = 4096  # a sysfs attribute never holds more (one pread reads it whole)
 NOT_COUNTERS = frozenset({"lifespan"})  # hw_counters/lifespan is the cache period (ms), not a count
 
 T = TypeVar("T")
@@ -69,7 +69,8 @@ class PortFiles:
     path: str
     data: tuple[KeptFile, ...]
     state: KeptFile
-    hw_counters: tuple[tuple[str, str], ...]  # (driver's name, path)
+    hw_counters: tuple[tuple[str, KeptFile], ...]  # (driver's name, its file)
+    slow_files: tuple[KeptFile, ...]  # link_layer, phys_state, rate, then the ERROR_FILES in order
     slow: _Slow = field(default_factory=_Slow)
     slow_at: float | None = None
     hw_at: float | None = None
@@ -100,8 +101,9 @@ def discover(sys_root: str) -> tuple[PortFiles, ...] | None:
                 device=device, port=port, path=path, slot=len(found), words=efa is None,
                 data=efa or tuple(KeptAttribute(os.path.join(path, "counters", name)) for name in _DATA),
                 state=KeptAttribute(os.path.join(path, "state")),
-                hw_counters=tuple((n, os.path.join(path, "hw_counters", n))
+                hw_counters=tuple((n, KeptAttribute(os.path.join(path, "hw_counters", n)))
                                   for n in list_dir(os.path.join(path, "hw_counters")) if n not in NOT_COUNTERS),
+                slow_files=_slow_files(path),
             ))
     return tuple(found)
 
@@ -176,23 +178,28 @@ class InfinibandCollector:
         )
 
 
+def _slow_files(path: str) -> tuple[KeptFile, ...]:
+    """The port's slow-tier files, kept like the per-tick ones (nothing is opened before the first read)."""
+    names = ("link_layer", "phys_state", "rate", *(os.path.join("counters", file) for _, file in ERROR_FILES))
+    return tuple(KeptAttribute(os.path.join(path, name)) for name in names)
+
+
 def _read_slow(files: PortFiles) -> _Slow:
-    """The port's slow-tier files, read once each (no descriptor kept: every few seconds at most)."""
-    path = files.path + os.sep
-    counters = path + "counters" + os.sep
+    """The port's slow-tier files, one pread each through their kept descriptors."""
+    link_layer, phys_state, rate, *errors = (kept.read_page() for kept in files.slow_files)
     return _Slow(
-        link_layer=_parsed(_read_small(path + "link_layer"), ib.parse_link_layer),
-        physical_state=_parsed(_read_small(path + "phys_state"), ib.parse_state),
-        rate=_parsed(_read_small(path + "rate"), ib.parse_rate),
-        errors=InfinibandErrors(*(_parsed(_read_small(counters + file), ib.parse_counter) for _, file in ERROR_FILES)),
+        link_layer=_parsed(link_layer, ib.parse_link_layer),
+        physical_state=_parsed(phys_state, ib.parse_state),
+        rate=_parsed(rate, ib.parse_rate),
+        errors=InfinibandErrors(*(_parsed(data, ib.parse_counter) for data in errors)),
     )
 
 
 def _read_hw(files: PortFiles) -> tuple[HwCounter, ...]:
     """The port's hw_counters, each under the driver's name; one that cannot be read is left out."""
     return tuple(
-        HwCounter(name, value) for name, path in files.hw_counters
-        if (value := _parsed(_read_small(path), ib.parse_counter)) is not None
+        HwCounter(name, value) for name, kept in files.hw_counters
+        if (value := _parsed(kept.read_page(), ib.parse_counter)) is not None
     )
 
 
@@ -208,31 +215,17 @@ def _read(kept: KeptFile, parse: Callable[[str], T], problems: list[str] | None)
         return None
 
 
-def _read_small(path: str) -> str | None:
-    """A sysfs attribute's text (at most a page, so one pread), or None when it cannot be read."""
-    try:
-        fd, _ = open_regular(path)
-    except OSError:
-        return None
-    try:
-        return os.pread(fd, SYSFS_PAGE, 0).decode("utf-8", "replace")
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
 @functools.lru_cache(maxsize=64)
 def _state(text: str) -> str:
     """parse_state, remembered: a port's state file reads the same text tick after tick."""
     return ib.parse_state(text)
 
 
-def _parsed(text: str | None, parse: Callable[[str], T]) -> T | None:
-    if text is None:
+def _parsed(data: bytes | None, parse: Callable[[str], T]) -> T | None:
+    if data is None:
         return None
     try:
-        return parse(text)
+        return parse(data.decode("utf-8", "replace"))
     except ParseError:
         return None
 
