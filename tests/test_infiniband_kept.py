@@ -6,25 +6,12 @@ import os
 import pathlib
 import shutil
 
-from conftest import FIXTURES
+from conftest import FIXTURES, open_under
 
 from tracklab_sysmon.collectors.infiniband import HW_SECONDS, SLOW_SECONDS, InfinibandCollector
 
 TREE = FIXTURES / "infiniband-hca" / "sys"
 PORT = "class/infiniband/mlx5_0/ports/1"
-
-
-def _open_under(root: pathlib.Path) -> list[str]:
-    """Paths of this process's descriptors whose file lies under `root`."""
-    found = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(f"{root}/"):
-            found.append(target)
-    return sorted(found)
 
 
 def _files(root: pathlib.Path, folder: str) -> int:
@@ -38,12 +25,12 @@ def test_every_file_read_stays_open_and_later_reads_open_nothing(tmp_path):
     shutil.copytree(TREE / "class/infiniband/mlx5_0", root / "class/infiniband/mlx5_0")
     collector = InfinibandCollector(str(root))
     collector.collect(100.0)
-    first = _open_under(root)
+    first = open_under(root)
     assert len(first) == 5 + 15 + _files(root, "hw_counters") == 27
     assert len(set(first)) == len(first)  # one descriptor per file
     for t in (101.0, 100.0 + SLOW_SECONDS, 100.0 + HW_SECONDS):
         collector.collect(t)
-    assert _open_under(root) == first
+    assert open_under(root) == first
 
 
 def test_a_slow_file_renamed_over_is_read_from_the_new_file(tmp_path):
