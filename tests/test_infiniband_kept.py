@@ -8,7 +8,7 @@ import shutil
 
 from conftest import FIXTURES, open_under
 
-from tracklab_sysmon.collectors.infiniband import HW_SECONDS, SLOW_SECONDS, InfinibandCollector
+from tracklab_sysmon.collectors.infiniband import HW_SECONDS, RESCAN_SECONDS, SLOW_SECONDS, InfinibandCollector
 
 TREE = FIXTURES / "infiniband-hca" / "sys"
 PORT = "class/infiniband/mlx5_0/ports/1"
@@ -59,3 +59,25 @@ def test_a_slow_file_that_goes_away_is_null_and_returns(tmp_path):
     assert collector.collect(100.0 + SLOW_SECONDS).ports[0].link_layer is None
     (root / PORT / "link_layer").write_text("Ethernet\n")
     assert collector.collect(100.0 + 2 * SLOW_SECONDS).ports[0].link_layer == "Ethernet"
+
+
+def test_a_rescan_keeps_the_ports_it_knows_and_looks_only_into_new_ones(tmp_path):
+    """Ports found again keep their record (kept files, slow tiers): a rescan opens nothing for them; a port that
+    appears is read from the rescan on, and one that left and came back starts afresh."""
+    root = tmp_path / "sys"
+    shutil.copytree(TREE, root)
+    collector = InfinibandCollector(str(root))
+    collector.collect(100.0)
+    known = collector._ports
+    before = open_under(root)
+    shutil.copytree(TREE / "class/infiniband/mlx5_0", root / "class/infiniband/mlx5_9")
+    ports = collector.collect(100.0 + RESCAN_SECONDS).ports
+    assert [p.device for p in ports] == ["mlx5_0", "mlx5_1", "mlx5_2", "mlx5_9"]
+    assert all(a is b for a, b in zip(collector._ports, known, strict=False))
+    assert set(before) <= set(open_under(root))
+    shutil.rmtree(root / "class/infiniband/mlx5_9")
+    collector.collect(100.0 + 2 * RESCAN_SECONDS)
+    shutil.copytree(TREE / "class/infiniband/mlx5_0", root / "class/infiniband/mlx5_9")
+    (root / "class/infiniband/mlx5_9/ports/1/counters/port_xmit_data").write_text("2500001000\n")  # 1000 words more
+    again = collector.collect(100.0 + 3 * RESCAN_SECONDS)
+    assert again.ports[3].tx_rate == 0.0  # first sight again: no rate from the counters it had before it left

@@ -11,7 +11,7 @@ per-tick files of all ports are read, parsed and rated in one call (`infiniband_
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -84,8 +84,9 @@ class PortFiles:
         return PortSpec(self.key, self.data, os.path.join(self.path, "state"), self.words)
 
 
-def discover(sys_root: str) -> tuple[PortFiles, ...] | None:
-    """Every port of every RDMA device in (device, port) order; None when the class folder is absent."""
+def discover(sys_root: str, known: Mapping[str, PortFiles] | None = None) -> tuple[PortFiles, ...] | None:
+    """Every port of every RDMA device in (device, port) order; None when the class folder is absent. A port in
+    `known` (by key) is that one, its files and slow tiers as they are: only new ones are looked into."""
     root = os.path.join(sys_root, CLASS_DIR)
     if not os.path.isdir(root):
         return None
@@ -93,6 +94,10 @@ def discover(sys_root: str) -> tuple[PortFiles, ...] | None:
     for device in list_dir(root):
         ports = os.path.join(root, device, "ports")
         for port in sorted((int(p) for p in list_dir(ports) if p.isdigit()), key=int):
+            seen = known.get(f"{device}/{port}") if known else None
+            if seen is not None:
+                found.append(seen)
+                continue
             path = os.path.join(ports, str(port))
             efa = hw_data_files(path)
             found.append(PortFiles(
@@ -139,10 +144,8 @@ class InfinibandCollector:
 
     def _discover(self, now: float) -> tuple[PortFiles, ...] | None:
         if self._found_at is None or now - self._found_at >= RESCAN_SECONDS:
-            old = {p.key: p for p in self._ports or ()}
-            found = discover(self.sys_root)
             # A port seen before keeps its kept files' slow tier: only new ones start afresh.
-            self._ports = None if found is None else tuple(old.get(p.key, p) for p in found)
+            self._ports = discover(self.sys_root, {p.key: p for p in self._ports or ()})
             self._found_at = now
             # Ports change only here: the files and counters of ports gone are forgotten (one that returns
             # starts afresh), a port seen before keeps its own (the meter knows it by key).
