@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from collections.abc import Sequence
@@ -33,7 +34,8 @@ class _Port:
         return (*self.spec.data, self.spec.state)[index]
 
     def __del__(self) -> None:
-        lib.ib_port_close(self.cdata)
+        with contextlib.suppress(Exception):  # interpreter shutdown: lib may already be gone
+            lib.ib_port_close(self.cdata)
 
 
 class CffiPortsMeter:
