@@ -72,15 +72,16 @@ static void closed_fd(int *fd)
 }
 
 /* One file as KeptAttribute reads it into page: the bytes read, or why not (ibports.h). */
-static int32_t read_file(const char *path, int *fd, char *page)
+static int32_t read_file(ib_file *file, char *page)
 {
+    int *fd = &file->fd;
     struct stat st;
     if (*fd >= 0 && (fstat(*fd, &st) != 0 || st.st_nlink == 0))
         closed_fd(fd); /* deleted or renamed over: open the path again */
     if (*fd < 0) {
         int f;
         do
-            f = open(path, OPEN_FLAGS);
+            f = open(file->path, OPEN_FLAGS);
         while (f < 0 && errno == EINTR); /* Python retries an interrupted call (PEP 475) */
         if (f < 0)
             return -errno;
@@ -136,7 +137,7 @@ size_t ib_read(ib_port *const *ports, size_t n, double now, int32_t *length, cha
         ib_port *port = ports[p];
         for (size_t f = 0; f < IB_FILES; f++) {
             size_t at = p * IB_FILES + f;
-            int32_t got = read_file(port->path[f], &port->fd[f], page);
+            int32_t got = read_file(&port->file[f], page);
             length[at] = got;
             if (got > 0)
                 memcpy(text + at * IB_TEXT, page, (size_t)got < IB_TEXT ? (size_t)got : IB_TEXT);
@@ -159,9 +160,22 @@ size_t ib_read(ib_port *const *ports, size_t n, double now, int32_t *length, cha
     return odd;
 }
 
-void ib_port_close(ib_port *port)
+size_t ib_read_counters(ib_file *files, size_t n, uint64_t *values, uint8_t *known)
 {
-    for (size_t f = 0; f < IB_FILES; f++)
-        if (port->fd[f] >= 0)
-            closed_fd(&port->fd[f]);
+    char page[IB_PAGE];
+    size_t unknown = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t got = read_file(&files[i], page);
+        values[i] = 0; /* the parser writes only a counter it read */
+        known[i] = got >= 0 && ib_parse_counter(page, (size_t)got, &values[i]);
+        unknown += !known[i];
+    }
+    return unknown;
+}
+
+void ib_files_close(ib_file *files, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (files[i].fd >= 0)
+            closed_fd(&files[i].fd);
 }

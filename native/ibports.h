@@ -1,7 +1,7 @@
 /* tracklab-sysmon C helper, InfiniBand ports: every port's per-tick files read, parsed and rated in one call.
  *
  * It mirrors the Python twin (tracklab_sysmon/collectors/infiniband_ports_py.py) value for value. Each
- * port has five files: its four data counters (port_xmit_data, port_rcv_data, port_xmit_packets,
+ * port has five files read every tick: its four data counters (port_xmit_data, port_rcv_data, port_xmit_packets,
  * port_rcv_packets, or EFA's hw_counters in bytes) and its state. Each is read as _sysfs.KeptAttribute
  * reads it: a kept descriptor, fstat()ed before the read and reopened when its file has no link left
  * (deleted or renamed over); opened non-blocking, refused unless a regular file; one pread of a page
@@ -12,6 +12,7 @@
  * ASCII digits only, whose value fits 64 bits. The data counters of a port that counts 4-byte words
  * (words != 0) are scaled to bytes; every known counter is rated by rates.CounterRates' rule
  * (counter_rates.h), rounded as round(rate, 2) (numbers.h). Build with -ffp-contract=off.
+ * ib_read_counters reads other counter files the same way (the slow tiers' error counters, hw_counters).
  */
 #ifndef TRACKLAB_IBPORTS_H
 #define TRACKLAB_IBPORTS_H
@@ -35,11 +36,15 @@ enum { IB_OK = 0, IB_ABSENT = 1, IB_UNREADABLE = 2, IB_BAD_TEXT = 3, IB_SATURATE
  * the descriptor just opened failed (Python's OSError without a path). */
 enum { IB_NOT_REGULAR = -(1 << 20), IB_NO_PATH = 1 << 21 };
 
-/* One port: its paths (owned by the caller, alive while the port is), kept descriptors (-1: closed),
- * whether its data counters count 4-byte words, and its four counters' baselines. */
+/* A kept file: its path (owned by the caller, alive while the file is) and descriptor (-1: closed). */
 typedef struct {
-    const char *path[IB_FILES];
-    int fd[IB_FILES];
+    const char *path;
+    int fd;
+} ib_file;
+
+/* One port: its five files, whether its data counters count 4-byte words, its four counters' baselines. */
+typedef struct {
+    ib_file file[IB_FILES];
     int words;
     fb_counter counter[IB_COUNTERS];
 } ib_port;
@@ -52,8 +57,12 @@ typedef struct {
 size_t ib_read(ib_port *const *ports, size_t n, double now, int32_t *length, char *text, uint64_t *values,
                double *rates, uint8_t *status);
 
-/* Closes the port's kept descriptors. */
-void ib_port_close(ib_port *port);
+/* n counter files read as the data counters are (not scaled, not rated): values[i] and known[i] 1 where
+ * the file read and parsed, else 0 and 0. Returns the number not known. */
+size_t ib_read_counters(ib_file *files, size_t n, uint64_t *values, uint8_t *known);
+
+/* Closes the files' kept descriptors. */
+void ib_files_close(ib_file *files, size_t n);
 
 /* 1 and the value when text[0, n) is a counter as parse_counter reads it, else 0. */
 int ib_parse_counter(const char *text, size_t n, uint64_t *value);

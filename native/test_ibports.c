@@ -89,8 +89,7 @@ static void test_port(void)
     ib_port *port = calloc(1, sizeof *port);
     for (int f = 0; f < IB_FILES; f++) {
         snprintf(paths[f], sizeof paths[f], "%s/%s", folder, NAMES[f]);
-        port->path[f] = paths[f];
-        port->fd[f] = -1;
+        port->file[f] = (ib_file){paths[f], -1};
     }
     port->words = 1;
     put("xd", "1000\n");
@@ -105,9 +104,9 @@ static void test_port(void)
     CHECK(t.status[3] == IB_ABSENT && t.length[3] == -ENOENT && isnan(t.rates[3]), "absent");
     CHECK(t.length[IB_STATE] == 10 && memcmp(t.text + IB_STATE * IB_TEXT, "4: ACTIVE\n", 10) == 0, "state text");
     CHECK(t.odd == 2, "odd %zu", t.odd);
-    int kept = port->fd[0];
+    int kept = port->file[0].fd;
     tick(port, 101.0, &t);
-    CHECK(port->fd[0] == kept, "the descriptor is kept between reads");
+    CHECK(port->file[0].fd == kept, "the descriptor is kept between reads");
     put("xd", "1250\n"); /* renamed over: reopened, 250 words (1000 bytes) more over the 1 s since 101 */
     put("rd", "4611686018427387904\n"); /* 2^62 words: over 64 bits in bytes */
     put("rp", "N/A (no PMA)\n");
@@ -131,11 +130,16 @@ static void test_port(void)
     snprintf(path, sizeof path, "%s/state", folder);
     unlink(path);
     tick(port, 106.0, &t);
-    CHECK(t.status[0] == IB_UNREADABLE && t.length[0] == IB_NOT_REGULAR && port->fd[0] == -1, "a folder");
+    CHECK(t.status[0] == IB_UNREADABLE && t.length[0] == IB_NOT_REGULAR && port->file[0].fd == -1, "a folder");
     CHECK(t.status[2] == IB_UNREADABLE && t.length[2] == IB_NOT_REGULAR, "a FIFO never hangs the read");
     CHECK(t.length[IB_STATE] == -ENOENT, "state removed");
-    ib_port_close(port);
-    CHECK(port->fd[1] == -1 && port->fd[3] == -1, "closed");
+    uint64_t values[IB_FILES];
+    uint8_t known[IB_FILES];
+    size_t unknown = ib_read_counters(port->file, IB_FILES, values, known); /* the same files, as counters */
+    CHECK(unknown == 4 && known[1] && values[1] == 4611686018427387904ull, "counters: %zu unknown", unknown);
+    CHECK(!known[0] && !known[2] && !known[3] && !known[4] && values[0] == 0, "folder, FIFO, text, gone: unknown");
+    ib_files_close(port->file, IB_FILES);
+    CHECK(port->file[1].fd == -1 && port->file[3].fd == -1, "closed");
     free(port);
     for (int f = 0; f < IB_FILES; f++) {
         snprintf(path, sizeof path, "%s/%s", folder, NAMES[f]);
@@ -161,8 +165,7 @@ static void test_fixture(const char *dir)
         else
             snprintf(paths[f], sizeof paths[f], "%s/%s/%s", dir, words ? "counters" : "hw_counters",
                      words ? DATA[f] : EFA[f]);
-        port->path[f] = paths[f];
-        port->fd[f] = -1;
+        port->file[f] = (ib_file){paths[f], -1};
     }
     port->words = words;
     struct tick t;
@@ -173,7 +176,7 @@ static void test_fixture(const char *dir)
         CHECK(t.length[IB_STATE] > 0, "%s state: %d", dir, t.length[IB_STATE]);
         CHECK(t.rates[0] == 0.0 || isnan(t.rates[0]), "%s: the same reading rates 0", dir);
     }
-    ib_port_close(port);
+    ib_files_close(port->file, IB_FILES);
     free(port);
 }
 

@@ -19,8 +19,8 @@ from tracklab_sysmon import wire
 from tracklab_sysmon.collectors import infiniband_files as ib
 from tracklab_sysmon.collectors.base import Partial
 from tracklab_sysmon.collectors.infiniband import InfinibandCollector, discover
-from tracklab_sysmon.collectors.infiniband_ports import PortSpec, select_ports_meter
-from tracklab_sysmon.collectors.infiniband_ports_py import PyPortsMeter
+from tracklab_sysmon.collectors.infiniband_ports import PortsBackend, PortSpec, select_ports_backend
+from tracklab_sysmon.collectors.infiniband_ports_py import PyCounterFiles, PyPortsMeter
 from tracklab_sysmon.errors import BackendUnavailable, ParseError
 from tracklab_sysmon.model import FabricSample
 
@@ -34,9 +34,12 @@ SPACES = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]
 def cffi():
     native_module()  # skip locally, fail under TRACKLAB_SYSMON_NATIVE=require, when the helper is not built
     from tracklab_sysmon._sysmon_cffi import ffi, lib
-    from tracklab_sysmon.collectors.infiniband_ports_cffi import CffiPortsMeter
+    from tracklab_sysmon.collectors.infiniband_ports_cffi import CffiCounterFiles, CffiPortsMeter
 
-    return CffiPortsMeter, ffi, lib
+    return CffiPortsMeter, ffi, lib, CffiCounterFiles
+
+
+PYTHON = PortsBackend(PyPortsMeter, PyCounterFiles)
 
 
 def _copy(root: pathlib.Path, *trees: pathlib.Path) -> pathlib.Path:
@@ -65,7 +68,7 @@ def _write(path: str, text: str) -> None:
 
 
 def _c_parse(cffi, data: bytes) -> int | None:
-    _, ffi, lib = cffi
+    _, ffi, lib, _ = cffi
     value = ffi.new("uint64_t *")
     return value[0] if lib.ib_parse_counter(data, len(data), value) else None
 
@@ -142,6 +145,14 @@ def _steps() -> list[tuple[str, Step]]:
     def folder(index: int) -> Step:
         return lambda specs: os.mkdir(specs[0].data[index])
 
+    def slow(name: str, text: str | None, put: Callable[[str, str], None] = _write) -> Step:
+        """A slow-tier file of the first port (where it has one): rewritten, or removed when text is None."""
+        def change(specs: list[PortSpec]) -> None:
+            path = os.path.join(os.path.dirname(specs[0].state), name)
+            if os.path.isfile(path):
+                put(path, text) if text is not None else os.unlink(path)
+        return change
+
     return [
         ("first reading", lambda specs: None),
         ("every counter rises", each(1000)),
@@ -164,6 +175,11 @@ def _steps() -> list[tuple[str, Step]]:
         ("a counter gone", gone(2)),
         ("a folder where a counter was", folder(2)),
         ("the state gone", lambda specs: os.unlink(specs[0].state)),
+        ("an error counter that is not one", slow("counters/symbol_error", "N/A\n")),
+        ("an error counter renamed over", slow("counters/link_downed", "\u00a09\n", _put)),
+        ("an hw counter gone", slow("hw_counters/out_of_buffer", None)),
+        ("an hw counter renamed over", slow("hw_counters/rx_pkts", "12\n", _put)),
+        ("an hw counter over 64 bits", slow("hw_counters/np_cnp_sent", f"{2**64}\n")),
         ("every counter rises again", each(4000)),
     ]
 
@@ -196,7 +212,7 @@ def test_meters_agree_tick_by_tick_through_every_rule(cffi, tmp_path, tree):
 
 def test_the_scenario_hits_every_status(cffi, tmp_path):
     """The scenario above is only worth its name if the C helper saw every outcome in it."""
-    _, ffi, lib = cffi
+    _, ffi, lib, _ = cffi
     root = _copy(tmp_path / "sys", HCA)
     specs = _specs(root)
     meter = cffi[0]()
@@ -245,13 +261,13 @@ def _wire(value: object) -> bytes:
 def test_the_collector_writes_the_same_bytes_with_either_meter(cffi, tmp_path, tree):
     """Two collectors on one tree, one per backend: the same JSON and degraded reason on every tick."""
     root = _copy(tmp_path / "sys", *TREES[tree])
-    collectors = (InfinibandCollector(str(root)), InfinibandCollector(str(root)))
-    collectors[0]._meter, collectors[1]._meter = PyPortsMeter(), cffi[0]()
+    native = PortsBackend(cffi[0], cffi[3])
+    collectors = (InfinibandCollector(str(root), PYTHON), InfinibandCollector(str(root), native))
     specs = _specs(root)
     now = 100.0
     for name, step in _steps():
         step(specs)
-        now += 8.0 if "8 s" in name else 1.0
+        now += 8.0 if "8 s" in name else 6.0  # past the slow tier's period: every port reads it each step
         python, native = (_wire(c.collect(now)) for c in collectors)
         assert native == python
 
@@ -297,13 +313,52 @@ def test_c_descriptors_close_with_their_port_and_meter(cffi, tmp_path):
     assert len(open_under(root)) == 10
     del meter
     assert open_under(root) == []
+    counters = cffi[3]([str(p) for p in sorted(root.glob("class/infiniband/*/ports/1/hw_counters/*"))])
+    counters.read()
+    assert len(open_under(root)) == 8 + 7  # mlx5_0's and mlx5_2's hw_counters, lifespan too (mlx5_1 has none)
+    del counters
+    assert open_under(root) == []
+
+
+def _counter_files(root: pathlib.Path) -> list[str]:
+    return [str(p) for p in sorted(root.glob("class/infiniband/*/ports/*/*counters/*"))]
+
+
+_CHANGE = st.one_of(_READING, st.sampled_from(["<gone>", "<folder>", "<renamed>"]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10**6), _CHANGE), max_size=30))
+def test_counter_files_read_alike_on_every_fixture_counter(cffi, changes):
+    """Every counters/ and hw_counters/ file of both fixture trees through either reader, read, changed (rewritten,
+    removed, a folder in its place, renamed over) and read again: the same values, None in the same places."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = _copy(pathlib.Path(tmp) / "sys", HCA, EFA)
+        paths = _counter_files(root)
+        readers = (PyCounterFiles(paths), cffi[3](paths))
+        first = [r.read() for r in readers]
+        assert first[0] == first[1] and None not in first[0] and len(paths) == 3 * 18 + 15 + 18
+        for pick, change in changes:
+            path = paths[pick % len(paths)]
+            if os.path.isdir(path):
+                os.rmdir(path)
+            elif os.path.exists(path):
+                os.unlink(path)
+            if change == "<folder>":
+                os.mkdir(path)
+            elif change == "<renamed>":
+                _put(path, "31\n")
+            elif change != "<gone>":
+                _write(path, change)
+        python, native = (r.read() for r in readers)
+        assert native == python
 
 
 def test_backend_follows_the_native_setting(cffi, monkeypatch):
     """off: the twin; require: the C reads, or BackendUnavailable when the piece is missing; auto falls back."""
-    assert select_ports_meter("off")[1] == "python" and select_ports_meter("require")[1] == "cffi"
-    assert select_ports_meter("auto")[1] == "cffi"
+    assert select_ports_backend("off") == (PYTHON, "python")
+    assert select_ports_backend("require") == ((cffi[0], cffi[3]), "cffi") == select_ports_backend("auto")
     monkeypatch.setitem(sys.modules, "tracklab_sysmon.collectors.infiniband_ports_cffi", None)
-    assert select_ports_meter("auto") == (PyPortsMeter, "python")
+    assert select_ports_backend("auto") == (PYTHON, "python")
     with pytest.raises(BackendUnavailable, match="InfiniBand port reader is not built"):
-        select_ports_meter("require")
+        select_ports_backend("require")

@@ -5,23 +5,24 @@ rate, link layer and error counters every SLOW_SECONDS (and whenever the state c
 PMA counter read may cost the HCA a management datagram; the driver's hw_counters (dozens per mlx5
 port) every HW_SECONDS. Ports take these reads in turn, and are found again every RESCAN_SECONDS.
 Every file is kept open once read (the slow tiers' too: an open and close cost more than the read); the
-per-tick files of all ports are read, parsed and rated in one call (`infiniband_ports`: the C helper or its twin).
+per-tick files of all ports are read, parsed and rated in one call, and a port's slow-tier counters in one
+(`infiniband_ports`: the C helper or its Python twin).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from .._sysfs import KeptAttribute, KeptFile, list_dir
-from ..errors import ParseError, Unavailable
+from ..errors import Unavailable
 from ..model import HwCounter, InfinibandErrors, InfinibandPort, InfinibandSample
 from . import infiniband_files as ib
 from .base import Partial
 from .infiniband_efa import hw_data_files
-from .infiniband_ports import DATA, PortSpec, new_ports_meter
+from .infiniband_ports import DATA, CounterFiles, PortsBackend, PortSpec, parsed, ports_backend
 
 SLOW_SECONDS = 5.0
 HW_SECONDS = 30.0
@@ -44,6 +45,7 @@ ERROR_FILES = (
     ("vl15_dropped", "VL15_dropped"),
 )
 NOT_COUNTERS = frozenset({"lifespan"})  # hw_counters/lifespan is the cache period (ms), not a count
+_SLOW_TEXTS = ("link_layer", "phys_state", "rate")
 
 T = TypeVar("T")
 
@@ -66,8 +68,10 @@ class PortFiles:
     port: int
     path: str
     data: tuple[str, ...]  # the data counters' paths, in DATA order
-    hw_counters: tuple[tuple[str, KeptFile], ...]  # (driver's name, its file)
-    slow_files: tuple[KeptFile, ...]  # link_layer, phys_state, rate, then the ERROR_FILES in order
+    hw_names: tuple[str, ...]  # the driver's names of its hw_counters
+    hw_counters: CounterFiles  # those files, in that order
+    slow_files: tuple[KeptFile, ...]  # _SLOW_TEXTS' files
+    error_files: CounterFiles  # the ERROR_FILES, in order
     slow: _Slow = field(default_factory=_Slow)
     slow_at: float | None = None
     hw_at: float | None = None
@@ -84,9 +88,12 @@ class PortFiles:
         return PortSpec(self.key, self.data, os.path.join(self.path, "state"), self.words)
 
 
-def discover(sys_root: str, known: Mapping[str, PortFiles] | None = None) -> tuple[PortFiles, ...] | None:
+def discover(sys_root: str, known: Mapping[str, PortFiles] | None = None,
+             backend: PortsBackend | None = None) -> tuple[PortFiles, ...] | None:
     """Every port of every RDMA device in (device, port) order; None when the class folder is absent. A port in
-    `known` (by key) is that one, its files and slow tiers as they are: only new ones are looked into."""
+    `known` (by key) is that one, its files and slow tiers as they are: only new ones are looked into, their
+    counter files read by `backend` (the chosen one by default)."""
+    counters = (backend or ports_backend()).counters
     root = os.path.join(sys_root, CLASS_DIR)
     if not os.path.isdir(root):
         return None
@@ -100,12 +107,13 @@ def discover(sys_root: str, known: Mapping[str, PortFiles] | None = None) -> tup
                 continue
             path = os.path.join(ports, str(port))
             efa = hw_data_files(path)
+            hw_names = tuple(n for n in list_dir(os.path.join(path, "hw_counters")) if n not in NOT_COUNTERS)
             found.append(PortFiles(
                 device=device, port=port, path=path, slot=len(found), words=efa is None,
                 data=efa or tuple(os.path.join(path, "counters", name) for name in DATA),
-                hw_counters=tuple((n, KeptAttribute(os.path.join(path, "hw_counters", n)))
-                                  for n in list_dir(os.path.join(path, "hw_counters")) if n not in NOT_COUNTERS),
-                slow_files=_slow_files(path),
+                hw_names=hw_names, hw_counters=counters([os.path.join(path, "hw_counters", n) for n in hw_names]),
+                slow_files=tuple(KeptAttribute(os.path.join(path, name)) for name in _SLOW_TEXTS),
+                error_files=counters([os.path.join(path, "counters", file) for _, file in ERROR_FILES]),
             ))
     return tuple(found)
 
@@ -116,11 +124,13 @@ class InfinibandCollector:
     # for (tens of microseconds or more on real hardware): kept off the event loop like NVML calls.
     blocking = True
 
-    def __init__(self, sys_root: str = "/sys") -> None:
+    def __init__(self, sys_root: str = "/sys", backend: PortsBackend | None = None) -> None:
+        """`backend`: the C helper's readers or their Python twin's (TRACKLAB_SYSMON_NATIVE's choice by default)."""
         self.sys_root = sys_root
         self._ports: tuple[PortFiles, ...] | None = None
         self._found_at: float | None = None
-        self._meter = new_ports_meter()
+        self._backend = backend or ports_backend()
+        self._meter = self._backend.meter()
 
     def collect(self, now: float) -> InfinibandSample | Partial[InfinibandSample]:
         ports = self._discover(now)
@@ -145,7 +155,7 @@ class InfinibandCollector:
     def _discover(self, now: float) -> tuple[PortFiles, ...] | None:
         if self._found_at is None or now - self._found_at >= RESCAN_SECONDS:
             # A port seen before keeps its kept files' slow tier: only new ones start afresh.
-            self._ports = discover(self.sys_root, {p.key: p for p in self._ports or ()})
+            self._ports = discover(self.sys_root, {p.key: p for p in self._ports or ()}, self._backend)
             self._found_at = now
             # Ports change only here: the files and counters of ports gone are forgotten (one that returns
             # starts afresh), a port seen before keeps its own (the meter knows it by key).
@@ -177,36 +187,18 @@ def _port(files: PortFiles, state: str | None, values: _Four[int | None], rates:
     )
 
 
-def _slow_files(path: str) -> tuple[KeptFile, ...]:
-    """The port's slow-tier files, kept like the per-tick ones (nothing is opened before the first read)."""
-    names = ("link_layer", "phys_state", "rate", *(os.path.join("counters", file) for _, file in ERROR_FILES))
-    return tuple(KeptAttribute(os.path.join(path, name)) for name in names)
-
-
 def _read_slow(files: PortFiles) -> _Slow:
-    """The port's slow-tier files, one pread each through their kept descriptors."""
-    link_layer, phys_state, rate, *errors = (kept.read_page() for kept in files.slow_files)
+    """The port's slow-tier files through their kept descriptors: three texts, and the error counters in one call."""
+    link_layer, phys_state, rate = (kept.read_page() for kept in files.slow_files)
     return _Slow(
-        link_layer=_parsed(link_layer, ib.parse_link_layer),
-        physical_state=_parsed(phys_state, ib.parse_state),
-        rate=_parsed(rate, ib.parse_rate),
-        errors=InfinibandErrors(*(_parsed(data, ib.parse_counter) for data in errors)),
+        link_layer=parsed(link_layer, ib.parse_link_layer),
+        physical_state=parsed(phys_state, ib.parse_state),
+        rate=parsed(rate, ib.parse_rate),
+        errors=InfinibandErrors(*files.error_files.read()),
     )
 
 
 def _read_hw(files: PortFiles) -> tuple[HwCounter, ...]:
     """The port's hw_counters, each under the driver's name; one that cannot be read is left out."""
-    return tuple(
-        HwCounter(name, value) for name, kept in files.hw_counters
-        if (value := _parsed(kept.read_page(), ib.parse_counter)) is not None
-    )
-
-
-def _parsed(data: bytes | None, parse: Callable[[str], T]) -> T | None:
-    if data is None:
-        return None
-    try:
-        return parse(data.decode("utf-8", "replace"))
-    except ParseError:
-        return None
-
+    return tuple(HwCounter(name, value) for name, value in zip(files.hw_names, files.hw_counters.read(), strict=True)
+                 if value is not None)

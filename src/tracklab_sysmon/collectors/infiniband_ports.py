@@ -1,7 +1,8 @@
-"""The per-tick reads of every InfiniBand port (data counters and state): their contract and backend choice.
+"""The reads of every InfiniBand port's counter files (per tick and slow tiers): their contract and backend choice.
 
-Two backends give identical ticks: the C helper (native/ibports.c, `infiniband_ports_cffi`), one call for
-every port, and its Python twin (`infiniband_ports_py`), chosen by TRACKLAB_SYSMON_NATIVE as the hot path is.
+Two backends give identical results: the C helper (native/ibports.c, `infiniband_ports_cffi`), one call for
+every port's per-tick files and one for a port's slow-tier counters, and its Python twin (`infiniband_ports_py`),
+chosen by TRACKLAB_SYSMON_NATIVE as the hot path is.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Sequence
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
 from ..errors import ParseError
 from ..hotpath import ENV_VAR
 from . import infiniband_files as ib
 from .drm_clients import _native_or_python
+
+T = TypeVar("T")
 
 # The data counters in the order of every port's four values: counters/ file names (EFA reads its own).
 DATA = ("port_xmit_data", "port_rcv_data", "port_xmit_packets", "port_rcv_packets")
@@ -49,6 +52,30 @@ class PortsMeter(Protocol):
     def read(self, now: float) -> PortsTick: ...
 
 
+class CounterFiles(Protocol):
+    """Counter files kept open (a port's error counters, its hw_counters), read together."""
+
+    def read(self) -> list[int | None]:
+        """Each file's counter, in the order given; None where it cannot be read or is not a counter."""
+
+
+class PortsBackend(NamedTuple):
+    """One backend's two readers."""
+
+    meter: Callable[[], PortsMeter]
+    counters: Callable[[Sequence[str]], CounterFiles]  # called with the files' paths
+
+
+def parsed(data: bytes | None, parse: Callable[[str], T]) -> T | None:
+    """A file's bytes (one page) parsed, or None when they were not read or do not parse."""
+    if data is None:
+        return None
+    try:
+        return parse(data.decode("utf-8", "replace"))
+    except ParseError:
+        return None
+
+
 def saturated(key: str, index: int) -> str:
     return f"{key} {DATA[index]} is saturated at 2^32-1 (no 64-bit PortCountersExtended)"
 
@@ -76,22 +103,22 @@ def state_of(data: bytes) -> str | None:
         return None
 
 
-def select_ports_meter(mode: str) -> tuple[Callable[[], PortsMeter], str]:
-    """The ports meter class and its backend name for one TRACKLAB_SYSMON_NATIVE value (the hot path's choice)."""
-    def load() -> Callable[[], PortsMeter]:
-        from .infiniband_ports_cffi import CffiPortsMeter
-        return CffiPortsMeter
+def select_ports_backend(mode: str) -> tuple[PortsBackend, str]:
+    """The readers and their backend name for one TRACKLAB_SYSMON_NATIVE value (the hot path's choice)."""
+    def load() -> PortsBackend:
+        from .infiniband_ports_cffi import CffiCounterFiles, CffiPortsMeter
+        return PortsBackend(CffiPortsMeter, CffiCounterFiles)
 
-    from .infiniband_ports_py import PyPortsMeter
-    return _native_or_python(mode, "InfiniBand port reader", load, PyPortsMeter)
-
-
-_new_meter: Callable[[], PortsMeter] | None = None
+    from .infiniband_ports_py import PyCounterFiles, PyPortsMeter
+    return _native_or_python(mode, "InfiniBand port reader", load, PortsBackend(PyPortsMeter, PyCounterFiles))
 
 
-def new_ports_meter() -> PortsMeter:
-    """A ports meter of the chosen backend (chosen on the first call)."""
-    global _new_meter
-    if _new_meter is None:
-        _new_meter = select_ports_meter(os.environ.get(ENV_VAR, "auto"))[0]
-    return _new_meter()
+_backend: PortsBackend | None = None
+
+
+def ports_backend() -> PortsBackend:
+    """The chosen backend's readers (chosen on the first call)."""
+    global _backend
+    if _backend is None:
+        _backend = select_ports_backend(os.environ.get(ENV_VAR, "auto"))[0]
+    return _backend

@@ -1,4 +1,4 @@
-"""Every InfiniBand port's per-tick files in one C call (native/ibports.c), as `infiniband_ports_py` reads them."""
+"""InfiniBand ports' counter files in one C call (native/ibports.c) a read, as `infiniband_ports_py` reads them."""
 
 from __future__ import annotations
 
@@ -25,9 +25,8 @@ class _Port:
         self.spec = spec
         self._paths = [ffi.new("char[]", os.fsencode(path)) for path in (*spec.data, spec.state)]  # kept alive here
         self.cdata: Any = ffi.new("ib_port *")
-        for index, path in enumerate(self._paths):
-            self.cdata.path[index] = path
-            self.cdata.fd[index] = -1
+        for file, path in zip(self.cdata.file, self._paths, strict=True):
+            file.path, file.fd = path, -1
         self.cdata.words = spec.words
 
     def path(self, index: int) -> str:
@@ -35,7 +34,7 @@ class _Port:
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # interpreter shutdown: lib may already be gone
-            lib.ib_port_close(self.cdata)
+            lib.ib_files_close(self.cdata.file, _FILES)
 
 
 class CffiPortsMeter:
@@ -98,6 +97,27 @@ class CffiPortsMeter:
     def _long_state(self, got: int, port: _Port) -> str | None:
         """A state file that did not read (None), or whose text outgrew its slot (never on sysfs): read again."""
         return state_of(_page(port.path(_STATE))) if got > 0 else None
+
+
+class CffiCounterFiles:
+    """`CounterFiles` in one C call: the files' descriptors are kept in C records, closed with this object."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self._paths = [ffi.new("char[]", os.fsencode(path)) for path in paths]  # kept alive here
+        self._size = len(paths)
+        self._files = ffi.new("ib_file[]", [(path, -1) for path in self._paths])
+        self._values, self._known = ffi.new("uint64_t[]", self._size), ffi.new("uint8_t[]", self._size)
+
+    def read(self) -> list[int | None]:
+        unknown = lib.ib_read_counters(self._files, self._size, self._values, self._known)
+        values: list[int | None] = ffi.unpack(self._values, self._size)
+        if unknown:
+            values = [v if k else None for v, k in zip(values, ffi.unpack(self._known, self._size), strict=True)]
+        return values
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown: lib may already be gone
+            lib.ib_files_close(self._files, self._size)
 
 
 def _error(code: int, path: str) -> OSError:

@@ -1,4 +1,4 @@
-"""Every InfiniBand port's per-tick files read, parsed and rated in Python: the twin of the C helper's reads."""
+"""Every InfiniBand port's counter files read, parsed and rated in Python: the twin of the C helper's reads."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from .._sysfs import KeptAttribute
 from ..errors import ParseError
 from ..rates import CounterRates, rounded
 from . import infiniband_files as ib
-from .infiniband_ports import PortSpec, PortsTick, saturated, state_of, too_big
+from .infiniband_ports import PortSpec, PortsTick, parsed, saturated, state_of, too_big
 
 
 class _Port:
@@ -60,6 +60,16 @@ class PyPortsMeter:
                 tick.problems.append(too_big(port.spec.key, index))
             tick.values.append(value)
             tick.rates.append(counter_rate)
+
+
+class PyCounterFiles:
+    """`CounterFiles` in Python: each file through its KeptAttribute, one page, parsed by parse_counter."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self._files = tuple(KeptAttribute(path) for path in paths)
+
+    def read(self) -> list[int | None]:
+        return [parsed(kept.read_page(), ib.parse_counter) for kept in self._files]
 
 
 def _counter(kept: KeptAttribute, unreadable: list[str]) -> int | None:
