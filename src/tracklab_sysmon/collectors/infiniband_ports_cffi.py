@@ -1,4 +1,4 @@
-"""InfiniBand ports' counter files in one C call (native/ibports.c) a read, as `infiniband_ports_py` reads them."""
+"""InfiniBand ports' counter files read by the C helper (native/ibports.c), one call a read, as the twin does."""
 
 from __future__ import annotations
 
