@@ -48,7 +48,7 @@ test: $(VENV)/.installed-test system-deps ## Install everything and run the fast
 test-slow: $(VENV)/.installed-test system-deps ## Run the slow tier only
 	TRACKLAB_SYSMON_NATIVE=$(NATIVE_MODE) $(PY) -m pytest -m slow $(PYTEST_ARGS)
 
-test-native-sanitize: system-deps ## Run the C helper's own tests (counters, process walk, fabric counters, fdinfo) under ASan and UBSan on every fixture tree
+test-native-sanitize: system-deps ## Run the C helper's own tests (counters, process walk, fabric counters, fdinfo, DRM fds, InfiniBand ports) under ASan and UBSan on every fixture tree
 	@mkdir -p build
 	$${CC:-cc} $(SANITIZE_FLAGS) -Wall -Wextra -Inative native/sysmon.c native/devices.c native/test_sysmon.c -lm -o build/test_sysmon-sanitize
 	build/test_sysmon-sanitize tests/fixtures/*/proc /proc
@@ -60,6 +60,8 @@ test-native-sanitize: system-deps ## Run the C helper's own tests (counters, pro
 	build/test_fdinfo-sanitize tests/fixtures/*/proc/*/fdinfo/*
 	$${CC:-cc} $(SANITIZE_FLAGS) -Wall -Wextra -Inative native/drmfds.c native/test_drmfds.c -o build/test_drmfds-sanitize
 	build/test_drmfds-sanitize tests/fixtures/*/proc /proc
+	$${CC:-cc} $(SANITIZE_FLAGS) -Wall -Wextra -Inative native/ibports.c native/test_ibports.c -lm -o build/test_ibports-sanitize
+	build/test_ibports-sanitize tests/fixtures/*/sys/class/infiniband/*/ports/*
 
 $(VENV)/.installed-lint: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[lint,fastapi]'  # mypy reads the relay against FastAPI's own types

@@ -23,6 +23,19 @@ def require_command(command: str) -> str:
     return path
 
 
+def open_under(root: pathlib.Path) -> list[str]:
+    """Paths of this process's descriptors whose file lies under `root`, sorted (kept files, counted)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+        if target.startswith(f"{root}/"):
+            found.append(target)
+    return sorted(found)
+
+
 def native_module():
     """The compiled hot-path wrapper; skip locally, fail under TRACKLAB_SYSMON_NATIVE=require, if absent."""
     from tracklab_sysmon import hotpath

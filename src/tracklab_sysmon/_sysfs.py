@@ -85,10 +85,24 @@ class KeptFile:
             return None
 
     def read_or_raise(self) -> str:
+        return self._bytes(-1 if self._whole else _CHUNK).decode("utf-8", "replace")
+
+    def read_page_or_raise(self) -> bytes:
+        """The file's first page (a sysfs attribute whole: one pread) as bytes; the same rules as `read_or_raise`."""
+        return self._bytes(_PAGE)
+
+    def read_page(self) -> bytes | None:
+        """`read_page_or_raise`, or None when the file cannot be opened or read."""
+        try:
+            return self._bytes(_PAGE)
+        except OSError:
+            return None
+
+    def _bytes(self, size: int) -> bytes:
+        """`size` bytes from offset 0 (one pread), or everything until EOF when `size` is -1."""
         fd = self._current()
         try:
-            data = read_fd(fd) if self._whole else os.pread(fd, _CHUNK, 0)
-            return data.decode("utf-8", "replace")
+            return read_fd(fd) if size < 0 else os.pread(fd, size, 0)
         except OSError as exc:  # the next read opens the path again; say which file failed, as open does
             self.close()
             raise OSError(exc.errno, exc.strerror, self.path) from exc
@@ -97,7 +111,7 @@ class KeptFile:
         """The file as an integer (a sysfs attribute: one value, at most a page); None when it cannot be read or
         is not one. The same descriptor rules as `read`, without the text's decoding (`int` reads bytes)."""
         try:
-            data = os.pread(self._current(), _PAGE, 0)
+            data = os.pread(self._current(), _PAGE, 0)  # not through read_page: Intel reads these by the dozen a tick
         except OSError:
             self.close()
             return None

@@ -4,31 +4,31 @@ Data counters and the port state are read every tick through kept descriptors; t
 rate, link layer and error counters every SLOW_SECONDS (and whenever the state changed), since each
 PMA counter read may cost the HCA a management datagram; the driver's hw_counters (dozens per mlx5
 port) every HW_SECONDS. Ports take these reads in turn, and are found again every RESCAN_SECONDS.
+Every file is kept open once read (the slow tiers' too: an open and close cost more than the read); the
+per-tick files of all ports are read, parsed and rated in one call, and a port's slow-tier counters in one
+(`infiniband_ports`: the C helper or its Python twin).
 """
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .._sysfs import KeptAttribute, KeptFile, list_dir, open_regular
-from ..errors import ParseError, Unavailable
+from .._sysfs import KeptAttribute, KeptFile, list_dir
+from ..errors import Unavailable
 from ..model import HwCounter, InfinibandErrors, InfinibandPort, InfinibandSample
-from ..rates import CounterRates, rounded
 from . import infiniband_files as ib
 from .base import Partial
 from .infiniband_efa import hw_data_files
+from .infiniband_ports import DATA, CounterFiles, PortsBackend, PortSpec, parsed, ports_backend
 
 SLOW_SECONDS = 5.0
 HW_SECONDS = 30.0
 SPREAD = 5  # the ports' slow reads are spread over this many parts of the period
 RESCAN_SECONDS = 30.0
 CLASS_DIR = "class/infiniband"
-_DATA = ("port_xmit_data", "port_rcv_data", "port_xmit_packets", "port_rcv_packets")
-_RATE_FIELDS = ("tx_bytes", "rx_bytes", "tx_packets", "rx_packets")
 # InfinibandErrors field -> counters/ file (the ABI document's names; VL15_dropped keeps its capitals).
 ERROR_FILES = (
     ("symbol_errors", "symbol_error"),
@@ -44,8 +44,8 @@ ERROR_FILES = (
     ("excessive_buffer_overrun_errors", "excessive_buffer_overrun_errors"),
     ("vl15_dropped", "VL15_dropped"),
 )
-SYSFS_PAGE = 4096  # a sysfs attribute never holds more (one pread reads it whole)
 NOT_COUNTERS = frozenset({"lifespan"})  # hw_counters/lifespan is the cache period (ms), not a count
+_SLOW_TEXTS = ("link_layer", "phys_state", "rate")
 
 T = TypeVar("T")
 
@@ -62,14 +62,16 @@ class _Slow:
 
 @dataclass(slots=True)
 class PortFiles:
-    """One port's folder and its kept files, found at discovery."""
+    """One port's folder and its kept slow-tier files, found at discovery (the per-tick files are the meter's)."""
 
     device: str
     port: int
     path: str
-    data: tuple[KeptFile, ...]
-    state: KeptFile
-    hw_counters: tuple[tuple[str, str], ...]  # (driver's name, path)
+    data: tuple[str, ...]  # the data counters' paths, in DATA order
+    hw_names: tuple[str, ...]  # the driver's names of its hw_counters
+    hw_counters: CounterFiles  # those files, in that order
+    slow_files: tuple[KeptFile, ...]  # _SLOW_TEXTS' files
+    error_files: CounterFiles  # the ERROR_FILES, in order
     slow: _Slow = field(default_factory=_Slow)
     slow_at: float | None = None
     hw_at: float | None = None
@@ -78,15 +80,20 @@ class PortFiles:
     last_state: str | None = None
     words: bool = True  # counters/ count data in 4-byte words; EFA's hw_counters (infiniband_efa) in bytes
     key: str = field(init=False)
-    rate_keys: tuple[tuple[str, str], ...] = field(init=False)  # the data counters' CounterRates keys, built once
 
     def __post_init__(self) -> None:
         self.key = f"{self.device}/{self.port}"
-        self.rate_keys = tuple((self.key, name) for name in _RATE_FIELDS)
+
+    def spec(self) -> PortSpec:
+        return PortSpec(self.key, self.data, os.path.join(self.path, "state"), self.words)
 
 
-def discover(sys_root: str) -> tuple[PortFiles, ...] | None:
-    """Every port of every RDMA device in (device, port) order; None when the class folder is absent."""
+def discover(sys_root: str, known: Mapping[str, PortFiles] | None = None,
+             backend: PortsBackend | None = None) -> tuple[PortFiles, ...] | None:
+    """Every port of every RDMA device in (device, port) order; None when the class folder is absent. A port in
+    `known` (by key) is that one, its files and slow tiers as they are: only new ones are looked into, their
+    counter files read by `backend` (the chosen one by default)."""
+    counters = (backend or ports_backend()).counters
     root = os.path.join(sys_root, CLASS_DIR)
     if not os.path.isdir(root):
         return None
@@ -94,14 +101,19 @@ def discover(sys_root: str) -> tuple[PortFiles, ...] | None:
     for device in list_dir(root):
         ports = os.path.join(root, device, "ports")
         for port in sorted((int(p) for p in list_dir(ports) if p.isdigit()), key=int):
+            seen = known.get(f"{device}/{port}") if known else None
+            if seen is not None:
+                found.append(seen)
+                continue
             path = os.path.join(ports, str(port))
             efa = hw_data_files(path)
+            hw_names = tuple(n for n in list_dir(os.path.join(path, "hw_counters")) if n not in NOT_COUNTERS)
             found.append(PortFiles(
                 device=device, port=port, path=path, slot=len(found), words=efa is None,
-                data=efa or tuple(KeptAttribute(os.path.join(path, "counters", name)) for name in _DATA),
-                state=KeptAttribute(os.path.join(path, "state")),
-                hw_counters=tuple((n, os.path.join(path, "hw_counters", n))
-                                  for n in list_dir(os.path.join(path, "hw_counters")) if n not in NOT_COUNTERS),
+                data=efa or tuple(os.path.join(path, "counters", name) for name in DATA),
+                hw_names=hw_names, hw_counters=counters([os.path.join(path, "hw_counters", n) for n in hw_names]),
+                slow_files=tuple(KeptAttribute(os.path.join(path, name)) for name in _SLOW_TEXTS),
+                error_files=counters([os.path.join(path, "counters", file) for _, file in ERROR_FILES]),
             ))
     return tuple(found)
 
@@ -112,11 +124,13 @@ class InfinibandCollector:
     # for (tens of microseconds or more on real hardware): kept off the event loop like NVML calls.
     blocking = True
 
-    def __init__(self, sys_root: str = "/sys") -> None:
+    def __init__(self, sys_root: str = "/sys", backend: PortsBackend | None = None) -> None:
+        """`backend`: the C helper's readers or their Python twin's (TRACKLAB_SYSMON_NATIVE's choice by default)."""
         self.sys_root = sys_root
         self._ports: tuple[PortFiles, ...] | None = None
         self._found_at: float | None = None
-        self._rates = CounterRates()
+        self._backend = backend or ports_backend()
+        self._meter = self._backend.meter()
 
     def collect(self, now: float) -> InfinibandSample | Partial[InfinibandSample]:
         ports = self._discover(now)
@@ -125,120 +139,66 @@ class InfinibandCollector:
             raise Unavailable(f"no RDMA driver loaded: {root} is absent")
         if not ports:
             raise Unavailable(f"no InfiniBand or RoCE port under {root}")
-        problems: list[str] = []
-        unreadable: list[str] = []
-        sample = InfinibandSample(tuple(self._port(p, now, problems, unreadable) for p in ports))
-        if len(unreadable) == len(ports) * len(_DATA):  # nothing of the source works: the collector failed
+        tick = self._meter.read(now)
+        unreadable = tick.unreadable
+        if len(unreadable) == len(ports) * len(DATA):  # nothing of the source works: the collector failed
             raise OSError(f"no data counter of any port could be read: {unreadable[0]}")
-        problems = unreadable + problems
+        values, rates = iter(tick.values), iter(tick.rates)  # four a port: one iterator zipped with itself
+        sample = InfinibandSample(tuple(
+            _port(p, state, counters, counter_rates, now)
+            for p, state, counters, counter_rates in zip(ports, tick.states,
+                                                          zip(values, values, values, values, strict=True),
+                                                          zip(rates, rates, rates, rates, strict=True), strict=True)))
+        problems = unreadable + tick.problems
         return Partial(sample, "; ".join(problems)) if problems else sample
 
     def _discover(self, now: float) -> tuple[PortFiles, ...] | None:
         if self._found_at is None or now - self._found_at >= RESCAN_SECONDS:
-            old = {p.key: p for p in self._ports or ()}
-            found = discover(self.sys_root)
             # A port seen before keeps its kept files' slow tier: only new ones start afresh.
-            self._ports = None if found is None else tuple(old.get(p.key, p) for p in found)
+            self._ports = discover(self.sys_root, {p.key: p for p in self._ports or ()}, self._backend)
             self._found_at = now
-            # Ports change only here: the counters of ports gone are forgotten (one that returns starts afresh).
-            self._rates.retain(k for p in self._ports or () for k in p.rate_keys)
+            # Ports change only here: the files and counters of ports gone are forgotten (one that returns
+            # starts afresh), a port seen before keeps its own (the meter knows it by key).
+            self._meter.set_ports([p.spec() for p in self._ports or ()])
         return self._ports
 
-    def _port(self, files: PortFiles, now: float, problems: list[str], unreadable: list[str]) -> InfinibandPort:
-        counters = [_read(f, ib.parse_counter, unreadable) for f in files.data]
-        state = _read(files.state, _state, None)
-        if files.slow_at is None or now - files.slow_at >= SLOW_SECONDS or state != files.last_state:
-            # Ports take their slow reads in turn, a fifth of the period apart, not all on one tick.
-            stagger = files.slot % SPREAD * SLOW_SECONDS / SPREAD if files.slow_at is None else 0.0
-            files.slow, files.slow_at = _read_slow(files), now - stagger
-        if files.hw_at is None or now - files.hw_at >= HW_SECONDS:
-            stagger = files.slot % SPREAD * HW_SECONDS / SPREAD if files.hw_at is None else 0.0
-            files.hw_values, files.hw_at = _read_hw(files), now - stagger
-        files.last_state = state
-        words_tx, words_rx, packets_tx, packets_rx = counters
-        values = (_bytes(words_tx), _bytes(words_rx), packets_tx, packets_rx) if files.words else tuple(counters)
-        rate = self._rates.rate
-        rates = [rate(key, value, now) for key, value in zip(files.rate_keys, values, strict=True)]
-        for name, raw, value in zip(_DATA, counters, values, strict=True):
-            if raw == ib.SATURATED_32 and files.words:  # a 32-bit counter stuck at its top: no rate can be told from it
-                rates[_DATA.index(name)] = None
-                problems.append(f"{files.key} {name} is saturated at 2^32-1 (no 64-bit PortCountersExtended)")
-            elif raw is not None and value is None:
-                problems.append(f"{files.key} {name} in bytes does not fit 64 bits")
-        slow = files.slow
-        return InfinibandPort(
-            device=files.device, port=files.port, link_layer=slow.link_layer, state=state,
-            physical_state=slow.physical_state, rate=slow.rate,
-            tx_bytes=values[0], rx_bytes=values[1], tx_packets=values[2], rx_packets=values[3],
-            tx_rate=rounded(rates[0]), rx_rate=rounded(rates[1]),
-            tx_packets_rate=rounded(rates[2]), rx_packets_rate=rounded(rates[3]),
-            errors=slow.errors, hw_counters=files.hw_values,
-        )
+
+_Four = tuple[T, T, T, T]
+
+
+def _port(files: PortFiles, state: str | None, values: _Four[int | None], rates: _Four[float | None],
+          now: float) -> InfinibandPort:
+    """The port's record from its tick (state, values, rates), reading its slow tiers when they are due."""
+    if files.slow_at is None or now - files.slow_at >= SLOW_SECONDS or state != files.last_state:
+        # Ports take their slow reads in turn, a fifth of the period apart, not all on one tick.
+        stagger = files.slot % SPREAD * SLOW_SECONDS / SPREAD if files.slow_at is None else 0.0
+        files.slow, files.slow_at = _read_slow(files), now - stagger
+    if files.hw_at is None or now - files.hw_at >= HW_SECONDS:
+        stagger = files.slot % SPREAD * HW_SECONDS / SPREAD if files.hw_at is None else 0.0
+        files.hw_values, files.hw_at = _read_hw(files), now - stagger
+    files.last_state = state
+    slow = files.slow
+    tx_bytes, rx_bytes, tx_packets, rx_packets = values
+    tx_rate, rx_rate, tx_packets_rate, rx_packets_rate = rates
+    return InfinibandPort(
+        files.device, files.port, slow.link_layer, state, slow.physical_state, slow.rate,
+        tx_bytes, rx_bytes, tx_packets, rx_packets, tx_rate, rx_rate, tx_packets_rate, rx_packets_rate,
+        slow.errors, files.hw_values,
+    )
 
 
 def _read_slow(files: PortFiles) -> _Slow:
-    """The port's slow-tier files, read once each (no descriptor kept: every few seconds at most)."""
-    path = files.path + os.sep
-    counters = path + "counters" + os.sep
+    """The port's slow-tier files through their kept descriptors: three texts, and the error counters in one call."""
+    link_layer, phys_state, rate = (kept.read_page() for kept in files.slow_files)
     return _Slow(
-        link_layer=_parsed(_read_small(path + "link_layer"), ib.parse_link_layer),
-        physical_state=_parsed(_read_small(path + "phys_state"), ib.parse_state),
-        rate=_parsed(_read_small(path + "rate"), ib.parse_rate),
-        errors=InfinibandErrors(*(_parsed(_read_small(counters + file), ib.parse_counter) for _, file in ERROR_FILES)),
+        link_layer=parsed(link_layer, ib.parse_link_layer),
+        physical_state=parsed(phys_state, ib.parse_state),
+        rate=parsed(rate, ib.parse_rate),
+        errors=InfinibandErrors(*files.error_files.read()),
     )
 
 
 def _read_hw(files: PortFiles) -> tuple[HwCounter, ...]:
     """The port's hw_counters, each under the driver's name; one that cannot be read is left out."""
-    return tuple(
-        HwCounter(name, value) for name, path in files.hw_counters
-        if (value := _parsed(_read_small(path), ib.parse_counter)) is not None
-    )
-
-
-def _read(kept: KeptFile, parse: Callable[[str], T], problems: list[str] | None) -> T | None:
-    """A kept file parsed, or None; a data counter that fails says why in `problems` (absent is not a problem)."""
-    try:
-        return parse(kept.read_or_raise())
-    except FileNotFoundError:
-        return None
-    except (OSError, ParseError) as exc:
-        if problems is not None:
-            problems.append(f"{kept.path}: {exc}")
-        return None
-
-
-def _read_small(path: str) -> str | None:
-    """A sysfs attribute's text (at most a page, so one pread), or None when it cannot be read."""
-    try:
-        fd, _ = open_regular(path)
-    except OSError:
-        return None
-    try:
-        return os.pread(fd, SYSFS_PAGE, 0).decode("utf-8", "replace")
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
-@functools.lru_cache(maxsize=64)
-def _state(text: str) -> str:
-    """parse_state, remembered: a port's state file reads the same text tick after tick."""
-    return ib.parse_state(text)
-
-
-def _parsed(text: str | None, parse: Callable[[str], T]) -> T | None:
-    if text is None:
-        return None
-    try:
-        return parse(text)
-    except ParseError:
-        return None
-
-
-def _bytes(words: int | None) -> int | None:
-    if words is None:
-        return None
-    value = ib.words_to_bytes(words)
-    return value if value <= ib.MAX_COUNTER else None
+    return tuple(HwCounter(name, value) for name, value in zip(files.hw_names, files.hw_counters.read(), strict=True)
+                 if value is not None)

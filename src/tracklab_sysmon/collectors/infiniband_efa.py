@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import os
 
-from .._sysfs import KeptAttribute
-
 # In the order of the collector's counters/ files: bytes sent, bytes received, packets sent, received.
 HW_DATA = ("tx_bytes", "rx_bytes", "tx_pkts", "rx_pkts")
 
 
-def hw_data_files(port_path: str) -> tuple[KeptAttribute, ...] | None:
-    """The hw_counters data files of a port that has no counters/ folder but has all four; else None."""
+def hw_data_files(port_path: str) -> tuple[str, ...] | None:
+    """The hw_counters data files' paths of a port that has no counters/ folder but has all four; else None."""
     if os.path.isdir(os.path.join(port_path, "counters")):
         return None
     folder = os.path.join(port_path, "hw_counters")
     if not all(os.path.isfile(os.path.join(folder, name)) for name in HW_DATA):
         return None
-    return tuple(KeptAttribute(os.path.join(folder, name)) for name in HW_DATA)
+    return tuple(os.path.join(folder, name) for name in HW_DATA)

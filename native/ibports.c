@@ -1,0 +1,181 @@
+/* tracklab-sysmon C helper, InfiniBand ports: the per-tick files of every port in one call (see ibports.h). */
+#include "ibports.h"
+#include "counter_rates.h"
+#include "numbers.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* As _sysfs opens: non-blocking, so a FIFO planted in a tree can never hang the read. */
+enum { OPEN_FLAGS = O_RDONLY | O_CLOEXEC | O_NONBLOCK };
+
+static const uint64_t SATURATED_32 = 0xFFFFFFFFu; /* the legacy 32-bit counters stop here */
+static const uint64_t BYTES_PER_WORD = 4;
+
+/* The length of the whitespace character at s[0, n) as str.isspace() sees it in UTF-8, or 0: ASCII
+ * \t \n \v \f \r, \x1c-\x1f and space; U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F,
+ * U+205F and U+3000. */
+static size_t space_at(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if ((c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20))
+        return 1;
+    if (c == 0xC2 && n >= 2 && (s[1] == 0x85 || s[1] == 0xA0))
+        return 2;
+    if (n < 3)
+        return 0;
+    if (c == 0xE1 && s[1] == 0x9A && s[2] == 0x80)
+        return 3;
+    if (c == 0xE2 && s[1] == 0x80 && ((s[2] >= 0x80 && s[2] <= 0x8A) || s[2] == 0xA8 || s[2] == 0xA9 || s[2] == 0xAF))
+        return 3;
+    if (c == 0xE2 && s[1] == 0x81 && s[2] == 0x9F)
+        return 3;
+    if (c == 0xE3 && s[1] == 0x80 && s[2] == 0x80)
+        return 3;
+    return 0;
+}
+
+/* Whitespace, ASCII digits, whitespace: nothing else decodes to a text parse_counter accepts (any other
+ * byte, or a broken sequence, is a character that is neither). */
+int ib_parse_counter(const char *text, size_t n, uint64_t *value)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    size_t i = 0, step;
+    while (i < n && (step = space_at(s + i, n - i)) > 0)
+        i += step;
+    size_t digits = i;
+    uint64_t v = 0;
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+        unsigned d = s[i] - '0';
+        if (v > (UINT64_MAX - d) / 10)
+            return 0; /* over 64 bits */
+        v = v * 10 + d;
+    }
+    if (i == digits)
+        return 0;
+    while (i < n && (step = space_at(s + i, n - i)) > 0)
+        i += step;
+    if (i != n)
+        return 0;
+    *value = v;
+    return 1;
+}
+
+static void closed_fd(int *fd)
+{
+    close(*fd);
+    *fd = -1;
+}
+
+/* One file as KeptAttribute reads it into page: the bytes read, or why not (ibports.h). */
+static int32_t read_file(ib_file *file, char *page)
+{
+    int *fd = &file->fd;
+    struct stat st;
+    if (*fd >= 0 && (fstat(*fd, &st) != 0 || st.st_nlink == 0))
+        closed_fd(fd); /* deleted or renamed over: open the path again */
+    if (*fd < 0) {
+        int f;
+        do
+            f = open(file->path, OPEN_FLAGS);
+        while (f < 0 && errno == EINTR); /* Python retries an interrupted call (PEP 475) */
+        if (f < 0)
+            return -errno;
+        if (fstat(f, &st) != 0) {
+            int e = errno;
+            close(f);
+            return -(IB_NO_PATH + e);
+        }
+        if (!S_ISREG(st.st_mode)) {
+            close(f);
+            return IB_NOT_REGULAR;
+        }
+        *fd = f;
+    }
+    ssize_t got;
+    do
+        got = pread(*fd, page, IB_PAGE, 0);
+    while (got < 0 && errno == EINTR);
+    if (got < 0) {
+        int e = errno;
+        closed_fd(fd);
+        return -e;
+    }
+    return (int32_t)got;
+}
+
+/* A counter's status from its file's outcome, and its value when known: a data counter of a port that counts
+ * 4-byte words in bytes. The rules in the collector's order: saturated first, then too big. */
+static uint8_t counter_of(int32_t got, const char *page, int words, int data, uint64_t *value)
+{
+    if (got < 0)
+        return got == -ENOENT || got == -(IB_NO_PATH + ENOENT) ? IB_ABSENT : IB_UNREADABLE;
+    uint64_t raw;
+    if (!ib_parse_counter(page, (size_t)got, &raw))
+        return IB_BAD_TEXT;
+    uint64_t factor = words && data ? BYTES_PER_WORD : 1;
+    if (raw == SATURATED_32 && words) {
+        *value = raw * factor;
+        return IB_SATURATED;
+    }
+    if (raw > UINT64_MAX / factor)
+        return IB_TOO_BIG;
+    *value = raw * factor;
+    return IB_OK;
+}
+
+size_t ib_read(ib_port *const *ports, size_t n, double now, int32_t *length, char *text, uint64_t *values,
+               double *rates, uint8_t *status)
+{
+    char page[IB_PAGE];
+    size_t odd = 0;
+    for (size_t p = 0; p < n; p++) {
+        ib_port *port = ports[p];
+        for (size_t f = 0; f < IB_FILES; f++) {
+            size_t at = p * IB_FILES + f;
+            int32_t got = read_file(&port->file[f], page);
+            length[at] = got;
+            if (got > 0)
+                memcpy(text + at * IB_TEXT, page, (size_t)got < IB_TEXT ? (size_t)got : IB_TEXT);
+            if (f == IB_STATE)
+                continue;
+            size_t c = p * IB_COUNTERS + f;
+            values[c] = 0;
+            rates[c] = NAN;
+            uint8_t s = counter_of(got, page, port->words, f < 2, &values[c]); /* data: the first two */
+            status[c] = s;
+            if (s == IB_OK || s == IB_SATURATED) {
+                fb_counter *k = &port->counter[f];
+                double rate = round2(counter_rates_step(k->value, k->at, &k->count, values[c], now));
+                if (s == IB_OK)
+                    rates[c] = rate;
+            }
+            odd += s != IB_OK;
+        }
+    }
+    return odd;
+}
+
+size_t ib_read_counters(ib_file *files, size_t n, uint64_t *values, uint8_t *known)
+{
+    char page[IB_PAGE];
+    size_t unknown = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t got = read_file(&files[i], page);
+        values[i] = 0; /* the parser writes only a counter it read */
+        known[i] = got >= 0 && ib_parse_counter(page, (size_t)got, &values[i]);
+        unknown += !known[i];
+    }
+    return unknown;
+}
+
+void ib_files_close(ib_file *files, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (files[i].fd >= 0)
+            closed_fd(&files[i].fd);
+}

@@ -1,0 +1,191 @@
+/* C tests of the InfiniBand port reads, meant to run under ASan/UBSan (make test-native-sanitize).
+ *
+ * Parses counter texts from buffers of exactly their length (a read past the end is caught): whitespace
+ * as str.strip() sees it, leading zeros, 2^64-1 and one more, broken UTF-8. Reads ports built in a
+ * temporary folder through a first reading, a rise, a reset, a saturated and a too large counter, a file
+ * renamed over, one removed, a folder and a FIFO where a file should be; then every port folder named on
+ * the command line (the fixture trees), twice, expecting every data counter and state to read.
+ */
+#define _GNU_SOURCE
+#include "ibports.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "test_check.h"
+
+static int parses(const char *text, uint64_t *value)
+{
+    size_t n = strlen(text);
+    char *exact = malloc(n ? n : 1); /* exactly the text, no terminator: ASan sees any overread */
+    memcpy(exact, text, n);
+    int ok = ib_parse_counter(exact, n, value);
+    free(exact);
+    return ok;
+}
+
+static void test_parse(void)
+{
+    uint64_t v = 0;
+    CHECK(parses("12345\n", &v) && v == 12345, "plain counter %llu", (unsigned long long)v);
+    CHECK(parses(" \t\v\f\r\x1c\x1f" "7" "\n\n", &v) && v == 7, "ASCII whitespace both sides");
+    CHECK(parses("\xc2\xa0" "9" "\xe2\x80\x8a\xe3\x80\x80\xc2\x85\xe1\x9a\x80\xe2\x81\x9f\xe2\x80\xaf", &v) && v == 9,
+          "Unicode whitespace both sides");
+    CHECK(parses("000000000000000000000000042", &v) && v == 42, "leading zeros beyond 20 digits");
+    CHECK(parses("18446744073709551615", &v) && v == UINT64_MAX, "2^64-1");
+    CHECK(!parses("18446744073709551616", &v), "2^64 does not fit");
+    CHECK(!parses("99999999999999999999999", &v), "far over 64 bits");
+    CHECK(!parses("", &v) && !parses(" \n", &v), "empty and blank");
+    CHECK(!parses("N/A (no PMA)", &v) && !parses("-1", &v) && !parses("+1", &v) && !parses("1 2", &v),
+          "not a counter");
+    CHECK(!parses("1\xe2\x80", &v) && !parses("\xc2" "1", &v) && !parses("1\xe2\x80\x8b", &v),
+          "broken UTF-8 and U+200B (not whitespace)");
+    CHECK(!parses("\xef\xbc\x91", &v), "a fullwidth digit is a digit to Python but not ASCII");
+    char nul[] = {'1', '\0', '2'};
+    CHECK(!ib_parse_counter(nul, sizeof nul, &v), "a NUL inside");
+}
+
+static char folder[] = "/tmp/test_ibports-XXXXXX";
+static const char *NAMES[IB_FILES] = {"xd", "rd", "xp", "rp", "state"};
+
+static void put(const char *name, const char *text)
+{
+    char path[256], tmp[256];
+    snprintf(path, sizeof path, "%s/%s", folder, name);
+    snprintf(tmp, sizeof tmp, "%s/%s.new", folder, name);
+    FILE *f = fopen(tmp, "w");
+    fputs(text, f);
+    fclose(f);
+    rename(tmp, path); /* renamed over: the kept descriptor's file loses its last link */
+}
+
+struct tick {
+    int32_t length[IB_FILES];
+    char text[IB_FILES * IB_TEXT];
+    uint64_t values[IB_COUNTERS];
+    double rates[IB_COUNTERS];
+    uint8_t status[IB_COUNTERS];
+    size_t odd;
+};
+
+static void tick(ib_port *port, double now, struct tick *t)
+{
+    ib_port *ports[1] = {port};
+    t->odd = ib_read(ports, 1, now, t->length, t->text, t->values, t->rates, t->status);
+}
+
+static void test_port(void)
+{
+    if (!mkdtemp(folder)) {
+        CHECK(0, "mkdtemp: %s", strerror(errno));
+        return;
+    }
+    char paths[IB_FILES][256];
+    ib_port *port = calloc(1, sizeof *port);
+    for (int f = 0; f < IB_FILES; f++) {
+        snprintf(paths[f], sizeof paths[f], "%s/%s", folder, NAMES[f]);
+        port->file[f] = (ib_file){paths[f], -1};
+    }
+    port->words = 1;
+    put("xd", "1000\n");
+    put("rd", "4294967295\n");
+    put("xp", "18446744073709551615\n");
+    put("state", "4: ACTIVE\n");
+    struct tick t;
+    tick(port, 100.0, &t);
+    CHECK(t.status[0] == IB_OK && t.values[0] == 4000 && t.rates[0] == 0.0, "words in bytes, first sight rates 0");
+    CHECK(t.status[1] == IB_SATURATED && t.values[1] == 4ull * 4294967295u && isnan(t.rates[1]), "saturated");
+    CHECK(t.status[2] == IB_OK && t.values[2] == UINT64_MAX, "packets are not scaled, and 2^64-1 is not 2^32-1");
+    CHECK(t.status[3] == IB_ABSENT && t.length[3] == -ENOENT && isnan(t.rates[3]), "absent");
+    CHECK(t.length[IB_STATE] == 10 && memcmp(t.text + IB_STATE * IB_TEXT, "4: ACTIVE\n", 10) == 0, "state text");
+    CHECK(t.odd == 2, "odd %zu", t.odd);
+    int kept = port->file[0].fd;
+    tick(port, 101.0, &t);
+    CHECK(port->file[0].fd == kept, "the descriptor is kept between reads");
+    put("xd", "1250\n"); /* renamed over: reopened, 250 words (1000 bytes) more over the 1 s since 101 */
+    put("rd", "4611686018427387904\n"); /* 2^62 words: over 64 bits in bytes */
+    put("rp", "N/A (no PMA)\n");
+    tick(port, 102.0, &t);
+    CHECK(t.status[0] == IB_OK && t.values[0] == 5000 && t.rates[0] == 1000.0, "rise after a rename: %f", t.rates[0]);
+    CHECK(t.status[1] == IB_TOO_BIG && t.values[1] == 0 && isnan(t.rates[1]), "too big in bytes");
+    CHECK(t.status[3] == IB_BAD_TEXT && t.length[3] == 13 && memcmp(t.text + 3 * IB_TEXT, "N/A", 3) == 0, "bad text");
+    put("xd", "10\n"); /* a reset: rates 0, then from the low reading over the span since the high one */
+    tick(port, 103.0, &t);
+    CHECK(t.rates[0] == 0.0, "a reset rates 0");
+    put("xd", "13\n");
+    tick(port, 105.0, &t);
+    CHECK(t.rates[0] == 4.0, "after the reset: 12 bytes over 3 s, %f", t.rates[0]);
+    char path[300];
+    snprintf(path, sizeof path, "%s/xd", folder);
+    unlink(path);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/xp", folder);
+    unlink(path);
+    mkfifo(path, 0600);
+    snprintf(path, sizeof path, "%s/state", folder);
+    unlink(path);
+    tick(port, 106.0, &t);
+    CHECK(t.status[0] == IB_UNREADABLE && t.length[0] == IB_NOT_REGULAR && port->file[0].fd == -1, "a folder");
+    CHECK(t.status[2] == IB_UNREADABLE && t.length[2] == IB_NOT_REGULAR, "a FIFO never hangs the read");
+    CHECK(t.length[IB_STATE] == -ENOENT, "state removed");
+    uint64_t values[IB_FILES];
+    uint8_t known[IB_FILES];
+    size_t unknown = ib_read_counters(port->file, IB_FILES, values, known); /* the same files, as counters */
+    CHECK(unknown == 4 && known[1] && values[1] == 4611686018427387904ull, "counters: %zu unknown", unknown);
+    CHECK(!known[0] && !known[2] && !known[3] && !known[4] && values[0] == 0, "folder, FIFO, text, gone: unknown");
+    ib_files_close(port->file, IB_FILES);
+    CHECK(port->file[1].fd == -1 && port->file[3].fd == -1, "closed");
+    free(port);
+    for (int f = 0; f < IB_FILES; f++) {
+        snprintf(path, sizeof path, "%s/%s", folder, NAMES[f]);
+        unlink(path);
+        rmdir(path);
+    }
+    rmdir(folder);
+}
+
+static const char *DATA[IB_COUNTERS] = {"port_xmit_data", "port_rcv_data", "port_xmit_packets", "port_rcv_packets"};
+static const char *EFA[IB_COUNTERS] = {"tx_bytes", "rx_bytes", "tx_pkts", "rx_pkts"};
+
+static void test_fixture(const char *dir)
+{
+    char paths[IB_FILES][1024], counters[1024];
+    struct stat st;
+    snprintf(counters, sizeof counters, "%s/counters", dir);
+    int words = stat(counters, &st) == 0;
+    ib_port *port = calloc(1, sizeof *port);
+    for (int f = 0; f < IB_FILES; f++) {
+        if (f == IB_STATE)
+            snprintf(paths[f], sizeof paths[f], "%s/state", dir);
+        else
+            snprintf(paths[f], sizeof paths[f], "%s/%s/%s", dir, words ? "counters" : "hw_counters",
+                     words ? DATA[f] : EFA[f]);
+        port->file[f] = (ib_file){paths[f], -1};
+    }
+    port->words = words;
+    struct tick t;
+    for (int i = 0; i < 2; i++) {
+        tick(port, 1.0 + i, &t);
+        for (int c = 0; c < IB_COUNTERS; c++)
+            CHECK(t.status[c] == IB_OK || t.status[c] == IB_SATURATED, "%s counter %d: status %d", dir, c, t.status[c]);
+        CHECK(t.length[IB_STATE] > 0, "%s state: %d", dir, t.length[IB_STATE]);
+        CHECK(t.rates[0] == 0.0 || isnan(t.rates[0]), "%s: the same reading rates 0", dir);
+    }
+    ib_files_close(port->file, IB_FILES);
+    free(port);
+}
+
+int main(int argc, char **argv)
+{
+    test_parse();
+    test_port();
+    for (int i = 1; i < argc; i++)
+        test_fixture(argv[i]);
+    printf("test_ibports: %d passed, %d failed (%d fixture ports)\n", passed, failed, argc - 1);
+    return failed ? 1 : 0;
+}
