@@ -19,7 +19,8 @@ from tracklab_sysmon import wire
 from tracklab_sysmon.collectors import infiniband_files as ib
 from tracklab_sysmon.collectors.base import Partial
 from tracklab_sysmon.collectors.infiniband import InfinibandCollector, discover
-from tracklab_sysmon.collectors.infiniband_ports import PortsBackend, PortSpec, select_ports_backend
+from tracklab_sysmon.collectors.infiniband_backend import select_ports_backend
+from tracklab_sysmon.collectors.infiniband_ports import PortsBackend, PortSpec
 from tracklab_sysmon.collectors.infiniband_ports_py import PyCounterFiles, PyPortsMeter
 from tracklab_sysmon.errors import BackendUnavailable, ParseError
 from tracklab_sysmon.model import FabricSample

@@ -21,8 +21,9 @@ from ..errors import Unavailable
 from ..model import HwCounter, InfinibandErrors, InfinibandPort, InfinibandSample
 from . import infiniband_files as ib
 from .base import Partial
+from .infiniband_backend import ports_backend
 from .infiniband_efa import hw_data_files
-from .infiniband_ports import DATA, CounterFiles, PortsBackend, PortSpec, parsed, ports_backend
+from .infiniband_ports import DATA, CounterFiles, PortsBackend, PortSpec, parsed
 
 SLOW_SECONDS = 5.0
 HW_SECONDS = 30.0

@@ -2,20 +2,17 @@
 
 Two backends give identical results: the C helper (native/ibports.c, `infiniband_ports_cffi`), one call for
 every port's per-tick files and one for a port's slow-tier counters, and its Python twin (`infiniband_ports_py`),
-chosen by TRACKLAB_SYSMON_NATIVE as the hot path is.
+chosen by TRACKLAB_SYSMON_NATIVE as the hot path is (`infiniband_backend`).
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol, TypeVar
 
 from ..errors import ParseError
-from ..hotpath import ENV_VAR
 from . import infiniband_files as ib
-from .drm_clients import _native_or_python
 
 T = TypeVar("T")
 
@@ -101,24 +98,3 @@ def state_of(data: bytes) -> str | None:
         return ib.parse_state(data.decode("utf-8", "replace"))
     except ParseError:
         return None
-
-
-def select_ports_backend(mode: str) -> tuple[PortsBackend, str]:
-    """The readers and their backend name for one TRACKLAB_SYSMON_NATIVE value (the hot path's choice)."""
-    def load() -> PortsBackend:
-        from .infiniband_ports_cffi import CffiCounterFiles, CffiPortsMeter
-        return PortsBackend(CffiPortsMeter, CffiCounterFiles)
-
-    from .infiniband_ports_py import PyCounterFiles, PyPortsMeter
-    return _native_or_python(mode, "InfiniBand port reader", load, PortsBackend(PyPortsMeter, PyCounterFiles))
-
-
-_backend: PortsBackend | None = None
-
-
-def ports_backend() -> PortsBackend:
-    """The chosen backend's readers (chosen on the first call)."""
-    global _backend
-    if _backend is None:
-        _backend = select_ports_backend(os.environ.get(ENV_VAR, "auto"))[0]
-    return _backend
