@@ -152,6 +152,8 @@ class ClientWalk:
         self._walked_at: float | None = None
         self._ticked_at: float | None = None  # when credit was last earned
         self._kept: dict[tuple[int, str], KeptAttribute] = {}  # what the last walk found: (pid, fd) -> its fdinfo
+        # (pid, fd) -> its last fdinfo text and client: an idle i915 client's text repeats, and the record with it.
+        self._parsed: dict[tuple[int, str], tuple[str, DrmClient]] = {}
 
     @property
     def watching(self) -> bool:
@@ -169,14 +171,24 @@ class ClientWalk:
         if self._due(now):
             return self._walk(now, wanted)
         found = []
+        parsed = self._parsed
         for key, kept in list(self._kept.items()):
             text = kept.read()
-            client = self._parse(text) if text is not None else None
+            last = parsed.get(key)
+            if text is None:
+                client = None
+            elif last is not None and last[0] == text:
+                client = last[1]  # the same text parses the same: last tick's record serves
+            else:
+                client = self._parse(text)
+                if client is not None:
+                    parsed[key] = (text, client)
             if client is not None and wanted(client):
                 found.append((key[0], key[1], client))
             else:  # closed, or the fd now names another file: gone until a walk finds it again
                 kept.close()
                 del self._kept[key]
+                parsed.pop(key, None)
         return found
 
     def _due(self, now: float) -> bool:
@@ -210,6 +222,7 @@ class ClientWalk:
             self._kept[key] = old.pop(key) if key in old else KeptAttribute(f"{self.proc_root}/{pid}/fdinfo/{fd}")
         for gone in old.values():
             gone.close()
+        self._parsed = {key: last for key, last in self._parsed.items() if key in self._kept}
         return found
 
 

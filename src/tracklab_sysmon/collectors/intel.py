@@ -63,9 +63,9 @@ class IntelCollector:
         if not self._cards:
             raise Unavailable(f"no i915 or xe device under {os.path.join(self.sys_root, 'class/drm')}")
         statuses = [self._status(card) for card in self._cards]
-        uses = self._meter.read(now, self._by_pdev)
-        return tuple(self._sample(card, status, uses[card.bus_id], now)
-                     for card, status in zip(self._cards, statuses, strict=True))
+        uses = self._meter.read(now, self._by_pdev)  # in the cards' order, as _by_pdev is
+        return tuple(self._sample(card, status, use, now)
+                     for card, status, use in zip(self._cards, statuses, uses, strict=True))
 
     def _status(self, card: IntelCard) -> str | None:
         """The card's runtime PM status; a card whose device folder is gone (unbound, unplugged) fails the tick
@@ -82,8 +82,12 @@ class IntelCollector:
             return _sample(card, status, None, _memory(card, None), None, None, None)
         files = read_files(card)
         joules = files.energy_uj / 1e6 if files.energy_uj is not None else None
+        power = self._power[card.bus_id].update(joules, now)
         # Records are immutable: last tick's are reused while what they were built from is the same.
         last = self._last.get(card.bus_id)
+        if last is not None and last.files == files and last.use == use and last.power == power \
+                and last.status == status:
+            return last.sample  # a pure function of these: nothing on the card moved
         freq = last.frequency if last is not None and last.files[:2] == files[:2] else frequency(files)
         if last is not None and last.files.temps == files.temps:
             temps, package = last.temperatures, last.package
@@ -91,21 +95,25 @@ class IntelCollector:
             temps = temperatures(card, files)
             package = _package_temperature(temps)
         memory = last.memory if last is not None and last.memory.used == use.memory else _memory(card, use.memory)
-        self._last[card.bus_id] = _Last(files, freq, temps, package, memory)
         readings = IntelReadings(freq, joules, temps, tuple(_engine_use(cls, share) for cls, share in use.engines))
         shares = [share for _, share in use.engines if share is not None]
-        return _sample(card, status, readings, memory, package, max(shares) if shares else None,
-                       self._power[card.bus_id].update(joules, now))
+        sample = _sample(card, status, readings, memory, package, max(shares) if shares else None, power)
+        self._last[card.bus_id] = _Last(status, files, use, power, freq, temps, package, memory, sample)
+        return sample
 
 
 class _Last(NamedTuple):
-    """A card's files of the previous tick and the records built from them."""
+    """What a card's previous sample was built from (status, files, use, power) and the records built."""
 
+    status: str | None
     files: CardFiles
+    use: CardUse
+    power: float | None  # W
     frequency: GtFrequency
     temperatures: tuple[TemperatureSensor, ...] | None
     package: float | None  # °C
     memory: AcceleratorMemory
+    sample: AcceleratorSample
 
 
 _ENGINE_USES: dict[tuple[EngineClass, float | None], EngineUse] = {}  # at most 5 classes x 1,002 shares

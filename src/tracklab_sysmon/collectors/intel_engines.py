@@ -49,15 +49,14 @@ class EngineMeter:
                  walk_share: float | None = WALK_SHARE, *, dev_root: str | None = None) -> None:
         self.walk = ClientWalk(proc_root, walk_seconds, walk_share=walk_share, safety_share=SAFETY_SHARE,
                                dev_root=dev_root)
-        self._previous: dict[_ClientKey, _Times] = {}
+        self._previous: dict[_ClientKey, _Seen] = {}
         self._then: float | None = None
+        self._idle: dict[str, tuple[IntelCard, CardUse, CardUse]] = {}  # pdev -> card, its use unmeasured, measured
 
-    def read(self, now: float, cards: Mapping[str, IntelCard]) -> dict[str, CardUse]:
-        """Use per card, keyed by PCI address (as `cards` is); every card gets an entry, clients or not."""
+    def read(self, now: float, cards: Mapping[str, IntelCard]) -> list[CardUse]:
+        """Use per card, in the order of `cards` (keyed by PCI address); every card gets one, clients or not."""
         interval = None if self._then is None or now <= self._then else now - self._then
-        memory: dict[str, int] = dict.fromkeys(cards, 0)
-        shares: dict[str, dict[EngineClass, float]] = {pdev: {} for pdev in cards}
-        seen: dict[str, set[EngineClass]] = {pdev: set(card.engines) for pdev, card in cards.items()}
+        tallies: dict[str, _Tally] = {}  # only the cards that have clients now
         previous, current = self._previous, {}
         # One loop a client, every step inline: each card's client is read on every tick.
         for _, _, client in self.walk.read(now, lambda c: (c.pdev or "").lower() in cards):
@@ -65,19 +64,61 @@ class EngineMeter:
             key = (pdev, client.client_id)
             if key in current:
                 continue  # one client shared through several fds or processes counts once
-            memory[pdev] += sum(r.bytes for r in client.regions if r.region.startswith(_DEVICE_REGIONS))
-            engines = _by_class(client)
-            seen[pdev].update(engines)
+            tally = tallies.get(pdev)
+            if tally is None:
+                tally = tallies[pdev] = _Tally(cards[pdev])
             before = previous.get(key)
+            if before is not None and before.client is client:
+                # The same record as last tick (its text did not change): no engine moved, the shares it adds are 0.
+                tally.memory += before.memory
+                tally.seen.update(before.times)
+                current[key] = before
+                continue
+            memory = sum(r.bytes for r in client.regions if r.region.startswith(_DEVICE_REGIONS))
+            tally.memory += memory
+            engines = _by_class(client)
+            tally.seen.update(engines)
             if before is None:
-                current[key] = engines
+                current[key] = _Seen(client, engines, memory)
                 continue
             if interval is not None:
-                _add_shares(shares[pdev], before, engines, interval)
-            current[key] = _kept_larger(before, engines)
+                _add_shares(tally.shares, before.times, engines, interval)
+            current[key] = _Seen(client, _kept_larger(before.times, engines), memory)
         self._previous, self._then = current, now
-        return {pdev: _card_use(card, seen[pdev], shares[pdev], memory[pdev], interval is not None)
-                for pdev, card in cards.items()}
+        measured = interval is not None
+        return [tally.use(measured) if (tally := tallies.get(pdev)) is not None else self._idle_use(card, measured)
+                for pdev, card in cards.items()]
+
+    def _idle_use(self, card: IntelCard, measured: bool) -> CardUse:
+        """A card without clients: the same use every tick, built once (per card found: a rescan makes new ones)."""
+        kept = self._idle.get(card.bus_id)
+        if kept is None or kept[0] is not card:
+            kept = self._idle[card.bus_id] = (card, _card_use(card, set(card.engines), {}, 0, False),
+                                              _card_use(card, set(card.engines), {}, 0, True))
+        return kept[2] if measured else kept[1]
+
+
+class _Seen(NamedTuple):
+    """A client as last read: its record, its engine times per class (kept larger) and its memory on the card."""
+
+    client: DrmClient
+    times: _Times
+    memory: int
+
+
+class _Tally:
+    """One card's sums over its clients on one tick."""
+
+    __slots__ = ("card", "memory", "seen", "shares")
+
+    def __init__(self, card: IntelCard) -> None:
+        self.card = card
+        self.memory = 0
+        self.seen: set[EngineClass] = set(card.engines)
+        self.shares: dict[EngineClass, float] = {}
+
+    def use(self, measured: bool) -> CardUse:
+        return _card_use(self.card, self.seen, self.shares, self.memory, measured)
 
 
 def _by_class(client: DrmClient) -> _Times:
