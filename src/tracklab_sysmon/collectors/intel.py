@@ -19,7 +19,7 @@ from ..model import (
 )
 from ..rates import percent
 from .drm_clients import FD_WALK_SECONDS
-from .intel_cards import CardFiles, IntelCard, discover, frequency, read_files, read_status, temperatures
+from .intel_cards import CardFiles, CardReader, IntelCard, discover, frequency, read_status, temperatures
 from .intel_engines import WALK_SHARE, CardUse, EngineMeter
 
 RESCAN_SECONDS = 60.0  # with no card found, look again this often (driver loaded late)
@@ -43,6 +43,7 @@ class IntelCollector:
         self.sys_root, self.pci_ids = sys_root, pci_ids
         self._meter = EngineMeter(proc_root, fd_walk_seconds, walk_share, dev_root=dev_root)
         self._cards: tuple[IntelCard, ...] = ()
+        self._reader = CardReader(())
         self._by_pdev: dict[str, IntelCard] = {}
         self._scanned_at: float | None = None
         self._power: dict[str, EnergyRate] = {}
@@ -57,15 +58,16 @@ class IntelCollector:
         if not self._cards and (self._scanned_at is None or now - self._scanned_at >= RESCAN_SECONDS):
             self._cards, self._scanned_at = discover(self.sys_root, self.pci_ids), now
             self._by_pdev = {card.bus_id: card for card in self._cards}
+            self._reader = CardReader(self._cards)
             self._power = {card.bus_id: EnergyRate() for card in self._cards}
             self._last = {}  # a card found again may have other sensors behind the same address
             self._meter.walk.watch()  # its DRM nodes may be new too
         if not self._cards:
             raise Unavailable(f"no i915 or xe device under {os.path.join(self.sys_root, 'class/drm')}")
         statuses = [self._status(card) for card in self._cards]
+        files = self._reader.read([status != "suspended" for status in statuses])
         uses = self._meter.read(now, self._by_pdev)  # in the cards' order, as _by_pdev is
-        return tuple(self._sample(card, status, use, now)
-                     for card, status, use in zip(self._cards, statuses, uses, strict=True))
+        return tuple(self._sample(*each, now) for each in zip(self._cards, statuses, files, uses, strict=True))
 
     def _status(self, card: IntelCard) -> str | None:
         """The card's runtime PM status; a card whose device folder is gone (unbound, unplugged) fails the tick
@@ -76,11 +78,11 @@ class IntelCollector:
             raise OSError(f"{card.card} ({card.bus_id}) is gone from {os.path.join(self.sys_root, 'class/drm')}")
         return status
 
-    def _sample(self, card: IntelCard, status: str | None, use: CardUse, now: float) -> AcceleratorSample:
-        if status == "suspended":
+    def _sample(self, card: IntelCard, status: str | None, files: CardFiles | None, use: CardUse,
+                now: float) -> AcceleratorSample:
+        if files is None:  # suspended: its files were not read (that would wake it)
             self._power[card.bus_id].update(None, now)  # its energy was not read: no rate across the sleep
             return _sample(card, status, None, _memory(card, None), None, None, None)
-        files = read_files(card)
         joules = files.energy_uj / 1e6 if files.energy_uj is not None else None
         power = self._power[card.bus_id].update(joules, now)
         # Records are immutable: last tick's are reused while what they were built from is the same.
