@@ -60,6 +60,8 @@ test-native-sanitize: system-deps ## Run the C helper's own tests (counters, pro
 	build/test_fdinfo-sanitize tests/fixtures/*/proc/*/fdinfo/*
 	$${CC:-cc} $(SANITIZE_FLAGS) -Wall -Wextra -Inative native/drmfds.c native/test_drmfds.c -o build/test_drmfds-sanitize
 	build/test_drmfds-sanitize tests/fixtures/*/proc /proc
+	$${CC:-cc} $(SANITIZE_FLAGS) -Wall -Wextra -Inative native/sysints.c native/test_sysints.c -o build/test_sysints-sanitize
+	build/test_sysints-sanitize $$(find tests/fixtures/*/sys -path '*drm*' -type f)
 
 $(VENV)/.installed-lint: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[lint,fastapi]'  # mypy reads the relay against FastAPI's own types
