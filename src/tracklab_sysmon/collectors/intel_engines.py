@@ -52,6 +52,9 @@ class EngineMeter:
         self._previous: dict[_ClientKey, _Seen] = {}
         self._then: float | None = None
         self._idle: dict[str, tuple[IntelCard, CardUse, CardUse]] = {}  # pdev -> card, its use unmeasured, measured
+        # pdev -> (card, measured, memory), classes seen, shares and the use built from them on the last tick
+        self._last_use: dict[str, tuple[tuple[IntelCard, bool, int], set[EngineClass], dict[EngineClass, float],
+                                        CardUse]] = {}
 
     def read(self, now: float, cards: Mapping[str, IntelCard]) -> list[CardUse]:
         """Use per card, in the order of `cards` (keyed by PCI address); every card gets one, clients or not."""
@@ -86,8 +89,18 @@ class EngineMeter:
             current[key] = _Seen(client, _kept_larger(before.times, engines), memory)
         self._previous, self._then = current, now
         measured = interval is not None
-        return [tally.use(measured) if (tally := tallies.get(pdev)) is not None else self._idle_use(card, measured)
-                for pdev, card in cards.items()]
+        return [self._use(tally, measured) if (tally := tallies.get(pdev)) is not None
+                else self._idle_use(card, measured) for pdev, card in cards.items()]
+
+    def _use(self, tally: _Tally, measured: bool) -> CardUse:
+        """The card's use; last tick's record when its sums are the same (an idle client, or none that moved)."""
+        last = self._last_use.get(tally.card.bus_id)
+        if last is not None and last[0] == (tally.card, measured, tally.memory) and last[1] == tally.seen \
+                and last[2] == tally.shares:
+            return last[3]
+        use = _card_use(tally.card, tally.seen, tally.shares, tally.memory, measured)
+        self._last_use[tally.card.bus_id] = ((tally.card, measured, tally.memory), tally.seen, tally.shares, use)
+        return use
 
     def _idle_use(self, card: IntelCard, measured: bool) -> CardUse:
         """A card without clients: the same use every tick, built once (per card found: a rescan makes new ones)."""
@@ -117,9 +130,6 @@ class _Tally:
         self.seen: set[EngineClass] = set(card.engines)
         self.shares: dict[EngineClass, float] = {}
 
-    def use(self, measured: bool) -> CardUse:
-        return _card_use(self.card, self.seen, self.shares, self.memory, measured)
-
 
 def _by_class(client: DrmClient) -> _Times:
     found: _Times = {}
@@ -141,8 +151,11 @@ def _add_shares(shares: dict[EngineClass, float], before: _Times, now: _Times, i
         start = before.get(cls)
         if start is None:
             continue  # an engine the client did not list before has no earlier value to count from
+        if engine.busy == start.busy:
+            continue  # an idle engine adds 0 (or nothing, without a clock delta): as absent to _card_use
         share = busy_percent(start, engine, interval)
-        shares[cls] = shares.get(cls, 0.0) + (share or 0.0)
+        if share:
+            shares[cls] = shares.get(cls, 0.0) + share
 
 
 def _card_use(card: IntelCard, seen: set[EngineClass], shares: dict[EngineClass, float], memory: int,
