@@ -8,5 +8,7 @@ typedef struct si_files si_files;
 si_files *si_open(const char *const *paths, size_t n, int recheck_every);
 void si_close(si_files *f);
 size_t si_read(si_files *f, const uint8_t *want, int64_t *values, uint8_t *states);
+size_t si_read_text(si_files *f, uint8_t *changed);
+const char *si_text(const si_files *f, size_t i, size_t *len);
 int si_fd(const si_files *f, size_t i);
 int si_parse(const char *text, size_t len, int64_t *value);

@@ -45,6 +45,18 @@ static void read_files(int n, char **paths)
     memset(want, 1, (size_t)n);
     for (int round = 0; round < 20; round++)
         si_read(f, want, values, states);
+    uint8_t *changed = calloc((size_t)n + 1, 1);
+    size_t moved = si_read_text(f, changed);
+    CHECK(moved == (size_t)n, "the first text read: every file changed (%zu of %d)", moved, n);
+    moved = si_read_text(f, changed);
+    CHECK(moved == 0, "read again: none changed (%zu)", moved);
+    for (int i = 0; i < n; i++) {
+        size_t len = 0;
+        const char *text = si_text(f, (size_t)i, &len);
+        CHECK(text != NULL || len == 0, "%s: no text, no length", paths[i]);
+        CHECK(len <= SI_PAGE, "%s: %zu bytes", paths[i], len);
+    }
+    free(changed);
     for (int i = 0; i < n; i++) {
         CHECK(states[i] <= SI_DEFER, "%s: state %d", paths[i], states[i]);
         CHECK(states[i] == SI_INT || values[i] == 0, "%s: a value without a number", paths[i]);
@@ -90,8 +102,20 @@ static void replaced(void)
     write_file(path, "300\n");
     si_read(f, &want, &value, &state);
     CHECK(state == SI_INT && value == 300, "made again: %lld", (long long)value);
-    si_close(f);
+    uint8_t changed;
+    size_t len;
+    CHECK(si_read_text(f, &changed) == 1 && changed, "text: first read");
+    CHECK(si_read_text(f, &changed) == 0 && !changed, "text: the same");
+    write_file(path, "301\n");
+    CHECK(si_read_text(f, &changed) == 1 && changed, "text: the same length, other bytes");
+    const char *text = si_text(f, 0, &len);
+    CHECK(text != NULL && len == 4 && memcmp(text, "301\n", 4) == 0, "text: %.*s", (int)len, text ? text : "");
     unlink(path);
+    si_read_text(f, &changed);
+    si_read_text(f, &changed);
+    CHECK(si_text(f, 0, &len) == NULL && len == 0, "text: deleted");
+    CHECK(si_text(f, 1, &len) == NULL, "text: past the files");
+    si_close(f);
     rmdir(dir);
     si_files *none = si_open(NULL, 0, 1);
     CHECK(none != NULL, "no files");

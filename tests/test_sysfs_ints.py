@@ -1,5 +1,6 @@
-"""The sysfs integer files read in C (native/sysints.c) against the Python twin (`PyIntFiles`, `KeptFile.read_int`):
-the same values on every Intel fixture tree, on files missing, not regular, garbage or replaced, and on any text."""
+"""The sysfs files read in C (native/sysints.c) against the Python twins (`PyIntFiles`, `PyTextFiles`, through
+`KeptFile`): the same integers and texts on every Intel fixture tree, on files missing, not regular, garbage or
+replaced, and on any bytes."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from tracklab_sysmon.collectors import sysfs_ints
 from tracklab_sysmon.collectors.intel_cards import RECHECK, CardFiles, CardReader, discover, intel_slots
-from tracklab_sysmon.collectors.sysfs_ints import PyIntFiles
+from tracklab_sysmon.collectors.sysfs_ints import PyIntFiles, PyTextFiles
 
 INTEL_TREES = sorted(path for path in FIXTURES.glob("*/sys") if intel_slots(str(path)))
 
@@ -25,6 +26,14 @@ def cffi_files():
     from tracklab_sysmon.collectors import sysfs_ints_cffi
 
     return sysfs_ints_cffi.CffiIntFiles
+
+
+@pytest.fixture(scope="module")
+def cffi_texts():
+    native_module()
+    from tracklab_sysmon.collectors import sysfs_ints_cffi
+
+    return sysfs_ints_cffi.CffiTextFiles
 
 
 def both(cffi_files, paths, recheck=1):
@@ -125,4 +134,60 @@ def test_card_reader_gives_each_card_its_files_and_reuses_them_while_nothing_mov
 
 
 def test_the_backend_follows_the_mode():
-    assert sysfs_ints.select_int_files("off") == (PyIntFiles, "python")
+    assert sysfs_ints.select_files("off") == ((PyIntFiles, PyTextFiles), "python")
+
+
+# ---------------------------------------------------------------- texts (runtime_status)
+
+
+@pytest.mark.parametrize("tree", INTEL_TREES, ids=lambda p: p.parent.name)
+def test_every_file_of_every_intel_tree_reads_as_the_same_text(cffi_texts, tree):
+    paths = sorted(str(p) for p in tree.rglob("*"))
+    c, py = cffi_texts(paths, 1), PyTextFiles(paths, 1)
+    for _ in range(2):
+        assert c.read() == py.read()
+
+
+def test_the_xe_fixture_statuses_read_exactly(cffi_texts):
+    paths = [str(FIXTURES / f"intel-xe/sys/class/drm/card{n}/device/power/runtime_status") for n in (0, 1)]
+    for reader in (cffi_texts(paths, 1), PyTextFiles(paths, 1)):
+        assert reader.read() == ["active\n", "suspended\n"]
+
+
+def test_texts_follow_their_files_and_stay_one_list_while_none_changed(cffi_texts, tmp_path):
+    """A changed, replaced, deleted, undecodable or long file: the same text from both; the C reader hands back
+    the very list of the last call while no file changed."""
+    status, other = tmp_path / "runtime_status", tmp_path / "other"
+    status.write_text("active\n")
+    c, py = cffi_texts([str(status), str(other)], 1), PyTextFiles([str(status), str(other)], 1)
+    first = c.read()
+    assert first == py.read() == ["active\n", None]
+    assert c.read() is first
+    def replace() -> None:
+        (tmp_path / "new").write_text("resuming\n")
+        os.rename(tmp_path / "new", status)
+
+    steps = [lambda: status.write_text("suspended\n"), lambda: other.write_bytes(b"\xff\xfeok"), replace,
+             lambda: status.write_text("resumed!\n"),  # as long as before: the bytes are compared
+             lambda: other.write_text("x" * 5000), status.unlink, lambda: status.write_text("active\n")]
+    seen = []
+    for step in steps:
+        step()
+        texts = c.read()
+        assert texts == py.read() and texts is not first
+        seen.append(texts)
+        first = texts
+    assert seen[0] == ["suspended\n", None] and seen[1][1] == "\ufffd\ufffdok" and seen[2][0] == "resuming\n"
+    assert seen[3][0] == "resumed!\n" and seen[4][1] == "x" * 4096 and seen[5][0] is None
+    assert seen[6][0] == "active\n"
+
+
+@settings(max_examples=200)
+@given(data=st.lists(st.binary(max_size=20), min_size=1, max_size=4))
+def test_any_bytes_read_as_the_same_text(cffi_texts, tmp_path_factory, data):
+    folder = tmp_path_factory.mktemp("texts")
+    paths = []
+    for n, raw in enumerate(data):
+        (folder / str(n)).write_bytes(raw)
+        paths.append(str(folder / str(n)))
+    assert cffi_texts(paths, 1).read() == PyTextFiles(paths, 1).read()

@@ -96,14 +96,20 @@ class KeptFile:
     def read_int(self) -> int | None:
         """The file as an integer (a sysfs attribute: one value, at most a page); None when it cannot be read or
         is not one. The same descriptor rules as `read`, without the text's decoding (`int` reads bytes)."""
-        try:
-            data = os.pread(self._current(), _PAGE, 0)
-        except OSError:
-            self.close()
+        data = self.read_page()
+        if data is None:
             return None
         try:
             return int(data)
         except ValueError:
+            return None
+
+    def read_page(self) -> bytes | None:
+        """At most a page from offset 0 (a sysfs attribute's whole text), undecoded; None when it cannot be read."""
+        try:
+            return os.pread(self._current(), _PAGE, 0)
+        except OSError:
+            self.close()
             return None
 
     def _current(self) -> int:

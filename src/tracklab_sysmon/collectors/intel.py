@@ -19,7 +19,7 @@ from ..model import (
 )
 from ..rates import percent
 from .drm_clients import FD_WALK_SECONDS
-from .intel_cards import CardFiles, CardReader, IntelCard, discover, frequency, read_status, temperatures
+from .intel_cards import CardFiles, CardReader, IntelCard, discover, frequency, temperatures
 from .intel_engines import WALK_SHARE, CardUse, EngineMeter
 
 RESCAN_SECONDS = 60.0  # with no card found, look again this often (driver loaded late)
@@ -64,19 +64,20 @@ class IntelCollector:
             self._meter.walk.watch()  # its DRM nodes may be new too
         if not self._cards:
             raise Unavailable(f"no i915 or xe device under {os.path.join(self.sys_root, 'class/drm')}")
-        statuses = [self._status(card) for card in self._cards]
+        statuses = self._reader.statuses()
+        for card, status in zip(self._cards, statuses, strict=True):
+            if status is None:
+                self._gone(card)
         files = self._reader.read([status != "suspended" for status in statuses])
         uses = self._meter.read(now, self._by_pdev)  # in the cards' order, as _by_pdev is
         return tuple(self._sample(*each, now) for each in zip(self._cards, statuses, files, uses, strict=True))
 
-    def _status(self, card: IntelCard) -> str | None:
-        """The card's runtime PM status; a card whose device folder is gone (unbound, unplugged) fails the tick
+    def _gone(self, card: IntelCard) -> None:
+        """A card without a runtime PM status whose device folder is gone (unbound, unplugged) fails the tick
         and the cards are looked for again on the next one."""
-        status = read_status(card)
-        if status is None and not os.path.isdir(os.path.join(self.sys_root, "class/drm", card.card, "device")):
+        if not os.path.isdir(os.path.join(self.sys_root, "class/drm", card.card, "device")):
             self._cards, self._scanned_at = (), None
             raise OSError(f"{card.card} ({card.bus_id}) is gone from {os.path.join(self.sys_root, 'class/drm')}")
-        return status
 
     def _sample(self, card: IntelCard, status: str | None, files: CardFiles | None, use: CardUse,
                 now: float) -> AcceleratorSample:

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .._sysfs import KeptFile, list_dir, read_text
+from .._sysfs import list_dir, read_text
 from ..model import EngineClass, GtFrequency, TemperatureSensor
 from .pci_ids import device_name, marketing_name
-from .sysfs_ints import new_int_files
+from .sysfs_ints import new_int_files, new_text_files
 
 INTEL_DRIVERS = ("i915", "xe")
 ENGINE_ORDER: tuple[EngineClass, ...] = ("render", "copy", "video", "video-enhance", "compute")
@@ -74,8 +74,8 @@ class IntelCard:
     engines: tuple[EngineClass, ...]  # classes its sysfs lists (fdinfo may name more)
     vram_total: int | None  # bytes
     discrete: bool  # memory of its own (a hwmon or a VRAM size says so; integrated GPUs have neither)
-    status: KeptFile  # device/power/runtime_status
-    act_freq: str | None  # paths of the files `CardReader` reads
+    status: str  # device/power/runtime_status; it and the files below are read by `CardReader`
+    act_freq: str | None
     max_freq: str | None
     energy: str | None  # hwmon energy1_input (card), else energy2_input (package); µJ
     temps: tuple[tuple[str, str], ...]  # (label, temp*_input in m°C)
@@ -102,7 +102,7 @@ def _card(sys_root: str, index: int, slot: IntelSlot, database: str) -> IntelCar
         engines=_engines(card_dir, device, slot.driver),
         vram_total=vram,
         discrete=hwmon is not None or vram is not None,
-        status=KeptFile(os.path.join(device, "power/runtime_status")),
+        status=os.path.join(device, "power/runtime_status"),
         act_freq=act,
         max_freq=top,
         energy=_file(hwmon, "energy1_input") or _file(hwmon, "energy2_input"),
@@ -122,16 +122,14 @@ class CardFiles(NamedTuple):
     temps: tuple[int | None, ...]  # m°C, one per `IntelCard.temps` entry
 
 
-def read_status(card: IntelCard) -> str | None:
-    """power/runtime_status (active, suspended, ...); None where runtime PM is not there."""
-    text = card.status.read()
-    return text.strip() or None if text is not None else None
-
-
 class CardReader:
-    """The per-tick files of every card, read together through kept descriptors (in one C call where built)."""
+    """The per-tick files of every card, read together through kept descriptors (in one C call each where built):
+    first every runtime status (checked for a replaced file on every read), then the files of the cards awake."""
 
     def __init__(self, cards: Sequence[IntelCard]) -> None:
+        self._status = new_text_files([card.status for card in cards], 1)
+        self._texts: list[str | None] | None = None
+        self._statuses: list[str | None] = []
         paths: list[str] = []
         self._places: list[tuple[int | None, ...]] = []  # per card: where each of its files sits in `paths`
         for card in cards:
@@ -140,6 +138,14 @@ class CardReader:
         self._owner = [index for index, places in enumerate(self._places) for at in places if at is not None]
         self._files = new_int_files(paths, RECHECK)
         self._last: tuple[list[bool], list[int | None], list[CardFiles | None]] | None = None
+
+    def statuses(self) -> list[str | None]:
+        """power/runtime_status of each card (active, suspended, ...); None where runtime PM is not there."""
+        texts = self._status.read()
+        if texts is not self._texts:  # the C reader hands back the same list while no text changed
+            self._texts = texts
+            self._statuses = [text.strip() or None if text is not None else None for text in texts]
+        return self._statuses
 
     def read(self, awake: Sequence[bool]) -> list[CardFiles | None]:
         """Each card's files where `awake` says so (hwmon reads wake a suspended card), else None."""
