@@ -5,6 +5,9 @@ engines, VRAM size), the two-socket RAPL zones of tests/fixtures/rapl, and a /pr
 with `fd/N` links (as a live /proc), 8 of the processes holding one xe client each. Contenders, each timed
 over ROUNDS ticks with the clock advancing 1 s per tick:
   intel        IntelCollector.collect between fd walks (the known DRM fds re-read)
+  intel-busy   the same where everything moves each tick, as on a host whose GPUs work: every client's render
+               cycles and GPU clock, every card's energy and actual frequency are rewritten before each tick
+               (untimed), so no record of the tick before can be reused
   intel-walk   IntelCollector.collect on a tick that walks every process's fds (once per 10 s by default)
   rapl         RaplCollector.collect (6 zones)
   ledger       EnergyLedger.complete on a snapshot of 8 Intel GPUs and 6 zones
@@ -62,14 +65,32 @@ def build_tree(root: pathlib.Path, processes: int, fds: int) -> None:
             os.symlink(f"socket:[{p * fds + fd}]", pid_dir / f"fd/{fd}")
 
 
-def time_ticks(tick: Callable[[float], object], rounds: int) -> list[int]:
+def time_ticks(tick: Callable[[float], object], rounds: int,
+               before: Callable[[int], object] = lambda n: None) -> list[int]:
     tick(0.0)  # discovery and first readings
     ns = []
     for n in range(1, rounds + 1):
+        before(n)
         t0 = time.perf_counter_ns()
         tick(float(n))
         ns.append(time.perf_counter_ns() - t0)
     return ns
+
+
+def mover(root: pathlib.Path) -> Callable[[int], None]:
+    """Rewrites, for tick n, each client's render cycles and GPU clock and each card's energy and frequency."""
+    clients = [root / f"proc/{5000 + n}/fdinfo/3" for n in range(CARDS)]
+    texts = [path.read_text() for path in clients]
+    device = [root / f"sys/class/drm/card{n}/device" for n in range(CARDS)]
+
+    def move(n: int) -> None:
+        for k, (path, text) in enumerate(zip(clients, texts, strict=True)):
+            text = text.replace("drm-cycles-rcs:\t28257900", f"drm-cycles-rcs:\t{28257900 + n * 10**6 * (k + 1)}")
+            path.write_text(text.replace("7655183225", str(7655183225 + n * 10**8)))
+        for k, folder in enumerate(device):
+            (folder / "hwmon/hwmon2/energy1_input").write_text(f"{52000000 + n * (10**6 + k)}\n")
+            (folder / "tile0/gt0/freq0/act_freq").write_text(f"{1000 + (n * 50 + k) % 1800}\n")
+    return move
 
 
 def summary(ns: list[int]) -> tuple[float, float, float]:
@@ -92,6 +113,8 @@ def main(processes: int = 300, fds: int = 10, rounds: int = 2000) -> None:
         assert energy is not None and len(energy.gpus) == CARDS and len(energy.cpu) == 6
         times = {
             "intel": time_ticks(between.collect, rounds),
+            "intel-busy": time_ticks(IntelCollector(sys_root, proc_root, fd_walk_seconds=1e9).collect, rounds,
+                                     mover(root)),
             "intel-walk": time_ticks(walking.collect, max(rounds // 20, 20)),
             "rapl": time_ticks(rapl.collect, rounds),
             "ledger": time_ticks(lambda now: ledger.complete(snapshot, now), rounds),

@@ -3,6 +3,7 @@
 #include "sysmon.h"
 #include "canonical.h"
 #include "numbers.h"
+#include "kept.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,10 +29,7 @@ enum { MAX_DIGITS = 18 };            /* 18 decimal digits always fit in int64 */
 #define NO_LIMIT UINT64_MAX
 
 struct sm_file {
-    int fd;
-    dev_t dev; /* identity of the open file: a path that now names another is reopened */
-    ino_t ino;
-    int reads; /* since the path's identity was last checked */
+    struct kept_fd kept;
     char *text;
     size_t cap;
     size_t len;
@@ -48,9 +46,7 @@ struct sm_reader {
 
 static void drop(struct sm_file *f)
 {
-    if (f->fd >= 0)
-        close(f->fd);
-    f->fd = -1;
+    kept_drop(&f->kept);
 }
 
 sm_reader *sm_open(const char *proc_root)
@@ -68,7 +64,7 @@ sm_reader *sm_open(const char *proc_root)
     }
     r->dir_fd = -1;
     for (int i = 0; i < SM_NFILES; i++)
-        r->files[i].fd = -1;
+        r->files[i].kept.fd = -1;
     return r;
 }
 
@@ -100,40 +96,10 @@ static int path_under(const sm_reader *r, const char *name, char *path, size_t s
     return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
-/* Non-blocking, and regular files only: a FIFO planted under the root must not hang a read. */
-static int open_regular(struct sm_file *f, const char *path)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return -errno;
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        int err = -errno;
-        close(fd);
-        return err;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return SM_ENOTREG;
-    }
-    f->fd = fd;
-    f->dev = st.st_dev;
-    f->ino = st.st_ino;
-    f->reads = 0;
-    return 0;
-}
-
-/* The kept descriptor of `path`, reopened when the path is gone or names another file now; the
- * identity is checked every `recheck_every` reads (1: every read), as KeptFile does. */
+/* The kept descriptor of `path` (kept.h), SM_ENOTREG for anything but a regular file. */
 static int keep_current(struct sm_file *f, const char *path, int recheck_every)
 {
-    struct stat st;
-    if (f->fd >= 0 && ++f->reads >= recheck_every) {
-        f->reads = 0;
-        if (stat(path, &st) < 0 || st.st_dev != f->dev || st.st_ino != f->ino)
-            drop(f);
-    }
-    return f->fd >= 0 ? 0 : open_regular(f, path);
+    return kept_current(&f->kept, path, recheck_every, SM_ENOTREG);
 }
 
 static int grow(struct sm_file *f)
@@ -167,7 +133,7 @@ long sm_read(sm_reader *r, int file)
             if (rc < 0)
                 return rc;
         }
-        ssize_t n = pread(f->fd, f->text + len, f->cap - len - 1, (off_t)len);
+        ssize_t n = pread(f->kept.fd, f->text + len, f->cap - len - 1, (off_t)len);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -747,7 +713,7 @@ static int frequency(sm_cpu *c, double id, double *mhz)
         if (grown == NULL)
             return SM_FREQ_DEFER;
         for (size_t k = c->nfreqs; k < want; k++)
-            grown[k] = (struct sm_freq){.state = FREQ_UNKNOWN, .file = {.fd = -1}};
+            grown[k] = (struct sm_freq){.state = FREQ_UNKNOWN, .file = {.kept = {.fd = -1}}};
         c->freqs = grown;
         c->nfreqs = want;
     }
@@ -768,7 +734,7 @@ static int frequency(sm_cpu *c, double id, double *mhz)
     char text[FREQ_TEXT];
     ssize_t n;
     do
-        n = pread(f->file.fd, text, sizeof text, 0);
+        n = pread(f->file.kept.fd, text, sizeof text, 0);
     while (n < 0 && errno == EINTR);
     if (n < 0) {
         drop(&f->file); /* the next tick opens it again (an offlined CPU comes back) */

@@ -110,10 +110,8 @@ class KeptFile:
     def read_int(self) -> int | None:
         """The file as an integer (a sysfs attribute: one value, at most a page); None when it cannot be read or
         is not one. The same descriptor rules as `read`, without the text's decoding (`int` reads bytes)."""
-        try:
-            data = os.pread(self._current(), _PAGE, 0)  # not through read_page: Intel reads these by the dozen a tick
-        except OSError:
-            self.close()
+        data = self.read_page()
+        if data is None:
             return None
         try:
             return int(data)

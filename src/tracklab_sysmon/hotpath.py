@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ._devices_py import Select
 from ._hotpath_py import PyHotReader
@@ -86,6 +86,9 @@ class ProcessWalker(Protocol):
 WalkerFactory = Callable[[str], ProcessWalker]  # a backend's walker class, called with proc_root
 
 
+T = TypeVar("T")
+
+
 def select_backend(mode: str) -> tuple[ReaderFactory, str]:
     """The reader class and backend name ("cffi" or "python") for one TRACKLAB_SYSMON_NATIVE value."""
     reader, name, _ = _select(mode)
@@ -129,6 +132,20 @@ def _select_walker(mode: str) -> tuple[WalkerFactory, str, str | None]:
             raise BackendUnavailable(f"{ENV_VAR}=require but the C process walk is not built ({exc})") from exc
         return PyProcWalker, "python", f"the C process walk is not built ({exc})"
     return CffiProcWalker, "cffi", None
+
+
+def native_or_python(mode: str, what: str, load: Callable[[], T], python: T) -> tuple[T, str]:
+    """A C piece of the collectors and its backend name for one TRACKLAB_SYSMON_NATIVE value: what `load` gives
+    where the helper was built (the reader's choice), else `python`; `what` names the piece in an error."""
+    _, name = select_backend(mode)
+    if name == "python":
+        return python, "python"
+    try:
+        return load(), "cffi"
+    except (ImportError, AttributeError) as exc:  # AttributeError: an extension built before the piece existed
+        if mode.strip().lower() == "require":
+            raise BackendUnavailable(f"{ENV_VAR}=require but the C {what} is not built ({exc})") from exc
+        return python, "python"
 
 
 HotReader, BACKEND, BACKEND_REASON = _select(os.environ.get(ENV_VAR, "auto"))

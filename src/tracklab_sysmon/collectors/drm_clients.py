@@ -6,11 +6,9 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
 
 from .._sysfs import KeptAttribute, read_text
-from ..errors import BackendUnavailable
-from ..hotpath import ENV_VAR, select_backend
+from ..hotpath import ENV_VAR, native_or_python
 from . import amd
 from .drm_fdinfo import DrmClient, EngineTime, busy_percent, parse_fdinfo
 from .drm_fdwalk import drm_fds
@@ -52,20 +50,6 @@ def discover_cards(sys_root: str) -> dict[str, DrmCard]:
 
 _Parser = Callable[[str], "DrmClient | None"]
 _FdWalker = Callable[[str], list[tuple[int, str]]]  # proc_root -> (pid, fd) of every DRM fd
-_T = TypeVar("_T")
-
-
-def _native_or_python(mode: str, what: str, load: Callable[[], _T], python: _T) -> tuple[_T, str]:
-    """The C helper's piece `load` gives where the helper was built (`hotpath`'s choice), else `python`."""
-    _, name = select_backend(mode)
-    if name == "python":
-        return python, "python"
-    try:
-        return load(), "cffi"
-    except (ImportError, AttributeError) as exc:  # AttributeError: an extension built before the piece existed
-        if mode.strip().lower() == "require":
-            raise BackendUnavailable(f"{ENV_VAR}=require but the C {what} is not built ({exc})") from exc
-        return python, "python"
 
 
 def select_fdinfo_parser(mode: str) -> tuple[Callable[[], _Parser], str]:
@@ -75,7 +59,7 @@ def select_fdinfo_parser(mode: str) -> tuple[Callable[[], _Parser], str]:
         from .drm_fdinfo_cffi import CffiFdinfoParser
         return CffiFdinfoParser
 
-    return _native_or_python(mode, "fdinfo parser", load, lambda: parse_fdinfo)
+    return native_or_python(mode, "fdinfo parser", load, lambda: parse_fdinfo)
 
 
 def select_fd_walker(mode: str) -> tuple[Callable[[], _FdWalker], str]:
@@ -85,7 +69,7 @@ def select_fd_walker(mode: str) -> tuple[Callable[[], _FdWalker], str]:
         from .drm_fdwalk_cffi import CffiFdWalker
         return CffiFdWalker
 
-    return _native_or_python(mode, "DRM fd walk", load, lambda: drm_fds)
+    return native_or_python(mode, "DRM fd walk", load, lambda: drm_fds)
 
 
 _new_parser: Callable[[], _Parser] | None = None
@@ -152,6 +136,8 @@ class ClientWalk:
         self._walked_at: float | None = None
         self._ticked_at: float | None = None  # when credit was last earned
         self._kept: dict[tuple[int, str], KeptAttribute] = {}  # what the last walk found: (pid, fd) -> its fdinfo
+        # (pid, fd) -> its last fdinfo text and client: an idle i915 client's text repeats, and the record with it.
+        self._parsed: dict[tuple[int, str], tuple[str, DrmClient]] = {}
 
     @property
     def watching(self) -> bool:
@@ -169,14 +155,24 @@ class ClientWalk:
         if self._due(now):
             return self._walk(now, wanted)
         found = []
+        parsed = self._parsed
         for key, kept in list(self._kept.items()):
             text = kept.read()
-            client = self._parse(text) if text is not None else None
+            last = parsed.get(key)
+            if text is None:
+                client = None
+            elif last is not None and last[0] == text:
+                client = last[1]  # the same text parses the same: last tick's record serves
+            else:
+                client = self._parse(text)
+                if client is not None:
+                    parsed[key] = (text, client)
             if client is not None and wanted(client):
                 found.append((key[0], key[1], client))
             else:  # closed, or the fd now names another file: gone until a walk finds it again
                 kept.close()
                 del self._kept[key]
+                parsed.pop(key, None)
         return found
 
     def _due(self, now: float) -> bool:
@@ -210,6 +206,7 @@ class ClientWalk:
             self._kept[key] = old.pop(key) if key in old else KeptAttribute(f"{self.proc_root}/{pid}/fdinfo/{fd}")
         for gone in old.values():
             gone.close()
+        self._parsed = {key: last for key, last in self._parsed.items() if key in self._kept}
         return found
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..hotpath import ENV_VAR
-from .drm_clients import _native_or_python
+from ..hotpath import ENV_VAR, native_or_python
 from .infiniband_ports import PortsBackend
 from .infiniband_ports_py import PyCounterFiles, PyPortsMeter
 
@@ -16,7 +15,7 @@ def select_ports_backend(mode: str) -> tuple[PortsBackend, str]:
         from .infiniband_ports_cffi import CffiCounterFiles, CffiPortsMeter
         return PortsBackend(CffiPortsMeter, CffiCounterFiles)
 
-    return _native_or_python(mode, "InfiniBand port reader", load, PortsBackend(PyPortsMeter, PyCounterFiles))
+    return native_or_python(mode, "InfiniBand port reader", load, PortsBackend(PyPortsMeter, PyCounterFiles))
 
 
 _backend: PortsBackend | None = None

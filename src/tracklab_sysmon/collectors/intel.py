@@ -19,7 +19,7 @@ from ..model import (
 )
 from ..rates import percent
 from .drm_clients import FD_WALK_SECONDS
-from .intel_cards import CardFiles, IntelCard, discover, frequency, read_files, read_status, temperatures
+from .intel_cards import CardFiles, CardReader, IntelCard, discover, frequency, temperatures
 from .intel_engines import WALK_SHARE, CardUse, EngineMeter
 
 RESCAN_SECONDS = 60.0  # with no card found, look again this often (driver loaded late)
@@ -43,6 +43,7 @@ class IntelCollector:
         self.sys_root, self.pci_ids = sys_root, pci_ids
         self._meter = EngineMeter(proc_root, fd_walk_seconds, walk_share, dev_root=dev_root)
         self._cards: tuple[IntelCard, ...] = ()
+        self._reader = CardReader(())
         self._by_pdev: dict[str, IntelCard] = {}
         self._scanned_at: float | None = None
         self._power: dict[str, EnergyRate] = {}
@@ -57,33 +58,39 @@ class IntelCollector:
         if not self._cards and (self._scanned_at is None or now - self._scanned_at >= RESCAN_SECONDS):
             self._cards, self._scanned_at = discover(self.sys_root, self.pci_ids), now
             self._by_pdev = {card.bus_id: card for card in self._cards}
+            self._reader = CardReader(self._cards)
             self._power = {card.bus_id: EnergyRate() for card in self._cards}
             self._last = {}  # a card found again may have other sensors behind the same address
             self._meter.walk.watch()  # its DRM nodes may be new too
         if not self._cards:
             raise Unavailable(f"no i915 or xe device under {os.path.join(self.sys_root, 'class/drm')}")
-        statuses = [self._status(card) for card in self._cards]
-        uses = self._meter.read(now, self._by_pdev)
-        return tuple(self._sample(card, status, uses[card.bus_id], now)
-                     for card, status in zip(self._cards, statuses, strict=True))
+        statuses = self._reader.statuses()
+        for card, status in zip(self._cards, statuses, strict=True):
+            if status is None:
+                self._gone(card)
+        files = self._reader.read([status != "suspended" for status in statuses])
+        uses = self._meter.read(now, self._by_pdev)  # in the cards' order, as _by_pdev is
+        return tuple(self._sample(*each, now) for each in zip(self._cards, statuses, files, uses, strict=True))
 
-    def _status(self, card: IntelCard) -> str | None:
-        """The card's runtime PM status; a card whose device folder is gone (unbound, unplugged) fails the tick
+    def _gone(self, card: IntelCard) -> None:
+        """A card without a runtime PM status whose device folder is gone (unbound, unplugged) fails the tick
         and the cards are looked for again on the next one."""
-        status = read_status(card)
-        if status is None and not os.path.isdir(os.path.join(self.sys_root, "class/drm", card.card, "device")):
+        if not os.path.isdir(os.path.join(self.sys_root, "class/drm", card.card, "device")):
             self._cards, self._scanned_at = (), None
             raise OSError(f"{card.card} ({card.bus_id}) is gone from {os.path.join(self.sys_root, 'class/drm')}")
-        return status
 
-    def _sample(self, card: IntelCard, status: str | None, use: CardUse, now: float) -> AcceleratorSample:
-        if status == "suspended":
+    def _sample(self, card: IntelCard, status: str | None, files: CardFiles | None, use: CardUse,
+                now: float) -> AcceleratorSample:
+        if files is None:  # suspended: its files were not read (that would wake it)
             self._power[card.bus_id].update(None, now)  # its energy was not read: no rate across the sleep
             return _sample(card, status, None, _memory(card, None), None, None, None)
-        files = read_files(card)
         joules = files.energy_uj / 1e6 if files.energy_uj is not None else None
+        power = self._power[card.bus_id].update(joules, now)
         # Records are immutable: last tick's are reused while what they were built from is the same.
         last = self._last.get(card.bus_id)
+        if last is not None and last.files == files and last.use == use and last.power == power \
+                and last.status == status:
+            return last.sample  # a pure function of these: nothing on the card moved
         freq = last.frequency if last is not None and last.files[:2] == files[:2] else frequency(files)
         if last is not None and last.files.temps == files.temps:
             temps, package = last.temperatures, last.package
@@ -91,21 +98,25 @@ class IntelCollector:
             temps = temperatures(card, files)
             package = _package_temperature(temps)
         memory = last.memory if last is not None and last.memory.used == use.memory else _memory(card, use.memory)
-        self._last[card.bus_id] = _Last(files, freq, temps, package, memory)
         readings = IntelReadings(freq, joules, temps, tuple(_engine_use(cls, share) for cls, share in use.engines))
         shares = [share for _, share in use.engines if share is not None]
-        return _sample(card, status, readings, memory, package, max(shares) if shares else None,
-                       self._power[card.bus_id].update(joules, now))
+        sample = _sample(card, status, readings, memory, package, max(shares) if shares else None, power)
+        self._last[card.bus_id] = _Last(status, files, use, power, freq, temps, package, memory, sample)
+        return sample
 
 
 class _Last(NamedTuple):
-    """A card's files of the previous tick and the records built from them."""
+    """What a card's previous sample was built from (status, files, use, power) and the records built."""
 
+    status: str | None
     files: CardFiles
+    use: CardUse
+    power: float | None  # W
     frequency: GtFrequency
     temperatures: tuple[TemperatureSensor, ...] | None
     package: float | None  # °C
     memory: AcceleratorMemory
+    sample: AcceleratorSample
 
 
 _ENGINE_USES: dict[tuple[EngineClass, float | None], EngineUse] = {}  # at most 5 classes x 1,002 shares

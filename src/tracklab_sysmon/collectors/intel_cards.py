@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .._sysfs import KeptFile, list_dir, read_text
+from .._sysfs import list_dir, read_text
 from ..model import EngineClass, GtFrequency, TemperatureSensor
 from .pci_ids import device_name, marketing_name
+from .sysfs_ints import new_int_files, new_text_files
 
 INTEL_DRIVERS = ("i915", "xe")
 ENGINE_ORDER: tuple[EngineClass, ...] = ("render", "copy", "video", "video-enhance", "compute")
@@ -62,7 +64,7 @@ def intel_slots(sys_root: str) -> list[IntelSlot]:
 
 @dataclass(frozen=True, slots=True)
 class IntelCard:
-    """One Intel GPU: where its files are and what it has, found once; the kept files are read each tick."""
+    """One Intel GPU: where its files are and what it has, found once; its status and files are read each tick."""
 
     index: int
     card: str
@@ -72,11 +74,11 @@ class IntelCard:
     engines: tuple[EngineClass, ...]  # classes its sysfs lists (fdinfo may name more)
     vram_total: int | None  # bytes
     discrete: bool  # memory of its own (a hwmon or a VRAM size says so; integrated GPUs have neither)
-    status: KeptFile  # device/power/runtime_status
-    act_freq: KeptFile | None
-    max_freq: KeptFile | None
-    energy: KeptFile | None  # hwmon energy1_input (card), else energy2_input (package); µJ
-    temps: tuple[tuple[str, KeptFile], ...]  # (label, temp*_input in m°C)
+    status: str  # device/power/runtime_status; it and the files below are read by `CardReader`
+    act_freq: str | None
+    max_freq: str | None
+    energy: str | None  # hwmon energy1_input (card), else energy2_input (package); µJ
+    temps: tuple[tuple[str, str], ...]  # (label, temp*_input in m°C)
 
 
 def discover(sys_root: str, pci_ids: str | None = None) -> tuple[IntelCard, ...]:
@@ -100,10 +102,10 @@ def _card(sys_root: str, index: int, slot: IntelSlot, database: str) -> IntelCar
         engines=_engines(card_dir, device, slot.driver),
         vram_total=vram,
         discrete=hwmon is not None or vram is not None,
-        status=KeptFile(os.path.join(device, "power/runtime_status")),
+        status=os.path.join(device, "power/runtime_status"),
         act_freq=act,
         max_freq=top,
-        energy=_kept(hwmon, "energy1_input") or _kept(hwmon, "energy2_input"),
+        energy=_file(hwmon, "energy1_input") or _file(hwmon, "energy2_input"),
         temps=_temperature_files(hwmon),
     )
 
@@ -120,16 +122,53 @@ class CardFiles(NamedTuple):
     temps: tuple[int | None, ...]  # m°C, one per `IntelCard.temps` entry
 
 
-def read_status(card: IntelCard) -> str | None:
-    """power/runtime_status (active, suspended, ...); None where runtime PM is not there."""
-    text = card.status.read()
-    return text.strip() or None if text is not None else None
+class CardReader:
+    """The per-tick files of every card, read together through kept descriptors (in one C call each where built):
+    first every runtime status (checked for a replaced file on every read), then the files of the cards awake."""
+
+    def __init__(self, cards: Sequence[IntelCard]) -> None:
+        self._status = new_text_files([card.status for card in cards], 1)
+        self._texts: list[str | None] | None = None
+        self._statuses: list[str | None] = []
+        paths: list[str] = []
+        self._places: list[tuple[int | None, ...]] = []  # per card: where each of its files sits in `paths`
+        for card in cards:
+            wanted = (card.act_freq, card.max_freq, card.energy, *(path for _, path in card.temps))
+            self._places.append(tuple(_place(paths, path) for path in wanted))
+        self._owner = [index for index, places in enumerate(self._places) for at in places if at is not None]
+        self._files = new_int_files(paths, RECHECK)
+        self._last: tuple[list[bool], list[int | None], list[CardFiles | None]] | None = None
+
+    def statuses(self) -> list[str | None]:
+        """power/runtime_status of each card (active, suspended, ...); None where runtime PM is not there."""
+        texts = self._status.read()
+        if texts is not self._texts:  # the C reader hands back the same list while no text changed
+            self._texts = texts
+            self._statuses = [text.strip() or None if text is not None else None for text in texts]
+        return self._statuses
+
+    def read(self, awake: Sequence[bool]) -> list[CardFiles | None]:
+        """Each card's files where `awake` says so (hwmon reads wake a suspended card), else None."""
+        wanted = list(awake)
+        values = self._files.read([wanted[owner] for owner in self._owner])
+        last = self._last
+        if last is not None and last[1] == values and last[0] == wanted:
+            return last[2]  # nothing moved: last tick's records serve
+        files = [_card_files(places, values) if on else None for places, on in zip(self._places, wanted, strict=True)]
+        self._last = (wanted, values, files)
+        return files
 
 
-def read_files(card: IntelCard) -> CardFiles:
-    """The card's per-tick files: only call this for an awake card (hwmon reads wake a suspended one)."""
-    return CardFiles(_int(card.act_freq), _int(card.max_freq), _int(card.energy),
-                     tuple(kept.read_int() for _, kept in card.temps))
+def _place(paths: list[str], path: str | None) -> int | None:
+    if path is None:
+        return None
+    paths.append(path)
+    return len(paths) - 1
+
+
+def _card_files(places: tuple[int | None, ...], values: list[int | None]) -> CardFiles:
+    found = [values[at] if at is not None else None for at in places]
+    return CardFiles(found[0], found[1], found[2], tuple(found[3:]))
 
 
 def frequency(files: CardFiles) -> GtFrequency:
@@ -166,20 +205,20 @@ def _hwmon(device: str, driver: str) -> str | None:
     return None
 
 
-def _kept(folder: str | None, name: str) -> KeptFile | None:
+def _file(folder: str | None, name: str) -> str | None:
     if folder is None or not os.path.isfile(os.path.join(folder, name)):
         return None
-    return KeptFile(os.path.join(folder, name), recheck_every=RECHECK)
+    return os.path.join(folder, name)
 
 
-def _frequency_files(card_dir: str, device: str, driver: str) -> tuple[KeptFile | None, KeptFile | None]:
+def _frequency_files(card_dir: str, device: str, driver: str) -> tuple[str | None, str | None]:
     if driver == "xe":
         freq = os.path.join(device, "tile0/gt0/freq0")
-        return _kept(freq, "act_freq"), _kept(freq, "max_freq")
+        return _file(freq, "act_freq"), _file(freq, "max_freq")
     if os.path.isfile(os.path.join(card_dir, "gt_act_freq_mhz")):
-        return _kept(card_dir, "gt_act_freq_mhz"), _kept(card_dir, "gt_max_freq_mhz")
+        return _file(card_dir, "gt_act_freq_mhz"), _file(card_dir, "gt_max_freq_mhz")
     gt0 = os.path.join(card_dir, "gt/gt0")
-    return _kept(gt0, "rps_act_freq_mhz"), _kept(gt0, "rps_max_freq_mhz")
+    return _file(gt0, "rps_act_freq_mhz"), _file(gt0, "rps_max_freq_mhz")
 
 
 def _engines(card_dir: str, device: str, driver: str) -> tuple[EngineClass, ...]:
@@ -200,23 +239,19 @@ def _vram_total(device: str) -> int | None:
     return sum(known) if known else None
 
 
-def _temperature_files(hwmon: str | None) -> tuple[tuple[str, KeptFile], ...]:
+def _temperature_files(hwmon: str | None) -> tuple[tuple[str, str], ...]:
     if hwmon is None:
         return ()
     found = []
     for n in range(1, 8):
-        kept = _kept(hwmon, f"temp{n}_input")
-        if kept is not None:
+        path = _file(hwmon, f"temp{n}_input")
+        if path is not None:
             label = (read_text(os.path.join(hwmon, f"temp{n}_label")) or "").strip()
-            found.append((label or f"temp{n}", kept))
+            found.append((label or f"temp{n}", path))
     return tuple(found)
 
 
 # ---------------------------------------------------------------- read each tick
-
-
-def _int(kept: KeptFile | None) -> int | None:
-    return kept.read_int() if kept is not None else None
 
 
 def _text_int(text: str | None) -> int | None:

@@ -49,15 +49,17 @@ class EngineMeter:
                  walk_share: float | None = WALK_SHARE, *, dev_root: str | None = None) -> None:
         self.walk = ClientWalk(proc_root, walk_seconds, walk_share=walk_share, safety_share=SAFETY_SHARE,
                                dev_root=dev_root)
-        self._previous: dict[_ClientKey, _Times] = {}
+        self._previous: dict[_ClientKey, _Seen] = {}
         self._then: float | None = None
+        self._idle: dict[str, tuple[IntelCard, CardUse, CardUse]] = {}  # pdev -> card, its use unmeasured, measured
+        # pdev -> (card, measured, memory), classes seen, shares and the use built from them on the last tick
+        self._last_use: dict[str, tuple[tuple[IntelCard, bool, int], set[EngineClass], dict[EngineClass, float],
+                                        CardUse]] = {}
 
-    def read(self, now: float, cards: Mapping[str, IntelCard]) -> dict[str, CardUse]:
-        """Use per card, keyed by PCI address (as `cards` is); every card gets an entry, clients or not."""
+    def read(self, now: float, cards: Mapping[str, IntelCard]) -> list[CardUse]:
+        """Use per card, in the order of `cards` (keyed by PCI address); every card gets one, clients or not."""
         interval = None if self._then is None or now <= self._then else now - self._then
-        memory: dict[str, int] = dict.fromkeys(cards, 0)
-        shares: dict[str, dict[EngineClass, float]] = {pdev: {} for pdev in cards}
-        seen: dict[str, set[EngineClass]] = {pdev: set(card.engines) for pdev, card in cards.items()}
+        tallies: dict[str, _Tally] = {}  # only the cards that have clients now
         previous, current = self._previous, {}
         # One loop a client, every step inline: each card's client is read on every tick.
         for _, _, client in self.walk.read(now, lambda c: (c.pdev or "").lower() in cards):
@@ -65,19 +67,68 @@ class EngineMeter:
             key = (pdev, client.client_id)
             if key in current:
                 continue  # one client shared through several fds or processes counts once
-            memory[pdev] += sum(r.bytes for r in client.regions if r.region.startswith(_DEVICE_REGIONS))
-            engines = _by_class(client)
-            seen[pdev].update(engines)
+            tally = tallies.get(pdev)
+            if tally is None:
+                tally = tallies[pdev] = _Tally(cards[pdev])
             before = previous.get(key)
+            if before is not None and before.client is client:
+                # The same record as last tick (its text did not change): no engine moved, the shares it adds are 0.
+                tally.memory += before.memory
+                tally.seen.update(before.times)
+                current[key] = before
+                continue
+            memory = sum(r.bytes for r in client.regions if r.region.startswith(_DEVICE_REGIONS))
+            tally.memory += memory
+            engines = _by_class(client)
+            tally.seen.update(engines)
             if before is None:
-                current[key] = engines
+                current[key] = _Seen(client, engines, memory)
                 continue
             if interval is not None:
-                _add_shares(shares[pdev], before, engines, interval)
-            current[key] = _kept_larger(before, engines)
+                _add_shares(tally.shares, before.times, engines, interval)
+            current[key] = _Seen(client, _kept_larger(before.times, engines), memory)
         self._previous, self._then = current, now
-        return {pdev: _card_use(card, seen[pdev], shares[pdev], memory[pdev], interval is not None)
-                for pdev, card in cards.items()}
+        measured = interval is not None
+        return [self._use(tally, measured) if (tally := tallies.get(pdev)) is not None
+                else self._idle_use(card, measured) for pdev, card in cards.items()]
+
+    def _use(self, tally: _Tally, measured: bool) -> CardUse:
+        """The card's use; last tick's record when its sums are the same (an idle client, or none that moved)."""
+        last = self._last_use.get(tally.card.bus_id)
+        if last is not None and last[0] == (tally.card, measured, tally.memory) and last[1] == tally.seen \
+                and last[2] == tally.shares:
+            return last[3]
+        use = _card_use(tally.card, tally.seen, tally.shares, tally.memory, measured)
+        self._last_use[tally.card.bus_id] = ((tally.card, measured, tally.memory), tally.seen, tally.shares, use)
+        return use
+
+    def _idle_use(self, card: IntelCard, measured: bool) -> CardUse:
+        """A card without clients: the same use every tick, built once (per card found: a rescan makes new ones)."""
+        kept = self._idle.get(card.bus_id)
+        if kept is None or kept[0] is not card:
+            kept = self._idle[card.bus_id] = (card, _card_use(card, set(card.engines), {}, 0, False),
+                                              _card_use(card, set(card.engines), {}, 0, True))
+        return kept[2] if measured else kept[1]
+
+
+class _Seen(NamedTuple):
+    """A client as last read: its record, its engine times per class (kept larger) and its memory on the card."""
+
+    client: DrmClient
+    times: _Times
+    memory: int
+
+
+class _Tally:
+    """One card's sums over its clients on one tick."""
+
+    __slots__ = ("card", "memory", "seen", "shares")
+
+    def __init__(self, card: IntelCard) -> None:
+        self.card = card
+        self.memory = 0
+        self.seen: set[EngineClass] = set(card.engines)
+        self.shares: dict[EngineClass, float] = {}
 
 
 def _by_class(client: DrmClient) -> _Times:
@@ -100,8 +151,11 @@ def _add_shares(shares: dict[EngineClass, float], before: _Times, now: _Times, i
         start = before.get(cls)
         if start is None:
             continue  # an engine the client did not list before has no earlier value to count from
+        if engine.busy == start.busy:
+            continue  # an idle engine adds 0 (or nothing, without a clock delta): as absent to _card_use
         share = busy_percent(start, engine, interval)
-        shares[cls] = shares.get(cls, 0.0) + (share or 0.0)
+        if share:
+            shares[cls] = shares.get(cls, 0.0) + share
 
 
 def _card_use(card: IntelCard, seen: set[EngineClass], shares: dict[EngineClass, float], memory: int,

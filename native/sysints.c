@@ -1,0 +1,161 @@
+/* tracklab-sysmon C helper, sysfs integer files: kept descriptors, one pread each, int() parsed (see sysints.h). */
+#define _GNU_SOURCE
+#include "sysints.h"
+#include "kept.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum { MAX_DIGITS = 18 }; /* 18 decimal digits always fit in int64 */
+
+struct si_file {
+    char *path;
+    struct kept_fd kept;
+    char *text; /* si_read_text: the last text read (SI_PAGE bytes, allocated on the first read) */
+    size_t len;
+    int readable; /* -1: never read as text */
+};
+
+struct si_files {
+    size_t n;
+    int recheck_every;
+    struct si_file files[];
+};
+
+si_files *si_open(const char *const *paths, size_t n, int recheck_every)
+{
+    si_files *f = calloc(1, sizeof *f + n * sizeof f->files[0]);
+    if (f == NULL)
+        return NULL;
+    f->n = n;
+    f->recheck_every = recheck_every;
+    for (size_t i = 0; i < n; i++) {
+        f->files[i].kept.fd = -1;
+        f->files[i].readable = -1;
+        f->files[i].path = strdup(paths[i]);
+        if (f->files[i].path == NULL) {
+            f->n = i;
+            si_close(f);
+            return NULL;
+        }
+    }
+    return f;
+}
+
+void si_close(si_files *f)
+{
+    if (f == NULL)
+        return;
+    for (size_t i = 0; i < f->n; i++) {
+        kept_drop(&f->files[i].kept);
+        free(f->files[i].path);
+        free(f->files[i].text);
+    }
+    free(f);
+}
+
+int si_fd(const si_files *f, size_t i)
+{
+    return i < f->n ? f->files[i].kept.fd : -1;
+}
+
+/* Py_ISSPACE: what int() strips around the number. */
+static int ascii_space(unsigned char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+int si_parse(const char *text, size_t len, int64_t *value)
+{
+    size_t at = 0, end = len;
+    while (at < end && ascii_space((unsigned char)text[at]))
+        at++;
+    while (end > at && ascii_space((unsigned char)text[end - 1]))
+        end--;
+    int negative = 0;
+    if (at < end && (text[at] == '+' || text[at] == '-'))
+        negative = text[at++] == '-';
+    if (at == end)
+        return SI_NONE; /* nothing, or a sign alone */
+    int64_t v = 0;
+    for (size_t i = at; i < end; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '_' || c >= 0x80)
+            return SI_DEFER; /* digit separators, or Unicode digits and spaces: int() decides */
+        if (c < '0' || c > '9')
+            return SI_NONE;
+    }
+    if (end - at > MAX_DIGITS)
+        return SI_DEFER; /* a counter past 18 digits: Python's int is not bounded */
+    for (size_t i = at; i < end; i++)
+        v = v * 10 + (text[i] - '0');
+    *value = negative ? -v : v;
+    return SI_INT;
+}
+
+/* At most SI_PAGE bytes of the file through its kept descriptor: their count, or -1 when it cannot be read. */
+static ssize_t read_page(struct si_file *file, int recheck_every, char *text)
+{
+    if (kept_current(&file->kept, file->path, recheck_every, -EINVAL) < 0)
+        return -1;
+    ssize_t got;
+    do
+        got = pread(file->kept.fd, text, SI_PAGE, 0);
+    while (got < 0 && errno == EINTR);
+    if (got < 0)
+        kept_drop(&file->kept); /* the next read opens the path again */
+    return got < 0 ? -1 : got;
+}
+
+static int read_one(struct si_file *file, int recheck_every, int64_t *value)
+{
+    *value = 0;
+    char text[SI_PAGE];
+    ssize_t got = read_page(file, recheck_every, text);
+    return got < 0 ? SI_NONE : si_parse(text, (size_t)got, value);
+}
+
+size_t si_read_text(si_files *f, uint8_t *changed)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < f->n; i++) {
+        struct si_file *file = &f->files[i];
+        if (file->text == NULL && (file->text = malloc(SI_PAGE)) == NULL)
+            return (size_t)-1;
+        char text[SI_PAGE];
+        ssize_t got = read_page(file, f->recheck_every, text);
+        int readable = got >= 0;
+        size_t len = readable ? (size_t)got : 0;
+        changed[i] = readable != file->readable || len != file->len || memcmp(text, file->text, len) != 0;
+        if (changed[i]) {
+            memcpy(file->text, text, len);
+            file->len = len;
+            file->readable = readable;
+            count++;
+        }
+    }
+    return count;
+}
+
+const char *si_text(const si_files *f, size_t i, size_t *len)
+{
+    if (i >= f->n || f->files[i].readable != 1) {
+        *len = 0;
+        return NULL;
+    }
+    *len = f->files[i].len;
+    return f->files[i].text;
+}
+
+size_t si_read(si_files *f, const uint8_t *want, int64_t *values, uint8_t *states)
+{
+    size_t other = 0;
+    for (size_t i = 0; i < f->n; i++) {
+        int state = want[i] ? read_one(&f->files[i], f->recheck_every, &values[i]) : SI_SKIPPED;
+        if (state != SI_INT)
+            values[i] = 0;
+        states[i] = (uint8_t)state;
+        other += state != SI_INT;
+    }
+    return other;
+}

@@ -1,0 +1,14 @@
+/* The sysfs integer files' interface as cffi reads it (no preprocessor here): kept in step with sysints.h. */
+
+enum { SI_INT = 0, SI_NONE = 1, SI_DEFER = 2, SI_SKIPPED = 3 };
+enum { SI_PAGE = 4096 };
+
+typedef struct si_files si_files;
+
+si_files *si_open(const char *const *paths, size_t n, int recheck_every);
+void si_close(si_files *f);
+size_t si_read(si_files *f, const uint8_t *want, int64_t *values, uint8_t *states);
+size_t si_read_text(si_files *f, uint8_t *changed);
+const char *si_text(const si_files *f, size_t i, size_t *len);
+int si_fd(const si_files *f, size_t i);
+int si_parse(const char *text, size_t len, int64_t *value);

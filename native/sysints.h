@@ -1,0 +1,45 @@
+/* tracklab-sysmon C helper, sysfs integer files: many one-value files read in one call through kept descriptors.
+ *
+ * It mirrors _sysfs.KeptFile.read_int file for file (the Python twin, collectors/sysfs_ints.py, reads each
+ * through one): a descriptor kept per path, the path's identity checked every `recheck_every` reads, one pread
+ * of at most a page from offset 0, a failed open or read gives no value (a failed read reopens next time).
+ * si_read_text reads short texts the same way (runtime_status), telling which changed since the last call.
+ * Text is parsed as Python's int() parses bytes when it is ASCII whitespace, an optional sign and at most 18
+ * digits around it; text int() would refuse for sure is no value (SI_NONE); anything else (underscores, longer
+ * numbers) is SI_DEFER and the caller reads the file's kept descriptor (si_fd) and lets int() decide.
+ */
+#ifndef TRACKLAB_SYSINTS_H
+#define TRACKLAB_SYSINTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum { SI_INT = 0, SI_NONE = 1, SI_DEFER = 2, SI_SKIPPED = 3 }; /* a file's state after si_read */
+enum { SI_PAGE = 4096 };                                        /* bytes read of each file, as read_int */
+
+typedef struct si_files si_files;
+
+/* `n` paths (copied), each checked for a replaced file every `recheck_every` reads; NULL without memory. */
+si_files *si_open(const char *const *paths, size_t n, int recheck_every);
+void si_close(si_files *f);
+
+/* Reads file i where want[i] (else it is left alone: SI_SKIPPED) into values[i] and states[i] (the value is 0
+ * unless SI_INT). Returns how many files are not SI_INT: 0, and values is the whole answer. */
+size_t si_read(si_files *f, const uint8_t *want, int64_t *values, uint8_t *states);
+
+/* Reads every file as text (at most SI_PAGE bytes; no parse): changed[i] is 1 where its bytes, or whether it
+ * could be read, differ from the previous call's (every file on the first call). Returns how many changed, or
+ * (size_t)-1 without memory. */
+size_t si_read_text(si_files *f, uint8_t *changed);
+
+/* File i's text as last read by si_read_text and its length; NULL when it could not be read. */
+const char *si_text(const si_files *f, size_t i, size_t *len);
+
+/* File i's kept descriptor (-1 when closed): where si_read said SI_DEFER it is open and was just read. */
+int si_fd(const si_files *f, size_t i);
+
+/* Python's int() of the bytes, where this helper decides it: SI_INT with *value, SI_NONE (int() raises), or
+ * SI_DEFER. */
+int si_parse(const char *text, size_t len, int64_t *value);
+
+#endif
