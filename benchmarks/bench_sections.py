@@ -6,7 +6,9 @@ the container and pressure pair, the collectors this host has no hardware for, a
 schedstat, as in bench_overhead.py; "ms/s above none" is the group's cost above the service with no collector.
 The hot column is the same collectors' `collect()` timed in this process, 2,000 calls in a row (thread CPU):
 the ratio of the two is what a tick costs once a second with the caches cold against back to back.
-Writes out/bench_sections.json.
+`--polled`: instead, the request's cost: the floor, the service with no collector, the same without its
+middlewares (`sections_service.py --bare`) and with all collectors, each polled once a second
+(GET /api/system/metrics). Writes out/bench_sections.json.
 """
 
 from __future__ import annotations
@@ -66,24 +68,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--polled", action="store_true", help="weigh a poll instead of each section")
     args = parser.parse_args()
     collectors = default_collectors("/proc", "/sys", statvfs=os.statvfs)
     try:
         plan = groups(collectors)
+        if args.polled:
+            plan = {"none": [], "none, no middlewares": [], "all": plan["all"]}
         hot = {name: hot_ms(collectors, names) for name, names in plan.items()}
     finally:
         close_collectors(collectors)
+    mode, path = ("polled", "/api/system/metrics") if args.polled else ("idle", "/api/health")
     before = uptime()
     with tempfile.TemporaryDirectory() as tmp:
-        contenders = [Contender("floor", "idle", [sys.executable, str(HERE / "floor_service.py"), "--port", "0",
-                                                  "--portfile", f"{tmp}/floor.json"],
+        contenders = [Contender("floor", mode, [sys.executable, str(HERE / "floor_service.py"), "--port", "0",
+                                                "--portfile", f"{tmp}/floor.json"],
                                 url_path="/api/system/metrics", portfile=f"{tmp}/floor.json")]
         for index, (name, names) in enumerate(plan.items()):
             portfile = f"{tmp}/{index}.json"
-            keep = ",".join(names) or "none"
-            contenders.append(Contender(name, "idle", [sys.executable, str(HERE / "sections_service.py"), "--keep",
-                                                       keep, "--portfile", portfile],
-                                        url_path="/api/health", portfile=portfile))
+            argv = [sys.executable, str(HERE / "sections_service.py"), "--keep", ",".join(names) or "none",
+                    "--portfile", portfile, *(["--bare"] if "no middlewares" in name else [])]
+            contenders.append(Contender(name, mode, argv, url_path=path, portfile=portfile))
         try:
             for c in contenders:
                 c.wait_ready()
@@ -98,7 +103,8 @@ def main() -> None:
 
 def report(plan: dict[str, list[str]], results: dict[str, dict[str, float]], hot: dict[str, float],
            args: argparse.Namespace, before: str, after: str) -> None:
-    print(f"sections at 1 Hz, idle, {args.seconds:.0f} s after {args.warmup:.0f} s, {os.cpu_count()} CPUs, "
+    mode = "polled" if args.polled else "idle"
+    print(f"sections at 1 Hz, {mode}, {args.seconds:.0f} s after {args.warmup:.0f} s, {os.cpu_count()} CPUs, "
           f"commit {commit()}\nuptime before: {before}\nuptime after:  {after}")
     floor, none = results["floor"]["mean"], results["none"]["mean"]
     print(f"{'contender':18} {'mean %':>7} {'median':>7} {'p99':>7} {'x floor':>7} {'ms/s above none':>15} "
@@ -106,7 +112,7 @@ def report(plan: dict[str, list[str]], results: dict[str, dict[str, float]], hot
     for name, stats in results.items():
         above = (stats["mean"] - none) * 10  # % of a core -> ms of CPU a second
         hot_tick = hot.get(name)
-        ratio = f"{above / hot_tick:8.1f}" if hot_tick and name not in ("none", "floor") else f"{'':8}"
+        ratio = f"{above / hot_tick:8.1f}" if hot_tick and hot_tick > 0.001 else f"{'':8}"
         above_text = "" if name == "floor" else f"{above:15.3f}"
         hot_text = "" if hot_tick is None else f"{hot_tick:11.3f}"
         print(f"{name:18} {stats['mean']:7.4f} {stats['median']:7.4f} {stats['p99']:7.4f} "
