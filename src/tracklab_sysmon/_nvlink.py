@@ -127,12 +127,13 @@ def counters(raw: bytes) -> list[int | None]:
     return values
 
 
-def answer_words(raw: bytes) -> bytes:
-    """All that decoding an `nvmlFieldValue_t` array's bytes reads (each record's valueType and nvmlReturn,
-    then each value) without the timestamps NVML sets on every call: two answers with equal words decode alike."""
-    words = memoryview(raw).cast("Q")
-    return words[3::5].tobytes() + words[4::5].tobytes()
-
+def same_answer(raw: bytes, old: bytes | None) -> bool:
+    """Whether two answers to one request decode alike: each record's valueType, nvmlReturn and value equal
+    (the timestamps NVML sets on every call left out). Compared as 8-byte word views: no copy is made."""
+    if old is None or len(raw) != len(old):
+        return False
+    new_words, old_words = memoryview(raw).cast("Q"), memoryview(old).cast("Q")
+    return new_words[3::5] == old_words[3::5] and new_words[4::5] == old_words[4::5]
 
 
 @dataclass(slots=True)

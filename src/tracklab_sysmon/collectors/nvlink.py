@@ -35,7 +35,7 @@ class _Gpu:
     counters: _nvlink.Request
     status: _nvlink.Request
     status_at: float | None = None  # when state, speed and errors were last asked (staggered per GPU)
-    status_answer: bytes | None = None  # what the last slow read decoded (`_nvlink.answer_words`)
+    status_raw: bytes | None = None  # the last slow read's answer, as decoded below
     # By link, from the last slow read: kept as columns, zipped into the links every tick.
     states: list[str | None] = field(default_factory=list)
     speeds: list[float | None] = field(default_factory=list)
@@ -132,8 +132,7 @@ class NvlinkCollector:
     def _read_status(self, pynvml: object, dev: _nvml.Device, gpu: _Gpu) -> None:
         """State, speed and error counters of every link, kept for the ticks until the next slow one."""
         raw = _nvlink.read_raw(pynvml, dev.handle, gpu.status)
-        answer = _nvlink.answer_words(raw)
-        if answer == gpu.status_answer:  # the usual case (errors are rare): what was decoded last time stands
+        if _nvlink.same_answer(raw, gpu.status_raw):  # the usual case (errors are rare): the last decoding stands
             return
         # One row per link: state, speed, then the error counters in ERROR_KINDS order; None where not answered.
         rows: list[list[int | None]] = [[None] * _COLUMNS for _ in range(gpu.links)]
@@ -142,7 +141,7 @@ class NvlinkCollector:
         gpu.states = [_state(row[0]) for row in rows]
         gpu.speeds = [_speed(row[1]) for row in rows]
         gpu.errors = [NvlinkErrors(*row[2:]) for row in rows]
-        gpu.status_answer = answer  # a pruned request's answers are shorter: never equal to this one
+        gpu.status_raw = raw  # a pruned request's answers are shorter: never the same as this one
         if not gpu.status.checked:
             gpu.status = _pruned(gpu.status, raw)
 
