@@ -169,6 +169,28 @@ def test_links_report_bytes_rates_errors_state_and_speed(stub):
     assert down["errors"] == {"crcFlit": 1001, "crcData": 1101, "replay": 1201, "recovery": 1301}
 
 
+def test_a_link_going_down_shows_on_the_next_slow_read_though_earlier_answers_repeated(stub):
+    """The slow tier keeps its last decoding while a GPU's answers repeat (only their timestamps move): a link that
+    turns inactive between slow reads is still seen on the next one. GPU 0 reads its status at ticks 0, 5 and 10."""
+    lines = probe(stub, "11", "--down-at", "3", "0:1", NVLINK="2", GPUS="1")
+    states = [[link["state"] for link in line["nvlink"]] for line in lines]
+    assert states == [["active", "active"]] * 5 + [["active", "inactive"]] * 6
+    assert lines[10]["nvlink"][1]["errors"] == {"crcFlit": 1, "crcData": 101, "replay": 201, "recovery": 301}
+
+
+def test_same_answer_leaves_out_only_the_timestamps():
+    """Two answers decode alike when every record's type, return code and value match, whatever their timestamps."""
+    def answer(state: int, stamp: int, ret: int = 0) -> bytes:
+        return b"".join(_nvlink.RECORD.pack(_nvlink.FI_GET_STATE, link, stamp + link, 5, 1, ret,
+                                            struct.pack("=Q", state if link else 1)) for link in range(3))
+
+    assert _nvlink.same_answer(answer(1, 100), answer(1, 200))
+    assert not _nvlink.same_answer(answer(1, 100), answer(0, 100))  # a value
+    assert not _nvlink.same_answer(answer(1, 100), answer(1, 100, ret=3))  # a return code
+    assert not _nvlink.same_answer(answer(1, 100), answer(1, 100)[:80])  # a shorter (pruned) request
+    assert not _nvlink.same_answer(answer(1, 100), None)
+
+
 def test_one_field_values_call_per_gpu_per_tick_and_status_only_on_the_slow_tier(stub):
     """Per GPU: one link-count call at start, one counter call per tick, one state/speed/errors call every 5 s,
     the GPUs' slow calls spread over the period (GPU i's second one comes i % 5 seconds early)."""

@@ -1,8 +1,10 @@
 """Run in a subprocess with the stub on LD_LIBRARY_PATH: tick the NVLink collector, print one JSON line per tick.
 
 Usage: nvlink_probe.py TICKS [--step S] [--flag-at N FILE] [--unflag-at N] [--counts NAME,...] [--public-call]
+                      [--down-at N GPU:LINK,...]
 --public-call reads through pynvml's public nvmlDeviceGetFieldValues (the path for bindings without
-the function-pointer helper) instead of the prepared array.
+the function-pointer helper) instead of the prepared array. --down-at sets NVML_STUB_NVLINK_DOWN before tick N
+(the stub reads it on every call): those links turn inactive from then on.
 Each line: {"tick", "nvlink": [...wire...], "degraded": reason|null} or {"tick", "unavailable": reason}
 or {"tick", "error": text}; with --counts a final line {"counts": {name: calls}}.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import os
 import pathlib
 
 from tracklab_sysmon import _nvlink, wire
@@ -29,6 +32,7 @@ def main() -> None:
     parser.add_argument("--unflag-at", type=int, help="remove the flag file before this tick")
     parser.add_argument("--counts", default="")
     parser.add_argument("--public-call", action="store_true")
+    parser.add_argument("--down-at", nargs=2, metavar=("N", "GPU:LINK,..."))
     args = parser.parse_args()
     if args.public_call:
         _nvlink._function = lambda pynvml: None  # as if the bindings had no _nvmlGetFunctionPointer
@@ -38,6 +42,8 @@ def main() -> None:
             pathlib.Path(args.flag_at[1]).touch()
         if args.flag_at and tick == args.unflag_at:
             pathlib.Path(args.flag_at[1]).unlink()
+        if args.down_at and tick == int(args.down_at[0]):
+            os.environ["NVML_STUB_NVLINK_DOWN"] = args.down_at[1]
         line: dict = {"tick": tick}
         try:
             value = collector.collect(100.0 + tick * args.step)

@@ -8,6 +8,7 @@ NOT_SUPPORTED (or a link it does not have) are dropped from its requests for goo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from .. import _nvlink, _nvml
 from .._accel_native import NvlinkCounters, NvlinkCountersImpl
@@ -34,9 +35,11 @@ class _Gpu:
     counters: _nvlink.Request
     status: _nvlink.Request
     status_at: float | None = None  # when state, speed and errors were last asked (staggered per GPU)
-    # per link: (state, speed, errors) from the last slow read
-    last_status: dict[int, tuple[str | None, float | None, NvlinkErrors]] = field(default_factory=dict)
-    statuses: list[tuple[str | None, float | None, NvlinkErrors]] = field(default_factory=list)  # by link
+    status_raw: bytes | None = None  # the last slow read's answer, as decoded below
+    # By link, from the last slow read: kept as columns, zipped into the links every tick.
+    states: list[str | None] = field(default_factory=list)
+    speeds: list[float | None] = field(default_factory=list)
+    errors: list[NvlinkErrors] = field(default_factory=list)
     meter: NvlinkCounters | None = None  # tx, rx counters of link 0, then link 1, ... and their rates
     positions: tuple[int, ...] | None = None  # each counter entry's place in the meter once entries were pruned
 
@@ -104,8 +107,8 @@ class NvlinkCollector:
             return None
         uuid = _nvml.read_static(dev).uuid
         gpu = _Gpu(dev.index, count, uuid, _nvlink.Request(_nvlink.counter_slots(count)),
-                   _nvlink.Request(_nvlink.status_slots(count)), statuses=[_NO_STATUS] * count,
-                   meter=NvlinkCountersImpl(count))
+                   _nvlink.Request(_nvlink.status_slots(count)), states=[None] * count, speeds=[None] * count,
+                   errors=[NvlinkErrors()] * count, meter=NvlinkCountersImpl(count))
         self._gpus[dev.index] = gpu
         return gpu
 
@@ -129,33 +132,30 @@ class NvlinkCollector:
     def _read_status(self, pynvml: object, dev: _nvml.Device, gpu: _Gpu) -> None:
         """State, speed and error counters of every link, kept for the ticks until the next slow one."""
         raw = _nvlink.read_raw(pynvml, dev.handle, gpu.status)
+        if _nvlink.same_answer(raw, gpu.status_raw):  # the usual case (errors are rare): the last decoding stands
+            return
         # One row per link: state, speed, then the error counters in ERROR_KINDS order; None where not answered.
         rows: list[list[int | None]] = [[None] * _COLUMNS for _ in range(gpu.links)]
         for (link, column), value in zip(_places(gpu.status), _nvlink.counters(raw), strict=True):
             rows[link][column] = value
-        last = gpu.last_status
-        for link, row in enumerate(rows):
-            counts = tuple(row[2:])
-            old = last.get(link)
-            same = old is not None and (old[2].crc_flit, old[2].crc_data, old[2].replay, old[2].recovery) == counts
-            errors = old[2] if old is not None and same else NvlinkErrors(*counts)
-            last[link] = (_state(row[0]), _speed(row[1]), errors)
-        gpu.statuses = [last.get(link, _NO_STATUS) for link in range(gpu.links)]
+        gpu.states = [_state(row[0]) for row in rows]
+        gpu.speeds = [_speed(row[1]) for row in rows]
+        gpu.errors = [NvlinkErrors(*row[2:]) for row in rows]
+        gpu.status_raw = raw  # a pruned request's answers are shorter: never the same as this one
         if not gpu.status.checked:
             gpu.status = _pruned(gpu.status, raw)
 
 
 def _links(gpu: _Gpu, values: list[int | None], rates: list[float | None]) -> list[NvlinkLink]:
     """The GPU's links from its counters and rates (tx, rx of link 0, then link 1, ...): an HGX board builds 144
-    a tick, so each is made by tuple.__new__ (a NamedTuple's own constructor costs 3x; bench_accel_all.py)."""
-    index, uuid, new = gpu.index, gpu.uuid, tuple.__new__
-    return [new(NvlinkLink, (index, uuid, link, status[0], status[1], sent, received, sent_rate, received_rate,
-                             status[2]))
-            for link, status, sent, received, sent_rate, received_rate
-            in zip(range(gpu.links), gpu.statuses, values[0::2], values[1::2], rates[0::2], rates[1::2], strict=True)]
+    a tick, each by tuple.__new__ (a NamedTuple's own constructor costs 3x) over one zip, all of it in C with no
+    Python frame per link (bench_accel_all.py)."""
+    n = gpu.links
+    return list(map(tuple.__new__, repeat(NvlinkLink, n), zip(
+        repeat(gpu.index, n), repeat(gpu.uuid, n), range(n), gpu.states, gpu.speeds,
+        values[0::2], values[1::2], rates[0::2], rates[1::2], gpu.errors, strict=True)))
 
 
-_NO_STATUS: tuple[str | None, float | None, NvlinkErrors] = (None, None, NvlinkErrors())
 _COLUMN = {"state": 0, "speed_mbps": 1, **{kind: 2 + i for i, kind in enumerate(_nvlink.ERROR_KINDS)}}
 _COLUMNS = len(_COLUMN)
 
