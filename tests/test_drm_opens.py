@@ -141,6 +141,37 @@ def test_the_tick_after_an_open_walks_and_no_walk_comes_without_one(tmp_path):
     assert walk.walks == 3
 
 
+def inherit_client(root: pathlib.Path) -> None:
+    """Process 702: a forked child of 701 holding the same client (same drm-client-id), made without an open."""
+    shutil.copytree(root / "proc/701", root / "proc/702")
+
+
+def test_a_client_that_lives_on_in_an_inherited_fd_is_found_the_tick_after_its_holder_exits(tmp_path):
+    """701 forks 702 (no open: no event) and exits: its kept fd fails, and the next tick walks and finds the
+    client in 702, instead of waiting for the timed walk 10 s later."""
+    root = tree(tmp_path)
+    walk = ClientWalk(str(root / "proc"), FD_WALK_SECONDS, dev_root=str(root / "dev"))
+    assert pids(walk.read(0.0, lambda c: True)) == {700, 701} and walk.walks == 1
+    inherit_client(root)
+    assert pids(walk.read(1.0, lambda c: True)) == {700, 701} and walk.walks == 1  # 701 still holds it
+    shutil.rmtree(root / "proc/701")
+    assert pids(walk.read(2.0, lambda c: True)) == {700} and walk.walks == 1  # lost this tick
+    assert pids(walk.read(3.0, lambda c: True)) == {700, 702} and walk.walks == 2
+    assert [pids(walk.read(float(t), lambda c: True)) for t in (4.0, 5.0)] == [{700, 702}] * 2
+    assert walk.walks == 2  # nothing lost since: no walk
+
+
+def test_the_intel_collector_keeps_a_client_whose_first_holder_exited(tmp_path):
+    """The card's 768 MiB: one tick without 701's 256 MiB client, then the same client counted through 702."""
+    root = tree(tmp_path)
+    gpus = IntelCollector(str(root / "sys"), str(root / "proc"), walk_share=None, dev_root=str(root / "dev"))
+    used = lambda now: wire.accelerator_to_wire(gpus.collect(now)[0])["memory"]["used"]  # noqa: E731
+    assert used(0.0) == 768 * MIB
+    inherit_client(root)
+    shutil.rmtree(root / "proc/701")
+    assert [used(now) for now in (1.0, 2.0, 3.0)] == [512 * MIB, 768 * MIB, 768 * MIB]
+
+
 def test_without_a_dri_folder_walks_are_timed_as_before(tmp_path):
     """No node to watch: an open of anything changes nothing, the new client waits for the 10 s walk."""
     root = tree(tmp_path, nodes=())

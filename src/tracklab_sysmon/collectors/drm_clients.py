@@ -111,9 +111,11 @@ class ClientWalk:
     When a walk comes: with `dev_root` and every DRM node under it watched (`drm_opens`), on the tick after a node
     was opened (a process becomes a client by opening one), and every `walk_seconds` stretched so that these
     timed walks take at most `safety_share` of one core: they find fds that came without an open (inherited
-    through fork, passed over a socket) and the clients of nodes not watched (a container's own /dev). Walks
-    after opens spend from a budget earned at `walk_share` a second, saved up for `BURST_SECONDS` on a quiet
-    host, so a process that opens a node every tick costs no more than timed walks at `walk_share`. Without
+    through fork, passed over a socket) and the clients of nodes not watched (a container's own /dev). Also on
+    the tick after a known client's fd went away: a client whose fd a forked child inherited lives on after
+    its first holder closed it or exited, and is found there at once. Walks after opens and losses spend from
+    a budget earned at `walk_share` a second, saved up for `BURST_SECONDS` on a quiet host, so a process that
+    opens a node every tick costs no more than timed walks at `walk_share`. Without
     watches (no dev_root, no dri folder, a node that cannot be watched, no inotify), or after a walk found a
     client on a node not watched, walks are timed alone: every `walk_seconds` stretched by `walk_share`.
     `walk_share` None: never stretched, no budget. `cpu_clock` measures a walk (this thread's CPU time).
@@ -130,7 +132,7 @@ class ClientWalk:
         self._parse = new_fdinfo_parser()  # every known client is parsed each tick: in C where built
         self._walk_fds = fd_walker or new_fd_walker()
         self._opens = DrmOpens(dev_root) if dev_root is not None else None
-        self._opened = False  # a node was opened since the last walk
+        self._asked = False  # since the last walk: a node was opened, or a known client's fd went away
         self._blind = False  # the last walk found a client on a node not watched
         self._credit = walk_share * BURST_SECONDS if walk_share else 0.0  # CPU seconds walks after opens may spend
         self._walked_at: float | None = None
@@ -148,7 +150,7 @@ class ClientWalk:
         """Watches the DRM nodes under dev_root again (done by every timed walk; a card rescan may ask sooner): a
         node watched only now may have been opened before, so the next tick walks."""
         if self._opens is not None and self._opens.watch():
-            self._opened = True
+            self._asked = True
 
     def read(self, now: float, wanted: Callable[[DrmClient], bool]) -> list[tuple[int, str, DrmClient]]:
         """(pid, fd, client) of every wanted client found now."""
@@ -173,11 +175,12 @@ class ClientWalk:
                 kept.close()
                 del self._kept[key]
                 parsed.pop(key, None)
+                self._asked = True  # the client may live on in a process that inherited the fd: walk next tick
         return found
 
     def _due(self, now: float) -> bool:
         if self._opens is not None and self._opens.opened():  # drained every tick: opens since walk once
-            self._opened = True
+            self._asked = True
         if self.walk_share and self._ticked_at is not None:
             earned = (now - self._ticked_at) * self.walk_share
             self._credit = min(self._credit + earned, self.walk_share * BURST_SECONDS)
@@ -185,12 +188,12 @@ class ClientWalk:
         if self._walked_at is None or now - self._walked_at >= self.period:
             self.watch()  # nodes made since are watched, watches lost come back
             return True
-        return self._opened and (not self.walk_share or self._credit > 0)
+        return self._asked and (not self.walk_share or self._credit > 0)
 
     def _walk(self, now: float, wanted: Callable[[DrmClient], bool]) -> list[tuple[int, str, DrmClient]]:
         started = self._cpu_clock() if self.walk_share else 0.0
         self._walked_at = now
-        self._opened, self.walks = False, self.walks + 1
+        self._asked, self.walks = False, self.walks + 1
         found = [use for use in scan_clients(self.proc_root, self._parse, self._walk_fds) if wanted(use[2])]
         opens = self._opens
         self._blind = opens is not None and opens.watching and not all(

@@ -23,11 +23,12 @@ from .intel_cards import ENGINE_ORDER, IntelCard, engine_class
 # 3,000-fd host is still walked about every 20 s: a new client is seen as soon as with the Python walk at
 # 0.05 %, for 0.1 ms a second less (docs/performance.md, "Intel GPUs, RAPL and the energy ledger").
 WALK_SHARE = 0.0004
-# With the DRM nodes watched, timed walks only find fds that came without an open (inherited through fork, passed
-# over a socket: rare for GPU jobs, whose processes open their render node themselves) and clients of nodes not
-# watched (a walk that finds one returns to WALK_SHARE): a quarter of the share, 0.1 ms a second, for a new client
-# of that kind seen within about 80 s on a 3,000-fd host (10 s on a small one).
-SAFETY_SHARE = 0.0001
+# With the DRM nodes watched, a new client walks on its open and a client whose holder closed its fd or exited
+# walks on that tick (it may live on in a forked child), so timed walks only find what makes neither: a walk that
+# raced an open, a second holder of a client still counted through its first. An eighth of the share, 0.05 ms a
+# second, for such a holder seen within about 160 s on a 3,000-fd host (10 s on a small one); a walk that finds a
+# client on a node not watched (a container's own /dev) returns timed walks to WALK_SHARE.
+SAFETY_SHARE = 0.00005
 _DEVICE_REGIONS = ("vram", "local")  # memory on the card (xe: vram0, i915: local0)
 _ClientKey = tuple[str, int]  # (pdev, client id)
 
