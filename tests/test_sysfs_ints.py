@@ -101,8 +101,10 @@ def test_replaced_and_deleted_files_are_seen_on_the_recheck(cffi_files, tmp_path
 
 def test_the_flags_must_match_the_files(cffi_files):
     for reader in both(cffi_files, ["/nonexistent"]):
-        with pytest.raises(ValueError):
-            reader.read([True, False])
+        for flags in ([True, False], []):  # too many, too few
+            with pytest.raises(ValueError):
+                reader.read(flags)
+        assert reader.read([True]) == [None]  # a refused call leaves the reader as it was
 
 
 TEXTS = st.one_of(st.text(alphabet=" \t\n\r\x0b\x0c+-_0123456789x٣\x00", max_size=24),

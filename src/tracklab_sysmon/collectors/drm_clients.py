@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -72,24 +73,24 @@ def select_fd_walker(mode: str) -> tuple[Callable[[], _FdWalker], str]:
     return native_or_python(mode, "DRM fd walk", load, lambda: drm_fds)
 
 
-_new_parser: Callable[[], _Parser] | None = None
-_new_walker: Callable[[], _FdWalker] | None = None
+@functools.cache
+def _fdinfo_parsers() -> Callable[[], _Parser]:
+    return select_fdinfo_parser(os.environ.get(ENV_VAR, "auto"))[0]
+
+
+@functools.cache
+def _fd_walkers() -> Callable[[], _FdWalker]:
+    return select_fd_walker(os.environ.get(ENV_VAR, "auto"))[0]
 
 
 def new_fdinfo_parser() -> _Parser:
     """An fdinfo parser of the chosen backend (chosen on the first call)."""
-    global _new_parser
-    if _new_parser is None:
-        _new_parser = select_fdinfo_parser(os.environ.get(ENV_VAR, "auto"))[0]
-    return _new_parser()
+    return _fdinfo_parsers()()
 
 
 def new_fd_walker() -> _FdWalker:
     """A DRM fd walker of the chosen backend (chosen on the first call)."""
-    global _new_walker
-    if _new_walker is None:
-        _new_walker = select_fd_walker(os.environ.get(ENV_VAR, "auto"))[0]
-    return _new_walker()
+    return _fd_walkers()()
 
 
 def scan_clients(proc_root: str, parse: _Parser = parse_fdinfo,

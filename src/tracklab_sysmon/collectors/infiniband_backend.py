@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 from ..hotpath import ENV_VAR, native_or_python
@@ -18,12 +19,7 @@ def select_ports_backend(mode: str) -> tuple[PortsBackend, str]:
     return native_or_python(mode, "InfiniBand port reader", load, PortsBackend(PyPortsMeter, PyCounterFiles))
 
 
-_backend: PortsBackend | None = None
-
-
+@functools.cache
 def ports_backend() -> PortsBackend:
     """The chosen backend's readers (chosen on the first call)."""
-    global _backend
-    if _backend is None:
-        _backend = select_ports_backend(os.environ.get(ENV_VAR, "auto"))[0]
-    return _backend
+    return select_ports_backend(os.environ.get(ENV_VAR, "auto"))[0]

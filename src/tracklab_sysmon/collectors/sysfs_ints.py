@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -57,14 +58,9 @@ def select_files(mode: str) -> tuple[_Factories, str]:
     return native_or_python(mode, "sysfs file reader", load, (PyIntFiles, PyTextFiles))
 
 
-_factories: _Factories | None = None
-
-
+@functools.cache
 def _chosen() -> _Factories:
-    global _factories
-    if _factories is None:
-        _factories = select_files(os.environ.get(ENV_VAR, "auto"))[0]
-    return _factories
+    return select_files(os.environ.get(ENV_VAR, "auto"))[0]
 
 
 def new_int_files(paths: Sequence[str], recheck_every: int = 1) -> IntFiles:

@@ -31,11 +31,11 @@ class CffiIntFiles:
         self._wanted: list[bool] = []
 
     def read(self, want: Sequence[bool]) -> list[int | None]:
+        if len(want) != self.size:  # first: the flags kept stay those last copied to C
+            raise ValueError(f"{len(want)} flags for {self.size} files")
         if want != self._wanted:  # which cards sleep changes seldom: the flags are copied only then
             self._wanted = list(want)
             ffi.memmove(self._want, bytes(bool(w) for w in want), self.size)
-        if len(want) != self.size:
-            raise ValueError(f"{len(want)} flags for {self.size} files")
         irregular = lib.si_read(self._files, self._want, self._values, self._states)
         values: list[int | None] = ffi.unpack(self._values, self.size)
         if irregular:
