@@ -1,17 +1,14 @@
 /* tracklab-sysmon C helper, InfiniBand ports: the per-tick files of every port in one call (see ibports.h). */
 #include "ibports.h"
 #include "counter_rates.h"
+#include "kept.h"
 #include "numbers.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* As _sysfs opens: non-blocking, so a FIFO planted in a tree can never hang the read. */
-enum { OPEN_FLAGS = O_RDONLY | O_CLOEXEC | O_NONBLOCK };
 
 static const uint64_t SATURATED_32 = 0xFFFFFFFFu; /* the legacy 32-bit counters stop here */
 static const uint64_t BYTES_PER_WORD = 4;
@@ -79,21 +76,9 @@ static int32_t read_file(ib_file *file, char *page)
     if (*fd >= 0 && (fstat(*fd, &st) != 0 || st.st_nlink == 0))
         closed_fd(fd); /* deleted or renamed over: open the path again */
     if (*fd < 0) {
-        int f;
-        do
-            f = open(file->path, OPEN_FLAGS);
-        while (f < 0 && errno == EINTR); /* Python retries an interrupted call (PEP 475) */
+        int f = kept_open_path(file->path, IB_NOT_REGULAR, &st);
         if (f < 0)
-            return -errno;
-        if (fstat(f, &st) != 0) {
-            int e = errno;
-            close(f);
-            return -(IB_NO_PATH + e);
-        }
-        if (!S_ISREG(st.st_mode)) {
-            close(f);
-            return IB_NOT_REGULAR;
-        }
+            return f;
         *fd = f;
     }
     ssize_t got;
@@ -113,7 +98,7 @@ static int32_t read_file(ib_file *file, char *page)
 static uint8_t counter_of(int32_t got, const char *page, int words, int data, uint64_t *value)
 {
     if (got < 0)
-        return got == -ENOENT || got == -(IB_NO_PATH + ENOENT) ? IB_ABSENT : IB_UNREADABLE;
+        return got == -ENOENT ? IB_ABSENT : IB_UNREADABLE;
     uint64_t raw;
     if (!ib_parse_counter(page, (size_t)got, &raw))
         return IB_BAD_TEXT;

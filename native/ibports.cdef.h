@@ -4,7 +4,7 @@ enum { IB_FILES = 5, IB_COUNTERS = 4, IB_STATE = 4 };
 enum { IB_PAGE = 4096 };
 enum { IB_TEXT = 64 };
 enum { IB_OK = 0, IB_ABSENT = 1, IB_UNREADABLE = 2, IB_BAD_TEXT = 3, IB_SATURATED = 4, IB_TOO_BIG = 5 };
-enum { IB_NOT_REGULAR = -1048576, IB_NO_PATH = 2097152 };
+enum { IB_NOT_REGULAR = -1048576 };
 
 typedef struct {
     const char *path;

@@ -31,10 +31,9 @@ enum { IB_TEXT = 64 }; /* each file's first bytes handed back (the state's text;
  * in bytes over 64 bits (unknown). */
 enum { IB_OK = 0, IB_ABSENT = 1, IB_UNREADABLE = 2, IB_BAD_TEXT = 3, IB_SATURATED = 4, IB_TOO_BIG = 5 };
 
-/* length[] of a file that was not read: -errno of the open or pread (Python's OSError with the path);
- * IB_NOT_REGULAR (not a regular file: _sysfs.NOT_REGULAR, EINVAL); -(IB_NO_PATH + errno) when fstat of
- * the descriptor just opened failed (Python's OSError without a path). */
-enum { IB_NOT_REGULAR = -(1 << 20), IB_NO_PATH = 1 << 21 };
+/* length[] of a file that was not read: -errno of the open (kept.h's kept_open_path) or pread (Python's
+ * OSError with the path); IB_NOT_REGULAR (not a regular file: _sysfs.NOT_REGULAR, EINVAL). */
+enum { IB_NOT_REGULAR = -(1 << 20) };
 
 /* A kept file: its path (owned by the caller, alive while the file is) and descriptor (-1: closed). */
 typedef struct {

@@ -23,23 +23,36 @@ static inline void kept_drop(struct kept_fd *f)
     f->fd = -1;
 }
 
-/* Non-blocking, and regular files only: a FIFO planted under the root must not hang a read. Returns 0,
- * -errno, or `not_regular` for anything but a regular file. */
-static inline int kept_open(struct kept_fd *f, const char *path, int not_regular)
+/* `path` opened non-blocking, and regular files only: a FIFO planted under the root must not hang a read.
+ * Returns the descriptor (its fstat in *st), -errno, or `not_regular` (negative) for anything but a regular
+ * file. Shared with ibports.c, whose kept files are checked another way (fstat's link count). */
+static inline int kept_open_path(const char *path, int not_regular, struct stat *st)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    int fd;
+    do
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    while (fd < 0 && errno == EINTR); /* Python retries an interrupted call (PEP 475) */
     if (fd < 0)
         return -errno;
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
+    if (fstat(fd, st) < 0) {
         int err = -errno;
         close(fd);
         return err;
     }
-    if (!S_ISREG(st.st_mode)) {
+    if (!S_ISREG(st->st_mode)) {
         close(fd);
         return not_regular;
     }
+    return fd;
+}
+
+/* Opens `path` into `f` (see kept_open_path): 0, -errno or `not_regular`. */
+static inline int kept_open(struct kept_fd *f, const char *path, int not_regular)
+{
+    struct stat st;
+    int fd = kept_open_path(path, not_regular, &st);
+    if (fd < 0)
+        return fd;
     f->fd = fd;
     f->dev = st.st_dev;
     f->ino = st.st_ino;

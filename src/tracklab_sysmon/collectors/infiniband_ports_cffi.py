@@ -124,9 +124,6 @@ def _error(code: int, path: str) -> OSError:
     """The OSError Python's read of the file would have raised, from the C helper's code for it."""
     if code == lib.IB_NOT_REGULAR:
         return OSError(errno.EINVAL, NOT_REGULAR, path)
-    if -code > lib.IB_NO_PATH:  # fstat of the descriptor just opened failed: Python names no file then
-        number = -code - lib.IB_NO_PATH
-        return OSError(number, os.strerror(number))
     return OSError(-code, os.strerror(-code), path)
 
 
