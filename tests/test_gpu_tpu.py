@@ -277,7 +277,7 @@ def test_a_tpu_on_the_bus_names_the_devices_and_uses_the_default_address(tmp_pat
     finally:
         collector.close()
     collector = TpuCollector(str(tmp_path), address="127.0.0.1:1")
-    collector._chips = ("v5e",)
+    collector._scan(0.0)
     assert collector._sample(_tpu.TpuReading(0, 1, 2, 3.0)).name == "TPU v5e"
 
 

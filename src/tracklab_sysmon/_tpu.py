@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import grpc
 
@@ -38,9 +38,10 @@ _CHANNEL_OPTIONS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class TpuReading:
-    """One TPU device (a TensorCore's HBM and its chip's duty cycle); None where the service gave no value."""
+class TpuReading(NamedTuple):
+    """One TPU device (a TensorCore's HBM and its chip's duty cycle); None where the service gave no value.
+
+    A named tuple: 8 are built every tick, at about half a frozen dataclass's cost (benchmarks/bench_accel_all.py)."""
 
     device: int
     memory_used: int | None  # bytes
@@ -110,11 +111,8 @@ def readings_of(used_by: dict[int, float | None], total_by: dict[int, float | No
     """`readings_from` on the metrics already read per device."""
     devices = sorted(used_by.keys() | total_by.keys())
     duty_of = _duty_per_device(devices, duty_by)
-    return tuple(
-        TpuReading(device=d, memory_used=_bytes(used_by.get(d)), memory_total=_bytes(total_by.get(d)),
-                   duty_cycle=_percent(duty_of.get(d)))
-        for d in devices
-    )
+    used, total, duty = used_by.get, total_by.get, duty_of.get
+    return tuple([TpuReading(d, _bytes(used(d)), _bytes(total(d)), _percent(duty(d))) for d in devices])
 
 
 def _duty_per_device(devices: list[int], duty_by: dict[int, float | None]) -> dict[int, float | None]:

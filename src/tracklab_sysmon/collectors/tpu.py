@@ -50,7 +50,11 @@ class TpuCollector:
         self.address = address
         self.call_seconds = call_seconds
         self._chips: tuple[str, ...] = ()
+        self._name = "Google TPU"  # "TPU v5e" once the bus shows one generation only
         self._scanned_at: float | None = None
+        # Per device: the last HBM bytes (used, total) and their record, reused while they repeat (used HBM is asked
+        # every few seconds only, so on most ticks only the duty cycle is new).
+        self._memory: dict[int, tuple[int | None, int | None, AcceleratorMemory]] = {}
         self._client: MetricsClient | None = None
         self._reached = False
 
@@ -86,6 +90,8 @@ class TpuCollector:
         if self._chips or (self._scanned_at is not None and now - self._scanned_at < RESCAN_SECONDS):
             return
         self._chips, self._scanned_at = find_tpu_chips(self.sys_root), now
+        if len(set(self._chips)) == 1:
+            self._name = f"TPU {self._chips[0]}"
 
     def _connect(self) -> MetricsClient:
         try:
@@ -97,14 +103,19 @@ class TpuCollector:
         return self._client
 
     def _sample(self, reading: TpuReading) -> AcceleratorSample:
-        used, total = reading.memory_used, reading.memory_total
-        chip = self._chips[0] if len(set(self._chips)) == 1 else None
+        device, used, total, duty = reading
+        kept = self._memory.get(device)
+        if kept is not None and kept[0] == used and kept[1] == total:
+            memory = kept[2]
+        else:
+            memory = AcceleratorMemory(used=used, total=total, percentage=percent(used, total))
+            self._memory[device] = (used, total, memory)
         return AcceleratorSample(
-            id=reading.device,
+            id=device,
             type="tpu",
-            name=f"TPU {chip}" if chip else "Google TPU",
-            utilization=reading.duty_cycle,  # TensorCore duty cycle: the share of time the cores were busy
-            memory=AcceleratorMemory(used=used, total=total, percentage=percent(used, total)),
+            name=self._name,
+            utilization=duty,  # TensorCore duty cycle: the share of time the cores were busy
+            memory=memory,
             temperature=None,  # the runtime metrics service has no temperature, power or fan
             power=None,
             fan_speed=None,
