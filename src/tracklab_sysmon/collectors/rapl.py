@@ -18,6 +18,7 @@ from .._sysfs import KeptFile, list_dir, read_text
 from ..errors import Unavailable, describe
 from ..model import EnergySample, RaplZone
 from .base import Partial
+from .sysfs_ints import IntFiles, new_int_files
 
 RESCAN_SECONDS = 60.0  # with no zone found, look again this often (driver loaded late)
 _ZONE = re.compile(r"intel-rapl:(\d+)(?::(\d+))?$")
@@ -91,6 +92,8 @@ class RaplCollector:
         self._scanned_at: float | None = None
         self._raw: dict[str, int] = {}  # zone -> last energy_uj read
         self._total: dict[str, int] = {}  # zone -> µJ, unwrapped
+        self._readings: IntFiles | None = None  # every zone's energy_uj, opened on the first read after discovery
+        self._want: list[bool] = []
 
     def collect(self, now: float) -> EnergySample | Partial[EnergySample]:
         if not self._zones and (self._scanned_at is None or now - self._scanned_at >= RESCAN_SECONDS):
@@ -98,20 +101,30 @@ class RaplCollector:
         if not self._zones:
             raise Unavailable(f"no RAPL zone under {os.path.join(self.sys_root, 'class/powercap')} "
                               "(no intel_rapl driver, or a virtual machine)")
+        if self._readings is None:
+            # Checked for a replaced file every read, as KeptFile does: a zone gone or replaced is never read stale.
+            self._readings = new_int_files([files.energy.path for files in self._zones])
+            self._want = [True] * len(self._zones)
         zones: list[RaplZone] = []
         problems: list[Exception] = []
         denied = 0
-        for files in self._zones:
-            try:
-                text = files.energy.read_or_raise()
-            except OSError as exc:
-                denied += exc.errno in (errno.EACCES, errno.EPERM)
-                problems.append(exc)
-                continue
-            zone = self._advance(files, _int(text))
+        # Every zone in one C call where the helper is built; one that gives no integer is read again on its own,
+        # whose error (root only, gone) or text is what the problem then says.
+        for files, raw in zip(self._zones, self._readings.read(self._want), strict=True):
+            text = None
+            if raw is None:
+                try:
+                    text = files.energy.read_or_raise()
+                except OSError as exc:
+                    denied += exc.errno in (errno.EACCES, errno.EPERM)
+                    problems.append(exc)
+                    continue
+                raw = _int(text)
+            zone = self._advance(files, raw)
             if zone is None:
-                problems.append(ValueError(f"{files.zone}/energy_uj: {text.strip()[:40]!r} is not a reading "
-                                           f"within 0..{files.max_range}"))
+                shown = (str(raw) if text is None else text).strip()[:40]
+                problems.append(ValueError(f"{files.zone}/energy_uj: {shown!r} is not a reading within "
+                                           f"0..{files.max_range}"))
             else:
                 zones.append(zone)
         return _outcome(EnergySample(cpu=tuple(zones)), problems, denied)
