@@ -954,9 +954,12 @@ class HwCounter:
     value: int
 
 
-@dataclass(frozen=True, slots=True)
-class InfinibandPort:
-    """One port of an RDMA device (InfiniBand or RoCE): bytes (the kernel counts 4-byte words), packets, rates."""
+class InfinibandPort(NamedTuple):
+    """One port of an RDMA device (InfiniBand or RoCE): bytes (the kernel counts 4-byte words), packets, rates.
+
+    A NamedTuple as `NvlinkLink`: every port is built every tick, in 0.5 µs where a frozen dataclass of these 16
+    fields takes 3.3 µs.
+    """
 
     device: str  # e.g. mlx5_0
     port: int
