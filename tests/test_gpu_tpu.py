@@ -121,14 +121,25 @@ def test_no_tpu_on_the_bus_is_unavailable_without_loading_grpc(tmp_path):
     assert out.splitlines() == [f"no Google TPU (PCI vendor 0x1ae0) under {tmp_path}/bus/pci/devices", "False"]
 
 
-def test_without_grpcio_the_collector_says_how_to_get_it(tmp_path):
-    """The tpu extra missing (grpc not importable) is unavailable, naming the extra."""
-    code = ("import sys; sys.modules['grpc'] = None\n"
+def test_without_the_tpu_extra_the_collector_says_how_to_get_it(tmp_path):
+    """The tpu extra missing (hpack not importable) is unavailable, naming the extra."""
+    code = ("import sys; sys.modules['hpack'] = None\n"
             "from tracklab_sysmon.collectors.tpu import TpuCollector\nfrom tracklab_sysmon.errors import Unavailable\n"
             "try:\n    TpuCollector(address='127.0.0.1:1').collect(0.0)\nexcept Unavailable as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
-    assert out.strip() == ("grpcio/protobuf are not installed (import of grpc halted; None in sys.modules); "
+    assert out.strip() == ("protobuf/hpack/hyperframe are not installed (import of hpack halted; None in sys.modules); "
                            "pip install 'tracklab-sysmon[tpu]'")
+
+
+def test_the_collector_never_imports_grpcio(server):
+    """The service asks the metrics service without grpcio (its import alone costs 21 MiB): not even loaded."""
+    code = ("import sys\nfrom tracklab_sysmon.collectors.tpu import TpuCollector\n"
+            f"c = TpuCollector('/nonexistent', address={server.address!r})\n"
+            "import time\nfor _ in range(100):\n    try:\n        print(len(c.collect(0.0))); break\n"
+            "    except Exception:\n        time.sleep(0.05)\n"
+            "print('grpc' in sys.modules, 'hyperframe' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert out.split() == ["4", "False", "True"]
 
 
 def test_an_absent_service_is_unavailable_and_stays_on_the_loop():

@@ -1,9 +1,10 @@
 """The one module that asks libtpu's runtime metrics service (gRPC, what `tpu-info` reads); needs the `tpu` extra.
 
-Importing it imports grpcio and protobuf: `collectors/tpu.py` imports it only once a TPU is there,
-so that a machine without the extra (or without a TPU) never loads them. Every call carries a
-deadline; the channel reconnects on its own, with a short back-off, when the service comes back.
-(No `channel_ready_future`: its polling thread races `close` and dies with "Channel closed!".)
+Importing it imports protobuf, hpack and hyperframe: `collectors/tpu.py` imports it only once a TPU is
+there, so that a machine without the extra (or without a TPU) never loads them. The calls go through
+`_grpc_unary` (plain HTTP/2 on loopback, as gRPC's local credentials carry them) rather than grpcio, whose
+import and threads would cost more than the rest of the service (docs/performance.md). Every call
+carries a deadline; the connection is made again, after a short back-off, when the service comes back.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import grpc
+from google.protobuf.message import DecodeError
 
+from ._grpc_unary import RpcError, UnaryChannel
 from ._tpu_proto.tpu_metric_service_pb2 import Metric, MetricRequest, MetricResponse
 from .errors import RpcFailed
 
@@ -27,15 +29,9 @@ TOTAL_SECONDS = 60.0  # total HBM is asked again this often (and after any faile
 # buffers (JAX preallocates most of it), so a reading up to 5 s old is what NVIDIA's process memory gets too.
 USED_SECONDS = 5.0
 _METHOD = "/tpu.monitoring.runtime.RuntimeMetricService/GetRuntimeMetric"  # the proto's one method
-# Each request serialized once: the calls send these bytes (request_serializer None), not a message built per call.
+# Each request serialized once: the calls send these bytes, not a message built per call.
 _REQUESTS = {name: MetricRequest(metric_name=name).SerializeToString()
              for name in (MEMORY_USED, MEMORY_TOTAL, DUTY_CYCLE)}
-# Reconnect quickly once the runtime is back (gRPC's default back-off grows to 120 s); ms.
-_CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 500),
-    ("grpc.min_reconnect_backoff_ms", 500),
-    ("grpc.max_reconnect_backoff_ms", 5000),
-)
 
 
 class TpuReading(NamedTuple):
@@ -50,15 +46,11 @@ class TpuReading(NamedTuple):
 
 
 class MetricsClient:
-    """A channel to the service, opened once (it connects on the first call); `read` waits at most its deadline."""
+    """A connection to the service, kept (made on the first call); `read` waits at most its deadline."""
 
     def __init__(self, address: str) -> None:
         self.address = address
-        # tpu-info connects the same way: local credentials, which libtpu's server expects (loopback only).
-        self._channel = grpc.secure_channel(address, grpc.local_channel_credentials(), options=_CHANNEL_OPTIONS)
-        # The stub's method, but fed the request's bytes (serialized once) instead of a message built per call.
-        self._call: grpc.UnaryUnaryMultiCallable[bytes, MetricResponse] = self._channel.unary_unary(
-            _METHOD, request_serializer=None, response_deserializer=MetricResponse.FromString)
+        self._channel = UnaryChannel(address)  # connects on the first call, as tpu-info's channel does
         self._total: dict[int, float | None] | None = None  # HBM per device does not change while the runtime lives
         self._total_at = 0.0
         self._used: dict[int, float | None] | None = None
@@ -67,8 +59,7 @@ class MetricsClient:
     def read(self, deadline: float, now: float | None = None) -> tuple[TpuReading, ...]:
         """The duty cycle, used HBM (asked again every USED_SECONDS of `now`, the monotonic clock by default)
         and total HBM (every TOTAL_SECONDS), one call after another within `deadline` seconds in all; RpcFailed
-        says which status ended it. Plain blocking calls: a call future costs about twice the CPU
-        (benchmarks/bench_children.py)."""
+        says which status ended it."""
         end = time.monotonic() + deadline
         now = end if now is None else now
         try:
@@ -77,15 +68,18 @@ class MetricsClient:
                 self._used, self._used_at = by_device(self._ask(MEMORY_USED, end)), now
             if self._total is None or now - self._total_at >= TOTAL_SECONDS:
                 self._total, self._total_at = by_device(self._ask(MEMORY_TOTAL, end)), now
-        except grpc.RpcError as exc:
+        except RpcError as exc:
             self._total = self._used = None  # the runtime may come back on other chips: all asked afresh
-            raise RpcFailed(f"TPU runtime metrics service at {self.address}", _describe(exc)) from None
+            raise RpcFailed(f"TPU runtime metrics service at {self.address}", str(exc)) from None
         assert self._used is not None and self._total is not None
         return readings_of(self._used, self._total, duty)
 
     def _ask(self, metric: str, end: float) -> MetricResponse:
-        response: MetricResponse = self._call(_REQUESTS[metric], timeout=max(0.0, end - time.monotonic()))
-        return response
+        answer = self._channel.call(_METHOD, _REQUESTS[metric], end - time.monotonic())
+        try:
+            return MetricResponse.FromString(answer)
+        except DecodeError as exc:
+            raise RpcError("INTERNAL", f"the answer is not a MetricResponse: {exc}") from None
 
     def close(self) -> None:
         self._channel.close()
@@ -177,9 +171,3 @@ def _bytes(value: float | None) -> int | None:
 def _percent(value: float | None) -> float | None:
     return round(value, 2) if value is not None and 0.0 <= value <= 100.0 else None
 
-
-def _describe(exc: grpc.RpcError) -> str:
-    """`UNAVAILABLE: failed to connect...`: the error a call future raises is also its grpc.Call."""
-    code, details = getattr(exc, "code", None), getattr(exc, "details", None)
-    name = code().name if callable(code) else "error"
-    return f"{name}: {(details() if callable(details) else None) or exc}"

@@ -3,7 +3,7 @@
 The service exists only while a framework (JAX, PyTorch/XLA) holds the TPUs, so "no answer yet" is
 `unavailable`; once it has answered, losing it is this collector's `error` until it answers again.
 Without `address`, the collector first looks for a Google TPU on the PCI bus (vendor 0x1ae0 under
-`sys_root`) and never loads grpcio on a machine without one.
+`sys_root`) and never loads protobuf on a machine without one.
 """
 
 from __future__ import annotations
@@ -95,9 +95,9 @@ class TpuCollector:
 
     def _connect(self) -> MetricsClient:
         try:
-            from .. import _tpu  # grpcio and protobuf: the `tpu` extra, loaded only where a TPU is
+            from .. import _tpu  # protobuf, hpack and hyperframe: the `tpu` extra, loaded only where a TPU is
         except ImportError as exc:
-            raise Unavailable(f"grpcio/protobuf are not installed ({exc}); "
+            raise Unavailable(f"protobuf/hpack/hyperframe are not installed ({exc}); "
                               "pip install 'tracklab-sysmon[tpu]'") from None
         self._client = _tpu.MetricsClient(self.address or _tpu.DEFAULT_ADDRESS)
         return self._client

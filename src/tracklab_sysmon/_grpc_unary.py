@@ -1,0 +1,350 @@
+"""Unary gRPC calls over one kept plaintext HTTP/2 connection on loopback: the TPU client's transport.
+
+libtpu's runtime metrics service takes unary calls on loopback with gRPC's local credentials, which put
+nothing on the wire beyond plain HTTP/2 (prior knowledge, no TLS). grpcio costs 21 MiB of RSS once imported
+and, through its event-engine threads, about 1.3 ms of CPU a second at one call a second
+(docs/performance.md); this makes the same calls in the calling thread alone, with hyperframe's frames and
+hpack's headers, and runs nothing between calls. One call at a time, each within its deadline; a call on a
+connection the service closed since is made once more on a new one (a read: safe to repeat).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import socket
+import time
+from urllib.parse import unquote
+
+from hpack import Decoder, Encoder, HPACKError, NeverIndexedHeaderTuple
+from hyperframe.exceptions import HyperframeError
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+MAX_MESSAGE = 4 << 20  # bytes: grpcio's default limit on a received message
+MAX_HEADER_BLOCK = 64 << 10  # bytes: a longer header block (HEADERS and its CONTINUATIONs) breaks the connection
+MAX_FRAME = 16384  # HTTP/2's default frame size, which this client never raises
+DEFAULT_WINDOW = 65535  # HTTP/2's initial flow-control window
+STREAM_WINDOW = MAX_MESSAGE + MAX_FRAME  # what the service may send on one stream without a WINDOW_UPDATE
+CONNECTION_WINDOW = 1 << 30  # ... and on the connection; topped up once half of it is spent
+BACKOFF_FIRST, BACKOFF_MAX = 0.5, 5.0  # seconds without a connection attempt after one failed, doubling
+# gRPC status codes by number (grpc/status.h), and the HTTP/2 mappings of PROTOCOL-HTTP2.md.
+STATUS = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+          "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+          "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")
+_HTTP_STATUS = {400: "INTERNAL", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "UNIMPLEMENTED",
+                429: "UNAVAILABLE", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "UNAVAILABLE"}
+_RESET = {7: "UNAVAILABLE", 8: "CANCELLED", 11: "RESOURCE_EXHAUSTED", 12: "PERMISSION_DENIED"}  # else INTERNAL
+_TIMEOUT_STEP = 0.1  # seconds: grpc-timeout is sent rounded up to this, so that few header blocks are ever built
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a peer's IP address is a loopback one (127.0.0.0/8, ::1, or 127.x mapped into IPv6)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])  # an IPv6 address may carry its %zone
+    except ValueError:
+        return False
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return (mapped or ip).is_loopback
+
+
+class RpcError(Exception):
+    """A call that gave no message: its gRPC status name (UNAVAILABLE, DEADLINE_EXCEEDED, NOT_FOUND...) and why."""
+
+    def __init__(self, code: str, details: str) -> None:
+        super().__init__(f"{code}: {details}")
+        self.code = code
+        self.details = details
+
+
+class _Broken(RpcError):
+    """The connection cannot carry another call: closed, timed out, or the service broke the protocol."""
+
+
+class _Stale(_Broken):
+    """A kept connection the service had closed before this call's answer began: worth one more try."""
+
+
+class UnaryChannel:
+    """Unary calls to `address` (HOST:PORT, a loopback address); connects on the first call, again after a failure."""
+
+    def __init__(self, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        self.address = address
+        self._target = (host.strip("[]"), int(port))
+        self._sock: socket.socket | None = None
+        self._buffer = bytearray()
+        self._decoder = Decoder()
+        self._stream = 1
+        self._send_window = DEFAULT_WINDOW  # the connection's, as the service's WINDOW_UPDATEs grow it
+        self._stream_window = DEFAULT_WINDOW  # each new stream's, from the service's SETTINGS
+        self._unacknowledged = 0  # DATA bytes received since the last connection WINDOW_UPDATE
+        self._retry_at = 0.0
+        self._backoff = BACKOFF_FIRST
+        self._last_failure = ""
+        self._draining = False  # the service said GOAWAY: this connection takes no new call
+        # (path, grpc-timeout steps, request) -> its HEADERS and DATA frames, serialized (stream id 1, replaced)
+        self._frames: dict[tuple[str, int, bytes], tuple[bytes, bytes]] = {}
+        self._decoded: dict[bytes, list[tuple[bytes, bytes]]] = {}  # header blocks that leave hpack's table as it is
+
+    def call(self, path: str, request: bytes, timeout: float) -> bytes:
+        """The answer's message for `request` (serialized) to `path` ("/package.Service/Method"); RpcError else."""
+        end = time.monotonic() + timeout
+        reused = self._sock is not None
+        try:
+            return self._call(path, request, end)
+        except _Stale:
+            if not reused:
+                raise
+        return self._call(path, request, end)  # the service closed the kept connection: once more on a new one
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _call(self, path: str, request: bytes, end: float) -> bytes:
+        if self._draining or self._stream >= 1 << 31:  # stream ids are 31 bits: a new connection starts again
+            self.close()
+        sock = self._sock or self._connect(end)
+        try:
+            return self._exchange(sock, path, request, end)
+        except _Broken:
+            self.close()
+            raise
+        except TimeoutError:
+            self.close()  # a late answer is never read: the next call starts on a new connection
+            raise RpcError("DEADLINE_EXCEEDED", "the service did not answer within the deadline") from None
+        except OSError as exc:
+            self.close()
+            raise RpcError("UNAVAILABLE", f"connection to {self.address} lost: {exc}") from None
+
+    # ---------------------------------------------------------------- the connection
+
+    def _connect(self, end: float) -> socket.socket:
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise RpcError("UNAVAILABLE", f"{self._last_failure} (next attempt in {self._retry_at - now:.1f} s)")
+        try:
+            sock = socket.create_connection(self._target, timeout=max(end - now, 0.001))
+        except OSError as exc:
+            self._failed(f"failed to connect to {self.address}: {exc.strerror or exc}")
+            raise RpcError("UNAVAILABLE", self._last_failure) from None
+        peer = sock.getpeername()[0]
+        if not is_loopback(peer):  # gRPC's local credentials refuse it too
+            sock.close()
+            self._failed(f"{self.address} is not a loopback address ({peer}): the service is asked on this host only")
+            raise RpcError("UNAVAILABLE", self._last_failure)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        settings = SettingsFrame(0, {SettingsFrame.ENABLE_PUSH: 0, SettingsFrame.INITIAL_WINDOW_SIZE: STREAM_WINDOW})
+        try:
+            sock.sendall(PREFACE + settings.serialize()
+                         + WindowUpdateFrame(0, CONNECTION_WINDOW - DEFAULT_WINDOW).serialize())
+        except OSError as exc:
+            sock.close()
+            self._failed(f"failed to connect to {self.address}: {exc}")
+            raise RpcError("UNAVAILABLE", self._last_failure) from None
+        self._sock, self._buffer, self._decoder, self._stream = sock, bytearray(), Decoder(), 1
+        self._draining = False
+        self._decoded = {}
+        self._decoder.max_header_list_size = MAX_HEADER_BLOCK
+        self._send_window = self._stream_window = DEFAULT_WINDOW
+        self._unacknowledged = 0
+        self._backoff = BACKOFF_FIRST
+        return sock
+
+    def _failed(self, why: str) -> None:
+        self._last_failure = why
+        self._retry_at = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+
+    # ---------------------------------------------------------------- one call
+
+    def _exchange(self, sock: socket.socket, path: str, request: bytes, end: float) -> bytes:
+        stream, self._stream = self._stream, self._stream + 2
+        size = len(request) + 5  # the message: not compressed, its length, the request
+        while size > min(self._send_window, self._stream_window):
+            if size > self._stream_window:
+                raise _Broken("RESOURCE_EXHAUSTED", f"a {size}-byte request exceeds the service's window")
+            self._handle(sock, self._frame(sock, end, fresh=True), stream)  # the service's WINDOW_UPDATE
+        self._send_window -= size
+        headers, data_frame = self._request_frames(path, end - time.monotonic(), request)
+        sid = stream.to_bytes(4, "big")  # bytes 5-8 of a frame's header (RFC 9113 4.1)
+        self._send(sock, headers[:5] + sid + headers[9:] + data_frame[:5] + sid + data_frame[9:])
+        blocks: list[list[tuple[bytes, bytes]]] = []
+        data = bytearray()
+        ended = False
+        while not ended:
+            frame = self._frame(sock, end, fresh=not blocks and not data)
+            if frame.stream_id != stream:
+                self._handle(sock, frame, stream)
+                continue
+            if isinstance(frame, HeadersFrame):
+                blocks.append(self._headers(sock, frame, end))
+            elif isinstance(frame, DataFrame):
+                if not blocks or len(data) + len(frame.data) > MAX_MESSAGE + 5:
+                    raise _Broken("RESOURCE_EXHAUSTED" if blocks else "INTERNAL",
+                                  "an answer over 4 MiB" if blocks else "DATA before the answer's headers")
+                data += frame.data
+                self._consumed(sock, frame.flow_controlled_length)
+            elif isinstance(frame, RstStreamFrame):
+                code = _RESET.get(frame.error_code, "INTERNAL")
+                raise RpcError(code, f"the service reset the call (HTTP/2 error {frame.error_code})")
+            else:
+                self._handle(sock, frame, stream)
+                continue
+            ended = "END_STREAM" in frame.flags
+        return _message(blocks, bytes(data))
+
+    def _request_frames(self, path: str, remaining: float, request: bytes) -> tuple[bytes, bytes]:
+        """The call's HEADERS and DATA frames (on stream 1), built once: the header block's literals are never
+        indexed, so it stands alone (no hpack table), and only the stream id changes from call to call."""
+        steps = max(1, math.ceil(remaining / _TIMEOUT_STEP))
+        frames = self._frames.get((path, steps, request))
+        if frames is None:
+            if len(self._frames) >= 64:
+                self._frames.clear()
+            block = Encoder().encode([NeverIndexedHeaderTuple(name, value) for name, value in (
+                (":method", "POST"), (":scheme", "http"), (":path", path), (":authority", self.address),
+                ("content-type", "application/grpc"), ("te", "trailers"),
+                ("grpc-timeout", f"{steps * round(_TIMEOUT_STEP * 1000)}m"))])
+            message = b"\x00" + len(request).to_bytes(4, "big") + request
+            frames = self._frames[path, steps, request] = (
+                HeadersFrame(1, block, flags=("END_HEADERS",)).serialize(),
+                DataFrame(1, message, flags=("END_STREAM",)).serialize())
+        return frames
+
+    def _headers(self, sock: socket.socket, frame: Frame, end: float) -> list[tuple[bytes, bytes]]:
+        """A header block, its CONTINUATION frames joined, decoded (every block is: hpack's table depends on it)."""
+        block = bytearray(frame.data)  # type: ignore[attr-defined]
+        last = frame
+        while "END_HEADERS" not in last.flags:
+            last = self._frame(sock, end, fresh=False)
+            if not isinstance(last, ContinuationFrame) or last.stream_id != frame.stream_id:
+                raise _Broken("INTERNAL", "a header block broken off by another frame")
+            block += last.data
+            if len(block) > MAX_HEADER_BLOCK:
+                raise _Broken("INTERNAL", "a header block over 64 KiB")
+        key = bytes(block)
+        known = self._decoded.get(key)
+        if known is not None:
+            return known
+        # A block that adds nothing to hpack's table decodes alike while the table stays as it is: a service answers
+        # every call with the same few such blocks once its first answers filled the table. Any change: all forgotten.
+        table = self._decoder.header_table
+        before = (tuple(table.dynamic_entries), table.maxsize)
+        try:
+            headers = [(bytes(name), bytes(value)) for name, value in self._decoder.decode(key, raw=True)]
+        except HPACKError as exc:
+            raise _Broken("INTERNAL", f"undecodable headers: {exc}") from None
+        if (tuple(table.dynamic_entries), table.maxsize) != before:
+            self._decoded.clear()
+        elif len(self._decoded) < 64:
+            self._decoded[key] = headers
+        return headers
+
+    def _handle(self, sock: socket.socket, frame: Frame, stream: int) -> None:
+        """A frame that is not part of the call's answer: the connection's own, or a late one of an earlier call."""
+        if isinstance(frame, SettingsFrame):
+            if "ACK" not in frame.flags:
+                window = frame.settings.get(SettingsFrame.INITIAL_WINDOW_SIZE)
+                if window is not None:
+                    self._stream_window = window
+                self._send(sock, SettingsFrame(0, flags=("ACK",)).serialize())
+        elif isinstance(frame, PingFrame):
+            if "ACK" not in frame.flags:
+                self._send(sock, PingFrame(0, frame.opaque_data, flags=("ACK",)).serialize())
+        elif isinstance(frame, WindowUpdateFrame):
+            if frame.stream_id == 0:
+                self._send_window += frame.window_increment
+        elif isinstance(frame, GoAwayFrame):
+            why = f"the service closed the connection (GOAWAY, HTTP/2 error {frame.error_code})"
+            if frame.last_stream_id < stream:  # the call was not taken: safe to make on a new connection
+                raise _Stale("UNAVAILABLE", why)
+            if frame.error_code:
+                raise _Broken("UNAVAILABLE", why)
+            self._draining = True  # the call goes on; the next one opens a new connection
+        elif isinstance(frame, HeadersFrame):
+            raise _Broken("INTERNAL", f"headers on stream {frame.stream_id}, which this call did not open")
+        elif isinstance(frame, DataFrame):
+            self._consumed(sock, frame.flow_controlled_length)  # an earlier call's: dropped, but flow-controlled
+        # PRIORITY, RST_STREAM of an earlier stream, frames of unknown types: nothing to do (RFC 9113 5.5).
+
+    def _consumed(self, sock: socket.socket, length: int) -> None:
+        self._unacknowledged += length
+        if self._unacknowledged >= CONNECTION_WINDOW // 2:
+            self._send(sock, WindowUpdateFrame(0, self._unacknowledged).serialize())
+            self._unacknowledged = 0
+
+    def _send(self, sock: socket.socket, data: bytes) -> None:
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise _Stale("UNAVAILABLE", f"connection to {self.address} lost: {exc}") from None
+
+    def _frame(self, sock: socket.socket, end: float, *, fresh: bool) -> Frame:
+        """The next frame, waiting for it until `end`; `fresh`: nothing of the answer came yet (a loss is stale)."""
+        header = self._take(sock, 9, end, fresh)
+        try:
+            frame, length = Frame.parse_frame_header(memoryview(header))
+        except HyperframeError as exc:
+            raise _Broken("INTERNAL", f"an invalid frame header: {exc}") from None
+        if length > MAX_FRAME:
+            raise _Broken("INTERNAL", f"a {length}-byte frame (at most {MAX_FRAME} were allowed)")
+        try:
+            frame.parse_body(memoryview(self._take(sock, length, end, False)))
+        except HyperframeError as exc:
+            raise _Broken("INTERNAL", f"an invalid {type(frame).__name__}: {exc}") from None
+        return frame
+
+    def _take(self, sock: socket.socket, size: int, end: float, fresh: bool) -> bytes:
+        while len(self._buffer) < size:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            sock.settimeout(remaining)
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, BrokenPipeError) as exc:
+                raise (_Stale if fresh and not self._buffer else _Broken)("UNAVAILABLE", f"connection lost: {exc}") \
+                    from None
+            if not chunk:
+                raise (_Stale if fresh and not self._buffer else _Broken)(
+                    "UNAVAILABLE", f"the service at {self.address} closed the connection")
+            self._buffer += chunk
+        taken = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return taken
+
+
+def _message(blocks: list[list[tuple[bytes, bytes]]], data: bytes) -> bytes:
+    """The one message of an answer from its header blocks (headers, trailers) and DATA; RpcError for a status."""
+    headers = dict(blocks[0])
+    status = headers.get(b":status")
+    if status != b"200":
+        code = _HTTP_STATUS.get(int(status) if status and status.isdigit() else 0, "UNKNOWN")
+        raise RpcError(code, f"HTTP status {(status or b'none').decode('ascii', 'replace')}")
+    trailers = dict(blocks[-1]) if len(blocks) > 1 else headers  # one block only: a trailers-only answer
+    grpc_status = trailers.get(b"grpc-status")
+    if grpc_status is None:
+        raise RpcError("INTERNAL", "the answer ended without a grpc-status")
+    number = int(grpc_status) if grpc_status.isdigit() and len(grpc_status) < 3 else -1
+    if number != 0:
+        details = unquote(trailers.get(b"grpc-message", b"").decode("utf-8", "replace"))
+        raise RpcError(STATUS[number] if 0 < number < len(STATUS) else "UNKNOWN", details or f"status {number}")
+    if not headers.get(b"content-type", b"").startswith(b"application/grpc"):
+        raise RpcError("UNKNOWN", "the answer is not gRPC (content-type "
+                                  f"{headers.get(b'content-type', b'none').decode('ascii', 'replace')})")
+    if len(data) < 5 or data[0] != 0 or int.from_bytes(data[1:5], "big") != len(data) - 5:
+        raise RpcError("INTERNAL", "the answer is not one uncompressed message")
+    return data[5:]
