@@ -15,14 +15,15 @@ advancing 1 s per tick:
   together    the sum of the parts on the same tick
 Each part is timed by the calling thread's CPU clock (CLOCK_THREAD_CPUTIME_ID, ns); ROUNDS is a multiple of
 60 s, so every slow tier runs a whole number of periods and the mean is what a tick costs on average.
-`process` is the child's CPU over all the ticks, per tick: gRPC's own threads included (the TPU's calls
-wake its poller thread), which the thread clock leaves out. The target: together <= 1 ms at 8 devices.
+`process` is the child's CPU over all the ticks, per tick: any thread a source's library runs is included (grpcio's
+event-engine threads did, before the TPU client spoke HTTP/2 itself), which the thread clock leaves out. The target:
+together <= 1 ms at 8 devices.
 Then `latency`: the Intel collector alone, on the same tree, over ROUNDS ticks in which a new client comes
 every ARRIVAL_TICKS (a process with a DRM fd and its fdinfo, then an open of its card's render node, between
 two ticks): how many ticks after its open each client is first counted in its card's memory (1: the next).
 Usage: bench_accel_all.py [--processes 300] [--rounds 1200] [--walk-share S] [--cadence S] [--profile];
 bench_gpu.py runs it at its end. --cadence S sleeps S seconds between ticks, as the service does (1 s): each part
-then runs with cold caches, and `process` counts what gRPC's threads spend between the calls too (back to back by
+then runs with cold caches, and `process` counts what helper threads spend between the ticks too (back to back by
 default, which measures what each part itself costs when hot). --walk-share sets IntelCollector's walk share
 (CPU seconds of fd walks per second; intel_engines.WALK_SHARE by default), which bounds what the walks add to the
 mean on a host of many fds; the walk period it led to (how late a new GPU client may be seen) is printed.
@@ -223,7 +224,7 @@ def report(times: dict[str, list[int]], process: float, rounds: int, host: str, 
     mean = summary(together)["mean"] / 1e6
     verdict = "met" if mean <= 1.0 else f"missed by {mean - 1.0:.3f} ms"
     between = ", and between the ticks" if cadence else ""
-    print(f"process CPU per tick (gRPC threads included{between}): {process / 1e6:.3f} ms")
+    print(f"process CPU per tick (every thread{between}): {process / 1e6:.3f} ms")
     print(f"target together <= 1 ms (mean): {verdict}")
     print(f"uptime after: {uptime()}")
 

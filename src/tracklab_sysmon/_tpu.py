@@ -25,8 +25,9 @@ MEMORY_TOTAL = "tpu.runtime.hbm.memory.total.bytes"
 DUTY_CYCLE = "tpu.runtime.tensorcore.dutycycle.percent"
 TOTAL_SECONDS = 60.0  # total HBM is asked again this often (and after any failed call)
 # Used HBM is asked this often, the duty cycle every tick: one gRPC call a tick instead of two (each costs about
-# 0.15 ms of CPU; benchmarks/bench_accel_all.py). HBM is allocated by the framework in large, long-lived
-# buffers (JAX preallocates most of it), so a reading up to 5 s old is what NVIDIA's process memory gets too.
+# 0.1 ms of CPU hot, 0.4 ms at 1 Hz; benchmarks/bench_tpu_transport.py). HBM is allocated by the framework in
+# large, long-lived buffers (JAX preallocates most of it), so a reading up to 5 s old is what NVIDIA's process
+# memory gets too.
 USED_SECONDS = 5.0
 _METHOD = "/tpu.monitoring.runtime.RuntimeMetricService/GetRuntimeMetric"  # the proto's one method
 # Each request serialized once: the calls send these bytes, not a message built per call.
