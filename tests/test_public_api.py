@@ -22,7 +22,7 @@ _REEXPORTED = {
     # Raised and caught inside the service; users meet them only as log text or HTTP/WS errors.
     errors: {
         "ParseError", "Unavailable", "NvmlUnavailable", "GpuLost", "BadMessage", "BindError", "WireError", "describe",
-        "SourceError", "RpcFailed",
+        "SourceError", "RpcFailed", "RpcError",
     },
 }
 

@@ -30,6 +30,8 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
+from .errors import RpcError
+
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 MAX_MESSAGE = 4 << 20  # bytes: grpcio's default limit on a received message
 MAX_HEADER_BLOCK = 64 << 10  # bytes: a longer header block (HEADERS and its CONTINUATIONs) breaks the connection
@@ -56,15 +58,6 @@ def is_loopback(address: str) -> bool:
         return False
     mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
     return (mapped or ip).is_loopback
-
-
-class RpcError(Exception):
-    """A call that gave no message: its gRPC status name (UNAVAILABLE, DEADLINE_EXCEEDED, NOT_FOUND...) and why."""
-
-    def __init__(self, code: str, details: str) -> None:
-        super().__init__(f"{code}: {details}")
-        self.code = code
-        self.details = details
 
 
 class _Broken(RpcError):

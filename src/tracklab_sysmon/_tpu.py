@@ -15,9 +15,9 @@ from typing import NamedTuple
 
 from google.protobuf.message import DecodeError
 
-from ._grpc_unary import RpcError, UnaryChannel
+from ._grpc_unary import UnaryChannel
 from ._tpu_proto.tpu_metric_service_pb2 import Metric, MetricRequest, MetricResponse
-from .errors import RpcFailed
+from .errors import RpcError, RpcFailed
 
 DEFAULT_ADDRESS = "localhost:8431"  # libtpu's default (TPU_RUNTIME_METRICS_PORTS), as tpu-info asks it
 MEMORY_USED = "tpu.runtime.hbm.memory.usage.bytes"

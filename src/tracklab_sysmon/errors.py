@@ -67,6 +67,15 @@ class RpcFailed(SourceError):
         self.detail = detail
 
 
+class RpcError(SysmonError):
+    """A gRPC call (`_grpc_unary`) that gave no message: its status name (UNAVAILABLE, NOT_FOUND...) and why."""
+
+    def __init__(self, code: str, details: str) -> None:
+        super().__init__(f"{code}: {details}")
+        self.code = code
+        self.details = details
+
+
 class BadMessage(SysmonError, ValueError):
     """A client message that is not valid; `code` goes into the error frame."""
 
