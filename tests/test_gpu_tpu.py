@@ -298,4 +298,14 @@ def test_tpu_metrics_address_must_be_host_and_port(address):
     with pytest.raises(ConfigError, match="tpu metrics address must be HOST:PORT"):
         ServiceConfig(tpu_metrics_addr=address)
     assert ServiceConfig(tpu_metrics_addr="127.0.0.1:8431").tpu_metrics_addr == "127.0.0.1:8431"
+
+
+@pytest.mark.parametrize("address", ["10.0.0.7:8431", "tpu-host:8431", "[2001:db8::1]:8431"])
+def test_tpu_metrics_address_must_be_on_this_host(address):
+    """--tpu-metrics-addr names a loopback host only: libtpu takes local connections, and no name is resolved."""
+    with pytest.raises(ConfigError, match=r"^tpu metrics address must be on this host \(localhost, 127\.x\.x\.x or "
+                                          r"\[::1\]\): libtpu's service takes local connections only, got "):
+        ServiceConfig(tpu_metrics_addr=address)
+    for local in ("localhost:8431", "127.0.0.2:1", "[::1]:8431"):
+        assert ServiceConfig(tpu_metrics_addr=local).tpu_metrics_addr == local
     assert os.environ.get("TRACKLAB_SYSMON_TPU_METRICS_ADDR") is None

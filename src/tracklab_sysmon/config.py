@@ -142,8 +142,13 @@ class ServiceConfig:
     def _check_collectors(self) -> None:
         select(collectors=self.collectors, on_host=self.on_host)  # ConfigError for a choice this OS cannot run
         check_cgroup_option(self.cgroup)
-        if self.tpu_metrics_addr is not None and not re.fullmatch(r"[\w.\-\[\]:]+:\d{1,5}", self.tpu_metrics_addr):
-            raise ConfigError(f"tpu metrics address must be HOST:PORT, got {self.tpu_metrics_addr!r}")
+        if self.tpu_metrics_addr is not None:
+            if not re.fullmatch(r"[\w.\-\[\]:]+:\d{1,5}", self.tpu_metrics_addr):
+                raise ConfigError(f"tpu metrics address must be HOST:PORT, got {self.tpu_metrics_addr!r}")
+            # libtpu takes local connections only; and a name to resolve could stall the sampler's first probes.
+            if not is_loopback(self.tpu_metrics_addr.rpartition(":")[0]):
+                raise ConfigError("tpu metrics address must be on this host (localhost, 127.x.x.x or [::1]): libtpu's "
+                                  f"service takes local connections only, got {self.tpu_metrics_addr!r}")
 
     def _check_access(self) -> None:
         if self.token is not None and not self.token.strip():
