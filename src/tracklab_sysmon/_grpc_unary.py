@@ -10,7 +10,6 @@ connection the service closed since is made once more on a new one (a read: safe
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import socket
 import time
@@ -30,6 +29,7 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
+from .config import is_loopback
 from .errors import RpcError
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -48,16 +48,6 @@ _HTTP_STATUS = {400: "INTERNAL", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED
                 429: "UNAVAILABLE", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "UNAVAILABLE"}
 _RESET = {7: "UNAVAILABLE", 8: "CANCELLED", 11: "RESOURCE_EXHAUSTED", 12: "PERMISSION_DENIED"}  # else INTERNAL
 _TIMEOUT_STEP = 0.1  # seconds: grpc-timeout is sent rounded up to this, so that few header blocks are ever built
-
-
-def is_loopback(address: str) -> bool:
-    """Whether a peer's IP address is a loopback one (127.0.0.0/8, ::1, or 127.x mapped into IPv6)."""
-    try:
-        ip = ipaddress.ip_address(address.split("%")[0])  # an IPv6 address may carry its %zone
-    except ValueError:
-        return False
-    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
-    return (mapped or ip).is_loopback
 
 
 class _Broken(RpcError):
@@ -87,12 +77,14 @@ class UnaryChannel:
         self._last_failure = ""
         self._draining = False  # the service said GOAWAY: this connection takes no new call
         # (path, grpc-timeout steps, request) -> its HEADERS and DATA frames, serialized (stream id 1, replaced)
-        self._frames: dict[tuple[str, int, bytes], tuple[bytes, bytes]] = {}
+        self._frames: dict[tuple[str, int, bytes], tuple[bytes, ...]] = {}
         self._decoded: dict[bytes, list[tuple[bytes, bytes]]] = {}  # header blocks that leave hpack's table as it is
 
     def call(self, path: str, request: bytes, timeout: float) -> bytes:
         """The answer's message for `request` (serialized) to `path` ("/package.Service/Method"); RpcError else."""
         end = time.monotonic() + timeout
+        if self._draining or self._stream >= 1 << 31:  # after a GOAWAY, or out of 31-bit stream ids: a new connection
+            self.close()
         reused = self._sock is not None
         try:
             return self._call(path, request, end)
@@ -107,8 +99,6 @@ class UnaryChannel:
             self._sock = None
 
     def _call(self, path: str, request: bytes, end: float) -> bytes:
-        if self._draining or self._stream >= 1 << 31:  # stream ids are 31 bits: a new connection starts again
-            self.close()
         sock = self._sock or self._connect(end)
         try:
             return self._exchange(sock, path, request, end)
@@ -171,9 +161,9 @@ class UnaryChannel:
                 raise _Broken("RESOURCE_EXHAUSTED", f"a {size}-byte request exceeds the service's window")
             self._handle(sock, self._frame(sock, end, fresh=True), stream)  # the service's WINDOW_UPDATE
         self._send_window -= size
-        headers, data_frame = self._request_frames(path, end - time.monotonic(), request)
         sid = stream.to_bytes(4, "big")  # bytes 5-8 of a frame's header (RFC 9113 4.1)
-        self._send(sock, headers[:5] + sid + headers[9:] + data_frame[:5] + sid + data_frame[9:])
+        frames = self._request_frames(path, end - time.monotonic(), request)
+        self._send(sock, b"".join([frame[:5] + sid + frame[9:] for frame in frames]), request=True)
         blocks: list[list[tuple[bytes, bytes]]] = []
         data = bytearray()
         ended = False
@@ -199,9 +189,10 @@ class UnaryChannel:
             ended = "END_STREAM" in frame.flags
         return _message(blocks, bytes(data))
 
-    def _request_frames(self, path: str, remaining: float, request: bytes) -> tuple[bytes, bytes]:
+    def _request_frames(self, path: str, remaining: float, request: bytes) -> tuple[bytes, ...]:
         """The call's HEADERS and DATA frames (on stream 1), built once: the header block's literals are never
-        indexed, so it stands alone (no hpack table), and only the stream id changes from call to call."""
+        indexed, so it stands alone (no hpack table), and only the stream id changes from call to call. The message
+        goes in DATA frames of at most MAX_FRAME bytes (the size every peer takes: this client never asks its own)."""
         steps = max(1, math.ceil(remaining / _TIMEOUT_STEP))
         frames = self._frames.get((path, steps, request))
         if frames is None:
@@ -210,11 +201,13 @@ class UnaryChannel:
             block = Encoder().encode([NeverIndexedHeaderTuple(name, value) for name, value in (
                 (":method", "POST"), (":scheme", "http"), (":path", path), (":authority", self.address),
                 ("content-type", "application/grpc"), ("te", "trailers"),
-                ("grpc-timeout", f"{steps * round(_TIMEOUT_STEP * 1000)}m"))])
+                ("grpc-timeout", f"{min(steps * round(_TIMEOUT_STEP * 1000), 99_999_999)}m"))])  # 8 digits at most
             message = b"\x00" + len(request).to_bytes(4, "big") + request
+            last = (len(message) - 1) // MAX_FRAME * MAX_FRAME
             frames = self._frames[path, steps, request] = (
                 HeadersFrame(1, block, flags=("END_HEADERS",)).serialize(),
-                DataFrame(1, message, flags=("END_STREAM",)).serialize())
+                *(DataFrame(1, message[at:at + MAX_FRAME], flags=("END_STREAM",) if at == last else ()).serialize()
+                  for at in range(0, len(message), MAX_FRAME)))
         return frames
 
     def _headers(self, sock: socket.socket, frame: Frame, end: float) -> list[tuple[bytes, bytes]]:
@@ -279,11 +272,12 @@ class UnaryChannel:
             self._send(sock, WindowUpdateFrame(0, self._unacknowledged).serialize())
             self._unacknowledged = 0
 
-    def _send(self, sock: socket.socket, data: bytes) -> None:
+    def _send(self, sock: socket.socket, data: bytes, *, request: bool = False) -> None:
+        """`data` sent; a connection found lost while sending the `request` is stale (the call may be made again)."""
         try:
             sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError) as exc:
-            raise _Stale("UNAVAILABLE", f"connection to {self.address} lost: {exc}") from None
+            raise (_Stale if request else _Broken)("UNAVAILABLE", f"connection to {self.address} lost: {exc}") from None
 
     def _frame(self, sock: socket.socket, end: float, *, fresh: bool) -> Frame:
         """The next frame, waiting for it until `end`; `fresh`: nothing of the answer came yet (a loss is stale)."""

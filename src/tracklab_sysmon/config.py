@@ -84,13 +84,16 @@ def check_cgroup_option(value: str) -> str:
 
 
 def is_loopback(host: str) -> bool:
-    """True for localhost and loopback literals; any other name or address may face a network."""
+    """True for localhost and loopback literals (127.0.0.0/8, ::1, 127.x mapped into IPv6, [::1], an IPv6 %zone
+    left out); any other name or address may face a network."""
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        ip = ipaddress.ip_address(host.strip("[]").split("%")[0])
     except ValueError:
         return False
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return (mapped or ip).is_loopback
 
 
 @dataclass(frozen=True, slots=True)
