@@ -132,7 +132,7 @@ def test_without_the_tpu_extra_the_collector_says_how_to_get_it(tmp_path):
 
 
 def test_the_collector_never_imports_grpcio(server):
-    """The service asks the metrics service without grpcio (its import alone costs 21 MiB): not even loaded."""
+    """The service asks the metrics service without grpcio (its import alone costs 20 MiB): not even loaded."""
     code = ("import sys\nfrom tracklab_sysmon.collectors.tpu import TpuCollector\n"
             f"c = TpuCollector('/nonexistent', address={server.address!r})\n"
             "import time\nfor _ in range(100):\n    try:\n        print(len(c.collect(0.0))); break\n"
