@@ -7,6 +7,7 @@ import os
 import pathlib
 import shutil
 import sys
+from collections.abc import Callable
 
 import pytest
 from conftest import FIXTURES
@@ -37,6 +38,12 @@ def tree(tmp_path: pathlib.Path, name: str = "intel-xe",
 def open_node(path: pathlib.Path) -> None:
     """What a process does to become a DRM client."""
     os.close(os.open(path, os.O_RDONLY))
+
+
+def card_memory(root: pathlib.Path) -> Callable[[float], int]:
+    """The Intel collector watching the tree's dev/dri, without timed walks: card 0's used memory at a tick."""
+    gpus = IntelCollector(str(root / "sys"), str(root / "proc"), walk_share=None, dev_root=str(root / "dev"))
+    return lambda now: wire.accelerator_to_wire(gpus.collect(now)[0])["memory"]["used"]
 
 
 def new_client(root: pathlib.Path) -> None:
@@ -164,8 +171,7 @@ def test_a_client_that_lives_on_in_an_inherited_fd_is_found_the_tick_after_its_h
 def test_the_intel_collector_keeps_a_client_whose_first_holder_exited(tmp_path):
     """The card's 768 MiB: one tick without 701's 256 MiB client, then the same client counted through 702."""
     root = tree(tmp_path)
-    gpus = IntelCollector(str(root / "sys"), str(root / "proc"), walk_share=None, dev_root=str(root / "dev"))
-    used = lambda now: wire.accelerator_to_wire(gpus.collect(now)[0])["memory"]["used"]  # noqa: E731
+    used = card_memory(root)
     assert used(0.0) == 768 * MIB
     inherit_client(root)
     shutil.rmtree(root / "proc/701")
@@ -282,8 +288,7 @@ def test_a_counted_walker_is_called_once_per_walk(tmp_path):
 def test_the_intel_collector_counts_a_new_client_the_tick_after_its_open(tmp_path):
     """768 MiB on the card; 702's 256 MiB client shows up the tick after a node is opened, not before."""
     root = tree(tmp_path)
-    gpus = IntelCollector(str(root / "sys"), str(root / "proc"), walk_share=None, dev_root=str(root / "dev"))
-    used = lambda now: wire.accelerator_to_wire(gpus.collect(now)[0])["memory"]["used"]  # noqa: E731
+    used = card_memory(root)
     assert used(0.0) == 768 * MIB
     new_client(root)
     assert used(1.0) == 768 * MIB
