@@ -13,6 +13,12 @@ advancing 1 s per tick:
   nvlink      NvlinkCollector.collect, 8 GPUs x 18 links (state, speed and errors on their 5 s tier)
   infiniband  InfinibandCollector.collect on 8 copies of the fixture's HDR port (5 s and 30 s tiers)
   together    the sum of the parts on the same tick
+Busy by default, as a working node is: before each tick (untimed) every Intel client's engine time and GPU clock,
+every card's energy and frequency, every RAPL zone's energy and every InfiniBand port's data counters are rewritten
+in place, and the TPU stand-in moves its duty cycles and used HBM on every call (NVLink's stand-in counters move on
+every read anyway), so no record of the tick before is reused where it would not be on real hardware (an xe
+client's fdinfo text changes every tick, busy or not: drm-total-cycles is the GPU clock). --idle leaves everything
+as it is (what this measured before commit 4b7c1e0: records kept while their inputs repeat, the best case).
 Each part is timed by the calling thread's CPU clock (CLOCK_THREAD_CPUTIME_ID, ns); ROUNDS is a multiple of
 60 s, so every slow tier runs a whole number of periods and the mean is what a tick costs on average.
 `process` is the child's CPU over all the ticks, per tick: any thread a source's library runs is included (grpcio's
@@ -21,7 +27,7 @@ together <= 1 ms at 8 devices.
 Then `latency`: the Intel collector alone, on the same tree, over ROUNDS ticks in which a new client comes
 every ARRIVAL_TICKS (a process with a DRM fd and its fdinfo, then an open of its card's render node, between
 two ticks): how many ticks after its open each client is first counted in its card's memory (1: the next).
-Usage: bench_accel_all.py [--processes 300] [--rounds 1200] [--walk-share S] [--cadence S] [--profile];
+Usage: bench_accel_all.py [--processes 300] [--rounds 1200] [--walk-share S] [--cadence S] [--idle] [--profile];
 bench_gpu.py runs it at its end. --cadence S sleeps S seconds between ticks, as the service does (1 s): each part
 then runs with cold caches, and `process` counts what helper threads spend between the ticks too (back to back by
 default, which measures what each part itself costs when hot). --walk-share sets IntelCollector's walk share
@@ -69,7 +75,8 @@ def build_tree(root: pathlib.Path, processes: int) -> None:
         shutil.copytree(source, root / f"sys/class/infiniband/mlx5_{i}")
 
 
-def child(root: str, address: str, rounds: int, walk_share: float, cadence: float = 0.0, profile: bool = False) -> None:
+def child(root: str, address: str, rounds: int, walk_share: float, cadence: float = 0.0, profile: bool = False,
+          busy: bool = True) -> None:
     """Runs on the stand-in NVML; prints each part's per-tick thread-CPU ns and the process's CPU as JSON."""
     from tracklab_sysmon.collectors.infiniband import InfinibandCollector
     from tracklab_sysmon.collectors.nvlink import NvlinkCollector
@@ -101,19 +108,25 @@ def child(root: str, address: str, rounds: int, walk_share: float, cadence: floa
     assert len(out["nvlink"].links) == DEVICES * LINKS  # type: ignore[attr-defined]
     assert len(out["infiniband"].ports) == DEVICES  # type: ignore[attr-defined]
     times: dict[str, list[int]] = {name: [] for name in calls}
+    move = mover(pathlib.Path(root)) if busy else None
     clock = time.thread_time_ns
+    moved = 0  # ns of process CPU the untimed rewrites took: left out of `process`
     process0 = time.process_time_ns()
     walks: list[int] = []  # the Intel ticks that walked every process's fds
     for n in range(1, rounds + 1):
         if cadence:
             time.sleep(cadence)
+        if move is not None:
+            m0 = time.process_time_ns()
+            move(n)
+            moved += time.process_time_ns() - m0
         for name, call in calls.items():
             t0 = clock()
             out[name] = call(float(n))
             times[name].append(clock() - t0)
         if intel._meter.walk._walked_at == float(n):
             walks.append(times["intel"][-1])
-    process = (time.process_time_ns() - process0) / rounds
+    process = (time.process_time_ns() - process0 - moved) / rounds
     period = intel._meter.walk.period  # after the last walk: its CPU cost / the walk share (10 s at least)
     if profile:  # the same ticks again, under the profiler (its overhead inflates small calls): on stderr
         import cProfile
@@ -121,11 +134,35 @@ def child(root: str, address: str, rounds: int, walk_share: float, cadence: floa
 
         with cProfile.Profile(time.thread_time) as profiler:  # CPU of this thread, as the table
             for n in range(rounds + 1, 2 * rounds + 1):
+                if move is not None:
+                    move(n)
                 for call in calls.values():
                     call(float(n))
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(20)
     tpu.close()
     print(json.dumps({"times": times, "process": process, "period": period, "walks": walks}))
+
+
+def mover(root: pathlib.Path) -> Callable[[int], None]:
+    """Rewrites, before tick n (untimed), what moves on a working node: each Intel client's engine time and GPU
+    clock, each card's energy and frequency (bench_intel_energy's mover), each RAPL zone's energy and each
+    InfiniBand port's data counters (in place, as the kernel's files change), so that no record of the tick before
+    can be reused. NVLink's stand-in counters move on every read, and the TPU stand-in runs --busy."""
+    from bench_intel_energy import mover as intel_mover
+
+    intel = intel_mover(root)
+    zones = sorted(root.glob("sys/class/powercap/intel-rapl*/energy_uj"))
+    counters = [port / "counters" / name for port in sorted(root.glob("sys/class/infiniband/*/ports/*"))
+                for name in ("port_xmit_data", "port_rcv_data", "port_xmit_packets", "port_rcv_packets")]
+    starts = [int(path.read_text()) for path in counters]
+
+    def move(n: int) -> None:
+        intel(n)
+        for k, path in enumerate(zones):
+            path.write_text(f"{(10**9 + n * 37_000_000 * (k + 1)) % 262143328850}\n")  # wraps at the fixture's range
+        for k, (path, start) in enumerate(zip(counters, starts, strict=True)):
+            path.write_text(f"{start + n * (10**7 if k % 4 < 2 else 10**4) * (k // 4 + 1)}\n")
+    return move
 
 
 def intel_collector(root: str, walk_share: float) -> Any:
@@ -167,7 +204,7 @@ def latency_child(root: str, rounds: int, walk_share: float) -> None:
 
 
 def run(processes: int = 300, rounds: int = 1200, walk_share: float | None = None, profile: bool = False,
-        cadence: float = 0.0) -> None:
+        cadence: float = 0.0, busy: bool = True) -> None:
     from tracklab_sysmon.collectors.intel_engines import WALK_SHARE
 
     walk_share = WALK_SHARE if walk_share is None else walk_share
@@ -179,7 +216,8 @@ def run(processes: int = 300, rounds: int = 1200, walk_share: float | None = Non
         root = pathlib.Path(tmp)
         build_tree(root, processes)
         lib = build_stub(root / "nvml")
-        server = subprocess.Popen([sys.executable, str(ROOT / "tests/tpu_standin.py"), str(DEVICES)],
+        server = subprocess.Popen([sys.executable, str(ROOT / "tests/tpu_standin.py"), str(DEVICES),
+                                   *(["--busy"] * busy)],
                                   stdout=subprocess.PIPE, text=True)
         try:
             assert server.stdout is not None
@@ -187,7 +225,7 @@ def run(processes: int = 300, rounds: int = 1200, walk_share: float | None = Non
             before = uptime()
             done = subprocess.run(
                 [sys.executable, __file__, "--child", str(root), address, str(rounds), str(walk_share), str(cadence),
-                 *(["--profile"] * profile)],
+                 "busy" if busy else "idle", *(["--profile"] * profile)],
                 env=stub_env(lib, gpus=str(DEVICES), nvlink=str(LINKS)), capture_output=True, text=True, check=True,
             )
         finally:
@@ -200,7 +238,7 @@ def run(processes: int = 300, rounds: int = 1200, walk_share: float | None = Non
     if profile:
         print(done.stderr)
     report(result["times"], result["process"], rounds, f"{processes} processes x 10 fds, walk share {walk_share}",
-           before, cadence)
+           before, cadence, busy)
     walks = result["walks"]
     print(f"Intel fd walks: {len(walks)}, {summary(walks)['mean'] / 1e6 if walks else 0:.3f} ms per walking tick "
           f"(mean); period after the last walk {result['period']:.1f} s")
@@ -211,8 +249,10 @@ def run(processes: int = 300, rounds: int = 1200, walk_share: float | None = Non
     print(f"measured: {pathlib.Path(sys.modules['tracklab_sysmon'].__file__ or '').parent}")
 
 
-def report(times: dict[str, list[int]], process: float, rounds: int, host: str, before: str, cadence: float) -> None:
+def report(times: dict[str, list[int]], process: float, rounds: int, host: str, before: str, cadence: float,
+           busy: bool) -> None:
     pace = f"{cadence:g} s of real time apart" if cadence else "back to back"
+    pace += ", every source's values moving each tick" if busy else ", idle (values repeat)"
     print(f"All new sources at {DEVICES} devices, {rounds} ticks (1 s apart on their clock, {pace}), ms of thread CPU "
           f"per tick; /proc of {host}; commit {commit()}")
     print(f"uptime before: {before}")
@@ -232,7 +272,7 @@ def report(times: dict[str, list[int]], process: float, rounds: int, host: str, 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         child(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6]),
-              sys.argv[7:] == ["--profile"])
+              sys.argv[8:] == ["--profile"], sys.argv[7] == "busy")
     elif sys.argv[1:2] == ["--latency"]:
         latency_child(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
     else:
@@ -242,5 +282,6 @@ if __name__ == "__main__":
         parser.add_argument("--walk-share", type=float, default=None)
         parser.add_argument("--cadence", type=float, default=0.0)
         parser.add_argument("--profile", action="store_true")
+        parser.add_argument("--idle", action="store_true", help="nothing moves between ticks (records are reused)")
         args = parser.parse_args()
-        run(args.processes, args.rounds, args.walk_share, args.profile, args.cadence)
+        run(args.processes, args.rounds, args.walk_share, args.profile, args.cadence, not args.idle)

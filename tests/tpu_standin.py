@@ -80,14 +80,26 @@ class StandInServer:
             self._server = None
 
 
-def serve_forever(devices: int) -> None:
-    """The service with `devices` devices (1 GiB of 16 used, 50 % duty), its address on stdout; for benchmarks."""
+class BusyService(StandInService):
+    """A working TPU's answers: every call sees each device's duty cycle and used HBM moved (for benchmarks, so that
+    no record of the call before can be reused)."""
+
+    def GetRuntimeMetric(self, request: pb.MetricRequest, context: grpc.ServicerContext) -> pb.MetricResponse:
+        n = len(self.calls)
+        self.metrics[_tpu.DUTY_CYCLE] = {d: (n * 7 + d * 13) % 10001 / 100 for d in self.metrics[_tpu.DUTY_CYCLE]}
+        self.metrics[_tpu.MEMORY_USED] = {d: GIB + (n * (d + 1) << 20) for d in self.metrics[_tpu.MEMORY_USED]}
+        return super().GetRuntimeMetric(request, context)
+
+
+def serve_forever(devices: int, busy: bool = False) -> None:
+    """The service with `devices` devices (1 GiB of 16 used, 50 % duty; `busy`: moving every call), its address on
+    stdout; for benchmarks."""
     import time
 
     metrics = {_tpu.MEMORY_USED: dict.fromkeys(range(devices), GIB),
                _tpu.MEMORY_TOTAL: dict.fromkeys(range(devices), 16 * GIB),
                _tpu.DUTY_CYCLE: dict.fromkeys(range(devices), 50.0)}
-    server = StandInServer(StandInService(metrics)).start()  # kept: a server nothing refers to is stopped
+    server = StandInServer((BusyService if busy else StandInService)(metrics)).start()  # kept: else stopped
     print(server.address, flush=True)
     time.sleep(3600)
     server.stop()
@@ -96,4 +108,4 @@ def serve_forever(devices: int) -> None:
 if __name__ == "__main__":
     import sys
 
-    serve_forever(int(sys.argv[1]) if len(sys.argv) > 1 else 8)
+    serve_forever(int(sys.argv[1]) if len(sys.argv) > 1 else 8, busy="--busy" in sys.argv[2:])
