@@ -18,7 +18,7 @@ every card's energy and frequency, every RAPL zone's energy and every InfiniBand
 in place, and the TPU stand-in moves its duty cycles and used HBM on every call (NVLink's stand-in counters move on
 every read anyway), so no record of the tick before is reused where it would not be on real hardware (an xe
 client's fdinfo text changes every tick, busy or not: drm-total-cycles is the GPU clock). --idle leaves everything
-as it is (what this measured before commit 4b7c1e0: records kept while their inputs repeat, the best case).
+as it is (what this measured before commit 0055942: records kept while their inputs repeat, the best case).
 Each part is timed by the calling thread's CPU clock (CLOCK_THREAD_CPUTIME_ID, ns); ROUNDS is a multiple of
 60 s, so every slow tier runs a whole number of periods and the mean is what a tick costs on average.
 `process` is the child's CPU over all the ticks, per tick: any thread a source's library runs is included (grpcio's
