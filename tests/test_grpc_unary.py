@@ -18,7 +18,17 @@ from h2_script_server import (
     message,
 )
 from hpack import Decoder, Encoder
-from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame, PingFrame, RstStreamFrame, SettingsFrame
+from hyperframe.exceptions import HyperframeError
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    Frame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tpu_standin import StandInServer, StandInService, response
@@ -429,12 +439,80 @@ def test_only_loopback_peers_are_accepted(address, loopback):
     assert is_loopback(address) is loopback
 
 
+# ------------------------------------------------------------------ frames read straight from the buffer
+
+def hyperframe_reads(raw: bytes) -> tuple[object, ...]:
+    """What hyperframe makes of one frame's bytes, told as (type, END_STREAM/END_HEADERS bits, stream, data,
+    flow-controlled length) for an answer's frames, (increment, stream) for a WINDOW_UPDATE, else its repr."""
+    try:
+        frame, length = Frame.parse_frame_header(memoryview(raw[:9]))
+        frame.parse_body(memoryview(raw[9:9 + length]))
+    except HyperframeError:
+        return ("invalid",)
+    if isinstance(frame, WindowUpdateFrame):
+        return ("window", frame.window_increment, frame.stream_id)
+    kinds = {DataFrame: _grpc_unary.DATA, HeadersFrame: _grpc_unary.HEADERS,
+             ContinuationFrame: _grpc_unary.CONTINUATION}
+    if type(frame) in kinds:
+        flags = ("END_STREAM" in frame.flags) * _grpc_unary.END_STREAM | ("END_HEADERS" in frame.flags) * \
+            _grpc_unary.END_HEADERS
+        length = frame.flow_controlled_length if isinstance(frame, DataFrame) else None
+        return (kinds[type(frame)], flags, frame.stream_id, frame.data, length)
+    return ("other", repr(frame))
+
+
+def channel_reads(raw: bytes) -> tuple[object, ...]:
+    """The same, of the channel's `_frame` reading the bytes from its buffer."""
+    channel = UnaryChannel("127.0.0.1:1")
+    channel._buffer = bytearray(raw + b"next")
+    try:
+        frame = channel._frame(None, time.monotonic() + 1, fresh=False)
+    except RpcError:
+        return ("invalid",)
+    assert channel._buffer[channel._at:] == b"next"  # the read position is past this frame, on the next one
+    if isinstance(frame, _grpc_unary._Part):
+        if frame.type == _grpc_unary.WINDOW_UPDATE:
+            return ("window", int.from_bytes(frame.data, "big"), frame.stream_id)
+        return (frame.type, frame.flags, frame.stream_id, frame.data,
+                frame.length if frame.type == _grpc_unary.DATA else None)
+    return ("other", repr(frame))
+
+
+FRAMES = st.tuples(st.sampled_from([0x0, 0x1, 0x9, 0x8, 0x3, 0x4, 0x6, 0x7, 0x2, 0xA]), st.integers(0, 255),
+                   st.sampled_from([0, 1, 3, 0x7FFFFFFF, 0x80000001, 0x80000000]), st.binary(max_size=40))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(frame=FRAMES)
+def test_frames_read_from_the_buffer_are_what_hyperframe_reads(frame):
+    """Any frame (every type the client meets, any flags, reserved stream bit, padding and priority, short or
+    malformed payloads): the channel's reading equals hyperframe's, and leaves the buffer at the next frame."""
+    kind, flags, stream, payload = frame
+    raw = len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+    assert channel_reads(raw) == hyperframe_reads(raw)
+
+
+@pytest.mark.parametrize(("raw", "read"), [
+    (DataFrame(3, b"msg", flags=("END_STREAM",)).serialize(), (_grpc_unary.DATA, 1, 3, b"msg", 3)),
+    (DataFrame(3, b"msg", pad_length=4, flags=("PADDED",)).serialize(), (_grpc_unary.DATA, 0, 3, b"msg", 8)),
+    (HeadersFrame(5, b"blk", flags=("END_HEADERS", "PRIORITY"), depends_on=1, stream_weight=9).serialize(),
+     (_grpc_unary.HEADERS, 4, 5, b"blk", None)),
+    (WindowUpdateFrame(0, 1 << 20).serialize(), ("window", 1 << 20, 0)),
+    (b"\x00\x00\x04\x08\x00\x00\x00\x00\x00\x80\x00\x00\x01", ("invalid",)),  # the increment's reserved bit
+    (b"\x00\x00\x02\x00\x01\x00\x00\x00\x00hi", ("invalid",)),  # DATA on stream 0
+])
+def test_frames_read_from_the_buffer(raw, read):
+    """Known frames: padding (counted by flow control) and priority taken off, a bad increment or stream refused."""
+    assert channel_reads(raw) == read
+
+
 # ------------------------------------------------------------------ the header-block cache
 
 def channel_decodes(blocks: list[bytes]) -> list[list[tuple[bytes, bytes]]]:
     """What a new channel's `_headers` makes of these header blocks, in order (END_HEADERS: it reads no socket)."""
     channel = UnaryChannel("127.0.0.1:1")
-    return [channel._headers(None, HeadersFrame(1, block, flags=("END_HEADERS",)), 0.0) for block in blocks]
+    parts = [_grpc_unary._Part(_grpc_unary.HEADERS, _grpc_unary.END_HEADERS, 1, block, len(block)) for block in blocks]
+    return [channel._headers(None, part, 0.0) for part in parts]
 
 
 def plain_decodes(blocks: list[bytes]) -> list[list[tuple[bytes, bytes]]]:
