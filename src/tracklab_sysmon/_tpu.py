@@ -56,6 +56,7 @@ class MetricsClient:
         self._total_at = 0.0
         self._used: dict[int, float | None] | None = None
         self._used_at = 0.0
+        self._memory: _Memory | None = None  # from _used and _total, made again when either is asked again
 
     def read(self, deadline: float, now: float | None = None) -> tuple[TpuReading, ...]:
         """The duty cycle, used HBM (asked again every USED_SECONDS of `now`, the monotonic clock by default)
@@ -66,14 +67,16 @@ class MetricsClient:
         try:
             duty = by_device(self._ask(DUTY_CYCLE, end))
             if self._used is None or now - self._used_at >= USED_SECONDS:
-                self._used, self._used_at = by_device(self._ask(MEMORY_USED, end)), now
+                self._used, self._used_at, self._memory = by_device(self._ask(MEMORY_USED, end)), now, None
             if self._total is None or now - self._total_at >= TOTAL_SECONDS:
-                self._total, self._total_at = by_device(self._ask(MEMORY_TOTAL, end)), now
+                self._total, self._total_at, self._memory = by_device(self._ask(MEMORY_TOTAL, end)), now, None
         except RpcError as exc:
             self._total = self._used = None  # the runtime may come back on other chips: all asked afresh
             raise RpcFailed(f"TPU runtime metrics service at {self.address}", str(exc)) from None
-        assert self._used is not None and self._total is not None
-        return readings_of(self._used, self._total, duty)
+        if self._memory is None:
+            assert self._used is not None and self._total is not None
+            self._memory = _Memory.of(self._used, self._total)
+        return self._memory.readings(duty)
 
     def _ask(self, metric: str, end: float) -> MetricResponse:
         answer = self._channel.call(_METHOD, _REQUESTS[metric], end - time.monotonic())
@@ -104,10 +107,25 @@ def by_device(response: MetricResponse) -> dict[int, float | None]:
 def readings_of(used_by: dict[int, float | None], total_by: dict[int, float | None],
                 duty_by: dict[int, float | None]) -> tuple[TpuReading, ...]:
     """`readings_from` on the metrics already read per device."""
-    devices = sorted(used_by.keys() | total_by.keys())
-    duty_of = _duty_per_device(devices, duty_by)
-    used, total, duty = used_by.get, total_by.get, duty_of.get
-    return tuple([TpuReading(d, _bytes(used(d)), _bytes(total(d)), _percent(duty(d))) for d in devices])
+    return _Memory.of(used_by, total_by).readings(duty_by)
+
+
+class _Memory(NamedTuple):
+    """HBM per device as the last memory answers gave it, ready for each tick's duty cycles (asked every tick)."""
+
+    rows: tuple[tuple[int, int | None, int | None], ...]  # (device, used bytes, total bytes) in device order
+    devices: list[int]
+    device_set: frozenset[int]
+
+    @classmethod
+    def of(cls, used_by: dict[int, float | None], total_by: dict[int, float | None]) -> _Memory:
+        devices = sorted(used_by.keys() | total_by.keys())
+        rows = tuple((d, _bytes(used_by.get(d)), _bytes(total_by.get(d))) for d in devices)
+        return cls(rows, devices, frozenset(devices))
+
+    def readings(self, duty_by: dict[int, float | None]) -> tuple[TpuReading, ...]:
+        duty = (duty_by if self.device_set <= duty_by.keys() else _duty_per_device(self.devices, duty_by)).get
+        return tuple([TpuReading(d, used, total, _percent(duty(d))) for d, used, total in self.rows])
 
 
 def _duty_per_device(devices: list[int], duty_by: dict[int, float | None]) -> dict[int, float | None]:

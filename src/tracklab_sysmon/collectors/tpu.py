@@ -80,7 +80,7 @@ class TpuCollector:
         if not readings:
             raise SourceError(f"the TPU runtime metrics service at {client.address} lists no device")
         self._reached = True
-        return tuple(self._sample(r) for r in readings)
+        return tuple([self._sample(r) for r in readings])
 
     def close(self) -> None:
         if self._client is not None:
