@@ -4,7 +4,8 @@ libtpu's runtime metrics service takes unary calls on loopback with gRPC's local
 nothing on the wire beyond plain HTTP/2 (prior knowledge, no TLS). grpcio costs 20 MiB of RSS once imported
 and, its event-engine threads waking after every call, 2.6 ms of CPU a second at one call a second (this: 0.5;
 benchmarks/bench_tpu_transport.py). This makes the same calls in the calling thread alone, with hyperframe's
-frames and hpack's headers, and runs nothing between calls. One call at a time, each within its deadline; a call on a
+frames (an answer's own DATA, HEADERS and WINDOW_UPDATE read straight from the buffer) and hpack's headers, and runs
+nothing between calls. One call at a time, each within its deadline; a call on a
 connection the service closed since is made once more on a new one (a read: safe to repeat).
 """
 
