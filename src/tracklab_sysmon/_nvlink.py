@@ -163,26 +163,42 @@ def read(pynvml: Any, handle: Any, request: Request) -> list[FieldValue]:
 
 def read_raw(pynvml: Any, handle: Any, request: Request) -> bytes:
     """The filled `nvmlFieldValue_t` array of one call for `request`, as bytes (see `read`)."""
+    ret = call(pynvml, handle, request)
+    if ret != SUCCESS:
+        if ret == pynvml.NVML_ERROR_GPU_IS_LOST:
+            raise GpuLost("GPU is lost")
+        raise pynvml.NVMLError(ret)
+    return answer(request)
+
+
+def call(pynvml: Any, handle: Any, request: Request) -> int:
+    """Ask NVML for every entry of `request` in one call; NVML's return code (SUCCESS: `answer` holds the values).
+    A request with no entries is not asked: it succeeds with no values."""
     if not request.entries:
-        return b""
-    if request.array is None:
+        return SUCCESS
+    prepare(pynvml, request)
+    if request.call is None:  # bindings without the function-pointer helper: the public (slower) call
+        try:
+            request.array = pynvml.nvmlDeviceGetFieldValues(handle, [(f, s) for f, s, _ in request.entries])
+        except pynvml.NVMLError as exc:
+            return int(exc.value)
+        return SUCCESS
+    fn, count, array = request.call
+    return int(fn(handle, count, array))
+
+
+def prepare(pynvml: Any, request: Request) -> None:
+    """Build `request`'s array, and its call where the bindings give NVML's function pointer, once."""
+    if request.array is None and request.entries:
         request.array = _array(pynvml, request.entries)
         # The function and its two last arguments, made once per request (a third of the call's cost made per tick).
         fn = _function(pynvml)
         request.call = None if fn is None else (fn, ctypes.c_int32(len(request.entries)), ctypes.byref(request.array))
-    try:
-        if request.call is None:  # bindings without the function-pointer helper: the public (slower) call
-            request.array = pynvml.nvmlDeviceGetFieldValues(handle, [(f, s) for f, s, _ in request.entries])
-        else:
-            fn, count, array = request.call
-            ret = fn(handle, count, array)
-            if ret != SUCCESS:
-                raise pynvml.NVMLError(ret)
-    except pynvml.NVMLError as exc:
-        if exc.value == pynvml.NVML_ERROR_GPU_IS_LOST:
-            raise GpuLost("GPU is lost") from None
-        raise
-    return bytes(memoryview(request.array).cast("B"))
+
+
+def answer(request: Request) -> bytes:
+    """The bytes of `request`'s array as NVML's last successful call for it left them (b"" for no entries)."""
+    return b"" if request.array is None else bytes(memoryview(request.array).cast("B"))
 
 
 def permanently_failed(values: Sequence[FieldValue]) -> list[int]:
@@ -197,6 +213,11 @@ def _array(pynvml: Any, entries: list[tuple[int, int, Slot]]) -> Any:
     for item, (field_id, scope_id, _) in zip(array, entries, strict=True):
         item.fieldId, item.scopeId = field_id, scope_id
     return array
+
+
+def has_function_pointer(pynvml: Any) -> bool:
+    """Whether the bindings give nvmlDeviceGetFieldValues' function pointer (the C reader calls NVML through it)."""
+    return _function(pynvml) is not None
 
 
 def _function(pynvml: Any) -> Any:
