@@ -67,3 +67,34 @@ size_t fb_column_rates(fb_counter *column, size_t n, const uint64_t *values, con
     }
     return unknown;
 }
+
+size_t fb_nvlink_read(fb_nvlink_gpu *const *gpus, size_t n, uint64_t max_value, uint64_t scale, double now,
+                      uint64_t *values, uint8_t *known, double *rates, uint32_t *unknown_at, size_t *unknown)
+{
+    size_t failed = 0, first = 0, missing = 0;
+    for (size_t g = 0; g < n; g++) {
+        fb_nvlink_gpu *gpu = gpus[g];
+        size_t slots = gpu->slots;
+        uint64_t *value = values + first;
+        uint8_t *is_known = known + first;
+        double *rate = rates + first;
+        gpu->ret = gpu->records ? gpu->call(gpu->device, (int)gpu->records, gpu->request) : 0;
+        if (gpu->ret != 0) {
+            failed++;
+            memset(value, 0, slots * sizeof *value);
+            memset(is_known, 0, slots);
+            for (size_t i = 0; i < slots; i++)
+                rate[i] = NAN;
+        } else {
+            fb_field_counters(gpu->request, gpu->records, gpu->place, max_value, scale, value, is_known, slots);
+            fb_column_rates(gpu->column, slots, value, is_known, now, rate);
+        }
+        for (size_t i = 0; i < slots; i++) {
+            if (!is_known[i])
+                unknown_at[missing++] = (uint32_t)(first + i);
+        }
+        first += slots;
+    }
+    *unknown = missing;
+    return failed;
+}

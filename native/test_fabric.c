@@ -3,7 +3,9 @@
  * Decodes nvmlFieldValue_t records of every value type and return code, placed and unplaced, from
  * buffers of exactly their length (a read past the end is caught), and rates counters through a
  * first reading, a rise, a dip, a flat run after it, a reset, a stopped clock and a counter that keeps
- * falling past FB_BASELINES, with the values the Python rule gives (tests/test_rates_column.py).
+ * falling past FB_BASELINES, with the values the Python rule gives (tests/test_rates_column.py). Reads a
+ * tick of several GPUs in one call (fb_nvlink_read) through a stand-in for nvmlDeviceGetFieldValues: a GPU
+ * that answers, one whose call fails, one with a pruned request, one with nothing left to ask.
  */
 #include "fabric.h"
 
@@ -74,10 +76,92 @@ static void test_rates(void)
     free(c);
 }
 
+/* A stand-in for nvmlDeviceGetFieldValues: the device says what to answer and counts the calls. */
+typedef struct {
+    int ret;       /* the call's return code */
+    uint64_t base; /* record i answers base + i (KiB, ulonglong) */
+    int calls;
+} standin_device;
+
+static int standin(void *device, int count, void *values)
+{
+    standin_device *d = device;
+    d->calls++;
+    if (d->ret)
+        return d->ret;
+    for (int i = 0; i < count; i++)
+        put((unsigned char *)values + (size_t)i * FB_RECORD_BYTES, 3, 0, d->base + (uint64_t)i);
+    return 0;
+}
+
+static void test_nvlink_read(void)
+{
+    enum { GPUS = 4, SLOTS = 10 };
+    const uint64_t max_kib = UINT64_MAX / 1024;
+    standin_device dev[GPUS] = {{0, 10, 0}, {999, 0, 0}, {0, 7, 0}, {0, 0, 0}};
+    const uint32_t records[GPUS] = {2, 2, 1, 0}, slots[GPUS] = {2, 2, 4, 2};
+    static const uint32_t place_c[1] = {3}; /* GPU 2 kept only link 1's rx entry */
+    fb_nvlink_gpu *gpu[GPUS];
+    for (int g = 0; g < GPUS; g++) {
+        gpu[g] = calloc(1, sizeof *gpu[g]);
+        gpu[g]->call = standin;
+        gpu[g]->device = &dev[g];
+        /* exactly the records NVML may write: ASan sees a call or a decode past them */
+        gpu[g]->request = records[g] ? malloc(records[g] * FB_RECORD_BYTES) : NULL;
+        gpu[g]->records = records[g];
+        gpu[g]->place = g == 2 ? place_c : NULL;
+        gpu[g]->column = calloc(slots[g], sizeof(fb_counter));
+        gpu[g]->slots = slots[g];
+        gpu[g]->ret = -1;
+    }
+    uint64_t *values = malloc(SLOTS * sizeof *values);
+    uint8_t *known = malloc(SLOTS);
+    double *rates = malloc(SLOTS * sizeof *rates);
+    uint32_t *unknown_at = malloc(SLOTS * sizeof *unknown_at);
+    size_t unknown = 99;
+
+    size_t failures = fb_nvlink_read(gpu, GPUS, max_kib, 1024, 0.0, values, known, rates, unknown_at, &unknown);
+    CHECK(failures == 1 && gpu[0]->ret == 0 && gpu[1]->ret == 999 && gpu[2]->ret == 0 && gpu[3]->ret == 0,
+          "one failed call: %zu, rets %d %d %d %d", failures, gpu[0]->ret, gpu[1]->ret, gpu[2]->ret, gpu[3]->ret);
+    CHECK(dev[0].calls == 1 && dev[1].calls == 1 && dev[2].calls == 1 && dev[3].calls == 0,
+          "a GPU with no records is not asked: calls %d", dev[3].calls);
+    CHECK(values[0] == 10240 && values[1] == 11264 && rates[0] == 0.0 && rates[1] == 0.0, "GPU 0 at slots 0-1");
+    CHECK(!known[2] && !known[3] && values[2] == 0 && isnan(rates[2]) && isnan(rates[3]), "failed GPU 1 unknown");
+    CHECK(known[7] && values[7] == 7168 && rates[7] == 0.0 && !known[4] && !known[5] && !known[6],
+          "GPU 2's one record lands at its slot 3, the 8th of the tick");
+    static const uint32_t missing[7] = {2, 3, 4, 5, 6, 8, 9};
+    CHECK(unknown == 7 && memcmp(unknown_at, missing, sizeof missing) == 0, "unknown slots %zu", unknown);
+    CHECK(gpu[1]->column[0].count == 0, "a failed call leaves the baselines alone");
+
+    dev[0].base = 12, dev[1].ret = 0, dev[1].base = 1, dev[2].base = 9;
+    failures = fb_nvlink_read(gpu, GPUS, max_kib, 1024, 2.0, values, known, rates, unknown_at, &unknown);
+    CHECK(failures == 0 && gpu[1]->ret == 0 && unknown == 5, "all answered: %zu failed, %zu unknown", failures,
+          unknown);
+    CHECK(rates[0] == 1024.0 && rates[1] == 1024.0 && rates[7] == 1024.0, "2 KiB over 2 s: %g", rates[0]);
+    CHECK(values[2] == 1024 && rates[2] == 0.0 && gpu[1]->column[0].count == 1, "GPU 1's first answer rates 0");
+
+    dev[1].ret = 15; /* lost */
+    failures = fb_nvlink_read(gpu, GPUS, max_kib, 1024, 3.0, values, known, rates, unknown_at, &unknown);
+    CHECK(failures == 1 && gpu[1]->ret == 15 && gpu[1]->column[0].count == 1 && gpu[1]->column[0].at[0] == 2.0,
+          "a lost GPU keeps its baselines");
+    CHECK(fb_nvlink_read(gpu, 0, max_kib, 1024, 4.0, values, known, rates, unknown_at, &unknown) == 0 && unknown == 0,
+          "no GPUs: nothing read");
+    for (int g = 0; g < GPUS; g++) {
+        free(gpu[g]->request);
+        free(gpu[g]->column);
+        free(gpu[g]);
+    }
+    free(values);
+    free(known);
+    free(rates);
+    free(unknown_at);
+}
+
 int main(void)
 {
     test_decode();
     test_rates();
+    test_nvlink_read();
     printf("test_fabric: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
