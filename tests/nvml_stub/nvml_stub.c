@@ -544,7 +544,11 @@ int nvmlGpmMetricsGet(gpm_metrics_get *get) {
  *   NVML_STUB_NVLINK             links per GPU (unset: NVML_FI_DEV_NVLINK_LINK_COUNT answers NOT_SUPPORTED)
  *   NVML_STUB_NVLINK_DOWN        "gpu:link,..." links that are inactive (their counters do not move)
  *   NVML_STUB_FIELDS_FAIL_FLAG   while this file exists the whole call answers NVML_ERROR_UNKNOWN
- *   NVML_STUB_UNSUPPORTED        also: nvlinkerrors (error counters), nvlinkstatus (state and speed)
+ *   NVML_STUB_FIELDS_FAIL_GPUS   comma list of GPU indices: the fail flag fails only their calls (unset: all)
+ *   NVML_STUB_UNSUPPORTED        also: nvlinkerrors (error counters), nvlinkstatus (state and speed),
+ *                                nvlinkrx (the rx data counters)
+ *   NVML_STUB_NVLINK_BASE        KiB every data counter starts from (unset: 1,000,000 tx and 2,000,000 rx
+ *                                x (gpu + 1)); changing it mid-run makes counters dip or jump, 64-bit wrapping
  * Data counters grow by 100 KiB (tx) and 200 KiB (rx) times (link + 1) per call that asks for them. */
 #define ERR_UNKNOWN 999
 #define FI_LINK_COUNT 91
@@ -600,7 +604,9 @@ static int error_field(unsigned id, unsigned *link) {
 
 static unsigned long long data_kib(unsigned gpu, unsigned link, int rx) {
     unsigned long long reads = nvlink_down(gpu, link) ? 0 : nvlink_reads[gpu];
-    return (rx ? 2000000ULL : 1000000ULL) * (gpu + 1) + reads * (rx ? 200ULL : 100ULL) * (link + 1);
+    const char *base = getenv("NVML_STUB_NVLINK_BASE");
+    unsigned long long start = base ? strtoull(base, NULL, 10) : (rx ? 2000000ULL : 1000000ULL) * (gpu + 1);
+    return start + reads * (rx ? 200ULL : 100ULL) * (link + 1);
 }
 
 static void answer(field_value *v, unsigned gpu, int links) {
@@ -614,7 +620,9 @@ static void answer(field_value *v, unsigned gpu, int links) {
     if (v->field_id == FI_LINK_COUNT) { v->value_type = VALUE_UINT; v->value.ui = (unsigned)links; return; }
     if (v->field_id == FI_DATA_TX || v->field_id == FI_DATA_RX) {
         int rx = v->field_id == FI_DATA_RX;
-        if (link == ALL_LINKS) {
+        if (rx && listed(unsupported, "nvlinkrx")) {
+            v->ret = ERR_NOT_SUPPORTED;
+        } else if (link == ALL_LINKS) {
             for (unsigned l = 0; l < (unsigned)links; l++) v->value.ull += data_kib(gpu, l, rx);
         } else if (link < (unsigned)links) {
             v->value.ull = data_kib(gpu, link, rx);
@@ -654,9 +662,11 @@ int nvmlDeviceGetFieldValues(device *d, int n, field_value *values) {
     count("nvmlDeviceGetFieldValues");
     CHECK(d, NULL);
     if (n < 0 || (n > 0 && values == NULL)) return ERR_INVALID_ARGUMENT;
-    const char *fail = getenv("NVML_STUB_FIELDS_FAIL_FLAG");
-    if (fail && access(fail, F_OK) == 0) return ERR_UNKNOWN;
     unsigned gpu = d->mig_parent >= 0 ? (unsigned)d->mig_parent : d->index;
+    const char *fail = getenv("NVML_STUB_FIELDS_FAIL_FLAG"), *failing = getenv("NVML_STUB_FIELDS_FAIL_GPUS");
+    char item[16];
+    snprintf(item, sizeof item, "%u", gpu);
+    if (fail && access(fail, F_OK) == 0 && (!failing || listed(failing, item))) return ERR_UNKNOWN;
     int links = nvlink_links(), moved = 0;
     for (int i = 0; i < n; i++) {
         if (values[i].field_id == FI_DATA_TX || values[i].field_id == FI_DATA_RX) moved = 1;
