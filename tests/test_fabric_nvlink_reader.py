@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from nvml_stub.build import build_stub
 from test_fabric_nvlink import KIB, probe
 
-from tracklab_sysmon import _nvlink
+from tracklab_sysmon import _accel_native, _nvlink
 from tracklab_sysmon._fabric_py import MAX_KIB, PyNvlinkCounters, PyNvlinkReader
 
 LOST, UNKNOWN_ERROR = pynvml.NVML_ERROR_GPU_IS_LOST, pynvml.NVML_ERROR_UNKNOWN
@@ -136,6 +136,12 @@ def test_no_gpus_read_nothing(cffi):
     for reader in (cffi.CffiNvlinkReader(), PyNvlinkReader()):
         nvml = StandIn()
         assert reader.read(nvml.pynvml, [], 0.0) == ([], [], []) and nvml.calls == []
+
+
+def test_reader_follows_the_native_setting(cffi):
+    """`off` picks the Python reader, `require` the C one (which this run has), as for the counters."""
+    assert _accel_native.select_reader("off") == (PyNvlinkReader, "python")
+    assert _accel_native.select_reader("require") == (cffi.CffiNvlinkReader, "cffi")
 
 
 def test_the_c_reader_takes_only_c_counters(cffi):
