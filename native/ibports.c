@@ -145,17 +145,34 @@ size_t ib_read(ib_port *const *ports, size_t n, double now, int32_t *length, cha
     return odd;
 }
 
-size_t ib_read_counters(ib_file *files, size_t n, uint64_t *values, uint8_t *known)
+int ib_read_tier(ib_file *files, size_t n_texts, size_t n, int32_t *length, char *text, uint64_t *values,
+                 uint8_t *known)
 {
     char page[IB_PAGE];
-    size_t unknown = 0;
+    int changed = 0;
     for (size_t i = 0; i < n; i++) {
         int32_t got = read_file(&files[i], page);
-        values[i] = 0; /* the parser writes only a counter it read */
-        known[i] = got >= 0 && ib_parse_counter(page, (size_t)got, &values[i]);
-        unknown += !known[i];
+        if (i < n_texts) {
+            got = got < 0 ? -1 : got; /* unreadable, whatever the reason */
+            char *slot = text + i * IB_PAGE;
+            if (got != length[i] || (got > 0 && memcmp(slot, page, (size_t)got) != 0)) {
+                length[i] = got;
+                if (got > 0)
+                    memcpy(slot, page, (size_t)got);
+                changed |= IB_TEXTS_CHANGED;
+            }
+            continue;
+        }
+        size_t c = i - n_texts;
+        uint64_t value = 0; /* the parser writes only a counter it read */
+        uint8_t is = got >= 0 && ib_parse_counter(page, (size_t)got, &value);
+        if (is != known[c] || value != values[c]) {
+            known[c] = is;
+            values[c] = value;
+            changed |= IB_COUNTERS_CHANGED;
+        }
     }
-    return unknown;
+    return changed;
 }
 
 void ib_files_close(ib_file *files, size_t n)

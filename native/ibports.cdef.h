@@ -5,6 +5,7 @@ enum { IB_PAGE = 4096 };
 enum { IB_TEXT = 64 };
 enum { IB_OK = 0, IB_ABSENT = 1, IB_UNREADABLE = 2, IB_BAD_TEXT = 3, IB_SATURATED = 4, IB_TOO_BIG = 5 };
 enum { IB_NOT_REGULAR = -1048576 };
+enum { IB_TEXTS_CHANGED = 1, IB_COUNTERS_CHANGED = 2 };
 
 typedef struct {
     const char *path;
@@ -19,6 +20,7 @@ typedef struct {
 
 size_t ib_read(ib_port *const *ports, size_t n, double now, int32_t *length, char *text, uint64_t *values,
                double *rates, uint8_t *status);
-size_t ib_read_counters(ib_file *files, size_t n, uint64_t *values, uint8_t *known);
+int ib_read_tier(ib_file *files, size_t n_texts, size_t n, int32_t *length, char *text, uint64_t *values,
+                 uint8_t *known);
 void ib_files_close(ib_file *files, size_t n);
 int ib_parse_counter(const char *text, size_t n, uint64_t *value);

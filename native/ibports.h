@@ -12,7 +12,8 @@
  * ASCII digits only, whose value fits 64 bits. The data counters of a port that counts 4-byte words
  * (words != 0) are scaled to bytes; every known counter is rated by rates.CounterRates' rule
  * (counter_rates.h), rounded as round(rate, 2) (numbers.h). Build with -ffp-contract=off.
- * ib_read_counters reads other counter files the same way (the slow tiers' error counters, hw_counters).
+ * ib_read_tier reads a slow tier's files the same way (a port's link_layer, phys_state and rate texts and its
+ * error counters; its hw_counters), telling whether any differ from the previous read.
  */
 #ifndef TRACKLAB_IBPORTS_H
 #define TRACKLAB_IBPORTS_H
@@ -56,9 +57,18 @@ typedef struct {
 size_t ib_read(ib_port *const *ports, size_t n, double now, int32_t *length, char *text, uint64_t *values,
                double *rates, uint8_t *status);
 
-/* n counter files read as the data counters are (not scaled, not rated): values[i] and known[i] 1 where
- * the file read and parsed, else 0 and 0. Returns the number not known. */
-size_t ib_read_counters(ib_file *files, size_t n, uint64_t *values, uint8_t *known);
+/* ib_read_tier's answer: which kind of file read otherwise than the previous call left in its arrays. */
+enum { IB_TEXTS_CHANGED = 1, IB_COUNTERS_CHANGED = 2 };
+
+/* One tier's files in one call. files[0, n_texts) are texts, each read whole (IB_PAGE) into its slot of text[]
+ * (at i * IB_PAGE), length[i] its bytes or -1 when it could not be opened or read (why is not kept: KeptAttribute's
+ * read_page gives None). files[n_texts, n) are counters read as the data counters are (not scaled, not rated):
+ * values[c] and known[c] 1 where the file read and parsed, else 0 and 0 (c = i - n_texts). The arrays hold the
+ * previous call's answer and are rewritten only where it changed: returns IB_TEXTS_CHANGED when a text's length
+ * or bytes differ from it, | IB_COUNTERS_CHANGED when a counter's known or value does; 0 when all read the same.
+ * (Zeroed arrays are empty texts and unknown counters.) */
+int ib_read_tier(ib_file *files, size_t n_texts, size_t n, int32_t *length, char *text, uint64_t *values,
+                 uint8_t *known);
 
 /* Closes the files' kept descriptors. */
 void ib_files_close(ib_file *files, size_t n);

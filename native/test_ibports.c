@@ -4,7 +4,8 @@
  * as str.strip() sees it, leading zeros, 2^64-1 and one more, broken UTF-8. Reads ports built in a
  * temporary folder through a first reading, a rise, a reset, a saturated and a too large counter, a file
  * renamed over, one removed, a folder and a FIFO where a file should be; then every port folder named on
- * the command line (the fixture trees), twice, expecting every data counter and state to read.
+ * the command line (the fixture trees), twice, expecting every data counter and state to read. Reads a slow tier
+ * (texts, then counters) through what changes it and what does not.
  */
 #define _GNU_SOURCE
 #include "ibports.h"
@@ -133,11 +134,12 @@ static void test_port(void)
     CHECK(t.status[0] == IB_UNREADABLE && t.length[0] == IB_NOT_REGULAR && port->file[0].fd == -1, "a folder");
     CHECK(t.status[2] == IB_UNREADABLE && t.length[2] == IB_NOT_REGULAR, "a FIFO never hangs the read");
     CHECK(t.length[IB_STATE] == -ENOENT, "state removed");
-    uint64_t values[IB_FILES];
-    uint8_t known[IB_FILES];
-    size_t unknown = ib_read_counters(port->file, IB_FILES, values, known); /* the same files, as counters */
-    CHECK(unknown == 4 && known[1] && values[1] == 4611686018427387904ull, "counters: %zu unknown", unknown);
-    CHECK(!known[0] && !known[2] && !known[3] && !known[4] && values[0] == 0, "folder, FIFO, text, gone: unknown");
+    uint64_t values[IB_FILES] = {7, 7, 7, 7, 7};
+    uint8_t known[IB_FILES] = {0};
+    int changed = ib_read_tier(port->file, 0, IB_FILES, NULL, NULL, values, known); /* the same files, as counters */
+    CHECK(changed == IB_COUNTERS_CHANGED && known[1] && values[1] == 4611686018427387904ull, "counters: %d", changed);
+    CHECK(!known[0] && !known[2] && !known[3] && !known[4] && values[0] == 0 && values[4] == 0,
+          "folder, FIFO, text, gone: unknown, 0");
     ib_files_close(port->file, IB_FILES);
     CHECK(port->file[1].fd == -1 && port->file[3].fd == -1, "closed");
     free(port);
@@ -147,6 +149,89 @@ static void test_port(void)
         rmdir(path);
     }
     rmdir(folder);
+}
+
+static char tier_folder[] = "/tmp/test_ibports-tier-XXXXXX";
+
+static void tier_put(const char *name, const char *text, int rename_over)
+{
+    char path[256], tmp[256];
+    snprintf(path, sizeof path, "%s/%s", tier_folder, name);
+    snprintf(tmp, sizeof tmp, "%s/%s.new", tier_folder, name);
+    FILE *f = fopen(rename_over ? tmp : path, "w"); /* in place: the kept descriptor stays, as sysfs rewrites */
+    fputs(text, f);
+    fclose(f);
+    if (rename_over)
+        rename(tmp, path);
+}
+
+/* A slow tier: two texts then two counters, read through their kept descriptors; the call says what changed. */
+static void test_tier(void)
+{
+    if (!mkdtemp(tier_folder)) {
+        CHECK(0, "mkdtemp: %s", strerror(errno));
+        return;
+    }
+    enum { TEXTS = 2, N = 4 };
+    static const char *names[N] = {"rate", "layer", "c0", "c1"};
+    char paths[N][256];
+    ib_file files[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(paths[i], sizeof paths[i], "%s/%s", tier_folder, names[i]);
+        files[i] = (ib_file){paths[i], -1};
+    }
+    int32_t length[TEXTS] = {0};
+    char *text = calloc(TEXTS, IB_PAGE); /* exactly the slots: ASan sees a write past them */
+    uint64_t values[N - TEXTS] = {0};
+    uint8_t known[N - TEXTS] = {0};
+#define TIER() ib_read_tier(files, TEXTS, N, length, text, values, known)
+    tier_put("rate", "200 Gb/sec (4X HDR)\n", 0);
+    tier_put("layer", "InfiniBand\n", 0);
+    tier_put("c0", "5\n", 0);
+    tier_put("c1", "N/A\n", 0);
+    CHECK(TIER() == (IB_TEXTS_CHANGED | IB_COUNTERS_CHANGED), "first read: all new");
+    CHECK(length[0] == 20 && memcmp(text, "200 Gb/sec (4X HDR)\n", 20) == 0, "rate text %d", length[0]);
+    CHECK(length[1] == 11 && memcmp(text + IB_PAGE, "InfiniBand\n", 11) == 0, "layer text %d", length[1]);
+    CHECK(known[0] && values[0] == 5 && !known[1] && values[1] == 0, "counters: 5, not one");
+    int fd = files[0].fd;
+    CHECK(TIER() == 0 && files[0].fd == fd, "read again, the same: nothing changed, descriptors kept");
+    tier_put("rate", "400 Gb/sec (4X NDR)\n", 0); /* same length, other bytes */
+    CHECK(TIER() == IB_TEXTS_CHANGED && memcmp(text, "400", 3) == 0, "a text's bytes");
+    tier_put("layer", "Ethernet\n", 1); /* renamed over: reopened, shorter */
+    CHECK(TIER() == IB_TEXTS_CHANGED && length[1] == 9 && files[1].fd != -1, "a text renamed over, shorter");
+    tier_put("c1", "junk\n", 0); /* still not a counter: no change */
+    CHECK(TIER() == 0 && !known[1], "another text that is not a counter is no change");
+    tier_put("c1", "0\n", 0); /* unknown to 0: a change although the value is the same 0 */
+    CHECK(TIER() == IB_COUNTERS_CHANGED && known[1] && values[1] == 0, "a counter becomes known as 0");
+    tier_put("c0", "6\n", 1);
+    CHECK(TIER() == IB_COUNTERS_CHANGED && values[0] == 6, "a counter renamed over");
+    char path[300];
+    snprintf(path, sizeof path, "%s/rate", tier_folder);
+    unlink(path);
+    CHECK(TIER() == IB_TEXTS_CHANGED && length[0] == -1 && files[0].fd == -1, "a text gone: -1, closed");
+    mkdir(path, 0700);
+    CHECK(TIER() == 0 && length[0] == -1, "a folder in its place: unreadable again, whatever the reason");
+    rmdir(path);
+    tier_put("rate", "", 0);
+    CHECK(TIER() == IB_TEXTS_CHANGED && length[0] == 0, "an empty text is not an unreadable one");
+    char big[IB_PAGE + 100];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    tier_put("rate", big, 0);
+    CHECK(TIER() == IB_TEXTS_CHANGED && length[0] == IB_PAGE, "a long text: one page %d", length[0]);
+    big[IB_PAGE + 50] = 'y'; /* past the page: not read, as KeptAttribute.read_page does not */
+    tier_put("rate", big, 0);
+    CHECK(TIER() == 0, "a change past the first page is not seen");
+    big[IB_PAGE - 1] = 'y';
+    tier_put("rate", big, 0);
+    CHECK(TIER() == IB_TEXTS_CHANGED && text[IB_PAGE - 1] == 'y', "the page's last byte is");
+#undef TIER
+    ib_files_close(files, N);
+    CHECK(files[0].fd == -1 && files[3].fd == -1, "closed");
+    free(text);
+    for (int i = 0; i < N; i++)
+        unlink(paths[i]);
+    rmdir(tier_folder);
 }
 
 static const char *DATA[IB_COUNTERS] = {"port_xmit_data", "port_rcv_data", "port_xmit_packets", "port_rcv_packets"};
@@ -184,6 +269,7 @@ int main(int argc, char **argv)
 {
     test_parse();
     test_port();
+    test_tier();
     for (int i = 1; i < argc; i++)
         test_fixture(argv[i]);
     printf("test_ibports: %d passed, %d failed (%d fixture ports)\n", passed, failed, argc - 1);

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tracklab_sysmon import wire
+from tracklab_sysmon._sysfs import KeptAttribute
 from tracklab_sysmon.collectors import infiniband_files as ib
 from tracklab_sysmon.collectors.base import Partial
 from tracklab_sysmon.collectors.infiniband import InfinibandCollector, discover
@@ -353,6 +354,90 @@ def test_counter_files_read_alike_on_every_fixture_counter(cffi, changes):
                 _write(path, change)
         python, native = (r.read() for r in readers)
         assert native == python
+
+
+def _tier_files(root: pathlib.Path) -> tuple[list[str], list[str]]:
+    """Every port's slow-tier texts and its counters/ files (errors and data alike), as the slow tier reads them."""
+    ports = sorted(root.glob("class/infiniband/*/ports/*"))
+    texts = [str(port / name) for port in ports for name in ("link_layer", "phys_state", "rate")]
+    return texts, _counter_files(root)
+
+
+def _shape(last: tuple | None, read: tuple) -> tuple[bool, bool, bool]:
+    """Which of a tier read's tuples are the very ones the last read returned: the pair, the texts, the counters."""
+    if last is None:
+        return False, False, False
+    return read is last, read[0] is last[0], read[1] is last[1]
+
+
+_TIER_CHANGE = st.one_of(_CHANGE, st.sampled_from(["<same>", "Ethernet\n", "7: Phy Test\n", "400 Gb/sec (4X NDR)\n",
+                                                   " " * 100 + "5\n", ""]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 10**6), _TIER_CHANGE), max_size=3), max_size=12))
+def test_tiers_read_alike_and_keep_what_did_not_change(cffi, rounds):
+    """Texts and counters read as one tier by either reader, round after round of changes (rewritten, rewritten with
+    the same text, removed, a folder in its place, renamed over): the same values, and the same tuples handed back
+    again exactly where nothing they hold changed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = _copy(pathlib.Path(tmp) / "sys", HCA, EFA)
+        texts, counters = _tier_files(root)
+        paths = texts + counters
+        readers = (PyCounterFiles(counters, texts), cffi[3](counters, texts))
+        last: list[tuple | None] = [None, None]
+        for changes in [[], *rounds]:
+            for pick, change in changes:
+                path = paths[pick % len(paths)]
+                if change == "<same>":
+                    if os.path.isfile(path):
+                        _write(path, pathlib.Path(path).read_text())
+                    continue
+                if os.path.isdir(path):
+                    os.rmdir(path)
+                elif os.path.exists(path):
+                    os.unlink(path)
+                if change == "<folder>":
+                    os.mkdir(path)
+                elif change == "<renamed>":
+                    _put(path, "31\n")
+                elif change != "<gone>":
+                    _write(path, change)
+            reads = [r.read_tier() for r in readers]
+            assert reads[1] == reads[0] and len(reads[0][0]) == len(texts) and len(reads[0][1]) == len(counters)
+            expected = (tuple(KeptAttribute(t).read_page() for t in texts),
+                        tuple(_py_parse(pathlib.Path(c).read_bytes()) if os.path.isfile(c) else None
+                              for c in counters))
+            assert reads[0] == expected
+            shapes = [_shape(before, read) for before, read in zip(last, reads, strict=True)]
+            assert shapes[1] == shapes[0]
+            if last[0] is not None:  # a tuple is kept exactly when what it holds reads the same
+                assert shapes[0] == (reads[0] == last[0], reads[0][0] == last[0][0], reads[0][1] == last[0][1])
+            last = reads
+
+
+def test_a_tier_hands_back_its_tuples_until_a_file_changes(cffi, tmp_path):
+    """A port's slow tier through either reader: read again unchanged, the very same pair; an error counter changed,
+    new counters beside the same texts; a text changed, new texts beside the same counters; read() the counters."""
+    root = _copy(tmp_path / "sys", HCA)
+    port = root / "class/infiniband/mlx5_0/ports/1"
+    texts = [str(port / name) for name in ("link_layer", "phys_state", "rate")]
+    errors = [str(port / "counters" / name) for name in ("symbol_error", "link_downed")]
+    for make in (PyCounterFiles, cffi[3]):
+        _write(str(port / "counters/symbol_error"), "2\n")
+        _write(str(port / "rate"), "200 Gb/sec (4X HDR)\n")
+        reader = make(errors, texts)
+        first = reader.read_tier()
+        assert first == ((b"InfiniBand\n", b"5: LinkUp\n", b"200 Gb/sec (4X HDR)\n"), (2, 0))
+        assert reader.read_tier() is first
+        _write(str(port / "counters/symbol_error"), "9\n")
+        second = reader.read_tier()
+        assert second == (first[0], (9, 0)) and second[0] is first[0] and second[1] is not first[1]
+        _put(str(port / "rate"), "400 Gb/sec (4X NDR)\n")
+        third = reader.read_tier()
+        assert third[0][2] == b"400 Gb/sec (4X NDR)\n" and third[1] is second[1] and third[0] is not second[0]
+        assert reader.read() == [9, 0] and reader.read_tier() is third
+        del reader
 
 
 def test_backend_follows_the_native_setting(cffi, monkeypatch):

@@ -5,8 +5,9 @@ rate, link layer and error counters every SLOW_SECONDS (and whenever the state c
 PMA counter read may cost the HCA a management datagram; the driver's hw_counters (dozens per mlx5
 port) every HW_SECONDS. Ports take these reads in turn, and are found again every RESCAN_SECONDS.
 Every file is kept open once read (the slow tiers' too: an open and close cost more than the read); the
-per-tick files of all ports are read, parsed and rated in one call, and a port's slow-tier counters in one
-(`infiniband_ports`: the C helper or its Python twin).
+per-tick files of all ports are read, parsed and rated in one call, a port's slow-tier texts and error counters in
+one, its hw_counters in one (`infiniband_ports`: the C helper or its Python twin). A slow tier that reads as it did
+the last time keeps what was made of it (parsed texts, error record, hw_counters), so an idle port's costs no parse.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .._sysfs import KeptAttribute, KeptFile, list_dir
+from .._sysfs import list_dir
 from ..errors import Unavailable
 from ..model import HwCounter, InfinibandErrors, InfinibandPort, InfinibandSample
 from . import infiniband_files as ib
 from .base import Partial
 from .infiniband_backend import ports_backend
 from .infiniband_efa import hw_data_files
-from .infiniband_ports import DATA, CounterFiles, PortsBackend, PortSpec, parsed
+from .infiniband_ports import DATA, CounterFiles, PortsBackend, PortSpec, Tier, parsed
 
 SLOW_SECONDS = 5.0
 HW_SECONDS = 30.0
@@ -51,10 +52,11 @@ _SLOW_TEXTS = ("link_layer", "phys_state", "rate")
 T = TypeVar("T")
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Slow:
-    """What a port reports on the slow tier."""
+    """What a port reports on the slow tier, and the read of its files it was made of (None: not read yet)."""
 
+    read: Tier | None = None
     link_layer: str | None = None
     physical_state: str | None = None
     rate: float | None = None
@@ -71,11 +73,11 @@ class PortFiles:
     data: tuple[str, ...]  # the data counters' paths, in DATA order
     hw_names: tuple[str, ...]  # the driver's names of its hw_counters
     hw_counters: CounterFiles  # those files, in that order
-    slow_files: tuple[KeptFile, ...]  # _SLOW_TEXTS' files
-    error_files: CounterFiles  # the ERROR_FILES, in order
+    slow_files: CounterFiles  # _SLOW_TEXTS' files, then the ERROR_FILES, in order
     slow: _Slow = field(default_factory=_Slow)
     slow_at: float | None = None
     hw_at: float | None = None
+    hw_read: Tier | None = None  # the hw_counters' read that hw_values were made of
     hw_values: tuple[HwCounter, ...] = ()
     slot: int = 0  # discovery order, which spreads the ports' slow reads over the period
     last_state: str | None = None
@@ -113,8 +115,8 @@ def discover(sys_root: str, known: Mapping[str, PortFiles] | None = None,
                 device=device, port=port, path=path, slot=len(found), words=efa is None,
                 data=efa or tuple(os.path.join(path, "counters", name) for name in DATA),
                 hw_names=hw_names, hw_counters=counters([os.path.join(path, "hw_counters", n) for n in hw_names]),
-                slow_files=tuple(KeptAttribute(os.path.join(path, name)) for name in _SLOW_TEXTS),
-                error_files=counters([os.path.join(path, "counters", file) for _, file in ERROR_FILES]),
+                slow_files=counters([os.path.join(path, "counters", file) for _, file in ERROR_FILES],
+                                    [os.path.join(path, name) for name in _SLOW_TEXTS]),
             ))
     return tuple(found)
 
@@ -176,7 +178,8 @@ def _port(files: PortFiles, state: str | None, values: _Four[int | None], rates:
         files.slow, files.slow_at = _read_slow(files), now - stagger
     if files.hw_at is None or now - files.hw_at >= HW_SECONDS:
         stagger = files.slot % SPREAD * HW_SECONDS / SPREAD if files.hw_at is None else 0.0
-        files.hw_values, files.hw_at = _read_hw(files), now - stagger
+        _read_hw(files)
+        files.hw_at = now - stagger
     files.last_state = state
     slow = files.slow
     tx_bytes, rx_bytes, tx_packets, rx_packets = values
@@ -189,17 +192,28 @@ def _port(files: PortFiles, state: str | None, values: _Four[int | None], rates:
 
 
 def _read_slow(files: PortFiles) -> _Slow:
-    """The port's slow-tier files through their kept descriptors: three texts, and the error counters in one call."""
-    link_layer, phys_state, rate = (kept.read_page() for kept in files.slow_files)
-    return _Slow(
-        link_layer=parsed(link_layer, ib.parse_link_layer),
-        physical_state=parsed(phys_state, ib.parse_state),
-        rate=parsed(rate, ib.parse_rate),
-        errors=InfinibandErrors(*files.error_files.read()),
-    )
+    """The port's slow tier in one call (three texts, the error counters); what reads as before is kept as it was
+    made (the texts' parse, the error record), and the record itself when all of it does."""
+    slow = files.slow
+    read = files.slow_files.read_tier()
+    if read is slow.read:
+        return slow
+    texts, counters = read
+    if slow.read is not None and texts is slow.read[0]:
+        link_layer, physical_state, rate = slow.link_layer, slow.physical_state, slow.rate
+    else:
+        link_layer = parsed(texts[0], ib.parse_link_layer)
+        physical_state = parsed(texts[1], ib.parse_state)
+        rate = parsed(texts[2], ib.parse_rate)
+    same_errors = slow.read is not None and counters is slow.read[1]
+    return _Slow(read, link_layer, physical_state, rate, slow.errors if same_errors else InfinibandErrors(*counters))
 
 
-def _read_hw(files: PortFiles) -> tuple[HwCounter, ...]:
-    """The port's hw_counters, each under the driver's name; one that cannot be read is left out."""
-    return tuple(HwCounter(name, value) for name, value in zip(files.hw_names, files.hw_counters.read(), strict=True)
-                 if value is not None)
+def _read_hw(files: PortFiles) -> None:
+    """The port's hw_counters, each under the driver's name (one that cannot be read is left out), made again only
+    when they read otherwise than the last time."""
+    read = files.hw_counters.read_tier()
+    if read is not files.hw_read:
+        files.hw_read = read
+        files.hw_values = tuple(HwCounter(name, value) for name, value in zip(files.hw_names, read[1], strict=True)
+                                if value is not None)

@@ -1,8 +1,8 @@
 """The reads of every InfiniBand port's counter files (per tick and slow tiers): their contract and backend choice.
 
 Two backends give identical results: the C helper (native/ibports.c, `infiniband_ports_cffi`), one call for
-every port's per-tick files and one for a port's slow-tier counters, and its Python twin (`infiniband_ports_py`),
-chosen by TRACKLAB_SYSMON_NATIVE as the hot path is (`infiniband_backend`).
+every port's per-tick files and one for a port's slow tier (its texts and error counters) or its hw_counters, and
+its Python twin (`infiniband_ports_py`), chosen by TRACKLAB_SYSMON_NATIVE as the hot path is (`infiniband_backend`).
 """
 
 from __future__ import annotations
@@ -49,18 +49,44 @@ class PortsMeter(Protocol):
     def read(self, now: float) -> PortsTick: ...
 
 
+# A tier's read: each text file's first page (None where it cannot be read), each counter (None where it cannot be
+# read or is not a counter), in the order given.
+Tier = tuple[tuple[bytes | None, ...], tuple[int | None, ...]]
+
+
 class CounterFiles(Protocol):
-    """Counter files kept open (a port's error counters, its hw_counters), read together."""
+    """One tier's files kept open and read together: counter files (a port's error counters, its hw_counters), after
+    the tier's text files where it has some (the slow tier's link_layer, phys_state and rate)."""
 
     def read(self) -> list[int | None]:
-        """Each file's counter, in the order given; None where it cannot be read or is not a counter."""
+        """Each counter file's counter, in the order given; None where it cannot be read or is not a counter."""
+
+    def read_tier(self) -> Tier:
+        """The texts and the counters. While they read as at the previous call, each of the two tuples is the very
+        one that call returned, and so is the pair when both do: whatever was made of them can be kept (by identity)."""
+
+
+class CounterFilesType(Protocol):
+    """A backend's CounterFiles, made from the counter files' paths and the texts' read before them."""
+
+    def __call__(self, paths: Sequence[str], texts: Sequence[str] = ()) -> CounterFiles: ...
 
 
 class PortsBackend(NamedTuple):
     """One backend's two readers."""
 
     meter: Callable[[], PortsMeter]
-    counters: Callable[[Sequence[str]], CounterFiles]  # called with the files' paths
+    counters: CounterFilesType
+
+
+def kept_tier(last: Tier | None, texts: tuple[bytes | None, ...], counters: tuple[int | None, ...]) -> Tier:
+    """A tier just read, where it reads as `last` did made of `last`'s own tuples (CounterFiles.read_tier's rule)."""
+    if last is None:
+        return texts, counters
+    same_texts, same_counters = texts == last[0], counters == last[1]
+    if same_texts and same_counters:
+        return last
+    return last[0] if same_texts else texts, last[1] if same_counters else counters
 
 
 def parsed(data: bytes | None, parse: Callable[[str], T]) -> T | None:

@@ -10,10 +10,11 @@ from typing import Any
 
 from .._sysfs import NOT_REGULAR, KeptAttribute
 from .._sysmon_cffi import ffi, lib  # ImportError when the extension was not built
-from .infiniband_ports import PortSpec, PortsTick, parse_problem, saturated, state_of, too_big
+from .infiniband_ports import PortSpec, PortsTick, Tier, parse_problem, saturated, state_of, too_big
 
 _FILES, _COUNTERS, _TEXT = lib.IB_FILES, lib.IB_COUNTERS, lib.IB_TEXT  # AttributeError: built before this piece
-_STATE = lib.IB_STATE
+_STATE, _PAGE = lib.IB_STATE, lib.IB_PAGE
+_TEXTS_CHANGED, _COUNTERS_CHANGED = lib.IB_TEXTS_CHANGED, lib.IB_COUNTERS_CHANGED
 
 
 class _Port:
@@ -100,20 +101,38 @@ class CffiPortsMeter:
 
 
 class CffiCounterFiles:
-    """`CounterFiles` in one C call: the files' descriptors are kept in C records, closed with this object."""
+    """`CounterFiles` in one C call: the files' descriptors are kept in C records, closed with this object; the C
+    arrays keep the last answer, and its tuples are rebuilt only for what the call says changed."""
 
-    def __init__(self, paths: Sequence[str]) -> None:
-        self._paths = [ffi.new("char[]", os.fsencode(path)) for path in paths]  # kept alive here
-        self._size = len(paths)
+    def __init__(self, paths: Sequence[str], texts: Sequence[str] = ()) -> None:
+        self._paths = [ffi.new("char[]", os.fsencode(path)) for path in (*texts, *paths)]  # kept alive here
+        self._size, self._texts = len(self._paths), len(texts)
         self._files = ffi.new("ib_file[]", [(path, -1) for path in self._paths])
-        self._values, self._known = ffi.new("uint64_t[]", self._size), ffi.new("uint8_t[]", self._size)
+        self._values, self._known = ffi.new("uint64_t[]", len(paths)), ffi.new("uint8_t[]", len(paths))
+        self._length, self._text = ffi.new("int32_t[]", len(texts)), ffi.new("char[]", len(texts) * _PAGE)
+        self._last: Tier | None = None
 
     def read(self) -> list[int | None]:
-        unknown = lib.ib_read_counters(self._files, self._size, self._values, self._known)
-        values: list[int | None] = ffi.unpack(self._values, self._size)
-        if unknown:
-            values = [v if k else None for v, k in zip(values, ffi.unpack(self._known, self._size), strict=True)]
-        return values
+        return list(self.read_tier()[1])
+
+    def read_tier(self) -> Tier:
+        changed = lib.ib_read_tier(self._files, self._texts, self._size, self._length, self._text, self._values,
+                                   self._known)
+        last = self._last
+        if last is None or changed:
+            last = (self._text_tuple() if last is None or changed & _TEXTS_CHANGED else last[0],
+                    self._counter_tuple() if last is None or changed & _COUNTERS_CHANGED else last[1])
+            self._last = last
+        return last
+
+    def _text_tuple(self) -> tuple[bytes | None, ...]:
+        return tuple(ffi.unpack(self._text + i * _PAGE, got) if got >= 0 else None
+                     for i, got in enumerate(ffi.unpack(self._length, self._texts)))
+
+    def _counter_tuple(self) -> tuple[int | None, ...]:
+        values: list[int] = ffi.unpack(self._values, self._size - self._texts)
+        known: list[int] = ffi.unpack(self._known, self._size - self._texts)
+        return tuple(v if k else None for v, k in zip(values, known, strict=True))
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # interpreter shutdown: lib may already be gone

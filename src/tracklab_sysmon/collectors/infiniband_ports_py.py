@@ -8,7 +8,7 @@ from .._sysfs import KeptAttribute
 from ..errors import ParseError
 from ..rates import CounterRates, rounded
 from . import infiniband_files as ib
-from .infiniband_ports import PortSpec, PortsTick, parsed, saturated, state_of, too_big
+from .infiniband_ports import PortSpec, PortsTick, Tier, kept_tier, parsed, saturated, state_of, too_big
 
 
 class _Port:
@@ -63,13 +63,21 @@ class PyPortsMeter:
 
 
 class PyCounterFiles:
-    """`CounterFiles` in Python: each file through its KeptAttribute, one page, parsed by parse_counter."""
+    """`CounterFiles` in Python: each file through its KeptAttribute, one page; the counters parsed by parse_counter."""
 
-    def __init__(self, paths: Sequence[str]) -> None:
+    def __init__(self, paths: Sequence[str], texts: Sequence[str] = ()) -> None:
+        self._texts = tuple(KeptAttribute(path) for path in texts)
         self._files = tuple(KeptAttribute(path) for path in paths)
+        self._last: Tier | None = None
 
     def read(self) -> list[int | None]:
-        return [parsed(kept.read_page(), ib.parse_counter) for kept in self._files]
+        return list(self.read_tier()[1])
+
+    def read_tier(self) -> Tier:
+        texts = tuple(kept.read_page() for kept in self._texts)
+        counters = tuple(parsed(kept.read_page(), ib.parse_counter) for kept in self._files)
+        self._last = kept_tier(self._last, texts, counters)
+        return self._last
 
 
 def _counter(kept: KeptAttribute, unreadable: list[str]) -> int | None:
