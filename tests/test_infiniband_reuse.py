@@ -6,9 +6,9 @@ import pathlib
 import shutil
 
 import pytest
-from conftest import FIXTURES, native_module
+from conftest import FIXTURES, native_module, open_under
 
-from tracklab_sysmon.collectors.infiniband import HW_SECONDS, SLOW_SECONDS, InfinibandCollector
+from tracklab_sysmon.collectors.infiniband import HW_SECONDS, RESCAN_SECONDS, SLOW_SECONDS, InfinibandCollector
 from tracklab_sysmon.collectors.infiniband_ports import PortsBackend
 from tracklab_sysmon.collectors.infiniband_ports_py import PyCounterFiles, PyPortsMeter
 from tracklab_sysmon.model import InfinibandErrors
@@ -101,3 +101,21 @@ def test_changed_hw_counters_are_new_records_and_unchanged_ones_are_kept(root, b
     assert dict((c.name, c.value) for c in port.hw_counters)["out_of_buffer"] == 18
     assert port.hw_counters != first.hw_counters and len(port.hw_counters) == len(first.hw_counters) == 7
     assert collector.collect(100.0 + 2 * HW_SECONDS).ports[0].hw_counters is port.hw_counters
+
+
+def test_a_rescan_that_finds_the_same_ports_leaves_the_meter_alone(root, backend):
+    """The usual rescan finds the very ports it knew: the meter keeps its ports as set. One port swapped for another
+    at the same count is a change: the new port is read from that rescan on, the one gone is closed."""
+    collector = InfinibandCollector(str(root), backend)
+    collector.collect(100.0)
+    meter_ports = collector._meter._ports
+    collector.collect(100.0 + RESCAN_SECONDS)
+    assert collector._meter._ports is meter_ports
+    del meter_ports  # it would keep the gone port's per-tick files open
+    shutil.rmtree(root / "class/infiniband/mlx5_1")
+    shutil.copytree(root / "class/infiniband/mlx5_0", root / "class/infiniband/mlx5_5")
+    (root / "class/infiniband/mlx5_5/ports/1/counters/port_xmit_data").write_text("7\n")
+    ports = collector.collect(100.0 + 2 * RESCAN_SECONDS).ports
+    assert [(p.device, p.tx_bytes) for p in ports] == [("mlx5_0", 10_000_000_000), ("mlx5_2", 3_000_000),
+                                                       ("mlx5_5", 28)]
+    assert not [path for path in open_under(root) if "/mlx5_1/" in path]
