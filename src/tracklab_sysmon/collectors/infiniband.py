@@ -7,7 +7,8 @@ port) every HW_SECONDS. Ports take these reads in turn, and are found again ever
 Every file is kept open once read (the slow tiers' too: an open and close cost more than the read); the
 per-tick files of all ports are read, parsed and rated in one call, a port's slow-tier texts and error counters in
 one, its hw_counters in one (`infiniband_ports`: the C helper or its Python twin). A slow tier that reads as it did
-the last time keeps what was made of it (parsed texts, error record, hw_counters), so an idle port's costs no parse.
+the last time keeps what was made of it (parsed texts, error record, hw_counters): the usual slow read parses
+nothing and makes no record.
 """
 
 from __future__ import annotations

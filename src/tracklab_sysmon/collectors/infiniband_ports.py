@@ -67,7 +67,7 @@ class CounterFiles(Protocol):
 
 
 class CounterFilesType(Protocol):
-    """A backend's CounterFiles, made from the counter files' paths and the texts' read before them."""
+    """A backend's CounterFiles, made from the counter files' paths and those of the texts read before them."""
 
     def __call__(self, paths: Sequence[str], texts: Sequence[str] = ()) -> CounterFiles: ...
 
