@@ -63,7 +63,7 @@ test-native-sanitize: system-deps ## Run the C helper's own tests (counters, pro
 	$${CC:-cc} $(SANITIZE_FLAGS) -Wall -Wextra -Inative native/ibports.c native/test_ibports.c -lm -o build/test_ibports-sanitize
 	build/test_ibports-sanitize tests/fixtures/*/sys/class/infiniband/*/ports/*
 	$${CC:-cc} $(SANITIZE_FLAGS) -Wall -Wextra -Inative native/sysints.c native/test_sysints.c -o build/test_sysints-sanitize
-	build/test_sysints-sanitize $$(find tests/fixtures/*/sys -path '*drm*' -type f)
+	build/test_sysints-sanitize $$(find tests/fixtures/*/sys -path '*drm*' -type f) tests/fixtures/*/proc/*/fdinfo/*
 
 $(VENV)/.installed-lint: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[lint,fastapi]'  # mypy reads the relay against FastAPI's own types

@@ -159,3 +159,115 @@ size_t si_read(si_files *f, const uint8_t *want, int64_t *values, uint8_t *state
     }
     return other;
 }
+
+struct si_attr {
+    char *path;
+    int fd;       /* -1: closed */
+    int readable; /* the last read: -1 none yet, 0 failed, 1 its bytes are in text */
+    char *text;
+    size_t len, capacity;
+};
+
+si_attr *si_attr_open(const char *path)
+{
+    si_attr *a = calloc(1, sizeof *a);
+    if (a == NULL)
+        return NULL;
+    a->fd = -1;
+    a->readable = -1;
+    if ((a->path = strdup(path)) == NULL) {
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void si_attr_close(si_attr *a)
+{
+    if (a == NULL)
+        return;
+    if (a->fd >= 0)
+        close(a->fd);
+    free(a->path);
+    free(a->text);
+    free(a);
+}
+
+/* One read as KeptAttribute.read makes it, into page (SI_CHUNK bytes): the bytes read, or -1. */
+static ssize_t attr_read(si_attr *a, char *page)
+{
+    struct stat st;
+    if (a->fd >= 0 && (fstat(a->fd, &st) != 0 || st.st_nlink == 0)) {
+        close(a->fd); /* deleted or renamed over: open the path again */
+        a->fd = -1;
+    }
+    if (a->fd < 0) {
+        int fd = kept_open_path(a->path, -EINVAL, &st);
+        if (fd < 0)
+            return -1;
+        a->fd = fd;
+    }
+    ssize_t got;
+    do
+        got = pread(a->fd, page, SI_CHUNK, 0);
+    while (got < 0 && errno == EINTR);
+    if (got < 0) {
+        close(a->fd); /* the next read opens the path again */
+        a->fd = -1;
+    }
+    return got;
+}
+
+size_t si_attr_read(si_attr *const *files, size_t n, uint8_t *states)
+{
+    char *page = n ? malloc(SI_CHUNK) : NULL;
+    if (n && page == NULL)
+        return (size_t)-1;
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        si_attr *a = files[i];
+        ssize_t got = attr_read(a, page);
+        if (got < 0) {
+            a->readable = 0;
+            a->len = 0;
+            states[i] = SI_UNREADABLE;
+            count++;
+            continue;
+        }
+        size_t len = (size_t)got;
+        if (a->readable == 1 && len == a->len && memcmp(page, a->text, len) == 0) {
+            states[i] = SI_SAME;
+            continue;
+        }
+        if (len > a->capacity || a->text == NULL) {
+            char *grown = realloc(a->text, len ? len : 1);
+            if (grown == NULL) { /* every text is forgotten: the caller saw none of this call's changes */
+                for (size_t j = 0; j < n; j++) {
+                    files[j]->readable = -1;
+                    files[j]->len = 0;
+                }
+                free(page);
+                return (size_t)-1;
+            }
+            a->text = grown;
+            a->capacity = len ? len : 1;
+        }
+        memcpy(a->text, page, len);
+        a->len = len;
+        a->readable = 1;
+        states[i] = SI_CHANGED;
+        count++;
+    }
+    free(page);
+    return count;
+}
+
+const char *si_attr_text(const si_attr *a, size_t *len)
+{
+    if (a->readable != 1) {
+        *len = 0;
+        return NULL;
+    }
+    *len = a->len;
+    return a->text;
+}

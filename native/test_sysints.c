@@ -1,12 +1,16 @@
 /* The sysfs integer reader under ASan/UBSan: int()'s rules on fixed texts, every file named on the command line
- * read twice (skipped, then read), and a file replaced, deleted and made again in a temporary folder. */
+ * read twice (skipped, then read), and a file replaced, deleted and made again in a temporary folder; the kept
+ * texts (si_attr) on the same files, on a file changed, renamed over, deleted, made again, grown past a read, a
+ * FIFO, and this process's own fdinfo until its fd is closed. */
 #define _GNU_SOURCE
 #include "sysints.h"
 #include "test_check.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void parse_cases(void)
@@ -122,11 +126,118 @@ static void replaced(void)
     si_close(none);
 }
 
+/* si_attr_read of one file: its state, and its text as C now holds it in text (NUL-terminated, at most size). */
+static int attr_state(si_attr *a, char *text, size_t size)
+{
+    uint8_t state = 99;
+    size_t count = si_attr_read(&a, 1, &state);
+    CHECK(count == (state != SI_SAME), "the count is the files not the same: %zu, state %d", count, state);
+    size_t len = 0;
+    const char *held = si_attr_text(a, &len);
+    CHECK((held == NULL) == (state == SI_UNREADABLE), "a text unless unreadable (state %d)", state);
+    CHECK(held != NULL || len == 0, "no text, no length");
+    size_t n = len < size - 1 ? len : size - 1;
+    memcpy(text, held ? held : "", n);
+    text[n] = '\0';
+    return state;
+}
+
+static void attr_files(int n, char **paths)
+{
+    si_attr **files = calloc((size_t)n + 1, sizeof *files);
+    uint8_t *states = calloc((size_t)n + 1, 1);
+    for (int i = 0; i < n; i++)
+        files[i] = si_attr_open(paths[i]);
+    size_t changed = si_attr_read(files, (size_t)n, states);
+    CHECK(changed == (size_t)n, "first read: every file changed or unreadable (%zu of %d)", changed, n);
+    for (int i = 0; i < n; i++)
+        CHECK(states[i] == SI_CHANGED || states[i] == SI_UNREADABLE, "%s: state %d", paths[i], states[i]);
+    size_t unreadable = 0;
+    for (int i = 0; i < n; i++)
+        unreadable += states[i] == SI_UNREADABLE;
+    changed = si_attr_read(files, (size_t)n, states);
+    CHECK(changed == unreadable, "read again: only the unreadable ones (%zu, not %zu)", changed, unreadable);
+    for (int i = 0; i < n; i++)
+        si_attr_close(files[i]);
+    CHECK(si_attr_read(files, 0, states) == 0, "no files");
+    free(files);
+    free(states);
+}
+
+static void attrs(void)
+{
+    char dir[] = "/tmp/test_sysints.XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    char path[64], other[64], fifo[64], text[64];
+    snprintf(path, sizeof path, "%s/9", dir);
+    snprintf(other, sizeof other, "%s/new", dir);
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    si_attr *a = si_attr_open(path);
+    size_t len = 7;
+    CHECK(si_attr_text(a, &len) == NULL && len == 0, "no text before a read");
+    CHECK(attr_state(a, text, sizeof text) == SI_UNREADABLE, "missing");
+    CHECK(attr_state(a, text, sizeof text) == SI_UNREADABLE, "missing: every read tells it");
+    write_file(path, "");
+    CHECK(attr_state(a, text, sizeof text) == SI_CHANGED && text[0] == '\0', "made, empty: changed");
+    CHECK(attr_state(a, text, sizeof text) == SI_SAME, "empty again: the same");
+    write_file(path, "one");
+    CHECK(attr_state(a, text, sizeof text) == SI_CHANGED && strcmp(text, "one") == 0, "written: %s", text);
+    CHECK(attr_state(a, text, sizeof text) == SI_SAME && strcmp(text, "one") == 0, "the same: %s", text);
+    write_file(path, "two");
+    CHECK(attr_state(a, text, sizeof text) == SI_CHANGED && strcmp(text, "two") == 0, "same length: %s", text);
+    write_file(other, "three");
+    rename(other, path);
+    CHECK(attr_state(a, text, sizeof text) == SI_CHANGED && strcmp(text, "three") == 0, "renamed over: %s", text);
+    write_file(other, "three");
+    rename(other, path);
+    CHECK(attr_state(a, text, sizeof text) == SI_SAME, "renamed over by the same bytes: the same");
+    unlink(path);
+    CHECK(attr_state(a, text, sizeof text) == SI_UNREADABLE, "deleted");
+    write_file(path, "three");
+    CHECK(attr_state(a, text, sizeof text) == SI_CHANGED && strcmp(text, "three") == 0, "made again: %s", text);
+    char *big = malloc(SI_CHUNK + 2);
+    memset(big, 'x', SI_CHUNK + 1);
+    big[SI_CHUNK + 1] = '\0';
+    write_file(path, big);
+    CHECK(attr_state(a, text, sizeof text) == SI_CHANGED, "grown");
+    CHECK(si_attr_text(a, &len) != NULL && len == SI_CHUNK, "one read of SI_CHUNK bytes: %zu", len);
+    big[SI_CHUNK] = 'y'; /* past what is read: not seen */
+    write_file(path, big);
+    CHECK(attr_state(a, text, sizeof text) == SI_SAME, "a change past the read");
+    free(big);
+    unlink(path);
+    si_attr_close(a);
+    si_attr_close(NULL);
+
+    CHECK(mkfifo(fifo, 0600) == 0, "mkfifo");
+    si_attr *pipe = si_attr_open(fifo);
+    CHECK(attr_state(pipe, text, sizeof text) == SI_UNREADABLE, "a FIFO is not read (nor waited on)");
+    si_attr_close(pipe);
+    unlink(fifo);
+
+    write_file(path, "");
+    int fd = open(path, O_RDWR);
+    char self[64];
+    snprintf(self, sizeof self, "/proc/self/fdinfo/%d", fd);
+    si_attr *mine = si_attr_open(self);
+    CHECK(attr_state(mine, text, sizeof text) == SI_CHANGED && strncmp(text, "pos:\t0\n", 7) == 0, "%s", text);
+    CHECK(attr_state(mine, text, sizeof text) == SI_SAME, "its fd as it was");
+    CHECK(write(fd, "abc", 3) == 3, "write");
+    CHECK(attr_state(mine, text, sizeof text) == SI_CHANGED && strncmp(text, "pos:\t3\n", 7) == 0, "%s", text);
+    close(fd);
+    CHECK(attr_state(mine, text, sizeof text) == SI_UNREADABLE, "its fd closed");
+    si_attr_close(mine);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     parse_cases();
     read_files(argc - 1, argv + 1);
     replaced();
+    attr_files(argc - 1, argv + 1);
+    attrs();
     printf("test_sysints: %d passed, %d failed\n", passed, failed);
     return failed != 0;
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import subprocess
 
 import pytest
 from conftest import FIXTURES, native_module
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from tracklab_sysmon.collectors import sysfs_ints
 from tracklab_sysmon.collectors.intel_cards import RECHECK, CardFiles, CardReader, discover, intel_slots
-from tracklab_sysmon.collectors.sysfs_ints import PyIntFiles, PyTextFiles
+from tracklab_sysmon.collectors.sysfs_ints import PyIntFiles, PyKeptTexts, PyTextFiles
 
 INTEL_TREES = sorted(path for path in FIXTURES.glob("*/sys") if intel_slots(str(path)))
 
@@ -193,3 +194,132 @@ def test_any_bytes_read_as_the_same_text(cffi_texts, tmp_path_factory, data):
         (folder / str(n)).write_bytes(raw)
         paths.append(str(folder / str(n)))
     assert cffi_texts(paths, 1).read() == PyTextFiles(paths, 1).read()
+
+
+# ---------------------------------------------------------------- kept texts (a DRM client's fdinfo, ClientWalk)
+
+
+@pytest.fixture(scope="module")
+def cffi_kept():
+    native_module()
+    from tracklab_sysmon.collectors import sysfs_ints_cffi
+
+    return sysfs_ints_cffi.CffiKeptTexts
+
+
+def test_the_kept_texts_backend_follows_the_mode():
+    assert sysfs_ints.select_kept_texts("off") == (PyKeptTexts, "python")
+
+
+def _rename_over(path: pathlib.Path, data: bytes) -> None:
+    new = path.with_name("new")
+    new.write_bytes(data)
+    os.rename(new, path)
+
+
+def test_kept_texts_tell_each_change_once_as_the_twin_does(cffi_kept, tmp_path):
+    """Written, the same length rewritten, renamed over, undecodable, longer than a read, deleted, made again; members
+    kept on keep their last text across a new set; both backends tell the same changes at every step."""
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    a.write_text("one")
+    readers = [cffi_kept(), PyKeptTexts()]
+    for reader in readers:
+        reader.keep({"a": str(a), "b": str(b)})
+    steps = [
+        (lambda: None, {"a": "one", "b": None}),  # the first read tells every member; b is missing
+        (lambda: None, {"b": None}),  # a unchanged; b still missing, told every read
+        (lambda: b.write_text("x"), {"b": "x"}),
+        (lambda: None, {}),
+        (lambda: a.write_text("two"), {"a": "two"}),  # the same length: the bytes are compared
+        (lambda: _rename_over(a, b"three"), {"a": "three"}),
+        (lambda: _rename_over(a, b"three"), {}),  # another file, the same bytes
+        (lambda: a.write_bytes(b"\xff"), {"a": "\ufffd"}),
+        (lambda: a.write_bytes(b"\xfe"), {"a": "\ufffd"}),  # other bytes, the same text: told (the caller compares)
+        (lambda: a.write_text("x" * 70000), {"a": "x" * 65536}),  # one read of 64 KiB
+        (lambda: a.write_text("x" * 65536 + "y"), {}),  # a change past the read is not seen
+        (a.unlink, {"a": None}),
+        (lambda: a.write_text("three"), {"a": "three"}),  # made again: told although its last text was this
+    ]
+    for n, (step, expected) in enumerate(steps):
+        step()
+        assert [reader.read() for reader in readers] == [expected, expected], n
+        expected_text = None if n == 11 else a.read_bytes()[:65536].decode("utf-8", "replace")
+        assert readers[0].text("a") == readers[1].text("a") == expected_text, n
+    for reader in readers:
+        assert reader.text("a") == "three" and reader.text("b") == "x" and reader.text("c") is None
+        reader.keep({"c": str(c), "b": str(b)})  # a closed; b kept on with its text; c new
+        assert list(reader.members()) == ["c", "b"] and reader.text("a") is None and reader.text("b") == "x"
+    c.write_text("sea")
+    assert [reader.read() for reader in readers] == [{"c": "sea"}] * 2
+    for reader in readers:
+        reader.drop("b")
+        reader.drop("b")  # no member: nothing
+        assert list(reader.members()) == ["c"] and reader.text("b") is None
+    b.write_text("changed, but no member")
+    assert [reader.read() for reader in readers] == [{}, {}]
+    for reader in readers:
+        reader.keep({})
+        assert list(reader.members()) == [] and reader.read() == {}
+
+
+def test_kept_texts_of_a_live_process_follow_its_fd_until_it_exits(cffi_kept, tmp_path):
+    """On a live /proc: this process's fd as it moves, as another file is put in its place (dup2), until it is
+    closed; a child's fd until the child exits."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_text("")
+    second.write_text("")
+    fd = os.open(first, os.O_RDWR)
+    child = subprocess.Popen(["sleep", "60"], stdin=subprocess.DEVNULL)
+    try:
+        paths = {"mine": f"/proc/{os.getpid()}/fdinfo/{fd}", "child": f"/proc/{child.pid}/fdinfo/0"}
+        readers = [cffi_kept(), PyKeptTexts()]
+        for reader in readers:
+            reader.keep(paths)
+        told = [reader.read() for reader in readers]
+        assert told[0] == told[1] and sorted(told[0]) == ["child", "mine"]
+        assert (told[0]["mine"] or "").startswith("pos:\t0\n") and (told[0]["child"] or "").startswith("pos:\t0\n")
+        assert [reader.read() for reader in readers] == [{}, {}]
+        os.write(fd, b"abc")
+        told = [reader.read() for reader in readers]
+        assert told[0] == told[1] and list(told[0]) == ["mine"] and (told[0]["mine"] or "").startswith("pos:\t3\n")
+        other = os.open(second, os.O_RDONLY)
+        os.dup2(other, fd)  # the fd now names another file: its position and inode
+        os.close(other)
+        told = [reader.read() for reader in readers]
+        assert told[0] == told[1] and list(told[0]) == ["mine"] and (told[0]["mine"] or "").startswith("pos:\t0\n")
+        assert f"ino:\t{os.stat(second).st_ino}\n" in (told[0]["mine"] or "")
+        child.kill()
+        child.wait()
+        assert [reader.read() for reader in readers] == [{"child": None}] * 2
+    finally:
+        os.close(fd)
+        child.kill()
+        child.wait()
+    assert [reader.read() for reader in readers] == [{"mine": None, "child": None}] * 2
+
+
+def test_kept_texts_refuse_a_fifo_without_waiting(cffi_kept, tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    for reader in (cffi_kept(), PyKeptTexts()):
+        reader.keep({0: str(tmp_path / "fifo")})
+        assert reader.read() == {0: None} and reader.text(0) is None
+
+
+@settings(max_examples=150)
+@given(steps=st.lists(st.tuples(st.integers(0, 2), st.one_of(st.none(), st.binary(max_size=12))), min_size=1,
+                      max_size=12))
+def test_any_writes_to_kept_texts_are_told_alike(cffi_kept, tmp_path_factory, steps):
+    """Three files written with any bytes (or deleted) between reads: both backends tell the same changes."""
+    folder = tmp_path_factory.mktemp("kept")
+    paths = {n: folder / str(n) for n in range(3)}
+    readers = [cffi_kept(), PyKeptTexts()]
+    for reader in readers:
+        reader.keep({n: str(path) for n, path in paths.items()})
+    for n, data in steps:
+        if data is None:
+            paths[n].unlink(missing_ok=True)
+        else:
+            paths[n].write_bytes(data)
+        told = [reader.read() for reader in readers]
+        assert told[0] == told[1]
+        assert [readers[0].text(k) for k in paths] == [readers[1].text(k) for k in paths]

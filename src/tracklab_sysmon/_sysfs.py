@@ -87,6 +87,13 @@ class KeptFile:
     def read_or_raise(self) -> str:
         return self._bytes(-1 if self._whole else _CHUNK).decode("utf-8", "replace")
 
+    def read_bytes(self) -> bytes | None:
+        """The bytes `read` decodes, or None where it gives None."""
+        try:
+            return self._bytes(-1 if self._whole else _CHUNK)
+        except OSError:
+            return None
+
     def read_page_or_raise(self) -> bytes:
         """The file's first page (a sysfs attribute whole: one pread) as bytes; the same rules as `read_or_raise`."""
         return self._bytes(_PAGE)

@@ -1,13 +1,14 @@
-"""One-value sysfs files (integers, short texts) read each tick through kept descriptors: in one C call where built."""
+"""Files read each tick through kept descriptors, in one C call where built: one-value sysfs files (integers, short
+texts) and kept texts told only when they changed (a DRM client's fdinfo)."""
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Hashable, KeysView, Mapping, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
-from .._sysfs import KeptFile
+from .._sysfs import KeptAttribute, KeptFile
 from ..hotpath import ENV_VAR, native_or_python
 
 
@@ -21,6 +22,81 @@ class TextFiles(Protocol):
     """Files fixed at creation, read together: each one's first page decoded (UTF-8, errors replaced), or None."""
 
     def read(self) -> list[str | None]: ...
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+class KeptTexts(Protocol[K]):
+    """Files read together as `KeptAttribute.read` reads each (fstat()ed, reopened once it has no link left; one
+    pread of 64 KiB), kept by key in the order they came: a read tells only those whose bytes changed."""
+
+    def members(self) -> KeysView[K]:
+        """The members, in the order they were kept."""
+        ...
+
+    def keep(self, paths: Mapping[K, str]) -> None:
+        """These members from now on, in this order: a key kept on keeps its descriptor and last text (its path is
+        the one it had); the others are closed."""
+        ...
+
+    def drop(self, key: K) -> None:
+        """Closes a member (nothing for a key that is none)."""
+        ...
+
+    def read(self) -> dict[K, str | None]:
+        """Reads every member: those whose bytes differ from their last read (every one on its first read, or
+        after one that failed) with their text, decoded (UTF-8, errors replaced); None for each that could not
+        be read. {} while nothing changed."""
+        ...
+
+    def text(self, key: K) -> str | None:
+        """The member's text as last read; None before a read, after one that failed, or for no member."""
+        ...
+
+
+class PyKeptTexts(Generic[K]):
+    """`KeptTexts` through one KeptAttribute per member, its bytes compared with the last ones: the C reader's twin."""
+
+    def __init__(self) -> None:
+        self._files: dict[K, KeptAttribute] = {}
+        self._bytes: dict[K, bytes] = {}  # the last bytes of members whose last read succeeded
+        self._texts: dict[K, str] = {}
+
+    def members(self) -> KeysView[K]:
+        return self._files.keys()
+
+    def keep(self, paths: Mapping[K, str]) -> None:
+        old, self._files = self._files, {}
+        for key, path in paths.items():
+            self._files[key] = old.pop(key) if key in old else KeptAttribute(path)
+        for gone in old.values():
+            gone.close()
+        self._bytes = {key: data for key, data in self._bytes.items() if key in self._files}
+        self._texts = {key: text for key, text in self._texts.items() if key in self._files}
+
+    def drop(self, key: K) -> None:
+        gone = self._files.pop(key, None)
+        if gone is not None:
+            gone.close()
+        self._bytes.pop(key, None)
+        self._texts.pop(key, None)
+
+    def read(self) -> dict[K, str | None]:
+        changed: dict[K, str | None] = {}
+        for key, kept in self._files.items():
+            data = kept.read_bytes()
+            if data is None:
+                self._bytes.pop(key, None)
+                self._texts.pop(key, None)
+                changed[key] = None
+            elif data != self._bytes.get(key):
+                self._bytes[key] = data
+                changed[key] = self._texts[key] = data.decode("utf-8", "replace")
+        return changed
+
+    def text(self, key: K) -> str | None:
+        return self._texts.get(key)
 
 
 class PyIntFiles:
@@ -71,3 +147,24 @@ def new_int_files(paths: Sequence[str], recheck_every: int = 1) -> IntFiles:
 def new_text_files(paths: Sequence[str], recheck_every: int = 1) -> TextFiles:
     """A text reader of `paths` of the chosen backend (chosen on the first call)."""
     return _chosen()[1](paths, recheck_every)
+
+
+def select_kept_texts(mode: str) -> tuple[Callable[[], KeptTexts[Any]], str]:
+    """The kept texts' class for one TRACKLAB_SYSMON_NATIVE value and its backend name: the C reader
+    (native/sysints.c, si_attr_read) where the helper was built, else `PyKeptTexts`."""
+
+    def load() -> Callable[[], KeptTexts[Any]]:
+        from .sysfs_ints_cffi import CffiKeptTexts
+        return CffiKeptTexts
+
+    return native_or_python(mode, "kept text reader", load, PyKeptTexts)
+
+
+@functools.cache
+def _chosen_kept_texts() -> Callable[[], KeptTexts[Any]]:
+    return select_kept_texts(os.environ.get(ENV_VAR, "auto"))[0]
+
+
+def new_kept_texts() -> KeptTexts[Any]:
+    """Kept texts of the chosen backend (chosen on the first call), with no member yet."""
+    return _chosen_kept_texts()()

@@ -1,14 +1,15 @@
-"""One-value sysfs files read in one C call (native/sysints.c): what `sysfs_ints.PyIntFiles`/`PyTextFiles` give."""
+"""Kept files read in one C call (native/sysints.c): what `sysfs_ints.PyIntFiles`/`PyTextFiles`/`PyKeptTexts` give."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Hashable, KeysView, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 from .._sysmon_cffi import ffi, lib  # ImportError when the extension was not built
 
 _INT, _DEFER, _PAGE = lib.SI_INT, lib.SI_DEFER, lib.SI_PAGE  # AttributeError from an extension built before it
+_UNREADABLE = lib.SI_UNREADABLE
 _NO_MEMORY = int(ffi.cast("size_t", -1))
 
 
@@ -76,3 +77,75 @@ class CffiTextFiles:
                     texts[i] = None if text == ffi.NULL else ffi.unpack(text, self._length[0]).decode(
                         "utf-8", "replace")
         return self._texts
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+class CffiKeptTexts(Generic[K]):
+    """`PyKeptTexts` in one call: each member's descriptor and last bytes kept in C, which tells the members whose
+    bytes changed; only those are decoded."""
+
+    def __init__(self) -> None:
+        self._files: dict[K, Any] = {}  # key -> its si_attr (closed when released or collected)
+        self._texts: dict[K, str] = {}
+        self._length = ffi.new("size_t *")
+        self._arrays()
+
+    def _arrays(self) -> None:
+        """The members as C reads them: rebuilt when they change (a walk, a client gone), not per read."""
+        self._order = list(self._files.items())
+        self._array = ffi.new("si_attr *[]", [file for _, file in self._order])
+        self._states = ffi.new("uint8_t[]", len(self._order))
+
+    def members(self) -> KeysView[K]:
+        return self._files.keys()
+
+    def keep(self, paths: Mapping[K, str]) -> None:
+        old, files = self._files, {}
+        try:
+            for key, path in paths.items():
+                if key in old:
+                    files[key] = old.pop(key)
+                    continue
+                file = lib.si_attr_open(os.fsencode(path))
+                if file == ffi.NULL:
+                    raise MemoryError("si_attr_open")
+                files[key] = ffi.gc(file, lib.si_attr_close)
+        finally:  # without memory part way: the members kept so far stay, the rest are closed
+            self._files = files
+            for gone in old.values():
+                ffi.release(gone)
+            self._texts = {key: text for key, text in self._texts.items() if key in files}
+            self._arrays()
+
+    def drop(self, key: K) -> None:
+        gone = self._files.pop(key, None)
+        if gone is not None:
+            self._texts.pop(key, None)
+            self._arrays()  # before the release: the array never names a closed file
+            ffi.release(gone)
+
+    def read(self) -> dict[K, str | None]:
+        order, states = self._order, self._states
+        count = lib.si_attr_read(self._array, len(order), states)
+        if not count:
+            return {}
+        if count == _NO_MEMORY:
+            self._texts = {}  # C forgot every text: the next read tells each member anew
+            raise MemoryError("si_attr_read")
+        changed: dict[K, str | None] = {}
+        texts, length = self._texts, self._length
+        for (key, file), state in zip(order, ffi.unpack(states, len(order)), strict=True):
+            if not state:
+                continue
+            if state == _UNREADABLE:
+                texts.pop(key, None)
+                changed[key] = None
+            else:
+                data = lib.si_attr_text(file, length)
+                changed[key] = texts[key] = ffi.unpack(data, length[0]).decode("utf-8", "replace")
+        return changed
+
+    def text(self, key: K) -> str | None:
+        return self._texts.get(key)
