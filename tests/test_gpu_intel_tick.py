@@ -3,15 +3,20 @@ answers as when every client is parsed and every sample built afresh."""
 
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
+import subprocess
 
-from conftest import FIXTURES
+import pytest
+from conftest import FIXTURES, native_module
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_gpu_intel import as_wire, collector, set_value, tree
 
+from tracklab_sysmon.collectors import sysfs_ints
 from tracklab_sysmon.collectors.drm_clients import ClientWalk
+from tracklab_sysmon.collectors.drm_fdinfo import DrmClient
 from tracklab_sysmon.collectors.intel_cards import discover
 from tracklab_sysmon.collectors.intel_engines import EngineMeter
 
@@ -81,3 +86,115 @@ def test_engine_shares_are_those_of_parsing_every_client_every_tick(tmp_path_fac
         shutil.copy(clients[0], root / "proc/700/fdinfo/10")
         fresh.walk._parsed = _NeverSeen()
         assert reused.read(float(n), cards) == fresh.read(float(n), cards)
+
+
+# ---------------------------------------------------------------- kept clients: gone, replaced, changed
+
+
+@pytest.fixture(params=["python", "cffi"])
+def kept_texts(request):
+    """Each backend of the walk's kept fdinfo texts in turn (C: skip locally where not built, fail under require)."""
+    if request.param == "cffi":
+        native_module()
+    return sysfs_ints.select_kept_texts("off" if request.param == "python" else "require")[0]
+
+
+def _walk(root: pathlib.Path, kept_texts, **options) -> ClientWalk:
+    walk = ClientWalk(str(root / "proc"), 1e9, **options)
+    walk._texts = kept_texts()
+    return walk
+
+
+def _every(client: DrmClient) -> bool:
+    return True
+
+
+def _keys(found) -> list[tuple[int, str]]:
+    return sorted((pid, fd) for pid, fd, _ in found)
+
+
+XE_KEYS = [(700, "10"), (700, "9"), (701, "5")]
+
+
+def test_a_client_whose_process_exits_is_gone_at_once_and_walked_for(tmp_path, kept_texts):
+    root = tree(tmp_path, "intel-xe")
+    walk = _walk(root, kept_texts)
+    walk.read(0.0, _every)  # the walk
+    assert _keys(walk.read(1.0, _every)) == XE_KEYS
+    shutil.rmtree(root / "proc/701")
+    assert _keys(walk.read(2.0, _every)) == XE_KEYS[:2] and walk.walks == 1
+    assert (701, "5") not in walk._parsed and (701, "5") not in walk._texts.members()
+    assert _keys(walk.read(3.0, _every)) == XE_KEYS[:2] and walk.walks == 2  # it may live on in a child: walked
+
+
+def test_a_client_whose_fd_now_names_another_file_is_gone_or_is_the_other_client(tmp_path, kept_texts):
+    """The fd renamed over by a socket's fdinfo: gone, and a walk follows; by another DRM client's: that client,
+    at once and without a walk."""
+    root = tree(tmp_path, "intel-xe")
+    walk = _walk(root, kept_texts)
+    walk.read(0.0, _every)
+    before = dict(((pid, fd), client) for pid, fd, client in walk.read(1.0, _every))
+    replacement = root / "proc/700/fdinfo/new"
+    replacement.write_text((root / "proc/701/fdinfo/5").read_text().replace("drm-client-id:\t12", "drm-client-id:\t99"))
+    os.rename(replacement, root / "proc/700/fdinfo/10")
+    now = dict(((pid, fd), client) for pid, fd, client in walk.read(2.0, _every))
+    assert sorted(now) == XE_KEYS and walk.walks == 1
+    assert now[(700, "10")].client_id == 99 and now[(700, "9")] is before[(700, "9")]
+    replacement.write_text("pos:\t0\nflags:\t02\nmnt_id:\t15\nino:\t4242\n")  # a socket's
+    os.rename(replacement, root / "proc/701/fdinfo/5")
+    assert _keys(walk.read(3.0, _every)) == XE_KEYS[:2] and walk.walks == 1
+    assert (701, "5") not in walk._parsed and (701, "5") not in walk._texts.members()
+    assert _keys(walk.read(4.0, _every)) == XE_KEYS[:2] and walk.walks == 2  # the walk does not find it either
+
+
+def test_a_client_whose_text_changes_is_parsed_again_and_its_new_record_kept(tmp_path, kept_texts):
+    root = tree(tmp_path, "intel-xe")
+    walk = _walk(root, kept_texts)
+    walk.read(0.0, _every)
+    first = {(pid, fd): client for pid, fd, client in walk.read(1.0, _every)}
+    set_value(root / "proc/701/fdinfo/5", "drm-cycles-rcs", "1001000000")
+    changed = {(pid, fd): client for pid, fd, client in walk.read(2.0, _every)}
+    assert [e.busy for e in changed[(701, "5")].engines if e.name == "rcs"] == [1001000000]
+    assert changed[(700, "9")] is first[(700, "9")] and changed[(701, "5")] is not first[(701, "5")]
+    again = {(pid, fd): client for pid, fd, client in walk.read(3.0, _every)}
+    assert all(again[key] is changed[key] for key in XE_KEYS)  # the same text: the same records
+    set_value(root / "proc/701/fdinfo/5", "drm-cycles-rcs", "1000000")  # the fixture's value again
+    back = {(pid, fd): client for pid, fd, client in walk.read(4.0, _every)}
+    assert back[(701, "5")] == first[(701, "5")] and back[(701, "5")] is not changed[(701, "5")]
+    assert walk.walks == 1
+
+
+def test_a_client_no_longer_wanted_is_dropped_though_its_text_is_the_same(tmp_path, kept_texts):
+    """A predicate that passed a record is not asked again of it; another predicate is."""
+    root = tree(tmp_path, "intel-xe")
+    walk = _walk(root, kept_texts)
+    calls: list[int] = []
+
+    def counted(client: DrmClient) -> bool:
+        calls.append(client.client_id)
+        return True
+
+    walk.read(0.0, counted)
+    walk.read(1.0, counted)
+    calls.clear()
+    assert _keys(walk.read(2.0, counted)) == XE_KEYS and calls == []
+    assert _keys(walk.read(3.0, lambda client: client.client_id == 11)) == XE_KEYS[:2] and walk.walks == 1
+
+
+def test_a_live_client_is_gone_when_its_process_exits(kept_texts):
+    """On this host's /proc: a child's fd (its stdin, taken for a DRM client) is read until the child exits."""
+    child = subprocess.Popen(["sleep", "60"], stdin=subprocess.DEVNULL)
+    try:
+        walk = ClientWalk("/proc", 1e9, fd_walker=lambda _: [(child.pid, "0")] if child.poll() is None else [])
+        walk._texts = kept_texts()
+        walk._parse = lambda text: DrmClient("xe", "0000:03:00.0", 1, (), ()) if text.startswith("pos:") else None
+        assert _keys(walk.read(0.0, _every)) == [(child.pid, "0")]
+        assert _keys(walk.read(1.0, _every)) == [(child.pid, "0")] and walk.walks == 1
+        child.kill()
+        child.wait()
+        assert walk.read(2.0, _every) == [] and walk.walks == 1
+        assert walk.read(3.0, _every) == [] and walk.walks == 2
+    finally:
+        child.kill()
+        child.wait()
+

@@ -8,13 +8,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .._sysfs import KeptAttribute, read_text
+from .._sysfs import read_text
 from ..hotpath import ENV_VAR, native_or_python
 from . import amd
 from .drm_fdinfo import DrmClient, EngineTime, busy_percent, parse_fdinfo
 from .drm_fdwalk import drm_fds
 from .drm_opens import DrmOpens
 from .intel_cards import intel_slots
+from .sysfs_ints import KeptTexts, new_kept_texts
 
 RESCAN_SECONDS = 60.0  # cards are looked for again this often (a driver loaded late)
 FD_WALK_SECONDS = 10.0  # every process's fds are walked this often; between walks only known DRM fds are read
@@ -138,9 +139,11 @@ class ClientWalk:
         self._credit = walk_share * BURST_SECONDS if walk_share else 0.0  # CPU seconds walks after opens may spend
         self._walked_at: float | None = None
         self._ticked_at: float | None = None  # when credit was last earned
-        self._kept: dict[tuple[int, str], KeptAttribute] = {}  # what the last walk found: (pid, fd) -> its fdinfo
+        # What the last walk found: (pid, fd) -> its fdinfo, read each tick (in one C call where built).
+        self._texts: KeptTexts[tuple[int, str]] = new_kept_texts()
         # (pid, fd) -> its last fdinfo text and client: an idle i915 client's text repeats, and the record with it.
         self._parsed: dict[tuple[int, str], tuple[str, DrmClient]] = {}
+        self._wanted: Callable[[DrmClient], bool] | None = None  # the predicate every record in _parsed passed
 
     @property
     def watching(self) -> bool:
@@ -154,29 +157,44 @@ class ClientWalk:
             self._asked = True
 
     def read(self, now: float, wanted: Callable[[DrmClient], bool]) -> list[tuple[int, str, DrmClient]]:
-        """(pid, fd, client) of every wanted client found now."""
+        """(pid, fd, client) of every wanted client found now. `wanted` must answer alike for equal records: a
+        client whose record is last tick's is not asked again by the very predicate that passed it then."""
         if self._due(now):
             return self._walk(now, wanted)
-        found = []
-        parsed = self._parsed
-        for key, kept in list(self._kept.items()):
-            text = kept.read()
+        texts, parsed = self._texts, self._parsed
+        changed = texts.read()  # only the clients whose text changed: {} on a tick where none did
+        asked, self._wanted = wanted is self._wanted, wanted  # asked: every record in parsed, by this predicate
+        found, gone = [], []
+        client: DrmClient | None
+        for key in texts.members():
             last = parsed.get(key)
+            if key in changed:
+                text = changed[key]
+            elif last is not None:  # the same text parses the same: last tick's record serves
+                client = last[1]
+                if asked or wanted(client):
+                    found.append((key[0], key[1], client))
+                else:
+                    gone.append(key)
+                continue
+            else:
+                text = texts.text(key)
             if text is None:
                 client = None
             elif last is not None and last[0] == text:
-                client = last[1]  # the same text parses the same: last tick's record serves
+                client = last[1]  # other bytes, the same text (undecodable ones replaced alike)
             else:
                 client = self._parse(text)
                 if client is not None:
                     parsed[key] = (text, client)
             if client is not None and wanted(client):
                 found.append((key[0], key[1], client))
-            else:  # closed, or the fd now names another file: gone until a walk finds it again
-                kept.close()
-                del self._kept[key]
-                parsed.pop(key, None)
-                self._asked = True  # the client may live on in a process that inherited the fd: walk next tick
+            else:
+                gone.append(key)
+        for key in gone:  # closed, or the fd now names another file: gone until a walk finds it again
+            texts.drop(key)
+            parsed.pop(key, None)
+            self._asked = True  # the client may live on in a process that inherited the fd: walk next tick
         return found
 
     def _due(self, now: float) -> bool:
@@ -204,13 +222,10 @@ class ClientWalk:
             self._credit -= cost
             share = self.safety_share if self.watching else self.walk_share
             self.period = max(self.walk_seconds, cost / share) if share else self.walk_seconds
-        old, self._kept = self._kept, {}
-        for pid, fd, _ in found:  # descriptors of clients still there are kept on
-            key = (pid, fd)
-            self._kept[key] = old.pop(key) if key in old else KeptAttribute(f"{self.proc_root}/{pid}/fdinfo/{fd}")
-        for gone in old.values():
-            gone.close()
-        self._parsed = {key: last for key, last in self._parsed.items() if key in self._kept}
+        # Descriptors (and last texts) of clients still there are kept on; the others are closed.
+        self._texts.keep({(pid, fd): f"{self.proc_root}/{pid}/fdinfo/{fd}" for pid, fd, _ in found})
+        kept = self._texts.members()
+        self._parsed = {key: last for key, last in self._parsed.items() if key in kept}
         return found
 
 
