@@ -198,3 +198,27 @@ def test_a_live_client_is_gone_when_its_process_exits(kept_texts):
         child.kill()
         child.wait()
 
+
+# ---------------------------------------------------------------- a settled meter
+
+
+def test_uses_after_settled_ticks_follow_the_next_change(tmp_path):
+    """Ticks where no client moved give last tick's very list once the one before had moved nothing either; the
+    next change is measured, and the tick after it (the same text again) is 0 % again."""
+    root = tree(tmp_path, "intel-xe")
+    cards = {card.bus_id: card for card in discover(str(root / "sys"))}
+    meter = EngineMeter(str(root / "proc"), 1e9, None)
+    client = root / "proc/700/fdinfo/9"
+    ticks = [(0, 10**10)] * 4 + [(5 * 10**8, 2 * 10**10)] * 3 + [(10**9, 3 * 10**10)]
+    renders, uses = [], []
+    for n, (rcs, clock) in enumerate(ticks):
+        set_value(client, "drm-cycles-rcs", str(rcs))
+        set_value(client, "drm-total-cycles-rcs", str(clock))
+        shutil.copy(client, root / "proc/700/fdinfo/10")  # the same client through another fd
+        uses.append(meter.read(float(n), cards))
+        renders.append(dict(uses[-1][0].engines)["render"])
+    assert renders == [None, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 5.0]
+    assert uses[3] is uses[2] and uses[6] is uses[5]  # settled: the very list
+    assert uses[2] is not uses[1] and uses[5] is not uses[4]
+    assert uses[1][1] is uses[2][1]  # the sleeping card's use is built once
+

@@ -10,7 +10,7 @@ so one shared through several fds or processes counts once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 from ..model import EngineClass
@@ -56,14 +56,35 @@ class EngineMeter:
         # pdev -> (card, measured, memory), classes seen, shares and the use built from them on the last tick
         self._last_use: dict[str, tuple[tuple[IntelCard, bool, int], set[EngineClass], dict[EngineClass, float],
                                         CardUse]] = {}
+        self._pdevs: tuple[str, ...] | None = None  # the cards' addresses `_wants` knows
+        self._wants: Callable[[DrmClient], bool] = lambda client: False
+        # Last tick's clients, whether it measured and its cards; its uses; whether every client was the record
+        # of the tick before (then the same inputs again give the same uses).
+        self._inputs: tuple[list[tuple[int, str, DrmClient]], bool, tuple[str, ...], tuple[IntelCard, ...]] | None \
+            = None
+        self._uses: list[CardUse] = []
+        self._settled = False
 
     def read(self, now: float, cards: Mapping[str, IntelCard]) -> list[CardUse]:
         """Use per card, in the order of `cards` (keyed by PCI address); every card gets one, clients or not."""
         interval = None if self._then is None or now <= self._then else now - self._then
+        measured = interval is not None
+        pdevs = tuple(cards)
+        if pdevs != self._pdevs:  # one predicate while the addresses stay: the walk asks it only of new records
+            known = frozenset(pdevs)
+            self._pdevs, self._wants = pdevs, lambda client: (client.pdev or "").lower() in known
+        found = self.walk.read(now, self._wants)
+        inputs = (found, measured, pdevs, tuple(cards.values()))
+        if self._settled and inputs == self._inputs:
+            # Last tick's clients (equal records), whose were those of the tick before: no engine moved and the sums
+            # are last tick's, so are the uses (a pure function of them).
+            self._then = now
+            return self._uses
         tallies: dict[str, _Tally] = {}  # only the cards that have clients now
         previous, current = self._previous, {}
+        settled = True  # every client last tick's record
         # One loop a client, every step inline: each card's client is read on every tick.
-        for _, _, client in self.walk.read(now, lambda c: (c.pdev or "").lower() in cards):
+        for _, _, client in found:
             pdev = (client.pdev or "").lower()
             key = (pdev, client.client_id)
             if key in current:
@@ -78,6 +99,7 @@ class EngineMeter:
                 tally.seen.update(before.times)
                 current[key] = before
                 continue
+            settled = False
             memory = sum(r.bytes for r in client.regions if r.region.startswith(_DEVICE_REGIONS))
             tally.memory += memory
             engines = _by_class(client)
@@ -89,9 +111,10 @@ class EngineMeter:
                 _add_shares(tally.shares, before.times, engines, interval)
             current[key] = _Seen(client, _kept_larger(before.times, engines), memory)
         self._previous, self._then = current, now
-        measured = interval is not None
-        return [self._use(tally, measured) if (tally := tallies.get(pdev)) is not None
-                else self._idle_use(card, measured) for pdev, card in cards.items()]
+        self._uses = [self._use(tally, measured) if (tally := tallies.get(pdev)) is not None
+                      else self._idle_use(card, measured) for pdev, card in cards.items()]
+        self._settled, self._inputs = settled, inputs
+        return self._uses
 
     def _use(self, tally: _Tally, measured: bool) -> CardUse:
         """The card's use; last tick's record when its sums are the same (an idle client, or none that moved)."""
