@@ -222,3 +222,15 @@ def test_uses_after_settled_ticks_follow_the_next_change(tmp_path):
     assert uses[2] is not uses[1] and uses[5] is not uses[4]
     assert uses[1][1] is uses[2][1]  # the sleeping card's use is built once
 
+
+def test_a_status_that_changes_alone_rebuilds_its_cards_sample(tmp_path):
+    """Files, clients and power as last tick, the runtime status not: the card's sample says the new status."""
+    root = tree(tmp_path, "intel-xe")
+    gpus = collector(root)
+    gpus.collect(0.0)
+    first = gpus.collect(1.0)
+    assert gpus.collect(2.0) is first  # nothing moved: last tick's samples
+    (root / "sys/class/drm/card0/device/power/runtime_status").write_text("resuming\n")
+    moved = gpus.collect(3.0)
+    assert moved[0].details.runtime_status == "resuming" and first[0].details.runtime_status == "active"
+    assert moved[0].details.readings == first[0].details.readings and moved[1] == first[1]

@@ -46,8 +46,12 @@ class IntelCollector:
         self._reader = CardReader(())
         self._by_pdev: dict[str, IntelCard] = {}
         self._scanned_at: float | None = None
-        self._power: dict[str, EnergyRate] = {}
+        self._power: list[EnergyRate] = []  # per card
         self._last: dict[str, _Last] = {}
+        self._statuses: list[str | None] | None = None
+        self._awake: list[bool] = []
+        self._tick: tuple[list[str | None], list[CardFiles | None], list[CardUse], list[float | None]] | None = None
+        self._samples: tuple[AcceleratorSample, ...] = ()  # built from `_tick`
 
     @property
     def blocking(self) -> bool:
@@ -59,18 +63,29 @@ class IntelCollector:
             self._cards, self._scanned_at = discover(self.sys_root, self.pci_ids), now
             self._by_pdev = {card.bus_id: card for card in self._cards}
             self._reader = CardReader(self._cards)
-            self._power = {card.bus_id: EnergyRate() for card in self._cards}
-            self._last = {}  # a card found again may have other sensors behind the same address
+            self._power = [EnergyRate() for _ in self._cards]
+            self._last, self._tick = {}, None  # a card found again may have other sensors behind the same address
             self._meter.walk.watch()  # its DRM nodes may be new too
         if not self._cards:
             raise Unavailable(f"no i915 or xe device under {os.path.join(self.sys_root, 'class/drm')}")
         statuses = self._reader.statuses()
-        for card, status in zip(self._cards, statuses, strict=True):
-            if status is None:
-                self._gone(card)
-        files = self._reader.read([status != "suspended" for status in statuses])
+        if None in statuses:
+            for card, status in zip(self._cards, statuses, strict=True):
+                if status is None:
+                    self._gone(card)
+        if statuses != self._statuses:
+            self._statuses, self._awake = statuses, [status != "suspended" for status in statuses]
+        files = self._reader.read(self._awake)
         uses = self._meter.read(now, self._by_pdev)  # in the cards' order, as _by_pdev is
-        return tuple(self._sample(*each, now) for each in zip(self._cards, statuses, files, uses, strict=True))
+        # A suspended card's energy was not read: no rate across the sleep.
+        powers = [rate.update(each.energy_uj / 1e6 if each is not None and each.energy_uj is not None else None, now)
+                  for rate, each in zip(self._power, files, strict=True)]
+        tick = (statuses, files, uses, powers)
+        if tick == self._tick:
+            return self._samples  # each card's sample is a pure function of these: nothing on any card moved
+        self._tick, self._samples = tick, tuple(
+            self._sample(*each) for each in zip(self._cards, statuses, files, uses, powers, strict=True))
+        return self._samples
 
     def _gone(self, card: IntelCard) -> None:
         """A card without a runtime PM status whose device folder is gone (unbound, unplugged) fails the tick
@@ -80,12 +95,10 @@ class IntelCollector:
             raise OSError(f"{card.card} ({card.bus_id}) is gone from {os.path.join(self.sys_root, 'class/drm')}")
 
     def _sample(self, card: IntelCard, status: str | None, files: CardFiles | None, use: CardUse,
-                now: float) -> AcceleratorSample:
+                power: float | None) -> AcceleratorSample:
         if files is None:  # suspended: its files were not read (that would wake it)
-            self._power[card.bus_id].update(None, now)  # its energy was not read: no rate across the sleep
             return _sample(card, status, None, _memory(card, None), None, None, None)
         joules = files.energy_uj / 1e6 if files.energy_uj is not None else None
-        power = self._power[card.bus_id].update(joules, now)
         # Records are immutable: last tick's are reused while what they were built from is the same.
         last = self._last.get(card.bus_id)
         if last is not None and last.files == files and last.use == use and last.power == power \

@@ -137,6 +137,8 @@ class CardReader:
             self._places.append(tuple(_place(paths, path) for path in wanted))
         self._owner = [index for index, places in enumerate(self._places) for at in places if at is not None]
         self._files = new_int_files(paths, RECHECK)
+        self._awake: list[bool] | None = None
+        self._want: list[bool] = []  # per file: whether its card is awake
         self._last: tuple[list[bool], list[int | None], list[CardFiles | None]] | None = None
 
     def statuses(self) -> list[str | None]:
@@ -150,7 +152,9 @@ class CardReader:
     def read(self, awake: Sequence[bool]) -> list[CardFiles | None]:
         """Each card's files where `awake` says so (hwmon reads wake a suspended card), else None."""
         wanted = list(awake)
-        values = self._files.read([wanted[owner] for owner in self._owner])
+        if wanted != self._awake:  # which cards sleep changes seldom: the files' flags follow only then
+            self._awake, self._want = wanted, [wanted[owner] for owner in self._owner]
+        values = self._files.read(self._want)
         last = self._last
         if last is not None and last[1] == values and last[0] == wanted:
             return last[2]  # nothing moved: last tick's records serve
