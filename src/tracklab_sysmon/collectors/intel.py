@@ -111,10 +111,16 @@ class IntelCollector:
             temps = temperatures(card, files)
             package = _package_temperature(temps)
         memory = last.memory if last is not None and last.memory.used == use.memory else _memory(card, use.memory)
-        readings = IntelReadings(freq, joules, temps, tuple(_engine_use(cls, share) for cls, share in use.engines))
-        shares = [share for _, share in use.engines if share is not None]
-        sample = _sample(card, status, readings, memory, package, max(shares) if shares else None, power)
-        self._last[card.bus_id] = _Last(status, files, use, power, freq, temps, package, memory, sample)
+        if last is not None and last.use.engines == use.engines:  # the energy moved, the engines did not
+            engines, busiest = last.engines, last.busiest
+        else:
+            engines = tuple([_engine_use(cls, share) for cls, share in use.engines])
+            shares = [share for _, share in use.engines if share is not None]
+            busiest = max(shares) if shares else None
+        readings = IntelReadings(freq, joules, temps, engines)
+        sample = _sample(card, status, readings, memory, package, busiest, power)
+        self._last[card.bus_id] = _Last(status, files, use, power, freq, temps, package, memory, engines, busiest,
+                                        sample)
         return sample
 
 
@@ -129,6 +135,8 @@ class _Last(NamedTuple):
     temperatures: tuple[TemperatureSensor, ...] | None
     package: float | None  # °C
     memory: AcceleratorMemory
+    engines: tuple[EngineUse, ...]
+    busiest: float | None  # % of the busiest engine class
     sample: AcceleratorSample
 
 

@@ -100,7 +100,10 @@ class EngineMeter:
                 current[key] = before
                 continue
             settled = False
-            memory = sum(r.bytes for r in client.regions if r.region.startswith(_DEVICE_REGIONS))
+            if before is not None and client.regions == before.client.regions:
+                memory = before.memory  # an xe client's clock moved, its memory did not
+            else:
+                memory = sum(r.bytes for r in client.regions if r.region.startswith(_DEVICE_REGIONS))
             tally.memory += memory
             engines = _by_class(client)
             tally.seen.update(engines)
