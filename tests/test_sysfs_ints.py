@@ -323,3 +323,19 @@ def test_any_writes_to_kept_texts_are_told_alike(cffi_kept, tmp_path_factory, st
         told = [reader.read() for reader in readers]
         assert told[0] == told[1]
         assert [readers[0].text(k) for k in paths] == [readers[1].text(k) for k in paths]
+
+
+def test_kept_texts_close_the_descriptors_of_members_gone(cffi_kept, tmp_path):
+    """A member dropped, or left out of a new set, has its descriptor closed at once (not when collected)."""
+    (tmp_path / "f").write_text("x")
+    for reader in (cffi_kept(), PyKeptTexts()):
+        before = len(os.listdir("/proc/self/fd"))
+        reader.keep({n: str(tmp_path / "f") for n in range(4)})
+        reader.read()
+        assert len(os.listdir("/proc/self/fd")) == before + 4
+        reader.drop(0)
+        assert len(os.listdir("/proc/self/fd")) == before + 3
+        reader.keep({3: str(tmp_path / "f"), 9: str(tmp_path / "f")})  # 3 kept on, 9 not read yet
+        assert len(os.listdir("/proc/self/fd")) == before + 1
+        reader.keep({})
+        assert len(os.listdir("/proc/self/fd")) == before
