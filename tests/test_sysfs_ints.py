@@ -339,3 +339,18 @@ def test_kept_texts_close_the_descriptors_of_members_gone(cffi_kept, tmp_path):
         assert len(os.listdir("/proc/self/fd")) == before + 1
         reader.keep({})
         assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_an_extension_built_before_the_kept_texts_serves_the_rest(cffi_kept, monkeypatch):
+    """Without si_attr_read in the extension: auto takes the Python kept texts, require refuses, and the integer
+    and text readers stay in C."""
+    from tracklab_sysmon import hotpath
+    from tracklab_sysmon.collectors import sysfs_ints_cffi
+
+    monkeypatch.setattr(sysfs_ints_cffi, "_UNREADABLE", None)
+    assert sysfs_ints.select_kept_texts("auto") == (PyKeptTexts, "python")
+    with pytest.raises(hotpath.BackendUnavailable):
+        sysfs_ints.select_kept_texts("require")
+    assert sysfs_ints.select_files("auto")[1] == "cffi"
+    monkeypatch.undo()
+    assert sysfs_ints.select_kept_texts("require") == (cffi_kept, "cffi")

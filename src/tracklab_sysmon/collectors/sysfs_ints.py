@@ -154,8 +154,8 @@ def select_kept_texts(mode: str) -> tuple[Callable[[], KeptTexts[Any]], str]:
     (native/sysints.c, si_attr_read) where the helper was built, else `PyKeptTexts`."""
 
     def load() -> Callable[[], KeptTexts[Any]]:
-        from .sysfs_ints_cffi import CffiKeptTexts
-        return CffiKeptTexts
+        from .sysfs_ints_cffi import kept_texts
+        return kept_texts()
 
     return native_or_python(mode, "kept text reader", load, PyKeptTexts)
 

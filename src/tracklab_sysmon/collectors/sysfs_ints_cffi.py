@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 from .._sysmon_cffi import ffi, lib  # ImportError when the extension was not built
 
 _INT, _DEFER, _PAGE = lib.SI_INT, lib.SI_DEFER, lib.SI_PAGE  # AttributeError from an extension built before it
-_UNREADABLE = lib.SI_UNREADABLE
+_UNREADABLE = getattr(lib, "SI_UNREADABLE", None)  # None: built before the kept texts (`kept_texts` refuses)
 _NO_MEMORY = int(ffi.cast("size_t", -1))
 
 
@@ -80,6 +80,14 @@ class CffiTextFiles:
 
 
 K = TypeVar("K", bound=Hashable)
+
+
+def kept_texts() -> type[CffiKeptTexts[Any]]:
+    """`CffiKeptTexts`; AttributeError where the extension was built before si_attr_read (the integer and text
+    readers of this module still serve)."""
+    if _UNREADABLE is None or not hasattr(lib, "si_attr_read"):
+        raise AttributeError("si_attr_read: the C helper was built before the kept texts")
+    return CffiKeptTexts
 
 
 class CffiKeptTexts(Generic[K]):
