@@ -108,7 +108,8 @@ class ClientWalk:
     """The DRM clients of the cards one cares for: every process's fds are walked now and then; between walks only
     the fds the last walk found holding such a client are read again, through kept descriptors (a closed client
     is gone at once: on a live /proc a kept fdinfo of a closed fd fails its read; a captured tree's file deleted
-    has no link left).
+    has no link left). They are read together (`sysfs_ints.KeptTexts`, in one C call where built), and only the
+    texts that changed are compared and parsed again.
 
     When a walk comes: with `dev_root` and every DRM node under it watched (`drm_opens`), on the tick after a node
     was opened (a process becomes a client by opening one), and every `walk_seconds` stretched so that these

@@ -66,7 +66,8 @@ class EngineMeter:
         self._settled = False
 
     def read(self, now: float, cards: Mapping[str, IntelCard]) -> list[CardUse]:
-        """Use per card, in the order of `cards` (keyed by PCI address); every card gets one, clients or not."""
+        """Use per card, in the order of `cards` (keyed by PCI address); every card gets one, clients or not. While
+        nothing moved it is last tick's very list: the caller must not change it."""
         interval = None if self._then is None or now <= self._then else now - self._then
         measured = interval is not None
         pdevs = tuple(cards)
