@@ -117,11 +117,12 @@ static int read_one(struct si_file *file, int recheck_every, int64_t *value)
 
 size_t si_read_text(si_files *f, uint8_t *changed)
 {
+    for (size_t i = 0; i < f->n; i++) /* every buffer first: without memory, no file has been read */
+        if (f->files[i].text == NULL && (f->files[i].text = malloc(SI_PAGE)) == NULL)
+            return (size_t)-1;
     size_t count = 0;
     for (size_t i = 0; i < f->n; i++) {
         struct si_file *file = &f->files[i];
-        if (file->text == NULL && (file->text = malloc(SI_PAGE)) == NULL)
-            return (size_t)-1;
         char text[SI_PAGE];
         ssize_t got = read_page(file, f->recheck_every, text);
         int readable = got >= 0;

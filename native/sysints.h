@@ -31,7 +31,7 @@ size_t si_read(si_files *f, const uint8_t *want, int64_t *values, uint8_t *state
 
 /* Reads every file as text (at most SI_PAGE bytes; no parse): changed[i] is 1 where its bytes, or whether it
  * could be read, differ from the previous call's (every file on the first call). Returns how many changed, or
- * (size_t)-1 without memory. */
+ * (size_t)-1 without memory (before any file is read). */
 size_t si_read_text(si_files *f, uint8_t *changed);
 
 /* File i's text as last read by si_read_text and its length; NULL when it could not be read. */
