@@ -16,9 +16,9 @@ from test_gpu_intel import as_wire, collector, set_value, tree
 
 from tracklab_sysmon.collectors import sysfs_ints
 from tracklab_sysmon.collectors.drm_clients import ClientWalk
-from tracklab_sysmon.collectors.drm_fdinfo import DrmClient
+from tracklab_sysmon.collectors.drm_fdinfo import DrmClient, EngineTime, busy_percent
 from tracklab_sysmon.collectors.intel_cards import discover
-from tracklab_sysmon.collectors.intel_engines import EngineMeter
+from tracklab_sysmon.collectors.intel_engines import EngineMeter, _advance
 
 
 def test_a_tick_where_nothing_moved_returns_last_ticks_samples(tmp_path):
@@ -270,3 +270,27 @@ def test_samples_are_those_built_afresh_every_tick(tmp_path_factory, ticks):
             fresh._last, fresh._tick, fresh._meter._inputs, fresh._meter.walk._parsed = _NeverSeen(), None, None, \
                 _NeverSeen()
             assert reused.collect(now) == fresh.collect(now)
+
+
+def test_advance_adds_the_shares_busy_percent_gives_and_keeps_the_larger_times():
+    """One loop for shares and kept times: the values busy_percent and the kept-larger rule give, pair by pair."""
+    before = {"render": EngineTime("rcs", 100, 1000), "copy": EngineTime("bcs", 50, 1000),
+              "video": EngineTime("vcs", 10, None, 2), "compute": EngineTime("ccs", 5, 1000, 4),
+              "video-enhance": EngineTime("vecs", 7, 500)}
+    now = {"render": EngineTime("rcs", 600, 2000),  # 500 cycles of 1,000: 50 %
+           "copy": EngineTime("bcs", 40, 2000),  # went back: last tick's kept, no share
+           "video": EngineTime("vcs", 10 + 10**9, None, 2),  # 1 s of ns over 2 s x 2 engines: 25 %
+           "compute": EngineTime("ccs", 105, 1000, 4),  # the clock did not move: no share
+           "video-enhance": EngineTime("vecs", 7, 900)}  # idle: nothing added
+    shares = {"render": 10.0}
+    kept = _advance(shares, before, now, 2.0)
+    assert shares == {"render": 60.0, "video": 25.0}
+    assert kept == {"render": now["render"], "copy": before["copy"], "video": now["video"],
+                    "compute": now["compute"], "video-enhance": now["video-enhance"]}
+    assert list(kept) == list(now)
+    assert busy_percent(before["render"], now["render"], 2.0) == 50.0  # the rule it stands for
+    assert busy_percent(before["video"], now["video"], 2.0) == 25.0
+    unmeasured: dict[str, float] = {}
+    assert _advance(unmeasured, before, now, None) == kept and unmeasured == {}  # no interval: times only
+    new = {"render": EngineTime("rcs", 1), "compute": EngineTime("ccs", 3, 10)}
+    assert _advance(unmeasured, {}, new, 1.0) == new and unmeasured == {}  # no earlier value: no share

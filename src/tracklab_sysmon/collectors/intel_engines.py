@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from ..model import EngineClass
 from .drm_clients import FD_WALK_SECONDS, ClientWalk
-from .drm_fdinfo import DrmClient, EngineTime, busy_percent
+from .drm_fdinfo import DrmClient, EngineTime
 from .intel_cards import ENGINE_ORDER, IntelCard, engine_class
 
 # Walks take at most 0.04 % of one core (0.4 ms a second), however many fds the host has. The walk in C costs
@@ -108,12 +108,8 @@ class EngineMeter:
             tally.memory += memory
             engines = _by_class(client)
             tally.seen.update(engines)
-            if before is None:
-                current[key] = _Seen(client, engines, memory)
-                continue
-            if interval is not None:
-                _add_shares(tally.shares, before.times, engines, interval)
-            current[key] = _Seen(client, _kept_larger(before.times, engines), memory)
+            current[key] = _Seen(client, engines if before is None else
+                                 _advance(tally.shares, before.times, engines, interval), memory)
         self._previous, self._then = current, now
         self._uses = [self._use(tally, measured) if (tally := tallies.get(pdev)) is not None
                       else self._idle_use(card, measured) for pdev, card in cards.items()]
@@ -168,22 +164,32 @@ def _by_class(client: DrmClient) -> _Times:
     return found
 
 
-def _kept_larger(before: _Times, now: _Times) -> _Times:
-    """drm-usage-stats: a value below the one read before is ignored until the counter catches up."""
-    return {cls: before[cls] if cls in before and engine.busy < before[cls].busy else engine
-            for cls, engine in now.items()}
+def _advance(shares: dict[EngineClass, float], before: _Times, now: _Times, interval: float | None) -> _Times:
+    """Adds each class's share of the interval (None: none) to `shares` and returns the times kept: one loop over the
+    classes for what `busy_percent` and the kept-larger rule each ask of the same pair.
 
-
-def _add_shares(shares: dict[EngineClass, float], before: _Times, now: _Times, interval: float) -> None:
+    drm-usage-stats: a value below the one read before is ignored until the counter catches up (kept larger), and
+    gives no share. An engine the client did not list before has no earlier value to count from; an idle one adds
+    0 (or nothing, without a clock delta): as absent to _card_use."""
+    kept: _Times = {}
     for cls, engine in now.items():
         start = before.get(cls)
         if start is None:
-            continue  # an engine the client did not list before has no earlier value to count from
-        if engine.busy == start.busy:
-            continue  # an idle engine adds 0 (or nothing, without a clock delta): as absent to _card_use
-        share = busy_percent(start, engine, interval)
-        if share:
-            shares[cls] = shares.get(cls, 0.0) + share
+            kept[cls] = engine
+            continue
+        busy = engine.busy - start.busy
+        if busy < 0:
+            kept[cls] = start
+            continue
+        kept[cls] = engine
+        if busy and interval is not None:  # busy_percent's arithmetic, step for step
+            total, was = engine.total, start.total
+            span = float(total - was) if total is not None and was is not None else interval * 1e9
+            if span > 0:
+                share = min(100.0, 100.0 * busy / (span * max(engine.capacity, 1)))
+                if share:
+                    shares[cls] = shares.get(cls, 0.0) + share
+    return kept
 
 
 def _card_use(card: IntelCard, seen: set[EngineClass], shares: dict[EngineClass, float], memory: int,
