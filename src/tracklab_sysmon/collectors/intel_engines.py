@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from ..model import EngineClass
 from .drm_clients import FD_WALK_SECONDS, ClientWalk
-from .drm_fdinfo import DrmClient, EngineTime
+from .drm_fdinfo import DrmClient, EngineTime, busy_percent
 from .intel_cards import ENGINE_ORDER, IntelCard, engine_class
 
 # Walks take at most 0.04 % of one core (0.4 ms a second), however many fds the host has. The walk in C costs
@@ -166,7 +166,7 @@ def _by_class(client: DrmClient) -> _Times:
 
 def _advance(shares: dict[EngineClass, float], before: _Times, now: _Times, interval: float | None) -> _Times:
     """Adds each class's share of the interval (None: none) to `shares` and returns the times kept: one loop over the
-    classes for what `busy_percent` and the kept-larger rule each ask of the same pair.
+    classes for the share (`busy_percent`) and the kept-larger rule of each pair.
 
     drm-usage-stats: a value below the one read before is ignored until the counter catches up (kept larger), and
     gives no share. An engine the client did not list before has no earlier value to count from; an idle one adds
@@ -182,13 +182,8 @@ def _advance(shares: dict[EngineClass, float], before: _Times, now: _Times, inte
             kept[cls] = start
             continue
         kept[cls] = engine
-        if busy and interval is not None:  # busy_percent's arithmetic, step for step
-            total, was = engine.total, start.total
-            span = float(total - was) if total is not None and was is not None else interval * 1e9
-            if span > 0:
-                share = min(100.0, 100.0 * busy / (span * max(engine.capacity, 1)))
-                if share:
-                    shares[cls] = shares.get(cls, 0.0) + share
+        if busy and interval is not None and (share := busy_percent(start, engine, interval)):
+            shares[cls] = shares.get(cls, 0.0) + share
     return kept
 
 
