@@ -341,19 +341,24 @@ def test_counter_files_read_alike_on_every_fixture_counter(cffi, changes):
         first = [r.read() for r in readers]
         assert first[0] == first[1] and None not in first[0] and len(paths) == 3 * 18 + 15 + 18
         for pick, change in changes:
-            path = paths[pick % len(paths)]
-            if os.path.isdir(path):
-                os.rmdir(path)
-            elif os.path.exists(path):
-                os.unlink(path)
-            if change == "<folder>":
-                os.mkdir(path)
-            elif change == "<renamed>":
-                _put(path, "31\n")
-            elif change != "<gone>":
-                _write(path, change)
+            _change(paths[pick % len(paths)], change)
         python, native = (r.read() for r in readers)
         assert native == python
+
+
+def _change(path: str, change: str) -> None:
+    """The file at `path` removed (a folder in its place: removed too), then made a folder, renamed over by a new
+    file, left gone, or written with the text `change`."""
+    if os.path.isdir(path):
+        os.rmdir(path)
+    elif os.path.exists(path):
+        os.unlink(path)
+    if change == "<folder>":
+        os.mkdir(path)
+    elif change == "<renamed>":
+        _put(path, "31\n")
+    elif change != "<gone>":
+        _write(path, change)
 
 
 def _tier_files(root: pathlib.Path) -> tuple[list[str], list[str]]:
@@ -393,16 +398,7 @@ def test_tiers_read_alike_and_keep_what_did_not_change(cffi, rounds):
                     if os.path.isfile(path):
                         _write(path, pathlib.Path(path).read_text())
                     continue
-                if os.path.isdir(path):
-                    os.rmdir(path)
-                elif os.path.exists(path):
-                    os.unlink(path)
-                if change == "<folder>":
-                    os.mkdir(path)
-                elif change == "<renamed>":
-                    _put(path, "31\n")
-                elif change != "<gone>":
-                    _write(path, change)
+                _change(path, change)
             reads = [r.read_tier() for r in readers]
             assert reads[1] == reads[0] and len(reads[0][0]) == len(texts) and len(reads[0][1]) == len(counters)
             expected = (tuple(KeptAttribute(t).read_page() for t in texts),
