@@ -58,12 +58,10 @@ class CounterFiles(Protocol):
     """One tier's files kept open and read together: counter files (a port's error counters, its hw_counters), after
     the tier's text files where it has some (the slow tier's link_layer, phys_state and rate)."""
 
-    def read(self) -> list[int | None]:
-        """Each counter file's counter, in the order given; None where it cannot be read or is not a counter."""
-
     def read_tier(self) -> Tier:
-        """The texts and the counters. While they read as at the previous call, each of the two tuples is the very
-        one that call returned, and so is the pair when both do: whatever was made of them can be kept (by identity)."""
+        """The texts and the counters (each counter None where it cannot be read or is not a counter). While they
+        read as at the previous call, each of the two tuples is the very one that call returned, and so is the pair
+        when both do: whatever was made of them can be kept (by identity)."""
 
 
 class CounterFilesType(Protocol):

@@ -112,9 +112,6 @@ class CffiCounterFiles:
         self._length, self._text = ffi.new("int32_t[]", len(texts)), ffi.new("char[]", len(texts) * _PAGE)
         self._last: Tier | None = None
 
-    def read(self) -> list[int | None]:
-        return list(self.read_tier()[1])
-
     def read_tier(self) -> Tier:
         changed = lib.ib_read_tier(self._files, self._texts, self._size, self._length, self._text, self._values,
                                    self._known)

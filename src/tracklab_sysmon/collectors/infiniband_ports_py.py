@@ -70,9 +70,6 @@ class PyCounterFiles:
         self._files = tuple(KeptAttribute(path) for path in paths)
         self._last: Tier | None = None
 
-    def read(self) -> list[int | None]:
-        return list(self.read_tier()[1])
-
     def read_tier(self) -> Tier:
         texts = tuple(kept.read_page() for kept in self._texts)
         counters = tuple(parsed(kept.read_page(), ib.parse_counter) for kept in self._files)
