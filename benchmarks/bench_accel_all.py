@@ -132,13 +132,16 @@ def child(root: str, address: str, rounds: int, walk_share: float, cadence: floa
         import cProfile
         import pstats
 
-        with cProfile.Profile(time.thread_time) as profiler:  # CPU of this thread, as the table
-            for n in range(rounds + 1, 2 * rounds + 1):
-                if move is not None:
-                    move(n)
-                for call in calls.values():
-                    call(float(n))
-        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(20)
+        profiler = cProfile.Profile(time.thread_time)  # CPU of this thread, as the table; the rewrites left out
+        for n in range(rounds + 1, 2 * rounds + 1):
+            if move is not None:
+                move(n)
+            profiler.enable()
+            for call in calls.values():
+                call(float(n))
+            profiler.disable()
+        listing = pstats.Stats(profiler, stream=sys.stderr).sort_stats(os.environ.get("BENCH_SORT", "tottime"))
+        listing.print_stats(int(os.environ.get("BENCH_TOP", "20")))
     tpu.close()
     print(json.dumps({"times": times, "process": process, "period": period, "walks": walks}))
 
