@@ -154,15 +154,16 @@ def mover(root: pathlib.Path) -> Callable[[int], None]:
     from bench_intel_energy import mover as intel_mover
 
     intel = intel_mover(root)
-    zones = sorted(root.glob("sys/class/powercap/intel-rapl*/energy_uj"))
+    zones = [(path, int((path.parent / "max_energy_range_uj").read_text()))
+             for path in sorted(root.glob("sys/class/powercap/intel-rapl*/energy_uj"))]
     counters = [port / "counters" / name for port in sorted(root.glob("sys/class/infiniband/*/ports/*"))
                 for name in ("port_xmit_data", "port_rcv_data", "port_xmit_packets", "port_rcv_packets")]
     starts = [int(path.read_text()) for path in counters]
 
     def move(n: int) -> None:
         intel(n)
-        for k, path in enumerate(zones):
-            path.write_text(f"{(10**9 + n * 37_000_000 * (k + 1)) % 262143328850}\n")  # wraps at the fixture's range
+        for k, (path, wrap) in enumerate(zones):  # each wraps at its own range (a DRAM zone's is a quarter)
+            path.write_text(f"{(10**9 + n * 37_000_000 * (k + 1)) % wrap}\n")
         for k, (path, start) in enumerate(zip(counters, starts, strict=True)):
             path.write_text(f"{start + n * (10**7 if k % 4 < 2 else 10**4) * (k // 4 + 1)}\n")
     return move
