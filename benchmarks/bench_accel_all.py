@@ -94,9 +94,10 @@ def child(root: str, address: str, rounds: int, walk_share: float, cadence: floa
 
     def energy(now: float) -> object:
         zones = out["rapl"]
-        snapshot = Snapshot("n", 0, accelerators=out["intel"],  # type: ignore[arg-type]
-                            energy=zones if isinstance(zones, EnergySample) else None)
-        return ledger.complete(snapshot, now)
+        zones = zones if isinstance(zones, EnergySample) else None
+        if hasattr(ledger, "section"):  # the sampler's call since it builds the snapshot once
+            return ledger.section(zones, out["intel"], now)  # type: ignore[arg-type]
+        return ledger.complete(Snapshot("n", 0, accelerators=out["intel"], energy=zones), now)  # type: ignore
 
     calls: dict[str, Callable[[float], object]] = {
         "intel": intel.collect, "rapl": rapl.collect, "ledger": energy, "tpu": tpu.collect,

@@ -34,7 +34,6 @@ from tracklab_sysmon.collectors.intel import IntelCollector
 from tracklab_sysmon.collectors.intel_engines import WALK_SHARE
 from tracklab_sysmon.collectors.rapl import RaplCollector
 from tracklab_sysmon.energy import EnergyLedger
-from tracklab_sysmon.model import Snapshot
 
 FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 CARDS = 8
@@ -108,8 +107,8 @@ def main(processes: int = 300, fds: int = 10, rounds: int = 2000) -> None:
         rapl = RaplCollector(sys_root)
         ledger = EnergyLedger()
         gpus, zones = between.collect(0.0), rapl.collect(0.0)
-        snapshot = Snapshot("n", 0, accelerators=gpus, energy=zones if not hasattr(zones, "reason") else None)
-        energy = ledger.complete(snapshot, 0.0).energy
+        cpu = zones if not hasattr(zones, "reason") else None
+        energy = ledger.section(cpu, gpus, 0.0)
         assert energy is not None and len(energy.gpus) == CARDS and len(energy.cpu) == 6
         times = {
             "intel": time_ticks(between.collect, rounds),
@@ -117,7 +116,7 @@ def main(processes: int = 300, fds: int = 10, rounds: int = 2000) -> None:
                                      mover(root)),
             "intel-walk": time_ticks(walking.collect, max(rounds // 20, 20)),
             "rapl": time_ticks(rapl.collect, rounds),
-            "ledger": time_ticks(lambda now: ledger.complete(snapshot, now), rounds),
+            "ledger": time_ticks(lambda now: ledger.section(cpu, gpus, now), rounds),
             "encode": time_ticks(lambda now: wire.encode(wire.energy_to_wire(energy)), rounds),
         }
     print(f"Intel GPUs ({CARDS} xe cards), RAPL (6 zones) and the energy ledger per tick; "

@@ -7,7 +7,8 @@ backwards (a driver reload), give None rather than a made-up or negative figure.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections import defaultdict
+from collections.abc import Sequence
 
 from .model import (
     AcceleratorSample,
@@ -17,7 +18,6 @@ from .model import (
     IntelDetails,
     NvmlDetails,
     RaplZone,
-    Snapshot,
 )
 
 _WITH_ENERGY = (NvmlDetails, AmdgpuDetails, IntelDetails)  # a tuple: isinstance checks it in 0.15 µs, a union in 0.36
@@ -52,28 +52,19 @@ class EnergyLedger:
     """Fills a snapshot's `energy` section: its RAPL zones get watts, and every accelerator with a counter joins."""
 
     def __init__(self) -> None:
-        self._rates: dict[tuple[str, ...], EnergyRate] = {}
+        self._rates: defaultdict[tuple[str, ...], EnergyRate] = defaultdict(EnergyRate)
 
-    def complete(self, snapshot: Snapshot, now: float) -> Snapshot:
-        """`snapshot` with `energy` holding every counter and its watts; None when the node has no counter."""
-        # Each zone built anew rather than by dataclasses.replace, which costs 2x (it looks up the fields every call).
-        zones = tuple([RaplZone(z.zone, z.domain, z.package, z.joules, self._watts(("rapl", z.zone), z.joules, now))
-                       for z in (snapshot.energy.cpu if snapshot.energy else ())])
-        gpus = tuple([self._gpu(acc, joules, now) for acc in snapshot.accelerators
-                      if (joules := gpu_joules(acc)) is not None])
-        energy = EnergySample(cpu=zones, gpus=gpus) if zones or gpus else None
-        if energy is None and snapshot.energy is None:
-            return snapshot  # no counter on this node: no copy of the snapshot every tick
-        return replace(snapshot, energy=energy)
+    def section(self, energy: EnergySample | None, accelerators: Sequence[AcceleratorSample],
+                now: float) -> EnergySample | None:
+        """The `energy` section of a tick whose RAPL collector gave `energy`: every counter and its watts; None when
+        the node has none."""
+        rates = self._rates
+        zones = tuple([RaplZone(z.zone, z.domain, z.package, z.joules, rates[("rapl", z.zone)].update(z.joules, now))
+                       for z in (energy.cpu if energy else ())])
+        gpus = tuple([GpuEnergy(acc.id, acc.vendor, acc.uuid, joules, rates[_gpu_key(acc)].update(joules, now))
+                      for acc in accelerators if (joules := gpu_joules(acc)) is not None])
+        return EnergySample(cpu=zones, gpus=gpus) if zones or gpus else None
 
-    def _gpu(self, acc: AcceleratorSample, joules: float, now: float) -> GpuEnergy:
-        key = ("gpu", acc.uuid) if acc.uuid else ("gpu", acc.vendor or "", str(acc.id))
-        return GpuEnergy(id=acc.id, vendor=acc.vendor, uuid=acc.uuid, joules=joules,
-                         watts=self._watts(key, joules, now))
 
-    def _watts(self, key: tuple[str, ...], joules: float, now: float) -> float | None:
-        rate = self._rates.get(key)
-        if rate is None:
-            rate = self._rates[key] = EnergyRate()
-        return rate.update(joules, now)
-
+def _gpu_key(acc: AcceleratorSample) -> tuple[str, ...]:
+    return ("gpu", acc.uuid) if acc.uuid else ("gpu", acc.vendor or "", str(acc.id))

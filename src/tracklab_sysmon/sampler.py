@@ -144,13 +144,13 @@ class Sampler:
     async def prime(self) -> None:
         """Read every counter once, so the first published snapshot already has real rates."""
         now = self._monotonic()
-        self._energy.complete(_assemble(self.node_id, 0, await self._collect_all(now)), now)
+        _assemble(self.node_id, 0, await self._collect_all(now), self._energy, now)
 
     async def tick(self) -> Snapshot:
         """Collect, build, encode once, store and publish one snapshot."""
         now = self._monotonic()
         values = await self._collect_all(now)
-        snapshot = self._energy.complete(_assemble(self.node_id, int(self._wall() * 1000), values), now)
+        snapshot = _assemble(self.node_id, int(self._wall() * 1000), values, self._energy, now)
         snapshot, encoded = self._encode(snapshot)
         self.latest, self.latest_bytes = snapshot, encoded
         self.ring.append(snapshot.timestamp, encoded)
@@ -343,8 +343,8 @@ def _log_state(name: str, status: CollectorStatus) -> None:
     log.log(level, "collector %s: %s%s", name, status.state, f" ({error})" if error else "")
 
 
-def _assemble(node_id: str, timestamp: int, values: list[Section]) -> Snapshot:
-    """One snapshot from the collectors' records, each placed by its type."""
+def _assemble(node_id: str, timestamp: int, values: list[Section], ledger: EnergyLedger, now: float) -> Snapshot:
+    """One snapshot from the collectors' records, each placed by its type; `ledger` makes its energy section."""
     cpu: CpuSample | None = None
     memory: MemorySample | None = None
     disk: DiskSample | None = None
@@ -378,9 +378,10 @@ def _assemble(node_id: str, timestamp: int, values: list[Section]) -> Snapshot:
             case _:
                 accelerators.extend(value)
     fabric = FabricSample(nvlink, infiniband) if nvlink is not None or infiniband is not None else None
+    devices = tuple(accelerators)
     return Snapshot(node_id=node_id, timestamp=timestamp, cpu=cpu, memory=memory, disk=disk, network=network,
-                    accelerators=tuple(accelerators), container=container, pressure=pressure, energy=energy,
-                    fabric=fabric)
+                    accelerators=devices, container=container, pressure=pressure,
+                    energy=ledger.section(energy, devices, now), fabric=fabric)
 
 
 def _keep(snapshot: Snapshot, sections: frozenset[str] | set[str]) -> Snapshot:

@@ -90,8 +90,7 @@ class RaplCollector:
         self.sys_root = sys_root
         self._zones: tuple[ZoneFiles, ...] = ()
         self._scanned_at: float | None = None
-        self._raw: dict[str, int] = {}  # zone -> last energy_uj read
-        self._total: dict[str, int] = {}  # zone -> µJ, unwrapped
+        self._kept: dict[str, _Counter] = {}  # zone -> its counter as last read
         self._readings: IntFiles | None = None  # every zone's energy_uj, opened on the first read after discovery
         self._want: list[bool] = []
 
@@ -131,17 +130,30 @@ class RaplCollector:
 
     def _advance(self, files: ZoneFiles, raw: int | None) -> RaplZone | None:
         """The zone's unwrapped total after reading `raw`; None (and the next reading starts afresh) for a bad one."""
-        previous = self._raw.get(files.zone)
+        kept = self._kept.get(files.zone)
         if raw is None:
-            self._raw.pop(files.zone, None)
+            if kept is not None:
+                kept.raw = None
             return None
-        step = unwrap(previous, raw, files.max_range) if previous is not None else 0
-        if step is None:
-            self._raw.pop(files.zone, None)
-            return None
-        self._raw[files.zone] = raw
-        total = self._total[files.zone] = self._total.get(files.zone, raw) + step
-        return RaplZone(zone=files.zone, domain=files.domain, package=files.package, joules=total / 1e6)
+        if kept is None:  # the first reading is the origin
+            kept = self._kept[files.zone] = _Counter(raw)
+        else:
+            step = 0 if kept.raw is None else unwrap(kept.raw, raw, files.max_range)
+            kept.raw = None if step is None else raw
+            if step is None:
+                return None
+            kept.total += step
+        return RaplZone(files.zone, files.domain, files.package, kept.total / 1e6)
+
+
+class _Counter:
+    """One zone's energy_uj as last read (None: the next reading starts afresh) and its total, wraps undone."""
+
+    __slots__ = ("raw", "total")
+
+    def __init__(self, raw: int) -> None:
+        self.raw: int | None = raw
+        self.total = raw  # µJ
 
 
 def _outcome(sample: EnergySample, problems: list[Exception], denied: int) -> EnergySample | Partial[EnergySample]:
