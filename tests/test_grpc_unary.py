@@ -3,6 +3,9 @@ HTTP/2 server (tests/h2_script_server.py) that writes exact frames, and against 
 
 from __future__ import annotations
 
+import select
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -573,6 +576,30 @@ def test_a_request_over_16_kib_goes_in_frames_of_at_most_16_kib(server, channel,
     assert server.requests[-1][2] == b"\x00" + len(body).to_bytes(4, "big") + body
 
 
+def test_a_send_the_socket_cannot_take_at_once_waits_for_room_until_the_deadline():
+    """The kept socket is non-blocking: bytes beyond what its buffers take go as the peer reads them, all of them in
+    order; with no reader, the send ends in TimeoutError (the call's DEADLINE_EXCEEDED) once the deadline passed."""
+    ours, peer = socket.socketpair()
+    with closing(ours), closing(peer), closing(UnaryChannel("127.0.0.1:1")) as channel:
+        ours.setblocking(False)
+        channel._writable = select.poll()
+        channel._writable.register(ours, select.POLLOUT)
+        data = bytes(range(256)) * 16384  # 4 MiB: far more than a socket pair's buffers hold
+        got = bytearray()
+
+        def read() -> None:
+            while len(got) < len(data) and (chunk := peer.recv(65536)):
+                got.extend(chunk)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        channel._send(ours, data, end=time.monotonic() + 30)
+        reader.join(10)
+        assert got == data
+        with pytest.raises(TimeoutError):
+            channel._send(ours, data, end=time.monotonic() + 0.1)
+
+
 def test_a_call_on_a_new_connection_after_goaway_is_not_made_again(server, channel):
     """After a GOAWAY the next call opens a new connection; the service ending that one fails the call (no third)."""
     def drain(conn: Conn, stream: int) -> None:
@@ -586,22 +613,25 @@ def test_a_call_on_a_new_connection_after_goaway_is_not_made_again(server, chann
 
 
 class _PipeBreaksAfterTheRequest:
-    """A kept connection whose answer began (HEADERS) before a PING; sending the PING's ACK finds the pipe broken."""
+    """A kept connection whose answer began (HEADERS) before a PING; sending the PING's ACK finds the pipe broken.
+    It is also the channel's polls of it: always ready."""
 
     def __init__(self, incoming: bytes) -> None:
         self.incoming, self.sends = incoming, 0
 
-    def settimeout(self, timeout: float) -> None:
-        pass
+    def poll(self, timeout: float) -> list[tuple[int, int]]:
+        return [(0, 0)]
 
-    def recv(self, size: int) -> bytes:
-        data, self.incoming = self.incoming[:size], self.incoming[size:]
-        return data
+    def recv_into(self, buffer: memoryview) -> int:
+        size = min(len(buffer), len(self.incoming))
+        buffer[:size], self.incoming = self.incoming[:size], self.incoming[size:]
+        return size
 
-    def sendall(self, data: bytes) -> None:
+    def send(self, data: bytes) -> int:
         self.sends += 1
         if self.sends > 1:
             raise BrokenPipeError(32, "Broken pipe")
+        return len(data)
 
     def close(self) -> None:
         pass
@@ -612,6 +642,7 @@ def test_a_call_whose_answer_began_is_not_made_again(server, channel):
     from h2_script_server import headers_frame
 
     incoming = headers_frame(Encoder(), 1, GRPC_HEADERS).serialize() + PingFrame(0, b"12345678").serialize()
-    channel._sock = _PipeBreaksAfterTheRequest(incoming)  # type: ignore[assignment]  # as if kept from a call
+    kept = _PipeBreaksAfterTheRequest(incoming)
+    channel._sock = channel._readable = channel._writable = kept  # type: ignore[assignment]  # as if from a call
     assert failure(channel) == ("UNAVAILABLE", f"connection to {server.address} lost: [Errno 32] Broken pipe")
     assert server.connections == 0

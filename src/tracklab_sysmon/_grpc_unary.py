@@ -12,9 +12,11 @@ connection the service closed since is made once more on a new one (a read: safe
 from __future__ import annotations
 
 import math
+import select
 import socket
 import struct
 import time
+from itertools import pairwise
 from typing import NamedTuple
 from urllib.parse import unquote
 
@@ -94,6 +96,10 @@ class UnaryChannel:
         self.address = address
         self._target = (host.strip("[]"), int(port))
         self._sock: socket.socket | None = None
+        # The kept socket is non-blocking: each wait for it is one poll until the call's deadline (a timeout set on
+        # the socket would cost an ioctl per read and a poll before each send and read).
+        self._readable = self._writable = select.poll()
+        self._chunk = memoryview(bytearray(65536))  # what a read fills, then appended to _buffer (no bytes made)
         self._buffer = bytearray()
         self._at = 0  # where the next frame starts in _buffer (what is before it was read)
         self._decoder = Decoder()
@@ -105,8 +111,8 @@ class UnaryChannel:
         self._backoff = BACKOFF_FIRST
         self._last_failure = ""
         self._draining = False  # the service said GOAWAY: this connection takes no new call
-        # (path, grpc-timeout steps, request) -> its HEADERS and DATA frames, serialized (stream id 1, replaced)
-        self._frames: dict[tuple[str, int, bytes], tuple[bytes, ...]] = {}
+        # (path, grpc-timeout steps, request) -> its HEADERS and DATA frames, serialized, cut where their stream ids go
+        self._frames: dict[tuple[str, int, bytes], list[bytes]] = {}
         self._decoded: dict[bytes, list[tuple[bytes, bytes]]] = {}  # header blocks that leave hpack's table as it is
 
     def call(self, path: str, request: bytes, timeout: float) -> bytes:
@@ -166,6 +172,10 @@ class UnaryChannel:
             sock.close()
             self._failed(f"failed to connect to {self.address}: {exc}")
             raise RpcError("UNAVAILABLE", self._last_failure) from None
+        sock.setblocking(False)
+        self._readable, self._writable = select.poll(), select.poll()
+        self._readable.register(sock, select.POLLIN)
+        self._writable.register(sock, select.POLLOUT)
         self._sock, self._buffer, self._at, self._decoder, self._stream = sock, bytearray(), 0, Decoder(), 1
         self._draining = False
         self._decoded = {}
@@ -188,11 +198,11 @@ class UnaryChannel:
         while size > min(self._send_window, self._stream_window):
             if size > self._stream_window:
                 raise _Broken("RESOURCE_EXHAUSTED", f"a {size}-byte request exceeds the service's window")
-            self._handle(sock, self._frame(sock, end, fresh=True), stream)  # the service's WINDOW_UPDATE
+            self._handle(sock, self._frame(sock, end, fresh=True), stream, end)  # the service's WINDOW_UPDATE
         self._send_window -= size
-        sid = stream.to_bytes(4, "big")  # bytes 5-8 of a frame's header (RFC 9113 4.1)
-        frames = self._request_frames(path, end - time.monotonic(), request)
-        self._send(sock, b"".join([frame[:5] + sid + frame[9:] for frame in frames]), request=True)
+        # The frames with this stream's id in bytes 5-8 of each frame's header (RFC 9113 4.1).
+        self._send(sock, stream.to_bytes(4, "big").join(self._request_frames(path, end - time.monotonic(), request)),
+                   end=end, request=True)
         blocks: list[list[tuple[bytes, bytes]]] = []
         data = bytearray()
         ended = False
@@ -202,7 +212,7 @@ class UnaryChannel:
                 if isinstance(frame, RstStreamFrame) and frame.stream_id == stream:
                     code = _RESET.get(frame.error_code, "INTERNAL")
                     raise RpcError(code, f"the service reset the call (HTTP/2 error {frame.error_code})")
-                self._handle(sock, frame, stream)
+                self._handle(sock, frame, stream, end)
                 continue
             if frame.type == HEADERS:
                 blocks.append(self._headers(sock, frame, end))
@@ -211,16 +221,17 @@ class UnaryChannel:
                     raise _Broken("RESOURCE_EXHAUSTED" if blocks else "INTERNAL",
                                   "an answer over 4 MiB" if blocks else "DATA before the answer's headers")
                 data += frame.data
-                self._consumed(sock, frame.length)
+                self._consumed(sock, frame.length, end)
             else:
                 raise _Broken("INTERNAL", "a CONTINUATION frame outside a header block")
             ended = bool(frame.flags & END_STREAM)
         return _message(blocks, bytes(data))
 
-    def _request_frames(self, path: str, remaining: float, request: bytes) -> tuple[bytes, ...]:
-        """The call's HEADERS and DATA frames (on stream 1), built once: the header block's literals are never
-        indexed, so it stands alone (no hpack table), and only the stream id changes from call to call. The message
-        goes in DATA frames of at most MAX_FRAME bytes (the size every peer takes: this client never asks its own)."""
+    def _request_frames(self, path: str, remaining: float, request: bytes) -> list[bytes]:
+        """The call's HEADERS and DATA frames, built once and cut where each frame's stream id goes (joined by it
+        they are the call's bytes): the header block's literals are never indexed, so it stands alone (no hpack
+        table), and only the stream id changes from call to call. The message goes in DATA frames of at most
+        MAX_FRAME bytes (the size every peer takes: this client never asks its own)."""
         steps = max(1, math.ceil(remaining / _TIMEOUT_STEP))
         frames = self._frames.get((path, steps, request))
         if frames is None:
@@ -232,10 +243,14 @@ class UnaryChannel:
                 ("grpc-timeout", f"{min(steps * round(_TIMEOUT_STEP * 1000), 99_999_999)}m"))])  # 8 digits at most
             message = b"\x00" + len(request).to_bytes(4, "big") + request
             last = (len(message) - 1) // MAX_FRAME * MAX_FRAME
-            frames = self._frames[path, steps, request] = (
-                HeadersFrame(1, block, flags=("END_HEADERS",)).serialize(),
-                *(DataFrame(1, message[at:at + MAX_FRAME], flags=("END_STREAM",) if at == last else ()).serialize()
-                  for at in range(0, len(message), MAX_FRAME)))
+            serialized = (HeadersFrame(1, block, flags=("END_HEADERS",)).serialize(),
+                          *(DataFrame(1, message[at:at + MAX_FRAME],
+                                      flags=("END_STREAM",) if at == last else ()).serialize()
+                            for at in range(0, len(message), MAX_FRAME)))
+            # Cut around each frame's stream id: its first 5 bytes end a piece, its payload begins the next.
+            frames = [serialized[0][:5], *(before[9:] + after[:5] for before, after in pairwise(serialized)),
+                      serialized[-1][9:]]
+            self._frames[path, steps, request] = frames
         return frames
 
     def _headers(self, sock: socket.socket, frame: _Part, end: float) -> list[tuple[bytes, bytes]]:
@@ -270,14 +285,14 @@ class UnaryChannel:
             self._decoded[key] = headers
         return headers
 
-    def _handle(self, sock: socket.socket, frame: _Part | Frame, stream: int) -> None:
+    def _handle(self, sock: socket.socket, frame: _Part | Frame, stream: int, end: float) -> None:
         """A frame that is not part of the call's answer: the connection's own, or a late one of an earlier call."""
         if type(frame) is _Part:
             if frame.type == WINDOW_UPDATE:
                 if frame.stream_id == 0:  # a stream's own window is never the limit (requests fit the first)
                     self._send_window += int.from_bytes(frame.data, "big")
             elif frame.type == DATA:
-                self._consumed(sock, frame.length)  # an earlier call's: dropped, but flow-controlled
+                self._consumed(sock, frame.length, end)  # an earlier call's: dropped, but flow-controlled
             else:
                 raise _Broken("INTERNAL", f"headers on stream {frame.stream_id}, which this call did not open")
         elif isinstance(frame, SettingsFrame):
@@ -285,10 +300,10 @@ class UnaryChannel:
                 window = frame.settings.get(SettingsFrame.INITIAL_WINDOW_SIZE)
                 if window is not None:
                     self._stream_window = window
-                self._send(sock, SettingsFrame(0, flags=("ACK",)).serialize())
+                self._send(sock, SettingsFrame(0, flags=("ACK",)).serialize(), end=end)
         elif isinstance(frame, PingFrame):
             if "ACK" not in frame.flags:
-                self._send(sock, PingFrame(0, frame.opaque_data, flags=("ACK",)).serialize())
+                self._send(sock, PingFrame(0, frame.opaque_data, flags=("ACK",)).serialize(), end=end)
         elif isinstance(frame, GoAwayFrame):
             why = f"the service closed the connection (GOAWAY, HTTP/2 error {frame.error_code})"
             if frame.last_stream_id < stream:  # the call was not taken: safe to make on a new connection
@@ -298,18 +313,27 @@ class UnaryChannel:
             self._draining = True  # the call goes on; the next one opens a new connection
         # PRIORITY, RST_STREAM of an earlier stream, frames of unknown types: nothing to do (RFC 9113 5.5).
 
-    def _consumed(self, sock: socket.socket, length: int) -> None:
+    def _consumed(self, sock: socket.socket, length: int, end: float) -> None:
         self._unacknowledged += length
         if self._unacknowledged >= CONNECTION_WINDOW // 2:
-            self._send(sock, WindowUpdateFrame(0, self._unacknowledged).serialize())
+            self._send(sock, WindowUpdateFrame(0, self._unacknowledged).serialize(), end=end)
             self._unacknowledged = 0
 
-    def _send(self, sock: socket.socket, data: bytes, *, request: bool = False) -> None:
-        """`data` sent; a connection found lost while sending the `request` is stale (the call may be made again)."""
-        try:
-            sock.sendall(data)
-        except (BrokenPipeError, ConnectionResetError) as exc:
-            raise (_Stale if request else _Broken)("UNAVAILABLE", f"connection to {self.address} lost: {exc}") from None
+    def _send(self, sock: socket.socket, data: bytes, *, end: float, request: bool = False) -> None:
+        """`data` sent by `end` (TimeoutError else); a connection found lost while sending the `request` is stale (the
+        call may be made again)."""
+        sent = 0
+        while True:
+            try:
+                sent += sock.send(data[sent:] if sent else data)
+            except BlockingIOError:
+                pass  # no room in the socket's buffer: wait for some
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                raise (_Stale if request else _Broken)("UNAVAILABLE", f"connection to {self.address} lost: {exc}") \
+                    from None
+            if sent == len(data):
+                return
+            self._wait(self._writable, end)
 
     def _frame(self, sock: socket.socket, end: float, *, fresh: bool) -> _Part | Frame:
         """The next frame, waiting for it until `end`; `fresh`: nothing of the answer came yet (a loss is stale).
@@ -349,20 +373,28 @@ class UnaryChannel:
         if self._at:
             del buffer[:self._at]
             self._at = 0
+        chunk = self._chunk
         while len(buffer) < size:
-            remaining = end - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            sock.settimeout(remaining)
+            self._wait(self._readable, end)
             try:
-                chunk = sock.recv(65536)
+                got = sock.recv_into(chunk)
+            except BlockingIOError:
+                continue  # woken with nothing to read after all
             except (ConnectionResetError, BrokenPipeError) as exc:
                 raise (_Stale if fresh and not buffer else _Broken)("UNAVAILABLE", f"connection lost: {exc}") \
                     from None
-            if not chunk:
+            if not got:
                 raise (_Stale if fresh and not buffer else _Broken)(
                     "UNAVAILABLE", f"the service at {self.address} closed the connection")
-            buffer += chunk
+            buffer += chunk[:got]
+
+    @staticmethod
+    def _wait(ready: select.poll, end: float) -> None:
+        """Returns once the socket `ready` polls is ready (or has failed: its next read or send says how); raises
+        TimeoutError if it is not by `end`."""
+        remaining = end - time.monotonic()
+        if remaining <= 0 or not ready.poll(remaining * 1000):  # ms, rounded up: never wakes before `end`
+            raise TimeoutError
 
 
 def _message(blocks: list[list[tuple[bytes, bytes]]], data: bytes) -> bytes:
