@@ -18,13 +18,14 @@ ffibuilder.cdef((NATIVE / "fdinfo.cdef.h").read_text())
 ffibuilder.cdef((NATIVE / "drmfds.cdef.h").read_text())
 ffibuilder.cdef((NATIVE / "ibports.cdef.h").read_text())
 ffibuilder.cdef((NATIVE / "sysints.cdef.h").read_text())
+ffibuilder.cdef((NATIVE / "engines.cdef.h").read_text())
 ffibuilder.set_source(
     MODULE,
     '#include "sysmon.h"\n#include "devices.h"\n#include "procwalk.h"\n#include "fabric.h"\n#include "fdinfo.h"\n'
-    '#include "drmfds.h"\n#include "ibports.h"\n#include "sysints.h"',
+    '#include "drmfds.h"\n#include "ibports.h"\n#include "sysints.h"\n#include "engines.h"',
     # setuptools wants source paths relative to setup.py, which sits one folder up.
     sources=["native/sysmon.c", "native/devices.c", "native/procwalk.c", "native/fabric.c",
-             "native/fdinfo.c", "native/drmfds.c", "native/ibports.c", "native/sysints.c"],
+             "native/fdinfo.c", "native/drmfds.c", "native/ibports.c", "native/sysints.c", "native/engines.c"],
     include_dirs=["native"],
     # No fused multiply-add: usage must round exactly as the Python twin's arithmetic does.
     extra_compile_args=["-std=gnu11", "-O2", "-ffp-contract=off"],

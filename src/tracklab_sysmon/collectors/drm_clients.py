@@ -121,12 +121,17 @@ class ClientWalk:
     opens a node every tick costs no more than timed walks at `walk_share`. Without
     watches (no dev_root, no dri folder, a node that cannot be watched, no inotify), or after a walk found a
     client on a node not watched, walks are timed alone: every `walk_seconds` stretched by `walk_share`.
-    `walk_share` None: never stretched, no budget. `cpu_clock` measures a walk (this thread's CPU time).
+    `walk_share` None: never stretched, no budget. `cpu_clock` measures a walk (this thread's CPU time); `texts`
+    holds the known clients' fdinfo (None: of the chosen backend).
+
+    `read` is a tick; a caller that reads the known clients itself (the Intel meter in C) asks `due`, then
+    `walk_all` or reads `texts` and hands the clients gone to `lose`.
     """
 
     def __init__(self, proc_root: str, walk_seconds: float = FD_WALK_SECONDS, *, walk_share: float | None = None,
                  safety_share: float | None = None, dev_root: str | None = None,
-                 cpu_clock: Callable[[], float] = time.thread_time, fd_walker: _FdWalker | None = None) -> None:
+                 cpu_clock: Callable[[], float] = time.thread_time, fd_walker: _FdWalker | None = None,
+                 texts: KeptTexts[tuple[int, str]] | None = None) -> None:
         self.proc_root, self.walk_seconds, self.walk_share = proc_root, walk_seconds, walk_share
         self.safety_share = safety_share if safety_share is not None else walk_share
         self.period = walk_seconds  # until the next timed walk; stretched by a costly walk
@@ -141,7 +146,7 @@ class ClientWalk:
         self._walked_at: float | None = None
         self._ticked_at: float | None = None  # when credit was last earned
         # What the last walk found: (pid, fd) -> its fdinfo, read each tick (in one C call where built).
-        self._texts: KeptTexts[tuple[int, str]] = new_kept_texts()
+        self._texts: KeptTexts[tuple[int, str]] = texts if texts is not None else new_kept_texts()
         # (pid, fd) -> its last fdinfo text and client: an idle i915 client's text repeats, and the record with it.
         self._parsed: dict[tuple[int, str], tuple[str, DrmClient]] = {}
         self._wanted: Callable[[DrmClient], bool] | None = None  # the predicate every record in _parsed passed
@@ -157,11 +162,16 @@ class ClientWalk:
         if self._opens is not None and self._opens.watch():
             self._asked = True
 
+    @property
+    def texts(self) -> KeptTexts[tuple[int, str]]:
+        """The fdinfo of the clients the last walk found, by (pid, fd), in the walk's order."""
+        return self._texts
+
     def read(self, now: float, wanted: Callable[[DrmClient], bool]) -> list[tuple[int, str, DrmClient]]:
         """(pid, fd, client) of every wanted client found now. `wanted` must answer alike for equal records: a
         client whose record is last tick's is not asked again by the very predicate that passed it then."""
-        if self._due(now):
-            return self._walk(now, wanted)
+        if self.due(now):
+            return self.walk_all(now, wanted)
         texts, parsed = self._texts, self._parsed
         changed = texts.read()  # only the clients whose text changed: {} on a tick where none did
         asked, self._wanted = wanted is self._wanted, wanted  # asked: every record in parsed, by this predicate
@@ -192,13 +202,18 @@ class ClientWalk:
                 found.append((key[0], key[1], client))
             else:
                 gone.append(key)
-        for key in gone:  # closed, or the fd now names another file: gone until a walk finds it again
-            texts.drop(key)
-            parsed.pop(key, None)
-            self._asked = True  # the client may live on in a process that inherited the fd: walk next tick
+        self.lose(gone)
         return found
 
-    def _due(self, now: float) -> bool:
+    def lose(self, gone: list[tuple[int, str]]) -> None:
+        """Known clients closed, or whose fd now names another file: gone until a walk finds them again."""
+        for key in gone:
+            self._texts.drop(key)
+            self._parsed.pop(key, None)
+            self._asked = True  # the client may live on in a process that inherited the fd: walk next tick
+
+    def due(self, now: float) -> bool:
+        """Whether this tick walks (once a tick: it drains the opens seen and earns walk credit)."""
         if self._opens is not None and self._opens.opened():  # drained every tick: opens since walk once
             self._asked = True
         if self.walk_share and self._ticked_at is not None:
@@ -210,7 +225,8 @@ class ClientWalk:
             return True
         return self._asked and (not self.walk_share or self._credit > 0)
 
-    def _walk(self, now: float, wanted: Callable[[DrmClient], bool]) -> list[tuple[int, str, DrmClient]]:
+    def walk_all(self, now: float, wanted: Callable[[DrmClient], bool]) -> list[tuple[int, str, DrmClient]]:
+        """Every process's fds walked: (pid, fd, client) of each wanted client, whose fdinfo is known from now."""
         started = self._cpu_clock() if self.walk_share else 0.0
         self._walked_at = now
         self._asked, self.walks = False, self.walks + 1

@@ -20,7 +20,7 @@ from ..model import (
 from ..rates import percent
 from .drm_clients import FD_WALK_SECONDS
 from .intel_cards import CardFiles, CardReader, IntelCard, discover, frequency, temperatures
-from .intel_engines import WALK_SHARE, CardUse, EngineMeter
+from .intel_engines import WALK_SHARE, CardUse, new_engine_meter
 
 RESCAN_SECONDS = 60.0  # with no card found, look again this often (driver loaded late)
 
@@ -41,7 +41,7 @@ class IntelCollector:
                  fd_walk_seconds: float = FD_WALK_SECONDS, walk_share: float | None = WALK_SHARE,
                  dev_root: str | None = "/dev") -> None:
         self.sys_root, self.pci_ids = sys_root, pci_ids
-        self._meter = EngineMeter(proc_root, fd_walk_seconds, walk_share, dev_root=dev_root)
+        self._meter = new_engine_meter(proc_root, fd_walk_seconds, walk_share, dev_root=dev_root)
         self._cards: tuple[IntelCard, ...] = ()
         self._reader = CardReader(())
         self._by_pdev: dict[str, IntelCard] = {}

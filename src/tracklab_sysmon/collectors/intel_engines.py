@@ -10,12 +10,15 @@ so one shared through several fds or processes counts once.
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
+from ..hotpath import ENV_VAR, native_or_python
 from ..model import EngineClass
 from .drm_clients import FD_WALK_SECONDS, ClientWalk
-from .drm_fdinfo import DrmClient, EngineTime, busy_percent
+from .drm_fdinfo import DrmClient, EngineTime, RegionMemory, busy_percent
 from .intel_cards import ENGINE_ORDER, IntelCard, engine_class
 
 # Walks take at most 0.04 % of one core (0.4 ms a second), however many fds the host has. The walk in C costs
@@ -47,9 +50,11 @@ class EngineMeter:
     """Keeps each client's engine times between calls, to turn them into shares of the interval."""
 
     def __init__(self, proc_root: str, walk_seconds: float = FD_WALK_SECONDS,
-                 walk_share: float | None = WALK_SHARE, *, dev_root: str | None = None) -> None:
-        self.walk = ClientWalk(proc_root, walk_seconds, walk_share=walk_share, safety_share=SAFETY_SHARE,
-                               dev_root=dev_root)
+                 walk_share: float | None = WALK_SHARE, *, dev_root: str | None = None,
+                 walk: ClientWalk | None = None) -> None:
+        """`walk`: the walk to go on with (another meter's); None: a new one of these settings."""
+        self.walk = walk if walk is not None else ClientWalk(proc_root, walk_seconds, walk_share=walk_share,
+                                                             safety_share=SAFETY_SHARE, dev_root=dev_root)
         self._previous: dict[_ClientKey, _Seen] = {}
         self._then: float | None = None
         self._idle: dict[str, tuple[IntelCard, CardUse, CardUse]] = {}  # pdev -> card, its use unmeasured, measured
@@ -68,13 +73,28 @@ class EngineMeter:
     def read(self, now: float, cards: Mapping[str, IntelCard]) -> list[CardUse]:
         """Use per card, in the order of `cards` (keyed by PCI address); every card gets one, clients or not. While
         nothing moved it is last tick's very list: the caller must not change it."""
+        return self.account(now, cards, self.walk.read(now, self.wants(cards)))
+
+    def wants(self, cards: Mapping[str, IntelCard]) -> Callable[[DrmClient], bool]:
+        """Whether a client is of one of the cards: one predicate while the addresses stay (the walk asks it only of
+        new records)."""
+        pdevs = tuple(cards)
+        if pdevs != self._pdevs:
+            known = frozenset(pdevs)
+            self._pdevs, self._wants = pdevs, lambda client: (client.pdev or "").lower() in known
+        return self._wants
+
+    def carry_on(self, kept: Mapping[_ClientKey, _Times], then: float | None) -> None:
+        """Goes on from another meter's state: each client's kept engine times and the last tick's time."""
+        self._previous = {key: _Seen(_UNREAD, times, 0) for key, times in kept.items()}
+        self._then, self._settled = then, False
+
+    def account(self, now: float, cards: Mapping[str, IntelCard],
+                found: list[tuple[int, str, DrmClient]]) -> list[CardUse]:
+        """`read` on the clients found now (`found`: the walk's answer to `wants(cards)`)."""
         interval = None if self._then is None or now <= self._then else now - self._then
         measured = interval is not None
         pdevs = tuple(cards)
-        if pdevs != self._pdevs:  # one predicate while the addresses stay: the walk asks it only of new records
-            known = frozenset(pdevs)
-            self._pdevs, self._wants = pdevs, lambda client: (client.pdev or "").lower() in known
-        found = self.walk.read(now, self._wants)
         inputs = (found, measured, pdevs, tuple(cards.values()))
         if self._settled and inputs == self._inputs:
             # Last tick's clients (equal records), whose were those of the tick before: no engine moved and the sums
@@ -104,9 +124,9 @@ class EngineMeter:
             if before is not None and client.regions == before.client.regions:
                 memory = before.memory  # an xe client's clock moved, its memory did not
             else:
-                memory = sum(r.bytes for r in client.regions if r.region.startswith(_DEVICE_REGIONS))
+                memory = device_memory(client)
             tally.memory += memory
-            engines = _by_class(client)
+            engines = by_class(client)
             tally.seen.update(engines)
             current[key] = _Seen(client, engines if before is None else
                                  _advance(tally.shares, before.times, engines, interval), memory)
@@ -135,6 +155,10 @@ class EngineMeter:
         return kept[2] if measured else kept[1]
 
 
+# A record no client read equals (a region no fdinfo line names): a client carried on has its memory summed anew.
+_UNREAD = DrmClient("", None, 0, (), (RegionMemory("", -1),))
+
+
 class _Seen(NamedTuple):
     """A client as last read: its record, its engine times per class (kept larger) and its memory on the card."""
 
@@ -155,13 +179,19 @@ class _Tally:
         self.shares: dict[EngineClass, float] = {}
 
 
-def _by_class(client: DrmClient) -> _Times:
+def by_class(client: DrmClient) -> _Times:
+    """The client's engine times per class (a class named twice: its last engine); engines of no class left out."""
     found: _Times = {}
     for engine in client.engines:
         cls = _CLASSES.get(engine.name) or engine_class(engine.name)
         if cls is not None:
             found[cls] = engine
     return found
+
+
+def device_memory(client: DrmClient) -> int:
+    """Bytes the client holds in the card's own memory."""
+    return sum(r.bytes for r in client.regions if r.region.startswith(_DEVICE_REGIONS))
 
 
 def _advance(shares: dict[EngineClass, float], before: _Times, now: _Times, interval: float | None) -> _Times:
@@ -199,3 +229,35 @@ def _card_use(card: IntelCard, seen: set[EngineClass], shares: dict[EngineClass,
 _CLASSES: dict[str, EngineClass] = {name: cls for name in ("rcs", "bcs", "vcs", "vecs", "ccs", "render", "copy",
                                                            "video", "video-enhance", "compute")
                                     if (cls := engine_class(name)) is not None}
+
+
+class UseMeter(Protocol):
+    """`EngineMeter` or its C twin (intel_engines_cffi.CffiEngineMeter): the same uses for the same files."""
+
+    walk: ClientWalk
+
+    def read(self, now: float, cards: Mapping[str, IntelCard]) -> list[CardUse]: ...
+
+
+_MeterClass = Callable[..., UseMeter]  # (proc_root, walk_seconds, walk_share, *, dev_root)
+
+
+def select_engine_meter(mode: str) -> tuple[_MeterClass, str]:
+    """The engine meter's class for one TRACKLAB_SYSMON_NATIVE value and its backend name: the C accounting
+    (native/engines.c) where the helper was built, else `EngineMeter`."""
+    def load() -> _MeterClass:
+        from .intel_engines_cffi import CffiEngineMeter
+        return CffiEngineMeter
+
+    return native_or_python(mode, "Intel engine meter", load, EngineMeter)
+
+
+@functools.cache
+def _chosen() -> _MeterClass:
+    return select_engine_meter(os.environ.get(ENV_VAR, "auto"))[0]
+
+
+def new_engine_meter(proc_root: str, walk_seconds: float = FD_WALK_SECONDS, walk_share: float | None = WALK_SHARE,
+                     *, dev_root: str | None = None) -> UseMeter:
+    """An engine meter of the chosen backend (chosen on the first call)."""
+    return _chosen()(proc_root, walk_seconds, walk_share, dev_root=dev_root)

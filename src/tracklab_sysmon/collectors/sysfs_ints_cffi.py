@@ -92,11 +92,11 @@ def kept_texts() -> type[CffiKeptTexts[Any]]:
 
 class CffiKeptTexts(Generic[K]):
     """`PyKeptTexts` in one call: each member's descriptor and last bytes kept in C, which tells the members whose
-    bytes changed; only those are decoded."""
+    bytes changed; only those are decoded. A text is the file's last bytes in C however they were read (`array`
+    lets C read the members itself: intel_engines_cffi)."""
 
     def __init__(self) -> None:
         self._files: dict[K, Any] = {}  # key -> its si_attr (closed when released or collected)
-        self._texts: dict[K, str] = {}
         self._length = ffi.new("size_t *")
         self._arrays()
 
@@ -108,6 +108,12 @@ class CffiKeptTexts(Generic[K]):
 
     def members(self) -> KeysView[K]:
         return self._files.keys()
+
+    @property
+    def array(self) -> tuple[Any, list[tuple[K, Any]]]:
+        """The members' `si_attr *[]` as C reads them and (key, si_attr) in that order: a new array whenever the
+        members change (its files stay open while it is the current one)."""
+        return self._array, self._order
 
     def keep(self, paths: Mapping[K, str]) -> None:
         old, files = self._files, {}
@@ -122,15 +128,13 @@ class CffiKeptTexts(Generic[K]):
                 files[key] = ffi.gc(file, lib.si_attr_close)
         finally:  # without memory part way: the members kept so far stay, the rest are closed
             self._files = files
+            self._arrays()  # before the releases: the array never names a closed file
             for gone in old.values():
                 ffi.release(gone)
-            self._texts = {key: text for key, text in self._texts.items() if key in files}
-            self._arrays()
 
     def drop(self, key: K) -> None:
         gone = self._files.pop(key, None)
         if gone is not None:
-            self._texts.pop(key, None)
             self._arrays()  # before the release: the array never names a closed file
             ffi.release(gone)
 
@@ -140,20 +144,20 @@ class CffiKeptTexts(Generic[K]):
         if not count:
             return {}
         if count == _NO_MEMORY:
-            self._texts = {}  # C forgot every text: the next read tells each member anew
-            raise MemoryError("si_attr_read")
+            raise MemoryError("si_attr_read")  # C forgot every text: the next read tells each member anew
         changed: dict[K, str | None] = {}
-        texts, length = self._texts, self._length
+        length = self._length
         for (key, file), state in zip(order, ffi.unpack(states, len(order)), strict=True):
             if not state:
                 continue
             if state == _UNREADABLE:
-                texts.pop(key, None)
                 changed[key] = None
             else:
                 data = lib.si_attr_text(file, length)
-                changed[key] = texts[key] = ffi.unpack(data, length[0]).decode("utf-8", "replace")
+                changed[key] = ffi.unpack(data, length[0]).decode("utf-8", "replace")
         return changed
 
     def text(self, key: K) -> str | None:
-        return self._texts.get(key)
+        file = self._files.get(key)
+        data = lib.si_attr_text(file, self._length) if file is not None else ffi.NULL
+        return None if data == ffi.NULL else ffi.unpack(data, self._length[0]).decode("utf-8", "replace")
