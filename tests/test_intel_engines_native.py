@@ -147,7 +147,8 @@ def test_a_shared_client_counts_once_and_a_counter_going_back_gives_no_share(c_m
     moved = (1, 0, True, [("rcs", 5 * 10**8, 2 * 10**9, None)], [("vram0", "resident", 4, " KiB")], "")
     back = (1, 0, False, [("rcs", 10**8, 3 * 10**9, None)], [("vram0", "resident", 4, " KiB")], "")
     caught = (1, 0, False, [("rcs", 6 * 10**8, 4 * 10**9, None)], [("vram0", "resident", 4, " KiB")], "")
-    ticks = [([spec, spec, None, None, None], 0.0, True, None), ([moved, moved, "same", "same", "same"], 1.0, False, None),
+    ticks = [([spec, spec, None, None, None], 0.0, True, None),
+             ([moved, moved, "same", "same", "same"], 1.0, False, None),
              ([back, back, "same", "same", "same"], 1.0, False, None),
              ([caught, caught, "same", "same", "same"], 1.0, False, None)]
     got, want = _run(tmp_path, c_meter, ticks)

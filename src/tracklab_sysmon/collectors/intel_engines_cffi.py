@@ -12,7 +12,7 @@ from .drm_clients import FD_WALK_SECONDS, ClientWalk, new_fdinfo_parser
 from .drm_fdinfo import DrmClient, EngineTime
 from .intel_cards import ENGINE_ORDER, IntelCard
 from .intel_engines import SAFETY_SHARE, WALK_SHARE, CardUse, EngineMeter, by_class, device_memory
-from .sysfs_ints_cffi import kept_texts
+from .sysfs_ints_cffi import CffiKeptTexts, kept_texts
 
 _OK, _DEFER = lib.EM_OK, lib.EM_DEFER  # AttributeError from an extension built before the meter existed
 _NO_MEMORY = int(ffi.cast("size_t", -1))
@@ -35,8 +35,9 @@ class CffiEngineMeter:
 
     def __init__(self, proc_root: str, walk_seconds: float = FD_WALK_SECONDS,
                  walk_share: float | None = WALK_SHARE, *, dev_root: str | None = None) -> None:
+        self._texts: CffiKeptTexts[_Key] = kept_texts()()  # the walk's, read by em_read
         self.walk = ClientWalk(proc_root, walk_seconds, walk_share=walk_share, safety_share=SAFETY_SHARE,
-                               dev_root=dev_root, texts=kept_texts()())
+                               dev_root=dev_root, texts=self._texts)
         meter = lib.em_new()
         if meter == ffi.NULL:
             raise MemoryError("em_new")
@@ -72,7 +73,7 @@ class CffiEngineMeter:
                 return self._hand_over(now, cards, found)
             got = lib.em_account(meter, readings, len(found), measured, interval, self._out)
         else:
-            array, order = walk.texts.array
+            array, order = self._texts.array
             if array is not self._array:
                 self._array, self._states = array, ffi.new("uint8_t[]", len(order))
             bad = lib.em_read(meter, array, len(order), self._states)
