@@ -48,7 +48,7 @@ test: $(VENV)/.installed-test system-deps ## Install everything and run the fast
 test-slow: $(VENV)/.installed-test system-deps ## Run the slow tier only
 	TRACKLAB_SYSMON_NATIVE=$(NATIVE_MODE) $(PY) -m pytest -m slow $(PYTEST_ARGS)
 
-test-native-sanitize: system-deps ## Run the C helper's own tests (counters, process walk, fabric counters, fdinfo, DRM fds, InfiniBand ports) under ASan and UBSan on every fixture tree
+test-native-sanitize: system-deps ## Run the C helper's own tests (counters, process walk, fabric counters, fdinfo, DRM fds, InfiniBand ports, Intel engine meter) under ASan and UBSan on every fixture tree
 	@mkdir -p build
 	$${CC:-cc} $(SANITIZE_FLAGS) -Wall -Wextra -Inative native/sysmon.c native/devices.c native/test_sysmon.c -lm -o build/test_sysmon-sanitize
 	build/test_sysmon-sanitize tests/fixtures/*/proc /proc
@@ -64,6 +64,8 @@ test-native-sanitize: system-deps ## Run the C helper's own tests (counters, pro
 	build/test_ibports-sanitize tests/fixtures/*/sys/class/infiniband/*/ports/*
 	$${CC:-cc} $(SANITIZE_FLAGS) -Wall -Wextra -Inative native/sysints.c native/test_sysints.c -o build/test_sysints-sanitize
 	build/test_sysints-sanitize $$(find tests/fixtures/*/sys -path '*drm*' -type f) tests/fixtures/*/proc/*/fdinfo/*
+	$${CC:-cc} $(SANITIZE_FLAGS) -Wall -Wextra -Inative native/sysints.c native/fdinfo.c native/engines.c native/test_engines.c -o build/test_engines-sanitize
+	build/test_engines-sanitize
 
 $(VENV)/.installed-lint: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[lint,fastapi]'  # mypy reads the relay against FastAPI's own types
