@@ -10,7 +10,7 @@ from conftest import native_module
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracklab_sysmon.collectors import intel_engines
+from tracklab_sysmon.collectors import intel_meter
 from tracklab_sysmon.collectors.intel_cards import IntelCard
 from tracklab_sysmon.collectors.intel_engines import CardUse, EngineMeter
 
@@ -19,7 +19,7 @@ from tracklab_sysmon.collectors.intel_engines import CardUse, EngineMeter
 def c_meter():
     """The C meter's class; skip locally, fail under TRACKLAB_SYSMON_NATIVE=require, where it was not built."""
     native_module()
-    return intel_engines.select_engine_meter("require")[0]
+    return intel_meter.select_engine_meter("require")[0]
 
 
 PDEVS = ("0000:0a:00.0", "0000:0b:00.0", "0000:3c:00.0")
@@ -158,8 +158,8 @@ def test_a_shared_client_counts_once_and_a_counter_going_back_gives_no_share(c_m
 
 
 def test_the_backend_follows_the_native_setting(c_meter):
-    assert intel_engines.select_engine_meter("off") == (EngineMeter, "python")
-    assert intel_engines.select_engine_meter("require")[1] == "cffi"
+    assert intel_meter.select_engine_meter("off") == (EngineMeter, "python")
+    assert intel_meter.select_engine_meter("require")[1] == "cffi"
 
 
 def test_a_counter_past_64_bits_hands_the_kept_times_over(c_meter, tmp_path):

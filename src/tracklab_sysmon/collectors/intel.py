@@ -20,7 +20,8 @@ from ..model import (
 from ..rates import percent
 from .drm_clients import FD_WALK_SECONDS
 from .intel_cards import CardFiles, CardReader, IntelCard, discover, frequency, temperatures
-from .intel_engines import WALK_SHARE, CardUse, new_engine_meter
+from .intel_engines import WALK_SHARE, CardUse
+from .intel_meter import new_engine_meter
 
 RESCAN_SECONDS = 60.0  # with no card found, look again this often (driver loaded late)
 

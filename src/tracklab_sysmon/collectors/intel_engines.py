@@ -10,12 +10,9 @@ so one shared through several fds or processes counts once.
 
 from __future__ import annotations
 
-import functools
-import os
 from collections.abc import Callable, Mapping
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
-from ..hotpath import ENV_VAR, native_or_python
 from ..model import EngineClass
 from .drm_clients import FD_WALK_SECONDS, ClientWalk
 from .drm_fdinfo import DrmClient, EngineTime, RegionMemory, busy_percent
@@ -229,35 +226,3 @@ def _card_use(card: IntelCard, seen: set[EngineClass], shares: dict[EngineClass,
 _CLASSES: dict[str, EngineClass] = {name: cls for name in ("rcs", "bcs", "vcs", "vecs", "ccs", "render", "copy",
                                                            "video", "video-enhance", "compute")
                                     if (cls := engine_class(name)) is not None}
-
-
-class UseMeter(Protocol):
-    """`EngineMeter` or its C twin (intel_engines_cffi.CffiEngineMeter): the same uses for the same files."""
-
-    walk: ClientWalk
-
-    def read(self, now: float, cards: Mapping[str, IntelCard]) -> list[CardUse]: ...
-
-
-_MeterClass = Callable[..., UseMeter]  # (proc_root, walk_seconds, walk_share, *, dev_root)
-
-
-def select_engine_meter(mode: str) -> tuple[_MeterClass, str]:
-    """The engine meter's class for one TRACKLAB_SYSMON_NATIVE value and its backend name: the C accounting
-    (native/engines.c) where the helper was built, else `EngineMeter`."""
-    def load() -> _MeterClass:
-        from .intel_engines_cffi import CffiEngineMeter
-        return CffiEngineMeter
-
-    return native_or_python(mode, "Intel engine meter", load, EngineMeter)
-
-
-@functools.cache
-def _chosen() -> _MeterClass:
-    return select_engine_meter(os.environ.get(ENV_VAR, "auto"))[0]
-
-
-def new_engine_meter(proc_root: str, walk_seconds: float = FD_WALK_SECONDS, walk_share: float | None = WALK_SHARE,
-                     *, dev_root: str | None = None) -> UseMeter:
-    """An engine meter of the chosen backend (chosen on the first call)."""
-    return _chosen()(proc_root, walk_seconds, walk_share, dev_root=dev_root)
