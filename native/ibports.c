@@ -68,6 +68,16 @@ static void closed_fd(int *fd)
     *fd = -1;
 }
 
+/* One page from offset 0 (Python retries an interrupted call). */
+static ssize_t pread_page(int fd, char *page)
+{
+    ssize_t got;
+    do
+        got = pread(fd, page, IB_PAGE, 0);
+    while (got < 0 && errno == EINTR);
+    return got;
+}
+
 /* One file as KeptAttribute reads it into page: the bytes read, or why not (ibports.h). */
 static int32_t read_file(ib_file *file, char *page)
 {
@@ -81,16 +91,50 @@ static int32_t read_file(ib_file *file, char *page)
             return f;
         *fd = f;
     }
-    ssize_t got;
-    do
-        got = pread(*fd, page, IB_PAGE, 0);
-    while (got < 0 && errno == EINTR);
+    ssize_t got = pread_page(*fd, page);
     if (got < 0) {
         int e = errno;
         closed_fd(fd);
         return -e;
     }
     return (int32_t)got;
+}
+
+/* Whether a kept descriptor's file must be looked at (ibports.h): its read failed, repeats the one before it, or is
+ * longer than the IB_TEXT bytes kept of that one. */
+static int repeats(const ib_seen *seen, const char *page, ssize_t got)
+{
+    return got < 0 || got > IB_TEXT || (got == seen->length && memcmp(seen->text, page, (size_t)got) == 0);
+}
+
+/* One per-tick file as _sysfs.MovingAttribute reads it into page: through its kept descriptor, fstat()ed only when
+ * the read repeats (above), reopened and read again when its file has no link left; the bytes read, or why not. */
+static int32_t read_moving(ib_file *file, ib_seen *seen, char *page)
+{
+    int *fd = &file->fd;
+    int32_t got;
+    if (*fd >= 0) {
+        ssize_t kept = pread_page(*fd, page);
+        int e = errno;
+        struct stat st;
+        if (!repeats(seen, page, kept) || (fstat(*fd, &st) == 0 && st.st_nlink > 0)) {
+            if (kept < 0) {
+                closed_fd(fd);
+                return -e;
+            }
+            got = (int32_t)kept; /* the usual busy tick: a counter that moved, no fstat */
+        } else {
+            closed_fd(fd); /* deleted or renamed over: open the path again */
+            got = read_file(file, page);
+        }
+    } else {
+        got = read_file(file, page);
+    }
+    if (got >= 0) {
+        seen->length = got;
+        memcpy(seen->text, page, (size_t)got < IB_TEXT ? (size_t)got : IB_TEXT);
+    }
+    return got;
 }
 
 /* A counter's status from its file's outcome, and its value when known: a data counter of a port that counts
@@ -122,7 +166,7 @@ size_t ib_read(ib_port *const *ports, size_t n, double now, int32_t *length, cha
         ib_port *port = ports[p];
         for (size_t f = 0; f < IB_FILES; f++) {
             size_t at = p * IB_FILES + f;
-            int32_t got = read_file(&port->file[f], page);
+            int32_t got = read_moving(&port->file[f], &port->seen[f], page);
             length[at] = got;
             if (got > 0)
                 memcpy(text + at * IB_TEXT, page, (size_t)got < IB_TEXT ? (size_t)got : IB_TEXT);

@@ -2,10 +2,12 @@
  *
  * It mirrors the Python twin (tracklab_sysmon/collectors/infiniband_ports_py.py) value for value. Each
  * port has five files read every tick: its four data counters (port_xmit_data, port_rcv_data, port_xmit_packets,
- * port_rcv_packets, or EFA's hw_counters in bytes) and its state. Each is read as _sysfs.KeptAttribute
- * reads it: a kept descriptor, fstat()ed before the read and reopened when its file has no link left
- * (deleted or renamed over); opened non-blocking, refused unless a regular file; one pread of a page
- * from offset 0; a failed read closes it, so the next read opens the path again.
+ * port_rcv_packets, or EFA's hw_counters in bytes) and its state. Each is read as _sysfs.MovingAttribute
+ * reads it: one pread of a page from offset 0 through a kept descriptor (opened non-blocking, refused unless a
+ * regular file); when that read failed, repeats the one before it or is longer than IB_TEXT, the descriptor is
+ * fstat()ed and, when its file has no link left (deleted or renamed over), the path opened and read again; a
+ * failed read closes it, so the next read opens the path again. A counter that moved skips the fstat: only a
+ * write through the old file after it was replaced could make it read otherwise than a check before every read.
  *
  * A counter's text parses as infiniband_files.parse_counter parses the text decoded from UTF-8 (with
  * replacement): whitespace as str.strip() strips it (every character str.isspace() accepts), then
@@ -42,11 +44,19 @@ typedef struct {
     int fd;
 } ib_file;
 
-/* One port: its five files, whether its data counters count 4-byte words, its four counters' baselines. */
+/* What a per-tick file's last read gave through its kept descriptor: its length and first IB_TEXT bytes. */
+typedef struct {
+    int32_t length;
+    char text[IB_TEXT];
+} ib_seen;
+
+/* One port: its five files, whether its data counters count 4-byte words, its four counters' baselines, and
+ * each file's last read (zeroed: as good as any, the read after an open is never compared). */
 typedef struct {
     ib_file file[IB_FILES];
     int words;
     fb_counter counter[IB_COUNTERS];
+    ib_seen seen[IB_FILES];
 } ib_port;
 
 /* Reads every port's five files and rates its four counters at `now`. Per file f of port p (at

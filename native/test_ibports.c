@@ -4,13 +4,15 @@
  * as str.strip() sees it, leading zeros, 2^64-1 and one more, broken UTF-8. Reads ports built in a
  * temporary folder through a first reading, a rise, a reset, a saturated and a too large counter, a file
  * renamed over, one removed, a folder and a FIFO where a file should be; then every port folder named on
- * the command line (the fixture trees), twice, expecting every data counter and state to read. Reads a slow tier
+ * the command line (the fixture trees), twice, expecting every data counter and state to read. Reads a counter
+ * written through its old file after a rename over it (fstat()ed only once a read repeats). Reads a slow tier
  * (texts, then counters) through what changes it and what does not.
  */
 #define _GNU_SOURCE
 #include "ibports.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +153,50 @@ static void test_port(void)
     rmdir(folder);
 }
 
+/* The data counters' descriptors are fstat()ed only after a read that repeats or is long (ibports.h): a write through
+ * the old file after a rename over it is read until it repeats, then the new file; a long one is looked past. */
+static void test_moving(void)
+{
+    strcpy(folder, "/tmp/test_ibports-XXXXXX"); /* test_port's folder is gone: put() writes into a new one */
+    if (!mkdtemp(folder)) {
+        CHECK(0, "mkdtemp: %s", strerror(errno));
+        return;
+    }
+    char paths[IB_FILES][256];
+    ib_port *port = calloc(1, sizeof *port);
+    for (int f = 0; f < IB_FILES; f++) {
+        snprintf(paths[f], sizeof paths[f], "%s/%s", folder, NAMES[f]);
+        port->file[f] = (ib_file){paths[f], -1};
+    }
+    port->words = 1;
+    put("xd", "1\n");
+    struct tick t;
+    tick(port, 1.0, &t);
+    CHECK(t.values[0] == 4, "first read %llu", (unsigned long long)t.values[0]);
+    int old = open(paths[0], O_WRONLY);
+    put("xd", "2\n");
+    CHECK(pwrite(old, "3\n", 2, 0) == 2, "a write through the old file");
+    tick(port, 2.0, &t);
+    CHECK(t.values[0] == 12, "it moved: read from the old file, not looked at: %llu", (unsigned long long)t.values[0]);
+    tick(port, 3.0, &t);
+    CHECK(t.values[0] == 8, "it repeated: looked at, the new file: %llu", (unsigned long long)t.values[0]);
+    close(old);
+    old = open(paths[0], O_WRONLY);
+    put("xd", "5\n");
+    char long_text[IB_TEXT + 3];
+    memset(long_text, ' ', sizeof long_text);
+    memcpy(long_text + IB_TEXT, "7\n", 2);
+    CHECK(pwrite(old, long_text, IB_TEXT + 2, 0) == IB_TEXT + 2, "a long write through the old file");
+    tick(port, 4.0, &t);
+    CHECK(t.values[0] == 20, "longer than kept: looked at, the new file: %llu", (unsigned long long)t.values[0]);
+    close(old);
+    ib_files_close(port->file, IB_FILES);
+    free(port);
+    for (int f = 0; f < IB_FILES; f++)
+        unlink(paths[f]);
+    rmdir(folder);
+}
+
 static char tier_folder[] = "/tmp/test_ibports-tier-XXXXXX";
 
 static void tier_put(const char *name, const char *text, int rename_over)
@@ -269,6 +315,7 @@ int main(int argc, char **argv)
 {
     test_parse();
     test_port();
+    test_moving();
     test_tier();
     for (int i = 1; i < argc; i++)
         test_fixture(argv[i]);

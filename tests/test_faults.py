@@ -13,7 +13,7 @@ from conftest import FIXTURES, outcome
 from test_hotpath import backend_class
 
 from tracklab_sysmon import _procfs as procfs
-from tracklab_sysmon._sysfs import KeptAttribute, KeptFile, read_text
+from tracklab_sysmon._sysfs import KeptAttribute, KeptFile, MovingAttribute, read_text
 from tracklab_sysmon.collectors.cpu import CpuCollector
 from tracklab_sysmon.collectors.disk import DiskCollector
 from tracklab_sysmon.collectors.memory import MemoryCollector
@@ -154,6 +154,43 @@ def test_kept_attribute_rereads_a_file_renamed_over_and_reports_a_deleted_one(tm
     assert kept.read() is None
     path.write_text("63000\n")
     assert kept.read() == "63000\n"
+
+
+def test_moving_attribute_looks_at_its_file_only_when_a_read_repeats(tmp_path: pathlib.Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A MovingAttribute fstat()s its kept descriptor only after a read that repeats the last one or is longer than
+    COMPARED bytes: a counter that moved costs no fstat, a file renamed over (its old text read again) or deleted is
+    seen on that very read, and a write through the old file after a rename is read until it repeats."""
+    path = tmp_path / "port_xmit_data"
+    path.write_text("41000\n")
+    kept = MovingAttribute(str(path))
+    assert kept.read_page_or_raise() == b"41000\n"
+    looks: list[int] = []
+    real = os.fstat
+    monkeypatch.setattr(os, "fstat", lambda fd: looks.append(fd) or real(fd))
+    path.write_text("42000\n")  # in place: it moved
+    assert (kept.read_page(), len(looks)) == (b"42000\n", 0)
+    assert (kept.read_page(), len(looks)) == (b"42000\n", 1)  # repeated: looked at, the same file
+    replace(path, "52000\n")  # the old file still reads 42000: looked at, reopened (open's own fstat), read anew
+    assert (kept.read_page(), len(looks)) == (b"52000\n", 3)
+    with open(path, "r+") as old:
+        replace(path, "63000\n")
+        old.write("70000\n")  # through the file just replaced: it moved, so it is what is read
+        old.flush()
+        assert (kept.read_page(), len(looks)) == (b"70000\n", 3)
+    assert (kept.read_page(), len(looks)) == (b"63000\n", 5)  # repeated: the new file
+    long = " " * MovingAttribute.COMPARED + "1\n"
+    with open(path, "r+") as old:
+        replace(path, "64000\n")
+        old.write(long)  # moved, but longer than what is compared: looked at all the same
+        old.flush()
+        assert (kept.read_page(), len(looks)) == (b"64000\n", 7)
+    path.unlink()
+    assert (kept.read_page(), len(looks)) == (None, 8)
+    with pytest.raises(FileNotFoundError):
+        kept.read_page_or_raise()
+    path.write_text("71000\n")
+    assert kept.read_page() == b"71000\n"
 
 
 @pytest.mark.parametrize("backend", ["cffi", "python"])

@@ -66,6 +66,15 @@ def _write(path: str, text: str) -> None:
     pathlib.Path(path).write_text(text)
 
 
+def _behind(path: str, text: str) -> None:
+    """Renamed over by a new file of `text`, then the old file (the one the kept descriptors read) rewritten: read
+    from while it moves, the new one once it repeats (MovingAttribute's rule, the C helper's)."""
+    with open(path, "r+") as old:
+        _put(path, text)
+        old.write("99\n")
+        old.truncate()
+
+
 # ---------------------------------------------------------------- the parser
 
 
@@ -172,6 +181,7 @@ def _steps() -> list[tuple[str, Step]]:
         ("a long text that is not one", first(3, " " * 80 + "N/A\n")),
         ("Unicode whitespace around a counter", first(3, "\u00a042\u3000\n")),
         ("renamed over", first(2, "77\n", _put)),
+        ("renamed over, then the old file written", first(0, "55\n", _behind)),
         ("a state text longer than the C helper hands back", state("4: ACTIVE" + " " * 100 + "\n")),
         ("a state that is not one", state("weird\n")),
         ("a counter gone", gone(2)),

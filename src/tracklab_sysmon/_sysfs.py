@@ -171,6 +171,47 @@ class KeptAttribute(KeptFile):
             return False
 
 
+class MovingAttribute(KeptAttribute):
+    """A KeptAttribute for an attribute read every tick whose text usually moves (a counter): the read comes first,
+    and the kept descriptor is fstat()ed only when that read failed, repeats the one before it or is longer than
+    COMPARED bytes (what the C helper keeps of it); a file with no link left is then opened and read again. A text
+    that moved was read from a file still being written, so a busy tick skips the fstat of every counter that moved:
+    only a write through the old file after it was replaced could make it read otherwise than KeptAttribute does.
+    """
+
+    __slots__ = ("_last",)
+    COMPARED = 64  # native/ibports.h IB_TEXT
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self._last: bytes | None = None
+
+    def read_page(self) -> bytes | None:
+        try:
+            return self.read_page_or_raise()
+        except OSError:
+            return None
+
+    def read_page_or_raise(self) -> bytes:
+        fd = self._fd
+        if fd is None:
+            data = self._bytes(_PAGE)  # opened now: nothing to look at
+        else:
+            try:
+                data, failed = os.pread(fd, _PAGE, 0), None
+            except OSError as exc:
+                data, failed = b"", exc
+            if failed is not None or len(data) > self.COMPARED or data == self._last:
+                if not self._same_file():
+                    self.close()
+                    data, failed = self._bytes(_PAGE), None  # the path opened and read again
+                elif failed is not None:  # the next read opens the path again; say which file failed, as open does
+                    self.close()
+                    raise OSError(failed.errno, failed.strerror, self.path) from failed
+        self._last = data
+        return data
+
+
 def list_dir(path: str) -> list[str]:
     """Sorted entries of a directory, [] when it is missing or unreadable."""
     try:

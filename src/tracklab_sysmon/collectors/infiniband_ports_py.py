@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .._sysfs import KeptAttribute
+from .._sysfs import KeptAttribute, MovingAttribute
 from ..errors import ParseError
 from ..rates import CounterRates, rounded
 from . import infiniband_files as ib
@@ -12,19 +12,19 @@ from .infiniband_ports import PortSpec, PortsTick, Tier, kept_tier, parsed, satu
 
 
 class _Port:
-    """One port's kept files: the four data counters, then the state."""
+    """One port's kept files, read as the C helper reads them (MovingAttribute): the four data counters, the state."""
 
     __slots__ = ("data", "keys", "spec", "state")
 
     def __init__(self, spec: PortSpec) -> None:
         self.spec = spec
-        self.data = tuple(KeptAttribute(path) for path in spec.data)
-        self.state = KeptAttribute(spec.state)
+        self.data = tuple(MovingAttribute(path) for path in spec.data)
+        self.state = MovingAttribute(spec.state)
         self.keys = tuple((spec.key, index) for index in range(len(spec.data)))  # CounterRates keys, built once
 
 
 class PyPortsMeter:
-    """`PortsMeter` in Python: each file through its KeptAttribute, each counter through CounterRates."""
+    """`PortsMeter` in Python: each file through its MovingAttribute, each counter through CounterRates."""
 
     def __init__(self) -> None:
         self._ports: tuple[_Port, ...] = ()
@@ -77,7 +77,7 @@ class PyCounterFiles:
         return self._last
 
 
-def _counter(kept: KeptAttribute, unreadable: list[str]) -> int | None:
+def _counter(kept: MovingAttribute, unreadable: list[str]) -> int | None:
     """A data counter, or None; one that fails says why in `unreadable` (an absent file is not a problem)."""
     try:
         return ib.parse_counter(kept.read_page_or_raise().decode("utf-8", "replace"))
