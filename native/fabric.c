@@ -2,7 +2,7 @@
 #include "fabric.h"
 #include "counter_rates.h"
 
-_Static_assert(FB_BASELINES == COUNTER_BASELINES, "one baseline bound for every counter");
+_Static_assert((int)FB_BASELINES == (int)COUNTER_BASELINES, "one baseline bound for every counter");
 
 #include <math.h>
 #include <string.h>
