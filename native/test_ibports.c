@@ -55,6 +55,7 @@ static void test_parse(void)
 
 static char folder[] = "/tmp/test_ibports-XXXXXX";
 static const char *NAMES[IB_FILES] = {"xd", "rd", "xp", "rp", "state"};
+static char paths[IB_FILES][256]; /* the files of new_port's port */
 
 static void put(const char *name, const char *text)
 {
@@ -82,19 +83,27 @@ static void tick(ib_port *port, double now, struct tick *t)
     t->odd = ib_read(ports, 1, now, t->length, t->text, t->values, t->rates, t->status);
 }
 
-static void test_port(void)
+/* A port of counters in words whose files are in a new `folder` (NULL when it cannot be made). */
+static ib_port *new_port(void)
 {
     if (!mkdtemp(folder)) {
         CHECK(0, "mkdtemp: %s", strerror(errno));
-        return;
+        return NULL;
     }
-    char paths[IB_FILES][256];
     ib_port *port = calloc(1, sizeof *port);
     for (int f = 0; f < IB_FILES; f++) {
         snprintf(paths[f], sizeof paths[f], "%s/%s", folder, NAMES[f]);
         port->file[f] = (ib_file){paths[f], -1};
     }
     port->words = 1;
+    return port;
+}
+
+static void test_port(void)
+{
+    ib_port *port = new_port();
+    if (!port)
+        return;
     put("xd", "1000\n");
     put("rd", "4294967295\n");
     put("xp", "18446744073709551615\n");
@@ -158,17 +167,9 @@ static void test_port(void)
 static void test_moving(void)
 {
     strcpy(folder, "/tmp/test_ibports-XXXXXX"); /* test_port's folder is gone: put() writes into a new one */
-    if (!mkdtemp(folder)) {
-        CHECK(0, "mkdtemp: %s", strerror(errno));
+    ib_port *port = new_port();
+    if (!port)
         return;
-    }
-    char paths[IB_FILES][256];
-    ib_port *port = calloc(1, sizeof *port);
-    for (int f = 0; f < IB_FILES; f++) {
-        snprintf(paths[f], sizeof paths[f], "%s/%s", folder, NAMES[f]);
-        port->file[f] = (ib_file){paths[f], -1};
-    }
-    port->words = 1;
     put("xd", "1\n");
     struct tick t;
     tick(port, 1.0, &t);
