@@ -128,6 +128,15 @@ def test_a_normal_answer_is_its_message_and_the_connection_is_kept(server, chann
     assert server.requests == [(1, headers, message(REQUEST)), (3, headers, message(REQUEST))]
 
 
+def test_a_frame_sent_with_the_answers_end_is_counted_once(server, channel):
+    """The answer and a connection WINDOW_UPDATE in one write: the update grows the send window once, the next call
+    reading it (the answer's read stops at its end)."""
+    server.plan(lambda conn, stream: conn.send(*answer_frames(conn.encoder, stream, message(PAYLOAD)),
+                                               WindowUpdateFrame(0, 1000)))
+    assert [call(channel), call(channel)] == [PAYLOAD, PAYLOAD]
+    assert channel._send_window == 65535 + 1000 - 2 * len(message(REQUEST))
+
+
 def split_headers(conn: Conn, stream: int) -> None:
     block = conn.encoder.encode(list(GRPC_HEADERS))
     conn.send(HeadersFrame(stream, block[:3]), ContinuationFrame(stream, block[3:], flags=("END_HEADERS",)))
@@ -473,6 +482,11 @@ def channel_reads(raw: bytes) -> tuple[object, ...]:
     except RpcError:
         return ("invalid",)
     assert channel._buffer[channel._at:] == b"next"  # the read position is past this frame, on the next one
+    return told(frame)
+
+
+def told(frame: object) -> tuple[object, ...]:
+    """A frame the channel read, told as `hyperframe_reads` tells hyperframe's."""
     if isinstance(frame, _grpc_unary._Part):
         if frame.type == _grpc_unary.WINDOW_UPDATE:
             return ("window", int.from_bytes(frame.data, "big"), frame.stream_id)
@@ -493,6 +507,61 @@ def test_frames_read_from_the_buffer_are_what_hyperframe_reads(frame):
     kind, flags, stream, payload = frame
     raw = len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
     assert channel_reads(raw) == hyperframe_reads(raw)
+
+
+def ends_a_batch(frame: object) -> bool:
+    """Whether no frame may follow `frame` in one `_incoming` list: one not read straight from the buffer, the end of
+    a stream, or a header block's frame that leaves it open."""
+    if not isinstance(frame, _grpc_unary._Part):
+        return True
+    opens = frame.type in (_grpc_unary.HEADERS, _grpc_unary.CONTINUATION) and not frame.flags & _grpc_unary.END_HEADERS
+    return bool(frame.flags & _grpc_unary.END_STREAM) or opens
+
+
+# An answer's frames as a service sends them (valid, no padding or priority), mixed with any frames.
+ANSWER_FRAMES = st.tuples(st.sampled_from([0x0, 0x1, 0x9]), st.sampled_from([0, 1, 4, 5]), st.sampled_from([1, 3]),
+                          st.binary(max_size=8)) | \
+    st.tuples(st.just(0x8), st.just(0), st.sampled_from([0, 1]), st.integers(1, (1 << 31) - 1).map(
+        lambda increment: increment.to_bytes(4, "big")))
+
+
+@settings(max_examples=500, deadline=None)
+@given(frames=st.lists(ANSWER_FRAMES | ANSWER_FRAMES | FRAMES, min_size=1, max_size=8))
+def test_frames_read_together_are_each_what_hyperframe_reads(frames):
+    """Frames one after the other in the buffer, read in lists (as a call reads its answer): each, in order, is what
+    hyperframe reads of it, up to the first invalid one (an error once those before it were taken); a list ends
+    where `ends_a_batch` says, and the read position stays right past its last frame."""
+    raws = [len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+            for kind, flags, stream, payload in frames]
+    expected = []
+    for raw in raws:
+        expected.append(hyperframe_reads(raw))
+        if expected[-1] == ("invalid",):
+            break
+    channel = UnaryChannel("127.0.0.1:1")
+    channel._buffer = bytearray(b"".join(raws) + b"next")
+    read: list[tuple[object, ...]] = []
+    while channel._buffer[channel._at:] != b"next":
+        try:
+            batch = channel._incoming(None, time.monotonic() + 1, False, True)
+        except RpcError:
+            read.append(("invalid",))
+            break
+        assert batch and not any(ends_a_batch(frame) for frame in batch[:-1])
+        read += [told(frame) for frame in batch]
+        assert channel._buffer[channel._at:] == b"".join(raws[len(read):]) + b"next"
+        if not ends_a_batch(batch[-1]) and len(read) < len(raws):  # cut short only before one hyperframe parses
+            assert not read_straight(raws[len(read)]) or not read_straight(raws[len(read) - 1])
+    assert read == expected
+
+
+def read_straight(raw: bytes) -> bool:
+    """Whether the channel reads this frame from the buffer itself: DATA, HEADERS or CONTINUATION on a stream without
+    padding or priority, or a WINDOW_UPDATE with a valid increment."""
+    kind, flags, stream = raw[3], raw[4], int.from_bytes(raw[5:9], "big") & 0x7FFFFFFF
+    if kind in (0x0, 0x1, 0x9):
+        return bool(stream) and not flags & 0x28
+    return kind == 0x8 and len(raw) == 13 and 0 < int.from_bytes(raw[9:], "big") < 1 << 31
 
 
 @pytest.mark.parametrize(("raw", "read"), [

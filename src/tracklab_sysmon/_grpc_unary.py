@@ -78,6 +78,8 @@ class _Part(NamedTuple):
     length: int  # the payload's length as sent: what DATA counts against flow control
 
 
+_new = tuple.__new__  # _Part's fields as a tuple made one: what its own __new__ does, less a Python call
+
 def _part(frame: Frame) -> _Part | Frame:
     """A frame hyperframe parsed, as `_Part` where it is one of those (the rest stay hyperframe's)."""
     if isinstance(frame, DataFrame | HeadersFrame | ContinuationFrame):
@@ -205,27 +207,28 @@ class UnaryChannel:
                    end=end, request=True)
         blocks: list[list[tuple[bytes, bytes]]] = []
         data = bytearray()
-        ended = False
-        while not ended:
-            frame = self._frame(sock, end, fresh=not blocks and not data)
-            if type(frame) is not _Part or frame.stream_id != stream or frame.type == WINDOW_UPDATE:
-                if isinstance(frame, RstStreamFrame) and frame.stream_id == stream:
-                    code = _RESET.get(frame.error_code, "INTERNAL")
-                    raise RpcError(code, f"the service reset the call (HTTP/2 error {frame.error_code})")
-                self._handle(sock, frame, stream, end)
-                continue
-            if frame.type == HEADERS:
-                blocks.append(self._headers(sock, frame, end))
-            elif frame.type == DATA:
-                if not blocks or len(data) + len(frame.data) > MAX_MESSAGE + 5:
-                    raise _Broken("RESOURCE_EXHAUSTED" if blocks else "INTERNAL",
-                                  "an answer over 4 MiB" if blocks else "DATA before the answer's headers")
-                data += frame.data
-                self._consumed(sock, frame.length, end)
-            else:
-                raise _Broken("INTERNAL", "a CONTINUATION frame outside a header block")
-            ended = bool(frame.flags & END_STREAM)
-        return _message(blocks, bytes(data))
+        while True:
+            # The frames in hand, in order: a batch never reaches past a stream's end, so the answer's last frame is
+            # its batch's last, and what follows it stays in the buffer for the next call.
+            for frame in self._incoming(sock, end, not blocks and not data, True):
+                if type(frame) is not _Part or frame.stream_id != stream or frame.type == WINDOW_UPDATE:
+                    if isinstance(frame, RstStreamFrame) and frame.stream_id == stream:
+                        code = _RESET.get(frame.error_code, "INTERNAL")
+                        raise RpcError(code, f"the service reset the call (HTTP/2 error {frame.error_code})")
+                    self._handle(sock, frame, stream, end)
+                    continue
+                if frame.type == HEADERS:
+                    blocks.append(self._headers(sock, frame, end))
+                elif frame.type == DATA:
+                    if not blocks or len(data) + len(frame.data) > MAX_MESSAGE + 5:
+                        raise _Broken("RESOURCE_EXHAUSTED" if blocks else "INTERNAL",
+                                      "an answer over 4 MiB" if blocks else "DATA before the answer's headers")
+                    data += frame.data
+                    self._consumed(sock, frame.length, end)
+                else:
+                    raise _Broken("INTERNAL", "a CONTINUATION frame outside a header block")
+                if frame.flags & END_STREAM:
+                    return _message(blocks, bytes(data))
 
     def _request_frames(self, path: str, remaining: float, request: bytes) -> list[bytes]:
         """The call's HEADERS and DATA frames, built once and cut where each frame's stream id goes (joined by it
@@ -336,33 +339,67 @@ class UnaryChannel:
             self._wait(self._writable, end)
 
     def _frame(self, sock: socket.socket, end: float, *, fresh: bool) -> _Part | Frame:
-        """The next frame, waiting for it until `end`; `fresh`: nothing of the answer came yet (a loss is stale).
+        """The next frame, waiting for it until `end`; `fresh`: nothing of the answer came yet (a loss is stale)."""
+        return self._incoming(sock, end, fresh, False)[0]
+
+    def _incoming(self, sock: socket.socket, end: float, fresh: bool, many: bool) -> list[_Part | Frame]:
+        """The next frame, waiting for it until `end` (`fresh`: nothing of the answer came yet, a loss is stale), and
+        if `many`, each whole one the buffer holds after it up to the first that ends a stream (END_STREAM) or leaves
+        its header block open (its CONTINUATIONs are `_headers`' to read), before any out of the ordinary.
 
         An answer's frames (DATA, HEADERS, CONTINUATION without padding or priority, a WINDOW_UPDATE) are read
-        straight from the buffer, as hyperframe reads them, at a tenth of its cost (its objects are made per frame);
-        every other frame, and any of those out of the ordinary, is hyperframe's to parse and check."""
-        if len(self._buffer) - self._at < 9:
+        straight from the buffer, as hyperframe reads them, at a tenth of its cost (its objects are made per frame),
+        several in one call (a call's answer mostly comes in one read); every other frame, and any of those out of
+        the ordinary, is hyperframe's to parse and check, alone in its list (as is an error: raised once the frames
+        before it were taken)."""
+        buffer = self._buffer
+        if len(buffer) - self._at < 9:
             self._fill(sock, 9, end, fresh)
-        high, low, kind, flags, stream = _FRAME_HEADER.unpack_from(self._buffer, self._at)
-        length = high << 8 | low
-        if length > MAX_FRAME:
-            raise _Broken("INTERNAL", f"a {length}-byte frame (at most {MAX_FRAME} were allowed)")
-        if len(self._buffer) - self._at < 9 + length:
-            self._fill(sock, 9 + length, end, False)
-        start = self._at
-        self._at = start + 9 + length
-        payload = bytes(self._buffer[start + 9:self._at])
-        stream &= 0x7FFFFFFF
-        if kind in _FLAGS and stream and not flags & (PADDED | PRIORITY):
-            return _Part(kind, flags & _FLAGS[kind], stream, payload, length)
-        if kind == WINDOW_UPDATE and length == 4 and 0 < int.from_bytes(payload, "big") < 1 << 31:
-            return _Part(kind, 0, stream, payload, length)
+        frames: list[_Part | Frame] = []
+        at = self._at
+        while True:
+            high, low, kind, flags, stream = _FRAME_HEADER.unpack_from(buffer, at)
+            length = high << 8 | low
+            if length > MAX_FRAME:
+                if frames:
+                    break
+                raise _Broken("INTERNAL", f"a {length}-byte frame (at most {MAX_FRAME} were allowed)")
+            if len(buffer) - at < 9 + length:
+                if frames:
+                    break
+                self._fill(sock, 9 + length, end, False)
+                at = 0
+            start, at = at, at + 9 + length
+            stream &= 0x7FFFFFFF
+            if kind in _FLAGS and stream and not flags & (PADDED | PRIORITY):
+                flags &= _FLAGS[kind]
+                frames.append(_new(_Part, (kind, flags, stream, bytes(buffer[start + 9:at]), length)))
+                if not many or flags & END_STREAM or (kind != DATA and not flags & END_HEADERS):
+                    break
+            elif kind == WINDOW_UPDATE and length == 4 and 0 < int.from_bytes(buffer[start + 9:at], "big") < 1 << 31:
+                frames.append(_new(_Part, (kind, 0, stream, bytes(buffer[start + 9:at]), length)))
+                if not many:
+                    break
+            elif frames:
+                at = start  # hyperframe's, in a list of its own
+                break
+            else:
+                self._at = at
+                return [self._parsed(bytes(buffer[start:at]))]
+            if len(buffer) - at < 9:
+                break
+        self._at = at
+        return frames
+
+    @staticmethod
+    def _parsed(raw: bytes) -> _Part | Frame:
+        """A whole frame, header and payload, as hyperframe parses it (`_part` where it is one of an answer's)."""
         try:
-            frame, _ = Frame.parse_frame_header(memoryview(bytes(self._buffer[start:start + 9])))
+            frame, _ = Frame.parse_frame_header(memoryview(raw[:9]))
         except HyperframeError as exc:
             raise _Broken("INTERNAL", f"an invalid frame header: {exc}") from None
         try:
-            frame.parse_body(memoryview(payload))
+            frame.parse_body(memoryview(raw[9:]))
         except HyperframeError as exc:
             raise _Broken("INTERNAL", f"an invalid {type(frame).__name__}: {exc}") from None
         return _part(frame)
