@@ -93,6 +93,75 @@ def test_any_messages_give_readings_in_range_or_null(used, total, duty):
         assert r.duty_cycle is None or 0.0 <= r.duty_cycle <= 100.0
 
 
+def _reference_device(value: pb.AttrValue) -> int | None:
+    """The device id as the attribute says it, read field by field (what `_tpu._by_device` must equal)."""
+    def ordinal(text: str) -> int | None:
+        return int(text) if text.isascii() and text.isdigit() and len(text) < 7 else None
+
+    kind = value.WhichOneof("attr")
+    if kind == "int_attr":
+        return value.int_attr if 0 <= value.int_attr < 1 << 20 else None
+    if kind == "string_attr":
+        return ordinal(value.string_attr)
+    if kind == "kvlist_attr":
+        for attribute in value.kvlist_attr.attributes:
+            if attribute.key == "device_ordinal":
+                inner = attribute.value
+                if inner.WhichOneof("attr") == "int_attr" and 0 <= inner.int_attr < 1 << 20:
+                    return inner.int_attr
+                if inner.WhichOneof("attr") == "string_attr":
+                    return ordinal(inner.string_attr)
+    return None
+
+
+def _reference_value(metric: pb.Metric) -> float | None:
+    if metric.WhichOneof("measure") != "gauge":
+        return None
+    kind = metric.gauge.WhichOneof("value")
+    return float(metric.gauge.as_int) if kind == "as_int" else metric.gauge.as_double if kind == "as_double" else None
+
+
+_ids = st.integers(-3, 6) | st.integers(-(2**63), 2**63 - 1)
+_texts = st.sampled_from(["0", "5", "x", "²", "1234567", "007", ""]) | st.text(max_size=3)
+_plain_attr = st.one_of(st.builds(lambda v: pb.AttrValue(int_attr=v), _ids),
+                        st.builds(lambda v: pb.AttrValue(string_attr=v), _texts),
+                        st.builds(lambda v: pb.AttrValue(bool_attr=v), st.booleans()),
+                        st.builds(lambda v: pb.AttrValue(double_attr=v), st.floats()),
+                        st.builds(lambda v: pb.AttrValue(bytes_attr=v), st.binary(max_size=2)),
+                        st.builds(lambda v: pb.AttrValue(array_attr=pb.ArrayAttrValue(attrs=[v])),
+                                  st.builds(lambda v: pb.AttrValue(int_attr=v), _ids)),
+                        st.just(pb.AttrValue()))
+_any_attr = _plain_attr | st.builds(
+    lambda pairs: pb.AttrValue(kvlist_attr=pb.KeyValueList(attributes=pairs)),
+    st.lists(st.builds(lambda k, v: pb.Attribute(key=k, value=v), st.sampled_from(["device_ordinal", "core_type"]),
+                       _plain_attr), max_size=3))
+_measure = st.one_of(st.builds(lambda v: {"gauge": pb.Gauge(as_int=v)}, st.integers(-(2**63), 2**63 - 1)),
+                     st.builds(lambda v: {"gauge": pb.Gauge(as_double=v)}, st.floats()),
+                     st.builds(lambda v: {"gauge": pb.Gauge(as_string=v)}, st.text(max_size=2)),
+                     st.builds(lambda v: {"gauge": pb.Gauge(as_bool=v)}, st.booleans()),
+                     st.just({"gauge": pb.Gauge()}),
+                     st.builds(lambda v: {"counter": pb.Counter(as_int=v)}, st.integers(0, 2**64 - 1)),
+                     st.builds(lambda v: {"counter": pb.Counter(as_double=v)}, st.floats()),
+                     st.just({}))
+_points = st.lists(st.builds(lambda a, m, keyed: pb.Metric(attribute=pb.Attribute(value=a), **m) if keyed
+                             else pb.Metric(**m), _any_attr, _measure, st.booleans()), max_size=6)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_points)
+def test_each_points_device_and_value_are_read_as_its_fields_say(points):
+    """Any points (every attribute kind, key-value lists, gauges of each kind, counters, no measure, no attribute): the
+    values per device are what each point's fields say, the last point of a device winning (NaN compared as such)."""
+    expected: dict[int, float | None] = {}
+    for metric in points:
+        device = _reference_device(metric.attribute.value)
+        if device is not None:
+            expected[device] = _reference_value(metric)
+    found = _tpu.by_device(pb.MetricResponse(metric=pb.TPUMetric(metrics=points)))
+    assert list(found) == list(expected)
+    assert [repr(v) for v in found.values()] == [repr(v) for v in expected.values()]
+
+
 # ---------------------------------------------------------------- finding TPUs and the collector
 
 
@@ -289,7 +358,7 @@ def test_a_tpu_on_the_bus_names_the_devices_and_uses_the_default_address(tmp_pat
         collector.close()
     collector = TpuCollector(str(tmp_path), address="127.0.0.1:1")
     collector._scan(0.0)
-    assert collector._sample(_tpu.TpuReading(0, 1, 2, 3.0)).name == "TPU v5e"
+    assert collector._samples([(0, 1, 2, 3.0)])[0].name == "TPU v5e"
 
 
 @pytest.mark.parametrize("address", ["localhost", "http://localhost:8431", "host:port", "a b:1"])

@@ -16,7 +16,7 @@ from typing import NamedTuple
 from google.protobuf.message import DecodeError
 
 from ._grpc_unary import UnaryChannel
-from ._tpu_proto.tpu_metric_service_pb2 import Metric, MetricRequest, MetricResponse
+from ._tpu_proto.tpu_metric_service_pb2 import AttrValue, Metric, MetricRequest, MetricResponse
 from .errors import RpcError, RpcFailed
 
 DEFAULT_ADDRESS = "localhost:8431"  # libtpu's default (TPU_RUNTIME_METRICS_PORTS), as tpu-info asks it
@@ -33,6 +33,7 @@ _METHOD = "/tpu.monitoring.runtime.RuntimeMetricService/GetRuntimeMetric"  # the
 # Each request serialized once: the calls send these bytes, not a message built per call.
 _REQUESTS = {name: MetricRequest(metric_name=name).SerializeToString()
              for name in (MEMORY_USED, MEMORY_TOTAL, DUTY_CYCLE)}
+Row = tuple[int, "int | None", "int | None", "float | None"]  # TpuReading's fields, as the collector reads them
 
 
 class TpuReading(NamedTuple):
@@ -58,14 +59,14 @@ class MetricsClient:
         self._used_at = 0.0
         self._memory: _Memory | None = None  # from _used and _total, made again when either is asked again
 
-    def read(self, deadline: float, now: float | None = None) -> tuple[TpuReading, ...]:
+    def read(self, deadline: float, now: float | None = None) -> list[Row]:
         """The duty cycle, used HBM (asked again every USED_SECONDS of `now`, the monotonic clock by default)
-        and total HBM (every TOTAL_SECONDS), one call after another within `deadline` seconds in all; RpcFailed
-        says which status ended it."""
+        and total HBM (every TOTAL_SECONDS), one call after another within `deadline` seconds in all, as
+        TpuReading's fields per device (plain tuples: 8 a tick); RpcFailed says which status ended it."""
         end = time.monotonic() + deadline
         now = end if now is None else now
         try:
-            duty = by_device(self._ask(DUTY_CYCLE, end))
+            duty = _by_device(self._ask(DUTY_CYCLE, end).metric.metrics)
             if self._used is None or now - self._used_at >= USED_SECONDS:
                 self._used, self._used_at, self._memory = by_device(self._ask(MEMORY_USED, end)), now, None
             if self._total is None or now - self._total_at >= TOTAL_SECONDS:
@@ -76,7 +77,7 @@ class MetricsClient:
         if self._memory is None:
             assert self._used is not None and self._total is not None
             self._memory = _Memory.of(self._used, self._total)
-        return self._memory.readings(duty)
+        return self._memory.rows_with(duty)
 
     def _ask(self, metric: str, end: float) -> MetricResponse:
         answer = self._channel.call(_METHOD, _REQUESTS[metric], end - time.monotonic())
@@ -124,8 +125,13 @@ class _Memory(NamedTuple):
         return cls(rows, devices, frozenset(devices))
 
     def readings(self, duty_by: dict[int, float | None]) -> tuple[TpuReading, ...]:
+        return tuple([TpuReading(*row) for row in self.rows_with(duty_by)])
+
+    def rows_with(self, duty_by: dict[int, float | None]) -> list[Row]:
+        """`readings` as plain tuples: a duty cycle in 0-100 % rounded to 2 places, else None."""
         duty = (duty_by if self.device_set <= duty_by.keys() else _duty_per_device(self.devices, duty_by)).get
-        return tuple([TpuReading(d, used, total, _percent(duty(d))) for d, used, total in self.rows])
+        return [(d, used, total, round(value, 2) if (value := duty(d)) is not None and 0.0 <= value <= 100.0 else None)
+                for d, used, total in self.rows]
 
 
 def _duty_per_device(devices: list[int], duty_by: dict[int, float | None]) -> dict[int, float | None]:
@@ -139,18 +145,32 @@ def _duty_per_device(devices: list[int], duty_by: dict[int, float | None]) -> di
 
 
 def _by_device(metrics: Sequence[Metric]) -> dict[int, float | None]:
+    """One metric's value per device (None where the point holds no number); a point without a device is left out.
+
+    Every point of a tick's answer is read here: the device id of an integer attribute and the gauge are taken
+    inline, other attributes by `_device_of`. A point whose measure is not a gauge reads as an empty Gauge (no
+    value: None), so its measure need not be asked."""
     found: dict[int, float | None] = {}
     for metric in metrics:
-        device = _device_id(metric)
-        if device is not None:
-            found[device] = _value(metric)
+        value = metric.attribute.value
+        if value.WhichOneof("attr") == "int_attr":
+            device = value.int_attr
+            if not 0 <= device < 1 << 20:
+                continue
+        else:
+            other = _device_of(value)
+            if other is None:
+                continue
+            device = other
+        gauge = metric.gauge
+        kind = gauge.WhichOneof("value")
+        found[device] = float(gauge.as_int) if kind == "as_int" else gauge.as_double if kind == "as_double" else None
     return found
 
 
-def _device_id(metric: Metric) -> int | None:
+def _device_of(value: AttrValue) -> int | None:
     """The device a point is for: an integer attribute (older libtpu), a digit string, or `device_ordinal`
     inside a key-value list (newer libtpu)."""
-    value = metric.attribute.value
     kind = value.WhichOneof("attr")
     if kind == "int_attr":
         return value.int_attr if 0 <= value.int_attr < 1 << 20 else None
@@ -172,21 +192,5 @@ def _ordinal(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and len(text) < 7 else None
 
 
-def _value(metric: Metric) -> float | None:
-    if metric.WhichOneof("measure") == "gauge":
-        gauge = metric.gauge
-        kind = gauge.WhichOneof("value")
-        if kind == "as_int":
-            return float(gauge.as_int)
-        if kind == "as_double":
-            return gauge.as_double
-    return None
-
-
 def _bytes(value: float | None) -> int | None:
     return int(value) if value is not None and 0 <= value < 2**63 else None
-
-
-def _percent(value: float | None) -> float | None:
-    return round(value, 2) if value is not None and 0.0 <= value <= 100.0 else None
-
