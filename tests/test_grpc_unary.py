@@ -14,13 +14,15 @@ import pytest
 from h2_script_server import (
     GRPC_HEADERS,
     MAX_FRAME,
+    OK_TRAILERS,
     Conn,
     Script,
     ScriptServer,
     answer_frames,
+    data_frames,
     message,
 )
-from hpack import Decoder, Encoder
+from hpack import Decoder, Encoder, NeverIndexedHeaderTuple
 from hyperframe.exceptions import HyperframeError
 from hyperframe.frame import (
     ContinuationFrame,
@@ -135,6 +137,27 @@ def test_a_frame_sent_with_the_answers_end_is_counted_once(server, channel):
                                                WindowUpdateFrame(0, 1000)))
     assert [call(channel), call(channel)] == [PAYLOAD, PAYLOAD]
     assert channel._send_window == 65535 + 1000 - 2 * len(message(REQUEST))
+
+
+def plain_text_headers(conn: Conn, stream: int) -> None:
+    """Headers that leave hpack's table as it is (never indexed), so the trailers after them are the bytes before."""
+    block = Encoder().encode([NeverIndexedHeaderTuple(":status", "200"),
+                              NeverIndexedHeaderTuple("content-type", "text/plain")])
+    conn.send(HeadersFrame(stream, block, flags=("END_HEADERS",)), *data_frames(stream, message(PAYLOAD)))
+    conn.headers(stream, OK_TRAILERS, end_stream=True)
+
+
+def test_an_answer_after_one_that_passed_is_checked_in_full(server, channel):
+    """Once answers passed (their header blocks decoded from the cache by then), an answer with their trailers (the
+    very bytes) and other headers, then one with their headers and a status in its trailers, are each their error;
+    then one passes again."""
+    server.plan(answer(), answer(), plain_text_headers, lambda conn, stream: conn.answer(
+        stream, message(PAYLOAD), trailers=[("grpc-status", "5"), ("grpc-message", "gone")]))
+    assert [call(channel), call(channel)] == [PAYLOAD, PAYLOAD]
+    assert failure(channel) == ("UNKNOWN", "the answer is not gRPC (content-type text/plain)")
+    assert failure(channel) == ("NOT_FOUND", "gone")
+    assert call(channel) == PAYLOAD
+    assert server.connections == 1
 
 
 def split_headers(conn: Conn, stream: int) -> None:

@@ -116,6 +116,9 @@ class UnaryChannel:
         # (path, grpc-timeout steps, request) -> its HEADERS and DATA frames, serialized, cut where their stream ids go
         self._frames: dict[tuple[str, int, bytes], list[bytes]] = {}
         self._decoded: dict[bytes, list[tuple[bytes, bytes]]] = {}  # header blocks that leave hpack's table as it is
+        # The headers and trailers of the last answer `_check` passed: the same lists again (kept, never changed, so
+        # they are those very blocks: `_headers` hands out its cached ones) pass again unchecked.
+        self._passed: tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]] = ([], [])
 
     def call(self, path: str, request: bytes, timeout: float) -> bytes:
         """The answer's message for `request` (serialized) to `path` ("/package.Service/Method"); RpcError else."""
@@ -228,7 +231,13 @@ class UnaryChannel:
                 else:
                     raise _Broken("INTERNAL", "a CONTINUATION frame outside a header block")
                 if frame.flags & END_STREAM:
-                    return _message(blocks, bytes(data))
+                    if blocks[0] is not self._passed[0] or blocks[-1] is not self._passed[1]:
+                        _check(blocks)
+                        self._passed = (blocks[0], blocks[-1])
+                    message = bytes(data)
+                    if len(message) < 5 or message[0] != 0 or int.from_bytes(message[1:5], "big") != len(message) - 5:
+                        raise RpcError("INTERNAL", "the answer is not one uncompressed message")
+                    return message[5:]
 
     def _request_frames(self, path: str, remaining: float, request: bytes) -> list[bytes]:
         """The call's HEADERS and DATA frames, built once and cut where each frame's stream id goes (joined by it
@@ -434,8 +443,8 @@ class UnaryChannel:
             raise TimeoutError
 
 
-def _message(blocks: list[list[tuple[bytes, bytes]]], data: bytes) -> bytes:
-    """The one message of an answer from its header blocks (headers, trailers) and DATA; RpcError for a status."""
+def _check(blocks: list[list[tuple[bytes, bytes]]]) -> None:
+    """Raises RpcError unless an answer's header blocks (headers, trailers; the first and last) say it succeeded."""
     headers = dict(blocks[0])
     status = headers.get(b":status")
     if status != b"200":
@@ -452,6 +461,3 @@ def _message(blocks: list[list[tuple[bytes, bytes]]], data: bytes) -> bytes:
     if not headers.get(b"content-type", b"").startswith(b"application/grpc"):
         raise RpcError("UNKNOWN", "the answer is not gRPC (content-type "
                                   f"{headers.get(b'content-type', b'none').decode('ascii', 'replace')})")
-    if len(data) < 5 or data[0] != 0 or int.from_bytes(data[1:5], "big") != len(data) - 5:
-        raise RpcError("INTERNAL", "the answer is not one uncompressed message")
-    return data[5:]
