@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tracklab_sysmon.collectors import sysfs_ints
-from tracklab_sysmon.collectors.intel_cards import RECHECK, CardFiles, CardReader, discover, intel_slots
+from tracklab_sysmon.collectors.intel_cards import RECHECK, CardPlaces, CardReader, discover, intel_slots
 from tracklab_sysmon.collectors.sysfs_ints import PyIntFiles, PyKeptTexts, PyTextFiles
 
 INTEL_TREES = sorted(path for path in FIXTURES.glob("*/sys") if intel_slots(str(path)))
@@ -125,15 +125,14 @@ def test_any_text_reads_as_int_reads_it(cffi_files, tmp_path_factory, texts):
     assert c.read([True] * len(paths)) == py.read([True] * len(paths))
 
 
-def test_card_reader_gives_each_card_its_files_and_reuses_them_while_nothing_moved(tmp_path):
-    """Per card: act and max frequency, energy, temperatures; None for a card asleep; the same list while the
-    values and the awake flags are the same (the collector then reuses its records)."""
+def test_card_reader_gives_each_card_its_files_where_its_places_say(tmp_path):
+    """Per card: act and max frequency, energy, temperatures, at the card's places; None for a card asleep."""
     cards = discover(str(FIXTURES / "intel-xe/sys"))
     reader = CardReader(cards)
-    first = reader.read([True, True])
-    assert first == [CardFiles(2850, 2850, 52000000, (58000, 64000))] * 2
-    assert reader.read([True, True]) is first
-    assert reader.read([True, False])[1] is None
+    assert reader.places == [CardPlaces(0, 5, 0, 1, 2, 3), CardPlaces(5, 10, 5, 6, 7, 8)]
+    assert reader.values([True, True]) == [2850, 2850, 52000000, 58000, 64000] * 2
+    assert reader.values([True, False]) == [2850, 2850, 52000000, 58000, 64000] + [None] * 5
+    assert reader.values([False, True]) == [None] * 5 + [2850, 2850, 52000000, 58000, 64000]
 
 
 def test_the_backend_follows_the_mode():

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import operator
 import os
-from typing import NamedTuple
 
 from ..energy import EnergyRate
 from ..errors import Unavailable
@@ -19,7 +19,7 @@ from ..model import (
 )
 from ..rates import percent
 from .drm_clients import FD_WALK_SECONDS
-from .intel_cards import CardFiles, CardReader, IntelCard, discover, frequency, temperatures
+from .intel_cards import CardPlaces, CardReader, IntelCard, discover, frequency, temperatures
 from .intel_engines import WALK_SHARE, CardUse
 from .intel_meter import new_engine_meter
 
@@ -47,12 +47,10 @@ class IntelCollector:
         self._reader = CardReader(())
         self._by_pdev: dict[str, IntelCard] = {}
         self._scanned_at: float | None = None
-        self._power: list[EnergyRate] = []  # per card
-        self._last: dict[str, _Last] = {}
+        self._kept: list[_Card] = []  # per card
         self._statuses: list[str | None] | None = None
         self._awake: list[bool] = []
-        self._tick: tuple[list[str | None], list[CardFiles | None], list[CardUse], list[float | None]] | None = None
-        self._samples: tuple[AcceleratorSample, ...] = ()  # built from `_tick`
+        self._samples: tuple[AcceleratorSample, ...] = ()
 
     @property
     def blocking(self) -> bool:
@@ -64,8 +62,9 @@ class IntelCollector:
             self._cards, self._scanned_at = discover(self.sys_root, self.pci_ids), now
             self._by_pdev = {card.bus_id: card for card in self._cards}
             self._reader = CardReader(self._cards)
-            self._power = [EnergyRate() for _ in self._cards]
-            self._last, self._tick = {}, None  # a card found again may have other sensors behind the same address
+            # A card found again may have other sensors behind the same address: nothing of the last ones is kept.
+            self._kept = [_Card(card, places) for card, places in zip(self._cards, self._reader.places, strict=True)]
+            self._samples = ()
             self._meter.walk.watch()  # its DRM nodes may be new too
         if not self._cards:
             raise Unavailable(f"no i915 or xe device under {os.path.join(self.sys_root, 'class/drm')}")
@@ -76,16 +75,18 @@ class IntelCollector:
                     self._gone(card)
         if statuses != self._statuses:
             self._statuses, self._awake = statuses, [status != "suspended" for status in statuses]
-        files = self._reader.read(self._awake)
+        values = self._reader.values(self._awake)
         uses = self._meter.read(now, self._by_pdev)  # in the cards' order, as _by_pdev is
-        # A suspended card's energy was not read: no rate across the sleep.
-        powers = [rate.update(each.energy_uj / 1e6 if each is not None and each.energy_uj is not None else None, now)
-                  for rate, each in zip(self._power, files, strict=True)]
-        tick = (statuses, files, uses, powers)
-        if tick == self._tick:
-            return self._samples  # each card's sample is a pure function of these: nothing on any card moved
-        self._tick, self._samples = tick, tuple(
-            self._sample(*each) for each in zip(self._cards, statuses, files, uses, powers, strict=True))
+        # Every card's rate first, in order: a sample that fails to build (a reading too large for a float) leaves
+        # no card's rate behind.
+        for kept, awake in zip(self._kept, self._awake, strict=True):
+            kept.update_power(values if awake else None, now)
+        samples = [kept.sample(status, values, use) if awake else kept.asleep(status)
+                   for kept, status, awake, use in zip(self._kept, statuses, self._awake, uses, strict=True)]
+        last = self._samples
+        if len(samples) == len(last) and all(map(operator.is_, samples, last)):
+            return last  # nothing on any card moved: last tick's very tuple
+        self._samples = tuple(samples)
         return self._samples
 
     def _gone(self, card: IntelCard) -> None:
@@ -95,50 +96,96 @@ class IntelCollector:
             self._cards, self._scanned_at = (), None
             raise OSError(f"{card.card} ({card.bus_id}) is gone from {os.path.join(self.sys_root, 'class/drm')}")
 
-    def _sample(self, card: IntelCard, status: str | None, files: CardFiles | None, use: CardUse,
-                power: float | None) -> AcceleratorSample:
-        if files is None:  # suspended: its files were not read (that would wake it)
-            return _sample(card, status, None, _memory(card, None), None, None, None)
-        joules = files.energy_uj / 1e6 if files.energy_uj is not None else None
-        # Records are immutable: last tick's are reused while what they were built from is the same.
-        last = self._last.get(card.bus_id)
-        if last is not None and last.files == files and last.use == use and last.power == power \
-                and last.status == status:
-            return last.sample  # a pure function of these: nothing on the card moved
-        freq = last.frequency if last is not None and last.files[:2] == files[:2] else frequency(files)
-        if last is not None and last.files.temps == files.temps:
-            temps, package = last.temperatures, last.package
+
+class _Card:
+    """One card's power rate, and what its last sample was built from with the records built: records are immutable,
+    so those whose inputs repeat are reused (a busy card's energy and clock move every tick; its temperatures,
+    memory and engine shares less often)."""
+
+    __slots__ = ("act", "built_power", "busiest", "card", "energy", "engine_uses", "files", "joules", "last", "memory",
+                 "package", "power", "rate", "sleeping", "start", "status", "stop", "temp_values", "temperatures",
+                 "temps", "top", "use")
+
+    def __init__(self, card: IntelCard, places: CardPlaces) -> None:
+        self.card = card
+        self.start, self.stop, self.act, self.top, self.energy = places[:5]
+        self.temps = places.temps - places.start  # in the card's own values
+        self.rate = EnergyRate()
+        self.joules: float | None = None  # this tick's energy, J
+        self.power: float | None = None  # W, this tick's rate of the energy
+        # The last sample and what it was built from (status, the card's values, use, power):
+        self.last: AcceleratorSample | None = None
+        self.status: str | None = None
+        self.files: list[int | None] = []
+        self.use: CardUse | None = None
+        self.built_power: float | None = None
+        # The records in it, each kept while what it comes from repeats:
+        self.temp_values: list[int | None] | None = None
+        self.temperatures: tuple[TemperatureSensor, ...] | None = None
+        self.package: float | None = None  # °C
+        self.memory: AcceleratorMemory | None = None
+        self.engine_uses: tuple[EngineUse, ...] = ()
+        self.busiest: float | None = None  # % of the busiest engine class
+        self.sleeping: tuple[str | None, AcceleratorSample] | None = None  # the sample while suspended
+
+    def update_power(self, values: list[int | None] | None, now: float) -> None:
+        """This tick's energy and its rate; a suspended card's energy was not read (None): no rate across the sleep."""
+        uj = values[self.energy] if values is not None and self.energy is not None else None
+        self.joules = joules = uj / 1e6 if uj is not None else None
+        self.power = self.rate.update(joules, now)
+
+    def asleep(self, status: str | None) -> AcceleratorSample:
+        """Suspended: its files were not read (that would wake it)."""
+        if self.sleeping is None or self.sleeping[0] != status:
+            self.sleeping = (status, _sample(self.card, status, None, _memory(self.card, None), None, None, None))
+        return self.sleeping[1]
+
+    def sample(self, status: str | None, values: list[int | None], use: CardUse) -> AcceleratorSample:
+        """The card's sample from this tick's status, `CardReader.values`, use and power."""
+        files, power, last = values[self.start:self.stop], self.power, self.last
+        if last is not None and files == self.files and use == self.use and power == self.built_power \
+                and status == self.status:
+            return last  # a pure function of these: nothing on the card moved
+        card = self.card
+        act = values[self.act] if self.act is not None else None
+        top = values[self.top] if self.top is not None else None
+        freq = _FREQUENCIES.get((act, top)) or _frequency(act, top)
+        temp_values = files[self.temps:]
+        if temp_values == self.temp_values:
+            temps, package = self.temperatures, self.package
         else:
-            temps = temperatures(card, files)
+            temps = temperatures(card, temp_values)
             package = _package_temperature(temps)
-        memory = last.memory if last is not None and last.memory.used == use.memory else _memory(card, use.memory)
-        if last is not None and last.use.engines == use.engines:  # the energy moved, the engines did not
-            engines, busiest = last.engines, last.busiest
+        memory = self.memory
+        if memory is None or memory.used != use.memory:
+            memory = _memory(card, use.memory)
+        if self.use is not None and self.use.engines == use.engines:
+            engines, busiest = self.engine_uses, self.busiest
         else:
             engines = tuple([_engine_use(cls, share) for cls, share in use.engines])
             shares = [share for _, share in use.engines if share is not None]
             busiest = max(shares) if shares else None
-        readings = IntelReadings(freq, joules, temps, engines)
-        sample = _sample(card, status, readings, memory, package, busiest, power)
-        self._last[card.bus_id] = _Last(status, files, use, power, freq, temps, package, memory, engines, busiest,
-                                        sample)
+        sample = _sample(card, status, IntelReadings(freq, self.joules, temps, engines), memory, package, busiest,
+                         power)
+        # Kept only once the sample is built: one that failed leaves the card's last as it was.
+        self.last, self.status, self.files, self.use, self.built_power = sample, status, files, use, power
+        self.temp_values, self.temperatures, self.package, self.memory = temp_values, temps, package, memory
+        self.engine_uses, self.busiest = engines, busiest
         return sample
 
 
-class _Last(NamedTuple):
-    """What a card's previous sample was built from (status, files, use, power) and the records built."""
+_FREQUENCIES: dict[tuple[int | None, int | None], GtFrequency] = {}  # the clock moves in steps: few pairs recur
+_MAX_FREQUENCIES = 4096
 
-    status: str | None
-    files: CardFiles
-    use: CardUse
-    power: float | None  # W
-    frequency: GtFrequency
-    temperatures: tuple[TemperatureSensor, ...] | None
-    package: float | None  # °C
-    memory: AcceleratorMemory
-    engines: tuple[EngineUse, ...]
-    busiest: float | None  # % of the busiest engine class
-    sample: AcceleratorSample
+
+def _frequency(act: int | None, top: int | None) -> GtFrequency:
+    """`frequency(act, top)`, one record per pair while they are few (a clock that never repeats: the oldest
+    thousands are forgotten at once)."""
+    freq = frequency(act, top)
+    if len(_FREQUENCIES) >= _MAX_FREQUENCIES:
+        _FREQUENCIES.clear()
+    _FREQUENCIES[(act, top)] = freq
+    return freq
 
 
 _ENGINE_USES: dict[tuple[EngineClass, float | None], EngineUse] = {}  # at most 5 classes x 1,002 shares

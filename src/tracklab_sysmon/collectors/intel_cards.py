@@ -110,16 +110,16 @@ def _card(sys_root: str, index: int, slot: IntelSlot, database: str) -> IntelCar
     )
 
 
-class CardFiles(NamedTuple):
-    """One tick's sysfs readings of an awake card, as the files write them; a file that cannot be read is None.
+class CardPlaces(NamedTuple):
+    """Where one card's files sit in `CardReader.values`: all of them in [start, stop), the temperatures last, from
+    `temps` to `stop` (one per `IntelCard.temps` entry); the index of each other file, None where the card has none."""
 
-    Raw integers, not records: the collector builds the snapshot's records, and reuses last tick's where
-    the values did not change."""
-
+    start: int
+    stop: int
     act_freq: int | None  # MHz
     max_freq: int | None  # MHz
-    energy_uj: int | None
-    temps: tuple[int | None, ...]  # m°C, one per `IntelCard.temps` entry
+    energy: int | None  # µJ
+    temps: int  # m°C
 
 
 class CardReader:
@@ -131,15 +131,17 @@ class CardReader:
         self._texts: list[str | None] | None = None
         self._statuses: list[str | None] = []
         paths: list[str] = []
-        self._places: list[tuple[int | None, ...]] = []  # per card: where each of its files sits in `paths`
+        self.places: list[CardPlaces] = []  # per card, in the cards' order
         for card in cards:
-            wanted = (card.act_freq, card.max_freq, card.energy, *(path for _, path in card.temps))
-            self._places.append(tuple(_place(paths, path) for path in wanted))
-        self._owner = [index for index, places in enumerate(self._places) for at in places if at is not None]
+            start = len(paths)
+            act, top, energy = _place(paths, card.act_freq), _place(paths, card.max_freq), _place(paths, card.energy)
+            temps = len(paths)
+            paths.extend(path for _, path in card.temps)
+            self.places.append(CardPlaces(start, len(paths), act, top, energy, temps))
+        self._owner = [index for index, places in enumerate(self.places) for _ in range(places.start, places.stop)]
         self._files = new_int_files(paths, RECHECK)
         self._awake: list[bool] | None = None
         self._want: list[bool] = []  # per file: whether its card is awake
-        self._last: tuple[list[bool], list[int | None], list[CardFiles | None]] | None = None
 
     def statuses(self) -> list[str | None]:
         """power/runtime_status of each card (active, suspended, ...); None where runtime PM is not there."""
@@ -149,18 +151,12 @@ class CardReader:
             self._statuses = [text.strip() or None if text is not None else None for text in texts]
         return self._statuses
 
-    def read(self, awake: Sequence[bool]) -> list[CardFiles | None]:
-        """Each card's files where `awake` says so (hwmon reads wake a suspended card), else None."""
-        wanted = list(awake)
-        if wanted != self._awake:  # which cards sleep changes seldom: the files' flags follow only then
-            self._awake, self._want = wanted, [wanted[owner] for owner in self._owner]
-        values = self._files.read(self._want)
-        last = self._last
-        if last is not None and last[1] == values and last[0] == wanted:
-            return last[2]  # nothing moved: last tick's records serve
-        files = [_card_files(places, values) if on else None for places, on in zip(self._places, wanted, strict=True)]
-        self._last = (wanted, values, files)
-        return files
+    def values(self, awake: Sequence[bool]) -> list[int | None]:
+        """Every card's files where `awake` says so (hwmon reads wake a suspended card), else None, at `places`."""
+        if awake != self._awake:  # which cards sleep changes seldom: the files' flags follow only then
+            self._awake = wanted = list(awake)
+            self._want = [wanted[owner] for owner in self._owner]
+        return self._files.read(self._want)
 
 
 def _place(paths: list[str], path: str | None) -> int | None:
@@ -170,19 +166,15 @@ def _place(paths: list[str], path: str | None) -> int | None:
     return len(paths) - 1
 
 
-def _card_files(places: tuple[int | None, ...], values: list[int | None]) -> CardFiles:
-    found = [values[at] if at is not None else None for at in places]
-    return CardFiles(found[0], found[1], found[2], tuple(found[3:]))
+def frequency(act_freq: int | None, max_freq: int | None) -> GtFrequency:
+    return GtFrequency(actual=_float(act_freq), max=_float(max_freq))
 
 
-def frequency(files: CardFiles) -> GtFrequency:
-    return GtFrequency(actual=_float(files.act_freq), max=_float(files.max_freq))
-
-
-def temperatures(card: IntelCard, files: CardFiles) -> tuple[TemperatureSensor, ...] | None:
-    """The sensors that could be read, in °C; None for a card without any (or none readable)."""
+def temperatures(card: IntelCard, values: Sequence[int | None]) -> tuple[TemperatureSensor, ...] | None:
+    """The sensors that could be read (`values` in m°C, one per `card.temps` entry), in °C; None for a card without
+    any (or none readable)."""
     temps = tuple(TemperatureSensor(label, value / 1000)
-                  for (label, _), value in zip(card.temps, files.temps, strict=True) if value is not None)
+                  for (label, _), value in zip(card.temps, values, strict=True) if value is not None)
     return temps or None
 
 
