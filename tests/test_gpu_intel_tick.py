@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_gpu_intel import as_wire, collector, set_value, tree
 
-from tracklab_sysmon.collectors import sysfs_ints
+from tracklab_sysmon.collectors import intel, sysfs_ints
 from tracklab_sysmon.collectors.drm_clients import ClientWalk
 from tracklab_sysmon.collectors.drm_fdinfo import DrmClient, EngineTime, busy_percent
 from tracklab_sysmon.collectors.intel_cards import discover
@@ -236,30 +236,47 @@ def test_a_status_that_changes_alone_rebuilds_its_cards_sample(tmp_path):
     assert moved[0].details.readings == first[0].details.readings and moved[1] == first[1]
 
 
-# Per step: card0's energy (µJ) and status, card1's status, what client 11's rcs cycles and GPU clock add (the
-# cycles may also go back to 0), the seconds to its first tick (0: no interval), and the ticks it lasts (1 s apart,
-# the files as they are: settled ticks).
-CARD_TICKS = st.lists(st.tuples(st.sampled_from([52000000, 53000000]), st.sampled_from(["active", "resuming"]),
+# Per step: card0's energy (µJ), GPU clock (MHz), first temperature (m°C; "x" cannot be read) and status, card1's
+# status, what client 11's rcs cycles and GPU clock add (the cycles may also go back to 0), the seconds to its first
+# tick (0: no interval), and the ticks it lasts (1 s apart, the files as they are: settled ticks).
+CARD_TICKS = st.lists(st.tuples(st.sampled_from([52000000, 53000000]), st.sampled_from([2850, 1200]),
+                                st.sampled_from(["58000", "61500", "x"]), st.sampled_from(["active", "resuming"]),
                                 st.sampled_from(["suspended", "active"]),
                                 st.sampled_from([0, 5 * 10**8, 5 * 10**8, -1]), st.sampled_from([0, 10**10, 10**10]),
                                 st.sampled_from([0.0, 1.0, 1.0]), st.integers(1, 3)),
                       min_size=2, max_size=8)
 
 
+def _forget(gpus) -> None:
+    """Every record the collector keeps to reuse, forgotten (its power rates stay: they are state, not reuse)."""
+    for kept in gpus._kept:
+        kept.last = kept.temp_values = kept.memory = kept.engines = kept.sleeping = None
+    meter = gpus._meter
+    if hasattr(meter, "_inputs"):  # the Python meter's last tick
+        meter._inputs = None
+    else:  # the C meter's last use of each card
+        meter._last = [None] * len(meter._last)
+    gpus._samples, meter.walk._parsed = (), _NeverSeen()
+    intel._FREQUENCIES.clear()
+
+
 @settings(max_examples=40, deadline=None)
 @given(ticks=CARD_TICKS)
 def test_samples_are_those_built_afresh_every_tick(tmp_path_factory, ticks):
-    """Whatever moves from tick to tick (energy, statuses, a client's cycles, the interval), the samples equal those
-    of a collector that reuses no record: no walk text, no card's last sample, no last tick's uses or samples."""
+    """Whatever moves from tick to tick (energy, clock, temperature, statuses, a client's cycles, the interval), the
+    samples equal those of a collector that reuses no record: no walk text, no card's last records, no last tick's
+    uses or samples, no kept clock record."""
     root = pathlib.Path(tmp_path_factory.mktemp("xe"))
     shutil.copytree(XE, root, dirs_exist_ok=True)
     reused, fresh = collector(root), collector(root)
     device = root / "sys/class/drm"
     client = root / "proc/700/fdinfo/9"
     now, rcs, clock = 0.0, 0, 10**10
-    for energy, status0, status1, busy, elapsed, step, lasting in ticks:
+    for energy, mhz, temp, status0, status1, busy, elapsed, step, lasting in ticks:
         rcs, clock = (rcs + busy if busy >= 0 else 0), clock + elapsed
         (device / "card0/device/hwmon/hwmon2/energy1_input").write_text(f"{energy}\n")
+        (device / "card0/device/tile0/gt0/freq0/act_freq").write_text(f"{mhz}\n")
+        (device / "card0/device/hwmon/hwmon2/temp2_input").write_text(f"{temp}\n")
         (device / "card0/device/power/runtime_status").write_text(f"{status0}\n")
         (device / "card1/device/power/runtime_status").write_text(f"{status1}\n")
         set_value(client, "drm-cycles-rcs", str(rcs))
@@ -267,9 +284,10 @@ def test_samples_are_those_built_afresh_every_tick(tmp_path_factory, ticks):
         shutil.copy(client, root / "proc/700/fdinfo/10")
         for n in range(lasting):
             now += step if n == 0 else 1.0
-            fresh._last, fresh._tick, fresh._meter._inputs, fresh._meter.walk._parsed = _NeverSeen(), None, None, \
-                _NeverSeen()
-            assert reused.collect(now) == fresh.collect(now)
+            got = reused.collect(now)
+            if fresh._cards:
+                _forget(fresh)
+            assert got == fresh.collect(now)
 
 
 def test_advance_adds_the_shares_busy_percent_gives_and_keeps_the_larger_times():

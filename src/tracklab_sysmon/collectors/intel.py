@@ -102,9 +102,9 @@ class _Card:
     so those whose inputs repeat are reused (a busy card's energy and clock move every tick; its temperatures,
     memory and engine shares less often)."""
 
-    __slots__ = ("act", "built_power", "busiest", "card", "energy", "engine_uses", "files", "joules", "last", "memory",
-                 "package", "power", "rate", "sleeping", "start", "status", "stop", "temp_values", "temperatures",
-                 "temps", "top", "use")
+    __slots__ = ("act", "built_power", "busiest", "card", "energy", "engine_uses", "engines", "files", "joules", "last",
+                 "memory", "package", "power", "rate", "sleeping", "start", "status", "stop", "temp_values",
+                 "temperatures", "temps", "top", "use")
 
     def __init__(self, card: IntelCard, places: CardPlaces) -> None:
         self.card = card
@@ -119,11 +119,12 @@ class _Card:
         self.files: list[int | None] = []
         self.use: CardUse | None = None
         self.built_power: float | None = None
-        # The records in it, each kept while what it comes from repeats:
+        # The records in it, each with what it comes from:
         self.temp_values: list[int | None] | None = None
         self.temperatures: tuple[TemperatureSensor, ...] | None = None
         self.package: float | None = None  # °C
         self.memory: AcceleratorMemory | None = None
+        self.engines: tuple[tuple[EngineClass, float | None], ...] | None = None
         self.engine_uses: tuple[EngineUse, ...] = ()
         self.busiest: float | None = None  # % of the busiest engine class
         self.sleeping: tuple[str | None, AcceleratorSample] | None = None  # the sample while suspended
@@ -150,27 +151,22 @@ class _Card:
         act = values[self.act] if self.act is not None else None
         top = values[self.top] if self.top is not None else None
         freq = _FREQUENCIES.get((act, top)) or _frequency(act, top)
+        # Each record in it is kept with what it comes from (reused while that repeats):
         temp_values = files[self.temps:]
-        if temp_values == self.temp_values:
-            temps, package = self.temperatures, self.package
-        else:
+        if temp_values != self.temp_values:
             temps = temperatures(card, temp_values)
-            package = _package_temperature(temps)
+            self.temp_values, self.temperatures, self.package = temp_values, temps, _package_temperature(temps)
         memory = self.memory
         if memory is None or memory.used != use.memory:
-            memory = _memory(card, use.memory)
-        if self.use is not None and self.use.engines == use.engines:
-            engines, busiest = self.engine_uses, self.busiest
-        else:
-            engines = tuple([_engine_use(cls, share) for cls, share in use.engines])
+            memory = self.memory = _memory(card, use.memory)
+        if use.engines != self.engines:
             shares = [share for _, share in use.engines if share is not None]
-            busiest = max(shares) if shares else None
-        sample = _sample(card, status, IntelReadings(freq, self.joules, temps, engines), memory, package, busiest,
-                         power)
+            self.engine_uses = tuple([_engine_use(cls, share) for cls, share in use.engines])
+            self.busiest, self.engines = max(shares) if shares else None, use.engines
+        sample = _sample(card, status, IntelReadings(freq, self.joules, self.temperatures, self.engine_uses), memory,
+                         self.package, self.busiest, power)
         # Kept only once the sample is built: one that failed leaves the card's last as it was.
         self.last, self.status, self.files, self.use, self.built_power = sample, status, files, use, power
-        self.temp_values, self.temperatures, self.package, self.memory = temp_values, temps, package, memory
-        self.engine_uses, self.busiest = engines, busiest
         return sample
 
 
