@@ -33,7 +33,8 @@ then runs with cold caches, and `process` counts what helper threads spend betwe
 default, which measures what each part itself costs when hot). --walk-share sets IntelCollector's walk share
 (CPU seconds of fd walks per second; intel_engines.WALK_SHARE by default), which bounds what the walks add to the
 mean on a host of many fds; the walk period it led to (how late a new GPU client may be seen) is printed.
---profile runs the ticks once more under cProfile and prints the functions that took the most time.
+--profile runs the ticks once more with the collect calls under cProfile (the rewrites left out) and prints the
+functions that took the most time (BENCH_SORT: pstats' sort key, tottime by default; BENCH_TOP: how many, 20).
 """
 
 from __future__ import annotations
