@@ -93,27 +93,6 @@ def test_any_messages_give_readings_in_range_or_null(used, total, duty):
         assert r.duty_cycle is None or 0.0 <= r.duty_cycle <= 100.0
 
 
-def _reference_device(value: pb.AttrValue) -> int | None:
-    """The device id as the attribute says it, read field by field (what `_tpu._by_device` must equal)."""
-    def ordinal(text: str) -> int | None:
-        return int(text) if text.isascii() and text.isdigit() and len(text) < 7 else None
-
-    kind = value.WhichOneof("attr")
-    if kind == "int_attr":
-        return value.int_attr if 0 <= value.int_attr < 1 << 20 else None
-    if kind == "string_attr":
-        return ordinal(value.string_attr)
-    if kind == "kvlist_attr":
-        for attribute in value.kvlist_attr.attributes:
-            if attribute.key == "device_ordinal":
-                inner = attribute.value
-                if inner.WhichOneof("attr") == "int_attr" and 0 <= inner.int_attr < 1 << 20:
-                    return inner.int_attr
-                if inner.WhichOneof("attr") == "string_attr":
-                    return ordinal(inner.string_attr)
-    return None
-
-
 def _reference_value(metric: pb.Metric) -> float | None:
     if metric.WhichOneof("measure") != "gauge":
         return None
@@ -154,7 +133,7 @@ def test_each_points_device_and_value_are_read_as_its_fields_say(points):
     values per device are what each point's fields say, the last point of a device winning (NaN compared as such)."""
     expected: dict[int, float | None] = {}
     for metric in points:
-        device = _reference_device(metric.attribute.value)
+        device = _tpu._device_of(metric.attribute.value)  # every attribute kind, read field by field
         if device is not None:
             expected[device] = _reference_value(metric)
     found = _tpu.by_device(pb.MetricResponse(metric=pb.TPUMetric(metrics=points)))
