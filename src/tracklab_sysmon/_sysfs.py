@@ -101,7 +101,7 @@ class KeptFile:
     def read_page(self) -> bytes | None:
         """`read_page_or_raise`, or None when the file cannot be opened or read."""
         try:
-            return self._bytes(_PAGE)
+            return self.read_page_or_raise()
         except OSError:
             return None
 
@@ -185,12 +185,6 @@ class MovingAttribute(KeptAttribute):
     def __init__(self, path: str) -> None:
         super().__init__(path)
         self._last: bytes | None = None
-
-    def read_page(self) -> bytes | None:
-        try:
-            return self.read_page_or_raise()
-        except OSError:
-            return None
 
     def read_page_or_raise(self) -> bytes:
         fd = self._fd

@@ -37,9 +37,8 @@ Row = tuple[int, "int | None", "int | None", "float | None"]  # TpuReading's fie
 
 
 class TpuReading(NamedTuple):
-    """One TPU device (a TensorCore's HBM and its chip's duty cycle); None where the service gave no value.
-
-    A named tuple: 8 are built every tick, at about half a frozen dataclass's cost (benchmarks/bench_accel_all.py)."""
+    """One TPU device (a TensorCore's HBM and its chip's duty cycle); None where the service gave no value: a `Row`
+    with its fields named (`readings_from`; the client's ticks hand out plain rows)."""
 
     device: int
     memory_used: int | None  # bytes
@@ -97,18 +96,12 @@ def readings_from(used: MetricResponse, total: MetricResponse, duty: MetricRespo
     in tpu-info: when the service gives fewer duty-cycle points than memory points, each chip's
     value is repeated for its cores.
     """
-    return readings_of(by_device(used), by_device(total), by_device(duty))
+    return tuple([TpuReading(*row) for row in _Memory.of(by_device(used), by_device(total)).rows_with(by_device(duty))])
 
 
 def by_device(response: MetricResponse) -> dict[int, float | None]:
     """One metric's value per device (None where the point holds no number)."""
     return _by_device(response.metric.metrics)
-
-
-def readings_of(used_by: dict[int, float | None], total_by: dict[int, float | None],
-                duty_by: dict[int, float | None]) -> tuple[TpuReading, ...]:
-    """`readings_from` on the metrics already read per device."""
-    return _Memory.of(used_by, total_by).readings(duty_by)
 
 
 class _Memory(NamedTuple):
@@ -124,11 +117,8 @@ class _Memory(NamedTuple):
         rows = tuple((d, _bytes(used_by.get(d)), _bytes(total_by.get(d))) for d in devices)
         return cls(rows, devices, frozenset(devices))
 
-    def readings(self, duty_by: dict[int, float | None]) -> tuple[TpuReading, ...]:
-        return tuple([TpuReading(*row) for row in self.rows_with(duty_by)])
-
     def rows_with(self, duty_by: dict[int, float | None]) -> list[Row]:
-        """`readings` as plain tuples: a duty cycle in 0-100 % rounded to 2 places, else None."""
+        """One row per device with its duty cycle: one in 0-100 % rounded to 2 places, else None."""
         duty = (duty_by if self.device_set <= duty_by.keys() else _duty_per_device(self.devices, duty_by)).get
         return [(d, used, total, round(value, 2) if (value := duty(d)) is not None and 0.0 <= value <= 100.0 else None)
                 for d, used, total in self.rows]

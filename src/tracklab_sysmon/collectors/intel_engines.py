@@ -77,8 +77,7 @@ class EngineMeter:
         new records)."""
         pdevs = tuple(cards)
         if pdevs != self._pdevs:
-            known = frozenset(pdevs)
-            self._pdevs, self._wants = pdevs, lambda client: (client.pdev or "").lower() in known
+            self._pdevs, self._wants = pdevs, of_cards(pdevs)
         return self._wants
 
     def carry_on(self, kept: Mapping[_ClientKey, _Times], then: float | None) -> None:
@@ -174,6 +173,12 @@ class _Tally:
         self.memory = 0
         self.seen: set[EngineClass] = set(card.engines)
         self.shares: dict[EngineClass, float] = {}
+
+
+def of_cards(pdevs: tuple[str, ...]) -> Callable[[DrmClient], bool]:
+    """Whether a client is of one of the cards at these (lower-case) PCI addresses."""
+    known = frozenset(pdevs)
+    return lambda client: (client.pdev or "").lower() in known
 
 
 def by_class(client: DrmClient) -> _Times:

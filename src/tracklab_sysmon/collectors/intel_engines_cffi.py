@@ -11,7 +11,7 @@ from ..model import EngineClass
 from .drm_clients import FD_WALK_SECONDS, ClientWalk, new_fdinfo_parser
 from .drm_fdinfo import DrmClient, EngineTime
 from .intel_cards import ENGINE_ORDER, IntelCard
-from .intel_engines import SAFETY_SHARE, WALK_SHARE, CardUse, EngineMeter, by_class, device_memory
+from .intel_engines import SAFETY_SHARE, WALK_SHARE, CardUse, EngineMeter, by_class, device_memory, of_cards
 from .sysfs_ints_cffi import CffiKeptTexts, kept_texts
 
 _OK, _DEFER = lib.EM_OK, lib.EM_DEFER  # AttributeError from an extension built before the meter existed
@@ -95,8 +95,7 @@ class CffiEngineMeter:
             names = [ffi.new("char[]", pdev.encode("utf-8", "surrogatepass")) for pdev in pdevs]
             if lib.em_cards(self._meter, ffi.new("char *[]", names), len(names)) < 0:
                 raise MemoryError("em_cards")
-            known = frozenset(pdevs)
-            self._pdevs, self._wants = pdevs, lambda client: (client.pdev or "").lower() in known
+            self._pdevs, self._wants = pdevs, of_cards(pdevs)
             self._index = {pdev: k for k, pdev in enumerate(pdevs)}
             self._out = ffi.new("em_card[]", len(pdevs))
             self._view = memoryview(ffi.buffer(self._out))
