@@ -48,12 +48,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
 
-from proc_usage import commit, summary, uptime
+from proc_usage import commit, filesystem, memory_tmpdir, summary, uptime
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEVICES = 8
@@ -218,8 +217,8 @@ def run(processes: int = 300, rounds: int = 1200, walk_share: float | None = Non
     from nvml_stub.build import build_stub, stub_env
 
     rounds = max(60, rounds // 60 * 60)  # whole minutes: the slowest tier (total HBM) runs every 60 s
-    with tempfile.TemporaryDirectory() as tmp:
-        root = pathlib.Path(tmp)
+    with memory_tmpdir() as tmp:  # in memory, as sysfs and /proc are (proc_usage.memory_tmpdir)
+        root, tree = pathlib.Path(tmp), filesystem(tmp)
         build_tree(root, processes)
         lib = build_stub(root / "nvml")
         server = subprocess.Popen([sys.executable, str(ROOT / "tests/tpu_standin.py"), str(DEVICES),
@@ -243,8 +242,8 @@ def run(processes: int = 300, rounds: int = 1200, walk_share: float | None = Non
     result = json.loads(done.stdout)
     if profile:
         print(done.stderr)
-    report(result["times"], result["process"], rounds, f"{processes} processes x 10 fds, walk share {walk_share}",
-           before, cadence, busy)
+    report(result["times"], result["process"], rounds,
+           f"{processes} processes x 10 fds, walk share {walk_share}, tree on {tree}", before, cadence, busy)
     walks = result["walks"]
     print(f"Intel fd walks: {len(walks)}, {summary(walks)['mean'] / 1e6 if walks else 0:.3f} ms per walking tick "
           f"(mean); period after the last walk {result['period']:.1f} s")

@@ -24,9 +24,10 @@ import os
 import pathlib
 import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
+
+from proc_usage import filesystem, memory_tmpdir
 
 from tracklab_sysmon import wire
 from tracklab_sysmon.collectors.drm_clients import FD_WALK_SECONDS
@@ -98,8 +99,8 @@ def summary(ns: list[int]) -> tuple[float, float, float]:
 
 
 def main(processes: int = 300, fds: int = 10, rounds: int = 2000) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = pathlib.Path(tmp)
+    with memory_tmpdir() as tmp:  # in memory, as sysfs and /proc are (proc_usage.memory_tmpdir)
+        root, tree = pathlib.Path(tmp), filesystem(tmp)
         build_tree(root, processes, fds)
         sys_root, proc_root = str(root / "sys"), str(root / "proc")
         between = IntelCollector(sys_root, proc_root, fd_walk_seconds=1e9)
@@ -120,7 +121,7 @@ def main(processes: int = 300, fds: int = 10, rounds: int = 2000) -> None:
             "encode": time_ticks(lambda now: wire.encode(wire.energy_to_wire(energy)), rounds),
         }
     print(f"Intel GPUs ({CARDS} xe cards), RAPL (6 zones) and the energy ledger per tick; "
-          f"/proc of {processes} processes x {fds} fds; ms")
+          f"/proc of {processes} processes x {fds} fds, tree on {tree}; ms")
     print(f"{'contender':<12} {'median':>8} {'p10':>8} {'p90':>8}")
     medians = {}
     for name, ns in times.items():

@@ -8,6 +8,7 @@ import os
 import pathlib
 import statistics
 import subprocess
+import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -73,6 +74,31 @@ def summary(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     p99 = ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
     return {"mean": statistics.fmean(ordered), "median": statistics.median(ordered), "p99": p99, "n": len(ordered)}
+
+
+def memory_tmpdir() -> tempfile.TemporaryDirectory[str]:
+    """A temporary folder in memory (/dev/shm where there is one) for a tree rewritten between timed ticks.
+
+    sysfs and /proc hold their values in memory; a stand-in tree on a disk filesystem turns every rewrite into block
+    IO, and where the kernel has no IRQ time accounting (CONFIG_IRQ_TIME_ACCOUNTING off, as on this project's
+    VMs) the disk's completion interrupts are charged to whichever thread runs next: the one being timed."""
+    shm = "/dev/shm"
+    return tempfile.TemporaryDirectory(dir=shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None)
+
+
+def filesystem(path: str) -> str:
+    """The type of the filesystem `path` is on (tmpfs, ext4, ...), from /proc/self/mounts; "unknown" without it."""
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/self/mounts") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) > 2 and (path == fields[1] or path.startswith(fields[1].rstrip("/") + "/")) \
+                        and len(fields[1]) > len(best):
+                    best, kind = fields[1], fields[2]
+    except OSError:
+        pass
+    return kind
 
 
 def uptime() -> str:
