@@ -35,6 +35,7 @@ struct em_meter {
     member *members;
     size_t count;
     uint8_t *states; /* si_attr_read's, one per member */
+    char *page;      /* si_attr_read's, SI_CHUNK bytes */
     u128 *memory;    /* one tick's sums, per card */
     table before, now;
     fi_client parsed;
@@ -96,7 +97,8 @@ em_meter *em_new(void)
     em_meter *m = calloc(1, sizeof *m);
     if (m == NULL)
         return NULL;
-    if (table_reset(&m->before, 0) < 0 || table_reset(&m->now, 0) < 0 || em_cards(m, NULL, 0) < 0) {
+    m->page = malloc(SI_CHUNK);
+    if (m->page == NULL || table_reset(&m->before, 0) < 0 || table_reset(&m->now, 0) < 0 || em_cards(m, NULL, 0) < 0) {
         em_free(m);
         return NULL;
     }
@@ -118,6 +120,7 @@ void em_free(em_meter *m)
     free(m->memory);
     free(m->members);
     free(m->states);
+    free(m->page);
     free(m->before.items);
     free(m->before.slots);
     free(m->now.items);
@@ -266,7 +269,7 @@ size_t em_read(em_meter *m, si_attr *const *files, size_t n, uint8_t *states)
         same = m->members[i].file == files[i];
     if (!same && take_up(m, files, n) < 0)
         return (size_t)-1;
-    size_t changed = si_attr_read(files, n, m->states);
+    size_t changed = si_attr_read(files, n, m->states, m->page);
     if (changed == (size_t)-1) {
         for (size_t i = 0; i < n; i++)
             m->members[i].known = 0;

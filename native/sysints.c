@@ -194,24 +194,24 @@ void si_attr_close(si_attr *a)
     free(a);
 }
 
-/* One read as KeptAttribute.read makes it, into page (SI_CHUNK bytes): the bytes read, or -1. */
-static ssize_t attr_read(si_attr *a, char *page)
+static ssize_t pread_chunk(int fd, char *page)
 {
-    struct stat st;
-    if (a->fd >= 0 && (fstat(a->fd, &st) != 0 || st.st_nlink == 0)) {
-        close(a->fd); /* deleted or renamed over: open the path again */
-        a->fd = -1;
-    }
-    if (a->fd < 0) {
-        int fd = kept_open_path(a->path, -EINVAL, &st);
-        if (fd < 0)
-            return -1;
-        a->fd = fd;
-    }
     ssize_t got;
     do
-        got = pread(a->fd, page, SI_CHUNK, 0);
+        got = pread(fd, page, SI_CHUNK, 0);
     while (got < 0 && errno == EINTR);
+    return got;
+}
+
+/* The path opened again into a->fd and read into page: the bytes read, or -1 (closed again after a failed read). */
+static ssize_t attr_reopen(si_attr *a, char *page)
+{
+    struct stat st;
+    int fd = kept_open_path(a->path, -EINVAL, &st);
+    if (fd < 0)
+        return -1;
+    a->fd = fd;
+    ssize_t got = pread_chunk(fd, page);
     if (got < 0) {
         close(a->fd); /* the next read opens the path again */
         a->fd = -1;
@@ -219,15 +219,41 @@ static ssize_t attr_read(si_attr *a, char *page)
     return got;
 }
 
-size_t si_attr_read(si_attr *const *files, size_t n, uint8_t *states)
+/* One read as _sysfs.MovingText.read_bytes makes it, into page (SI_CHUNK bytes): the read through the kept
+ * descriptor first; the descriptor is fstat()ed only when that read failed or repeats the last text (kept whole,
+ * so compared exactly), and a file with no link left (deleted or renamed over) is opened again and read. A text
+ * that moved was read from a file still being written: a busy tick skips the fstat of every client that moved.
+ * The bytes read, or -1; *same is 1 where they are known to be the last text. */
+static ssize_t attr_read(si_attr *a, char *page, int *same)
 {
-    char *page = n ? malloc(SI_CHUNK) : NULL;
-    if (n && page == NULL)
-        return (size_t)-1;
+    *same = 0;
+    if (a->fd < 0)
+        return attr_reopen(a, page);
+    ssize_t got = pread_chunk(a->fd, page);
+    int repeats = got < 0 || a->readable != 1 || ((size_t)got == a->len && memcmp(page, a->text, a->len) == 0);
+    if (!repeats)
+        return got; /* the usual busy tick: a text that moved, no fstat */
+    struct stat st;
+    if (fstat(a->fd, &st) == 0 && st.st_nlink > 0) {
+        if (got < 0) {
+            close(a->fd); /* the next read opens the path again */
+            a->fd = -1;
+        }
+        *same = got >= 0 && a->readable == 1;
+        return got;
+    }
+    close(a->fd); /* deleted or renamed over: open the path again */
+    a->fd = -1;
+    return attr_reopen(a, page);
+}
+
+size_t si_attr_read(si_attr *const *files, size_t n, uint8_t *states, char *page)
+{
     size_t count = 0;
     for (size_t i = 0; i < n; i++) {
         si_attr *a = files[i];
-        ssize_t got = attr_read(a, page);
+        int same;
+        ssize_t got = attr_read(a, page, &same);
         if (got < 0) {
             a->readable = 0;
             a->len = 0;
@@ -236,7 +262,7 @@ size_t si_attr_read(si_attr *const *files, size_t n, uint8_t *states)
             continue;
         }
         size_t len = (size_t)got;
-        if (a->readable == 1 && len == a->len && memcmp(page, a->text, len) == 0) {
+        if (same || (a->readable == 1 && len == a->len && memcmp(page, a->text, len) == 0)) {
             states[i] = SI_SAME;
             continue;
         }
@@ -247,7 +273,6 @@ size_t si_attr_read(si_attr *const *files, size_t n, uint8_t *states)
                     files[j]->readable = -1;
                     files[j]->len = 0;
                 }
-                free(page);
                 return (size_t)-1;
             }
             a->text = grown;
@@ -259,7 +284,6 @@ size_t si_attr_read(si_attr *const *files, size_t n, uint8_t *states)
         states[i] = SI_CHANGED;
         count++;
     }
-    free(page);
     return count;
 }
 

@@ -19,5 +19,5 @@ enum { SI_SAME = 0, SI_CHANGED = 1, SI_UNREADABLE = 2 };
 
 si_attr *si_attr_open(const char *path);
 void si_attr_close(si_attr *a);
-size_t si_attr_read(si_attr *const *files, size_t n, uint8_t *states);
+size_t si_attr_read(si_attr *const *files, size_t n, uint8_t *states, char *page);
 const char *si_attr_text(const si_attr *a, size_t *len);

@@ -4,7 +4,7 @@
  * through one): a descriptor kept per path, the path's identity checked every `recheck_every` reads, one pread
  * of at most a page from offset 0, a failed open or read gives no value (a failed read reopens next time).
  * si_read_text reads short texts the same way (runtime_status), telling which changed since the last call.
- * si_attr_read reads kept files as _sysfs.KeptAttribute.read does (a DRM client's /proc/PID/fdinfo/N), telling
+ * si_attr_read reads kept files as _sysfs.MovingText.read_bytes does (a DRM client's /proc/PID/fdinfo/N), telling
  * which changed since their last read.
  * Text is parsed as Python's int() parses bytes when it is ASCII whitespace, an optional sign and at most 18
  * digits around it; text int() would refuse for sure is no value (SI_NONE); anything else (underscores, longer
@@ -44,11 +44,14 @@ int si_fd(const si_files *f, size_t i);
  * SI_DEFER. */
 int si_parse(const char *text, size_t len, int64_t *value);
 
-/* A file read as _sysfs.KeptAttribute.read reads it: its descriptor kept, fstat()ed before each read and opened
- * again when its file has no link left (deleted, or renamed over); opened non-blocking, regular files only; one
- * pread of at most SI_CHUNK bytes from offset 0; a failed open or read gives no text (a failed read closes the
- * descriptor, so the next read opens the path again). Each is an object of its own: members of a set read
- * together come and go one at a time (ClientWalk's clients), each keeping its descriptor and last text. */
+/* A file read as _sysfs.MovingText.read_bytes reads it: its descriptor kept and read first; fstat()ed only when that
+ * read failed or repeats the last text (kept whole: compared exactly), and opened again and read when its file has
+ * no link left (deleted, or renamed over); opened non-blocking, regular files only; one pread of at most SI_CHUNK
+ * bytes from offset 0; a failed open or read gives no text (a failed read closes the descriptor, so the next read
+ * opens the path again). A text that moved was read from a file still being written, so it is not looked at: only
+ * a write through the old file after it was replaced reads otherwise than KeptAttribute's fstat before each read.
+ * Each is an object of its own: members of a set read together come and go one at a time (ClientWalk's clients),
+ * each keeping its descriptor and last text. */
 typedef struct si_attr si_attr;
 enum { SI_CHUNK = 65536 };                                /* bytes of one pread, as KeptFile reads */
 enum { SI_SAME = 0, SI_CHANGED = 1, SI_UNREADABLE = 2 }; /* a file's state after si_attr_read */
@@ -57,11 +60,12 @@ enum { SI_SAME = 0, SI_CHANGED = 1, SI_UNREADABLE = 2 }; /* a file's state after
 si_attr *si_attr_open(const char *path);
 void si_attr_close(si_attr *a);
 
-/* Reads the n files: states[i] is SI_SAME where the bytes are those of its previous read (which could be read),
- * SI_CHANGED where they differ or it is the first read (si_attr_text has them), SI_UNREADABLE where it could not
- * be opened or read (every such read). Returns how many are not SI_SAME, or (size_t)-1 without memory: then
- * every file's last text is forgotten, so the next call tells each one as changed. */
-size_t si_attr_read(si_attr *const *files, size_t n, uint8_t *states);
+/* Reads the n files into `page`, SI_CHUNK bytes the caller keeps (one per reader, not allocated per call):
+ * states[i] is SI_SAME where the bytes are those of its previous read (which could be read), SI_CHANGED where they
+ * differ or it is the first read (si_attr_text has them), SI_UNREADABLE where it could not be opened or read
+ * (every such read). Returns how many are not SI_SAME, or (size_t)-1 without memory: then every file's last text
+ * is forgotten, so the next call tells each one as changed. */
+size_t si_attr_read(si_attr *const *files, size_t n, uint8_t *states, char *page);
 
 /* The file's bytes as last read and their length; NULL (and 0) before a read and after one that failed. */
 const char *si_attr_text(const si_attr *a, size_t *len);

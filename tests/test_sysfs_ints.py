@@ -261,6 +261,38 @@ def test_kept_texts_tell_each_change_once_as_the_twin_does(cffi_kept, tmp_path):
         assert list(reader.members()) == [] and reader.read() == {}
 
 
+def test_kept_texts_look_at_a_file_only_when_its_read_repeats(cffi_kept, tmp_path, monkeypatch):
+    """MovingText's rule in both backends: a text that moved is read from the kept descriptor without looking at its
+    file (a write through a file just renamed over is what is told), one that repeats is looked at and its new file
+    read; a deleted file written through still moves, then is told gone once it repeats. Python fstat()s only then."""
+    path = tmp_path / "9"
+    path.write_text("pos:\t0\n")
+    readers = [cffi_kept(), PyKeptTexts()]
+    for reader in readers:
+        reader.keep({"a": str(path)})
+    assert [reader.read() for reader in readers] == [{"a": "pos:\t0\n"}] * 2
+    looks: list[int] = []
+    real = os.fstat
+    monkeypatch.setattr(os, "fstat", lambda fd: looks.append(fd) or real(fd))
+    path.write_text("pos:\t1\n")  # in place: it moved
+    assert [reader.read() for reader in readers] == [{"a": "pos:\t1\n"}] * 2 and looks == []
+    assert [reader.read() for reader in readers] == [{}, {}] and len(looks) == 1  # repeated: looked at
+    with open(path, "r+") as old:
+        _rename_over(path, b"pos:\t2\n")
+        old.write("pos:\t3\n")  # through the file just replaced: it moved, so it is what is read
+        old.flush()
+        assert [reader.read() for reader in readers] == [{"a": "pos:\t3\n"}] * 2 and len(looks) == 1
+        assert [reader.text("a") for reader in readers] == ["pos:\t3\n"] * 2
+    assert [reader.read() for reader in readers] == [{"a": "pos:\t2\n"}] * 2  # repeated: the new file
+    with open(path, "r+") as old:
+        path.unlink()
+        old.write("pos:\t4\n")
+        old.flush()
+        assert [reader.read() for reader in readers] == [{"a": "pos:\t4\n"}] * 2
+    assert [reader.read() for reader in readers] == [{"a": None}] * 2  # repeated, no link left, no path
+    assert [reader.text("a") for reader in readers] == [None, None]
+
+
 def test_kept_texts_of_a_live_process_follow_its_fd_until_it_exits(cffi_kept, tmp_path):
     """On a live /proc: this process's fd as it moves, as another file is put in its place (dup2), until it is
     closed; a child's fd until the child exits."""
@@ -305,23 +337,40 @@ def test_kept_texts_refuse_a_fifo_without_waiting(cffi_kept, tmp_path):
 
 
 @settings(max_examples=150)
-@given(steps=st.lists(st.tuples(st.integers(0, 2), st.one_of(st.none(), st.binary(max_size=12))), min_size=1,
-                      max_size=12))
+@given(steps=st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["write", "rename", "old"]),
+                                st.one_of(st.none(), st.binary(max_size=12)), st.booleans()), min_size=1, max_size=16))
 def test_any_writes_to_kept_texts_are_told_alike(cffi_kept, tmp_path_factory, steps):
-    """Three files written with any bytes (or deleted) between reads: both backends tell the same changes."""
+    """Three files written with any bytes in place, renamed over or written through the file last renamed over (or
+    deleted), read after some of these steps: both backends tell the same changes."""
     folder = tmp_path_factory.mktemp("kept")
     paths = {n: folder / str(n) for n in range(3)}
+    olds: dict[int, int] = {}  # a descriptor of the file each path named before its last rename
     readers = [cffi_kept(), PyKeptTexts()]
     for reader in readers:
         reader.keep({n: str(path) for n, path in paths.items()})
-    for n, data in steps:
-        if data is None:
-            paths[n].unlink(missing_ok=True)
-        else:
-            paths[n].write_bytes(data)
-        told = [reader.read() for reader in readers]
-        assert told[0] == told[1]
-        assert [readers[0].text(k) for k in paths] == [readers[1].text(k) for k in paths]
+    try:
+        for n, how, data, read in steps:
+            if data is None:
+                paths[n].unlink(missing_ok=True)
+            elif how == "write":
+                paths[n].write_bytes(data)
+            elif how == "rename":
+                if n in olds:
+                    os.close(olds.pop(n))
+                if paths[n].exists():
+                    olds[n] = os.open(paths[n], os.O_RDWR)
+                _rename_over(paths[n], data)
+            elif n in olds:
+                os.ftruncate(olds[n], 0)
+                os.pwrite(olds[n], data, 0)
+            if not read:
+                continue
+            told = [reader.read() for reader in readers]
+            assert told[0] == told[1]
+            assert [readers[0].text(k) for k in paths] == [readers[1].text(k) for k in paths]
+    finally:
+        for fd in olds.values():
+            os.close(fd)
 
 
 def test_kept_texts_close_the_descriptors_of_members_gone(cffi_kept, tmp_path):

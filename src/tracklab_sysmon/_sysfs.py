@@ -187,23 +187,42 @@ class MovingAttribute(KeptAttribute):
         self._last: bytes | None = None
 
     def read_page_or_raise(self) -> bytes:
+        return self._moving(_PAGE)
+
+    def _moving(self, size: int) -> bytes:
+        """One pread of `size` bytes under the rule above."""
         fd = self._fd
         if fd is None:
-            data = self._bytes(_PAGE)  # opened now: nothing to look at
+            data = self._bytes(size)  # opened now: nothing to look at
         else:
             try:
-                data, failed = os.pread(fd, _PAGE, 0), None
+                data, failed = os.pread(fd, size, 0), None
             except OSError as exc:
                 data, failed = b"", exc
             if failed is not None or len(data) > self.COMPARED or data == self._last:
                 if not self._same_file():
                     self.close()
-                    data, failed = self._bytes(_PAGE), None  # the path opened and read again
+                    data, failed = self._bytes(size), None  # the path opened and read again
                 elif failed is not None:  # the next read opens the path again; say which file failed, as open does
                     self.close()
                     raise OSError(failed.errno, failed.strerror, self.path) from failed
         self._last = data
         return data
+
+
+class MovingText(MovingAttribute):
+    """A MovingAttribute of a whole text that usually moves (a DRM client's fdinfo: xe's drm-total-cycles is the GPU
+    clock), read by `read_bytes` (one pread of 64 KiB) and compared whole with the last one, as the C helper keeps it
+    (native/sysints.c, si_attr_read)."""
+
+    __slots__ = ()
+    COMPARED = _CHUNK  # all of one read
+
+    def read_bytes(self) -> bytes | None:
+        try:
+            return self._moving(_CHUNK)
+        except OSError:
+            return None
 
 
 def list_dir(path: str) -> list[str]:

@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Hashable, KeysView, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
-from .._sysfs import KeptAttribute, KeptFile
+from .._sysfs import KeptFile, MovingText
 from ..hotpath import ENV_VAR, native_or_python
 
 
@@ -28,8 +28,9 @@ K = TypeVar("K", bound=Hashable)
 
 
 class KeptTexts(Protocol[K]):
-    """Files read together as `KeptAttribute.read` reads each (fstat()ed, reopened once it has no link left; one
-    pread of 64 KiB), kept by key in the order they came: a read tells only those whose bytes changed."""
+    """Files read together as `MovingText.read_bytes` reads each (one pread of 64 KiB; the descriptor fstat()ed only
+    when that read failed or repeats the last one, and reopened once it has no link left), kept by key in the order
+    they came: a read tells only those whose bytes changed."""
 
     def members(self) -> KeysView[K]:
         """The members, in the order they were kept."""
@@ -56,10 +57,10 @@ class KeptTexts(Protocol[K]):
 
 
 class PyKeptTexts(Generic[K]):
-    """`KeptTexts` through one KeptAttribute per member, its bytes compared with the last ones: the C reader's twin."""
+    """`KeptTexts` through one MovingText per member, its bytes compared with the last ones: the C reader's twin."""
 
     def __init__(self) -> None:
-        self._files: dict[K, KeptAttribute] = {}
+        self._files: dict[K, MovingText] = {}
         self._bytes: dict[K, bytes] = {}  # the last bytes of members whose last read succeeded
         self._texts: dict[K, str] = {}
 
@@ -69,7 +70,7 @@ class PyKeptTexts(Generic[K]):
     def keep(self, paths: Mapping[K, str]) -> None:
         old, self._files = self._files, {}
         for key, path in paths.items():
-            self._files[key] = old.pop(key) if key in old else KeptAttribute(path)
+            self._files[key] = old.pop(key) if key in old else MovingText(path)
         for gone in old.values():
             gone.close()
         self._bytes = {key: data for key, data in self._bytes.items() if key in self._files}

@@ -98,6 +98,7 @@ class CffiKeptTexts(Generic[K]):
     def __init__(self) -> None:
         self._files: dict[K, Any] = {}  # key -> its si_attr (closed when released or collected)
         self._length = ffi.new("size_t *")
+        self._page: Any = None  # si_attr_read's SI_CHUNK bytes, made on the first read
         self._arrays()
 
     def _arrays(self) -> None:
@@ -139,8 +140,10 @@ class CffiKeptTexts(Generic[K]):
             ffi.release(gone)
 
     def read(self) -> dict[K, str | None]:
-        order, states = self._order, self._states
-        count = lib.si_attr_read(self._array, len(order), states)
+        order, states, page = self._order, self._states, self._page
+        if page is None:
+            page = self._page = ffi.new("char[]", lib.SI_CHUNK)
+        count = lib.si_attr_read(self._array, len(order), states, page)
         if not count:
             return {}
         if count == _NO_MEMORY:
