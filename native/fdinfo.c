@@ -10,8 +10,12 @@ enum { MAX_DIGITS = 18 }; /* 18 decimal digits always fit in 64 bits */
 enum { K_CAPACITY, K_TOTAL_CYCLES, K_ENGINE, K_CYCLES, K_RESIDENT, K_MEMORY, K_TOTAL, KINDS };
 static const char *const KIND_NAMES[KINDS] = {"engine-capacity", "total-cycles", "engine", "cycles",
                                               "resident", "memory", "total"};
+#define LEN(s) (sizeof(s) - 1)
+static const size_t KIND_LENGTHS[KINDS] = {LEN("engine-capacity"), LEN("total-cycles"), LEN("engine"), LEN("cycles"),
+                                           LEN("resident"), LEN("memory"), LEN("total")};
 enum { U_NONE, U_NS, U_KIB, U_MIB, U_GIB };
 static const char *const UNIT_NAMES[] = {"", "ns", "KiB", "MiB", "GiB"};
+static const size_t UNIT_LENGTHS[] = {0, LEN("ns"), LEN("KiB"), LEN("MiB"), LEN("GiB")};
 static const uint64_t UNIT_BYTES[] = {1, 1, 1024, 1024 * 1024, 1024 * 1024 * 1024};
 
 typedef struct {
@@ -27,13 +31,6 @@ typedef struct {
 } counters;
 
 static int is_blank(char c) { return c == ' ' || c == '\t'; }
-
-/* `prefix` at s[0..n)? */
-static int starts(const char *s, size_t n, const char *prefix)
-{
-    size_t k = strlen(prefix);
-    return n >= k && memcmp(s, prefix, k) == 0;
-}
 
 /* Digits [s, s + n): NUM_OK with *out, NUM_DEFER past MAX_DIGITS (Python's int is unbounded). */
 static int digits(const char *s, size_t n, uint64_t *out)
@@ -67,10 +64,13 @@ static int meta_int(const char *s, size_t n, uint64_t *out)
 static int meta_line(const char *line, size_t n, uint32_t base, uint32_t *at, uint32_t *len)
 {
     static const char *const KEYS[] = {"drm-driver", "drm-client-id", "drm-pdev"};
+    static const size_t LENGTHS[] = {LEN("drm-driver"), LEN("drm-client-id"), LEN("drm-pdev")};
+    if (n < LEN("drm-pdev") || memcmp(line, "drm-", 4) != 0)
+        return -1; /* every key starts so, the shortest is drm-pdev */
     for (int key = 0; key < 3; key++) {
-        if (!starts(line, n, KEYS[key]))
-            continue;
-        size_t i = strlen(KEYS[key]);
+        if (line[4] != KEYS[key][4] || n < LENGTHS[key] || memcmp(line, KEYS[key], LENGTHS[key]) != 0)
+            continue; /* the keys differ at their fifth byte: at most one is compared whole */
+        size_t i = LENGTHS[key];
         while (i < n && is_blank(line[i]))
             i++;
         if (i == n || line[i] != ':')
@@ -123,7 +123,7 @@ static int counter_rest(const char *line, size_t n, size_t i, uint32_t base, cou
         i++;
     c->unit = U_NONE;
     for (int u = U_NS; u <= U_GIB; u++) {
-        size_t k = strlen(UNIT_NAMES[u]);
+        size_t k = UNIT_LENGTHS[u];
         if (n - i >= k && memcmp(line + i, UNIT_NAMES[u], k) == 0) {
             size_t j = i + k;
             while (j < n && is_blank(line[j]))
@@ -147,7 +147,8 @@ static int add_counter(counters *all, const char *text, const counter *c)
 {
     for (size_t k = 0; k < all->count; k++) {
         counter *old = &all->items[k];
-        if (old->kind == c->kind && old->len == c->len && memcmp(text + old->at, text + c->at, c->len) == 0) {
+        if (old->kind == c->kind && old->len == c->len && text[old->at] == text[c->at] &&
+            memcmp(text + old->at, text + c->at, c->len) == 0) {
             old->value = c->value;
             old->unit = c->unit;
             old->at = c->at; /* the same name, spelled at its newest place */
@@ -164,12 +165,12 @@ static int add_counter(counters *all, const char *text, const counter *c)
  * 0 (no counter), 1 (recorded) or -1 (defer). */
 static int counter_line(const char *line, size_t n, uint32_t base, counter *c)
 {
-    if (!starts(line, n, "drm-"))
-        return 0;
+    if (n <= 4 || memcmp(line, "drm-", 4) != 0)
+        return 0; /* every kind has a name after drm- */
     for (int kind = 0; kind < KINDS; kind++) {
-        size_t k = strlen(KIND_NAMES[kind]);
-        if (n - 4 < k || memcmp(line + 4, KIND_NAMES[kind], k) != 0)
-            continue;
+        size_t k = KIND_LENGTHS[kind];
+        if (line[4] != KIND_NAMES[kind][0] || n - 4 < k || memcmp(line + 4, KIND_NAMES[kind], k) != 0)
+            continue; /* the first byte first: most kinds are told apart by it */
         int got = counter_rest(line, n, 4 + k, base, c);
         if (got != 0) {
             c->kind = kind;
@@ -183,7 +184,8 @@ static const counter *find(const counters *all, const char *text, int kind, cons
 {
     for (size_t k = 0; k < all->count; k++) {
         const counter *c = &all->items[k];
-        if (c->kind == kind && c->len == like->len && memcmp(text + c->at, text + like->at, like->len) == 0)
+        if (c->kind == kind && c->len == like->len && text[c->at] == text[like->at] &&
+            memcmp(text + c->at, text + like->at, like->len) == 0)
             return c;
     }
     return NULL;
