@@ -18,6 +18,7 @@ from ..model import (
     TemperatureSensor,
 )
 from ..rates import percent
+from ..records import positional
 from .drm_clients import FD_WALK_SECONDS
 from .intel_cards import CardPlaces, CardReader, IntelCard, discover, frequency, temperatures
 from .intel_engines import WALK_SHARE, CardUse
@@ -79,8 +80,10 @@ class IntelCollector:
         uses = self._meter.read(now, self._by_pdev)  # in the cards' order, as _by_pdev is
         # Every card's rate first, in order: a sample that fails to build (a reading too large for a float) leaves
         # no card's rate behind.
-        for kept, awake in zip(self._kept, self._awake, strict=True):
-            kept.update_power(values if awake else None, now)
+        for kept, awake in zip(self._kept, self._awake, strict=True):  # inline, not a call per card
+            uj = values[kept.energy] if awake and kept.energy is not None else None  # asleep: not read, no rate
+            kept.joules = joules = uj / 1e6 if uj is not None else None
+            kept.power = kept.rate.update(joules, now)
         samples = [kept.sample(status, values, use) if awake else kept.asleep(status)
                    for kept, status, awake, use in zip(self._kept, statuses, self._awake, uses, strict=True)]
         last = self._samples
@@ -129,12 +132,6 @@ class _Card:
         self.busiest: float | None = None  # % of the busiest engine class
         self.sleeping: tuple[str | None, AcceleratorSample] | None = None  # the sample while suspended
 
-    def update_power(self, values: list[int | None] | None, now: float) -> None:
-        """This tick's energy and its rate; a suspended card's energy was not read (None): no rate across the sleep."""
-        uj = values[self.energy] if values is not None and self.energy is not None else None
-        self.joules = joules = uj / 1e6 if uj is not None else None
-        self.power = self.rate.update(joules, now)
-
     def asleep(self, status: str | None) -> AcceleratorSample:
         """Suspended: its files were not read (that would wake it)."""
         if self.sleeping is None or self.sleeping[0] != status:
@@ -163,7 +160,7 @@ class _Card:
             shares = [share for _, share in use.engines if share is not None]
             self.engine_uses = tuple([_engine_use(cls, share) for cls, share in use.engines])
             self.busiest, self.engines = max(shares) if shares else None, use.engines
-        sample = _sample(card, status, IntelReadings(freq, self.joules, self.temperatures, self.engine_uses), memory,
+        sample = _sample(card, status, _readings(freq, self.joules, self.temperatures, self.engine_uses), memory,
                          self.package, self.busiest, power)
         # Kept only once the sample is built: one that failed leaves the card's last as it was.
         self.last, self.status, self.files, self.use, self.built_power = sample, status, files, use, power
@@ -199,11 +196,17 @@ def _memory(card: IntelCard, used: int | None) -> AcceleratorMemory:
     return AcceleratorMemory(used=used, total=card.vram_total, percentage=percent(used, card.vram_total))
 
 
+# A busy card's three records are new every tick (its energy moves): built by position, their slots set straight
+# (records.positional), in the records' field order (model.py).
+_readings = positional(IntelReadings)  # frequency, energy, temperatures, engines
+_details = positional(IntelDetails)
+_accelerator = positional(AcceleratorSample)
+
+
 def _sample(card: IntelCard, status: str | None, readings: IntelReadings | None, memory: AcceleratorMemory,
             temperature: float | None, utilization: float | None, power: float | None) -> AcceleratorSample:
-    # Positional, in the records' field order (model.py): keywords cost a quarter of building them, every busy tick.
-    details = IntelDetails(card.card, card.driver, card.bus_id, status, readings)  # runtime_status: status
-    return AcceleratorSample(
+    details = _details(card.card, card.driver, card.bus_id, status, readings)  # runtime_status: status
+    return _accelerator(
         card.index,  # id
         "gpu",
         card.name,
