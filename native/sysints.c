@@ -14,6 +14,8 @@ struct si_file {
     char *text; /* si_read_text: the last text read (SI_PAGE bytes, allocated on the first read) */
     size_t len;
     int readable; /* -1: never read as text */
+    int32_t seen_length; /* SI_MOVING: the last read's length and first SI_SEEN bytes (a read after an open is */
+    char seen[SI_SEEN];  /* never compared) */
 };
 
 struct si_files {
@@ -107,11 +109,49 @@ static ssize_t read_page(struct si_file *file, int recheck_every, char *text)
     return got < 0 ? -1 : got;
 }
 
+/* Whether a moving file's read must be looked at: it failed, repeats the one before it or is longer than what was
+ * kept of that one. */
+static int repeats(const struct si_file *file, const char *text, ssize_t got)
+{
+    return got < 0 || got > SI_SEEN || (got == file->seen_length && memcmp(file->seen, text, (size_t)got) == 0);
+}
+
+/* A file read as _sysfs.MovingFile reads it (SI_MOVING): through its kept descriptor first; the path stat()ed only
+ * when that read must be looked at, and opened and read again when it names another file now. */
+static ssize_t read_moving(struct si_file *file, char *text)
+{
+    ssize_t got = -1;
+    int kept = 0;
+    if (file->kept.fd >= 0) {
+        do
+            got = pread(file->kept.fd, text, SI_PAGE, 0);
+        while (got < 0 && errno == EINTR);
+        struct stat st;
+        kept = !repeats(file, text, got) ||
+               (stat(file->path, &st) == 0 && st.st_dev == file->kept.dev && st.st_ino == file->kept.ino);
+        if (!kept || got < 0)
+            kept_drop(&file->kept); /* another file now, or a failed read: the path opened again (next time) */
+    }
+    if (!kept)
+        got = read_page(file, 1, text); /* opened now: nothing to compare */
+    if (got >= 0) {
+        file->seen_length = (int32_t)got;
+        memcpy(file->seen, text, (size_t)got < SI_SEEN ? (size_t)got : SI_SEEN);
+    }
+    return got;
+}
+
+/* A file read by its set's rule: every `recheck_every` reads checked, or SI_MOVING's. */
+static ssize_t read_kept(struct si_file *file, int recheck_every, char *text)
+{
+    return recheck_every == SI_MOVING ? read_moving(file, text) : read_page(file, recheck_every, text);
+}
+
 static int read_one(struct si_file *file, int recheck_every, int64_t *value)
 {
     *value = 0;
     char text[SI_PAGE];
-    ssize_t got = read_page(file, recheck_every, text);
+    ssize_t got = read_kept(file, recheck_every, text);
     return got < 0 ? SI_NONE : si_parse(text, (size_t)got, value);
 }
 
@@ -124,7 +164,7 @@ size_t si_read_text(si_files *f, uint8_t *changed)
     for (size_t i = 0; i < f->n; i++) {
         struct si_file *file = &f->files[i];
         char text[SI_PAGE];
-        ssize_t got = read_page(file, f->recheck_every, text);
+        ssize_t got = read_kept(file, f->recheck_every, text);
         int readable = got >= 0;
         size_t len = readable ? (size_t)got : 0;
         changed[i] = readable != file->readable || len != file->len || memcmp(text, file->text, len) != 0;

@@ -2,6 +2,8 @@
 
 enum { SI_INT = 0, SI_NONE = 1, SI_DEFER = 2, SI_SKIPPED = 3 };
 enum { SI_PAGE = 4096 };
+enum { SI_MOVING = 0 };
+enum { SI_SEEN = 64 };
 
 typedef struct si_files si_files;
 

@@ -4,6 +4,9 @@
  * through one): a descriptor kept per path, the path's identity checked every `recheck_every` reads, one pread
  * of at most a page from offset 0, a failed open or read gives no value (a failed read reopens next time).
  * si_read_text reads short texts the same way (runtime_status), telling which changed since the last call.
+ * `recheck_every` SI_MOVING reads each file as _sysfs.MovingFile does (counters that move every read: RAPL's
+ * energy_uj): the read comes first, and the path is stat()ed only when that read failed, repeats the one before it
+ * or is longer than SI_SEEN bytes (what is kept of it); a path that names another file now is opened and read again.
  * si_attr_read reads kept files as _sysfs.MovingText.read_bytes does (a DRM client's /proc/PID/fdinfo/N), telling
  * which changed since their last read.
  * Text is parsed as Python's int() parses bytes when it is ASCII whitespace, an optional sign and at most 18
@@ -18,10 +21,13 @@
 
 enum { SI_INT = 0, SI_NONE = 1, SI_DEFER = 2, SI_SKIPPED = 3 }; /* a file's state after si_read */
 enum { SI_PAGE = 4096 };                                        /* bytes read of each file, as read_int */
+enum { SI_MOVING = 0 }; /* recheck_every: the path stat()ed only after a read that failed or repeats (above) */
+enum { SI_SEEN = 64 };  /* bytes of a moving file's last read kept to tell a repeat (_sysfs.MovingFile.COMPARED) */
 
 typedef struct si_files si_files;
 
-/* `n` paths (copied), each checked for a replaced file every `recheck_every` reads; NULL without memory. */
+/* `n` paths (copied), each checked for a replaced file every `recheck_every` reads (SI_MOVING: after a read that
+ * failed or repeats); NULL without memory. */
 si_files *si_open(const char *const *paths, size_t n, int recheck_every);
 void si_close(si_files *f);
 

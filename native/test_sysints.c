@@ -245,11 +245,56 @@ static void attrs(void)
     rmdir(dir);
 }
 
+/* SI_MOVING: the path looked at only after a read that repeats; a file renamed over is seen on that read, a write
+ * through the old one after it is read while it moves, a deleted file gives no value and a new one is opened. */
+static void moving(void)
+{
+    char dir[] = "/tmp/test_sysints.XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    char path[64], other[64];
+    snprintf(path, sizeof path, "%s/energy_uj", dir);
+    snprintf(other, sizeof other, "%s/new", dir);
+    write_file(path, "100\n");
+    const char *paths[] = {path};
+    si_files *f = si_open(paths, 1, SI_MOVING);
+    uint8_t want = 1, state;
+    int64_t value;
+    si_read(f, &want, &value, &state);
+    CHECK(state == SI_INT && value == 100, "first read: %d %lld", state, (long long)value);
+    write_file(path, "150\n");
+    si_read(f, &want, &value, &state);
+    CHECK(value == 150, "moved in place: %lld", (long long)value);
+    write_file(other, "200\n");
+    rename(other, path);
+    si_read(f, &want, &value, &state);
+    CHECK(value == 200, "renamed over, the old one repeating: the new file at once: %lld", (long long)value);
+    FILE *old = fopen(path, "r+");
+    write_file(other, "300\n");
+    rename(other, path);
+    fputs("170\n", old);
+    fflush(old);
+    si_read(f, &want, &value, &state);
+    CHECK(value == 170, "a write through the replaced file: it moved, read: %lld", (long long)value);
+    fclose(old);
+    si_read(f, &want, &value, &state);
+    CHECK(value == 300, "then it repeats: the new file: %lld", (long long)value);
+    unlink(path);
+    si_read(f, &want, &value, &state);
+    CHECK(state == SI_NONE && value == 0, "deleted: %d", state);
+    write_file(path, "400\n");
+    si_read(f, &want, &value, &state);
+    CHECK(state == SI_INT && value == 400, "made again: %lld", (long long)value);
+    si_close(f);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     parse_cases();
     read_files(argc - 1, argv + 1);
     replaced();
+    moving();
     attr_files(argc - 1, argv + 1);
     attrs();
     printf("test_sysints: %d passed, %d failed\n", passed, failed);

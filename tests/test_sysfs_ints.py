@@ -100,6 +100,65 @@ def test_replaced_and_deleted_files_are_seen_on_the_recheck(cffi_files, tmp_path
     assert [values[1] for values in seen[0]] == [None, 7, 7, 7, 7, 7, 7, 7]
 
 
+def test_moving_files_are_looked_at_only_when_a_read_repeats_and_follow_a_replaced_file(cffi_files, tmp_path):
+    """MOVING (RAPL's energy_uj): a counter that moved is read through the kept descriptor; one that repeats has its
+    path stat()ed, so a file renamed over (the old one still reads as before), its folder renamed away or the file
+    deleted is seen on that very read, as KeptFile sees it; a write through the old file after a rename is read (it
+    moved) until it repeats. Both backends alike."""
+    zone = tmp_path / "intel-rapl:0"
+    zone.mkdir()
+    path = zone / "energy_uj"
+    path.write_text("100\n")
+    readers = both(cffi_files, [str(path)], sysfs_ints.MOVING)
+    seen: list[list[int | None]] = [[], []]
+
+    def tick() -> None:
+        for reader, log in zip(readers, seen, strict=True):
+            log.extend(reader.read([True]))
+
+    tick()
+    path.write_text("150\n")  # in place: it moved
+    tick()
+    (zone / "new").write_text("200\n")
+    os.rename(zone / "new", path)  # the old file still reads 150: looked at, the new file read
+    tick()
+    with open(path, "r+") as old:
+        (zone / "new").write_text("300\n")
+        os.rename(zone / "new", path)
+        old.write("170\n")  # through the file just replaced: it moved, so it is what is read
+        old.flush()
+        tick()
+    tick()  # repeated: looked at, the new file
+    zone.rename(tmp_path / "gone")  # the folder renamed away: the old file repeats, its path is gone
+    tick()
+    (tmp_path / "gone").rename(zone)
+    tick()
+    path.unlink()
+    tick()
+    path.write_text("400\n")
+    tick()
+    assert seen[0] == seen[1] == [100, 150, 200, 170, 300, None, 300, None, 400]
+
+
+def test_a_moving_file_stats_its_path_only_after_a_read_that_repeats(tmp_path, monkeypatch):
+    """The Python twin's MovingFile: no stat() while the counter moves, one for a read that repeats or is longer than
+    what is compared, none for a file just opened."""
+    from tracklab_sysmon._sysfs import MovingFile
+
+    path = tmp_path / "energy_uj"
+    path.write_text("100\n")
+    kept = MovingFile(str(path))
+    looks: list[str] = []
+    real = os.stat
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: looks.append(p) or real(p, *a, **k))
+    assert (kept.read_int(), len(looks)) == (100, 0)
+    path.write_text("150\n")
+    assert (kept.read_int(), len(looks)) == (150, 0)
+    assert (kept.read_int(), len(looks)) == (150, 1)
+    path.write_text(" " * MovingFile.COMPARED + "7\n")
+    assert (kept.read_int(), len(looks)) == (7, 2)
+
+
 def test_the_flags_must_match_the_files(cffi_files):
     for reader in both(cffi_files, ["/nonexistent"]):
         for flags in ([True, False], []):  # too many, too few

@@ -171,16 +171,17 @@ class KeptAttribute(KeptFile):
             return False
 
 
-class MovingAttribute(KeptAttribute):
-    """A KeptAttribute for an attribute read every tick whose text usually moves (a counter): the read comes first,
-    and the kept descriptor is fstat()ed only when that read failed, repeats the one before it or is longer than
-    COMPARED bytes (what the C helper keeps of it); a file with no link left is then opened and read again. A text
-    that moved was read from a file still being written, so a busy tick skips the fstat of every counter that moved:
-    only a write through the old file after it was replaced could make it read otherwise than KeptAttribute does.
+class MovingFile(KeptFile):
+    """A KeptFile for a file read every tick whose text usually moves (a counter: RAPL's energy_uj): the read comes
+    first, and the file is looked at (`_same_file`: KeptFile's stat of the path) only when that read failed, repeats
+    the one before it or is longer than COMPARED bytes (what the C helpers keep of it); a file that is another one
+    now is then opened and read again. A text that moved was read from a file still being written, so a busy tick
+    skips the check of every counter that moved: only a write through the old file after it was replaced (or its
+    folder renamed away) could make it read otherwise than a check before every read.
     """
 
     __slots__ = ("_last",)
-    COMPARED = 64  # native/ibports.h IB_TEXT
+    COMPARED = 64  # native/ibports.h IB_TEXT, native/sysints.h SI_SEEN
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
@@ -208,6 +209,14 @@ class MovingAttribute(KeptAttribute):
                     raise OSError(failed.errno, failed.strerror, self.path) from failed
         self._last = data
         return data
+
+
+class MovingAttribute(MovingFile, KeptAttribute):
+    """MovingFile's rule with KeptAttribute's look (the kept descriptor fstat()ed: reopened when its file has no link
+    left): for attributes of folders found again by other means (InfiniBand's data counters and state).
+    """
+
+    __slots__ = ()
 
 
 class MovingText(MovingAttribute):

@@ -8,8 +8,17 @@ import os
 from collections.abc import Callable, Hashable, KeysView, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
-from .._sysfs import KeptFile, MovingText
+from .._sysfs import KeptFile, MovingFile, MovingText
 from ..hotpath import ENV_VAR, native_or_python
+
+# recheck_every: each file read as MovingFile reads it (its path stat()ed only after a read that failed or repeats), for
+# counters that move every read (RAPL's energy_uj); native/sysints.h SI_MOVING.
+MOVING = 0
+
+
+def _kept(path: str, recheck_every: int) -> KeptFile:
+    """A reader's file as `recheck_every` asks: checked every so many reads, or MovingFile's rule (MOVING)."""
+    return MovingFile(path) if recheck_every == MOVING else KeptFile(path, recheck_every=recheck_every)
 
 
 class IntFiles(Protocol):
@@ -104,7 +113,7 @@ class PyIntFiles:
     """Each file as `KeptFile.read_int` reads it (None: skipped, unreadable or not an integer): the C reader's twin."""
 
     def __init__(self, paths: Sequence[str], recheck_every: int = 1) -> None:
-        self._files = [KeptFile(path, recheck_every=recheck_every) for path in paths]
+        self._files = [_kept(path, recheck_every) for path in paths]
 
     def read(self, want: Sequence[bool]) -> list[int | None]:
         return [kept.read_int() if wanted else None for kept, wanted in zip(self._files, want, strict=True)]
@@ -114,7 +123,7 @@ class PyTextFiles:
     """Each file's first page as `KeptFile.read_page` reads it, decoded: the C reader's twin."""
 
     def __init__(self, paths: Sequence[str], recheck_every: int = 1) -> None:
-        self._files = [KeptFile(path, recheck_every=recheck_every) for path in paths]
+        self._files = [_kept(path, recheck_every) for path in paths]
 
     def read(self) -> list[str | None]:
         return [data.decode("utf-8", "replace") if (data := kept.read_page()) is not None else None
@@ -141,7 +150,8 @@ def _chosen() -> _Factories:
 
 
 def new_int_files(paths: Sequence[str], recheck_every: int = 1) -> IntFiles:
-    """An integer reader of `paths` of the chosen backend (chosen on the first call)."""
+    """An integer reader of `paths` of the chosen backend (chosen on the first call); `recheck_every` as KeptFile takes
+    it, or MOVING."""
     return _chosen()[0](paths, recheck_every)
 
 
