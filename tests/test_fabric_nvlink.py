@@ -353,3 +353,14 @@ def test_service_marks_only_nvlink_error_while_its_calls_fail_and_recovers(stub,
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_gpu_lost_between_slow_reads_is_not_asked_again_before_its_retry_period(stub, tmp_path):
+    """2 GPUs x 1 link, 1 s a tick: GPU 1 lost from tick 2 is asked nothing more for 30 s, though no slow read is due
+    (the usual tick's shortcut stands aside while a GPU is lost). GPU 0: the link count, 12 counter calls and slow
+    reads at 0, 5 and 10 s; GPU 1: the link count, its slow read at 0 s and counter calls at ticks 0-2."""
+    flag = tmp_path / "flag"
+    lines = probe(stub, "12", "--flag-at", "2", str(flag), "--counts", "nvmlDeviceGetFieldValues", GPUS="2",
+                  NVLINK="1", LOST_INDEX="1", LOST_FLAG=str(flag))
+    assert lines[-1]["counts"]["nvmlDeviceGetFieldValues"] == (1 + 12 + 3) + (1 + 1 + 3)
+    assert [line["degraded"] for line in lines[:-1]] == [None, None] + ["GPU 1 is lost"] * 10
